@@ -1,0 +1,5 @@
+"""``python -m seqvg`` runs the command line (same as ``seqvg``)."""
+
+from seqvg.cli import cli
+
+cli()

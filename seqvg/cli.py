@@ -1,0 +1,266 @@
+"""The ``seqvg`` command line: a thin layer over seqvg's importable functions.
+
+    seqvg train --task adding --cell gru --length 100
+    seqvg probe --cell lstm --length 200
+    seqvg generate adding --length 100 -n 64 --seed 0 -o batch.npz
+
+Options parse into a frozen ``RunConfig``; bad values and combinations are
+usage errors (exit code 2) with a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from seqvg.config import ACTIVATIONS, CELLS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
+from seqvg.rundir import RunDirError
+from seqvg.tasks import TASKS
+
+# TensorFlow's C++ start-up chatter hides the output a user asked for.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODEL_OPTIONS = [
+    click.option("--task", type=click.Choice(sorted(TASKS)), default="adding", show_default=True,
+                 help="Long-range task: adding problem or copy memory."),
+    click.option("--length", "-T", type=int, default=100, show_default=True,
+                 help="Dependency length T (copy sequences are T+20 long)."),
+    click.option("--cell", type=click.Choice(CELLS), default="lstm", show_default=True,
+                 help="Recurrent cell; irnn = ReLU RNN with identity recurrent init (Le et al. 2015)."),
+    click.option("--units", type=int, default=128, show_default=True, help="Hidden units per layer."),
+    click.option("--layers", type=int, default=1, show_default=True, help="Stacked recurrent layers."),
+    click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
+                 help="Activation of the vanilla cells [default: tanh; irnn: relu]."),
+    click.option("--recurrent-init", type=click.Choice(RECURRENT_INITS), default=None,
+                 help="Recurrent weight init [default: orthogonal; irnn: identity]."),
+    click.option("--forget-bias", type=float, default=None,
+                 help="LSTM forget-gate bias at init [Keras default: 1.0]."),
+    click.option("--chrono", type=int, default=None, metavar="T_MAX",
+                 help="Chrono init of LSTM/GRU gate biases for dependencies up to T_MAX (Tallec & Ollivier 2018)."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                 help="Seeds data, weights and the probe batch."),
+    click.option("--probe-batch", type=int, default=64, show_default=True,
+                 help="Samples in the fixed probe batch."),
+]
+
+TRAIN_OPTIONS = [
+    click.option("--clip", type=float, default=0.0, show_default=True,
+                 help="Global-norm gradient clipping threshold (Pascanu et al. 2013); 0 = off."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True),
+    click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate."),
+    click.option("--batch-size", type=int, default=64, show_default=True, help="Fresh samples per step."),
+    click.option("--steps", type=int, default=5000, show_default=True, help="Maximum training steps."),
+    click.option("--eval-every", type=int, default=100, show_default=True,
+                 help="Steps between validation, metrics rows and checkpoints."),
+    click.option("--val-size", type=int, default=512, show_default=True, help="Fixed validation samples."),
+    click.option("--probe-every", type=int, default=None,
+                 help="Steps between gradient probes [default: steps/20]."),
+    click.option("--early-stop/--no-early-stop", default=True, show_default=True,
+                 help="Stop once the validation metric meets the task's solved criterion."),
+    click.option("--tensorboard", is_flag=True, help="Also write TensorBoard scalars to RUN/tensorboard."),
+]
+
+_CONFIG_FIELDS = set(RunConfig.__dataclass_fields__)
+
+
+def _apply(options):
+    def decorator(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorator
+
+
+def _usage(e: ConfigError) -> click.UsageError:
+    if e.option:
+        return click.BadParameter(str(e), param_hint=f"'--{e.option.replace('_', '-')}'")
+    return click.UsageError(str(e))
+
+
+def _config(kwargs: dict) -> RunConfig:
+    cfg = RunConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS})
+    try:
+        return cfg.resolved()
+    except ConfigError as e:
+        raise _usage(e) from None
+
+
+def _given(ctx: click.Context, kwargs: dict) -> list[str]:
+    """Run options the user typed (not defaults)."""
+    return [
+        "--" + k.replace("_", "-")
+        for k in kwargs
+        if k in _CONFIG_FIELDS and ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
+    ]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="seqvg")
+def cli():
+    """seqvg: see, measure and fix vanishing gradients in recurrent networks.
+
+    \b
+    seqvg train --cell gru --length 100      train one model, write runs/...
+    seqvg probe --cell lstm --length 200     gradient norm per timestep at init
+    seqvg generate adding -T 100 -n 64 -o b.npz   the data, for your own models
+    """
+
+
+@cli.command()
+@_apply(MODEL_OPTIONS + TRAIN_OPTIONS)
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory [default: runs/TASK-CELL-TLENGTH-sSEED].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.pass_context
+def train(ctx, out, resume, overwrite, quiet, **kwargs):
+    """Train one model on a long-range task and write its run directory.
+
+    The run directory holds config.json, metrics.csv (one row per
+    --eval-every steps), probes.npz (gradient norm per timestep at init,
+    every --probe-every steps and at the end), summary.json and model.keras.
+    A run killed at any moment continues with --resume and ends with the
+    metrics an uninterrupted run would have. Exit status: 0 done, 1 the loss
+    diverged (NaN/Inf; files kept), 2 bad options, 130 interrupted.
+
+    \b
+    Examples:
+      seqvg train --task adding --cell gru --length 100
+      seqvg train --cell rnn --length 100 --clip 1.0 --out runs/rnn-clip
+      seqvg train --resume --out runs/rnn-clip
+    """
+    from seqvg.training import default_run_name, train as run_training
+
+    if resume:
+        if out is None:
+            raise click.UsageError("--resume needs --out DIR, the run to continue")
+        given = _given(ctx, kwargs)
+        if given:
+            raise click.UsageError(
+                f"--resume takes the options from {out}/config.json; drop {', '.join(given)}"
+            )
+        if overwrite:
+            raise click.UsageError("--resume and --overwrite contradict each other")
+        cfg = RunConfig()
+    else:
+        cfg = _config(kwargs)
+    out = out or Path("runs") / default_run_name(cfg)
+    command = " ".join(shlex.quote(a) for a in ["seqvg", *sys.argv[1:]])
+    try:
+        summary = run_training(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet, command=command)
+    except ConfigError as e:
+        raise _usage(e) from None
+    except RunDirError as e:
+        raise click.UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted. Continue with: seqvg train --resume --out {out}", err=True)
+        sys.exit(130)
+    click.echo(format_run_summary(out, summary))
+    if summary["status"] == "diverged":
+        raise click.ClickException(
+            f"the loss diverged (NaN/Inf) at step {summary.get('diverged_at_step')}; files kept in {out}. "
+            "Try --clip 1.0 or a lower --lr."
+        )
+
+
+def format_run_summary(out: Path, summary: dict) -> str:
+    """A few lines a person reads after a run."""
+    from seqvg.probe import format_summary as f
+
+    final = summary.get("final") or {}
+    decay = summary.get("decay") or {}
+    solved = f"yes, at step {summary['solved_at_step']}" if summary.get("solved") else "no"
+    lines = [
+        f"run       {out}",
+        f"status    {summary['status']} after {summary.get('steps_done')} steps ({f(summary.get('wall_s'))} s)",
+        f"solved    {solved}",
+        f"val       loss {f(final.get('val_loss'))}  {summary.get('metric_name')} {f(final.get('val_metric'))}"
+        f"  (baseline loss {f(summary.get('baseline'))})",
+    ]
+    for key in ("init", "final"):
+        d = decay.get(key) or {}
+        lines.append(
+            f"gradient  {key:5s} decay {f(d.get('rate_per_100'))} decades/100 steps, horizon {f(d.get('horizon'))}, "
+            f"g0/gT {f(d.get('ratio'))}, underflow {f(d.get('underflow'))}"
+        )
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("task", type=click.Choice(sorted(TASKS)))
+@click.option("--length", "-T", type=int, required=True, help="Dependency length T.")
+@click.option("-n", "n", type=int, default=64, show_default=True, help="Number of samples.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed; -n 64 gives exactly the probe batch of a run with this seed.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output .npz file.")
+def generate(task, length, n, seed, out):
+    """Write N samples of TASK to an .npz file (arrays x, y and the parameters).
+
+    x holds the inputs exactly as seqvg's models read them (batch, time,
+    features; copy one-hot) and y the targets (adding: sums; copy: class ids
+    per step). The same seed gives the same file on every machine.
+    """
+    from seqvg.tasks import write_dataset
+
+    if length < 2:
+        raise click.BadParameter(f"must be at least 2, got {length}", param_hint="'--length'")
+    if n < 1:
+        raise click.BadParameter(f"must be positive, got {n}", param_hint="'-n'")
+    write_dataset(out, task, length, n, seed)
+    click.echo(f"wrote {out}: {n} samples of {task} T={length}, seed {seed}")
+
+
+@cli.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@_apply(MODEL_OPTIONS)
+@click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Probe on this batch (a file from `seqvg generate`) instead of the seeded probe batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.pass_context
+def probe(ctx, run_dir, data, as_json, **kwargs):
+    """Measure ||dL/dh_t|| (and ||dL/dc_t||, ||dL/dx_t||) for every timestep t.
+
+    With RUN_DIR: the run's final model. Without: an untrained model built
+    from the options, in seconds (at init, which cell keeps its gradient?).
+    All T values come from one backward pass through the recurrence.
+
+    \b
+    Examples:
+      seqvg probe --cell lstm --length 200
+      seqvg probe --cell lstm --length 200 --forget-bias 3
+      seqvg probe runs/adding-gru-T100-s0 --json
+    """
+    from seqvg.probe import format_probe, probe_run, probe_untrained
+    from seqvg.tasks import read_dataset
+
+    try:
+        batch = read_dataset(data) if data else None
+        if run_dir is not None:
+            given = _given(ctx, kwargs)
+            if given:
+                raise click.UsageError(f"a run is probed with its own options; drop {', '.join(given)}")
+            result, cfg = probe_run(run_dir, batch)
+        else:
+            cfg = _config(kwargs)
+            result, cfg = probe_untrained(cfg, batch)
+    except ConfigError as e:
+        raise _usage(e) from None
+    except (RunDirError, ValueError) as e:
+        raise click.UsageError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        click.echo(format_probe(result, cfg))
+
+
+def main():  # pragma: no cover - console entry point
+    cli()

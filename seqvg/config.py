@@ -1,0 +1,185 @@
+"""The one frozen config of a run; its fields map 1:1 to ``seqvg train`` options.
+
+    from seqvg.config import RunConfig
+    cfg = RunConfig(cell="gru", length=100).resolved()
+
+``resolved()`` fills the defaults that depend on other fields (activation and
+recurrent init of the vanilla cells, the probe schedule) so that config.json
+records every value the run actually used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from seqvg.tasks import TASKS, get_task
+
+CELLS = ("rnn", "irnn", "lstm", "gru")
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
+RECURRENT_INITS = ("orthogonal", "glorot", "identity")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+class ConfigError(ValueError):
+    """An invalid option or combination of options (a usage error)."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run (see ``seqvg train --help``)."""
+
+    task: str = "adding"
+    length: int = 100
+    cell: str = "lstm"
+    units: int = 128
+    layers: int = 1
+    activation: str | None = None
+    recurrent_init: str | None = None
+    forget_bias: float | None = None
+    chrono: int | None = None
+    clip: float = 0.0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 64
+    steps: int = 5000
+    eval_every: int = 100
+    val_size: int = 512
+    probe_every: int | None = None
+    probe_batch: int = 64
+    early_stop: bool = True
+    seed: int = 0
+    tensorboard: bool = False
+
+    def resolved(self) -> "RunConfig":
+        """Validates and returns a copy with every dependent default filled in.
+
+        Raises:
+            ConfigError: naming the offending option.
+        """
+        validate(self)
+        changes: dict = {}
+        if self.cell in ("rnn", "irnn"):
+            if self.activation is None:
+                changes["activation"] = "relu" if self.cell == "irnn" else "tanh"
+            if self.recurrent_init is None:
+                changes["recurrent_init"] = "identity" if self.cell == "irnn" else "orthogonal"
+        elif self.recurrent_init is None:
+            changes["recurrent_init"] = "orthogonal"
+        if self.probe_every is None:
+            changes["probe_every"] = max(1, self.steps // 20)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The config as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        """Builds a config from ``to_dict`` output; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    @property
+    def seq_len(self) -> int:
+        """Timesteps the model reads (copy adds 20 to the length)."""
+        return get_task(self.task).seq_len(self.length)
+
+
+def _positive(cfg: RunConfig, name: str) -> None:
+    value = getattr(cfg, name)
+    if value is None or value <= 0:
+        raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}", name)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raises ConfigError for a bad value or an incompatible combination."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}", "task")
+    if cfg.cell not in CELLS:
+        raise ConfigError(f"unknown cell {cfg.cell!r}; choose from {', '.join(CELLS)}", "cell")
+    for name in ("units", "layers", "batch_size", "steps", "eval_every", "val_size", "probe_batch"):
+        _positive(cfg, name)
+    if cfg.length < 2:
+        raise ConfigError(f"--length must be at least 2, got {cfg.length}", "length")
+    if cfg.probe_every is not None:
+        _positive(cfg, "probe_every")
+    if not cfg.lr > 0:
+        raise ConfigError(f"--lr must be positive, got {cfg.lr}", "lr")
+    if cfg.clip < 0:
+        raise ConfigError(f"--clip must be >= 0 (0 = off), got {cfg.clip}", "clip")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", "optimizer")
+    gated = cfg.cell in ("lstm", "gru")
+    if cfg.activation is not None:
+        if cfg.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {cfg.activation!r}", "activation")
+        if gated:
+            raise ConfigError(
+                f"--activation applies to the vanilla cells (rnn, irnn), not to {cfg.cell}", "activation"
+            )
+    if cfg.recurrent_init is not None:
+        if cfg.recurrent_init not in RECURRENT_INITS:
+            raise ConfigError(f"unknown recurrent init {cfg.recurrent_init!r}", "recurrent_init")
+        if gated and cfg.recurrent_init == "identity":
+            raise ConfigError(
+                f"--recurrent-init identity needs a square recurrent matrix (rnn, irnn), not {cfg.cell}",
+                "recurrent_init",
+            )
+    if cfg.forget_bias is not None and cfg.cell != "lstm":
+        raise ConfigError(f"--forget-bias applies to --cell lstm only, not {cfg.cell}", "forget_bias")
+    if cfg.chrono is not None:
+        if not gated:
+            raise ConfigError(f"--chrono applies to --cell lstm or gru, not {cfg.cell}", "chrono")
+        if cfg.chrono < 3:
+            raise ConfigError(f"--chrono T_MAX must be at least 3, got {cfg.chrono}", "chrono")
+        if cfg.forget_bias is not None:
+            raise ConfigError("--chrono sets the forget-gate bias itself; drop --forget-bias", "chrono")
+
+
+#: Float32 values kept per timestep, sample and unit for the backward pass of
+#: one cell (gate pre-activations, activations and states). Measured orders of
+#: magnitude, rounded up; the estimate only has to catch impossible runs.
+_FLOATS_PER_UNIT = {"rnn": 4, "irnn": 4, "gru": 12, "lstm": 16}
+
+
+def estimate_memory_bytes(cfg: RunConfig) -> int:
+    """Estimates the peak activation memory of one training step in bytes."""
+    per_step = cfg.batch_size * cfg.layers * cfg.units * _FLOATS_PER_UNIT[cfg.cell]
+    task = get_task(cfg.task)
+    per_step += cfg.batch_size * (task.n_inputs + (task.n_outputs if task.per_step else 0)) * 2
+    return 4 * cfg.seq_len * per_step
+
+
+def physical_memory_bytes() -> int:
+    """Total physical memory of this machine, in bytes."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16 * 2**30
+
+
+def check_memory(cfg: RunConfig, budget_fraction: float = 0.5) -> None:
+    """Refuses, before any work, a run whose activations cannot fit in memory.
+
+    Raises:
+        ConfigError: with the estimate and the machine's memory in the message.
+    """
+    need = estimate_memory_bytes(cfg)
+    have = physical_memory_bytes()
+    if need > budget_fraction * have:
+        raise ConfigError(
+            f"--length {cfg.length} with --batch-size {cfg.batch_size}, --units {cfg.units} and "
+            f"--layers {cfg.layers} ({cfg.cell}) needs about {need / 2**30:.1f} GiB of activations "
+            f"for one training step, more than half of this machine's {have / 2**30:.1f} GiB; "
+            "use a shorter --length, a smaller --batch-size or fewer --units",
+            "length",
+        )

@@ -1,0 +1,326 @@
+"""Per-timestep gradient norms through the recurrence, from one backward pass.
+
+    seqvg probe --cell lstm --length 200          # untrained model, seconds
+    seqvg probe runs/adding-gru-T100-s0           # a trained run's final model
+
+For every recurrent layer and timestep t this measures ||dL/dh_t|| (and
+||dL/dc_t|| for LSTM, the total derivative including c_t -> h_t), the gradient of the batch-mean loss with respect to the
+whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs.
+
+Method (DESIGN.md, "The gradient probe"): the forward pass re-runs each
+recurrent layer's own cell (the trained weights, the exact ops Keras's loop
+runs on a CPU) in a ``tf.while_loop`` and adds a zero tensor eps_t to the
+state after every step. dL/d(eps_t) is then dL/dh_t through the recurrence,
+for all t at once. The gradient with respect to the layer's returned
+sequence is a different quantity (off the recurrent path: it is non-zero only
+where the loss reads the sequence) and is deliberately not what is measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqvg.tasks import Task
+
+#: Steps back until the normalised gradient falls below this is the horizon.
+HORIZON_LEVEL = 1e-3
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe of a model on one batch.
+
+    Attributes:
+        loss: the probe's forward loss (equals the model's own loss).
+        h: (layers, T) norms ||dL/dh_t|| per recurrent layer, bottom first.
+        c: (layers, T) norms ||dL/dc_t|| for LSTM models, else None.
+        x: (T,) norms ||dL/dx_t||.
+    """
+
+    loss: float
+    h: np.ndarray
+    c: np.ndarray | None
+    x: np.ndarray
+
+    def summary(self) -> dict:
+        """Decay figures of the bottom layer's h curve (see ``decay_summary``)."""
+        return decay_summary(self.h[0])
+
+    def to_json(self) -> dict:
+        """JSON-ready dict: loss, h, c, x and the summary figures."""
+        return {
+            "loss": self.loss,
+            "h": self.h.astype(float).tolist(),
+            "c": None if self.c is None else self.c.astype(float).tolist(),
+            "x": self.x.astype(float).tolist(),
+            "summary": self.summary(),
+        }
+
+
+def decay_summary(g) -> dict:
+    """Summary figures of a gradient-norm curve g_t, t = 0..T-1.
+
+    The curve is normalised by its last value g_{T-1}. Norms that underflowed
+    to exactly 0 are left out of the fit and counted in ``underflow``.
+
+    Returns:
+        dict with ``rate_per_100`` (slope of the least-squares fit of
+        log10 g_t against steps *back* in time, in decades per 100 steps:
+        negative = vanishing, positive = exploding), ``horizon`` (how many
+        steps back, counting t = T-1 itself, g_t stays >= 1e-3 g_{T-1}),
+        ``ratio`` (g_0 / g_{T-1}) and ``underflow`` (count of exact zeros).
+        Values that cannot be computed are None.
+    """
+    g = np.asarray(g, dtype=np.float64)
+    length = g.shape[0]
+    underflow = int(np.sum(g == 0.0))
+    last = g[-1]
+    if not (np.isfinite(last) and last > 0):
+        return {"rate_per_100": None, "horizon": None, "ratio": None, "underflow": underflow}
+    n = g / last
+    ok = np.isfinite(n) & (n > 0)
+    t = np.arange(length, dtype=np.float64)
+    rate = None
+    if ok.sum() >= 2:
+        slope = np.polyfit(t[ok], np.log10(n[ok]), 1)[0]
+        rate = float(-100.0 * slope)  # per step back in time
+    below = ~(n >= HORIZON_LEVEL)  # NaN counts as below
+    back = below[::-1]
+    horizon = int(np.argmax(back)) if back.any() else length
+    ratio = float(n[0]) if np.isfinite(n[0]) else None
+    return {"rate_per_100": rate, "horizon": horizon, "ratio": ratio, "underflow": underflow}
+
+
+def _chain(model) -> list:
+    """The model's layers in call order, checked to be a simple chain."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    for layer in layers:
+        if isinstance(layer, keras.layers.RNN):
+            if layer.go_backwards or getattr(layer, "stateful", False):
+                raise ValueError(f"probe: layer {layer.name} runs backwards or statefully; not supported")
+        nodes = getattr(layer, "_inbound_nodes", [])
+        if len(nodes) > 1:
+            raise ValueError(f"probe: layer {layer.name} is called more than once; not a simple chain")
+    return layers
+
+
+def _lstm_step(cell, x_t, states, eps):
+    """One step of a Keras LSTMCell with eps_c added *before* h = o*act(c).
+
+    Adding eps_c to the c that the Keras cell returns would measure only the
+    carry path c_t -> c_{t+1} (zero at t = T-1); the usual BPTT delta_c_t also
+    runs through h_t. So the step is written here, with the cell's own
+    weights and activations, in the order of Keras's fused implementation.
+    """
+    import tensorflow as tf
+
+    h_prev, c_prev = states
+    eps_h, eps_c = eps
+    z = tf.matmul(x_t, cell.kernel) + tf.matmul(h_prev, cell.recurrent_kernel)
+    if cell.use_bias:
+        z = z + cell.bias
+    z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
+    i = cell.recurrent_activation(z_i)
+    f = cell.recurrent_activation(z_f)
+    c = f * c_prev + i * cell.activation(z_c) + eps_c
+    o = cell.recurrent_activation(z_o)
+    h = o * cell.activation(c) + eps_h
+    return [h, c]
+
+
+class Prober:
+    """Measures gradient norms of one model; reuse it to avoid retracing.
+
+    Args:
+        model: a Keras model that is a chain of layers (as seqvg builds them).
+        task: the task whose loss is differentiated.
+    """
+
+    def __init__(self, model, task: Task):
+        import keras
+        import tensorflow as tf
+
+        self.model = model
+        self.task = task
+        self.layers = _chain(model)
+        self.rnns = [layer for layer in self.layers if isinstance(layer, keras.layers.RNN)]
+        if not self.rnns:
+            raise ValueError("probe: the model has no recurrent layer")
+        self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
+        self._fn = tf.function(self._measure, reduce_retracing=True)
+
+    def _run_rnn(self, layer, h, eps):
+        """Runs ``layer``'s own cell over ``h`` adding eps[k][t] to state k."""
+        import keras
+        import tensorflow as tf
+
+        xs = tf.transpose(h, [1, 0, 2])
+        steps = h.shape[1]
+        batch = tf.shape(h)[0]
+        # TensorArrays (not slicing a captured tensor) keep the backward pass
+        # O(T): the gradient of a slice would be a dense (T, B, u) per step.
+        x_ta = tf.TensorArray(h.dtype, size=steps).unstack(xs)
+        eps_tas = [tf.TensorArray(e.dtype, size=steps).unstack(e) for e in eps]
+        out_ta = tf.TensorArray(h.dtype, size=steps)
+        states = tf.nest.flatten(layer.cell.get_initial_state(batch_size=batch))
+
+        lstm = isinstance(layer.cell, keras.layers.LSTMCell)
+
+        def body(t, states, out_ta):
+            x_t = x_ta.read(t)
+            if lstm:
+                new_states = _lstm_step(layer.cell, x_t, states, [ta.read(t) for ta in eps_tas])
+            else:
+                _, new_states = layer.cell(x_t, list(states), training=False)
+                new_states = [s + ta.read(t) for s, ta in zip(tf.nest.flatten(new_states), eps_tas)]
+            # The output of all Keras cells here is the first state (h).
+            return t + 1, new_states, out_ta.write(t, new_states[0])
+
+        _, states, out_ta = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), states, out_ta), maximum_iterations=steps
+        )
+        if layer.return_sequences:
+            return tf.transpose(out_ta.stack(), [1, 0, 2])
+        return states[0]
+
+    def _measure(self, x, y):
+        import keras
+        import tensorflow as tf
+
+        batch = tf.shape(x)[0]
+        steps = x.shape[1]
+        eps = [
+            [tf.zeros(tf.stack([steps, batch, layer.cell.units]), x.dtype) for _ in range(n)]
+            for layer, n in zip(self.rnns, self.n_states)
+        ]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            tape.watch(eps)
+            h = x
+            k = 0
+            for layer in self.layers:
+                if isinstance(layer, keras.layers.RNN):
+                    h = self._run_rnn(layer, h, eps[k])
+                    k += 1
+                else:
+                    h = layer(h, training=False)
+            loss = self.task.loss_fn(y, h)
+        g_x, g_eps = tape.gradient(loss, [x, eps])
+        norms = [[tf.sqrt(tf.reduce_sum(tf.square(g), axis=[1, 2])) for g in per_layer] for per_layer in g_eps]
+        x_norm = tf.sqrt(tf.reduce_sum(tf.square(g_x), axis=[0, 2]))
+        return loss, norms, x_norm
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:
+        """Probes the model on the batch (x, y)."""
+        import tensorflow as tf
+
+        expected = tuple(self.model.inputs[0].shape[1:])
+        if tuple(x.shape[1:]) != expected:
+            raise ValueError(f"probe: batch inputs have shape {tuple(x.shape[1:])}, the model reads {expected}")
+        loss, norms, x_norm = self._fn(tf.constant(x, tf.float32), tf.constant(y))
+        h = np.stack([per_layer[0].numpy() for per_layer in norms]).astype(np.float32)
+        c = None
+        if all(n == 2 for n in self.n_states):
+            c = np.stack([per_layer[1].numpy() for per_layer in norms]).astype(np.float32)
+        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32))
+
+
+def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:
+    """One-shot probe of ``model`` on the batch (x, y); see ``Prober``."""
+    return Prober(model, task)(x, y)
+
+
+def format_summary(value) -> str:
+    """Formats a summary figure for tables (None as '-')."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3g}"
+
+
+def _batch_for(cfg, batch: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded probe batch of ``cfg``, or a user's batch checked against it."""
+    from seqvg.training import probe_batch
+
+    if batch is None:
+        return probe_batch(cfg)
+    if batch["task"] != cfg.task or batch["length"] != cfg.length:
+        raise ValueError(
+            f"--data holds {batch['task']} T={batch['length']}, the model is {cfg.task} T={cfg.length}"
+        )
+    return batch["x"], batch["y"]
+
+
+def probe_untrained(cfg, batch: dict | None = None):
+    """Probes the untrained model of a resolved config.
+
+    Returns:
+        (ProbeResult, cfg).
+    """
+    from seqvg.config import check_memory
+    from seqvg.models import build_model
+    from seqvg.tasks import get_task
+
+    check_memory(cfg)
+    model = build_model(cfg)
+    return probe(model, get_task(cfg.task), *_batch_for(cfg, batch)), cfg
+
+
+def probe_run(run_dir, batch: dict | None = None):
+    """Probes the final model saved in a run directory.
+
+    Raises:
+        RunDirError: the directory has no readable config or model.
+    """
+    from pathlib import Path
+
+    import keras
+
+    from seqvg import rundir
+    from seqvg.config import RunConfig
+    from seqvg.tasks import get_task
+
+    run_dir = Path(run_dir)
+    cfg = RunConfig.from_dict(rundir.read_json(run_dir / rundir.CONFIG)["config"])
+    path = run_dir / rundir.MODEL
+    if not path.exists():
+        status = rundir.read_json(run_dir / rundir.SUMMARY).get("status") if (run_dir / rundir.SUMMARY).exists() else None
+        raise rundir.RunDirError(f"{path}: missing (run status: {status}); only a finished run has a final model")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # keras raises many types for a damaged archive
+        raise rundir.RunDirError(f"{path}: corrupt ({type(e).__name__})") from None
+    return probe(model, get_task(cfg.task), *_batch_for(cfg, batch)), cfg
+
+
+def format_probe(result: ProbeResult, cfg) -> str:
+    """Human-readable tables: summary per curve, then sampled timesteps."""
+    curves = [(f"h layer {i + 1}", g) for i, g in enumerate(result.h)]
+    if result.c is not None:
+        curves += [(f"c layer {i + 1}", g) for i, g in enumerate(result.c)]
+    curves.append(("x (input)", result.x))
+    length = result.x.shape[0]
+    lines = [
+        f"{cfg.cell} on {cfg.task} T={cfg.length} ({length} steps), units {cfg.units}, layers {cfg.layers}; "
+        f"probe loss {result.loss:.6g}",
+        "",
+        f"{'curve':<11} {'decay/100':>10} {'horizon':>8} {'g0/gT':>10} {'underflow':>9} {'g[0]':>10} {'g[T-1]':>10}",
+    ]
+    for name, g in curves:
+        s = decay_summary(g)
+        lines.append(
+            f"{name:<11} {format_summary(s['rate_per_100']):>10} {format_summary(s['horizon']):>8} "
+            f"{format_summary(s['ratio']):>10} {s['underflow']:>9} {g[0]:>10.3g} {g[-1]:>10.3g}"
+        )
+    lines += ["", "decay/100: decades per 100 steps back in time (negative = vanishing)", ""]
+    ts = sorted(set(np.linspace(0, length - 1, 11).round().astype(int).tolist()))
+    lines.append(f"{'t':>6} " + " ".join(f"{name:>11}" for name, _ in curves))
+    for t in ts:
+        lines.append(f"{t:>6} " + " ".join(f"{g[t]:>11.3e}" for _, g in curves))
+    return "\n".join(lines)

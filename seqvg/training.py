@@ -1,0 +1,508 @@
+"""One training run: config in, run directory out.
+
+    seqvg train --task adding --cell gru --length 100 --out runs/gru100
+
+    from seqvg.config import RunConfig
+    from seqvg.training import train
+    summary = train(RunConfig(cell="gru", length=100), "runs/gru100")
+
+Training batch ``s`` is drawn from ``stream(seed, TRAIN, s)``; evaluation,
+logging, probing and checkpointing happen on fixed step multiples, and a
+checkpoint is written only right after a logged row. A run resumed from its
+last checkpoint therefore repeats exactly what the interrupted run would have
+done: same data, same weights, same metrics.csv rows (wall_s aside).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seqvg import rundir
+from seqvg.config import ConfigError, RunConfig, check_memory
+from seqvg.rundir import RunDirError
+from seqvg.tasks import STREAM_PROBE, STREAM_TRAIN, STREAM_VAL, get_task, stream
+
+EVAL_CHUNK = 256  # validation samples per forward pass (bounds memory)
+
+
+class RunExistsError(RunDirError):
+    """The output directory holds a run and --overwrite was not given."""
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    """Directory name of a run under runs/: task, cell, length and seed."""
+    return f"{cfg.task}-{cfg.cell}-T{cfg.length}-s{cfg.seed}"
+
+
+def versions() -> dict:
+    """Versions of seqvg and the packages that decide its numbers."""
+    import keras
+    import tensorflow as tf
+
+    from seqvg import __version__
+
+    return {
+        "seqvg": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def device_description() -> str:
+    """The device TensorFlow computes on, in words."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)}"
+    return f"CPU: {platform.machine()}, {os.cpu_count()} cores"
+
+
+def probe_batch(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed probe batch of a config (same as ``seqvg generate --seed``)."""
+    return get_task(cfg.task).generate(stream(cfg.seed, STREAM_PROBE), cfg.probe_batch, cfg.length)
+
+
+@contextmanager
+def _locked(path: Path):
+    """Holds an exclusive lock on a run directory for the life of a run."""
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"{path}: in use by another seqvg process") from None
+        yield
+
+
+@dataclass
+class _State:
+    """What a checkpoint restores besides weights."""
+
+    step: int = 0
+    wall_s: float = 0.0
+    solved_at_step: int | None = None
+    rows: list[dict] = field(default_factory=list)
+    probe_steps: list[int] = field(default_factory=list)
+    probe_h: list[np.ndarray] = field(default_factory=list)
+    probe_c: list[np.ndarray] = field(default_factory=list)
+    probe_x: list[np.ndarray] = field(default_factory=list)
+    probe_loss: list[float] = field(default_factory=list)
+    probe_summary: list[dict] = field(default_factory=list)
+
+
+def _weight_groups(model) -> list:
+    """(column name, layer) for every layer with weights, bottom to top."""
+    return [(f"weight_change/{layer.name}", layer) for layer in model.layers if layer.weights]
+
+
+def _flat_weights(layer) -> np.ndarray:
+    return np.concatenate([np.ravel(w) for w in layer.get_weights()]).astype(np.float64)
+
+
+class _Progress:
+    """A progress bar on a terminal, one line per logged row otherwise."""
+
+    def __init__(self, cfg: RunConfig, start: int, enabled: bool):
+        import click
+
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.text = ""
+        self.bar = None
+        if self.tty:
+            self.bar = click.progressbar(
+                length=cfg.steps,
+                label=f"{cfg.cell} {cfg.task} T={cfg.length}",
+                file=sys.stderr,
+                show_pos=True,
+                item_show_func=lambda _: self.text,
+            )
+            self.bar.__enter__()
+            self.bar.update(start)
+
+    def step(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def row(self, text: str) -> None:
+        self.text = text
+        if self.bar is not None:
+            self.bar.render_progress()
+        elif self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def train(
+    cfg: RunConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
+    """Trains one model and writes its run directory.
+
+    Args:
+        cfg: the run's options (resolved here; ignored when resuming, which
+            reads the directory's own config.json).
+        out: the run directory.
+        resume: continue the run in ``out`` from its last checkpoint.
+        overwrite: replace an existing run in ``out``.
+        progress: show a progress bar (or per-row lines) on stderr.
+        command: the command line to record in config.json.
+
+    Returns:
+        The summary (as written to summary.json).
+
+    Raises:
+        ConfigError: bad options or a run that cannot fit in memory.
+        RunDirError: a missing/corrupt run to resume, or an existing one.
+    """
+    out = Path(out)
+    if resume:
+        cfg = _config_to_resume(out)
+    else:
+        cfg = cfg.resolved()
+        if out.exists() and any(p.name != ".lock" for p in out.iterdir()):
+            if not overwrite:
+                raise RunExistsError(f"{out}: already holds a run; pass --overwrite to replace it or --resume")
+            shutil.rmtree(out)
+    check_memory(cfg)
+    if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'seqvg[tensorboard]'", "tensorboard")
+    with _locked(out):
+        if resume:
+            summary = rundir.read_json(out / rundir.SUMMARY) if (out / rundir.SUMMARY).exists() else {}
+            if summary.get("status") in ("completed", "diverged"):
+                return summary
+        return _Run(cfg, out, command).run(resume=resume, progress=progress)
+
+
+def _config_to_resume(out: Path) -> RunConfig:
+    if not out.is_dir():
+        raise RunDirError(f"{out}: no such run directory to resume")
+    if not (out / rundir.CONFIG).exists():
+        raise RunDirError(
+            f"{out}: not a complete seqvg run (config.json missing: it was stopped before it started); "
+            "start it again with --overwrite"
+        )
+    try:
+        return RunConfig.from_dict(rundir.read_json(out / rundir.CONFIG)["config"]).resolved()
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunDirError(f"{out / rundir.CONFIG}: corrupt ({e})") from None
+
+
+class _Run:
+    """The state and steps of one training run (see ``train``)."""
+
+    def __init__(self, cfg: RunConfig, out: Path, command: str | None):
+        import tensorflow as tf
+
+        from seqvg.models import build_model, compile_model
+        from seqvg.probe import Prober
+
+        # Same seed on CPU -> identical metrics: ask TF for deterministic ops.
+        tf.config.experimental.enable_op_determinism()
+        self.cfg = cfg
+        self.out = out
+        self.command = command
+        self.task = get_task(cfg.task)
+        self.model = build_model(cfg)
+        compile_model(self.model, cfg)
+        self.optimizer = self.model.optimizer
+        self.optimizer.build(self.model.trainable_variables)
+        self.prober = Prober(self.model, self.task)
+        self.groups = _weight_groups(self.model)
+        self.columns = ["step", "loss", "metric", "val_loss", "val_metric", "grad_norm", "grad_norm_max", "wall_s"]
+        self.columns += [name for name, _ in self.groups]
+        self.val = self.task.generate(stream(cfg.seed, STREAM_VAL), cfg.val_size, cfg.length)
+        self.probe_xy = probe_batch(cfg)
+        self.state = _State()
+        self._train_step = tf.function(self._train_step_impl)
+        self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        self.tb = None
+
+    # -- compiled pieces ---------------------------------------------------
+    def _train_step_impl(self, x, y):
+        import tensorflow as tf
+
+        model = self.model
+        with tf.GradientTape() as tape:
+            pred = model(x, training=True)
+            loss = self.task.loss_fn(y, pred)
+        grads = tape.gradient(loss, model.trainable_variables)
+        # Norm before clipping: the exploding-gradient symptom is this number.
+        gnorm = tf.linalg.global_norm(grads)
+        self.optimizer.apply(grads, model.trainable_variables)
+        return loss, self.task.metric_fn(y, pred), gnorm
+
+    def evaluate(self) -> tuple[float, float]:
+        """Validation loss and metric over the fixed validation set."""
+        import tensorflow as tf
+
+        x, y = self.val
+        total_loss = total_metric = 0.0
+        for i in range(0, len(x), EVAL_CHUNK):
+            xb, yb = x[i : i + EVAL_CHUNK], y[i : i + EVAL_CHUNK]
+            pred = self._predict(tf.constant(xb))
+            n = len(xb)
+            total_loss += float(self.task.loss_fn(yb, pred)) * n
+            total_metric += float(self.task.metric_fn(yb, pred)) * n
+        return total_loss / len(x), total_metric / len(x)
+
+    # -- files ---------------------------------------------------------------
+    def _write_config(self) -> None:
+        rundir.write_json(
+            self.out / rundir.CONFIG,
+            {
+                "config": self.cfg.to_dict(),
+                "seed": self.cfg.seed,
+                "versions": versions(),
+                "device": device_description(),
+                "command": self.command,
+                "seq_len": self.cfg.seq_len,
+                "baseline": self.task.baseline(self.cfg.length),
+                "metric_name": self.task.metric_name,
+            },
+        )
+
+    def _write_probes(self) -> None:
+        s = self.state
+        arrays = {
+            "steps": np.asarray(s.probe_steps, dtype=np.int64),
+            "h": np.stack(s.probe_h).astype(np.float32),
+            "x": np.stack(s.probe_x).astype(np.float32),
+            "loss": np.asarray(s.probe_loss, dtype=np.float32),
+        }
+        if s.probe_c:
+            arrays["c"] = np.stack(s.probe_c).astype(np.float32)
+        rundir.write_npz(self.out / rundir.PROBES, **arrays)
+
+    def _write_summary(self, status: str, **extra) -> dict:
+        s = self.state
+        last = s.rows[-1] if s.rows else {}
+        evals = [r for r in s.rows if not math.isnan(r.get("val_loss", math.nan))]
+        last_eval = evals[-1] if evals else {}
+        summary = {
+            "status": status,
+            "solved": s.solved_at_step is not None,
+            "solved_at_step": s.solved_at_step,
+            "steps_done": s.step,
+            "final": {
+                "loss": last.get("loss"),
+                "metric": last.get("metric"),
+                "val_loss": last_eval.get("val_loss"),
+                "val_metric": last_eval.get("val_metric"),
+            },
+            "decay": {
+                "init": s.probe_summary[0] if s.probe_summary else None,
+                "final": s.probe_summary[-1] if s.probe_summary else None,
+            },
+            "metric_name": self.task.metric_name,
+            "baseline": self.task.baseline(self.cfg.length),
+            "wall_s": s.wall_s,
+        }
+        summary.update(extra)
+        rundir.write_json(self.out / rundir.SUMMARY, summary)
+        return summary
+
+    def _checkpoint(self) -> None:
+        s = self.state
+        arrays = {
+            "step": np.int64(s.step),
+            "wall_s": np.float64(s.wall_s),
+            "solved_at_step": np.int64(-1 if s.solved_at_step is None else s.solved_at_step),
+        }
+        for i, w in enumerate(self.model.get_weights()):
+            arrays[f"weight_{i}"] = w
+        for i, v in enumerate(self.optimizer.variables):
+            arrays[f"opt_{i}"] = np.asarray(v.numpy())
+        rundir.write_npz(self.out / rundir.CHECKPOINTS / rundir.STATE, **arrays)
+
+    def _restore(self) -> None:
+        """Loads the last checkpoint and drops rows/probes written after it."""
+        path = self.out / rundir.CHECKPOINTS / rundir.STATE
+        if not path.exists():
+            return  # killed before the first checkpoint: start over
+        ck = rundir.read_npz(path)
+        n_w = len(self.model.weights)
+        n_o = len(self.optimizer.variables)
+        if sum(k.startswith("weight_") for k in ck) != n_w or sum(k.startswith("opt_") for k in ck) != n_o:
+            raise RunDirError(f"{path}: corrupt (weights do not match the run's model)")
+        self.model.set_weights([ck[f"weight_{i}"] for i in range(n_w)])
+        for i, v in enumerate(self.optimizer.variables):
+            v.assign(ck[f"opt_{i}"])
+        s = self.state
+        s.step = int(ck["step"])
+        s.wall_s = float(ck["wall_s"])
+        s.solved_at_step = None if int(ck["solved_at_step"]) < 0 else int(ck["solved_at_step"])
+        _, rows = rundir.read_csv(self.out / rundir.METRICS)
+        s.rows = [r for r in rows if r["step"] <= s.step]
+        probes = rundir.read_npz(self.out / rundir.PROBES)
+        keep = probes["steps"] <= s.step
+        s.probe_steps = [int(v) for v in probes["steps"][keep]]
+        s.probe_h = list(probes["h"][keep])
+        s.probe_x = list(probes["x"][keep])
+        s.probe_loss = [float(v) for v in probes["loss"][keep]]
+        if "c" in probes:
+            s.probe_c = list(probes["c"][keep])
+        s.probe_summary = [_summary_of(h) for h in s.probe_h]
+
+    # -- the loop ------------------------------------------------------------
+    def _probe(self) -> None:
+        r = self.prober(*self.probe_xy)
+        s = self.state
+        s.probe_steps.append(s.step)
+        s.probe_h.append(r.h)
+        s.probe_x.append(r.x)
+        s.probe_loss.append(r.loss)
+        if r.c is not None:
+            s.probe_c.append(r.c)
+        s.probe_summary.append(r.summary())
+        self._write_probes()
+
+    def _log_row(self, window: dict, prev_weights: list[np.ndarray]) -> dict:
+        s = self.state
+        val_loss, val_metric = self.evaluate()
+        row = {
+            "step": s.step,
+            "loss": float(np.mean(window["loss"])) if window["loss"] else math.nan,
+            "metric": float(np.mean(window["metric"])) if window["metric"] else math.nan,
+            "val_loss": val_loss,
+            "val_metric": val_metric,
+            "grad_norm": float(np.mean(window["gnorm"])) if window["gnorm"] else math.nan,
+            "grad_norm_max": float(np.max(window["gnorm"])) if window["gnorm"] else math.nan,
+            "wall_s": s.wall_s,
+        }
+        for (name, layer), prev in zip(self.groups, prev_weights):
+            now = _flat_weights(layer)
+            denom = np.linalg.norm(prev)
+            row[name] = float(np.linalg.norm(now - prev) / denom) if s.rows and denom > 0 else math.nan
+        s.rows.append(row)
+        rundir.write_csv(self.out / rundir.METRICS, self.columns, s.rows)
+        if self.tb is not None:
+            import tensorflow as tf
+
+            with self.tb.as_default():
+                for k, v in row.items():
+                    if k != "step" and math.isfinite(v):
+                        tf.summary.scalar(k, v, step=s.step)
+            self.tb.flush()
+        return row
+
+    def run(self, *, resume: bool, progress: bool) -> dict:
+        """Runs (or resumes) the loop and returns the summary."""
+        import tensorflow as tf
+
+        cfg, s = self.cfg, self.state
+        if resume:
+            self._restore()
+        else:
+            self._write_config()
+        if cfg.tensorboard:
+            self.tb = tf.summary.create_file_writer(str(self.out / "tensorboard"))
+        self._write_summary("running")
+        if s.step == 0:
+            # Step 0: the untrained model, the reference for everything later.
+            self._log_row({"loss": [], "metric": [], "gnorm": []}, [_flat_weights(l) for _, l in self.groups])
+            self._probe()
+            self._checkpoint()
+        bar = _Progress(cfg, s.step, progress)
+        prev_weights = [_flat_weights(layer) for _, layer in self.groups]
+        window: dict = {"loss": [], "metric": [], "gnorm": []}
+        t_last = time.perf_counter()
+        try:
+            while s.step < cfg.steps and not (cfg.early_stop and s.solved_at_step is not None):
+                x, y = self.task.generate(stream(cfg.seed, STREAM_TRAIN, s.step + 1), cfg.batch_size, cfg.length)
+                loss, metric, gnorm = self._train_step(tf.constant(x), tf.constant(y))
+                loss, metric, gnorm = float(loss), float(metric), float(gnorm)
+                s.step += 1
+                window["loss"].append(loss)
+                window["metric"].append(metric)
+                window["gnorm"].append(gnorm)
+                bar.step()
+                if not (math.isfinite(loss) and math.isfinite(gnorm)):
+                    return self._diverged(window, bar, t_last)
+                if s.step % cfg.eval_every == 0 or s.step == cfg.steps:
+                    now = time.perf_counter()
+                    s.wall_s += now - t_last
+                    t_last = now
+                    row = self._log_row(window, prev_weights)
+                    if s.solved_at_step is None and self.task.is_solved(row["val_metric"]):
+                        s.solved_at_step = s.step
+                    if s.step % cfg.probe_every == 0:
+                        self._probe()
+                    bar.row(_row_text(cfg, self.task, row))
+                    window = {"loss": [], "metric": [], "gnorm": []}
+                    prev_weights = [_flat_weights(layer) for _, layer in self.groups]
+                    self._checkpoint()
+                elif s.step % cfg.probe_every == 0:
+                    self._probe()
+        except KeyboardInterrupt:
+            bar.close()
+            self._write_summary("interrupted")
+            raise
+        bar.close()
+        if s.probe_steps[-1] != s.step:
+            self._probe()
+        self._save_model()
+        self._checkpoint()
+        return self._write_summary("completed")
+
+    def _save_model(self) -> None:
+        # Keras insists on the .keras suffix, so the temp name keeps it.
+        tmp = self.out / ".model.tmp.keras"
+        self.model.save(tmp)
+        os.replace(tmp, self.out / rundir.MODEL)
+
+    def _diverged(self, window: dict, bar: _Progress, t_last: float) -> dict:
+        """Ends a run whose loss or gradient went NaN/Inf, keeping its files."""
+        s = self.state
+        bar.close()
+        s.wall_s += time.perf_counter() - t_last
+        row = {
+            "step": s.step,
+            "loss": float(np.mean(window["loss"])),
+            "metric": float(np.mean(window["metric"])),
+            "grad_norm": float(np.mean(window["gnorm"])),
+            "grad_norm_max": float(np.max(window["gnorm"])),
+            "wall_s": s.wall_s,
+        }
+        s.rows.append(row)
+        rundir.write_csv(self.out / rundir.METRICS, self.columns, s.rows)
+        # No model.keras: its weights are NaN. The last checkpoint is kept.
+        return self._write_summary("diverged", diverged_at_step=s.step)
+
+
+def _summary_of(h: np.ndarray) -> dict:
+    from seqvg.probe import decay_summary
+
+    return decay_summary(h[0])
+
+
+def _row_text(cfg: RunConfig, task, row: dict) -> str:
+    return (
+        f"step {row['step']}/{cfg.steps}  loss {row['loss']:.4g}  "
+        f"val_loss {row['val_loss']:.4g}  val_{task.metric_name} {row['val_metric']:.4g}"
+    )

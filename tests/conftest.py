@@ -1,0 +1,23 @@
+"""Shared test settings: headless plotting, quiet TensorFlow, tiny configs."""
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from seqvg.config import RunConfig  # noqa: E402
+
+#: Options of a run small enough for a test: seconds on 2 cores.
+TINY = dict(length=10, units=8, steps=30, eval_every=10, val_size=64, batch_size=16, probe_batch=8)
+
+
+@pytest.fixture
+def tiny_cfg():
+    """Factory for a tiny RunConfig; keyword arguments override."""
+
+    def make(**kw):
+        return RunConfig(**{**TINY, **kw})
+
+    return make

@@ -1,0 +1,243 @@
+"""Training runs: the run-directory contract, determinism, resume, NaN, early stop."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seqvg import rundir
+from seqvg.cli import cli
+from seqvg.training import train
+
+from conftest import TINY
+
+
+def _tiny_args(**kw):
+    opts = {**TINY, **kw}
+    args = []
+    for k, v in opts.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def _metrics_without_wall(path):
+    cols, rows = rundir.read_csv(path / rundir.METRICS)
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+def test_run_directory_contract(tiny_cfg, tmp_path):
+    out = tmp_path / "run"
+    summary = train(tiny_cfg(cell="lstm", layers=2), out, progress=False)
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    assert names == {"config.json", "metrics.csv", "probes.npz", "summary.json", "model.keras", "checkpoints"}
+    config = json.loads((out / "config.json").read_text())
+    assert {"config", "seed", "versions", "device", "command"} <= set(config)
+    assert config["config"]["cell"] == "lstm" and config["config"]["probe_every"] == 1
+    assert {"tensorflow", "keras", "numpy", "seqvg"} <= set(config["versions"])
+    cols, rows = rundir.read_csv(out / "metrics.csv")
+    for c in ("step", "loss", "metric", "val_loss", "val_metric", "grad_norm", "wall_s"):
+        assert c in cols
+    assert "weight_change/lstm_1" in cols and "weight_change/lstm_2" in cols and "weight_change/head" in cols
+    assert [r["step"] for r in rows] == [0, 10, 20, 30]
+    assert all(r["weight_change/lstm_1"] > 0 for r in rows[1:])
+    p = rundir.read_npz(out / "probes.npz")
+    assert p["steps"][0] == 0 and p["steps"][-1] == 30
+    assert p["h"].shape == (len(p["steps"]), 2, 10) and p["c"].shape == p["h"].shape
+    assert p["x"].shape == (len(p["steps"]), 10) and p["h"].dtype == np.float32
+    s = json.loads((out / "summary.json").read_text())
+    assert s == summary
+    assert s["status"] == "completed" and s["solved"] is False and s["solved_at_step"] is None
+    assert set(s["final"]) == {"loss", "metric", "val_loss", "val_metric"}
+    assert set(s["decay"]) == {"init", "final"}
+    assert {"rate_per_100", "horizon", "ratio"} <= set(s["decay"]["init"])
+    assert s["final"]["val_loss"] == pytest.approx(rows[-1]["val_loss"])
+
+
+def test_model_keras_loads_without_seqvg_objects(tiny_cfg, tmp_path):
+    import keras
+
+    out = tmp_path / "run"
+    train(tiny_cfg(cell="gru", task="copy", chrono=20), out, progress=False)
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.output_shape == (None, 30, 10)
+
+
+def test_same_seed_same_metrics(tiny_cfg, tmp_path):
+    train(tiny_cfg(cell="gru", seed=3), tmp_path / "a", progress=False)
+    train(tiny_cfg(cell="gru", seed=3), tmp_path / "b", progress=False)
+    train(tiny_cfg(cell="gru", seed=4), tmp_path / "c", progress=False)
+    a, b, c = (_metrics_without_wall(tmp_path / n) for n in "abc")
+    assert a == b
+    assert a != c
+    pa, pb = rundir.read_npz(tmp_path / "a" / "probes.npz"), rundir.read_npz(tmp_path / "b" / "probes.npz")
+    np.testing.assert_array_equal(pa["h"], pb["h"])
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
+    """Kill -9 a real process mid-run, resume, compare with a clean run."""
+    args = _tiny_args(cell="rnn", steps=400, eval_every=20, length=12)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    ref = tmp_path / "ref"
+    subprocess.run([sys.executable, "-m", "seqvg", "train", *args, "-q", "--out", str(ref)], check=True, env=env)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "seqvg", "train", *args, "-q", "--out", str(out)], env=env)
+    state = out / "checkpoints" / "state.npz"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for a checkpoint past step 0, then kill
+        if state.exists() and int(rundir.read_npz(state)["step"]) >= 100:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_summary = json.loads((out / "summary.json").read_text())
+    assert killed_summary["status"] in ("running", "completed")
+    r = subprocess.run([sys.executable, "-m", "seqvg", "train", "--resume", "--out", str(out), "-q"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _metrics_without_wall(out) == _metrics_without_wall(ref)
+    pr, po = rundir.read_npz(ref / "probes.npz"), rundir.read_npz(out / "probes.npz")
+    np.testing.assert_array_equal(pr["steps"], po["steps"])
+    np.testing.assert_array_equal(pr["h"], po["h"])
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
+def test_resume_in_process_from_checkpoint(tiny_cfg, tmp_path):
+    """Truncating to an earlier checkpoint and resuming reproduces the run."""
+    cfg = tiny_cfg(cell="lstm", steps=40)
+    train(cfg, tmp_path / "ref", progress=False)
+    out = tmp_path / "run"
+    train(cfg.__class__(**{**cfg.to_dict(), "steps": 20}), out, progress=False)
+    # Pretend the process died at step 20 of a 40-step run.
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["steps"] = 40
+    config["config"]["probe_every"] = 2
+    rundir.write_json(out / "config.json", config)
+    rundir.write_json(out / "summary.json", {"status": "running"})
+    train(None, out, resume=True, progress=False)
+    assert _metrics_without_wall(out) == _metrics_without_wall(tmp_path / "ref")
+
+
+def test_nan_loss_ends_diverged_keeping_files(tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        cli, ["train", *_tiny_args(cell="irnn", optimizer="sgd", lr=1e12, steps=50), "--out", str(out), "-q"]
+    )
+    assert r.exit_code == 1, r.output
+    assert "diverged" in r.output and "Traceback" not in r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "diverged" and s["diverged_at_step"] >= 1
+    _, rows = rundir.read_csv(out / "metrics.csv")
+    assert rows[0]["step"] == 0 and not np.isfinite(rows[-1]["loss"])
+    assert (out / "probes.npz").exists() and (out / "config.json").exists()
+
+
+def test_early_stop_when_solved(tmp_path):
+    """Adding with T=2 is solved in a few hundred steps; the run stops there."""
+    out = tmp_path / "run"
+    s = train(
+        __import__("seqvg.config", fromlist=["RunConfig"]).RunConfig(
+            length=2, cell="gru", units=16, lr=1e-2, steps=2000, eval_every=25, val_size=128, probe_batch=8
+        ),
+        out,
+        progress=False,
+    )
+    assert s["solved"] and s["status"] == "completed"
+    assert s["steps_done"] == s["solved_at_step"] < 2000
+    _, rows = rundir.read_csv(out / "metrics.csv")
+    assert rows[-1]["val_metric"] < 0.01 and rows[-2]["val_metric"] >= 0.01
+
+
+def test_tensorboard_scalars(tiny_cfg, tmp_path):
+    train(tiny_cfg(cell="rnn", tensorboard=True), tmp_path / "run", progress=False)
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_cli_train_prints_summary(tmp_path):
+    r = CliRunner().invoke(cli, ["train", *_tiny_args(cell="gru"), "--out", str(tmp_path / "r"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "status    completed" in r.output and "gradient  init" in r.output
+
+
+BAD_OPTIONS = [
+    (["--cell", "transformer"], "--cell"),
+    (["--length", "1"], "--length"),
+    (["--units", "0"], "--units"),
+    (["--steps", "-5"], "--steps"),
+    (["--lr", "0"], "--lr"),
+    (["--clip", "-1"], "--clip"),
+    (["--cell", "gru", "--forget-bias", "2"], "--forget-bias"),
+    (["--cell", "rnn", "--chrono", "100"], "--chrono"),
+    (["--cell", "lstm", "--chrono", "1"], "--chrono"),
+    (["--cell", "lstm", "--activation", "relu"], "--activation"),
+    (["--cell", "gru", "--recurrent-init", "identity"], "--recurrent-init"),
+    (["--task", "parity"], "--task"),
+    (["--length", "abc"], "--length"),
+    (["--length", "10000000", "--batch-size", "4096"], "GiB"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD_OPTIONS)
+def test_bad_options_are_usage_errors(args, needle, tmp_path):
+    r = CliRunner().invoke(cli, ["train", *args, "--out", str(tmp_path / "r"), "-q"])
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_existing_run_not_overwritten(tiny_cfg, tmp_path):
+    out = tmp_path / "r"
+    train(tiny_cfg(cell="rnn"), out, progress=False)
+    before = (out / "metrics.csv").read_bytes()
+    r = CliRunner().invoke(cli, ["train", *_tiny_args(cell="gru"), "--out", str(out), "-q"])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert (out / "metrics.csv").read_bytes() == before
+    r = CliRunner().invoke(cli, ["train", *_tiny_args(cell="gru"), "--out", str(out), "-q", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["config"]["cell"] == "gru"
+
+
+def test_resume_of_completed_run_is_a_no_op(tiny_cfg, tmp_path):
+    out = tmp_path / "r"
+    train(tiny_cfg(cell="rnn"), out, progress=False)
+    before = (out / "metrics.csv").read_bytes()
+    r = CliRunner().invoke(cli, ["train", "--resume", "--out", str(out), "-q"])
+    assert r.exit_code == 0 and "completed" in r.output
+    assert (out / "metrics.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "setup,needle",
+    [
+        ("missing", "no such run directory"),
+        ("empty", "config.json missing"),
+        ("corrupt_config", "corrupt"),
+        ("corrupt_checkpoint", "corrupt"),
+        ("options", "drop --cell"),
+        ("no_out", "--resume needs --out"),
+    ],
+)
+def test_resume_bad_directories(setup, needle, tiny_cfg, tmp_path):
+    out = tmp_path / "r"
+    args = ["train", "--resume", "--out", str(out), "-q"]
+    if setup == "empty":
+        out.mkdir()
+    elif setup in ("corrupt_config", "corrupt_checkpoint", "options"):
+        train(tiny_cfg(cell="rnn"), out, progress=False)
+        rundir.write_json(out / "summary.json", {"status": "running"})
+        if setup == "corrupt_config":
+            (out / "config.json").write_text('{"config": {"cell": ')
+        elif setup == "corrupt_checkpoint":
+            (out / "checkpoints" / "state.npz").write_bytes(b"PK\x03\x04 half a zip")
+        else:
+            args += ["--cell", "gru"]
+    elif setup == "no_out":
+        args = ["train", "--resume", "-q"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and "Traceback" not in r.output
