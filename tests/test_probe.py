@@ -1,0 +1,262 @@
+"""The probe against independent oracles.
+
+(a) a slow reference that splits Keras's own layer at every timestep t and
+    differentiates the loss with respect to the state handed across the split;
+(b) a linear RNN with scalar weight w, where ||dL/dh_t|| = |w|^(T-1-t) ||dL/dh_{T-1}||;
+(c) the probe's loss equals model.evaluate's;
+(d) the gradient w.r.t. the returned sequence is a different quantity.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from seqvg.cli import cli
+from seqvg.config import RunConfig
+from seqvg.models import build_model, compile_model
+from seqvg.probe import Prober, decay_summary, probe
+from seqvg.tasks import get_task, stream
+from seqvg.training import train
+
+
+def _chain(model):
+    return [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+
+
+def _splittable(layer):
+    """A copy of ``layer`` that returns its whole sequence and its final state."""
+    cfg = {**layer.get_config(), "return_sequences": True, "return_state": True, "name": layer.name + "_ref"}
+    twin = type(layer).from_config(cfg)
+    twin.build((None, None, layer.input.shape[-1]))
+    twin.set_weights(layer.get_weights())
+    return twin
+
+
+def reference_probe(model, task, x, y):
+    """O(T^2) oracle: one tape per (layer, t), using Keras's own layer loop.
+
+    For LSTM the split gives dL/dc_t along the carry path only; the total
+    BPTT derivative adds dL/dh_t * o_t * tanh'(c_t) (h_t = o_t tanh(c_t)),
+    with o_t computed here from the layer's weights.
+    """
+    layers = _chain(model)
+    x = tf.constant(x)
+    steps = x.shape[1]
+    h_norms, c_norms = [], []
+    for li, layer in enumerate(layers):
+        if not isinstance(layer, keras.layers.RNN):
+            continue
+        below = x
+        for l in layers[:li]:
+            below = l(below)
+        twin = _splittable(layer)
+        lstm = isinstance(layer, keras.layers.LSTM)
+        hs, cs = [], []
+        for t in range(steps):
+            seq1, *state = twin(below[:, : t + 1])
+            with tf.GradientTape() as tape:
+                tape.watch(state)
+                parts = [seq1[:, :t], state[0][:, None, :]]
+                if t < steps - 1:
+                    seq2 = twin(below[:, t + 1 :], initial_state=state)[0]
+                    parts.append(seq2)
+                seq = tf.concat(parts, axis=1)
+                out = seq if layer.return_sequences else seq[:, -1]
+                for l in layers[li + 1 :]:
+                    out = l(out)
+                loss = task.loss_fn(y, out)
+            grads = tape.gradient(loss, state)
+            g_h = grads[0]
+            hs.append(float(tf.norm(g_h)))
+            if lstm:
+                g_c = grads[1] if grads[1] is not None else tf.zeros_like(state[1])
+                kernel, rec, bias = (w.numpy() for w in layer.cell.weights)
+                u = layer.cell.units
+                h_prev = seq1[:, t - 1].numpy() if t > 0 else np.zeros_like(state[0].numpy())
+                z_o = below[:, t].numpy() @ kernel[:, 3 * u :] + h_prev @ rec[:, 3 * u :] + bias[3 * u :]
+                o = 1 / (1 + np.exp(-z_o))
+                c_t = state[1].numpy()
+                total = g_c.numpy() + g_h.numpy() * o * (1 - np.tanh(c_t) ** 2)
+                cs.append(float(np.linalg.norm(total)))
+        h_norms.append(hs)
+        if lstm:
+            c_norms.append(cs)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = task.loss_fn(y, model(x))
+    gx = tape.gradient(loss, x).numpy()
+    x_norm = np.sqrt((gx**2).sum(axis=(0, 2)))
+    return np.array(h_norms), (np.array(c_norms) if c_norms else None), x_norm, float(loss)
+
+
+CASES = [
+    dict(cell="rnn"),
+    dict(cell="lstm"),
+    dict(cell="gru"),
+    dict(cell="irnn"),
+    dict(cell="lstm", layers=2),
+    dict(cell="gru", layers=2, task="copy", length=6),
+    dict(cell="rnn", activation="sigmoid", recurrent_init="glorot"),
+]
+
+
+@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+def test_probe_matches_per_timestep_reference(kw):
+    cfg = RunConfig(**{"length": 16, "units": 6, **kw}).resolved()
+    model = build_model(cfg)
+    task = get_task(cfg.task)
+    x, y = task.generate(stream(1, 3), 8, cfg.length)
+    r = probe(model, task, x, y)
+    ref_h, ref_c, ref_x, ref_loss = reference_probe(model, task, x, y)
+    assert r.loss == pytest.approx(ref_loss, rel=1e-5)
+    np.testing.assert_allclose(r.h, ref_h, rtol=1e-4, atol=0)
+    np.testing.assert_allclose(r.x, ref_x, rtol=1e-4, atol=0)
+    if cfg.cell == "lstm":
+        np.testing.assert_allclose(r.c, ref_c, rtol=1e-4, atol=0)
+    else:
+        assert r.c is None
+
+
+def test_probe_matches_reference_on_trained_model(tmp_path):
+    """A model seqvg trained and saved, reloaded from model.keras."""
+    cfg = RunConfig(cell="lstm", length=12, units=8, steps=40, eval_every=20, val_size=32, probe_batch=8)
+    train(cfg, tmp_path / "run", progress=False)
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    task = get_task("adding")
+    x, y = task.generate(stream(0, 3), 8, 12)
+    r = probe(model, task, x, y)
+    ref_h, ref_c, _, _ = reference_probe(model, task, x, y)
+    np.testing.assert_allclose(r.h, ref_h, rtol=1e-4)
+    np.testing.assert_allclose(r.c, ref_c, rtol=1e-4)
+    saved = np.load(tmp_path / "run" / "probes.npz")
+    np.testing.assert_allclose(saved["h"][-1], r.h, rtol=1e-5)  # the final probe is this model
+
+
+def _linear_rnn(w, steps):
+    inp = keras.Input((steps, 2))
+    h = keras.layers.SimpleRNN(1, activation=None, use_bias=False, name="lin")(inp)
+    out = keras.layers.Dense(1, use_bias=False)(h)
+    model = keras.Model(inp, out)
+    model.layers[1].set_weights([np.array([[1.0], [0.0]], np.float32), np.array([[w]], np.float32)])
+    model.layers[2].set_weights([np.array([[1.0]], np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("w", [0.9, -0.7, 1.05])
+def test_linear_rnn_analytic_decay(w):
+    steps = 80
+    task = get_task("adding")
+    x, y = task.generate(np.random.default_rng(0), 16, steps)
+    r = probe(_linear_rnn(w, steps), task, x, y)
+    g = r.h[0].astype(np.float64)
+    expected = np.abs(w) ** (steps - 1 - np.arange(steps))
+    np.testing.assert_allclose(g / g[-1], expected, rtol=1e-4)
+    s = decay_summary(g)
+    assert s["rate_per_100"] == pytest.approx(100 * np.log10(abs(w)), rel=1e-4)
+    assert s["ratio"] == pytest.approx(abs(w) ** (steps - 1), rel=1e-4)
+    if abs(w) < 1:
+        expected_horizon = int(np.floor(np.log(1e-3) / np.log(abs(w)))) + 1
+        assert expected_horizon < steps and s["horizon"] == expected_horizon
+    else:
+        assert s["horizon"] == steps
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_probe_loss_equals_model_evaluate(cell):
+    cfg = RunConfig(cell=cell, task="copy", length=10, units=8).resolved()
+    model = build_model(cfg)
+    compile_model(model, cfg)
+    task = get_task("copy")
+    x, y = task.generate(stream(0, 3), 16, 10)
+    r = probe(model, task, x, y)
+    evaluated = model.evaluate(x, y, batch_size=16, verbose=0)
+    assert abs(r.loss - evaluated) / evaluated < 1e-5
+
+
+def test_returned_sequence_gradient_is_not_the_probe():
+    """dL/d(returned sequence) is zero wherever the loss does not read it."""
+    cfg = RunConfig(cell="gru", length=12, units=6, layers=2).resolved()
+    model = build_model(cfg)
+    task = get_task("adding")
+    x, y = task.generate(stream(0, 3), 8, 12)
+    layers = _chain(model)
+    with tf.GradientTape() as tape:
+        seq = layers[0](tf.constant(x))  # the bottom layer's returned sequence
+        tape.watch(seq)
+        loss = task.loss_fn(y, layers[2](layers[1](seq)))
+    naive = np.linalg.norm(tape.gradient(loss, seq).numpy(), axis=2)  # per sample
+    r = probe(model, task, x, y)
+    # The top layer returns only its last step: its naive gradient would be 0
+    # for t < T-1, while the probe sees the whole recurrent path.
+    top = _chain(model)[1]
+    assert not top.return_sequences
+    assert (r.h[1][:-1] > 0).all()
+    # And even for a layer whose sequence the next layer reads, the two differ.
+    assert not np.allclose(np.sqrt((naive**2).sum(axis=0)), r.h[0], rtol=1e-2)
+
+
+def test_underflow_kept_as_zero_and_counted():
+    s = decay_summary(np.array([0.0, 0.0, 1e-30, 1e-10, 1.0]))
+    assert s["underflow"] == 2 and s["horizon"] == 1 and s["ratio"] == 0.0
+    assert s["rate_per_100"] is not None
+    assert decay_summary(np.zeros(5))["rate_per_100"] is None
+
+
+def test_prober_rejects_wrong_shapes():
+    cfg = RunConfig(cell="rnn", length=8, units=4).resolved()
+    prober = Prober(build_model(cfg), get_task("adding"))
+    x, y = get_task("adding").generate(stream(0, 3), 4, 9)
+    with pytest.raises(ValueError, match="shape"):
+        prober(x, y)
+
+
+def test_probe_cli_untrained_json():
+    r = CliRunner().invoke(cli, ["probe", "--cell", "lstm", "--length", "30", "--units", "8", "--layers", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert set(d) >= {"loss", "h", "c", "x", "summary"}
+    assert len(d["h"]) == 2 and len(d["h"][0]) == 30 and len(d["c"]) == 2 and len(d["x"]) == 30
+    assert {"rate_per_100", "horizon", "ratio", "underflow"} <= set(d["summary"])
+
+
+def test_probe_cli_run_dir_and_data(tmp_path):
+    cfg = RunConfig(cell="gru", length=10, units=8, steps=20, eval_every=10, val_size=32, probe_batch=8, seed=5)
+    train(cfg, tmp_path / "run", progress=False)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["probe", str(tmp_path / "run"), "--json"])
+    assert r.exit_code == 0, r.output
+    from_run = json.loads(r.output)
+    saved = np.load(tmp_path / "run" / "probes.npz")
+    np.testing.assert_allclose(from_run["h"], saved["h"][-1], rtol=1e-5)
+    # the same batch through `seqvg generate`, fed back with --data
+    data = tmp_path / "b.npz"
+    assert runner.invoke(cli, ["generate", "adding", "-T", "10", "-n", "8", "--seed", "5", "-o", str(data)]).exit_code == 0
+    r2 = runner.invoke(cli, ["probe", str(tmp_path / "run"), "--data", str(data), "--json"])
+    assert json.loads(r2.output)["h"] == from_run["h"]
+    table = runner.invoke(cli, ["probe", str(tmp_path / "run")])
+    assert table.exit_code == 0 and "h layer 1" in table.output and "decay/100" in table.output
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--cell", "gru", "--forget-bias", "3"], "--forget-bias"),
+        (["--length", "0"], "--length"),
+        (["NO_SUCH_RUN"], "missing"),
+    ],
+)
+def test_probe_cli_bad_input(args, needle):
+    r = CliRunner().invoke(cli, ["probe", *args])
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and "Traceback" not in r.output
+
+
+def test_probe_cli_data_mismatch(tmp_path):
+    data = tmp_path / "b.npz"
+    CliRunner().invoke(cli, ["generate", "copy", "-T", "10", "-o", str(data)])
+    r = CliRunner().invoke(cli, ["probe", "--length", "10", "--data", str(data)])
+    assert r.exit_code == 2 and "copy" in r.output
