@@ -101,9 +101,39 @@ def _given(ctx: click.Context, kwargs: dict) -> list[str]:
     ]
 
 
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its C++ start-up lines kept off the terminal.
+
+    TF 2.21 logs through absl before any log-level setting applies, so the
+    process's stderr (fd 2) is parked in a temp file during the import and
+    replayed only if the import fails.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            tmp.seek(0)
+            sys.stderr.write(tmp.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+_TF_COMMANDS = {"train", "probe", "compare"}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="seqvg")
-def cli():
+@click.pass_context
+def cli(ctx):
     """seqvg: see, measure and fix vanishing gradients in recurrent networks.
 
     \b
@@ -111,6 +141,8 @@ def cli():
     seqvg probe --cell lstm --length 200     gradient norm per timestep at init
     seqvg generate adding -T 100 -n 64 -o b.npz   the data, for your own models
     """
+    if ctx.invoked_subcommand in _TF_COMMANDS and "--help" not in sys.argv and "-h" not in sys.argv:
+        import_tensorflow_quietly()
 
 
 @cli.command()
@@ -260,6 +292,104 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
         click.echo(json.dumps(result.to_json()))
     else:
         click.echo(format_probe(result, cfg))
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/report.pdf"),
+              show_default=True, help="The PDF to write.")
+@click.option("--png", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each page as a PNG into this directory.")
+def report(run_dirs, out, png):
+    """Write a multi-page PDF report from one or more run directories.
+
+    Pages: title (configs, versions, device), learning curves with the
+    task's baselines, gradient norm per timestep at init and end, heatmaps of
+    the gradient over training, the weight graph, and a summary table with a
+    diagnosis per run. Made from the run directories alone (no retraining);
+    the same runs give a byte-identical PDF.
+
+    \b
+    Example:
+      seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf --png reports/adding
+    """
+    from seqvg.report import make_report
+
+    try:
+        titles = make_report(list(run_dirs), out, png)
+    except RunDirError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(f"wrote {out} ({len(titles)} pages: {', '.join(titles)})")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+def diagnose(run_dirs):
+    """Print a text diagnosis of each run: vanishing / exploding / healthy
+    gradient flow with its evidence, a flat loss at the baseline, a plateau
+    at a partial solution, lower layers that stopped changing, divergence."""
+    from seqvg.diagnose import format_diagnosis
+    from seqvg.rundir import load_run
+
+    for path in run_dirs:
+        try:
+            run = load_run(path)
+        except RunDirError as e:
+            raise click.UsageError(str(e)) from None
+        click.echo(f"{path}:")
+        click.echo(format_diagnosis(run))
+
+
+@cli.command()
+@_apply([o for o in MODEL_OPTIONS] + TRAIN_OPTIONS)
+@click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells to compare.")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell (seeds SEED..SEED+N-1).")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/compare"),
+              show_default=True, help="Directory of the runs (one sub-directory per cell and seed).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the comparison report here [default: OUT/report.pdf].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.pass_context
+def compare(ctx, cells, seeds, out, report_path, quiet, **kwargs):
+    """Train several cells on the same task and report them side by side.
+
+    Runs live in OUT/CELL-sSEED; running the same command again skips the
+    finished runs and resumes interrupted ones. --cell is ignored (use --cells).
+
+    \b
+    Example:
+      seqvg compare --task adding --length 100 --cells rnn,lstm,gru --report reports/adding.pdf
+    """
+    from seqvg.report import make_report, summary_rows
+    from seqvg.training import compare_runs
+
+    names = [c.strip() for c in cells.split(",") if c.strip()]
+    if seeds < 1:
+        raise click.BadParameter(f"must be positive, got {seeds}", param_hint="'--seeds'")
+    configs = []
+    for cell in names:
+        for k in range(seeds):
+            configs.append(_config({**kwargs, "cell": cell, "seed": kwargs["seed"] + k}))
+    try:
+        dirs = compare_runs(configs, out, progress=not quiet)
+        report_path = report_path or out / "report.pdf"
+        make_report(dirs, report_path)
+    except ConfigError as e:
+        raise _usage(e) from None
+    except RunDirError as e:
+        raise click.UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo("Interrupted. Run the same command again to resume.", err=True)
+        sys.exit(130)
+    from seqvg.rundir import load_run
+
+    header = ["run", "status", "solved?", "at step", "val metric", "decay init", "horizon init", "decay end",
+              "horizon end"]
+    rows = summary_rows([load_run(d) for d in dirs])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+    click.echo(f"report: {report_path}")
 
 
 def main():  # pragma: no cover - console entry point

@@ -182,7 +182,8 @@ class Prober:
             return t + 1, new_states, out_ta.write(t, new_states[0])
 
         _, states, out_ta = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), states, out_ta), maximum_iterations=steps
+            lambda t, *_: t < steps, body, (tf.constant(0), states, out_ta), maximum_iterations=steps,
+            parallel_iterations=32,  # as Keras: lets input/eps reads run ahead
         )
         if layer.return_sequences:
             return tf.transpose(out_ta.stack(), [1, 0, 2])
@@ -198,7 +199,9 @@ class Prober:
             [tf.zeros(tf.stack([steps, batch, layer.cell.units]), x.dtype) for _ in range(n)]
             for layer, n in zip(self.rnns, self.n_states)
         ]
-        with tf.GradientTape() as tape:
+        # Only x and eps are differentiated: watching the weights would make
+        # the backward loop accumulate dL/dW at every step for nothing.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
             tape.watch(eps)
             h = x

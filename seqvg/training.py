@@ -78,6 +78,26 @@ def probe_batch(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
     return get_task(cfg.task).generate(stream(cfg.seed, STREAM_PROBE), cfg.probe_batch, cfg.length)
 
 
+def make_train_step(model, task, optimizer):
+    """The compiled training step ``(x, y) -> (loss, metric, grad_norm)``.
+
+    ``grad_norm`` is the global norm of the weight gradient before clipping:
+    the exploding-gradient symptom is this number.
+    """
+    import tensorflow as tf
+
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            pred = model(x, training=True)
+            loss = task.loss_fn(y, pred)
+        grads = tape.gradient(loss, model.trainable_variables)
+        gnorm = tf.linalg.global_norm(grads)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss, task.metric_fn(y, pred), gnorm
+
+    return tf.function(step)
+
+
 @contextmanager
 def _locked(path: Path):
     """Holds an exclusive lock on a run directory for the life of a run."""
@@ -199,6 +219,23 @@ def train(
         return _Run(cfg, out, command).run(resume=resume, progress=progress)
 
 
+def compare_runs(configs: list[RunConfig], out: str | os.PathLike, *, progress: bool = True) -> list[Path]:
+    """Trains each config into OUT/CELL-sSEED, skipping finished runs.
+
+    A directory with a started run is resumed, so running the same list
+    again after a crash finishes the work without repeating it.
+    """
+    dirs = []
+    for cfg in configs:
+        path = Path(out) / f"{cfg.cell}-s{cfg.seed}"
+        started = (path / rundir.CONFIG).exists()
+        if started and RunConfig.from_dict(rundir.read_json(path / rundir.CONFIG)["config"]) != cfg.resolved():
+            raise RunExistsError(f"{path}: holds a run with other options; use another --out")
+        train(cfg, path, resume=started, progress=progress)
+        dirs.append(path)
+    return dirs
+
+
 def _config_to_resume(out: Path) -> RunConfig:
     if not out.is_dir():
         raise RunDirError(f"{out}: no such run directory to resume")
@@ -239,23 +276,9 @@ class _Run:
         self.val = self.task.generate(stream(cfg.seed, STREAM_VAL), cfg.val_size, cfg.length)
         self.probe_xy = probe_batch(cfg)
         self.state = _State()
-        self._train_step = tf.function(self._train_step_impl)
+        self._train_step = make_train_step(self.model, self.task, self.optimizer)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         self.tb = None
-
-    # -- compiled pieces ---------------------------------------------------
-    def _train_step_impl(self, x, y):
-        import tensorflow as tf
-
-        model = self.model
-        with tf.GradientTape() as tape:
-            pred = model(x, training=True)
-            loss = self.task.loss_fn(y, pred)
-        grads = tape.gradient(loss, model.trainable_variables)
-        # Norm before clipping: the exploding-gradient symptom is this number.
-        gnorm = tf.linalg.global_norm(grads)
-        self.optimizer.apply(grads, model.trainable_variables)
-        return loss, self.task.metric_fn(y, pred), gnorm
 
     def evaluate(self) -> tuple[float, float]:
         """Validation loss and metric over the fixed validation set."""
@@ -281,6 +304,7 @@ class _Run:
                 "versions": versions(),
                 "device": device_description(),
                 "command": self.command,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "seq_len": self.cfg.seq_len,
                 "baseline": self.task.baseline(self.cfg.length),
                 "metric_name": self.task.metric_name,

@@ -1,0 +1,187 @@
+"""Report pages, the data they draw, diagnosis verdicts, compare."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seqvg import rundir
+from seqvg.cli import cli
+from seqvg.config import RunConfig
+from seqvg.diagnose import diagnose, gradient_verdict
+from seqvg.probe import decay_summary
+from seqvg.report import PAGES, _gradient_page, _heatmap_page, make_report
+from seqvg.rundir import Run, load_run
+from seqvg.training import train
+
+from conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    dirs = []
+    for cell in ("rnn", "lstm"):
+        train(RunConfig(**{**TINY, "cell": cell}), base / cell, progress=False)
+        dirs.append(base / cell)
+    train(RunConfig(**{**TINY, "cell": "irnn", "optimizer": "sgd", "lr": 1e12}), base / "diverged", progress=False)
+    dirs.append(base / "diverged")
+    return dirs
+
+
+def test_report_pages_and_determinism(runs, tmp_path):
+    titles = make_report(runs, tmp_path / "a.pdf", tmp_path / "png")
+    assert titles == [t for t, _ in PAGES] and len(titles) == 6
+    assert len(list((tmp_path / "png").glob("*.png"))) == 6
+    make_report(runs, tmp_path / "b.pdf")
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
+    pdf = (tmp_path / "a.pdf").read_bytes()
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 6
+
+
+@pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="poppler-utils not installed")
+def test_report_renders(runs, tmp_path):
+    make_report(runs, tmp_path / "r.pdf")
+    info = subprocess.run(["pdfinfo", str(tmp_path / "r.pdf")], capture_output=True, text=True, check=True).stdout
+    assert "Pages:          6" in info
+    subprocess.run(["pdftoppm", "-png", "-r", "20", str(tmp_path / "r.pdf"), str(tmp_path / "p")], check=True)
+    assert len(list(tmp_path.glob("p-*.png"))) == 6
+
+
+def test_gradient_page_draws_the_run_data(runs):
+    loaded = [load_run(p) for p in runs]
+    fig = plt.figure()
+    _gradient_page(fig, loaded)
+    ax_h = fig.axes[0]
+    lines = {line.get_label(): line for line in ax_h.get_lines()}
+    rnn = loaded[0]
+    init = lines["rnn s0 init"].get_ydata()
+    h0 = rnn.probes["h"][0][0]
+    np.testing.assert_array_equal(np.where(h0 > 0, h0, np.nan), init)
+    final_label = f"rnn s0 step {int(rnn.probes['steps'][-1])}"
+    np.testing.assert_array_equal(lines[final_label].get_ydata(), rnn.probes["h"][-1][0])
+    assert ax_h.get_yscale() == "log"
+    assert len(fig.axes) == 2  # the LSTM adds the cell-state panel
+    plt.close(fig)
+
+
+def test_heatmap_shares_one_colour_scale(runs):
+    loaded = [load_run(p) for p in runs]
+    fig = plt.figure()
+    _heatmap_page(fig, loaded)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == len(loaded)
+    assert len({im.get_clim() for im in images}) == 1
+    np.testing.assert_allclose(images[0].get_array().data, np.log10(loaded[0].probes["h"][:, 0, :]), rtol=1e-6)
+    plt.close(fig)
+
+
+def test_underflow_drawn_at_floor(tmp_path):
+    run = _constructed(tmp_path, h_init=np.r_[np.zeros(3), np.logspace(-20, 0, 7)])
+    fig = plt.figure()
+    _gradient_page(fig, [run])
+    ax = fig.axes[0]
+    xs = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert xs and np.array_equal(xs[0].get_xdata(), [0, 1, 2])
+    assert (xs[0].get_ydata() > 0).all() and (xs[0].get_ydata() < 1e-20).all()
+    plt.close(fig)
+
+
+def _constructed(tmp_path, *, h_init=None, h_final=None, val=None, status="completed", solved=None,
+                 columns_extra=None, cell="rnn", length=10):
+    """A Run built from arrays, to test verdicts on known data."""
+    steps = np.arange(0, 110, 10)
+    ones = np.ones(length)
+    h = np.stack([h_init if h_init is not None else ones] + [h_final if h_final is not None else ones] * 1)[:, None]
+    val = val if val is not None else [0.5] * len(steps)
+    rows = [{"step": int(s), "loss": v, "metric": v, "val_loss": v, "val_metric": v, "grad_norm": 1.0,
+             "weight_change/rnn_1": 0.1, "weight_change/head": 0.1} for s, v in zip(steps, val)]
+    columns = ["step", "loss", "metric", "val_loss", "val_metric", "grad_norm", "weight_change/rnn_1",
+               "weight_change/head"]
+    if columns_extra:
+        columns, rows = columns_extra(columns, rows)
+    cfg = RunConfig(cell=cell, length=length).resolved().to_dict()
+    summary = {"status": status, "solved": solved is not None, "solved_at_step": solved, "steps_done": 100,
+               "final": {"val_loss": val[-1], "val_metric": val[-1]}}
+    probes = {"steps": np.array([0, 100]), "h": h.astype(np.float32), "x": np.ones((2, length), np.float32)}
+    return Run(tmp_path / "constructed", {"config": cfg}, summary, columns, rows, probes)
+
+
+def _keys(run):
+    return [v.key for v in diagnose(run)]
+
+
+def test_verdict_vanishing_exploding_healthy():
+    t = np.arange(50)
+    assert gradient_verdict(decay_summary(0.5 ** (49 - t)), 50, "init").key == "vanishing"
+    assert gradient_verdict(decay_summary(1.2 ** (49 - t)), 50, "init").key == "exploding"
+    assert gradient_verdict(decay_summary(np.ones(50)), 50, "init").key == "healthy"
+    v = gradient_verdict(decay_summary(np.r_[0.0, 0.5 ** (48 - t[1:])]), 50, "init")
+    assert v.key == "vanishing" and "underflow" in v.text
+    assert gradient_verdict(decay_summary(np.zeros(50)), 50, "init").key == "unknown"
+
+
+def test_verdict_flat_plateau_solved(tmp_path):
+    assert "flat" in _keys(_constructed(tmp_path, val=[0.17] * 11))
+    assert "plateau" in _keys(_constructed(tmp_path, val=[0.085] * 11))
+    solved = _constructed(tmp_path, val=[0.17] * 10 + [0.005], solved=100)
+    assert "solved" in _keys(solved) and "flat" not in _keys(solved)
+
+
+def test_verdict_stalled_lower_layer(tmp_path):
+    def two_layers(columns, rows):
+        for r in rows:
+            r["weight_change/rnn_1"] = 1e-4
+            r["weight_change/rnn_2"] = 0.1
+        return columns[:-1] + ["weight_change/rnn_2", "weight_change/head"], rows
+
+    assert "stalled" in _keys(_constructed(tmp_path, columns_extra=two_layers))
+    assert "stalled" not in _keys(_constructed(tmp_path))
+
+
+def test_verdict_diverged_and_interrupted(runs, tmp_path):
+    assert "diverged" in _keys(load_run(runs[2]))
+    assert "interrupted" in _keys(_constructed(tmp_path, status="interrupted"))
+
+
+def test_report_shows_diverged_status(runs, tmp_path):
+    r = CliRunner().invoke(cli, ["report", *map(str, runs), "-o", str(tmp_path / "r.pdf")])
+    assert r.exit_code == 0, r.output
+    d = CliRunner().invoke(cli, ["diagnose", str(runs[2])])
+    assert d.exit_code == 0 and "diverged" in d.output
+
+
+@pytest.mark.parametrize("damage,needle", [("metrics", "metrics.csv"), ("probes", "probes.npz"),
+                                           ("summary", "summary.json"), ("config", "config.json")])
+def test_corrupt_run_dir_names_the_file(runs, tmp_path, damage, needle):
+    bad = tmp_path / "bad"
+    shutil.copytree(runs[0], bad)
+    target = {"metrics": "metrics.csv", "probes": "probes.npz", "summary": "summary.json",
+              "config": "config.json"}[damage]
+    (bad / target).write_bytes(b"\x00garbage,1,2\n3")
+    for cmd in (["report", str(bad), "-o", str(tmp_path / "r.pdf")], ["diagnose", str(bad)]):
+        r = CliRunner().invoke(cli, cmd)
+        assert r.exit_code == 2, r.output
+        assert needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_compare_trains_reports_and_resumes(tmp_path):
+    args = ["compare", "--cells", "rnn,gru", "--out", str(tmp_path / "cmp"), "-q"]
+    for k, v in TINY.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cmp" / "report.pdf").exists()
+    assert "rnn s0" in r.output and "gru s0" in r.output
+    before = (tmp_path / "cmp" / "gru-s0" / "metrics.csv").read_bytes()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0
+    assert (tmp_path / "cmp" / "gru-s0" / "metrics.csv").read_bytes() == before
+    changed = CliRunner().invoke(cli, [*args, "--lr", "0.01"])
+    assert changed.exit_code == 2 and "other options" in changed.output
