@@ -139,6 +139,9 @@ def cli(ctx):
     \b
     seqvg train --cell gru --length 100      train one model, write runs/...
     seqvg probe --cell lstm --length 200     gradient norm per timestep at init
+    seqvg diagnose runs/adding-gru-T100-s0   vanishing / exploding / healthy
+    seqvg report runs/a runs/b -o r.pdf      multi-page PDF from run directories
+    seqvg compare --cells rnn,lstm,gru       train several cells, one report
     seqvg generate adding -T 100 -n 64 -o b.npz   the data, for your own models
     """
     if ctx.invoked_subcommand in _TF_COMMANDS and "--help" not in sys.argv and "-h" not in sys.argv:
