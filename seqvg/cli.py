@@ -344,7 +344,7 @@ def diagnose(run_dirs):
 
 
 @cli.command()
-@_apply([o for o in MODEL_OPTIONS] + TRAIN_OPTIONS)
+@_apply(MODEL_OPTIONS + TRAIN_OPTIONS)
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells to compare.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell (seeds SEED..SEED+N-1).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/compare"),
@@ -363,7 +363,9 @@ def compare(ctx, cells, seeds, out, report_path, quiet, **kwargs):
     Example:
       seqvg compare --task adding --length 100 --cells rnn,lstm,gru --report reports/adding.pdf
     """
-    from seqvg.report import make_report, summary_rows
+    from seqvg.report import summary_columns, summary_rows, write_report
+    from seqvg.rundir import load_run
+    from seqvg.tasks import get_task
     from seqvg.training import compare_runs
 
     names = [c.strip() for c in cells.split(",") if c.strip()]
@@ -374,9 +376,9 @@ def compare(ctx, cells, seeds, out, report_path, quiet, **kwargs):
         for k in range(seeds):
             configs.append(_config({**kwargs, "cell": cell, "seed": kwargs["seed"] + k}))
     try:
-        dirs = compare_runs(configs, out, progress=not quiet)
+        runs = [load_run(d) for d in compare_runs(configs, out, progress=not quiet)]
         report_path = report_path or out / "report.pdf"
-        make_report(dirs, report_path)
+        write_report(runs, report_path)
     except ConfigError as e:
         raise _usage(e) from None
     except RunDirError as e:
@@ -384,11 +386,8 @@ def compare(ctx, cells, seeds, out, report_path, quiet, **kwargs):
     except KeyboardInterrupt:
         click.echo("Interrupted. Run the same command again to resume.", err=True)
         sys.exit(130)
-    from seqvg.rundir import load_run
-
-    header = ["run", "status", "solved?", "at step", "val metric", "decay init", "horizon init", "decay end",
-              "horizon end"]
-    rows = summary_rows([load_run(d) for d in dirs])
+    header = summary_columns(get_task(configs[0].task).metric_name)
+    rows = summary_rows(runs)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in [header, *rows]:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))

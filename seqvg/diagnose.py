@@ -25,6 +25,8 @@ from seqvg.tasks import get_task
 RATE_LIMIT = 1.0
 #: Relative closeness to a reference loss that counts as "sitting on it".
 NEAR = 0.1
+#: Closeness to the partial-solution plateau (wider: runs hover above it).
+NEAR_PLATEAU = 0.2
 #: A bottom layer whose recent weight change is below this fraction of the
 #: top layer's has "stopped changing".
 STALL = 0.05
@@ -91,7 +93,7 @@ def diagnose(run: Run) -> list[Verdict]:
         if abs(final_val - baseline) <= NEAR * baseline:
             out.append(Verdict("flat", f"flat loss at the trivial baseline: val loss {final_val:.4g} (last evaluations) vs "
                                        f"{baseline:.4g}; the model learned nothing long-range"))
-        elif plateau is not None and abs(final_val - plateau) <= 0.2 * plateau:
+        elif plateau is not None and abs(final_val - plateau) <= NEAR_PLATEAU * plateau:
             out.append(Verdict("plateau", f"plateau at the partial solution: val loss {final_val:.4g} (last evaluations) vs "
                                           f"{plateau:.4g} (remembers only the near marker)"))
     recurrent = [c for c in run.columns if c.startswith("weight_change/") and c != "weight_change/head"]

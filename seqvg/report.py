@@ -96,7 +96,7 @@ def _title_page(fig, runs: list[Run]) -> None:
     v = runs[0].config.get("versions", {})
     fig.text(0.05, 0.855, "versions: " + ", ".join(f"{k} {v[k]}" for k in sorted(v))
              + f"    device: {runs[0].config.get('device', '?')}    newest run: {created}", fontsize=8.5)
-    cols = ["run", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip", "remedies", "status"]  # noqa
+    cols = ["run", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip", "remedies", "status"]
     rows = []
     for r in runs:
         c = r.cfg
@@ -266,6 +266,12 @@ def _weights_page(fig, runs: list[Run]) -> None:
     fig.subplots_adjust(wspace=0.25)
 
 
+def summary_columns(metric_name: str) -> list[str]:
+    """Column names of ``summary_rows``."""
+    return ["run", "status", "solved?", "solved at", f"val {metric_name}", "decay init", "horizon init",
+            "decay end", "horizon end"]
+
+
 def summary_rows(runs: list[Run]) -> list[list[str]]:
     """The summary table: one row per run."""
 
@@ -288,8 +294,7 @@ def summary_rows(runs: list[Run]) -> list[list[str]]:
 
 def _summary_page(fig, runs: list[Run]) -> None:
     task = get_task(runs[0].cfg["task"])
-    cols = ["run", "status", "solved?", "solved at", f"val {task.metric_name}", "decay init", "horizon init",
-            "decay end", "horizon end"]
+    cols = summary_columns(task.metric_name)
     ax = fig.add_axes([0.04, 0.55, 0.92, 0.36])
     ax.axis("off")
     table = ax.table(cellText=summary_rows(runs)[:14], colLabels=cols, loc="upper center", cellLoc="center")
@@ -327,6 +332,11 @@ def make_report(run_dirs: list, out: str | Path, png_dir: str | Path | None = No
     Raises:
         RunDirError: a run directory is missing or corrupt (names the file).
     """
+    return write_report([load_run(Path(p)) for p in run_dirs], out, png_dir)
+
+
+def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = None) -> list:
+    """``make_report`` for runs already loaded with ``load_run``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -335,7 +345,6 @@ def make_report(run_dirs: list, out: str | Path, png_dir: str | Path | None = No
 
     from seqvg.rundir import atomic_write_bytes
 
-    runs = [load_run(Path(p)) for p in run_dirs]
     out = Path(out)
     if png_dir is not None:
         Path(png_dir).mkdir(parents=True, exist_ok=True)
