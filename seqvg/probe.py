@@ -109,28 +109,65 @@ def _chain(model) -> list:
     return layers
 
 
-def _lstm_step(cell, x_t, states, eps):
-    """One step of a Keras LSTMCell with eps_c added *before* h = o*act(c).
+def _fast_kind(cell) -> str | None:
+    """'rnn', 'lstm' or 'gru' when the probe runs ``cell`` with ``_step``.
 
-    Adding eps_c to the c that the Keras cell returns would measure only the
-    carry path c_t -> c_{t+1} (zero at t = T-1); the usual BPTT delta_c_t also
-    runs through h_t. So the step is written here, with the cell's own
-    weights and activations, in the order of Keras's fused implementation.
+    The fast path covers the cells seqvg builds (fused gate matrices, GRU with
+    reset_after, no dropout); anything else runs the cell's own ``call``.
+    """
+    import keras
+
+    if getattr(cell, "dropout", 0.0) or getattr(cell, "recurrent_dropout", 0.0):
+        return None
+    if type(cell) is keras.layers.SimpleRNNCell:
+        return "rnn"
+    if type(cell) is keras.layers.LSTMCell and cell.implementation != 1:
+        return "lstm"
+    if type(cell) is keras.layers.GRUCell and cell.implementation != 1 and cell.reset_after:
+        return "gru"
+    return None
+
+
+def _step(kind: str, cell, x_t, states, eps):
+    """One step of a Keras cell with eps added to its state.
+
+    The ops are those of the Keras cells' fused implementation (Keras 3.x
+    ``SimpleRNNCell``/``LSTMCell``/``GRUCell.call``), minus what the probe
+    never uses (dropout, masking). For LSTM, eps_c is added *before* h = o*act(c): adding it to
+    the c that the cell returns would measure only the carry path
+    c_t -> c_{t+1} (zero at t = T-1), while the BPTT delta_c_t also runs
+    through h_t.
     """
     import tensorflow as tf
 
-    h_prev, c_prev = states
-    eps_h, eps_c = eps
-    z = tf.matmul(x_t, cell.kernel) + tf.matmul(h_prev, cell.recurrent_kernel)
+    h_prev = states[0]
+    xp_t = tf.matmul(x_t, cell.kernel)
+    if kind == "rnn":
+        if cell.use_bias:
+            xp_t = xp_t + cell.bias
+        h = cell.activation(xp_t + tf.matmul(h_prev, cell.recurrent_kernel))
+        return [h + eps[0]]
+    if kind == "lstm":
+        c_prev = states[1]
+        z = xp_t + tf.matmul(h_prev, cell.recurrent_kernel)
+        if cell.use_bias:
+            z = z + cell.bias
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
+        i = cell.recurrent_activation(z_i)
+        f = cell.recurrent_activation(z_f)
+        c = f * c_prev + i * cell.activation(z_c) + eps[1]
+        o = cell.recurrent_activation(z_o)
+        return [o * cell.activation(c) + eps[0], c]
+    inner = tf.matmul(h_prev, cell.recurrent_kernel)
     if cell.use_bias:
-        z = z + cell.bias
-    z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
-    i = cell.recurrent_activation(z_i)
-    f = cell.recurrent_activation(z_f)
-    c = f * c_prev + i * cell.activation(z_c) + eps_c
-    o = cell.recurrent_activation(z_o)
-    h = o * cell.activation(c) + eps_h
-    return [h, c]
+        xp_t = xp_t + cell.bias[0]
+        inner = inner + cell.bias[1]
+    x_z, x_r, x_h = tf.split(xp_t, 3, axis=1)
+    r_z, r_r, r_h = tf.split(inner, 3, axis=1)
+    z = cell.recurrent_activation(x_z + r_z)
+    r = cell.recurrent_activation(x_r + r_r)
+    hh = cell.activation(x_h + r * r_h)
+    return [z * h_prev + (1 - z) * hh + eps[0]]
 
 
 class Prober:
@@ -162,24 +199,34 @@ class Prober:
         xs = tf.transpose(h, [1, 0, 2])
         steps = h.shape[1]
         batch = tf.shape(h)[0]
+        n_in = xs.shape[-1]
+        units = layer.cell.units
+        kind = _fast_kind(layer.cell)
+        # One TensorArray holds [x_t, eps_t] side by side: every TensorArray
+        # read inside the loop costs a gradient TensorList per step in the
+        # backward loop, so one read per step instead of three (x, eps_h,
+        # eps_c) is what keeps the probe cheaper than a training step.
         # TensorArrays (not slicing a captured tensor) keep the backward pass
         # O(T): the gradient of a slice would be a dense (T, B, u) per step.
-        x_ta = tf.TensorArray(h.dtype, size=steps).unstack(xs)
-        eps_tas = [tf.TensorArray(e.dtype, size=steps).unstack(e) for e in eps]
-        out_ta = tf.TensorArray(h.dtype, size=steps)
+        joint = tf.concat([xs, eps], axis=-1)
+        in_ta = tf.TensorArray(joint.dtype, size=steps, element_shape=joint.shape[1:]).unstack(joint)
+        # Only a layer that returns its sequence needs every h_t kept; the
+        # last state comes out of the loop anyway.
+        out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         states = tf.nest.flatten(layer.cell.get_initial_state(batch_size=batch))
-
-        lstm = isinstance(layer.cell, keras.layers.LSTMCell)
+        n_states = len(states)
 
         def body(t, states, out_ta):
-            x_t = x_ta.read(t)
-            if lstm:
-                new_states = _lstm_step(layer.cell, x_t, states, [ta.read(t) for ta in eps_tas])
+            x_t, *eps_t = tf.split(in_ta.read(t), [n_in] + [units] * n_states, axis=-1)
+            if kind is not None:
+                new_states = _step(kind, layer.cell, x_t, states, eps_t)
             else:
                 _, new_states = layer.cell(x_t, list(states), training=False)
-                new_states = [s + ta.read(t) for s, ta in zip(tf.nest.flatten(new_states), eps_tas)]
+                new_states = [s + e for s, e in zip(tf.nest.flatten(new_states), eps_t)]
             # The output of all Keras cells here is the first state (h).
-            return t + 1, new_states, out_ta.write(t, new_states[0])
+            if layer.return_sequences:
+                out_ta = out_ta.write(t, new_states[0])
+            return t + 1, new_states, out_ta
 
         _, states, out_ta = tf.while_loop(
             lambda t, *_: t < steps, body, (tf.constant(0), states, out_ta), maximum_iterations=steps,
@@ -195,10 +242,8 @@ class Prober:
 
         batch = tf.shape(x)[0]
         steps = x.shape[1]
-        eps = [
-            [tf.zeros(tf.stack([steps, batch, layer.cell.units]), x.dtype) for _ in range(n)]
-            for layer, n in zip(self.rnns, self.n_states)
-        ]
+        # Per layer, the zero perturbations of all its states side by side.
+        eps = [tf.zeros(tf.stack([steps, batch, n * layer.cell.units]), x.dtype) for layer, n in zip(self.rnns, self.n_states)]
         # Only x and eps are differentiated: watching the weights would make
         # the backward loop accumulate dL/dW at every step for nothing.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -214,7 +259,10 @@ class Prober:
                     h = layer(h, training=False)
             loss = self.task.loss_fn(y, h)
         g_x, g_eps = tape.gradient(loss, [x, eps])
-        norms = [[tf.sqrt(tf.reduce_sum(tf.square(g), axis=[1, 2])) for g in per_layer] for per_layer in g_eps]
+        norms = [
+            [tf.sqrt(tf.reduce_sum(tf.square(g), axis=[1, 2])) for g in tf.split(g_layer, n, axis=-1)]
+            for g_layer, n in zip(g_eps, self.n_states)
+        ]
         x_norm = tf.sqrt(tf.reduce_sum(tf.square(g_x), axis=[0, 2]))
         return loss, norms, x_norm
 
