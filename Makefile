@@ -27,6 +27,7 @@ demo: $(STAMP)
 		--steps 3500 --out runs/demo --report reports/demo.pdf
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/probe.py
 
 clean:

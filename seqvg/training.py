@@ -250,25 +250,57 @@ def _config_to_resume(out: Path) -> RunConfig:
         raise RunDirError(f"{out / rundir.CONFIG}: corrupt ({e})") from None
 
 
-class _Run:
-    """The state and steps of one training run (see ``train``)."""
+class Trainer:
+    """The model, optimizer and compiled step of a config: ``seqvg train``'s inner loop.
 
-    def __init__(self, cfg: RunConfig, out: Path, command: str | None):
+    ``benchmarks/train_speed.py`` times this same object, so the benchmark
+    measures exactly the path that ``seqvg train`` runs.
+
+        trainer = Trainer(RunConfig(cell="lstm", length=200).resolved())
+        loss, metric, grad_norm = trainer.train_batch(1)
+    """
+
+    def __init__(self, cfg: RunConfig):
         import tensorflow as tf
 
         from seqvg.models import build_model, compile_model
-        from seqvg.probe import Prober
 
-        # Same seed on CPU -> identical metrics: ask TF for deterministic ops.
+        # Same seed on CPU -> identical metrics: ask TF for deterministic ops
+        # (measured: no cost on the CPU kernels these models use).
         tf.config.experimental.enable_op_determinism()
         self.cfg = cfg
-        self.out = out
-        self.command = command
         self.task = get_task(cfg.task)
         self.model = build_model(cfg)
         compile_model(self.model, cfg)
         self.optimizer = self.model.optimizer
         self.optimizer.build(self.model.trainable_variables)
+        self._train_step = make_train_step(self.model, self.task, self.optimizer)
+
+    def train_batch(self, step: int) -> tuple[float, float, float]:
+        """Draws training batch ``step`` (1-based) and takes one optimizer step.
+
+        Returns:
+            (loss, metric, grad_norm) of the batch, before the update.
+        """
+        import tensorflow as tf
+
+        cfg = self.cfg
+        x, y = self.task.generate(stream(cfg.seed, STREAM_TRAIN, step), cfg.batch_size, cfg.length)
+        loss, metric, gnorm = self._train_step(tf.constant(x), tf.constant(y))
+        return float(loss), float(metric), float(gnorm)
+
+
+class _Run(Trainer):
+    """The state and files of one training run (see ``train``)."""
+
+    def __init__(self, cfg: RunConfig, out: Path, command: str | None):
+        import tensorflow as tf
+
+        from seqvg.probe import Prober
+
+        super().__init__(cfg)
+        self.out = out
+        self.command = command
         self.prober = Prober(self.model, self.task)
         self.groups = _weight_groups(self.model)
         self.columns = ["step", "loss", "metric", "val_loss", "val_metric", "grad_norm", "grad_norm_max", "wall_s"]
@@ -276,7 +308,6 @@ class _Run:
         self.val = self.task.generate(stream(cfg.seed, STREAM_VAL), cfg.val_size, cfg.length)
         self.probe_xy = probe_batch(cfg)
         self.state = _State()
-        self._train_step = make_train_step(self.model, self.task, self.optimizer)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         self.tb = None
 
@@ -458,9 +489,7 @@ class _Run:
         t_last = time.perf_counter()
         try:
             while s.step < cfg.steps and not (cfg.early_stop and s.solved_at_step is not None):
-                x, y = self.task.generate(stream(cfg.seed, STREAM_TRAIN, s.step + 1), cfg.batch_size, cfg.length)
-                loss, metric, gnorm = self._train_step(tf.constant(x), tf.constant(y))
-                loss, metric, gnorm = float(loss), float(metric), float(gnorm)
+                loss, metric, gnorm = self.train_batch(s.step + 1)
                 s.step += 1
                 window["loss"].append(loss)
                 window["metric"].append(metric)

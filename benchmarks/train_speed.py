@@ -1,0 +1,180 @@
+"""Training speed of seqvg's own training path against PyTorch and the matmul limit.
+
+    python benchmarks/train_speed.py                 # the standard workload
+    python benchmarks/train_speed.py --json          # one JSON object
+    python benchmarks/train_speed.py --long-length 0 --repeats 7
+
+Standard workload: adding problem, T=200, batch 64, 128 units, one recurrent
+layer + Dense(1), Adam, float32, all cores; plus LSTM at T=1000. Each
+figure is timed through ``seqvg.training.Trainer.train_batch``, the exact
+code ``seqvg train`` runs per step (data generation included): median over
+``--repeats`` blocks of ``--steps`` steps, after warm-up.
+
+In the same run it measures numpy's float32 matmul rate, square (2048^3)
+and at each cell's gate shape ((B x (n_in+U)) @ ((n_in+U) x gates*U)), which
+bounds what any implementation can reach ("matmul limit"), the cost of one
+gradient probe (so the overhead of the default probe schedule), and, when
+torch is installed (``pip install 'seqvg[bench]'``), the same model and loop
+in PyTorch (benchmarks/torch_reference.py, in its own process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+N_IN = 2  # the adding problem's input features
+
+
+def step_gflop(cell: str, length: int, batch: int, units: int) -> float:
+    """Matmul GFLOP of one training step: forward, and backward at twice that.
+
+    Per timestep the forward multiplies (B x (n_in+U)) by ((n_in+U) x gates*U);
+    the backward needs that product twice (input/state gradients and weight
+    gradients). Elementwise work and the Dense head are left out.
+    """
+    forward = 2.0 * batch * (N_IN + units) * GATES[cell] * units * length
+    return 3.0 * forward / 1e9
+
+
+def matmul_gflops(m: int, k: int, n: int, seconds: float = 0.3) -> float:
+    """Median numpy float32 matmul rate for (m x k) @ (k x n), in GFLOP/s."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    a @ b
+    reps = max(1, int(seconds / max(time.perf_counter() - t0, 1e-6) / 7))
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        times.append((time.perf_counter() - t0) / reps)
+    return 2.0 * m * k * n / statistics.median(times) / 1e9
+
+
+def seqvg_speed(cell: str, length: int, batch: int, units: int, repeats: int, steps: int, warmup: int) -> dict:
+    """steps/s of seqvg's training path and the time of one probe."""
+    from seqvg.config import RunConfig
+    from seqvg.probe import Prober
+    from seqvg.training import Trainer, probe_batch
+
+    cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
+    trainer = Trainer(cfg)
+    step = [0]
+
+    def one():
+        step[0] += 1
+        trainer.train_batch(step[0])
+
+    for _ in range(warmup):
+        one()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            one()
+        times.append((time.perf_counter() - t0) / steps)
+    prober = Prober(trainer.model, trainer.task)
+    px, py = probe_batch(cfg)
+    prober(px, py)
+    probe_times = []
+    for _ in range(max(3, repeats)):
+        t0 = time.perf_counter()
+        prober(px, py)
+        probe_times.append(time.perf_counter() - t0)
+    return {"steps_per_s": 1.0 / statistics.median(times), "probe_s": statistics.median(probe_times)}
+
+
+def torch_speed(cell: str, length: int, batch: int, units: int, repeats: int, steps: int, warmup: int):
+    """steps/s of benchmarks/torch_reference.py in a fresh process, or None."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    script = Path(__file__).with_name("torch_reference.py")
+    out = subprocess.run(
+        [sys.executable, str(script), "--cell", cell, "--length", str(length), "--batch", str(batch),
+         "--units", str(units), "--repeats", str(repeats), "--steps", str(steps), "--warmup", str(warmup),
+         "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", default="rnn,lstm,gru")
+    ap.add_argument("--length", type=int, default=200)
+    ap.add_argument("--long-length", type=int, default=1000, help="LSTM long-sequence workload (0 = skip)")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--units", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5, help="training steps per timed repeat")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--run-steps", type=int, default=5000, help="run length for the probe-overhead column")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+
+    has_torch = importlib.util.find_spec("torch") is not None
+    if not has_torch and not args.json:
+        print("torch is not installed: the PyTorch column is skipped (pip install 'seqvg[bench]')", file=sys.stderr)
+    peak = matmul_gflops(2048, 2048, 2048)
+    workloads = [(c, args.length) for c in args.cells.split(",")]
+    if args.long_length:
+        workloads.append(("lstm", args.long_length))
+    rows = []
+    for cell, length in workloads:
+        gate = matmul_gflops(args.batch, N_IN + args.units, GATES[cell] * args.units)
+        ours = seqvg_speed(cell, length, args.batch, args.units, args.repeats, args.steps, args.warmup)
+        ref = torch_speed(cell, length, args.batch, args.units, args.repeats, args.steps, args.warmup)
+        gflop = step_gflop(cell, length, args.batch, args.units)
+        sps = ours["steps_per_s"]
+        # Default schedule: a probe at step 0, every steps/20, and at the end.
+        probes = 21
+        rows.append({
+            "cell": cell,
+            "length": length,
+            "steps_per_s": sps,
+            "gflops": gflop * sps,
+            "gate_matmul_gflops": gate,
+            "fraction_of_matmul_limit": gflop * sps / gate,
+            "torch_steps_per_s": ref,
+            "ratio_vs_torch": None if ref is None else sps / ref,
+            "probe_ms": 1e3 * ours["probe_s"],
+            "probe_overhead": probes * ours["probe_s"] * sps / args.run_steps,
+        })
+    if args.json:
+        print(json.dumps({"batch": args.batch, "units": args.units, "cores": os.cpu_count(),
+                          "matmul_peak_gflops": peak, "cells": rows}))
+        return
+    print(f"seqvg training path vs PyTorch: adding, batch {args.batch}, {args.units} units, "
+          f"median of {args.repeats}x{args.steps} steps, {os.cpu_count()} cores")
+    print(f"numpy float32 matmul peak (2048^3): {peak:.0f} GFLOP/s")
+    print(f"{'cell':<5} {'T':>5} {'steps/s':>8} {'GFLOP/s':>8} {'gate mm':>8} {'of limit':>9} "
+          f"{'torch/s':>8} {'vs torch':>9} {'probe ms':>9} {'probe +%':>9}")
+    for r in rows:
+        torch_s = "-" if r["torch_steps_per_s"] is None else f"{r['torch_steps_per_s']:.2f}"
+        ratio = "-" if r["ratio_vs_torch"] is None else f"{r['ratio_vs_torch']:.2f}x"
+        print(f"{r['cell']:<5} {r['length']:>5} {r['steps_per_s']:>8.2f} {r['gflops']:>8.1f} "
+              f"{r['gate_matmul_gflops']:>8.0f} {100 * r['fraction_of_matmul_limit']:>8.0f}% {torch_s:>8} "
+              f"{ratio:>9} {r['probe_ms']:>9.1f} {100 * r['probe_overhead']:>8.2f}%")
+    print(f"gate mm: numpy matmul GFLOP/s at the cell's gate shape (the matmul limit); "
+          f"probe +%: default schedule (21 probes) over a {args.run_steps}-step run")
+
+
+if __name__ == "__main__":
+    main()
