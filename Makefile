@@ -20,11 +20,11 @@ install: $(STAMP)
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest
 
-# The flagship: vanilla RNN vs LSTM vs GRU on the adding problem, T=100.
-# Finished runs are kept in runs/demo, so a second `make demo` only re-reports.
+# The flagship (tasks/demo.toml): vanilla RNN vs LSTM vs GRU on the adding
+# problem, T=100. Finished runs are kept in runs/demo, so a second
+# `make demo` only re-reports; an interrupted one resumes.
 demo: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/seqvg compare --task adding --length 100 --cells rnn,lstm,gru \
-		--steps 3500 --out runs/demo --report reports/demo.pdf
+	MPLBACKEND=Agg $(BIN)/seqvg run tasks/demo.toml
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py

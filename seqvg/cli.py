@@ -127,7 +127,7 @@ def import_tensorflow_quietly() -> None:
             os.close(saved)
 
 
-_TF_COMMANDS = {"train", "probe", "compare"}
+_TF_COMMANDS = {"train", "probe", "compare", "run", "sweep"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -142,6 +142,8 @@ def cli(ctx):
     seqvg diagnose runs/adding-gru-T100-s0   vanishing / exploding / healthy
     seqvg report runs/a runs/b -o r.pdf      multi-page PDF from run directories
     seqvg compare --cells rnn,lstm,gru       train several cells, one report
+    seqvg sweep --lengths 50,100,200 -j 2    grid of cells x lengths x seeds
+    seqvg run tasks/demo.toml                a ready-made study from tasks/
     seqvg generate adding -T 100 -n 64 -o b.npz   the data, for your own models
     """
     if ctx.invoked_subcommand in _TF_COMMANDS and "--help" not in sys.argv and "-h" not in sys.argv:
@@ -392,6 +394,129 @@ def compare(ctx, cells, seeds, out, report_path, quiet, **kwargs):
     for row in [header, *rows]:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
     click.echo(f"report: {report_path}")
+
+
+def _parse_set(items) -> dict:
+    """--set KEY=VALUE pairs; VALUE is read as a TOML value (1e-3, true, "x")."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="'--set'")
+        try:
+            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value.strip()
+    return out
+
+
+def _run_study(study, workers: int, quiet: bool) -> None:
+    from seqvg.study import run_study, write_study_report
+
+    if workers < 1:
+        raise click.BadParameter(f"must be at least 1, got {workers}", param_hint="'--workers'")
+    try:
+        for cfg in study.configs:
+            from seqvg.config import check_memory
+
+            check_memory(cfg)
+        run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True))
+        if study.report is not None:
+            write_study_report(study)
+    except ConfigError as e:
+        raise _usage(e) from None
+    except RunDirError as e:
+        raise click.UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo("Interrupted. Run the same command again to resume.", err=True)
+        sys.exit(130)
+    click.echo(f"results: {study.out / 'results.csv'}  figure: {study.out / 'results.png'}")
+    if study.report is not None:
+        click.echo(f"report: {study.report}")
+
+
+@cli.command("run")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--workers", "-j", type=int, default=1, show_default=True,
+              help="Runs in parallel processes (TensorFlow threads split between them).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a run option in every run, e.g. --set steps=300 (repeatable).")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory of the runs [default: the spec's 'out', else runs/NAME].")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PDF to write [default: the spec's 'report', else reports/NAME.pdf].")
+@click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
+def run_spec(spec, workers, overrides, out, report_path, quiet):
+    """Run a study spec (tasks/*.toml): its grid of runs, results and report.
+
+    Finished runs are skipped and interrupted ones resumed, so the same
+    command after a crash or Ctrl-C finishes the study. Writes
+    OUT/results.csv, OUT/results.png and the report PDF.
+
+    \b
+    Examples:
+      seqvg run tasks/demo.toml
+      seqvg run tasks/remedies.toml --workers 2
+      seqvg run tasks/assignment-1-vanishing.toml --set steps=500 --out runs/a1-quick
+    """
+    from seqvg.study import SpecError, load_spec
+
+    try:
+        study = load_spec(spec, overrides=_parse_set(overrides), out=out, report=report_path)
+    except SpecError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(f"{study.name}: {len(study.configs)} runs in {study.out}"
+               + (" (probe only, no training)" if study.probe_only else ""), err=True)
+    _run_study(study, workers, quiet)
+
+
+@cli.command()
+@_apply(MODEL_OPTIONS + TRAIN_OPTIONS)
+@click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells.")
+@click.option("--lengths", default="50,100,200,400", show_default=True, help="Comma-separated lengths T.")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell and length (SEED..SEED+N-1).")
+@click.option("--workers", "-j", type=int, default=1, show_default=True,
+              help="Runs in parallel processes (TensorFlow threads split between them).")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"),
+              show_default=True, help="Directory of the runs, results.csv and results.png.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a PDF report of all runs here.")
+@click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
+def sweep(cells, lengths, seeds, workers, out, report_path, quiet, **kwargs):
+    """Train every cell at every length and seed; tabulate and plot the outcome.
+
+    OUT/results.csv has one row per run (options, solved, steps to solve,
+    final metric, gradient-decay figures at init and at the end);
+    OUT/results.png plots the solved fraction and the median final loss
+    against length, per cell. Resumable like `seqvg run`. --cell and
+    --length are replaced by --cells and --lengths.
+
+    \b
+    Example:
+      seqvg sweep --task adding --cells rnn,lstm,gru --lengths 50,100,200,400 --seeds 3 --workers 2
+    """
+    from seqvg.study import Study, expand
+
+    names = [c.strip() for c in cells.split(",") if c.strip()]
+    try:
+        lens = [int(t) for t in lengths.split(",") if t.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}", param_hint="'--lengths'")
+    if not names or not lens:
+        raise click.BadParameter("the grid is empty", param_hint="'--cells' / '--lengths'")
+    if seeds < 1:
+        raise click.BadParameter(f"must be positive, got {seeds}", param_hint="'--seeds'")
+    base = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k not in ("cell", "length", "seed")}
+    try:
+        runs = expand(base, {"cell": names, "length": lens}, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
+    except ConfigError as e:
+        raise _usage(e) from None
+    study = Study("sweep", tuple(c for _, c in runs), tuple(n for n, _ in runs), out, report_path)
+    click.echo(f"sweep: {len(runs)} runs in {out}", err=True)
+    _run_study(study, workers, quiet)
 
 
 def main():  # pragma: no cover - console entry point

@@ -335,8 +335,12 @@ def make_report(run_dirs: list, out: str | Path, png_dir: str | Path | None = No
     return write_report([load_run(Path(p)) for p in run_dirs], out, png_dir)
 
 
-def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = None) -> list:
-    """``make_report`` for runs already loaded with ``load_run``."""
+def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = None,
+                 extra_figures: list | None = None) -> list:
+    """``make_report`` for runs already loaded with ``load_run``.
+
+    ``extra_figures``: (title, matplotlib Figure) pages appended at the end.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -364,6 +368,10 @@ def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = 
             if png_dir is not None:
                 fig.savefig(Path(png_dir) / f"{i:02d}-{title.lower().replace(' ', '-')}.png", dpi=100,
                             metadata={"Software": None})
+            plt.close(fig)
+        for title, fig in extra_figures or []:
+            titles.append(title)
+            pdf.savefig(fig)
             plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return titles

@@ -1,0 +1,554 @@
+"""Studies: many runs from one spec or grid, run resumably (and in parallel).
+
+    seqvg run tasks/demo.toml
+    seqvg sweep --task adding --cells rnn,lstm,gru --lengths 50,100,200 --seeds 3 --workers 2
+
+A spec (``tasks/*.toml``) names run options at the top level (the base of
+every run), a ``[grid]`` of option lists whose product is run, optional
+``[[variant]]`` tables (named option sets, crossed with the grid), the seeds,
+and where the runs and the report go. Every run gets its own run directory
+under OUT; finished runs are skipped and interrupted ones resumed, so the
+same command after a crash or Ctrl-C finishes the work without repeating it.
+OUT/results.csv (one row per run) and OUT/results.png are rewritten
+atomically after every finished run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqvg.config import ConfigError, RunConfig
+
+#: Spec keys that are not run options.
+STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant"}
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+#: Run options a spec may set (the seed comes from ``seeds``).
+OPTION_KEYS = set(_FIELDS) - {"seed"}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run; the message names file, line and key."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed study: the runs' configs, their directory names and outputs."""
+
+    name: str
+    configs: tuple[RunConfig, ...]
+    run_names: tuple[str, ...]
+    out: Path
+    report: Path | None
+    probe_only: bool = False
+    description: str = ""
+
+    def run_dirs(self) -> list[Path]:
+        """Every run's directory, in spec order."""
+        return [self.out / n for n in self.run_names]
+
+
+# -- parsing ------------------------------------------------------------------
+def _line_of(text: str, key: str, table: str | None, index: int = 0) -> int | None:
+    """1-based line of ``key = ...`` in ``[table]`` (or the top level), if found.
+
+    ``index`` picks the n-th ``[[table]]`` for arrays of tables. A key missing
+    from a table points at the table's header line instead.
+    """
+    current, seen, header_line = None, -1, None
+    for i, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?", stripped)
+        if header:
+            current = header.group(1)
+            if current == table:
+                seen = seen + 1 if stripped.startswith("[[") else 0
+                if seen == index:
+                    header_line = i
+            continue
+        if current == table and (table is None or seen == index) and re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return i
+    return header_line
+
+
+class _Where:
+    """Builds 'file:line: key' prefixes for messages."""
+
+    def __init__(self, path: str, text: str):
+        self.path, self.text = path, text
+
+    def __call__(self, key: str, table: str | None = None, index: int = 0) -> str:
+        line = _line_of(self.text, key, table, index)
+        shown = f"[{table}] {key}" if table else key
+        return f"{self.path}:{line}: {shown}" if line else f"{self.path}: {shown}"
+
+
+def _check_type(name: str, value, where: str):
+    """Checks a TOML value against the RunConfig field's type."""
+    kind = str(_FIELDS[name].type)
+    base = kind.split("|")[0].strip()
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+    }[base]
+    if not ok:
+        raise SpecError(f"{where}: expected {base}, got {type(value).__name__} {value!r}")
+    return float(value) if base == "float" else value
+
+
+def _options(table: dict, where, table_name: str | None, index: int = 0, skip=()) -> dict:
+    out = {}
+    for key, value in table.items():
+        if key in skip:
+            continue
+        if key not in OPTION_KEYS:
+            hint = "; the seed is set by 'seeds'" if key == "seed" else ""
+            raise SpecError(f"{where(key, table_name, index)}: unknown option{hint}")
+        out[key] = _check_type(key, value, where(key, table_name, index))
+    return out
+
+
+def _seeds(value, where) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise SpecError(f"{where('seeds')}: must be at least 1, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return list(value)
+    raise SpecError(f"{where('seeds')}: expected a count (int) or a non-empty list of ints, got {value!r}")
+
+
+def _value_name(key: str, value) -> str:
+    if key == "cell":
+        return str(value)
+    if key == "length":
+        return f"T{value}"
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{key.replace('_', '-')}{text}"
+
+
+def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], seeds: list[int]):
+    """The product variants x grid x seeds as (run name, RunConfig) pairs.
+
+    Raises:
+        ConfigError: a combination of options is invalid (names the option).
+    """
+    keys = list(grid)
+    out = []
+    for label, opts in variants or [("", {})]:
+        for values in itertools.product(*(grid[k] for k in keys)):
+            for seed in seeds:
+                d = {**base, **opts, **dict(zip(keys, values)), "seed": seed}
+                cfg = RunConfig(**d).resolved()
+                parts = ([label] if label else []) + [_value_name(k, v) for k, v in zip(keys, values)]
+                out.append(("-".join(parts + [f"s{seed}"]), cfg))
+    return out
+
+
+def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, out: Path | None = None,
+               report: Path | None = None) -> Study:
+    """Parses a spec's text; ``overrides`` replace options in every run.
+
+    Raises:
+        SpecError: with file, line and key.
+    """
+    where = _Where(path, text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML ({e})") from None
+    name = doc.get("name", Path(path).stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise SpecError(f"{where('name')}: expected a simple name (letters, digits, _ . -), got {name!r}")
+    base = _options({k: v for k, v in doc.items() if k not in STUDY_KEYS}, where, None)
+    grid_doc = doc.get("grid", {})
+    if not isinstance(grid_doc, dict):
+        raise SpecError(f"{where('grid')}: expected a table [grid]")
+    grid = {}
+    for key, values in grid_doc.items():
+        if key not in OPTION_KEYS:
+            raise SpecError(f"{where(key, 'grid')}: unknown option")
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where(key, 'grid')}: expected a non-empty list of values, got {values!r}")
+        grid[key] = [_check_type(key, v, where(key, "grid")) for v in values]
+    variants = []
+    raw_variants = doc.get("variant", [])
+    if not isinstance(raw_variants, list):
+        raise SpecError(f"{where('variant')}: expected [[variant]] tables")
+    for i, v in enumerate(raw_variants):
+        label = v.get("label")
+        if not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9_.+=-]+", label):
+            raise SpecError(f"{where('label', 'variant', i)}: each [[variant]] needs a label "
+                            f"(letters, digits, _ . + = -), got {label!r}")
+        variants.append((label, _options(v, where, "variant", i, skip=("label",))))
+    labels = [label for label, _ in variants]
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"{path}: [[variant]] labels must differ, got {labels}")
+    seeds = _seeds(doc.get("seeds", 1), where)
+    probe_only = doc.get("probe_only", False)
+    if not isinstance(probe_only, bool):
+        raise SpecError(f"{where('probe_only')}: expected true or false")
+    for key, value in (overrides or {}).items():
+        if key not in OPTION_KEYS:
+            raise SpecError(f"--set {key}: unknown option")
+        value = _check_type(key, value, f"--set {key}")
+        base[key] = value
+        grid.pop(key, None)
+        for _, opts in variants:
+            opts.pop(key, None)
+    try:
+        runs = expand(base, grid, variants, seeds)
+    except ConfigError as e:
+        key = e.option or ""
+        loc = where(key, "grid") if key in grid else where(key)
+        raise SpecError(f"{loc}: {e}") from None
+    out_dir = out or Path(doc.get("out", f"runs/{name}"))
+    report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
+    return Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), Path(out_dir), Path(report_path),
+                 probe_only, str(doc.get("description", "")))
+
+
+def load_spec(path: str | os.PathLike, **kwargs) -> Study:
+    """Reads and parses a spec file (see ``parse_spec``)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read ({e})") from None
+    return parse_spec(text, str(path), **kwargs)
+
+
+# -- running --------------------------------------------------------------------
+PROBE_FILE = "probe.json"
+
+
+def _finished(path: Path, probe_only: bool) -> bool:
+    from seqvg import rundir
+
+    if probe_only:
+        return (path / PROBE_FILE).exists()
+    try:
+        return rundir.read_json(path / rundir.SUMMARY).get("status") in ("completed", "diverged")
+    except rundir.RunDirError:
+        return False
+
+
+def _worker_init(threads: int) -> None:
+    """Caps a worker's TensorFlow threads so the workers share the cores."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    from seqvg.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def run_one(cfg: RunConfig, path: Path, probe_only: bool = False, progress: bool = False) -> str:
+    """Trains (or, probe-only, probes at init) one run of a study; returns its status.
+
+    A started run is resumed; a directory holding a run with other options
+    is refused (RunExistsError) rather than overwritten.
+    """
+    from seqvg import rundir
+    from seqvg.training import RunExistsError, train
+
+    path = Path(path)
+    if probe_only:
+        from seqvg.probe import probe_untrained
+
+        result, _ = probe_untrained(cfg)
+        rundir.write_json(path / PROBE_FILE, {"config": cfg.to_dict(), **result.to_json(),
+                                              "c_summary": _c_summary(result)})
+        return "probed"
+    started = (path / rundir.CONFIG).exists()
+    if started and RunConfig.from_dict(rundir.read_json(path / rundir.CONFIG)["config"]) != cfg:
+        raise RunExistsError(f"{path}: holds a run with other options; use another output directory")
+    return train(cfg, path, resume=started, progress=progress)["status"]
+
+
+def _c_summary(result) -> dict | None:
+    from seqvg.probe import decay_summary
+
+    return None if result.c is None else decay_summary(result.c[0])
+
+
+def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print) -> list[Path]:
+    """Runs every unfinished run of a study, then writes its results.
+
+    Args:
+        study: the parsed study.
+        workers: parallel processes; each gets cores/workers TensorFlow
+            threads so that together they use the cores without
+            oversubscribing them. 1 runs in this process.
+        progress: per-run progress bars (only with one worker).
+        echo: where one line per finished run goes.
+
+    Returns:
+        The run directories in spec order.
+    """
+    dirs = study.run_dirs()
+    todo = [(cfg, d) for cfg, d in zip(study.configs, dirs) if not _finished(d, study.probe_only)]
+    done = len(dirs) - len(todo)
+    if done:
+        echo(f"{done} of {len(dirs)} runs already finished in {study.out}; {len(todo)} to run")
+    study.out.mkdir(parents=True, exist_ok=True)
+    if workers <= 1 or len(todo) <= 1:
+        for cfg, d in todo:
+            status = run_one(cfg, d, study.probe_only, progress)
+            done += 1
+            echo(f"[{done}/{len(dirs)}] {d.name}: {status}")
+            write_results(study)
+    else:
+        _run_parallel(study, todo, workers, done, len(dirs), echo)
+    write_results(study)
+    return dirs
+
+
+def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo) -> None:
+    import multiprocessing
+    import signal
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")  # no TensorFlow state forked into workers
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,))
+    futures = {pool.submit(run_one, cfg, d, study.probe_only, False): d for cfg, d in todo}
+    try:
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                status = f.result()  # re-raises a worker's error here
+                done += 1
+                echo(f"[{done}/{total}] {futures[f].name}: {status}")
+                write_results(study)
+    except BaseException:
+        # Ctrl-C (or a failed run): stop the workers; each one's run writes
+        # its 'interrupted' summary on SIGINT and resumes next time.
+        for f in futures:
+            f.cancel()
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGINT)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+# -- results --------------------------------------------------------------------
+OPTION_COLUMNS = ["task", "length", "cell", "units", "layers", "activation", "recurrent_init", "forget_bias",
+                  "chrono", "clip", "optimizer", "lr", "batch_size", "steps", "seed"]
+DECAY = ("rate_per_100", "horizon", "ratio", "underflow")
+TRAIN_COLUMNS = ["run", "label", *OPTION_COLUMNS, "status", "solved", "solved_at_step", "steps_done",
+                 "final_val_loss", "final_val_metric", "metric_name", "baseline",
+                 *[f"init_{k}" for k in DECAY], *[f"final_{k}" for k in DECAY]]
+PROBE_COLUMNS = ["run", "label", *OPTION_COLUMNS, "loss", *[f"h_{k}" for k in DECAY], *[f"c_{k}" for k in DECAY]]
+
+
+def label_of(study: Study, index: int) -> str:
+    """A run's group label: its name without the seed (for curves and tables)."""
+    return re.sub(r"-s-?\d+$", "", study.run_names[index])
+
+
+def results_rows(study: Study) -> list[dict]:
+    """One row per finished run, in spec order (no wall times: reruns compare equal)."""
+    from seqvg import rundir
+
+    rows = []
+    for i, (cfg, d) in enumerate(zip(study.configs, study.run_dirs())):
+        if not _finished(d, study.probe_only):
+            continue
+        row = {"run": d.name, "label": label_of(study, i), **{k: getattr(cfg, k) for k in OPTION_COLUMNS}}
+        if study.probe_only:
+            p = rundir.read_json(d / PROBE_FILE)
+            row["loss"] = p["loss"]
+            for k in DECAY:
+                row[f"h_{k}"] = p["summary"][k]
+                row[f"c_{k}"] = (p.get("c_summary") or {}).get(k)
+        else:
+            s = rundir.read_json(d / rundir.SUMMARY)
+            row.update(status=s["status"], solved=s["solved"], solved_at_step=s["solved_at_step"],
+                       steps_done=s["steps_done"], final_val_loss=s["final"]["val_loss"],
+                       final_val_metric=s["final"]["val_metric"], metric_name=s["metric_name"],
+                       baseline=s["baseline"])
+            for when in ("init", "final"):
+                for k in DECAY:
+                    row[f"{when}_{k}"] = (s["decay"].get(when) or {}).get(k)
+        rows.append(row)
+    return rows
+
+
+def write_results(study: Study) -> list[dict]:
+    """Atomically (re)writes OUT/results.csv and OUT/results.png."""
+    from seqvg import rundir
+
+    rows = results_rows(study)
+    columns = PROBE_COLUMNS if study.probe_only else TRAIN_COLUMNS
+    rundir.write_csv(study.out / "results.csv", columns, rows)
+    if rows:
+        fig = results_figure(study, rows)
+        import io
+
+        import matplotlib.pyplot as plt
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+        plt.close(fig)
+        rundir.atomic_write_bytes(study.out / "results.png", buf.getvalue())
+    return rows
+
+
+def _groups(rows: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        # Group across lengths: the label without the length part.
+        key = re.sub(r"(^|-)T\d+(?=-|$)", "", row["label"]).strip("-") or row["cell"]
+        groups.setdefault(key, []).append(row)
+    return groups
+
+
+def results_figure(study: Study, rows: list[dict]):
+    """Training studies: solved fraction and median final loss against length, per
+    cell/variant. Probe-only studies: decay rate and g_0/g_{T-1} against length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from seqvg.report import STYLES
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, group) in enumerate(_groups(rows).items()):
+        lengths = sorted({r["length"] for r in group})
+        style = {"color": colors[i % len(colors)], "linestyle": STYLES[i % len(STYLES)], "marker": "os^vD<>"[i % 7]}
+        at = {t: [r for r in group if r["length"] == t] for t in lengths}
+        if study.probe_only:
+            rate = [np.median([r["h_rate_per_100"] for r in at[t] if r["h_rate_per_100"] is not None] or [np.nan])
+                    for t in lengths]
+            under = [sum(r["h_underflow"] for r in at[t]) for t in lengths]
+            ax1.plot(lengths, rate, label=label, **style)
+            horizon = [np.median([r["h_horizon"] for r in at[t] if r["h_horizon"] is not None] or [np.nan])
+                       for t in lengths]
+            ax2.plot(lengths, horizon, label=label, **style)
+            for t, u, h in zip(lengths, under, horizon):
+                if u:
+                    ax2.annotate(f"{u} underflow", (t, h), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        else:
+            solved = [np.mean([bool(r["solved"]) for r in at[t]]) for t in lengths]
+            med = [np.median([r["final_val_loss"] for r in at[t] if r["final_val_loss"] is not None] or [np.nan])
+                   for t in lengths]
+            ax1.plot(lengths, solved, label=label, **style)
+            ax2.plot(lengths, med, label=label, **style)
+    if study.probe_only:
+        ax1.axhline(0, color="0.6", lw=0.8)
+        ax1.set(xlabel="length T", ylabel="decades per 100 steps back (negative = vanishing)",
+                title="Gradient decay rate at init (median over seeds)")
+        ax2.set(xlabel="length T", ylabel="steps back until g_t < 1e-3 g_{T-1}",
+                title="Gradient horizon at init (median over seeds)")
+    else:
+        ax1.set(xlabel="length T", ylabel="fraction of seeds solved", ylim=(-0.05, 1.05),
+                title="Solved fraction against length")
+        ax2.set(xlabel="length T", ylabel="final validation loss (median over seeds)",
+                title="Median final loss against length")
+        if all(r["final_val_loss"] and r["final_val_loss"] > 0 for r in rows):
+            ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if len({r["length"] for r in rows}) > 1:
+            ax.set_xscale("log")
+            ticks = sorted({r["length"] for r in rows})
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+    ax2.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{study.name}: {len(rows)} runs", fontsize=11)
+    return fig
+
+
+def probe_curves_figure(study: Study):
+    """Probe-only studies: g_t / g_{T-1} against steps back, one panel per length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from seqvg import rundir
+    from seqvg.report import STYLES
+
+    runs = [(label_of(study, i), cfg, d) for i, (cfg, d) in enumerate(zip(study.configs, study.run_dirs()))
+            if cfg.seed == study.configs[0].seed and _finished(d, True)]
+    lengths = sorted({cfg.length for _, cfg, _ in runs})
+    fig, axes = plt.subplots(1, max(1, len(lengths)), figsize=(11, 4.6), constrained_layout=True, squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    curves = {}
+    for label, cfg, d in runs:
+        g = np.asarray(rundir.read_json(d / PROBE_FILE)["h"][0], dtype=np.float64)
+        curves[(label, cfg.length)] = g / g[-1] if g[-1] > 0 else g
+    positive = [c[c > 0].min() for c in curves.values() if (c > 0).any()]
+    floor = min(positive) / 10 if positive else 1e-30
+    groups = list(dict.fromkeys(re.sub(r"(^|-)T\d+(?=-|$)", "", label).strip("-") for label, _, _ in runs))
+    for ax, length in zip(axes[0], lengths):
+        for (label, t), n in curves.items():
+            if t != length:
+                continue
+            k = groups.index(re.sub(r"(^|-)T\d+(?=-|$)", "", label).strip("-"))
+            back = np.arange(len(n))[::-1]
+            zero = n == 0
+            style = {"color": colors[k % len(colors)], "linestyle": STYLES[k % len(STYLES)]}
+            ax.plot(back, np.where(zero, np.nan, n), label=groups[k], **style)
+            if zero.any():
+                ax.plot(back[zero], np.full(zero.sum(), floor), "x", ms=3, color=style["color"])
+        ax.set_yscale("log")
+        ax.axhline(floor, color="0.7", lw=0.6)
+        ax.text(0, floor, " underflow (exact 0)", fontsize=7, va="bottom", color="0.4")
+        ax.set(xlabel="steps back from the last step", title=f"T = {length}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("||dL/dh_t|| / ||dL/dh_{T-1}||")
+    axes[0][-1].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"{study.name}: gradient norm at init against steps back (seed {study.configs[0].seed})",
+                 fontsize=11)
+    return fig
+
+
+def write_study_report(study: Study) -> Path:
+    """Writes the study's PDF: the runs' report pages (training studies) and
+    the results figure; for probe-only studies the curves and the results."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from seqvg import rundir
+
+    rows = results_rows(study)
+    if study.probe_only:
+        buf = io.BytesIO()
+        metadata = {"Title": f"seqvg study {study.name}", "Creator": "seqvg", "Producer": "seqvg",
+                    "CreationDate": None}
+        with PdfPages(buf, metadata=metadata) as pdf:
+            for fig in (probe_curves_figure(study), results_figure(study, rows)):
+                pdf.savefig(fig)
+                plt.close(fig)
+        rundir.atomic_write_bytes(study.report, buf.getvalue())
+    else:
+        from seqvg.report import write_report
+
+        runs = [rundir.load_run(d) for d in study.run_dirs()]
+        write_report(runs, study.report, extra_figures=[("Study results", results_figure(study, rows))])
+    return study.report

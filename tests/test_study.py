@@ -1,0 +1,155 @@
+"""Studies: specs in tasks/, seqvg run, seqvg sweep (resume after a kill, workers)."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seqvg import rundir
+from seqvg.cli import cli
+from seqvg.study import SpecError, load_spec, parse_spec
+
+TASKS = Path(__file__).resolve().parents[1] / "tasks"
+SPECS = sorted(TASKS.glob("*.toml"))
+#: --set overrides that shrink any spec to seconds.
+TINY_SET = ["steps=4", "eval_every=2", "val_size=16", "units=4", "batch_size=8", "length=6", "probe_batch=4"]
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_shipped_specs_are_there():
+    names = {p.stem for p in SPECS}
+    assert {"demo", "remedies", "init-gradients", "tcn-table1", "assignment-1-vanishing",
+            "assignment-2-gating"} <= names
+    assert (TASKS / "README.md").exists()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_spec_parses_with_its_comment_block(spec):
+    study = load_spec(spec)
+    assert study.configs and len(set(study.run_names)) == len(study.run_names)
+    text = spec.read_text()
+    # Each spec opens with a comment block saying what it shows and its time.
+    assert text.startswith("#") and "Time" in text
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_spec_runs_with_a_tiny_budget(spec, tmp_path):
+    args = ["run", str(spec), "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "r.pdf"), "-q"]
+    for s in TINY_SET:
+        args += ["--set", s]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    study = load_spec(spec, overrides={k: int(v) for k, v in (s.split("=") for s in TINY_SET)})
+    rows = _rows(tmp_path / "runs" / "results.csv")
+    assert [r["run"] for r in rows] == list(study.run_names)
+    assert (tmp_path / "runs" / "results.png").stat().st_size > 0
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_demo_spec_is_what_make_demo_runs():
+    study = load_spec(TASKS / "demo.toml")
+    assert [c.cell for c in study.configs] == ["rnn", "lstm", "gru"]
+    assert study.report == Path("reports/demo.pdf")
+    assert "tasks/demo.toml" in (TASKS.parent / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("text, where", [
+    ("cell = 'rnn'\nunits = 8\nbogus = 1\n", "s.toml:3: bogus: unknown option"),
+    ("units = 'many'\n", "s.toml:1: units: expected int, got str"),
+    ("[grid]\ncell = []\n", "s.toml:2: [grid] cell: expected a non-empty list"),
+    ("[grid]\ncolour = ['red']\n", "s.toml:2: [grid] colour: unknown option"),
+    ("seed = 3\n", "s.toml:1: seed: unknown option; the seed is set by 'seeds'"),
+    ("seeds = 0\n", "s.toml:1: seeds: must be at least 1"),
+    ("cell = 'gru'\nforget_bias = 3.0\n", "s.toml:2: forget_bias: --forget-bias applies to --cell lstm only"),
+    ("[grid]\nlength = [10, 1]\n", "s.toml:2: [grid] length: --length must be at least 2"),
+    ("[[variant]]\nlabel = 'a'\n[[variant]]\ncell = 'gru'\n", "s.toml:3: [variant] label: each [[variant]] needs a label"),
+    ("[[variant]]\nlabel = 'a'\n[[variant]]\nlabel = 'b'\nlr = 'fast'\n", "s.toml:5: [variant] lr: expected float"),
+    ("units = \n", "s.toml: not valid TOML"),
+])
+def test_spec_errors_name_file_line_and_key(text, where):
+    with pytest.raises(SpecError) as e:
+        parse_spec(text, "s.toml")
+    assert str(e.value).startswith(where), str(e.value)
+
+
+def test_spec_error_is_a_usage_error(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text("task = 'adding'\nunits = -3\n")
+    result = CliRunner().invoke(cli, ["run", str(spec)])
+    assert result.exit_code == 2
+    assert "bad.toml:2: units: --units must be positive" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and "no such spec file" in result.output
+    result = CliRunner().invoke(cli, ["run", str(spec), "--set", "nonsense"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+
+def test_grid_times_variants_times_seeds():
+    study = parse_spec("task = 'adding'\nseeds = [3, 4]\n[grid]\nlength = [5, 9]\n"
+                       "[[variant]]\nlabel = 'fb3'\ncell = 'lstm'\nforget_bias = 3.0\n"
+                       "[[variant]]\nlabel = 'g'\ncell = 'gru'\n", "x.toml")
+    assert study.run_names == ("fb3-T5-s3", "fb3-T5-s4", "fb3-T9-s3", "fb3-T9-s4",
+                               "g-T5-s3", "g-T5-s4", "g-T9-s3", "g-T9-s4")
+    assert [c.forget_bias for c in study.configs[:4]] == [3.0] * 4
+    assert study.out == Path("runs/x") and study.report == Path("reports/x.pdf")
+
+
+SWEEP = ["sweep", "--cells", "rnn,gru", "--lengths", "8,12", "--units", "8", "--steps", "60",
+         "--eval-every", "10", "--val-size", "32", "--batch-size", "16", "--probe-batch", "8", "-q"]
+
+
+def test_sweep_killed_half_way_resumes_to_the_same_results(tmp_path):
+    clean = tmp_path / "clean"
+    result = CliRunner().invoke(cli, SWEEP + ["--out", str(clean)])
+    assert result.exit_code == 0, result.output
+    expected = _rows(clean / "results.csv")
+    assert len(expected) == 4 and [r["run"] for r in expected] == ["rnn-T8-s0", "rnn-T12-s0", "gru-T8-s0",
+                                                                  "gru-T12-s0"]
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "seqvg", *SWEEP, "--out", str(killed)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill the whole process group once the second run has checkpointed.
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (killed / "rnn-T12-s0" / rundir.CHECKPOINTS / rundir.STATE).exists():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _rows(killed / "results.csv") if (killed / "results.csv").exists() else []
+    assert len(partial) < 4
+    result = CliRunner().invoke(cli, SWEEP + ["--out", str(killed)])
+    assert result.exit_code == 0, result.output
+    assert "already finished" in result.output
+    assert _rows(killed / "results.csv") == expected
+
+
+def test_sweep_with_two_workers(tmp_path):
+    out = tmp_path / "par"
+    result = CliRunner().invoke(cli, SWEEP + ["--out", str(out), "--workers", "2", "--report", str(tmp_path / "s.pdf")])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out / "results.csv")
+    assert {r["run"] for r in rows} == {"rnn-T8-s0", "rnn-T12-s0", "gru-T8-s0", "gru-T12-s0"}
+    assert all(r["status"] == "completed" for r in rows)
+    assert (tmp_path / "s.pdf").exists()
+
+
+def test_sweep_bad_options():
+    r = CliRunner().invoke(cli, ["sweep", "--lengths", "10,x"])
+    assert r.exit_code == 2 and "--lengths" in r.output
+    r = CliRunner().invoke(cli, ["sweep", "--cells", "rnn", "--lengths", "10", "--forget-bias", "3"])
+    assert r.exit_code == 2 and "--forget-bias" in r.output
+    r = CliRunner().invoke(cli, ["sweep", "--workers", "0", "--lengths", "5", "--steps", "1"])
+    assert r.exit_code == 2
