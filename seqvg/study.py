@@ -315,6 +315,12 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print)
     return dirs
 
 
+def _cost(cfg: RunConfig) -> float:
+    """Relative cost of a run: steps x timesteps x layers x gate matmul width."""
+    gates = {"lstm": 4, "gru": 3}.get(cfg.cell, 1)
+    return float(cfg.steps * cfg.seq_len * cfg.layers * gates * cfg.units)
+
+
 def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo) -> None:
     import multiprocessing
     import signal
@@ -323,6 +329,8 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")  # no TensorFlow state forked into workers
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,))
+    # Longest runs first, so no worker is left with a long run at the end.
+    todo = sorted(todo, key=lambda item: -_cost(item[0]))
     futures = {pool.submit(run_one, cfg, d, study.probe_only, False): d for cfg, d in todo}
     try:
         pending = set(futures)
@@ -420,7 +428,10 @@ def _groups(rows: list[dict]) -> dict[str, list[dict]]:
 
 def results_figure(study: Study, rows: list[dict]):
     """Training studies: solved fraction and median final loss against length, per
-    cell/variant. Probe-only studies: decay rate and g_0/g_{T-1} against length."""
+    cell/variant. Probe-only studies: decay rate and horizon against length.
+
+    With one length only, the x axis lists the cells/variants instead.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -429,50 +440,65 @@ def results_figure(study: Study, rows: list[dict]):
 
     from seqvg.report import STYLES
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    def median(values):
+        values = [v for v in values if v is not None and np.isfinite(v)]
+        return float(np.median(values)) if values else np.nan
+
+    groups = _groups(rows)
+    all_lengths = sorted({r["length"] for r in rows})
+    by_label = len(all_lengths) == 1
+    if study.probe_only:
+        left, right = "h_rate_per_100", "h_horizon"
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, group) in enumerate(_groups(rows).items()):
+    for i, (label, group) in enumerate(groups.items()):
         lengths = sorted({r["length"] for r in group})
-        style = {"color": colors[i % len(colors)], "linestyle": STYLES[i % len(STYLES)], "marker": "os^vD<>"[i % 7]}
+        style = {"color": colors[i % len(colors)], "linestyle": STYLES[i % len(STYLES)],
+                 "marker": "os^vD<>"[i % 7], "label": label}
         at = {t: [r for r in group if r["length"] == t] for t in lengths}
+        xs = [i] if by_label else lengths
         if study.probe_only:
-            rate = [np.median([r["h_rate_per_100"] for r in at[t] if r["h_rate_per_100"] is not None] or [np.nan])
-                    for t in lengths]
-            under = [sum(r["h_underflow"] for r in at[t]) for t in lengths]
-            ax1.plot(lengths, rate, label=label, **style)
-            horizon = [np.median([r["h_horizon"] for r in at[t] if r["h_horizon"] is not None] or [np.nan])
-                       for t in lengths]
-            ax2.plot(lengths, horizon, label=label, **style)
-            for t, u, h in zip(lengths, under, horizon):
-                if u:
-                    ax2.annotate(f"{u} underflow", (t, h), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            y1 = [median([r[left] for r in at[t]]) for t in lengths]
+            y2 = [median([r[right] for r in at[t]]) for t in lengths]
         else:
-            solved = [np.mean([bool(r["solved"]) for r in at[t]]) for t in lengths]
-            med = [np.median([r["final_val_loss"] for r in at[t] if r["final_val_loss"] is not None] or [np.nan])
-                   for t in lengths]
-            ax1.plot(lengths, solved, label=label, **style)
-            ax2.plot(lengths, med, label=label, **style)
+            y1 = [float(np.mean([r["solved"] in (True, "True") for r in at[t]])) for t in lengths]
+            y2 = [median([r["final_val_loss"] for r in at[t]]) for t in lengths]
+        ax1.plot(xs, y1, **style)
+        ax2.plot(xs, y2, **style)
+        if study.probe_only:
+            for x, t, y in zip(xs, lengths, y2):
+                under = sum(r["h_underflow"] for r in at[t])
+                if under:
+                    ax2.annotate(f"{under} zeros", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    where = f" (T = {all_lengths[0]})" if by_label else " against length"
     if study.probe_only:
         ax1.axhline(0, color="0.6", lw=0.8)
-        ax1.set(xlabel="length T", ylabel="decades per 100 steps back (negative = vanishing)",
-                title="Gradient decay rate at init (median over seeds)")
-        ax2.set(xlabel="length T", ylabel="steps back until g_t < 1e-3 g_{T-1}",
-                title="Gradient horizon at init (median over seeds)")
+        ax1.set(ylabel="decades per 100 steps back (negative = vanishing)", title="Gradient decay rate at init" + where)
+        ax2.set(ylabel="steps back until g_t < 1e-3 g_{T-1}", title="Gradient horizon at init" + where)
     else:
-        ax1.set(xlabel="length T", ylabel="fraction of seeds solved", ylim=(-0.05, 1.05),
-                title="Solved fraction against length")
-        ax2.set(xlabel="length T", ylabel="final validation loss (median over seeds)",
-                title="Median final loss against length")
-        if all(r["final_val_loss"] and r["final_val_loss"] > 0 for r in rows):
+        ax1.set(ylabel="fraction of seeds solved", ylim=(-0.05, 1.05), title="Solved fraction" + where)
+        ax2.set(ylabel="final validation loss (median over seeds)", title="Median final loss" + where)
+        baselines = sorted({(r["length"], r["baseline"]) for r in rows if r.get("baseline") is not None})
+        if baselines and len({b for _, b in baselines}) == 1:
+            ax2.axhline(baselines[0][1], color="0.4", ls=":", lw=1)
+            ax2.annotate("baseline", (0, baselines[0][1]), xycoords=("axes fraction", "data"), fontsize=7,
+                         xytext=(3, 3), textcoords="offset points", color="0.3")
+        finite = [r["final_val_loss"] for r in rows if r["final_val_loss"] is not None]
+        if finite and min(finite) > 0:
             ax2.set_yscale("log")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        if len({r["length"] for r in rows}) > 1:
-            ax.set_xscale("log")
-            ticks = sorted({r["length"] for r in rows})
-            ax.set_xticks(ticks, [str(t) for t in ticks])
-            ax.minorticks_off()
-    ax2.legend(fontsize=8, loc="best")
+        if by_label:
+            ax.set_xticks(range(len(groups)), list(groups), rotation=30, ha="right")
+            ax.set_xlim(-0.6, len(groups) - 0.4)
+        else:
+            ax.set_xlabel("length T")
+            if len(all_lengths) > 1:
+                ax.set_xscale("log")
+                ax.set_xticks(all_lengths, [str(t) for t in all_lengths])
+                ax.minorticks_off()
+    if not by_label:
+        ax2.legend(fontsize=8, loc="best")
     fig.suptitle(f"{study.name}: {len(rows)} runs", fontsize=11)
     return fig
 
@@ -491,7 +517,7 @@ def probe_curves_figure(study: Study):
     runs = [(label_of(study, i), cfg, d) for i, (cfg, d) in enumerate(zip(study.configs, study.run_dirs()))
             if cfg.seed == study.configs[0].seed and _finished(d, True)]
     lengths = sorted({cfg.length for _, cfg, _ in runs})
-    fig, axes = plt.subplots(1, max(1, len(lengths)), figsize=(11, 4.6), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(lengths)), figsize=(12, 4.6), layout="constrained", squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     curves = {}
     for label, cfg, d in runs:
@@ -517,7 +543,8 @@ def probe_curves_figure(study: Study):
         ax.set(xlabel="steps back from the last step", title=f"T = {length}")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("||dL/dh_t|| / ||dL/dh_{T-1}||")
-    axes[0][-1].legend(fontsize=8, loc="lower left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside right upper")
     fig.suptitle(f"{study.name}: gradient norm at init against steps back (seed {study.configs[0].seed})",
                  fontsize=11)
     return fig
