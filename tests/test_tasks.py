@@ -104,3 +104,17 @@ def test_generate_bad_input(args, tmp_path):
     r = CliRunner().invoke(cli, ["generate", *args])
     assert r.exit_code == 2
     assert "Traceback" not in r.output and "Error" in r.output
+
+
+def test_atomic_writes_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    from seqvg.rundir import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "f.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o644
