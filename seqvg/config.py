@@ -43,6 +43,9 @@ class RunConfig:
     recurrent_init: str | None = None
     forget_bias: float | None = None
     chrono: int | None = None
+    layer_norm: bool = False
+    batch_norm: bool = False
+    residual: bool = False
     clip: float = 0.0
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -136,6 +139,16 @@ def validate(cfg: RunConfig) -> None:
             )
     if cfg.forget_bias is not None and cfg.cell != "lstm":
         raise ConfigError(f"--forget-bias applies to --cell lstm only, not {cfg.cell}", "forget_bias")
+    if cfg.layer_norm and gated:
+        raise ConfigError(
+            f"--layer-norm is built for the vanilla cells (rnn, irnn), not for {cfg.cell}", "layer_norm"
+        )
+    if cfg.batch_norm and cfg.layers < 2:
+        raise ConfigError("--batch-norm normalises between stacked layers; it needs --layers 2 or more",
+                          "batch_norm")
+    if cfg.residual and cfg.layers < 2:
+        raise ConfigError("--residual adds skip connections across stacked layers; it needs --layers 2 or more",
+                          "residual")
     if cfg.chrono is not None:
         if not gated:
             raise ConfigError(f"--chrono applies to --cell lstm or gru, not {cfg.cell}", "chrono")

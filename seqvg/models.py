@@ -34,6 +34,89 @@ def _recurrent_initializer(name: str, seed: int):
     return keras.initializers.Orthogonal(seed=seed)
 
 
+def _layer_norm_cell_class():
+    """The layer-normalised vanilla cell (Ba, Kiros & Hinton 2016), defined lazily
+    so that importing seqvg does not import Keras.
+
+    h_t = act(gamma * (a_t - mean(a_t)) / std(a_t) + beta), with
+    a_t = x_t W + h_{t-1} U: the normalisation keeps the pre-activation's scale
+    fixed at every step, whatever the recurrent weights do to it.
+    """
+    global _LN_CELL
+    if _LN_CELL is not None:
+        return _LN_CELL
+    import keras
+
+    @keras.saving.register_keras_serializable(package="seqvg")
+    class LayerNormSimpleRNNCell(keras.layers.SimpleRNNCell):
+        """SimpleRNNCell with layer normalisation of the pre-activation."""
+
+        def __init__(self, units, epsilon=1e-3, **kwargs):
+            kwargs["use_bias"] = False  # LayerNorm's beta is the bias
+            super().__init__(units, **kwargs)
+            self.epsilon = epsilon
+
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.gamma = self.add_weight(shape=(self.units,), initializer="ones", name="gamma")
+            self.beta = self.add_weight(shape=(self.units,), initializer="zeros", name="beta")
+
+        def call(self, sequence, states, training=False):
+            prev = states[0] if isinstance(states, (list, tuple)) else states
+            a = keras.ops.matmul(sequence, self.kernel) + keras.ops.matmul(prev, self.recurrent_kernel)
+            mean = keras.ops.mean(a, axis=-1, keepdims=True)
+            var = keras.ops.var(a, axis=-1, keepdims=True)
+            a = self.gamma * (a - mean) / keras.ops.sqrt(var + self.epsilon) + self.beta
+            h = self.activation(a)
+            return h, [h] if isinstance(states, (list, tuple)) else h
+
+        def get_config(self):
+            config = super().get_config()
+            config.pop("use_bias", None)
+            return {**config, "epsilon": self.epsilon}
+
+    _LN_CELL = LayerNormSimpleRNNCell
+    return _LN_CELL
+
+
+_LN_CELL = None
+_RESIDUAL = None
+
+
+def residual_class():
+    """The ``Residual`` wrapper: a skip connection around one recurrent layer.
+
+    out = x + layer(x) (for a layer that returns only its last state, the
+    skip adds the last input step). The gradient then reaches the layer below
+    through the identity as well as through the recurrent layer.
+    """
+    global _RESIDUAL
+    if _RESIDUAL is not None:
+        return _RESIDUAL
+    import keras
+
+    @keras.saving.register_keras_serializable(package="seqvg")
+    class Residual(keras.layers.Wrapper):
+        """x + layer(x) around a recurrent layer of the input's width."""
+
+        def call(self, inputs, training=None):
+            skip = inputs if self.layer.return_sequences else inputs[:, -1, :]
+            return skip + self.layer(inputs, training=training)
+
+        def compute_output_shape(self, input_shape):
+            return self.layer.compute_output_shape(input_shape)
+
+    _RESIDUAL = Residual
+    return _RESIDUAL
+
+
+def register_custom_objects() -> None:
+    """Registers seqvg's own Keras classes, so ``keras.saving.load_model``
+    can read any model.keras that seqvg wrote (call before loading)."""
+    _layer_norm_cell_class()
+    residual_class()
+
+
 def _recurrent_layer(cfg: RunConfig, index: int, return_sequences: bool):
     import keras
 
@@ -46,6 +129,12 @@ def _recurrent_layer(cfg: RunConfig, index: int, return_sequences: bool):
         recurrent_initializer=rec_init,
         name=name,
     )
+    if cfg.cell in ("rnn", "irnn") and cfg.layer_norm:
+        cell = _layer_norm_cell_class()(
+            cfg.units, activation=_activation(cfg.activation), kernel_initializer=kernel_init,
+            recurrent_initializer=rec_init,
+        )
+        return keras.layers.RNN(cell, return_sequences=return_sequences, name=name)
     if cfg.cell in ("rnn", "irnn"):
         return keras.layers.SimpleRNN(cfg.units, activation=_activation(cfg.activation), **common)
     if cfg.cell == "lstm":
@@ -54,10 +143,16 @@ def _recurrent_layer(cfg: RunConfig, index: int, return_sequences: bool):
 
 
 def recurrent_layers(model) -> list:
-    """The model's recurrent (keras.layers.RNN) layers, bottom to top."""
+    """The model's recurrent (keras.layers.RNN) layers, bottom to top,
+    including those inside a ``Residual`` wrapper."""
     import keras
 
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+    out = []
+    for layer in model.layers:
+        inner = getattr(layer, "layer", None) if isinstance(layer, residual_class()) else layer
+        if isinstance(inner, keras.layers.RNN):
+            out.append(inner)
+    return out
 
 
 def _set_gate_biases(cfg: RunConfig, model) -> None:
@@ -101,7 +196,13 @@ def build_model(cfg: RunConfig):
     h = inputs
     for i in range(cfg.layers):
         top = i == cfg.layers - 1
-        h = _recurrent_layer(cfg, i, return_sequences=task.per_step or not top)(h)
+        rnn = _recurrent_layer(cfg, i, return_sequences=task.per_step or not top)
+        if cfg.residual and i > 0:  # layer 1 reads the task's inputs, not units wide
+            rnn = residual_class()(rnn, name=f"residual_{i + 1}")
+        h = rnn(h)
+        if cfg.batch_norm and not top:
+            # Normalises each feature over batch and time between the layers.
+            h = keras.layers.BatchNormalization(name=f"batch_norm_{i + 1}")(h)
     outputs = keras.layers.Dense(
         task.n_outputs, kernel_initializer=keras.initializers.GlorotUniform(seed=cfg.seed * 1000 + 999), name="head"
     )(h)

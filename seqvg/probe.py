@@ -94,13 +94,28 @@ def decay_summary(g) -> dict:
     return {"rate_per_100": rate, "horizon": horizon, "ratio": ratio, "underflow": underflow}
 
 
+def _recurrent(layer):
+    """The keras.layers.RNN inside ``layer`` (itself, or a Residual's), or None."""
+    import keras
+
+    from seqvg.models import residual_class
+
+    if isinstance(layer, residual_class()):
+        layer = layer.layer
+    return layer if isinstance(layer, keras.layers.RNN) else None
+
+
 def _chain(model) -> list:
-    """The model's layers in call order, checked to be a simple chain."""
+    """The model's layers in call order, checked to be a simple chain.
+
+    A ``Residual`` wrapper (x + layer(x)) counts as one link of the chain.
+    """
     import keras
 
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     for layer in layers:
-        if isinstance(layer, keras.layers.RNN):
+        if _recurrent(layer) is not None:
+            layer = _recurrent(layer)
             if layer.go_backwards or getattr(layer, "stateful", False):
                 raise ValueError(f"probe: layer {layer.name} runs backwards or statefully; not supported")
         nodes = getattr(layer, "_inbound_nodes", [])
@@ -179,13 +194,12 @@ class Prober:
     """
 
     def __init__(self, model, task: Task):
-        import keras
         import tensorflow as tf
 
         self.model = model
         self.task = task
         self.layers = _chain(model)
-        self.rnns = [layer for layer in self.layers if isinstance(layer, keras.layers.RNN)]
+        self.rnns = [_recurrent(layer) for layer in self.layers if _recurrent(layer) is not None]
         if not self.rnns:
             raise ValueError("probe: the model has no recurrent layer")
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
@@ -237,13 +251,15 @@ class Prober:
         return states[0]
 
     def _measure(self, x, y):
-        import keras
         import tensorflow as tf
 
         batch = tf.shape(x)[0]
         steps = x.shape[1]
         # Per layer, the zero perturbations of all its states side by side.
-        eps = [tf.zeros(tf.stack([steps, batch, n * layer.cell.units]), x.dtype) for layer, n in zip(self.rnns, self.n_states)]
+        eps = [
+            tf.zeros(tf.stack([steps, batch, n * layer.cell.units]), x.dtype)
+            for layer, n in zip(self.rnns, self.n_states)
+        ]
         # Only x and eps are differentiated: watching the weights would make
         # the backward loop accumulate dL/dW at every step for nothing.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -252,8 +268,13 @@ class Prober:
             h = x
             k = 0
             for layer in self.layers:
-                if isinstance(layer, keras.layers.RNN):
+                rnn = _recurrent(layer)
+                if rnn is layer:
                     h = self._run_rnn(layer, h, eps[k])
+                    k += 1
+                elif rnn is not None:  # Residual: skip + layer(x), as its call
+                    skip = h if rnn.return_sequences else h[:, -1, :]
+                    h = skip + self._run_rnn(rnn, h, eps[k])
                     k += 1
                 else:
                     h = layer(h, training=False)
@@ -343,6 +364,9 @@ def probe_run(run_dir, batch: dict | None = None):
     if not path.exists():
         status = rundir.read_json(run_dir / rundir.SUMMARY).get("status") if (run_dir / rundir.SUMMARY).exists() else None
         raise rundir.RunDirError(f"{path}: missing (run status: {status}); only a finished run has a final model")
+    from seqvg.models import register_custom_objects
+
+    register_custom_objects()
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # keras raises many types for a damaged archive

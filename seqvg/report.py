@@ -51,6 +51,12 @@ def remedies(cfg: dict) -> list[str]:
         out.append(f"forget bias {cfg['forget_bias']:g}")
     if cfg.get("chrono") is not None:
         out.append(f"chrono {cfg['chrono']}")
+    if cfg.get("layer_norm"):
+        out.append("layer norm")
+    if cfg.get("batch_norm"):
+        out.append("batch norm")
+    if cfg.get("residual"):
+        out.append("residual")
     if cfg.get("clip"):
         out.append(f"clip {cfg['clip']:g}")
     return out

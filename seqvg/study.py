@@ -356,7 +356,8 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
 
 # -- results --------------------------------------------------------------------
 OPTION_COLUMNS = ["task", "length", "cell", "units", "layers", "activation", "recurrent_init", "forget_bias",
-                  "chrono", "clip", "optimizer", "lr", "batch_size", "steps", "seed"]
+                  "chrono", "layer_norm", "batch_norm", "residual",
+                  "clip", "optimizer", "lr", "batch_size", "steps", "seed"]
 DECAY = ("rate_per_100", "horizon", "ratio", "underflow")
 TRAIN_COLUMNS = ["run", "label", *OPTION_COLUMNS, "status", "solved", "solved_at_step", "steps_done",
                  "final_val_loss", "final_val_metric", "metric_name", "baseline",

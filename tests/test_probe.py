@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from seqvg.cli import cli
 from seqvg.config import RunConfig
-from seqvg.models import build_model, compile_model
+from seqvg.models import build_model, compile_model, residual_class
 from seqvg.probe import Prober, decay_summary, probe
 from seqvg.tasks import get_task, stream
 from seqvg.training import train
@@ -27,11 +27,11 @@ def _chain(model):
     return [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
 
 
-def _splittable(layer):
+def _splittable(layer, width):
     """A copy of ``layer`` that returns its whole sequence and its final state."""
     cfg = {**layer.get_config(), "return_sequences": True, "return_state": True, "name": layer.name + "_ref"}
     twin = type(layer).from_config(cfg)
-    twin.build((None, None, layer.input.shape[-1]))
+    twin.build((None, None, width))
     twin.set_weights(layer.get_weights())
     return twin
 
@@ -48,12 +48,15 @@ def reference_probe(model, task, x, y):
     steps = x.shape[1]
     h_norms, c_norms = [], []
     for li, layer in enumerate(layers):
+        residual = isinstance(layer, residual_class())
+        if residual:
+            layer = layer.layer
         if not isinstance(layer, keras.layers.RNN):
             continue
         below = x
         for l in layers[:li]:
             below = l(below)
-        twin = _splittable(layer)
+        twin = _splittable(layer, below.shape[-1])
         lstm = isinstance(layer, keras.layers.LSTM)
         hs, cs = [], []
         for t in range(steps):
@@ -66,6 +69,8 @@ def reference_probe(model, task, x, y):
                     parts.append(seq2)
                 seq = tf.concat(parts, axis=1)
                 out = seq if layer.return_sequences else seq[:, -1]
+                if residual:  # the wrapper's skip connection, written out
+                    out = out + (below if layer.return_sequences else below[:, -1])
                 for l in layers[li + 1 :]:
                     out = l(out)
                 loss = task.loss_fn(y, out)
@@ -101,6 +106,13 @@ CASES = [
     dict(cell="lstm", layers=2),
     dict(cell="gru", layers=2, task="copy", length=6),
     dict(cell="rnn", activation="sigmoid", recurrent_init="glorot"),
+    dict(cell="rnn", layer_norm=True),
+    dict(cell="irnn", layer_norm=True, layers=2),
+    dict(cell="lstm", layers=2, batch_norm=True),
+    dict(cell="rnn", layers=3, batch_norm=True, layer_norm=True),
+    dict(cell="rnn", layers=3, residual=True),
+    dict(cell="lstm", layers=2, residual=True, batch_norm=True),
+    dict(cell="gru", layers=2, residual=True, task="copy", length=6),
 ]
 
 
@@ -108,6 +120,11 @@ CASES = [
 def test_probe_matches_per_timestep_reference(kw):
     cfg = RunConfig(**{"length": 16, "units": 6, **kw}).resolved()
     model = build_model(cfg)
+    rng = np.random.default_rng(5)
+    for w in model.weights:
+        # Untrained norm layers are the identity; give them trained-like values.
+        if "batch_norm" in w.path or "gamma" in w.path or "beta" in w.path:
+            w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
     task = get_task(cfg.task)
     x, y = task.generate(stream(1, 3), 8, cfg.length)
     r = probe(model, task, x, y)

@@ -241,3 +241,39 @@ def test_resume_bad_directories(setup, needle, tiny_cfg, tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2, r.output
     assert needle in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("opts", [dict(cell="rnn", layers=2, layer_norm=True, batch_norm=True),
+                                  dict(cell="lstm", layers=3, residual=True, forget_bias=2.0)])
+def test_model_remedies_train_probe_and_reload(opts, tiny_cfg, tmp_path):
+    """--layer-norm, --batch-norm, --residual: trained, probed, saved and reloaded like the rest."""
+    from seqvg.models import register_custom_objects
+    from seqvg.probe import probe_run
+
+    cfg = tiny_cfg(**opts)
+    train(cfg, tmp_path / "a", progress=False)
+    register_custom_objects()
+    loaded = __import__("keras").saving.load_model(tmp_path / "a" / "model.keras")
+    names = [w.path for w in loaded.weights]
+    if cfg.layer_norm:
+        assert any("gamma" in n for n in names) and any("moving_mean" in n for n in names)
+    else:
+        assert [type(layer).__name__ for layer in loaded.layers].count("Residual") == 2  # layers 2 and 3
+    result, _ = probe_run(tmp_path / "a")
+    probes = rundir.read_npz(tmp_path / "a" / rundir.PROBES)
+    np.testing.assert_allclose(result.h, probes["h"][-1], rtol=1e-5)
+    # Deterministic with the norm layers too (moving statistics included).
+    train(cfg, tmp_path / "b", progress=False)
+    ck = tmp_path / "b" / rundir.CHECKPOINTS / rundir.STATE
+    assert ck.exists()
+    assert _metrics_without_wall(tmp_path / "a") == _metrics_without_wall(tmp_path / "b")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cell", "lstm", "--layer-norm"], "--layer-norm is built for the vanilla cells"),
+    (["--cell", "rnn", "--batch-norm"], "needs --layers 2 or more"),
+    (["--cell", "gru", "--residual"], "needs --layers 2 or more"),
+])
+def test_model_remedy_bad_combinations(args, message, tmp_path):
+    result = CliRunner().invoke(cli, ["train", *args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and message in result.output
