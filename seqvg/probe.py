@@ -199,7 +199,10 @@ class Prober:
         self.model = model
         self.task = task
         self.layers = _chain(model)
-        self.rnns = [_recurrent(layer) for layer in self.layers if _recurrent(layer) is not None]
+        # (layer, its recurrent layer or None), resolved here: the traced
+        # _measure must not call into seqvg.models (AutoGraph cannot convert it).
+        self.plan = [(layer, _recurrent(layer)) for layer in self.layers]
+        self.rnns = [rnn for _, rnn in self.plan if rnn is not None]
         if not self.rnns:
             raise ValueError("probe: the model has no recurrent layer")
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
@@ -267,8 +270,7 @@ class Prober:
             tape.watch(eps)
             h = x
             k = 0
-            for layer in self.layers:
-                rnn = _recurrent(layer)
+            for layer, rnn in self.plan:
                 if rnn is layer:
                     h = self._run_rnn(layer, h, eps[k])
                     k += 1
