@@ -67,10 +67,15 @@ def run_label(run: Run) -> str:
     return " ".join([run.cfg["cell"], *remedies(run.cfg), f"s{run.cfg['seed']}"])
 
 
-def _style(i: int) -> dict:
+def _style(i: int, n: int = 10) -> dict:
+    """Colour and line style of run ``i`` of ``n``: distinct colours for up to
+    20 runs (tab20 past the default cycle's 10), line styles for greyscale."""
     import matplotlib.pyplot as plt
 
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if n > 10:
+        colors = [plt.get_cmap("tab20")(k) for k in range(20)]
+    else:
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     return {"color": colors[i % len(colors)], "linestyle": STYLES[i % len(STYLES)]}
 
 
@@ -129,7 +134,7 @@ def _curves_page(fig, runs: list[Run]) -> None:
     task = get_task(runs[0].cfg["task"])
     lengths = sorted({r.cfg["length"] for r in runs})
     for i, r in enumerate(runs):
-        st = _style(i)
+        st = _style(i, len(runs))
         steps = np.array([row["step"] for row in r.metrics])
         val = np.array([row["val_loss"] for row in r.metrics])
         vm = np.array([row["val_metric"] for row in r.metrics])
@@ -189,7 +194,7 @@ def _gradient_page(fig, runs: list[Run]) -> None:
         for i, r in enumerate(runs):
             if key not in r.probes:
                 continue
-            st = _style(i)
+            st = _style(i, len(runs))
             init, final = r.probes[key][0][0], r.probes[key][-1][0]
             any_zero |= bool((init == 0).any() or (final == 0).any())
             _plot_norms(ax, init, floor, f"{run_label(r)} init", {**st, "linestyle": "--"}, 1.0)
@@ -246,7 +251,7 @@ def _weights_page(fig, runs: list[Run]) -> None:
     ax_w, ax_g = fig.subplots(1, 2)
     marker_runs = len(runs) > 1
     for i, r in enumerate(runs):
-        st = _style(i)
+        st = _style(i, len(runs))
         steps = np.array([row["step"] for row in r.metrics])
         layer_cols = [c for c in r.columns if c.startswith("weight_change/")]
         for j, col in enumerate(layer_cols):
