@@ -491,7 +491,8 @@ def run_spec(spec, workers, overrides, out, report_path, quiet):
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a PDF report of all runs here.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
-def sweep(cells, lengths, seeds, workers, out, report_path, quiet, **kwargs):
+@click.pass_context
+def sweep(ctx, cells, lengths, seeds, workers, out, report_path, quiet, **kwargs):
     """Train every cell at every length and seed; tabulate and plot the outcome.
 
     OUT/results.csv has one row per run (options, solved, steps to solve,
@@ -506,6 +507,9 @@ def sweep(cells, lengths, seeds, workers, out, report_path, quiet, **kwargs):
     """
     from seqvg.study import Study, expand
 
+    for single, plural in (("cell", "--cells"), ("length", "--lengths")):
+        if ctx.get_parameter_source(single) == ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"a sweep takes {plural}, not --{single}")
     names = [c.strip() for c in cells.split(",") if c.strip()]
     try:
         lens = [int(t) for t in lengths.split(",") if t.strip()]

@@ -153,3 +153,5 @@ def test_sweep_bad_options():
     assert r.exit_code == 2 and "--forget-bias" in r.output
     r = CliRunner().invoke(cli, ["sweep", "--workers", "0", "--lengths", "5", "--steps", "1"])
     assert r.exit_code == 2
+    r = CliRunner().invoke(cli, ["sweep", "--length", "50"])
+    assert r.exit_code == 2 and "takes --lengths, not --length" in r.output
