@@ -23,8 +23,11 @@ from seqvg.config import ACTIVATIONS, CELLS, OPTIMIZERS, RECURRENT_INITS, Config
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 
-# TensorFlow's C++ start-up chatter hides the output a user asked for.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log lines hide the output a user asked for. Level 3 (not
+# 2) because TF 2.21's graph optimiser logs a harmless "E0000 ... has an empty
+# op name" for every ReLU recurrent cell; real failures still raise Python
+# exceptions with their message. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MODEL_OPTIONS = [
     click.option("--task", type=click.Choice(sorted(TASKS)), default="adding", show_default=True,
