@@ -358,51 +358,62 @@ def diagnose(run_dirs):
 @_apply(MODEL_OPTIONS + TRAIN_OPTIONS)
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells to compare.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell (seeds SEED..SEED+N-1).")
+@click.option("--workers", "-j", type=int, default=1, show_default=True,
+              help="Runs in parallel processes (TensorFlow threads split between them).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/compare"),
               show_default=True, help="Directory of the runs (one sub-directory per cell and seed).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the comparison report here [default: OUT/report.pdf].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.pass_context
-def compare(ctx, cells, seeds, out, report_path, quiet, **kwargs):
+def compare(ctx, cells, seeds, workers, out, report_path, quiet, **kwargs):
     """Train several cells on the same task and report them side by side.
 
     Runs live in OUT/CELL-sSEED; running the same command again skips the
-    finished runs and resumes interrupted ones. --cell is ignored (use --cells).
+    finished runs and resumes interrupted ones. Also writes OUT/results.csv
+    and OUT/results.png. Takes --cells, not --cell.
 
     \b
     Example:
       seqvg compare --task adding --length 100 --cells rnn,lstm,gru --report reports/adding.pdf
     """
-    from seqvg.report import summary_columns, summary_rows, write_report
-    from seqvg.rundir import load_run
-    from seqvg.tasks import get_task
-    from seqvg.training import compare_runs
+    from seqvg.study import Study, expand
 
+    if ctx.get_parameter_source("cell") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("compare takes --cells, not --cell")
     names = [c.strip() for c in cells.split(",") if c.strip()]
+    if not names:
+        raise click.BadParameter("no cells given", param_hint="'--cells'")
     if seeds < 1:
         raise click.BadParameter(f"must be positive, got {seeds}", param_hint="'--seeds'")
-    configs = []
-    for cell in names:
-        for k in range(seeds):
-            configs.append(_config({**kwargs, "cell": cell, "seed": kwargs["seed"] + k}))
+    base = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k not in ("cell", "seed")}
     try:
-        runs = [load_run(d) for d in compare_runs(configs, out, progress=not quiet)]
-        report_path = report_path or out / "report.pdf"
-        write_report(runs, report_path)
+        runs = expand(base, {"cell": names}, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
     except ConfigError as e:
         raise _usage(e) from None
-    except RunDirError as e:
-        raise click.UsageError(str(e)) from None
-    except KeyboardInterrupt:
-        click.echo("Interrupted. Run the same command again to resume.", err=True)
-        sys.exit(130)
-    header = summary_columns(get_task(configs[0].task).metric_name)
-    rows = summary_rows(runs)
+    study = Study("compare", tuple(c for _, c in runs), tuple(n for n, _ in runs), out,
+                  report_path or out / "report.pdf")
+    _run_study(study, workers, quiet)
+
+
+def _print_summary(study) -> None:
+    """The summary table of a finished study on stdout."""
+    from seqvg.probe import format_summary
+    from seqvg.report import summary_columns, summary_rows
+    from seqvg.rundir import load_run
+    from seqvg.study import results_rows
+
+    if study.probe_only:
+        header = ["run", "decay/100", "horizon", "g0/gT", "underflow"]
+        rows = [[r["run"], format_summary(r["h_rate_per_100"]), format_summary(r["h_horizon"]),
+                 format_summary(r["h_ratio"]), str(r["h_underflow"])] for r in results_rows(study)]
+    else:
+        runs = [load_run(d) for d in study.run_dirs()]
+        header = summary_columns(runs[0].summary.get("metric_name", "metric"))
+        rows = summary_rows(runs)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in [header, *rows]:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
-    click.echo(f"report: {report_path}")
 
 
 def _parse_set(items) -> dict:
@@ -435,6 +446,7 @@ def _run_study(study, workers: int, quiet: bool) -> None:
         run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True))
         if study.report is not None:
             write_study_report(study)
+        _print_summary(study)
     except ConfigError as e:
         raise _usage(e) from None
     except RunDirError as e:

@@ -261,7 +261,7 @@ def run_one(cfg: RunConfig, path: Path, probe_only: bool = False, progress: bool
     is refused (RunExistsError) rather than overwritten.
     """
     from seqvg import rundir
-    from seqvg.training import RunExistsError, train
+    from seqvg.training import train
 
     path = Path(path)
     if probe_only:
@@ -271,10 +271,28 @@ def run_one(cfg: RunConfig, path: Path, probe_only: bool = False, progress: bool
         rundir.write_json(path / PROBE_FILE, {"config": cfg.to_dict(), **result.to_json(),
                                               "c_summary": _c_summary(result)})
         return "probed"
-    started = (path / rundir.CONFIG).exists()
-    if started and RunConfig.from_dict(rundir.read_json(path / rundir.CONFIG)["config"]) != cfg:
+    _check_same(cfg, path, probe_only=False)
+    return train(cfg, path, resume=(path / rundir.CONFIG).exists(), progress=progress)["status"]
+
+
+def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
+    """Refuses a directory that holds a run (or probe) of other options.
+
+    Raises:
+        RunExistsError: naming the directory.
+    """
+    from seqvg import rundir
+    from seqvg.training import RunExistsError
+
+    source = path / (PROBE_FILE if probe_only else rundir.CONFIG)
+    if not source.exists():
+        return
+    try:
+        held = RunConfig.from_dict(rundir.read_json(source)["config"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise rundir.RunDirError(f"{source}: corrupt ({e})") from None
+    if held != cfg:
         raise RunExistsError(f"{path}: holds a run with other options; use another output directory")
-    return train(cfg, path, resume=started, progress=progress)["status"]
 
 
 def _c_summary(result) -> dict | None:
@@ -298,6 +316,8 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print)
         The run directories in spec order.
     """
     dirs = study.run_dirs()
+    for cfg, d in zip(study.configs, dirs):
+        _check_same(cfg, d, study.probe_only)
     todo = [(cfg, d) for cfg, d in zip(study.configs, dirs) if not _finished(d, study.probe_only)]
     done = len(dirs) - len(todo)
     if done:

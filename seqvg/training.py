@@ -219,23 +219,6 @@ def train(
         return _Run(cfg, out, command).run(resume=resume, progress=progress)
 
 
-def compare_runs(configs: list[RunConfig], out: str | os.PathLike, *, progress: bool = True) -> list[Path]:
-    """Trains each config into OUT/CELL-sSEED, skipping finished runs.
-
-    A directory with a started run is resumed, so running the same list
-    again after a crash finishes the work without repeating it.
-    """
-    dirs = []
-    for cfg in configs:
-        path = Path(out) / f"{cfg.cell}-s{cfg.seed}"
-        started = (path / rundir.CONFIG).exists()
-        if started and RunConfig.from_dict(rundir.read_json(path / rundir.CONFIG)["config"]) != cfg.resolved():
-            raise RunExistsError(f"{path}: holds a run with other options; use another --out")
-        train(cfg, path, resume=started, progress=progress)
-        dirs.append(path)
-    return dirs
-
-
 def _config_to_resume(out: Path) -> RunConfig:
     if not out.is_dir():
         raise RunDirError(f"{out}: no such run directory to resume")
