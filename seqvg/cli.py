@@ -77,6 +77,9 @@ TRAIN_OPTIONS = [
 
 _CONFIG_FIELDS = set(RunConfig.__dataclass_fields__)
 
+WORKERS_OPTION = click.option("--workers", "-j", type=int, default=1, show_default=True,
+                              help="Runs in parallel processes (TensorFlow threads split between them).")
+
 
 def _apply(options):
     def decorator(f):
@@ -358,8 +361,7 @@ def diagnose(run_dirs):
 @_apply(MODEL_OPTIONS + TRAIN_OPTIONS)
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells to compare.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell (seeds SEED..SEED+N-1).")
-@click.option("--workers", "-j", type=int, default=1, show_default=True,
-              help="Runs in parallel processes (TensorFlow threads split between them).")
+@WORKERS_OPTION
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/compare"),
               show_default=True, help="Directory of the runs (one sub-directory per cell and seed).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -377,22 +379,30 @@ def compare(ctx, cells, seeds, workers, out, report_path, quiet, **kwargs):
     Example:
       seqvg compare --task adding --length 100 --cells rnn,lstm,gru --report reports/adding.pdf
     """
+    cell_list = [c.strip() for c in cells.split(",") if c.strip()]
+    _run_grid(ctx, "compare", {"cell": cell_list}, seeds, out, report_path or out / "report.pdf", workers, quiet,
+              kwargs)
+
+
+def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, workers: int, quiet: bool,
+              kwargs: dict) -> None:
+    """compare and sweep: the grid (plural options) x seeds over the other options."""
     from seqvg.study import Study, expand
 
-    if ctx.get_parameter_source("cell") == ParameterSource.COMMANDLINE:
-        raise click.UsageError("compare takes --cells, not --cell")
-    names = [c.strip() for c in cells.split(",") if c.strip()]
-    if not names:
-        raise click.BadParameter("no cells given", param_hint="'--cells'")
+    for key, values in grid.items():
+        if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"{name} takes --{key}s, not --{key}")
+        if not values:
+            raise click.BadParameter("no values given", param_hint=f"'--{key}s'")
     if seeds < 1:
         raise click.BadParameter(f"must be positive, got {seeds}", param_hint="'--seeds'")
-    base = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k not in ("cell", "seed")}
+    base = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k not in grid and k != "seed"}
     try:
-        runs = expand(base, {"cell": names}, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
+        runs = expand(base, grid, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
     except ConfigError as e:
         raise _usage(e) from None
-    study = Study("compare", tuple(c for _, c in runs), tuple(n for n, _ in runs), out,
-                  report_path or out / "report.pdf")
+    study = Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), out, report_path)
+    click.echo(f"{name}: {len(runs)} runs in {out}", err=True)
     _run_study(study, workers, quiet)
 
 
@@ -438,10 +448,10 @@ def _run_study(study, workers: int, quiet: bool) -> None:
 
     if workers < 1:
         raise click.BadParameter(f"must be at least 1, got {workers}", param_hint="'--workers'")
+    from seqvg.config import check_memory
+
     try:
         for cfg in study.configs:
-            from seqvg.config import check_memory
-
             check_memory(cfg)
         run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True))
         if study.report is not None:
@@ -461,8 +471,7 @@ def _run_study(study, workers: int, quiet: bool) -> None:
 
 @cli.command("run")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--workers", "-j", type=int, default=1, show_default=True,
-              help="Runs in parallel processes (TensorFlow threads split between them).")
+@WORKERS_OPTION
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a run option in every run, e.g. --set steps=300 (repeatable).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -499,8 +508,7 @@ def run_spec(spec, workers, overrides, out, report_path, quiet):
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells.")
 @click.option("--lengths", default="50,100,200,400", show_default=True, help="Comma-separated lengths T.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell and length (SEED..SEED+N-1).")
-@click.option("--workers", "-j", type=int, default=1, show_default=True,
-              help="Runs in parallel processes (TensorFlow threads split between them).")
+@WORKERS_OPTION
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"),
               show_default=True, help="Directory of the runs, results.csv and results.png.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -520,28 +528,13 @@ def sweep(ctx, cells, lengths, seeds, workers, out, report_path, quiet, **kwargs
     Example:
       seqvg sweep --task adding --cells rnn,lstm,gru --lengths 50,100,200,400 --seeds 3 --workers 2
     """
-    from seqvg.study import Study, expand
-
-    for single, plural in (("cell", "--cells"), ("length", "--lengths")):
-        if ctx.get_parameter_source(single) == ParameterSource.COMMANDLINE:
-            raise click.UsageError(f"a sweep takes {plural}, not --{single}")
-    names = [c.strip() for c in cells.split(",") if c.strip()]
+    cell_list = [c.strip() for c in cells.split(",") if c.strip()]
     try:
-        lens = [int(t) for t in lengths.split(",") if t.strip()]
+        length_list = [int(t) for t in lengths.split(",") if t.strip()]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}", param_hint="'--lengths'")
-    if not names or not lens:
-        raise click.BadParameter("the grid is empty", param_hint="'--cells' / '--lengths'")
-    if seeds < 1:
-        raise click.BadParameter(f"must be positive, got {seeds}", param_hint="'--seeds'")
-    base = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k not in ("cell", "length", "seed")}
-    try:
-        runs = expand(base, {"cell": names, "length": lens}, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
-    except ConfigError as e:
-        raise _usage(e) from None
-    study = Study("sweep", tuple(c for _, c in runs), tuple(n for n, _ in runs), out, report_path)
-    click.echo(f"sweep: {len(runs)} runs in {out}", err=True)
-    _run_study(study, workers, quiet)
+    _run_grid(ctx, "sweep", {"cell": cell_list, "length": length_list}, seeds, out, report_path, workers, quiet,
+              kwargs)
 
 
 def main():  # pragma: no cover - console entry point

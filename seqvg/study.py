@@ -438,11 +438,16 @@ def write_results(study: Study) -> list[dict]:
     return rows
 
 
+def _group_key(label: str) -> str:
+    """A run label without its length part: the curve it belongs to across lengths."""
+    return re.sub(r"(^|-)T\d+(?=-|$)", "", label).strip("-")
+
+
 def _groups(rows: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for row in rows:
         # Group across lengths: the label without the length part.
-        key = re.sub(r"(^|-)T\d+(?=-|$)", "", row["label"]).strip("-") or row["cell"]
+        key = _group_key(row["label"]) or row["cell"]
         groups.setdefault(key, []).append(row)
     return groups
 
@@ -546,12 +551,12 @@ def probe_curves_figure(study: Study):
         curves[(label, cfg.length)] = g / g[-1] if g[-1] > 0 else g
     positive = [c[c > 0].min() for c in curves.values() if (c > 0).any()]
     floor = min(positive) / 10 if positive else 1e-30
-    groups = list(dict.fromkeys(re.sub(r"(^|-)T\d+(?=-|$)", "", label).strip("-") for label, _, _ in runs))
+    groups = list(dict.fromkeys(_group_key(label) for label, _, _ in runs))
     for ax, length in zip(axes[0], lengths):
         for (label, t), n in curves.items():
             if t != length:
                 continue
-            k = groups.index(re.sub(r"(^|-)T\d+(?=-|$)", "", label).strip("-"))
+            k = groups.index(_group_key(label))
             back = np.arange(len(n))[::-1]
             zero = n == 0
             style = {"color": colors[k % len(colors)], "linestyle": STYLES[k % len(STYLES)]}
