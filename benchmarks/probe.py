@@ -23,15 +23,23 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _timeit(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def _timeit_interleaved(fns: dict, repeats: int, warmup: int = 3) -> dict:
+    """Median seconds per call of each function, timed in alternation.
+
+    Alternating (step, probe, step, probe, ...) gives both the same machine
+    state, so their ratio holds even when a shared CPU's speed drifts
+    between the two measurements.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> dict:
@@ -60,8 +68,8 @@ def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> d
     def one_probe():
         prober(px, py)
 
-    t_step = _timeit(train_step, repeats)
-    t_probe = _timeit(one_probe, repeats)
+    t = _timeit_interleaved({"step": train_step, "probe": one_probe}, repeats)
+    t_step, t_probe = t["step"], t["probe"]
     return {"cell": cell, "probe_s": t_probe, "step_s": t_step, "ratio": t_probe / t_step}
 
 
@@ -96,7 +104,7 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=200)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--units", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--mem-length", type=int, default=1000)
     ap.add_argument("--cells", default="rnn,lstm,gru")
     ap.add_argument("--json", action="store_true", help="print one JSON object")

@@ -9,11 +9,16 @@ whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs.
 
 Method (DESIGN.md, "The gradient probe"): the forward pass re-runs each
 recurrent layer's own cell (the trained weights, the exact ops Keras's loop
-runs on a CPU) in a ``tf.while_loop`` and adds a zero tensor eps_t to the
-state after every step. dL/d(eps_t) is then dL/dh_t through the recurrence,
-for all t at once. The gradient with respect to the layer's returned
-sequence is a different quantity (off the recurrent path: it is non-zero only
-where the loss reads the sequence) and is deliberately not what is measured.
+runs on a CPU) in a ``tf.while_loop``, and after every step passes each state
+through a *tap*: the identity in the forward pass, whose gradient hands the
+incoming dL/dh_t on unchanged and adds its squared norm to a (T, states)
+accumulator. ``tape.gradient(loss, accumulator)`` then holds ||dL/dh_t||^2
+through the recurrence for all t, from one backward pass. This is the zero
+perturbation eps_t of DESIGN.md with the norm taken where dL/d(eps_t) is
+formed, so the backward loop emits T scalars instead of T (batch x units)
+tensors. The gradient with respect to the layer's returned sequence is a
+different quantity (off the recurrent path: it is non-zero only where the
+loss reads the sequence) and is deliberately not what is measured.
 """
 
 from __future__ import annotations
@@ -143,15 +148,37 @@ def _fast_kind(cell) -> str | None:
     return None
 
 
-def _step(kind: str, cell, x_t, states, eps):
-    """One step of a Keras cell with eps added to its state.
+def _tap(acc, t, col: int, state):
+    """Identity on ``state`` whose gradient adds ||dL/d state||^2 to acc[t, col].
+
+    The incoming gradient passes through unchanged, so the tap measures the
+    total derivative at this point of the loop without altering the backward
+    pass; it is what ``tape.gradient(loss, eps_t)`` would give for a zero eps_t
+    added here, reduced to its squared norm inside the backward loop.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def tap(acc, t, state):
+        def grad(d_acc, d_state):
+            square = tf.reduce_sum(tf.square(d_state))
+            index = tf.reshape(tf.stack([t, col]), [1, 2])
+            return tf.tensor_scatter_nd_add(d_acc, index, square[None]), None, d_state
+
+        return (tf.identity(acc), tf.identity(state)), grad
+
+    return tap(acc, t, state)
+
+
+def _step(kind: str, cell, x_t, states, tap):
+    """One step of a Keras cell with each new state passed through ``tap(k, s)``.
 
     The ops are those of the Keras cells' fused implementation (Keras 3.x
     ``SimpleRNNCell``/``LSTMCell``/``GRUCell.call``), minus what the probe
-    never uses (dropout, masking). For LSTM, eps_c is added *before* h = o*act(c): adding it to
-    the c that the cell returns would measure only the carry path
-    c_t -> c_{t+1} (zero at t = T-1), while the BPTT delta_c_t also runs
-    through h_t.
+    never uses (dropout, masking). For LSTM, c is tapped *before*
+    h = o*act(c): tapping the c that the cell returns would measure only the
+    carry path c_t -> c_{t+1} (zero at t = T-1), while the BPTT delta_c_t also
+    runs through h_t.
     """
     import tensorflow as tf
 
@@ -161,7 +188,7 @@ def _step(kind: str, cell, x_t, states, eps):
         if cell.use_bias:
             xp_t = xp_t + cell.bias
         h = cell.activation(xp_t + tf.matmul(h_prev, cell.recurrent_kernel))
-        return [h + eps[0]]
+        return [tap(0, h)]
     if kind == "lstm":
         c_prev = states[1]
         z = xp_t + tf.matmul(h_prev, cell.recurrent_kernel)
@@ -170,9 +197,9 @@ def _step(kind: str, cell, x_t, states, eps):
         z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
         i = cell.recurrent_activation(z_i)
         f = cell.recurrent_activation(z_f)
-        c = f * c_prev + i * cell.activation(z_c) + eps[1]
+        c = tap(1, f * c_prev + i * cell.activation(z_c))
         o = cell.recurrent_activation(z_o)
-        return [o * cell.activation(c) + eps[0], c]
+        return [tap(0, o * cell.activation(c)), c]
     inner = tf.matmul(h_prev, cell.recurrent_kernel)
     if cell.use_bias:
         xp_t = xp_t + cell.bias[0]
@@ -182,7 +209,7 @@ def _step(kind: str, cell, x_t, states, eps):
     z = cell.recurrent_activation(x_z + r_z)
     r = cell.recurrent_activation(x_r + r_r)
     hh = cell.activation(x_h + r * r_h)
-    return [z * h_prev + (1 - z) * hh + eps[0]]
+    return [tap(0, z * h_prev + (1 - z) * hh)]
 
 
 class Prober:
@@ -206,86 +233,80 @@ class Prober:
         if not self.rnns:
             raise ValueError("probe: the model has no recurrent layer")
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
-        self._fn = tf.function(self._measure, reduce_retracing=True)
+        self._fn = tf.function(self._measure)
 
-    def _run_rnn(self, layer, h, eps):
-        """Runs ``layer``'s own cell over ``h`` adding eps[k][t] to state k."""
-        import keras
+    def _run_rnn(self, layer, h, acc):
+        """Runs ``layer``'s own cell over ``h``, tapping state k into acc[:, k].
+
+        Returns:
+            (the layer's output, the accumulator after the loop).
+        """
         import tensorflow as tf
 
         xs = tf.transpose(h, [1, 0, 2])
         steps = h.shape[1]
-        batch = tf.shape(h)[0]
-        n_in = xs.shape[-1]
-        units = layer.cell.units
-        kind = _fast_kind(layer.cell)
-        # One TensorArray holds [x_t, eps_t] side by side: every TensorArray
-        # read inside the loop costs a gradient TensorList per step in the
-        # backward loop, so one read per step instead of three (x, eps_h,
-        # eps_c) is what keeps the probe cheaper than a training step.
         # TensorArrays (not slicing a captured tensor) keep the backward pass
         # O(T): the gradient of a slice would be a dense (T, B, u) per step.
-        joint = tf.concat([xs, eps], axis=-1)
-        in_ta = tf.TensorArray(joint.dtype, size=steps, element_shape=joint.shape[1:]).unstack(joint)
+        in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
         # Only a layer that returns its sequence needs every h_t kept; the
         # last state comes out of the loop anyway.
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
-        states = tf.nest.flatten(layer.cell.get_initial_state(batch_size=batch))
-        n_states = len(states)
+        states = tf.nest.flatten(layer.cell.get_initial_state(batch_size=h.shape[0]))
+        kind = _fast_kind(layer.cell)
 
-        def body(t, states, out_ta):
-            x_t, *eps_t = tf.split(in_ta.read(t), [n_in] + [units] * n_states, axis=-1)
+        def body(t, states, acc, out_ta):
+            x_t = in_ta.read(t)
+            box = [acc]  # the taps thread the accumulator through the step
+
+            def tap(k, state):
+                box[0], state = _tap(box[0], t, k, state)
+                return state
+
             if kind is not None:
-                new_states = _step(kind, layer.cell, x_t, states, eps_t)
+                new_states = _step(kind, layer.cell, x_t, states, tap)
             else:
                 _, new_states = layer.cell(x_t, list(states), training=False)
-                new_states = [s + e for s, e in zip(tf.nest.flatten(new_states), eps_t)]
+                new_states = [tap(k, s) for k, s in enumerate(tf.nest.flatten(new_states))]
             # The output of all Keras cells here is the first state (h).
             if layer.return_sequences:
                 out_ta = out_ta.write(t, new_states[0])
-            return t + 1, new_states, out_ta
+            return t + 1, new_states, box[0], out_ta
 
-        _, states, out_ta = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), states, out_ta), maximum_iterations=steps,
-            parallel_iterations=32,  # as Keras: lets input/eps reads run ahead
+        _, states, acc, out_ta = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta), maximum_iterations=steps,
+            parallel_iterations=32,  # as Keras: lets input reads and taps run ahead
         )
         if layer.return_sequences:
-            return tf.transpose(out_ta.stack(), [1, 0, 2])
-        return states[0]
+            return tf.transpose(out_ta.stack(), [1, 0, 2]), acc
+        return states[0], acc
 
     def _measure(self, x, y):
         import tensorflow as tf
 
-        batch = tf.shape(x)[0]
         steps = x.shape[1]
-        # Per layer, the zero perturbations of all its states side by side.
-        eps = [
-            tf.zeros(tf.stack([steps, batch, n * layer.cell.units]), x.dtype)
-            for layer, n in zip(self.rnns, self.n_states)
-        ]
-        # Only x and eps are differentiated: watching the weights would make
-        # the backward loop accumulate dL/dW at every step for nothing.
+        # Per layer, the (T, states) accumulator the taps add ||dL/ds_t||^2 to.
+        accs = [tf.zeros([steps, n], x.dtype) for n in self.n_states]
+        # Only x and the accumulators are differentiated: watching the weights
+        # would make the backward loop accumulate dL/dW at every step for nothing.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            tape.watch(eps)
+            tape.watch(accs)
             h = x
             k = 0
             for layer, rnn in self.plan:
                 if rnn is layer:
-                    h = self._run_rnn(layer, h, eps[k])
+                    h, _ = self._run_rnn(layer, h, accs[k])
                     k += 1
                 elif rnn is not None:  # Residual: skip + layer(x), as its call
                     skip = h if rnn.return_sequences else h[:, -1, :]
-                    h = skip + self._run_rnn(rnn, h, eps[k])
+                    out, _ = self._run_rnn(rnn, h, accs[k])
+                    h = skip + out
                     k += 1
                 else:
                     h = layer(h, training=False)
             loss = self.task.loss_fn(y, h)
-        g_x, g_eps = tape.gradient(loss, [x, eps])
-        norms = [
-            [tf.sqrt(tf.reduce_sum(tf.square(g), axis=[1, 2])) for g in tf.split(g_layer, n, axis=-1)]
-            for g_layer, n in zip(g_eps, self.n_states)
-        ]
+        g_x, squares = tape.gradient(loss, [x, accs], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        norms = [tf.unstack(tf.sqrt(sq), axis=1) for sq in squares]
         x_norm = tf.sqrt(tf.reduce_sum(tf.square(g_x), axis=[0, 2]))
         return loss, norms, x_norm
 
