@@ -235,8 +235,10 @@ class Prober:
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
         self._fn = tf.function(self._measure)
 
-    def _run_rnn(self, layer, h, acc):
+    def _run_rnn(self, layer, h, acc, tap_input: bool = False):
         """Runs ``layer``'s own cell over ``h``, tapping state k into acc[:, k].
+
+        With ``tap_input`` the input h_t is tapped too, into the last column.
 
         Returns:
             (the layer's output, the accumulator after the loop).
@@ -253,6 +255,7 @@ class Prober:
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         states = tf.nest.flatten(layer.cell.get_initial_state(batch_size=h.shape[0]))
         kind = _fast_kind(layer.cell)
+        n_states = len(states)
 
         def body(t, states, acc, out_ta):
             x_t = in_ta.read(t)
@@ -262,6 +265,8 @@ class Prober:
                 box[0], state = _tap(box[0], t, k, state)
                 return state
 
+            if tap_input:
+                x_t = tap(n_states, x_t)
             if kind is not None:
                 new_states = _step(kind, layer.cell, x_t, states, tap)
             else:
@@ -284,18 +289,23 @@ class Prober:
         import tensorflow as tf
 
         steps = x.shape[1]
+        # When the model's input goes straight into a recurrent layer, its loop
+        # taps x_t as well (one more accumulator column): cheaper than a
+        # gradient TensorArray of dL/dx written per step and stacked after.
+        tap_x = self.plan[0][1] is self.plan[0][0]
         # Per layer, the (T, states) accumulator the taps add ||dL/ds_t||^2 to.
-        accs = [tf.zeros([steps, n], x.dtype) for n in self.n_states]
+        accs = [tf.zeros([steps, n + (tap_x and k == 0)], x.dtype) for k, n in enumerate(self.n_states)]
         # Only x and the accumulators are differentiated: watching the weights
         # would make the backward loop accumulate dL/dW at every step for nothing.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(x)
+            if not tap_x:
+                tape.watch(x)
             tape.watch(accs)
             h = x
             k = 0
             for layer, rnn in self.plan:
                 if rnn is layer:
-                    h, _ = self._run_rnn(layer, h, accs[k])
+                    h, _ = self._run_rnn(layer, h, accs[k], tap_input=tap_x and k == 0)
                     k += 1
                 elif rnn is not None:  # Residual: skip + layer(x), as its call
                     skip = h if rnn.return_sequences else h[:, -1, :]
@@ -305,9 +315,14 @@ class Prober:
                 else:
                     h = layer(h, training=False)
             loss = self.task.loss_fn(y, h)
-        g_x, squares = tape.gradient(loss, [x, accs], unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        norms = [tf.unstack(tf.sqrt(sq), axis=1) for sq in squares]
-        x_norm = tf.sqrt(tf.reduce_sum(tf.square(g_x), axis=[0, 2]))
+        sources = accs if tap_x else [x] + accs
+        grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        squares = grads if tap_x else grads[1:]
+        norms = [tf.unstack(tf.sqrt(sq[:, :n]), axis=1) for sq, n in zip(squares, self.n_states)]
+        if tap_x:
+            x_norm = tf.sqrt(squares[0][:, -1])
+        else:
+            x_norm = tf.sqrt(tf.reduce_sum(tf.square(grads[0]), axis=[0, 2]))
         return loss, norms, x_norm
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:

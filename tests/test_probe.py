@@ -138,6 +138,25 @@ def test_probe_matches_per_timestep_reference(kw):
         assert r.c is None
 
 
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_probe_input_gradient_when_first_layer_is_not_recurrent(cell):
+    """A projection before the recurrence: x is not tapped in a loop but
+    differentiated directly, and still matches the reference."""
+    inp = keras.Input((10, 2))
+    h = keras.layers.Dense(5, activation="tanh", name="proj")(inp)
+    h = (keras.layers.LSTM if cell == "lstm" else keras.layers.SimpleRNN)(6, name="rec")(h)
+    model = keras.Model(inp, keras.layers.Dense(1, name="head")(h))
+    task = get_task("adding")
+    x, y = task.generate(stream(2, 3), 8, 10)
+    r = probe(model, task, x, y)
+    ref_h, ref_c, ref_x, ref_loss = reference_probe(model, task, x, y)
+    assert r.loss == pytest.approx(ref_loss, rel=1e-5)
+    np.testing.assert_allclose(r.h, ref_h, rtol=1e-4, atol=0)
+    np.testing.assert_allclose(r.x, ref_x, rtol=1e-4, atol=0)
+    if cell == "lstm":
+        np.testing.assert_allclose(r.c, ref_c, rtol=1e-4, atol=0)
+
+
 def test_probe_matches_reference_on_trained_model(tmp_path):
     """A model seqvg trained and saved, reloaded from model.keras."""
     cfg = RunConfig(cell="lstm", length=12, units=8, steps=40, eval_every=20, val_size=32, probe_batch=8)
