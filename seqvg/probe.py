@@ -161,7 +161,9 @@ def _tap(acc, t, col: int, state):
     @tf.custom_gradient
     def tap(acc, t, state):
         def grad(d_acc, d_state):
-            square = tf.reduce_sum(tf.square(d_state))
+            # Squared in float64: a float32 gradient of 1e-25 squares to 0 in
+            # float32 and would be reported as underflow though it is not.
+            square = tf.reduce_sum(tf.square(tf.cast(d_state, tf.float64)))
             index = tf.reshape(tf.stack([t, col]), [1, 2])
             return tf.tensor_scatter_nd_add(d_acc, index, square[None]), None, d_state
 
@@ -294,7 +296,7 @@ class Prober:
         # gradient TensorArray of dL/dx written per step and stacked after.
         tap_x = self.plan[0][1] is self.plan[0][0]
         # Per layer, the (T, states) accumulator the taps add ||dL/ds_t||^2 to.
-        accs = [tf.zeros([steps, n + (tap_x and k == 0)], x.dtype) for k, n in enumerate(self.n_states)]
+        accs = [tf.zeros([steps, n + (tap_x and k == 0)], tf.float64) for k, n in enumerate(self.n_states)]
         # Only x and the accumulators are differentiated: watching the weights
         # would make the backward loop accumulate dL/dW at every step for nothing.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -322,7 +324,7 @@ class Prober:
         if tap_x:
             x_norm = tf.sqrt(squares[0][:, -1])
         else:
-            x_norm = tf.sqrt(tf.reduce_sum(tf.square(grads[0]), axis=[0, 2]))
+            x_norm = tf.sqrt(tf.reduce_sum(tf.square(tf.cast(grads[0], tf.float64)), axis=[0, 2]))
         return loss, norms, x_norm
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:

@@ -182,13 +182,15 @@ def _linear_rnn(w, steps):
     return model
 
 
-@pytest.mark.parametrize("w", [0.9, -0.7, 1.05])
+# w=0.5: g_0 ~ 1e-26, whose square underflows in float32; the norm must not.
+@pytest.mark.parametrize("w", [0.9, -0.7, 1.05, 0.5])
 def test_linear_rnn_analytic_decay(w):
     steps = 80
     task = get_task("adding")
     x, y = task.generate(np.random.default_rng(0), 16, steps)
     r = probe(_linear_rnn(w, steps), task, x, y)
     g = r.h[0].astype(np.float64)
+    assert decay_summary(g)["underflow"] == 0
     expected = np.abs(w) ** (steps - 1 - np.arange(steps))
     np.testing.assert_allclose(g / g[-1], expected, rtol=1e-4)
     s = decay_summary(g)
