@@ -241,9 +241,11 @@ class Prober:
         """Runs ``layer``'s own cell over ``h``, tapping state k into acc[:, k].
 
         With ``tap_input`` the input h_t is tapped too, into the last column.
+        The taps' squares arrive as the gradient of ``acc``; the accumulator
+        the loop returns carries nothing and is dropped.
 
         Returns:
-            (the layer's output, the accumulator after the loop).
+            The layer's output.
         """
         import tensorflow as tf
 
@@ -279,13 +281,13 @@ class Prober:
                 out_ta = out_ta.write(t, new_states[0])
             return t + 1, new_states, box[0], out_ta
 
-        _, states, acc, out_ta = tf.while_loop(
+        _, states, _, out_ta = tf.while_loop(
             lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta), maximum_iterations=steps,
             parallel_iterations=32,  # as Keras: lets input reads and taps run ahead
         )
         if layer.return_sequences:
-            return tf.transpose(out_ta.stack(), [1, 0, 2]), acc
-        return states[0], acc
+            return tf.transpose(out_ta.stack(), [1, 0, 2])
+        return states[0]
 
     def _measure(self, x, y):
         import tensorflow as tf
@@ -307,12 +309,11 @@ class Prober:
             k = 0
             for layer, rnn in self.plan:
                 if rnn is layer:
-                    h, _ = self._run_rnn(layer, h, accs[k], tap_input=tap_x and k == 0)
+                    h = self._run_rnn(layer, h, accs[k], tap_input=tap_x and k == 0)
                     k += 1
                 elif rnn is not None:  # Residual: skip + layer(x), as its call
                     skip = h if rnn.return_sequences else h[:, -1, :]
-                    out, _ = self._run_rnn(rnn, h, accs[k])
-                    h = skip + out
+                    h = skip + self._run_rnn(rnn, h, accs[k])
                     k += 1
                 else:
                     h = layer(h, training=False)
