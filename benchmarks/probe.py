@@ -5,8 +5,9 @@
 
 For rnn, lstm and gru: the median wall time of one probe (all T per-timestep
 norms, one backward pass) and of one training step through seqvg's own
-compiled step (data generation included, as in `seqvg train`), and their
-ratio. Then the peak resident memory a probe adds at T=1000, measured in a
+compiled step (data generation included, as in `seqvg train`), timed in
+back-to-back pairs, and their ratio (median of the pairs' ratios, with its
+quartiles, so the noise of a shared CPU shows). Then the peak resident memory a probe adds at T=1000, measured in a
 fresh process per cell (VmHWM minus VmRSS before the probe).
 """
 
@@ -18,28 +19,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from common import cell_list, paired_ratio, positive_int, ratio_spread, time_interleaved, wall
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _timeit_interleaved(fns: dict, repeats: int, warmup: int = 3) -> dict:
-    """Median seconds per call of each function, timed in alternation.
-
-    Alternating (step, probe, step, probe, ...) gives both the same machine
-    state, so their ratio holds even when a shared CPU's speed drifts
-    between the two measurements.
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> dict:
@@ -68,9 +51,14 @@ def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> d
     def one_probe():
         prober(px, py)
 
-    t = _timeit_interleaved({"step": train_step, "probe": one_probe}, repeats)
-    t_step, t_probe = t["step"], t["probe"]
-    return {"cell": cell, "probe_s": t_probe, "step_s": t_step, "ratio": t_probe / t_step}
+    t = time_interleaved({"step": wall(train_step), "probe": wall(one_probe)}, repeats, warmup=3)
+    return {
+        "cell": cell,
+        "probe_s": statistics.median(t["probe"]),
+        "step_s": statistics.median(t["step"]),
+        "ratio": paired_ratio(t["probe"], t["step"]),
+        "ratio_quartiles": ratio_spread(t["probe"], t["step"]),
+    }
 
 
 def _rss_kib(field: str) -> int:
@@ -99,22 +87,24 @@ def peak_memory_child(cell: str, length: int, batch: int, units: int) -> None:
     print(json.dumps({"cell": cell, "peak_mib": (peak - before) / 1024}))
 
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--length", type=int, default=200)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--units", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--mem-length", type=int, default=1000)
-    ap.add_argument("--cells", default="rnn,lstm,gru")
+    ap.add_argument("--length", type=positive_int, default=200, help="sequence length T of the timed runs (200)")
+    ap.add_argument("--batch", type=positive_int, default=64, help="batch size of the step and the probe (64)")
+    ap.add_argument("--units", type=positive_int, default=128, help="recurrent units (128)")
+    ap.add_argument("--repeats", type=positive_int, default=15,
+                    help="timed (step, probe) pairs per cell, after 3 warm-up pairs (15)")
+    ap.add_argument("--mem-length", type=positive_int, default=1000,
+                    help="sequence length of the peak-memory measurement (1000)")
+    ap.add_argument("--cells", type=cell_list, default="rnn,lstm,gru", help="comma-separated cells (rnn,lstm,gru)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
         peak_memory_child(args._child, args.mem_length, args.batch, args.units)
         return
-    cells = args.cells.split(",")
-    rows = [time_cell(c, args.length, args.batch, args.units, args.repeats) for c in cells]
+    rows = [time_cell(c, args.length, args.batch, args.units, args.repeats) for c in args.cells]
     for row in rows:
         out = subprocess.run(
             [sys.executable, __file__, "--_child", row["cell"], "--mem-length", str(args.mem_length),
@@ -127,10 +117,14 @@ def main() -> None:
         return
     print(f"probe vs train step: T={args.length}, batch {args.batch}, {args.units} units, "
           f"median of {args.repeats}, {os.cpu_count()} cores")
-    print(f"{'cell':<6} {'probe ms':>9} {'step ms':>9} {'probe/step':>11} {'peak MiB @T=' + str(args.mem_length):>16}")
+    print(f"{'cell':<6} {'probe ms':>9} {'step ms':>9} {'probe/step':>11} {'quartiles':>11} "
+          f"{'peak MiB @T=' + str(args.mem_length):>16}")
     for r in rows:
+        q1, q3 = r["ratio_quartiles"]
         print(f"{r['cell']:<6} {1e3 * r['probe_s']:>9.1f} {1e3 * r['step_s']:>9.1f} {r['ratio']:>11.2f} "
-              f"{r['probe_peak_mib_T%d' % args.mem_length]:>16.0f}")
+              f"{f'{q1:.2f}-{q3:.2f}':>11} {r['probe_peak_mib_T%d' % args.mem_length]:>16.0f}")
+    print("probe/step: median over the pairs of probe time / step time (each pair timed back to back); "
+          "quartiles: of those pair ratios")
 
 
 if __name__ == "__main__":

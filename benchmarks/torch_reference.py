@@ -2,12 +2,17 @@
 
     python benchmarks/torch_reference.py --cell lstm --length 200
     python benchmarks/torch_reference.py --cell gru --json
+    python benchmarks/torch_reference.py --cell lstm --serve   # for train_speed.py
 
 One ``nn.RNN``/``nn.LSTM``/``nn.GRU`` layer (tanh RNN) with 128 units and a
 ``Linear(units, 1)`` head on the last state, Adam (lr 1e-3), MSE on the
 adding problem, float32, batches drawn by seqvg's own generator each step (so
 data generation is in the loop, as in ``seqvg train``). Prints the median
-steps/s of repeats after warm-up. torch is a benchmark-only extra
+steps/s of repeats after warm-up.
+
+With ``--serve`` it warms up, then times a block of N steps for each line "N"
+read from stdin and answers one JSON line per block, so ``train_speed.py``
+can alternate its blocks with seqvg's. torch is a benchmark-only extra
 (``pip install 'seqvg[bench]'``), never a dependency of seqvg itself.
 """
 
@@ -17,12 +22,15 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
+from collections.abc import Callable
+
+from common import positive_int
 
 
-def steps_per_s(cell: str, length: int, batch: int, units: int, threads: int,
-                repeats: int, steps: int, warmup: int) -> float:
-    """Median steps/s of ``repeats`` timed blocks of ``steps`` training steps."""
+def make_step(cell: str, length: int, batch: int, units: int, threads: int) -> Callable[[], float]:
+    """One training step of the PyTorch model as a function returning the loss."""
     import torch
     from torch import nn
 
@@ -58,33 +66,49 @@ def steps_per_s(cell: str, length: int, batch: int, units: int, threads: int,
         opt.step()
         return loss.item()  # a sync, as seqvg reads its loss every step
 
+    return step
+
+
+def time_block(step: Callable[[], float], steps: int) -> float:
+    """Seconds per step over a block of ``steps`` steps."""
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
+def serve(step: Callable[[], float], warmup: int) -> None:
+    """Warms up, then answers each stdin line "N" with the seconds per step of N steps."""
     for _ in range(warmup):
         step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        times.append((time.perf_counter() - t0) / steps)
-    return 1.0 / statistics.median(times)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        print(json.dumps({"seconds_per_step": time_block(step, int(line))}), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="lstm")
-    ap.add_argument("--length", type=int, default=200)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--units", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="lstm", help="recurrent cell (lstm)")
+    ap.add_argument("--length", type=positive_int, default=200, help="sequence length T (200)")
+    ap.add_argument("--batch", type=positive_int, default=64, help="batch size (64)")
+    ap.add_argument("--units", type=positive_int, default=128, help="recurrent units (128)")
+    ap.add_argument("--threads", type=positive_int, default=os.cpu_count(),
+                    help="torch intra-op threads (all cores, as seqvg uses)")
+    ap.add_argument("--repeats", type=positive_int, default=5, help="timed blocks; the median is reported (5)")
+    ap.add_argument("--steps", type=positive_int, default=5, help="steps per timed block (5)")
+    ap.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (3)")
+    ap.add_argument("--serve", action="store_true", help="time blocks on request from stdin (see above)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     import torch
 
-    rate = steps_per_s(args.cell, args.length, args.batch, args.units, args.threads,
-                       args.repeats, args.steps, args.warmup)
+    step = make_step(args.cell, args.length, args.batch, args.units, args.threads)
+    if args.serve:
+        serve(step, args.warmup)
+        return
+    for _ in range(args.warmup):
+        step()
+    rate = 1.0 / statistics.median(time_block(step, args.steps) for _ in range(args.repeats))
     if args.json:
         print(json.dumps({"cell": args.cell, "length": args.length, "steps_per_s": rate, "torch": torch.__version__}))
     else:

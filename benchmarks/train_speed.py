@@ -15,7 +15,10 @@ and at each cell's gate shape ((B x (n_in+U)) @ ((n_in+U) x gates*U)), which
 bounds what any implementation can reach ("matmul limit"), the cost of one
 gradient probe (so the overhead of the default probe schedule), and, when
 torch is installed (``pip install 'seqvg[bench]'``), the same model and loop
-in PyTorch (benchmarks/torch_reference.py, in its own process).
+in PyTorch (benchmarks/torch_reference.py, in its own process). seqvg's and
+torch's blocks alternate, and "vs torch" is the median over rounds of the
+two blocks' time ratio: a shared CPU's speed drifts by ±20% from minute to
+minute, which would swamp a ratio of figures taken minutes apart.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import cell_list, non_negative_int, paired_ratio, positive_int, time_interleaved, wall
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -68,64 +73,106 @@ def matmul_gflops(m: int, k: int, n: int, seconds: float = 0.3) -> float:
     return 2.0 * m * k * n / statistics.median(times) / 1e9
 
 
-def seqvg_speed(cell: str, length: int, batch: int, units: int, repeats: int, steps: int, warmup: int) -> dict:
-    """steps/s of seqvg's training path and the time of one probe."""
+class TorchPartner:
+    """benchmarks/torch_reference.py --serve in its own process, timing torch blocks on request.
+
+    Its own process keeps torch's and TensorFlow's thread pools apart; it
+    waits on stdin while seqvg's blocks run, so only one computes at a time.
+    """
+
+    def __init__(self, cell: str, length: int, batch: int, units: int, warmup: int):
+        script = Path(__file__).with_name("torch_reference.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), "--cell", cell, "--length", str(length), "--batch", str(batch),
+             "--units", str(units), "--warmup", str(warmup), "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self._answer()  # {"ready": true} once torch is warm
+
+    def _answer(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().strip().splitlines()
+            raise RuntimeError(f"torch_reference.py exited: {err[-1] if err else 'no output'}")
+        return json.loads(line)
+
+    def block(self, steps: int) -> float:
+        """Seconds per step of one block of ``steps`` torch training steps."""
+        self.proc.stdin.write(f"{steps}\n")
+        self.proc.stdin.flush()
+        return self._answer()["seconds_per_step"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.close()
+        else:
+            self.proc.kill()
+
+
+def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: int, warmup: int,
+           with_torch: bool) -> dict:
+    """steps/s of seqvg's training path (and torch's, in alternating blocks) and one probe's time."""
     from seqvg.config import RunConfig
     from seqvg.probe import Prober
     from seqvg.training import Trainer, probe_batch
 
     cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
     trainer = Trainer(cfg)
-    step = [0]
+    counter = [0]
 
-    def one():
-        step[0] += 1
-        trainer.train_batch(step[0])
-
-    for _ in range(warmup):
-        one()
-    times = []
-    for _ in range(repeats):
+    def ours() -> float:
         t0 = time.perf_counter()
         for _ in range(steps):
-            one()
-        times.append((time.perf_counter() - t0) / steps)
+            counter[0] += 1
+            trainer.train_batch(counter[0])
+        return (time.perf_counter() - t0) / steps
+
+    for _ in range(warmup):
+        counter[0] += 1
+        trainer.train_batch(counter[0])
+    if with_torch:
+        with TorchPartner(cell, length, batch, units, warmup) as torch_ref:
+            t = time_interleaved({"seqvg": ours, "torch": lambda: torch_ref.block(steps)}, repeats)
+    else:
+        t = time_interleaved({"seqvg": ours}, repeats)
     prober = Prober(trainer.model, trainer.task)
     px, py = probe_batch(cfg)
     prober(px, py)
-    probe_times = []
-    for _ in range(max(3, repeats)):
-        t0 = time.perf_counter()
-        prober(px, py)
-        probe_times.append(time.perf_counter() - t0)
-    return {"steps_per_s": 1.0 / statistics.median(times), "probe_s": statistics.median(probe_times)}
+    probe_times = time_interleaved({"probe": wall(lambda: prober(px, py))}, max(3, repeats))["probe"]
+    result = {
+        "steps_per_s": 1.0 / statistics.median(t["seqvg"]),
+        "probe_s": statistics.median(probe_times),
+        "torch_steps_per_s": None,
+        "ratio_vs_torch": None,
+    }
+    if with_torch:
+        result["torch_steps_per_s"] = 1.0 / statistics.median(t["torch"])
+        result["ratio_vs_torch"] = paired_ratio(t["torch"], t["seqvg"])
+    return result
 
 
-def torch_speed(cell: str, length: int, batch: int, units: int, repeats: int, steps: int, warmup: int):
-    """steps/s of benchmarks/torch_reference.py in a fresh process, or None."""
-    if importlib.util.find_spec("torch") is None:
-        return None
-    script = Path(__file__).with_name("torch_reference.py")
-    out = subprocess.run(
-        [sys.executable, str(script), "--cell", cell, "--length", str(length), "--batch", str(batch),
-         "--units", str(units), "--repeats", str(repeats), "--steps", str(steps), "--warmup", str(warmup),
-         "--json"],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cells", default="rnn,lstm,gru")
-    ap.add_argument("--length", type=int, default=200)
-    ap.add_argument("--long-length", type=int, default=1000, help="LSTM long-sequence workload (0 = skip)")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--units", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=5, help="training steps per timed repeat")
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--run-steps", type=int, default=5000, help="run length for the probe-overhead column")
+    ap.add_argument("--cells", type=cell_list, default="rnn,lstm,gru", help="comma-separated cells (rnn,lstm,gru)")
+    ap.add_argument("--length", type=positive_int, default=200, help="sequence length T (200)")
+    ap.add_argument("--long-length", type=non_negative_int, default=1000,
+                    help="T of the extra LSTM long-sequence workload; 0 skips it (1000)")
+    ap.add_argument("--batch", type=positive_int, default=64, help="batch size (64)")
+    ap.add_argument("--units", type=positive_int, default=128, help="recurrent units (128)")
+    ap.add_argument("--repeats", type=positive_int, default=5, help="timed blocks; the median is reported (5)")
+    ap.add_argument("--steps", type=positive_int, default=5, help="training steps per timed block (5)")
+    ap.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (3)")
+    ap.add_argument("--run-steps", type=positive_int, default=5000,
+                    help="run length for the probe-overhead column (5000)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
 
@@ -133,14 +180,13 @@ def main() -> None:
     if not has_torch and not args.json:
         print("torch is not installed: the PyTorch column is skipped (pip install 'seqvg[bench]')", file=sys.stderr)
     peak = matmul_gflops(2048, 2048, 2048)
-    workloads = [(c, args.length) for c in args.cells.split(",")]
+    workloads = [(c, args.length) for c in args.cells]
     if args.long_length:
         workloads.append(("lstm", args.long_length))
     rows = []
     for cell, length in workloads:
         gate = matmul_gflops(args.batch, N_IN + args.units, GATES[cell] * args.units)
-        ours = seqvg_speed(cell, length, args.batch, args.units, args.repeats, args.steps, args.warmup)
-        ref = torch_speed(cell, length, args.batch, args.units, args.repeats, args.steps, args.warmup)
+        ours = speeds(cell, length, args.batch, args.units, args.repeats, args.steps, args.warmup, has_torch)
         gflop = step_gflop(cell, length, args.batch, args.units)
         sps = ours["steps_per_s"]
         # Default schedule: a probe at step 0, every steps/20, and at the end.
@@ -152,8 +198,8 @@ def main() -> None:
             "gflops": gflop * sps,
             "gate_matmul_gflops": gate,
             "fraction_of_matmul_limit": gflop * sps / gate,
-            "torch_steps_per_s": ref,
-            "ratio_vs_torch": None if ref is None else sps / ref,
+            "torch_steps_per_s": ours["torch_steps_per_s"],
+            "ratio_vs_torch": ours["ratio_vs_torch"],
             "probe_ms": 1e3 * ours["probe_s"],
             "probe_overhead": probes * ours["probe_s"] * sps / args.run_steps,
         })

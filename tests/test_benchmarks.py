@@ -1,9 +1,12 @@
 """The benchmarks run end to end (tiny sizes) and print the documented JSON."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -33,3 +36,34 @@ def test_probe_benchmark_json():
                   "--batch", "4", "--repeats", "1")
     (row,) = result["cells"]
     assert row["cell"] == "gru" and row["probe_s"] > 0 and row["step_s"] > 0
+
+
+def test_probe_benchmark_reports_ratio_quartiles():
+    result = _run("probe.py", "--cells", "rnn", "--length", "6", "--mem-length", "8", "--units", "4",
+                  "--batch", "2", "--repeats", "3")
+    (row,) = result["cells"]
+    q1, q3 = row["ratio_quartiles"]
+    assert 0 < q1 <= row["ratio"] <= q3
+
+
+def test_benchmarks_reject_bad_arguments_with_usage_errors():
+    for script, args, message in [
+        ("probe.py", ["--mem-length", "0"], "0 is not >= 1"),
+        ("train_speed.py", ["--cells", "lstm,foo"], "unknown cell(s) foo"),
+        ("torch_reference.py", ["--steps", "x"], "'x' is not an integer"),
+    ]:
+        out = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, (script, out.stderr)
+        assert message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch (benchmark-only extra) not installed")
+def test_torch_reference_serves_timed_blocks():
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "torch_reference.py"), "--cell", "gru", "--length", "5", "--units", "4",
+         "--batch", "2", "--warmup", "1", "--serve"],
+        input="2\n3\n", capture_output=True, text=True, check=True, timeout=120,
+    )
+    lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert lines[0] == {"ready": True}
+    assert len(lines) == 3 and all(line["seconds_per_step"] > 0 for line in lines[1:])
