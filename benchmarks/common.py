@@ -51,6 +51,14 @@ def wall(fn: Callable[[], object]) -> Callable[[], float]:
     return timed
 
 
+def time_block(step: Callable[[], object], steps: int) -> float:
+    """Seconds per step over a block of ``steps`` calls of ``step``."""
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
 def time_interleaved(fns: dict[str, Callable[[], float]], repeats: int, warmup: int = 0) -> dict[str, list[float]]:
     """Runs timing functions in alternation: a, b, a, b, ...
 

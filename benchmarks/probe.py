@@ -7,8 +7,9 @@ For rnn, lstm and gru: the median wall time of one probe (all T per-timestep
 norms, one backward pass) and of one training step through seqvg's own
 compiled step (data generation included, as in `seqvg train`), timed in
 back-to-back pairs, and their ratio (median of the pairs' ratios, with its
-quartiles, so the noise of a shared CPU shows). Then the peak resident memory a probe adds at T=1000, measured in a
-fresh process per cell (VmHWM minus VmRSS before the probe).
+quartiles, so the noise of a shared CPU shows). Then the peak resident
+memory a probe adds at T=1000, measured in a fresh process per cell (VmHWM
+minus VmRSS before the probe).
 """
 
 from __future__ import annotations
@@ -85,7 +86,6 @@ def peak_memory_child(cell: str, length: int, batch: int, units: int) -> None:
     prober(px, py)
     peak = _rss_kib("VmHWM")
     print(json.dumps({"cell": cell, "peak_mib": (peak - before) / 1024}))
-
 
 
 def main() -> None:

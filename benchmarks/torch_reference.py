@@ -23,10 +23,9 @@ import json
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
-from common import positive_int
+from common import positive_int, time_block
 
 
 def make_step(cell: str, length: int, batch: int, units: int, threads: int) -> Callable[[], float]:
@@ -69,14 +68,6 @@ def make_step(cell: str, length: int, batch: int, units: int, threads: int) -> C
     return step
 
 
-def time_block(step: Callable[[], float], steps: int) -> float:
-    """Seconds per step over a block of ``steps`` steps."""
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps
-
-
 def serve(step: Callable[[], float], warmup: int) -> None:
     """Warms up, then answers each stdin line "N" with the seconds per step of N steps."""
     for _ in range(warmup):
@@ -97,7 +88,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=positive_int, default=5, help="timed blocks; the median is reported (5)")
     ap.add_argument("--steps", type=positive_int, default=5, help="steps per timed block (5)")
     ap.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (3)")
-    ap.add_argument("--serve", action="store_true", help="time blocks on request from stdin (see above)")
+    ap.add_argument("--serve", action="store_true",
+                    help="warm up, then time N steps for each line N read from stdin, answering one JSON line "
+                         "per block (train_speed.py alternates these blocks with seqvg's)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     import torch

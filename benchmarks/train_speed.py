@@ -30,10 +30,11 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from common import cell_list, non_negative_int, paired_ratio, positive_int, time_interleaved, wall
+from common import cell_list, non_negative_int, paired_ratio, positive_int, time_block, time_interleaved, wall
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -82,17 +83,22 @@ class TorchPartner:
 
     def __init__(self, cell: str, length: int, batch: int, units: int, warmup: int):
         script = Path(__file__).with_name("torch_reference.py")
+        # stderr to a file, not a pipe: an unread pipe would block torch once
+        # its warnings filled the pipe's buffer.
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, str(script), "--cell", cell, "--length", str(length), "--batch", str(batch),
              "--units", str(units), "--warmup", str(warmup), "--serve"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
         )
         self._answer()  # {"ready": true} once torch is warm
 
     def _answer(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
-            err = self.proc.stderr.read().strip().splitlines()
+            self.proc.wait(timeout=60)
+            self.stderr.seek(0)
+            err = self.stderr.read().strip().splitlines()
             raise RuntimeError(f"torch_reference.py exited: {err[-1] if err else 'no output'}")
         return json.loads(line)
 
@@ -114,6 +120,7 @@ class TorchPartner:
             self.close()
         else:
             self.proc.kill()
+        self.stderr.close()
 
 
 def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: int, warmup: int,
@@ -127,16 +134,14 @@ def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: 
     trainer = Trainer(cfg)
     counter = [0]
 
-    def ours() -> float:
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            counter[0] += 1
-            trainer.train_batch(counter[0])
-        return (time.perf_counter() - t0) / steps
-
-    for _ in range(warmup):
+    def next_step() -> None:
         counter[0] += 1
         trainer.train_batch(counter[0])
+
+    def ours() -> float:
+        return time_block(next_step, steps)
+
+    time_block(next_step, warmup)
     if with_torch:
         with TorchPartner(cell, length, batch, units, warmup) as torch_ref:
             t = time_interleaved({"seqvg": ours, "torch": lambda: torch_ref.block(steps)}, repeats)
@@ -156,8 +161,6 @@ def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: 
         result["torch_steps_per_s"] = 1.0 / statistics.median(t["torch"])
         result["ratio_vs_torch"] = paired_ratio(t["torch"], t["seqvg"])
     return result
-
-
 
 
 def main() -> None:
