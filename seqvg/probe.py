@@ -249,6 +249,10 @@ class Prober:
         """
         import tensorflow as tf
 
+        from seqvg import fastlstm
+
+        if fastlstm.eligible(layer) and not layer.stateful:
+            return self._run_lstm_transposed(layer, h, acc, tap_input)
         xs = tf.transpose(h, [1, 0, 2])
         steps = h.shape[1]
         # TensorArrays (not slicing a captured tensor) keep the backward pass
@@ -288,6 +292,46 @@ class Prober:
         if layer.return_sequences:
             return tf.transpose(out_ta.stack(), [1, 0, 2])
         return states[0]
+
+    def _run_lstm_transposed(self, layer, h, acc, tap_input: bool):
+        """``_run_rnn`` for an LSTM, in the transposed loop that training runs.
+
+        The ops are those of ``seqvg.fastlstm.lstm_loop`` (states are
+        (units, batch); a norm does not depend on the layout), with c tapped
+        before h = o*tanh(c) for the reason given in ``_step``, and x_t
+        tapped before the ones row of the bias joins it.
+        """
+        import tensorflow as tf
+
+        from seqvg import fastlstm
+
+        cell = layer.cell
+        steps = h.shape[1]
+        xs, ones = fastlstm.transposed_inputs(h)
+        in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
+        out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
+        w_ifo, w_g = fastlstm.transposed_weights(cell.kernel, cell.recurrent_kernel, cell.bias)
+        zero = tf.zeros(tf.shape(ones)[1:], xs.dtype)
+        state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)
+
+        def body(t, h_t, c_t, acc, out_ta):
+            x_t = in_ta.read(t)
+            if tap_input:
+                acc, x_t = _tap(acc, t, 2, x_t)
+            i, f, o, g = fastlstm.gates(w_ifo, w_g, zero, tf.concat([h_t, x_t, ones], axis=0))
+            acc, c_t = _tap(acc, t, 1, f * c_t + i * g)
+            acc, h_t = _tap(acc, t, 0, o * tf.tanh(c_t))
+            if layer.return_sequences:
+                out_ta = out_ta.write(t, h_t)
+            return t + 1, h_t, c_t, acc, out_ta
+
+        _, h_t, _, _, out_ta = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), state0, state0, acc, out_ta),
+            maximum_iterations=steps, parallel_iterations=32,
+        )
+        if layer.return_sequences:
+            return tf.transpose(out_ta.stack(), [2, 0, 1])
+        return tf.transpose(h_t)
 
     def _measure(self, x, y):
         import tensorflow as tf

@@ -1,0 +1,131 @@
+"""The transposed CPU loop computes what Keras's LSTM loop computes.
+
+Oracle: the same model object run through Keras's own ``LSTM.inner_loop``
+(the loop seqvg used before), on weights with non-zero biases so that every
+gate block is exercised; outputs and all gradients agree to 1e-5 relative.
+"""
+
+import types
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from seqvg import fastlstm  # noqa: E402
+from seqvg.config import RunConfig  # noqa: E402
+from seqvg.models import build_model  # noqa: E402
+from seqvg.training import train  # noqa: E402
+
+B, T, D, U = 6, 9, 3, 5
+
+
+def _model(layers: int, return_sequences: bool):
+    keras.utils.set_random_seed(4)
+    x = keras.Input((T, D))
+    h = x
+    for i in range(layers):
+        h = keras.layers.LSTM(U, return_sequences=return_sequences or i < layers - 1)(h)
+    model = keras.Model(x, keras.layers.Dense(2)(h))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.LSTM):
+            layer.cell.bias.assign(rng.normal(size=(4 * U,)).astype(np.float32))
+    return model
+
+
+def _keras_loop(model):
+    """The same model with Keras's own loop back in every LSTM layer."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.LSTM):
+            layer.inner_loop = types.MethodType(keras.layers.LSTM.inner_loop, layer)
+    return model
+
+
+def _outputs_and_grads(model, x):
+    x = tf.constant(x)
+
+    @tf.function
+    def run():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = model(x)
+            loss = tf.reduce_sum(tf.square(y)) + tf.reduce_sum(y)
+        return y, tape.gradient(loss, [x] + model.trainable_variables)
+
+    y, grads = run()
+    return y.numpy(), [g.numpy() for g in grads]
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(a)))
+
+
+@pytest.mark.parametrize("layers,return_sequences", [(1, False), (1, True), (2, False)])
+def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences):
+    x = np.random.default_rng(1).normal(size=(B, T, D)).astype(np.float32)
+    fast = _model(layers, return_sequences)
+    assert fastlstm.accelerate(fast) == layers
+    ref = _keras_loop(_model(layers, return_sequences))
+    y_fast, g_fast = _outputs_and_grads(fast, x)
+    y_ref, g_ref = _outputs_and_grads(ref, x)
+    assert y_fast.shape == y_ref.shape
+    assert _rel(y_ref, y_fast) < 1e-5
+    assert len(g_fast) == len(g_ref) == 1 + 3 * layers + 2
+    for a, b in zip(g_ref, g_fast):
+        assert _rel(a, b) < 1e-5
+
+
+def test_initial_state_and_returned_states_match():
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=(B, T, D)).astype(np.float32))
+    h0, c0 = (tf.constant(rng.normal(size=(B, U)).astype(np.float32)) for _ in range(2))
+    keras.utils.set_random_seed(5)
+    layer = keras.layers.LSTM(U, return_state=True)
+    ref = layer(x, initial_state=[h0, c0])
+    fastlstm.accelerate(keras.Sequential([layer]))
+    out = layer(x, initial_state=[h0, c0])
+    for a, b in zip(ref, out):
+        assert _rel(a.numpy(), b.numpy()) < 1e-5
+
+
+def _op_names(model) -> list[str]:
+    graph = tf.function(model).get_concrete_function(tf.TensorSpec((B, T, D))).graph.as_graph_def()
+    return [n.name for n in graph.node] + [n.name for f in graph.library.function for n in f.node_def]
+
+
+def test_fast_loop_runs_and_keras_cell_does_not():
+    """Guards the speed-up itself: the accelerated graph has no Keras cell ops."""
+    fast = _model(1, False)
+    fastlstm.accelerate(fast)
+    assert not any("lstm_cell" in name for name in _op_names(fast))
+    assert any("lstm_cell" in name for name in _op_names(_keras_loop(_model(1, False))))
+
+
+def test_masks_dropout_and_other_activations_keep_keras_loop():
+    assert not fastlstm.eligible(keras.layers.LSTM(U, dropout=0.1))
+    assert not fastlstm.eligible(keras.layers.LSTM(U, activation="relu"))
+    assert not fastlstm.eligible(keras.layers.LSTM(U, go_backwards=True))
+    assert not fastlstm.eligible(keras.layers.GRU(U))
+    # A mask reaches inner_loop: Keras's masked loop runs and gives its result.
+    x = np.random.default_rng(3).normal(size=(B, T, D)).astype(np.float32)
+    x[:, -3:] = 0.0
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((T, D))
+    lstm = keras.layers.LSTM(U)
+    model = keras.Model(inp, lstm(keras.layers.Masking()(inp)))
+    ref = model(x).numpy()
+    fastlstm.accelerate(model)
+    np.testing.assert_allclose(model(x).numpy(), ref, rtol=1e-6)
+    np.testing.assert_allclose(ref, lstm(x[:, :-3]).numpy(), rtol=1e-5)
+
+
+def test_seqvg_models_are_accelerated_and_save_as_plain_lstm(tmp_path):
+    model = build_model(RunConfig(cell="lstm", length=10, units=8, layers=2).resolved())
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert len(lstms) == 2 and all(layer.inner_loop.__func__ is fastlstm._inner_loop for layer in lstms)
+    cfg = RunConfig(cell="lstm", length=10, units=8, steps=4, eval_every=2, val_size=16, probe_batch=8)
+    train(cfg, tmp_path / "run", progress=False)
+    loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert [type(layer) for layer in loaded.layers if "lstm" in layer.name] == [keras.layers.LSTM]
