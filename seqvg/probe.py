@@ -8,10 +8,11 @@ For every recurrent layer and timestep t this measures ||dL/dh_t|| (and
 whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs.
 
 Method (DESIGN.md, "The gradient probe"): the forward pass re-runs each
-recurrent layer's own cell (the trained weights, the exact ops Keras's loop
-runs on a CPU) in a ``tf.while_loop``, and after every step passes each state
-through a *tap*: the identity in the forward pass, whose gradient hands the
-incoming dL/dh_t on unchanged and adds its squared norm to a (T, states)
+recurrent layer's own cell (the trained weights, the exact ops the layer's
+loop runs on a CPU: Keras's, or ``seqvg.fastlstm``'s for an LSTM) in a
+``tf.while_loop``, and after every step passes each state through a *tap*:
+the identity in the forward pass, whose gradient hands the incoming dL/dh_t
+on unchanged and adds its squared norm to a (T, states)
 accumulator. ``tape.gradient(loss, accumulator)`` then holds ||dL/dh_t||^2
 through the recurrence for all t, from one backward pass. This is the zero
 perturbation eps_t of DESIGN.md with the norm taken where dL/d(eps_t) is

@@ -68,10 +68,11 @@ def test_model_keras_loads_without_seqvg_objects(tiny_cfg, tmp_path):
     assert model.output_shape == (None, 30, 10)
 
 
-def test_same_seed_same_metrics(tiny_cfg, tmp_path):
-    train(tiny_cfg(cell="gru", seed=3), tmp_path / "a", progress=False)
-    train(tiny_cfg(cell="gru", seed=3), tmp_path / "b", progress=False)
-    train(tiny_cfg(cell="gru", seed=4), tmp_path / "c", progress=False)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])  # lstm: seqvg's own CPU loop (fastlstm)
+def test_same_seed_same_metrics(cell, tiny_cfg, tmp_path):
+    train(tiny_cfg(cell=cell, seed=3), tmp_path / "a", progress=False)
+    train(tiny_cfg(cell=cell, seed=3), tmp_path / "b", progress=False)
+    train(tiny_cfg(cell=cell, seed=4), tmp_path / "c", progress=False)
     a, b, c = (_metrics_without_wall(tmp_path / n) for n in "abc")
     assert a == b
     assert a != c
