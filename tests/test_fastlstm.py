@@ -118,7 +118,7 @@ def test_masks_dropout_and_other_activations_keep_keras_loop():
     ref = model(x).numpy()
     fastlstm.accelerate(model)
     np.testing.assert_allclose(model(x).numpy(), ref, rtol=1e-6)
-    np.testing.assert_allclose(ref, lstm(x[:, :-3]).numpy(), rtol=1e-5)
+    assert _rel(ref, lstm(x[:, :-3]).numpy()) < 1e-5  # the fast loop on the unmasked steps
 
 
 def test_seqvg_models_are_accelerated_and_save_as_plain_lstm(tmp_path):
