@@ -29,6 +29,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/probe.py
+	$(BIN)/python benchmarks/lstm_loop.py
 
 clean:
 	rm -rf $(VENV) runs

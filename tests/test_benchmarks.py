@@ -46,11 +46,21 @@ def test_probe_benchmark_reports_ratio_quartiles():
     assert 0 < q1 <= row["ratio"] <= q3
 
 
+def test_lstm_loop_benchmark_json():
+    result = _run("lstm_loop.py", "--lengths", "6", "--units", "4", "--batch", "2", "--repeats", "2", "--steps", "1")
+    (row,) = result["rows"]
+    assert row["length"] == 6 and row["seqvg_ms"] > 0 and row["keras_ms"] > 0
+    q1, q3 = row["speedup_quartiles"]
+    assert q1 <= row["speedup"] <= q3
+    assert row["max_loss_diff"] < 1e-5  # the two loops train the same model
+
+
 def test_benchmarks_reject_bad_arguments_with_usage_errors():
     for script, args, message in [
         ("probe.py", ["--mem-length", "0"], "0 is not >= 1"),
         ("train_speed.py", ["--cells", "lstm,foo"], "unknown cell(s) foo"),
         ("torch_reference.py", ["--steps", "x"], "'x' is not an integer"),
+        ("lstm_loop.py", ["--lengths", "200,0"], "expected comma-separated integers >= 1"),
     ]:
         out = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=60)
         assert out.returncode == 2, (script, out.stderr)
