@@ -172,8 +172,10 @@ def accelerate(model) -> int:
         How many layers were accelerated.
     """
     n = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if eligible(layer):
-            layer.inner_loop = types.MethodType(_inner_loop, layer)
-            n += 1
+    for outer in model.layers:
+        # A wrapper (seqvg's Residual) holds its recurrent layer in .layer.
+        for layer in (outer, getattr(outer, "layer", None)):
+            if layer is not None and eligible(layer):
+                layer.inner_loop = types.MethodType(_inner_loop, layer)
+                n += 1
     return n

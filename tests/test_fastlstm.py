@@ -15,7 +15,7 @@ tf = pytest.importorskip("tensorflow")
 
 from seqvg import fastlstm  # noqa: E402
 from seqvg.config import RunConfig  # noqa: E402
-from seqvg.models import build_model  # noqa: E402
+from seqvg.models import build_model, recurrent_layers  # noqa: E402
 from seqvg.training import train  # noqa: E402
 
 B, T, D, U = 6, 9, 3, 5
@@ -121,10 +121,14 @@ def test_masks_dropout_and_other_activations_keep_keras_loop():
     assert _rel(ref, lstm(x[:, :-3]).numpy()) < 1e-5  # the fast loop on the unmasked steps
 
 
-def test_seqvg_models_are_accelerated_and_save_as_plain_lstm(tmp_path):
-    model = build_model(RunConfig(cell="lstm", length=10, units=8, layers=2).resolved())
-    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
-    assert len(lstms) == 2 and all(layer.inner_loop.__func__ is fastlstm._inner_loop for layer in lstms)
+@pytest.mark.parametrize("residual", [False, True])
+def test_seqvg_models_are_accelerated(residual):
+    model = build_model(RunConfig(cell="lstm", length=10, units=8, layers=3, residual=residual).resolved())
+    lstms = recurrent_layers(model)  # layers 2 and 3 inside Residual wrappers with residual=True
+    assert len(lstms) == 3 and all(layer.inner_loop.__func__ is fastlstm._inner_loop for layer in lstms)
+
+
+def test_accelerated_run_saves_plain_lstm(tmp_path):
     cfg = RunConfig(cell="lstm", length=10, units=8, steps=4, eval_every=2, val_size=16, probe_batch=8)
     train(cfg, tmp_path / "run", progress=False)
     loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
