@@ -79,12 +79,27 @@ def gates(weights, zero, s):
     return i, f, o, g
 
 
-def transposed_inputs(sequences):
-    """(T, d, batch) time-major, transposed inputs, and the (1, batch) ones row."""
+def loop_inputs(sequences, kernel, recurrent_kernel, bias):
+    """What the transposed loop reads at every step.
+
+    Args:
+        sequences: (batch, T, d) inputs.
+        kernel, recurrent_kernel, bias: the layer's weights (Keras layout).
+
+    Returns:
+        (in_ta, ones, weights, zero): a TensorArray of the (d, batch) x_t^T,
+        the (1, batch) ones row, the gate matrices (``transposed_weights``)
+        and the (batch,) zeros of the fusing BiasAdd (``gates``).
+    """
     import tensorflow as tf
 
-    ones = tf.ones([1, tf.shape(sequences)[0]], sequences.dtype)
-    return tf.transpose(sequences, [1, 2, 0]), ones
+    xs = tf.transpose(sequences, [1, 2, 0])
+    # A TensorArray, not slicing a captured tensor: the gradient of a slice
+    # is a dense (T, d, batch) tensor per step, O(T^2) for a stacked layer.
+    in_ta = tf.TensorArray(xs.dtype, size=xs.shape[0], element_shape=xs.shape[1:]).unstack(xs)
+    batch = tf.shape(sequences)[:1]
+    ones = tf.ones(tf.concat([[1], batch], axis=0), xs.dtype)
+    return in_ta, ones, transposed_weights(kernel, recurrent_kernel, bias), tf.zeros(batch, xs.dtype)
 
 
 def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool):
@@ -104,13 +119,8 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
     import tensorflow as tf
 
     steps = sequences.shape[1]
-    xs, ones = transposed_inputs(sequences)
-    # TensorArrays, not slicing a captured tensor: the gradient of a slice
-    # is a dense (T, d, batch) tensor per step, O(T^2) for a stacked layer.
-    in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
-    out_ta = tf.TensorArray(xs.dtype, size=steps if return_sequences else 0)
-    weights = transposed_weights(kernel, recurrent_kernel, bias)
-    zero = tf.zeros(tf.shape(ones)[1:], xs.dtype)
+    in_ta, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias)
+    out_ta = tf.TensorArray(sequences.dtype, size=steps if return_sequences else 0)
 
     def body(t, h, c, out_ta):
         i, f, o, g = gates(weights, zero, tf.concat([h, in_ta.read(t), ones], axis=0))

@@ -12,8 +12,8 @@ recurrent layer's own cell (the trained weights, the exact ops the layer's
 loop runs on a CPU: Keras's, or ``seqvg.fastlstm``'s for an LSTM) in a
 ``tf.while_loop``, and after every step passes each state through a *tap*:
 the identity in the forward pass, whose gradient hands the incoming dL/dh_t
-on unchanged and adds its squared norm to a (T, states)
-accumulator. ``tape.gradient(loss, accumulator)`` then holds ||dL/dh_t||^2
+on unchanged and adds its squared norm to a (T, states) accumulator.
+``tape.gradient(loss, accumulator)`` then holds ||dL/dh_t||^2
 through the recurrence for all t, from one backward pass. This is the zero
 perturbation eps_t of DESIGN.md with the norm taken where dL/d(eps_t) is
 formed, so the backward loop emits T scalars instead of T (batch x units)
@@ -308,11 +308,8 @@ class Prober:
 
         cell = layer.cell
         steps = h.shape[1]
-        xs, ones = fastlstm.transposed_inputs(h)
-        in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
+        in_ta, ones, weights, zero = fastlstm.loop_inputs(h, cell.kernel, cell.recurrent_kernel, cell.bias)
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
-        weights = fastlstm.transposed_weights(cell.kernel, cell.recurrent_kernel, cell.bias)
-        zero = tf.zeros(tf.shape(ones)[1:], xs.dtype)
         state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)
 
         def body(t, h_t, c_t, acc, out_ta):
