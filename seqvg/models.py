@@ -1,16 +1,16 @@
 """Keras models for the tasks: stacked SimpleRNN / LSTM / GRU and a Dense head.
 
     from seqvg.config import RunConfig
-from seqvg.fastlstm import accelerate
     from seqvg.models import build_model
     model = build_model(RunConfig(cell="lstm", forget_bias=3.0).resolved())
 
 Keras's own recurrent layers are used for every remedy here, so a GPU runs the
 cuDNN kernels. On a CPU, LSTM layers run seqvg's transposed loop
 (``seqvg.fastlstm``: same weights and maths, 1.1-1.3x faster training);
-they are still ``keras.layers.LSTM`` in the saved model. Gate-bias remedies (``forget_bias``, ``chrono``) are written
-into the built weights instead of passed as custom initializers: the saved
-``model.keras`` then loads with plain Keras, no seqvg import needed.
+they are still ``keras.layers.LSTM`` in the saved model. Gate-bias remedies
+(``forget_bias``, ``chrono``) are written into the built weights instead of
+passed as custom initializers: the saved ``model.keras`` then loads with
+plain Keras, no seqvg import needed.
 """
 
 from __future__ import annotations

@@ -252,7 +252,7 @@ class Prober:
 
         from seqvg import fastlstm
 
-        if fastlstm.eligible(layer) and not layer.stateful:
+        if fastlstm.eligible(layer):  # _chain has refused stateful layers
             return self._run_lstm_transposed(layer, h, acc, tap_input)
         xs = tf.transpose(h, [1, 0, 2])
         steps = h.shape[1]
