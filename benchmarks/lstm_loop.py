@@ -3,9 +3,11 @@
     python benchmarks/lstm_loop.py                 # T=200 and T=1000
     python benchmarks/lstm_loop.py --lengths 200 --repeats 25 --json
 
-Two training paths of the same model (adding, batch 64, 128 units), built
-from the same config: seqvg's compiled step as ``seqvg train`` runs it, and
-the same step with each LSTM layer given Keras's ``LSTM.inner_loop`` back.
+Training paths of the same model (adding, batch 64, 128 units), built from
+the same config: seqvg's compiled step as ``seqvg train`` runs it, the same
+step with each LSTM layer given Keras's ``LSTM.inner_loop`` back, and, where
+seqvg unrolls its loop (T <= ``fastlstm.UNROLL_MAX``), seqvg's loop as a
+while loop. The first step of each, which traces the graph, is timed too.
 Their blocks of steps are timed in alternation, and the speed-up is the
 median of the per-round time ratios (the machine drifts by ±20% between
 minutes). The first steps' losses are compared too: the two loops train the
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 import types
 
 from common import paired_ratio, positive_int, ratio_spread, time_block, time_interleaved
@@ -31,37 +34,58 @@ def _lengths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers >= 1") from None
 
 
-def time_length(length: int, batch: int, units: int, repeats: int, steps: int) -> dict:
+def _trainer(cfg, loop: str):
+    """A Trainer whose LSTM layers run ``loop``, warmed up: (trainer, first-step s, losses)."""
     import keras
-    import numpy as np
 
-    from seqvg.config import RunConfig
+    from seqvg import fastlstm
     from seqvg.training import Trainer
 
+    trainer = Trainer(cfg)
+    if loop == "keras":
+        for layer in trainer.model.layers:
+            if isinstance(layer, keras.layers.LSTM):
+                layer.inner_loop = types.MethodType(keras.layers.LSTM.inner_loop, layer)
+    unroll_max = fastlstm.UNROLL_MAX
+    if loop == "while":
+        fastlstm.UNROLL_MAX = 0  # read when the step is traced, i.e. in its first call
+    try:
+        start = time.perf_counter()
+        losses = [trainer.train_batch(1)[0]]
+        first = time.perf_counter() - start
+    finally:
+        fastlstm.UNROLL_MAX = unroll_max
+    losses += [trainer.train_batch(k)[0] for k in (2, 3)]
+    return trainer, first, losses
+
+
+def time_length(length: int, batch: int, units: int, repeats: int, steps: int) -> dict:
+    import numpy as np
+
+    from seqvg import fastlstm
+    from seqvg.config import RunConfig
+
     cfg = RunConfig(cell="lstm", length=length, units=units, batch_size=batch).resolved()
-    fast, keras_loop = Trainer(cfg), Trainer(cfg)
-    for layer in keras_loop.model.layers:
-        if isinstance(layer, keras.layers.LSTM):
-            layer.inner_loop = types.MethodType(keras.layers.LSTM.inner_loop, layer)
-    # The first steps also warm up (trace) both paths.
-    losses = [[trainer.train_batch(k)[0] for k in (1, 2, 3)] for trainer in (fast, keras_loop)]
+    # "seqvg" is the loop seqvg runs at this T (unrolled up to UNROLL_MAX);
+    # "while" is seqvg's loop as a while loop, timed only where that differs.
+    loops = ["seqvg", "keras"] + (["while"] if fastlstm.unrolls(length) else [])
+    built = {loop: _trainer(cfg, loop) for loop in loops}
     counter = iter(range(4, 10**9))
     times = time_interleaved(
-        {
-            "seqvg": lambda: time_block(lambda: fast.train_batch(next(counter)), steps),
-            "keras": lambda: time_block(lambda: keras_loop.train_batch(next(counter)), steps),
-        },
+        {loop: (lambda tr=tr: time_block(lambda: tr.train_batch(next(counter)), steps)) for loop, (tr, _, _) in built.items()},
         repeats,
     )
-    q1, q3 = ratio_spread(times["keras"], times["seqvg"])
-    return {
-        "length": length,
-        "seqvg_ms": 1000 * float(np.median(times["seqvg"])),
-        "keras_ms": 1000 * float(np.median(times["keras"])),
-        "speedup": paired_ratio(times["keras"], times["seqvg"]),
-        "speedup_quartiles": [q1, q3],
-        "max_loss_diff": float(np.max(np.abs(np.subtract(*losses)))),
-    }
+    row = {"length": length, "unrolled": fastlstm.unrolls(length)}
+    for loop in ("seqvg", "keras", "while"):
+        row[f"{loop}_ms"] = 1000 * float(np.median(times[loop])) if loop in times else None
+        row[f"{loop}_first_step_s"] = built[loop][1] if loop in built else None
+    row["speedup"] = paired_ratio(times["keras"], times["seqvg"])
+    row["speedup_quartiles"] = list(ratio_spread(times["keras"], times["seqvg"]))
+    row["unroll_speedup"] = paired_ratio(times["while"], times["seqvg"]) if "while" in times else None
+    row["max_loss_diff"] = max(
+        float(np.max(np.abs(np.subtract(built["seqvg"][2], losses)))) for _, _, losses in built.values()
+    )
+    return row
 
 
 def main() -> None:
@@ -73,18 +97,25 @@ def main() -> None:
     parser.add_argument("--steps", type=positive_int, default=3, help="training steps per timed block (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    from seqvg.fastlstm import UNROLL_MAX
+
     rows = [time_length(n, args.batch, args.units, args.repeats, args.steps) for n in args.lengths]
     if args.json:
         print(json.dumps({"batch": args.batch, "units": args.units, "rows": rows}))
         return
     print(f"LSTM training step, adding, batch {args.batch}, {args.units} units, median of {args.repeats} rounds")
-    print(f"{'T':>6} {'seqvg ms':>9} {'keras ms':>9} {'speed-up':>9} {'quartiles':>11} {'loss diff':>10}")
+    print(f"{'T':>6} {'seqvg ms':>9} {'keras ms':>9} {'speed-up':>9} {'quartiles':>11}"
+          f" {'while ms':>9} {'unrolled':>9} {'1st step s':>11} {'loss diff':>10}")
     for r in rows:
         q1, q3 = r["speedup_quartiles"]
+        while_ms = f"{r['while_ms']:.1f}" if r["while_ms"] is not None else "-"
+        unroll = f"{r['unroll_speedup']:.2f}x" if r["unroll_speedup"] is not None else "-"
+        first = f"{r['seqvg_first_step_s']:.1f}/{r['keras_first_step_s']:.1f}"
         print(f"{r['length']:>6} {r['seqvg_ms']:>9.1f} {r['keras_ms']:>9.1f} {r['speedup']:>8.2f}x"
-              f" {q1:>5.2f}-{q3:<5.2f} {r['max_loss_diff']:>10.1e}")
+              f" {q1:>5.2f}-{q3:<5.2f} {while_ms:>9} {unroll:>9} {first:>11} {r['max_loss_diff']:>10.1e}")
     print("speed-up: median over rounds of Keras-loop time / seqvg-loop time (blocks timed in alternation)")
-
+    print(f"unrolled: seqvg's loop unrolled (T <= {UNROLL_MAX}) against the same loop as a while loop, timed alike")
+    print("1st step s: the first training step, which traces and optimizes the graph (seqvg/Keras loop)")
 
 if __name__ == "__main__":
     main()

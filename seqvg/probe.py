@@ -173,6 +173,13 @@ def _tap(acc, t, col: int, state):
     return tap(acc, t, state)
 
 
+def _squared_norms(grads: list):
+    """(T,) float64 squared norms of T gradient tensors, one batched reduction."""
+    import tensorflow as tf
+
+    return tf.reduce_sum(tf.square(tf.cast(tf.stack(grads), tf.float64)), axis=[1, 2])
+
+
 def _step(kind: str, cell, x_t, states, tap):
     """One step of a Keras cell with each new state passed through ``tap(k, s)``.
 
@@ -238,12 +245,14 @@ class Prober:
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
         self._fn = tf.function(self._measure)
 
-    def _run_rnn(self, layer, h, acc, tap_input: bool = False):
+    def _run_rnn(self, layer, h, acc, tape, direct: list, tap_input: bool = False):
         """Runs ``layer``'s own cell over ``h``, tapping state k into acc[:, k].
 
         With ``tap_input`` the input h_t is tapped too, into the last column.
         The taps' squares arrive as the gradient of ``acc``; the accumulator
-        the loop returns carries nothing and is dropped.
+        the loop returns carries nothing and is dropped. An unrolled LSTM loop
+        instead appends to ``direct``, per column, the T tapped tensors
+        themselves (watched on ``tape``) for ``_measure`` to differentiate.
 
         Returns:
             The layer's output.
@@ -253,7 +262,7 @@ class Prober:
         from seqvg import fastlstm
 
         if fastlstm.eligible(layer):  # _chain has refused stateful layers
-            return self._run_lstm_transposed(layer, h, acc, tap_input)
+            return self._run_lstm_transposed(layer, h, acc, tape, direct, tap_input)
         xs = tf.transpose(h, [1, 0, 2])
         steps = h.shape[1]
         # TensorArrays (not slicing a captured tensor) keep the backward pass
@@ -294,13 +303,16 @@ class Prober:
             return tf.transpose(out_ta.stack(), [1, 0, 2])
         return states[0]
 
-    def _run_lstm_transposed(self, layer, h, acc, tap_input: bool):
+    def _run_lstm_transposed(self, layer, h, acc, tape, direct: list, tap_input: bool):
         """``_run_rnn`` for an LSTM, in the transposed loop that training runs.
 
         The ops are those of ``seqvg.fastlstm.lstm_loop`` (states are
         (units, batch); a norm does not depend on the layout), with c tapped
         before h = o*tanh(c) for the reason given in ``_step``, and x_t
-        tapped before the ones row of the bias joins it.
+        tapped before the ones row of the bias joins it. Unrolled
+        (``fastlstm.unrolls``), every state is a tensor of its own, so the
+        taps are those tensors, differentiated directly: a custom gradient per
+        tap would cost seconds of tracing at T=200.
         """
         import tensorflow as tf
 
@@ -308,25 +320,31 @@ class Prober:
 
         cell = layer.cell
         steps = h.shape[1]
-        in_ta, ones, weights, zero = fastlstm.loop_inputs(h, cell.kernel, cell.recurrent_kernel, cell.bias)
+        x_at, ones, weights, zero = fastlstm.loop_inputs(h, cell.kernel, cell.recurrent_kernel, cell.bias)
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)
+        tap = _tap
+        if fastlstm.unrolls(steps):
+            columns = [[] for _ in range(3 if tap_input else 2)]
+            direct.extend(columns)
+
+            def tap(acc, t, col, state):
+                tape.watch(state)
+                columns[col].append(state)
+                return acc, state
 
         def body(t, h_t, c_t, acc, out_ta):
-            x_t = in_ta.read(t)
+            x_t = x_at(t)
             if tap_input:
-                acc, x_t = _tap(acc, t, 2, x_t)
+                acc, x_t = tap(acc, t, 2, x_t)
             i, f, o, g = fastlstm.gates(weights, zero, tf.concat([h_t, x_t, ones], axis=0))
-            acc, c_t = _tap(acc, t, 1, f * c_t + i * g)
-            acc, h_t = _tap(acc, t, 0, o * tf.tanh(c_t))
+            acc, c_t = tap(acc, t, 1, f * c_t + i * g)
+            acc, h_t = tap(acc, t, 0, o * tf.tanh(c_t))
             if layer.return_sequences:
                 out_ta = out_ta.write(t, h_t)
-            return t + 1, h_t, c_t, acc, out_ta
+            return h_t, c_t, acc, out_ta
 
-        _, h_t, _, _, out_ta = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), state0, state0, acc, out_ta),
-            maximum_iterations=steps, parallel_iterations=32,
-        )
+        h_t, _, _, out_ta = fastlstm.run_loop(body, steps, (state0, state0, acc, out_ta), parallel_iterations=32)
         if layer.return_sequences:
             return tf.transpose(out_ta.stack(), [2, 0, 1])
         return tf.transpose(h_t)
@@ -343,6 +361,7 @@ class Prober:
         accs = [tf.zeros([steps, n + (tap_x and k == 0)], tf.float64) for k, n in enumerate(self.n_states)]
         # Only x and the accumulators are differentiated: watching the weights
         # would make the backward loop accumulate dL/dW at every step for nothing.
+        direct = [[] for _ in accs]  # per layer, per column: tapped tensors (_run_rnn)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             if not tap_x:
                 tape.watch(x)
@@ -351,18 +370,26 @@ class Prober:
             k = 0
             for layer, rnn in self.plan:
                 if rnn is layer:
-                    h = self._run_rnn(layer, h, accs[k], tap_input=tap_x and k == 0)
+                    h = self._run_rnn(layer, h, accs[k], tape, direct[k], tap_input=tap_x and k == 0)
                     k += 1
                 elif rnn is not None:  # Residual: skip + layer(x), as its call
                     skip = h if rnn.return_sequences else h[:, -1, :]
-                    h = skip + self._run_rnn(rnn, h, accs[k])
+                    h = skip + self._run_rnn(rnn, h, accs[k], tape, direct[k])
                     k += 1
                 else:
                     h = layer(h, training=False)
             loss = self.task.loss_fn(y, h)
         sources = accs if tap_x else [x] + accs
-        grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        tapped = [s for columns in direct for column in columns for s in column]
+        grads = tape.gradient(loss, sources + tapped, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads, tapped = grads[: len(sources)], iter(grads[len(sources) :])
         squares = grads if tap_x else grads[1:]
+        # A layer with direct taps: its (T, columns) squares from their gradients.
+        squares = [
+            tf.stack([_squared_norms([next(tapped) for _ in column]) for column in columns], axis=1)
+            if columns else sq
+            for sq, columns in zip(squares, direct)
+        ]
         norms = [tf.unstack(tf.sqrt(sq[:, :n]), axis=1) for sq, n in zip(squares, self.n_states)]
         if tap_x:
             x_norm = tf.sqrt(squares[0][:, -1])

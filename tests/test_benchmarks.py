@@ -52,7 +52,9 @@ def test_lstm_loop_benchmark_json():
     assert row["length"] == 6 and row["seqvg_ms"] > 0 and row["keras_ms"] > 0
     q1, q3 = row["speedup_quartiles"]
     assert q1 <= row["speedup"] <= q3
-    assert row["max_loss_diff"] < 1e-5  # the two loops train the same model
+    assert row["max_loss_diff"] < 1e-5  # the loops train the same model
+    assert row["unrolled"] and row["while_ms"] > 0 and row["unroll_speedup"] > 0
+    assert row["seqvg_first_step_s"] > 0 and row["keras_first_step_s"] > 0
 
 
 def test_benchmarks_reject_bad_arguments_with_usage_errors():

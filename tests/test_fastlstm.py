@@ -21,6 +21,15 @@ from seqvg.training import train  # noqa: E402
 B, T, D, U = 6, 9, 3, 5
 
 
+@pytest.fixture(params=["unrolled", "while"])
+def loop(request, monkeypatch):
+    """Runs a test with the loop unrolled (T <= UNROLL_MAX) and as a while loop."""
+    if request.param == "while":
+        monkeypatch.setattr(fastlstm, "UNROLL_MAX", 0)
+    assert fastlstm.unrolls(T) == (request.param == "unrolled")
+    return request.param
+
+
 def _model(layers: int, return_sequences: bool):
     keras.utils.set_random_seed(4)
     x = keras.Input((T, D))
@@ -63,7 +72,7 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("layers,return_sequences", [(1, False), (1, True), (2, False)])
-def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences):
+def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences, loop):
     x = np.random.default_rng(1).normal(size=(B, T, D)).astype(np.float32)
     fast = _model(layers, return_sequences)
     assert fastlstm.accelerate(fast) == layers
@@ -77,7 +86,7 @@ def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences):
         assert _rel(a, b) < 1e-5
 
 
-def test_initial_state_and_returned_states_match():
+def test_initial_state_and_returned_states_match(loop):
     rng = np.random.default_rng(2)
     x = tf.constant(rng.normal(size=(B, T, D)).astype(np.float32))
     h0, c0 = (tf.constant(rng.normal(size=(B, U)).astype(np.float32)) for _ in range(2))
@@ -90,9 +99,23 @@ def test_initial_state_and_returned_states_match():
         assert _rel(a.numpy(), b.numpy()) < 1e-5
 
 
-def _op_names(model) -> list[str]:
+def _graph_nodes(model) -> list:
     graph = tf.function(model).get_concrete_function(tf.TensorSpec((B, T, D))).graph.as_graph_def()
-    return [n.name for n in graph.node] + [n.name for f in graph.library.function for n in f.node_def]
+    return list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+
+
+def _op_names(model) -> list[str]:
+    return [n.name for n in _graph_nodes(model)]
+
+
+def test_unrolled_up_to_unroll_max_then_a_while_loop(monkeypatch):
+    """Guards the switch itself: T <= UNROLL_MAX has no While op, longer has one."""
+    fast = _model(1, False)
+    fastlstm.accelerate(fast)
+    monkeypatch.setattr(fastlstm, "UNROLL_MAX", T)
+    assert not any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
+    monkeypatch.setattr(fastlstm, "UNROLL_MAX", T - 1)
+    assert any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
 
 
 def test_fast_loop_runs_and_keras_cell_does_not():

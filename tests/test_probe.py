@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from seqvg import fastlstm
 from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.models import build_model, compile_model, residual_class
@@ -136,6 +137,14 @@ def test_probe_matches_per_timestep_reference(kw):
         np.testing.assert_allclose(r.c, ref_c, rtol=1e-4, atol=0)
     else:
         assert r.c is None
+
+
+@pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+def test_lstm_probe_as_while_loop_matches_reference(kw, monkeypatch):
+    """The LSTM probe's other path: a while loop with custom-gradient taps
+    (sequences longer than fastlstm.UNROLL_MAX) instead of unrolled tensors."""
+    monkeypatch.setattr(fastlstm, "UNROLL_MAX", 0)
+    test_probe_matches_per_timestep_reference(kw)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
