@@ -99,7 +99,7 @@ def unrolls(steps: int) -> bool:
     return steps <= UNROLL_MAX
 
 
-def run_loop(body, steps: int, state: tuple, parallel_iterations: int = 10) -> tuple:
+def run_loop(body, steps: int, state: tuple, parallel_iterations: int = 10, unroll: bool | None = None) -> tuple:
     """``state = body(t, *state)`` for t in range(steps), unrolled or as a while loop.
 
     Args:
@@ -108,13 +108,14 @@ def run_loop(body, steps: int, state: tuple, parallel_iterations: int = 10) -> t
         steps: number of timesteps.
         state: the loop state (tensors, TensorArrays).
         parallel_iterations: passed to ``tf.while_loop``.
+        unroll: whether to unroll; None: ``unrolls(steps)``.
 
     Returns:
         The final state.
     """
     import tensorflow as tf
 
-    if unrolls(steps):
+    if unrolls(steps) if unroll is None else unroll:
         for t in range(steps):
             state = body(t, *state)
         return state
@@ -125,12 +126,13 @@ def run_loop(body, steps: int, state: tuple, parallel_iterations: int = 10) -> t
     return tuple(out[1:])
 
 
-def loop_inputs(sequences, kernel, recurrent_kernel, bias):
+def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool | None = None):
     """What the transposed loop reads at every step.
 
     Args:
         sequences: (batch, T, d) inputs.
         kernel, recurrent_kernel, bias: the layer's weights (Keras layout).
+        unroll: whether the loop is unrolled; None: ``unrolls(T)``.
 
     Returns:
         (x_at, ones, weights, zero): ``x_at(t)`` gives the (d, batch) x_t^T,
@@ -141,7 +143,7 @@ def loop_inputs(sequences, kernel, recurrent_kernel, bias):
     import tensorflow as tf
 
     xs = tf.transpose(sequences, [1, 2, 0])
-    if unrolls(xs.shape[0]):
+    if unrolls(xs.shape[0]) if unroll is None else unroll:
         x_at = tf.unstack(xs).__getitem__
     else:
         # A TensorArray, not slicing a captured tensor: the gradient of a slice

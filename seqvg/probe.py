@@ -228,13 +228,19 @@ class Prober:
     Args:
         model: a Keras model that is a chain of layers (as seqvg builds them).
         task: the task whose loss is differentiated.
+        unroll: whether LSTM loops are unrolled where training unrolls them
+            (``fastlstm.unrolls``). Unrolled, a probe runs ~15% faster but
+            its graph takes seconds longer to build (7 s at T=200), which
+            only a Prober called many times earns back; one-shot probes
+            (``probe``) pass False.
     """
 
-    def __init__(self, model, task: Task):
+    def __init__(self, model, task: Task, unroll: bool = True):
         import tensorflow as tf
 
         self.model = model
         self.task = task
+        self.unroll = unroll
         self.layers = _chain(model)
         # (layer, its recurrent layer or None), resolved here: the traced
         # _measure must not call into seqvg.models (AutoGraph cannot convert it).
@@ -320,11 +326,12 @@ class Prober:
 
         cell = layer.cell
         steps = h.shape[1]
-        x_at, ones, weights, zero = fastlstm.loop_inputs(h, cell.kernel, cell.recurrent_kernel, cell.bias)
+        unroll = self.unroll and fastlstm.unrolls(steps)
+        x_at, ones, weights, zero = fastlstm.loop_inputs(h, cell.kernel, cell.recurrent_kernel, cell.bias, unroll)
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)
         tap = _tap
-        if fastlstm.unrolls(steps):
+        if unroll:
             columns = [[] for _ in range(3 if tap_input else 2)]
             direct.extend(columns)
 
@@ -344,7 +351,9 @@ class Prober:
                 out_ta = out_ta.write(t, h_t)
             return h_t, c_t, acc, out_ta
 
-        h_t, _, _, out_ta = fastlstm.run_loop(body, steps, (state0, state0, acc, out_ta), parallel_iterations=32)
+        h_t, _, _, out_ta = fastlstm.run_loop(
+            body, steps, (state0, state0, acc, out_ta), parallel_iterations=32, unroll=unroll
+        )
         if layer.return_sequences:
             return tf.transpose(out_ta.stack(), [2, 0, 1])
         return tf.transpose(h_t)
@@ -414,7 +423,7 @@ class Prober:
 
 def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:
     """One-shot probe of ``model`` on the batch (x, y); see ``Prober``."""
-    return Prober(model, task)(x, y)
+    return Prober(model, task, unroll=False)(x, y)
 
 
 def format_summary(value) -> str:

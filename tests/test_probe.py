@@ -118,7 +118,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
-def test_probe_matches_per_timestep_reference(kw):
+def test_probe_matches_per_timestep_reference(kw, unroll=False):
     cfg = RunConfig(**{"length": 16, "units": 6, **kw}).resolved()
     model = build_model(cfg)
     rng = np.random.default_rng(5)
@@ -128,7 +128,7 @@ def test_probe_matches_per_timestep_reference(kw):
             w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
     task = get_task(cfg.task)
     x, y = task.generate(stream(1, 3), 8, cfg.length)
-    r = probe(model, task, x, y)
+    r = Prober(model, task, unroll=unroll)(x, y)
     ref_h, ref_c, ref_x, ref_loss = reference_probe(model, task, x, y)
     assert r.loss == pytest.approx(ref_loss, rel=1e-5)
     np.testing.assert_allclose(r.h, ref_h, rtol=1e-4, atol=0)
@@ -140,15 +140,16 @@ def test_probe_matches_per_timestep_reference(kw):
 
 
 @pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
-def test_lstm_probe_as_while_loop_matches_reference(kw, monkeypatch):
-    """The LSTM probe's other path: a while loop with custom-gradient taps
-    (sequences longer than fastlstm.UNROLL_MAX) instead of unrolled tensors."""
-    monkeypatch.setattr(fastlstm, "UNROLL_MAX", 0)
-    test_probe_matches_per_timestep_reference(kw)
+def test_unrolled_lstm_probe_matches_reference(kw):
+    """The LSTM probe's other path, as training runs probe it (a reused Prober,
+    T <= fastlstm.UNROLL_MAX): unrolled, tapping the state tensors directly
+    instead of a while loop with custom-gradient taps."""
+    assert fastlstm.unrolls(16)
+    test_probe_matches_per_timestep_reference(kw, unroll=True)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn"])
-def test_probe_input_gradient_when_first_layer_is_not_recurrent(cell):
+@pytest.mark.parametrize("cell,unroll", [("lstm", False), ("lstm", True), ("rnn", False)])
+def test_probe_input_gradient_when_first_layer_is_not_recurrent(cell, unroll):
     """A projection before the recurrence: x is not tapped in a loop but
     differentiated directly, and still matches the reference."""
     inp = keras.Input((10, 2))
@@ -157,7 +158,7 @@ def test_probe_input_gradient_when_first_layer_is_not_recurrent(cell):
     model = keras.Model(inp, keras.layers.Dense(1, name="head")(h))
     task = get_task("adding")
     x, y = task.generate(stream(2, 3), 8, 10)
-    r = probe(model, task, x, y)
+    r = Prober(model, task, unroll=unroll)(x, y)
     ref_h, ref_c, ref_x, ref_loss = reference_probe(model, task, x, y)
     assert r.loss == pytest.approx(ref_loss, rel=1e-5)
     np.testing.assert_allclose(r.h, ref_h, rtol=1e-4, atol=0)
@@ -307,3 +308,19 @@ def test_probe_cli_data_mismatch(tmp_path):
     CliRunner().invoke(cli, ["generate", "copy", "-T", "10", "-o", str(data)])
     r = CliRunner().invoke(cli, ["probe", "--length", "10", "--data", str(data)])
     assert r.exit_code == 2 and "copy" in r.output
+
+
+def test_reused_prober_unrolls_lstm_and_one_shot_probe_does_not():
+    """Guards the choice of path: training's Prober unrolls as training does;
+    a one-shot probe keeps the while loop, whose graph builds in a second."""
+    cfg = RunConfig(cell="lstm", length=12, units=4).resolved()
+    model, task = build_model(cfg), get_task(cfg.task)
+    x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
+
+    def has_while(prober):
+        graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
+        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+        return any(n.op in ("While", "StatelessWhile") for n in nodes)
+
+    assert not has_while(Prober(model, task))
+    assert has_while(Prober(model, task, unroll=False))
