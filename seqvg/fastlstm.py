@@ -16,14 +16,16 @@ tensors. This loop keeps the state transposed, (units, batch), so that
   only so that the pattern matches (the real bias is the ``1`` row);
 * the gates are row blocks, and a split along axis 0 of a row-major tensor
   shares its buffer instead of copying;
-* up to ``UNROLL_MAX`` timesteps (256) the loop is unrolled into the graph:
-  no per-step control flow, and no pushing and popping of every
-  intermediate for the backward pass. (Unrolled with a static batch,
-  grappler folds the zero BiasAdd away and the activations run unfused;
-  keeping the fusion there measured no faster.)
+* in a run long enough to pay for building the bigger graph
+  (``UNROLL_MIN_STEPS``), loops of up to ``UNROLL_MAX`` timesteps are
+  unrolled into the graph: no per-step control flow, and no pushing and
+  popping of every intermediate for the backward pass. (Unrolled with a
+  static batch, grappler folds the zero BiasAdd away and the activations
+  run unfused; keeping the fusion there measured no faster.)
 
 Measured (2 cores, adding T=200, batch 64, 128 units, seqvg's training
-step, timed in alternation with Keras's loop): 52.7 ms against 68.6 ms, 1.3x;
+step, timed in alternation with Keras's loop, ``benchmarks/lstm_loop.py``):
+47.8 ms unrolled and 54.9 ms as a while loop, against Keras's 69.1 ms;
 outputs and gradients agree with Keras's to ~3e-7 relative
 (``tests/test_fastlstm.py``). Gradients are TensorFlow's autodiff of this
 loop, so nothing is hand-derived, and the probe differentiates the same loop.
@@ -84,14 +86,18 @@ def gates(weights, zero, s):
     return i, f, o, g
 
 
-# Up to this many timesteps the loop is unrolled into the graph instead of
-# being a tf.while_loop. A while loop pays per timestep for its control ops
-# and for pushing, then popping, every intermediate the backward pass needs;
-# unrolled, those are plain graph edges. Measured (2 cores, adding, batch 64,
-# 128 units, training step): 13-17% faster from T=50 to T=300, 10% slower at
-# T=500, and the graph takes ~35 ms per timestep longer to build (7 s at
-# T=200), which a run of a few hundred steps earns back.
+# Up to this many timesteps a layer accelerated with unroll=True runs its
+# loop unrolled into the graph instead of as a tf.while_loop. A while loop
+# pays per timestep for its control ops and for pushing, then popping, every
+# intermediate the backward pass needs; unrolled, those are plain graph
+# edges. Measured (2 cores, adding, batch 64, 128 units, training step):
+# 12-17% faster from T=50 to T=300, 10% slower at T=500.
 UNROLL_MAX = 256
+# The unrolled graph takes ~35 ms per timestep longer to build (6.6 s against
+# 1 s for the training step at T=200, and as much again for the probe), so
+# seqvg unrolls only runs this long. Measured, whole `seqvg train` runs at
+# T=200: 1500 steps 2.4 s slower unrolled, 3000 steps equal.
+UNROLL_MIN_STEPS = 3000
 
 
 def unrolls(steps: int) -> bool:
@@ -154,7 +160,7 @@ def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool | None =
     return x_at, ones, transposed_weights(kernel, recurrent_kernel, bias), tf.zeros(batch, xs.dtype)
 
 
-def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool):
+def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool, unroll: bool | None = None):
     """Runs an LSTM over ``sequences`` with the transposed loop.
 
     Args:
@@ -162,6 +168,7 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
         h0, c0: (batch, u) initial states.
         kernel, recurrent_kernel, bias: the layer's weights (Keras layout).
         return_sequences: whether to keep every h_t.
+        unroll: whether to unroll the loop; None: ``unrolls(T)``.
 
     Returns:
         (last_output, outputs, [h_T, c_T]) as Keras's ``inner_loop`` returns
@@ -171,7 +178,8 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
     import tensorflow as tf
 
     steps = sequences.shape[1]
-    x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias)
+    unroll = unrolls(steps) if unroll is None else unroll
+    x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll)
     out_ta = tf.TensorArray(sequences.dtype, size=steps if return_sequences else 0)
 
     def body(t, h, c, out_ta):
@@ -182,7 +190,7 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
             out_ta = out_ta.write(t, h)
         return h, c, out_ta
 
-    h, c, out_ta = run_loop(body, steps, (tf.transpose(h0), tf.transpose(c0), out_ta))
+    h, c, out_ta = run_loop(body, steps, (tf.transpose(h0), tf.transpose(c0), out_ta), unroll=unroll)
     h, c = tf.transpose(h), tf.transpose(c)
     outputs = tf.transpose(out_ta.stack(), [2, 0, 1]) if return_sequences else h[:, None, :]
     return h, outputs, [h, c]
@@ -217,15 +225,25 @@ def _inner_loop(self, sequences, initial_state, mask, training=False):
     cell = self.cell
     return lstm_loop(
         sequences, initial_state[0], initial_state[1], cell.kernel, cell.recurrent_kernel, cell.bias,
-        self.return_sequences,
+        self.return_sequences, layer_unrolls(self, sequences.shape[1]),
     )
 
 
-def accelerate(model) -> int:
+def layer_unrolls(layer, steps: int) -> bool:
+    """Whether ``layer``'s accelerated loop over ``steps`` timesteps is unrolled."""
+    return getattr(layer, "seqvg_unroll", False) and unrolls(steps)
+
+
+def accelerate(model, unroll: bool = False) -> int:
     """Gives every eligible LSTM layer of ``model`` the transposed CPU loop.
 
     Only this model object changes (its layers' ``inner_loop``); weights,
     config and the saved ``model.keras`` stay those of ``keras.layers.LSTM``.
+
+    Args:
+        model: a Keras model.
+        unroll: unroll the loops of up to ``UNROLL_MAX`` timesteps: faster
+            steps for a slower first step (see ``UNROLL_MIN_STEPS``).
 
     Returns:
         How many layers were accelerated.
@@ -236,5 +254,6 @@ def accelerate(model) -> int:
         for layer in (outer, getattr(outer, "layer", None)):
             if layer is not None and eligible(layer):
                 layer.inner_loop = types.MethodType(_inner_loop, layer)
+                layer.seqvg_unroll = unroll
                 n += 1
     return n

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqvg.config import RunConfig
-from seqvg.fastlstm import accelerate
+from seqvg.fastlstm import UNROLL_MIN_STEPS, accelerate
 from seqvg.tasks import STREAM_INIT, get_task, stream
 
 
@@ -212,7 +212,8 @@ def build_model(cfg: RunConfig):
     )(h)
     model = keras.Model(inputs, outputs, name=f"{cfg.task}_{cfg.cell}")
     _set_gate_biases(cfg, model)
-    accelerate(model)
+    # Unrolled LSTM loops build slower and run faster: only long runs gain.
+    accelerate(model, unroll=cfg.steps >= UNROLL_MIN_STEPS)
     return model
 
 

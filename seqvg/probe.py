@@ -228,14 +228,15 @@ class Prober:
     Args:
         model: a Keras model that is a chain of layers (as seqvg builds them).
         task: the task whose loss is differentiated.
-        unroll: whether LSTM loops are unrolled where training unrolls them
-            (``fastlstm.unrolls``). Unrolled, a probe runs ~15% faster but
-            its graph takes seconds longer to build (7 s at T=200), which
+        unroll: whether LSTM loops of up to ``fastlstm.UNROLL_MAX`` steps are
+            unrolled; None: as the model's own layers run them
+            (``fastlstm.accelerate``). Unrolled, a probe runs ~15% faster
+            but its graph takes seconds longer to build (7 s at T=200), which
             only a Prober called many times earns back; one-shot probes
             (``probe``) pass False.
     """
 
-    def __init__(self, model, task: Task, unroll: bool = True):
+    def __init__(self, model, task: Task, unroll: bool | None = None):
         import tensorflow as tf
 
         self.model = model
@@ -326,7 +327,10 @@ class Prober:
 
         cell = layer.cell
         steps = h.shape[1]
-        unroll = self.unroll and fastlstm.unrolls(steps)
+        if self.unroll is None:
+            unroll = fastlstm.layer_unrolls(layer, steps)
+        else:
+            unroll = self.unroll and fastlstm.unrolls(steps)
         x_at, ones, weights, zero = fastlstm.loop_inputs(h, cell.kernel, cell.recurrent_kernel, cell.bias, unroll)
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)

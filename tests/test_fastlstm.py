@@ -21,12 +21,10 @@ from seqvg.training import train  # noqa: E402
 B, T, D, U = 6, 9, 3, 5
 
 
-@pytest.fixture(params=["unrolled", "while"])
-def loop(request, monkeypatch):
+@pytest.fixture(params=[True, False], ids=["unrolled", "while"])
+def unroll(request):
     """Runs a test with the loop unrolled (T <= UNROLL_MAX) and as a while loop."""
-    if request.param == "while":
-        monkeypatch.setattr(fastlstm, "UNROLL_MAX", 0)
-    assert fastlstm.unrolls(T) == (request.param == "unrolled")
+    assert fastlstm.unrolls(T)
     return request.param
 
 
@@ -72,10 +70,11 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("layers,return_sequences", [(1, False), (1, True), (2, False)])
-def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences, loop):
+def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences, unroll):
     x = np.random.default_rng(1).normal(size=(B, T, D)).astype(np.float32)
     fast = _model(layers, return_sequences)
-    assert fastlstm.accelerate(fast) == layers
+    assert fastlstm.accelerate(fast, unroll=unroll) == layers
+    assert all(fastlstm.layer_unrolls(layer, T) == unroll for layer in recurrent_layers(fast))
     ref = _keras_loop(_model(layers, return_sequences))
     y_fast, g_fast = _outputs_and_grads(fast, x)
     y_ref, g_ref = _outputs_and_grads(ref, x)
@@ -86,14 +85,14 @@ def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences, loop
         assert _rel(a, b) < 1e-5
 
 
-def test_initial_state_and_returned_states_match(loop):
+def test_initial_state_and_returned_states_match(unroll):
     rng = np.random.default_rng(2)
     x = tf.constant(rng.normal(size=(B, T, D)).astype(np.float32))
     h0, c0 = (tf.constant(rng.normal(size=(B, U)).astype(np.float32)) for _ in range(2))
     keras.utils.set_random_seed(5)
     layer = keras.layers.LSTM(U, return_state=True)
     ref = layer(x, initial_state=[h0, c0])
-    fastlstm.accelerate(keras.Sequential([layer]))
+    fastlstm.accelerate(keras.Sequential([layer]), unroll=unroll)
     out = layer(x, initial_state=[h0, c0])
     for a, b in zip(ref, out):
         assert _rel(a.numpy(), b.numpy()) < 1e-5
@@ -111,11 +110,21 @@ def _op_names(model) -> list[str]:
 def test_unrolled_up_to_unroll_max_then_a_while_loop(monkeypatch):
     """Guards the switch itself: T <= UNROLL_MAX has no While op, longer has one."""
     fast = _model(1, False)
-    fastlstm.accelerate(fast)
+    fastlstm.accelerate(fast, unroll=True)
     monkeypatch.setattr(fastlstm, "UNROLL_MAX", T)
     assert not any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
     monkeypatch.setattr(fastlstm, "UNROLL_MAX", T - 1)
     assert any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
+    fastlstm.accelerate(fast, unroll=False)
+    monkeypatch.setattr(fastlstm, "UNROLL_MAX", T)
+    assert any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
+
+
+@pytest.mark.parametrize("steps", [fastlstm.UNROLL_MIN_STEPS - 1, fastlstm.UNROLL_MIN_STEPS])
+def test_seqvg_unrolls_only_runs_long_enough_to_gain(steps):
+    model = build_model(RunConfig(cell="lstm", length=10, units=8, steps=steps).resolved())
+    (layer,) = recurrent_layers(model)
+    assert fastlstm.layer_unrolls(layer, 10) == (steps >= fastlstm.UNROLL_MIN_STEPS)
 
 
 def test_fast_loop_runs_and_keras_cell_does_not():

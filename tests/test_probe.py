@@ -141,8 +141,8 @@ def test_probe_matches_per_timestep_reference(kw, unroll=False):
 
 @pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
 def test_unrolled_lstm_probe_matches_reference(kw):
-    """The LSTM probe's other path, as training runs probe it (a reused Prober,
-    T <= fastlstm.UNROLL_MAX): unrolled, tapping the state tensors directly
+    """The LSTM probe's other path, as a long training run probes (T <=
+    fastlstm.UNROLL_MAX): unrolled, tapping the state tensors directly
     instead of a while loop with custom-gradient taps."""
     assert fastlstm.unrolls(16)
     test_probe_matches_per_timestep_reference(kw, unroll=True)
@@ -310,10 +310,12 @@ def test_probe_cli_data_mismatch(tmp_path):
     assert r.exit_code == 2 and "copy" in r.output
 
 
-def test_reused_prober_unrolls_lstm_and_one_shot_probe_does_not():
-    """Guards the choice of path: training's Prober unrolls as training does;
-    a one-shot probe keeps the while loop, whose graph builds in a second."""
+def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not():
+    """Guards the choice of path: a training run's Prober unrolls as its
+    model does (a default 5000-step run unrolls); a one-shot probe keeps the
+    while loop, whose graph builds in a second."""
     cfg = RunConfig(cell="lstm", length=12, units=4).resolved()
+    assert cfg.steps >= fastlstm.UNROLL_MIN_STEPS
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
 
@@ -324,3 +326,5 @@ def test_reused_prober_unrolls_lstm_and_one_shot_probe_does_not():
 
     assert not has_while(Prober(model, task))
     assert has_while(Prober(model, task, unroll=False))
+    short = build_model(RunConfig(cell="lstm", length=12, units=4, steps=100).resolved())
+    assert has_while(Prober(short, task))
