@@ -6,8 +6,8 @@
 Training paths of the same model (adding, batch 64, 128 units), built from
 the same config: seqvg's compiled step as ``seqvg train`` runs it, the same
 step with each LSTM layer given Keras's ``LSTM.inner_loop`` back, and, where
-seqvg unrolls its loop (T <= ``fastlstm.UNROLL_MAX``), seqvg's loop as a
-while loop. The first step of each, which traces the graph, is timed too.
+seqvg unrolls its loop (T <= ``fastlstm.UNROLL_MAX`` in a run of the default
+5000 steps), seqvg's loop as a while loop. The first step of each, which traces the graph, is timed too.
 Their blocks of steps are timed in alternation, and the speed-up is the
 median of the per-round time ratios (the machine drifts by ±20% between
 minutes). The first steps' losses are compared too: the two loops train the
