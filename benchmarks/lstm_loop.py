@@ -7,7 +7,8 @@ Training paths of the same model (adding, batch 64, 128 units), built from
 the same config: seqvg's compiled step as ``seqvg train`` runs it, the same
 step with each LSTM layer given Keras's ``LSTM.inner_loop`` back, and, where
 seqvg unrolls its loop (T <= ``fastlstm.UNROLL_MAX`` in a run of the default
-5000 steps), seqvg's loop as a while loop. The first step of each, which traces the graph, is timed too.
+5000 steps), seqvg's loop as a while loop. The first step of each, which
+traces the graph, is timed too.
 Their blocks of steps are timed in alternation, and the speed-up is the
 median of the per-round time ratios (the machine drifts by ±20% between
 minutes). The first steps' losses are compared too: the two loops train the
@@ -46,15 +47,11 @@ def _trainer(cfg, loop: str):
         for layer in trainer.model.layers:
             if isinstance(layer, keras.layers.LSTM):
                 layer.inner_loop = types.MethodType(keras.layers.LSTM.inner_loop, layer)
-    unroll_max = fastlstm.UNROLL_MAX
     if loop == "while":
-        fastlstm.UNROLL_MAX = 0  # read when the step is traced, i.e. in its first call
-    try:
-        start = time.perf_counter()
-        losses = [trainer.train_batch(1)[0]]
-        first = time.perf_counter() - start
-    finally:
-        fastlstm.UNROLL_MAX = unroll_max
+        fastlstm.accelerate(trainer.model, unroll=False)
+    start = time.perf_counter()
+    losses = [trainer.train_batch(1)[0]]
+    first = time.perf_counter() - start
     losses += [trainer.train_batch(k)[0] for k in (2, 3)]
     return trainer, first, losses
 
@@ -64,18 +61,21 @@ def time_length(length: int, batch: int, units: int, repeats: int, steps: int) -
 
     from seqvg import fastlstm
     from seqvg.config import RunConfig
+    from seqvg.models import recurrent_layers
 
     cfg = RunConfig(cell="lstm", length=length, units=units, batch_size=batch).resolved()
-    # "seqvg" is the loop seqvg runs at this T (unrolled up to UNROLL_MAX);
-    # "while" is seqvg's loop as a while loop, timed only where that differs.
-    loops = ["seqvg", "keras"] + (["while"] if fastlstm.unrolls(length) else [])
-    built = {loop: _trainer(cfg, loop) for loop in loops}
+    # "seqvg" is the loop seqvg runs for this config; "while" is seqvg's loop
+    # as a while loop, timed only where seqvg unrolls.
+    built = {loop: _trainer(cfg, loop) for loop in ("seqvg", "keras")}
+    unrolled = all(fastlstm.layer_unrolls(layer, length) for layer in recurrent_layers(built["seqvg"][0].model))
+    if unrolled:
+        built["while"] = _trainer(cfg, "while")
     counter = iter(range(4, 10**9))
     times = time_interleaved(
         {loop: (lambda tr=tr: time_block(lambda: tr.train_batch(next(counter)), steps)) for loop, (tr, _, _) in built.items()},
         repeats,
     )
-    row = {"length": length, "unrolled": fastlstm.unrolls(length)}
+    row = {"length": length, "unrolled": unrolled}
     for loop in ("seqvg", "keras", "while"):
         row[f"{loop}_ms"] = 1000 * float(np.median(times[loop])) if loop in times else None
         row[f"{loop}_first_step_s"] = built[loop][1] if loop in built else None
@@ -116,6 +116,7 @@ def main() -> None:
     print("speed-up: median over rounds of Keras-loop time / seqvg-loop time (blocks timed in alternation)")
     print(f"unrolled: seqvg's loop unrolled (T <= {UNROLL_MAX}) against the same loop as a while loop, timed alike")
     print("1st step s: the first training step, which traces and optimizes the graph (seqvg/Keras loop)")
+
 
 if __name__ == "__main__":
     main()

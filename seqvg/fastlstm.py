@@ -105,7 +105,7 @@ def unrolls(steps: int) -> bool:
     return steps <= UNROLL_MAX
 
 
-def run_loop(body, steps: int, state: tuple, parallel_iterations: int = 10, unroll: bool | None = None) -> tuple:
+def run_loop(body, steps: int, state: tuple, unroll: bool, parallel_iterations: int = 10) -> tuple:
     """``state = body(t, *state)`` for t in range(steps), unrolled or as a while loop.
 
     Args:
@@ -113,15 +113,15 @@ def run_loop(body, steps: int, state: tuple, parallel_iterations: int = 10, unro
             while loop.
         steps: number of timesteps.
         state: the loop state (tensors, TensorArrays).
+        unroll: whether to unroll (see ``layer_unrolls``).
         parallel_iterations: passed to ``tf.while_loop``.
-        unroll: whether to unroll; None: ``unrolls(steps)``.
 
     Returns:
         The final state.
     """
     import tensorflow as tf
 
-    if unrolls(steps) if unroll is None else unroll:
+    if unroll:
         for t in range(steps):
             state = body(t, *state)
         return state
@@ -132,13 +132,13 @@ def run_loop(body, steps: int, state: tuple, parallel_iterations: int = 10, unro
     return tuple(out[1:])
 
 
-def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool | None = None):
+def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool):
     """What the transposed loop reads at every step.
 
     Args:
         sequences: (batch, T, d) inputs.
         kernel, recurrent_kernel, bias: the layer's weights (Keras layout).
-        unroll: whether the loop is unrolled; None: ``unrolls(T)``.
+        unroll: whether the loop is unrolled.
 
     Returns:
         (x_at, ones, weights, zero): ``x_at(t)`` gives the (d, batch) x_t^T,
@@ -149,7 +149,7 @@ def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool | None =
     import tensorflow as tf
 
     xs = tf.transpose(sequences, [1, 2, 0])
-    if unrolls(xs.shape[0]) if unroll is None else unroll:
+    if unroll:
         x_at = tf.unstack(xs).__getitem__
     else:
         # A TensorArray, not slicing a captured tensor: the gradient of a slice
@@ -160,7 +160,7 @@ def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool | None =
     return x_at, ones, transposed_weights(kernel, recurrent_kernel, bias), tf.zeros(batch, xs.dtype)
 
 
-def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool, unroll: bool | None = None):
+def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool, unroll: bool):
     """Runs an LSTM over ``sequences`` with the transposed loop.
 
     Args:
@@ -168,7 +168,7 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
         h0, c0: (batch, u) initial states.
         kernel, recurrent_kernel, bias: the layer's weights (Keras layout).
         return_sequences: whether to keep every h_t.
-        unroll: whether to unroll the loop; None: ``unrolls(T)``.
+        unroll: whether to unroll the loop.
 
     Returns:
         (last_output, outputs, [h_T, c_T]) as Keras's ``inner_loop`` returns
@@ -178,7 +178,6 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
     import tensorflow as tf
 
     steps = sequences.shape[1]
-    unroll = unrolls(steps) if unroll is None else unroll
     x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll)
     out_ta = tf.TensorArray(sequences.dtype, size=steps if return_sequences else 0)
 

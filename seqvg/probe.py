@@ -355,9 +355,7 @@ class Prober:
                 out_ta = out_ta.write(t, h_t)
             return h_t, c_t, acc, out_ta
 
-        h_t, _, _, out_ta = fastlstm.run_loop(
-            body, steps, (state0, state0, acc, out_ta), parallel_iterations=32, unroll=unroll
-        )
+        h_t, _, _, out_ta = fastlstm.run_loop(body, steps, (state0, state0, acc, out_ta), unroll, parallel_iterations=32)
         if layer.return_sequences:
             return tf.transpose(out_ta.stack(), [2, 0, 1])
         return tf.transpose(h_t)
