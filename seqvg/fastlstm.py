@@ -41,8 +41,18 @@ from __future__ import annotations
 import types
 
 
+def transposed_matrix(kernel, recurrent_kernel, bias):
+    """``W_all = [R; W; b]^T``: (4u, u+d+1), row blocks in Keras's gate order [i, f, c, o].
+
+    ``W_all @ [h; x_t; 1]`` is the step's gate pre-activation, transposed.
+    """
+    import tensorflow as tf
+
+    return tf.transpose(tf.concat([recurrent_kernel, kernel, bias[None, :]], axis=0))
+
+
 def transposed_weights(kernel, recurrent_kernel, bias):
-    """The gate matrices of the transposed loop.
+    """The gate matrices of the transposed loop run as TensorFlow ops (``gates``).
 
     Args:
         kernel: (d, 4u) input weights, Keras gate order [i, f, c, o].
@@ -54,11 +64,16 @@ def transposed_weights(kernel, recurrent_kernel, bias):
         o, so that ``w @ [h; x_t; 1]`` is those gates' pre-activation,
         transposed.
     """
-    import tensorflow as tf
-
     u = recurrent_kernel.shape[0]
-    w_all = tf.transpose(tf.concat([recurrent_kernel, kernel, bias[None, :]], axis=0))
+    w_all = transposed_matrix(kernel, recurrent_kernel, bias)
     return w_all[: 2 * u], w_all[2 * u : 3 * u], w_all[3 * u :]
+
+
+def fused(dtype) -> bool:
+    """Whether the loop runs seqvg's fused cell op (``seqvg.kernels``) for ``dtype``."""
+    from seqvg import kernels
+
+    return dtype == "float32" and kernels.lstm_cell_ops() is not None
 
 
 def gates(weights, zero, s):
@@ -132,18 +147,20 @@ def run_loop(body, steps: int, state: tuple, unroll: bool, parallel_iterations: 
     return tuple(out[1:])
 
 
-def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool):
+def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool, fuse: bool = False):
     """What the transposed loop reads at every step.
 
     Args:
         sequences: (batch, T, d) inputs.
         kernel, recurrent_kernel, bias: the layer's weights (Keras layout).
         unroll: whether the loop is unrolled.
+        fuse: whether the step is the fused cell op (``fused``).
 
     Returns:
         (x_at, ones, weights, zero): ``x_at(t)`` gives the (d, batch) x_t^T,
-        then the (1, batch) ones row, the gate matrices
-        (``transposed_weights``) and the (batch,) zeros of the fusing BiasAdd
+        then the (1, batch) ones row, the gate matrices (``W_all`` from
+        ``transposed_matrix`` when fused, else the blocks of
+        ``transposed_weights``) and the (batch,) zeros of the fusing BiasAdd
         (``gates``).
     """
     import tensorflow as tf
@@ -157,7 +174,8 @@ def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool):
         x_at = tf.TensorArray(xs.dtype, size=xs.shape[0], element_shape=xs.shape[1:]).unstack(xs).read
     batch = tf.shape(sequences)[:1]
     ones = tf.ones(tf.concat([[1], batch], axis=0), xs.dtype)
-    return x_at, ones, transposed_weights(kernel, recurrent_kernel, bias), tf.zeros(batch, xs.dtype)
+    weights = (transposed_matrix if fuse else transposed_weights)(kernel, recurrent_kernel, bias)
+    return x_at, ones, weights, tf.zeros(batch, xs.dtype)
 
 
 def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool, unroll: bool):
@@ -177,14 +195,22 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
     """
     import tensorflow as tf
 
+    from seqvg import kernels
+
     steps = sequences.shape[1]
-    x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll)
+    fuse = fused(sequences.dtype)
+    x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll, fuse)
     out_ta = tf.TensorArray(sequences.dtype, size=steps if return_sequences else 0)
 
     def body(t, h, c, out_ta):
-        i, f, o, g = gates(weights, zero, tf.concat([h, x_at(t), ones], axis=0))
-        c = f * c + i * g
-        h = o * tf.tanh(c)
+        s = tf.concat([h, x_at(t), ones], axis=0)
+        if fuse:
+            # One matmul (oneDNN), then one op for all the elementwise maths.
+            h, c, _ = kernels.lstm_cell(tf.matmul(weights, s), c)
+        else:
+            i, f, o, g = gates(weights, zero, s)
+            c = f * c + i * g
+            h = o * tf.tanh(c)
         if return_sequences:
             out_ta = out_ta.write(t, h)
         return h, c, out_ta

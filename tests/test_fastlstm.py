@@ -13,7 +13,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from seqvg import fastlstm  # noqa: E402
+from seqvg import fastlstm, kernels  # noqa: E402
 from seqvg.config import RunConfig  # noqa: E402
 from seqvg.models import build_model, recurrent_layers  # noqa: E402
 from seqvg.training import train  # noqa: E402
@@ -25,6 +25,18 @@ B, T, D, U = 6, 9, 3, 5
 def unroll(request):
     """Runs a test with the loop unrolled (T <= UNROLL_MAX) and as a while loop."""
     assert fastlstm.unrolls(T)
+    return request.param
+
+
+@pytest.fixture(params=["fused", "tfops"])
+def step(request, monkeypatch):
+    """Runs a test with seqvg's fused cell op (``seqvg.kernels``) and with the
+    plain-TensorFlow step that runs where the op cannot be built."""
+    if request.param == "fused":
+        if kernels.lstm_cell_ops() is None:
+            pytest.skip(kernels.kernel_status())
+    else:
+        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     return request.param
 
 
@@ -70,7 +82,7 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("layers,return_sequences", [(1, False), (1, True), (2, False)])
-def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences, unroll):
+def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences, unroll, step):
     x = np.random.default_rng(1).normal(size=(B, T, D)).astype(np.float32)
     fast = _model(layers, return_sequences)
     assert fastlstm.accelerate(fast, unroll=unroll) == layers
@@ -85,7 +97,7 @@ def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences, unro
         assert _rel(a, b) < 1e-5
 
 
-def test_initial_state_and_returned_states_match(unroll):
+def test_initial_state_and_returned_states_match(unroll, step):
     rng = np.random.default_rng(2)
     x = tf.constant(rng.normal(size=(B, T, D)).astype(np.float32))
     h0, c0 = (tf.constant(rng.normal(size=(B, U)).astype(np.float32)) for _ in range(2))
@@ -133,6 +145,15 @@ def test_fast_loop_runs_and_keras_cell_does_not():
     fastlstm.accelerate(fast)
     assert not any("lstm_cell" in name for name in _op_names(fast))
     assert any("lstm_cell" in name for name in _op_names(_keras_loop(_model(1, False))))
+
+
+def test_fused_step_runs_where_built(step):
+    """Guards which step runs: the fused op, or (unbuilt) TensorFlow's own ops."""
+    fast = _model(1, False)
+    fastlstm.accelerate(fast, unroll=True)
+    ops = {n.op for n in _graph_nodes(fast)}
+    assert ("SeqvgLstmCell" in ops) == (step == "fused")
+    assert ("Sigmoid" in ops or "_FusedMatMul" in ops) == (step == "tfops")
 
 
 def test_masks_dropout_and_other_activations_keep_keras_loop():

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from seqvg import fastlstm
+from seqvg import fastlstm, kernels
 from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.models import build_model, compile_model, residual_class
@@ -140,11 +140,18 @@ def test_probe_matches_per_timestep_reference(kw, unroll=False):
 
 
 @pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
-def test_unrolled_lstm_probe_matches_reference(kw):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "tfops"])
+def test_unrolled_lstm_probe_matches_reference(kw, fused, monkeypatch):
     """The LSTM probe's other path, as a long training run probes (T <=
     fastlstm.UNROLL_MAX): unrolled, tapping the state tensors directly
-    instead of a while loop with custom-gradient taps."""
+    instead of a while loop with custom-gradient taps; with seqvg's fused
+    cell op, whose c_t tap needs the path through h_t added back, and with
+    TensorFlow's ops where the op is not built."""
     assert fastlstm.unrolls(16)
+    if not fused:
+        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
+    elif kernels.lstm_cell_ops() is None:
+        pytest.skip(kernels.kernel_status())
     test_probe_matches_per_timestep_reference(kw, unroll=True)
 
 
@@ -328,3 +335,20 @@ def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not():
     assert has_while(Prober(model, task, unroll=False))
     short = build_model(RunConfig(cell="lstm", length=12, units=4, steps=100).resolved())
     assert has_while(Prober(short, task))
+
+
+def test_unrolled_prober_runs_the_fused_cell_op():
+    """Guards that the fused-op probe path (and so its test above) is the one
+    a training run's Prober takes where the op is built."""
+    if kernels.lstm_cell_ops() is None:
+        pytest.skip(kernels.kernel_status())
+    cfg = RunConfig(cell="lstm", length=12, units=4).resolved()
+    model, task = build_model(cfg), get_task(cfg.task)
+    x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
+
+    def ops(prober):
+        graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
+        return {n.op for n in list(graph.node) + [n for f in graph.library.function for n in f.node_def]}
+
+    assert "SeqvgLstmCell" in ops(Prober(model, task))
+    assert "SeqvgLstmCell" not in ops(Prober(model, task, unroll=False))
