@@ -17,7 +17,7 @@ tensors. This loop keeps the state transposed, (units, batch), so that
 * the gates are row blocks, and a split along axis 0 of a row-major tensor
   shares its buffer instead of copying;
 * in a run long enough to pay for building the bigger graph
-  (``UNROLL_MIN_STEPS``), loops of up to ``UNROLL_MAX`` timesteps are
+  (``min_unroll_steps``), loops of up to ``UNROLL_MAX`` timesteps are
   unrolled into the graph: no per-step control flow, and no pushing and
   popping of every intermediate for the backward pass. (Unrolled with a
   static batch, grappler folds the zero BiasAdd away and the activations
@@ -108,11 +108,20 @@ def gates(weights, zero, s):
 # edges. Measured (2 cores, adding, batch 64, 128 units, training step):
 # 12-17% faster from T=50 to T=300, 10% slower at T=500.
 UNROLL_MAX = 256
-# The unrolled graph takes ~35 ms per timestep longer to build (6.6 s against
-# 1 s for the training step at T=200, and as much again for the probe), so
-# seqvg unrolls only runs this long. Measured, whole `seqvg train` runs at
-# T=200: 1500 steps 2.4 s slower unrolled, 3000 steps equal.
-UNROLL_MIN_STEPS = 3000
+# The unrolled graph takes longer to build, so seqvg unrolls only runs long
+# enough to earn it back. Measured, whole `seqvg train` runs at T=200 (2
+# cores): with the fused cell op (3 s to build the unrolled step against
+# 0.8 s) 300 steps ran 1.8 s slower unrolled and 1000 steps 0.5-2.8 s
+# faster; with TensorFlow's ops (7 s against 1 s, as much again for the
+# probe) 1500 steps ran 2.4 s slower and 3000 steps equal.
+UNROLL_MIN_STEPS = 1000
+UNROLL_MIN_STEPS_TFOPS = 3000
+
+
+def min_unroll_steps(dtype="float32") -> int:
+    """The shortest run (training steps) that unrolls: ``UNROLL_MIN_STEPS``,
+    or ``UNROLL_MIN_STEPS_TFOPS`` where the fused op does not run."""
+    return UNROLL_MIN_STEPS if fused(dtype) else UNROLL_MIN_STEPS_TFOPS
 
 
 def unrolls(steps: int) -> bool:
@@ -268,7 +277,7 @@ def accelerate(model, unroll: bool = False) -> int:
     Args:
         model: a Keras model.
         unroll: unroll the loops of up to ``UNROLL_MAX`` timesteps: faster
-            steps for a slower first step (see ``UNROLL_MIN_STEPS``).
+            steps for a slower first step (see ``min_unroll_steps``).
 
     Returns:
         How many layers were accelerated.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqvg.config import RunConfig
-from seqvg.fastlstm import UNROLL_MIN_STEPS, accelerate
+from seqvg.fastlstm import accelerate, min_unroll_steps
 from seqvg.tasks import STREAM_INIT, get_task, stream
 
 
@@ -213,7 +213,7 @@ def build_model(cfg: RunConfig):
     model = keras.Model(inputs, outputs, name=f"{cfg.task}_{cfg.cell}")
     _set_gate_biases(cfg, model)
     # Unrolled LSTM loops build slower and run faster: only long runs gain.
-    accelerate(model, unroll=cfg.steps >= UNROLL_MIN_STEPS)
+    accelerate(model, unroll=cfg.steps >= min_unroll_steps())
     return model
 
 

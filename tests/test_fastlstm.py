@@ -132,11 +132,14 @@ def test_unrolled_up_to_unroll_max_then_a_while_loop(monkeypatch):
     assert any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
 
 
-@pytest.mark.parametrize("steps", [fastlstm.UNROLL_MIN_STEPS - 1, fastlstm.UNROLL_MIN_STEPS])
-def test_seqvg_unrolls_only_runs_long_enough_to_gain(steps):
+@pytest.mark.parametrize("offset", [-1, 0])
+def test_seqvg_unrolls_only_runs_long_enough_to_gain(offset, step):
+    steps = fastlstm.min_unroll_steps() + offset
+    expected = fastlstm.UNROLL_MIN_STEPS if step == "fused" else fastlstm.UNROLL_MIN_STEPS_TFOPS
+    assert steps == expected + offset
     model = build_model(RunConfig(cell="lstm", length=10, units=8, steps=steps).resolved())
     (layer,) = recurrent_layers(model)
-    assert fastlstm.layer_unrolls(layer, 10) == (steps >= fastlstm.UNROLL_MIN_STEPS)
+    assert fastlstm.layer_unrolls(layer, 10) == (offset == 0)
 
 
 def test_fast_loop_runs_and_keras_cell_does_not():

@@ -322,7 +322,7 @@ def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not():
     model does (a default 5000-step run unrolls); a one-shot probe keeps the
     while loop, whose graph builds in a second."""
     cfg = RunConfig(cell="lstm", length=12, units=4).resolved()
-    assert cfg.steps >= fastlstm.UNROLL_MIN_STEPS
+    assert cfg.steps >= fastlstm.min_unroll_steps()
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
 
