@@ -8,27 +8,30 @@ each paying the executor's and Eigen's per-op cost on (batch x 4 units)
 tensors. This loop keeps the state transposed, (units, batch), so that
 
 * the input projection and the bias join the recurrent matmul: the gates are
-  ``W_all @ [h; x_t; 1]`` with ``W_all = [R; W; b]^T``: per gate group one
-  matmul instead of two matmuls, two adds and a bias add;
-* the gate nonlinearity runs inside that matmul: TensorFlow's oneDNN remapper
-  fuses MatMul + BiasAdd + Sigmoid (or Tanh) into one inner product with an
-  eltwise post-op. The BiasAdd adds zeros along the batch axis; it is there
-  only so that the pattern matches (the real bias is the ``1`` row);
-* the gates are row blocks, and a split along axis 0 of a row-major tensor
-  shares its buffer instead of copying;
+  ``W_all @ [h; x_t; 1]`` with ``W_all = [R; W; b]^T``, one matmul instead of
+  two matmuls, two adds and a bias add;
+* the elementwise maths of the step (four activations, the c and h updates)
+  is one op, seqvg's fused cell (``seqvg.kernels``, C++ compiled on first
+  use), and so is its gradient: two ops per timestep instead of ~25, each of
+  which paid TensorFlow's per-op cost;
 * in a run long enough to pay for building the bigger graph
   (``min_unroll_steps``), loops of up to ``UNROLL_MAX`` timesteps are
   unrolled into the graph: no per-step control flow, and no pushing and
-  popping of every intermediate for the backward pass. (Unrolled with a
-  static batch, grappler folds the zero BiasAdd away and the activations
-  run unfused; keeping the fusion there measured no faster.)
+  popping of every intermediate for the backward pass.
+
+Where the fused op cannot be built (no C++ compiler) the step runs as
+TensorFlow ops instead, the gates as three matmuls ([i, f], c, o) into which
+oneDNN fuses the activation (MatMul + a zero BiasAdd + Sigmoid/Tanh), and
+row-block splits that share their buffer.
 
 Measured (2 cores, adding T=200, batch 64, 128 units, seqvg's training
 step, timed in alternation with Keras's loop, ``benchmarks/lstm_loop.py``):
-47.8 ms unrolled and 54.9 ms as a while loop, against Keras's 69.1 ms;
-outputs and gradients agree with Keras's to ~3e-7 relative
-(``tests/test_fastlstm.py``). Gradients are TensorFlow's autodiff of this
-loop, so nothing is hand-derived, and the probe differentiates the same loop.
+see the README's benchmark table; the fused op made the step 1.11x faster
+than the TensorFlow-ops step, both unrolled and as a while loop. Outputs and
+gradients agree with Keras's loop to 1e-5 relative (``tests/test_fastlstm.py``,
+with and without the op); the op's own gradient is checked against
+TensorFlow's autodiff of the same maths (``tests/test_kernels.py``), and the
+matmuls' gradients are TensorFlow's autodiff.
 
 The layer stays a plain ``keras.layers.LSTM`` (``model.keras`` loads without
 seqvg): ``accelerate(model)`` swaps the loop of each eligible LSTM layer in

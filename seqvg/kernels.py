@@ -121,7 +121,7 @@ def _load():
 def _register_gradient(tf, module) -> None:
     @tf.RegisterGradient("SeqvgLstmCell")
     def _cell_grad(op, dh, dc, dact):
-        c_prev = op.inputs[1]
+        c_prev, eps = op.inputs[1], op.inputs[2]
         dh = tf.zeros_like(c_prev) if dh is None else dh
         dc = tf.zeros_like(c_prev) if dc is None else dc
         # The tape hands a zero gradient for the cache `act` (only this
@@ -129,7 +129,9 @@ def _register_gradient(tf, module) -> None:
         static = None if dact is None else tf.get_static_value(dact)
         if dact is None or (static is not None and not static.any()):
             dact = tf.zeros([0], c_prev.dtype)
-        return module.seqvg_lstm_cell_grad(op.outputs[2], c_prev, dh, dc, dact)
+        with_eps = eps.shape.num_elements() != 0
+        dz, dc_prev, d_eps = module.seqvg_lstm_cell_grad(op.outputs[2], c_prev, dh, dc, dact, with_eps=with_eps)
+        return dz, dc_prev, d_eps
 
 
 def lstm_cell_ops():
@@ -142,18 +144,29 @@ def kernel_status() -> str:
     return f"fused LSTM cell op: {_load()[1]}"
 
 
-def lstm_cell(z, c_prev):
+def lstm_cell(z, c_prev, eps=None):
     """One LSTM step's elementwise maths, transposed (see ``csrc/lstm_cell.cc``).
 
     Args:
         z: (4u, batch) float32 pre-activations, row blocks [i, f, g, o].
         c_prev: (u, batch) float32 cell state.
+        eps: None, or (u, batch) zeros added to c_t, whose gradient is the
+            total dL/dc_t (the gradient probe's perturbation).
 
     Returns:
         (h, c, act): the new states, and the (5u, batch) cache
         [i, f, g, o, tanh(c)] the gradient reads.
     """
-    return lstm_cell_ops().seqvg_lstm_cell(z, c_prev)
+    import tensorflow as tf
+
+    if eps is None:
+        eps = tf.zeros([0], c_prev.dtype)
+    return lstm_cell_ops().seqvg_lstm_cell(z, c_prev, eps)
+
+
+def squared_norms(tensors: list):
+    """(len(tensors),) float64 sums of squares of float32 tensors (the probe's norms)."""
+    return lstm_cell_ops().seqvg_squared_norms(tensors)
 
 
 if __name__ == "__main__":

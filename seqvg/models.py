@@ -6,7 +6,7 @@
 
 Keras's own recurrent layers are used for every remedy here, so a GPU runs the
 cuDNN kernels. On a CPU, LSTM layers run seqvg's transposed loop
-(``seqvg.fastlstm``: same weights and maths, 1.1-1.3x faster training);
+(``seqvg.fastlstm``: same weights and maths, ~1.5x faster training);
 they are still ``keras.layers.LSTM`` in the saved model. Gate-bias remedies
 (``forget_bias``, ``chrono``) are written into the built weights instead of
 passed as custom initializers: the saved ``model.keras`` then loads with

@@ -174,27 +174,14 @@ def _tap(acc, t, col: int, state):
 
 
 def _squared_norms(grads: list):
-    """(T,) float64 squared norms of T gradient tensors, one batched reduction."""
+    """(T,) float64 squared norms of T float32 gradient tensors."""
     import tensorflow as tf
 
+    from seqvg import kernels
+
+    if kernels.lstm_cell_ops() is not None and grads[0].dtype == tf.float32:
+        return kernels.squared_norms(grads)  # one pass, no (T, ...) float64 copy
     return tf.reduce_sum(tf.square(tf.cast(tf.stack(grads), tf.float64)), axis=[1, 2])
-
-
-def _fused_c_squares(dc_carry: list, dh: list, acts: list, units: int):
-    """(T,) squared norms of the total dL/dc_t of a fused-op LSTM loop.
-
-    The fused cell op returns h_t and c_t together, so the gradient of the
-    c_t it returns holds only the carried path c_t -> c_{t+1}. The total,
-    what the probe measures (see ``_step``), adds the path through
-    h_t = o_t * tanh(c_t): dL/dc_t = dc_carry + dL/dh_t * o_t * (1 - tanh(c_t)^2),
-    with o_t and tanh(c_t) read from the op's cache ``act`` = [i, f, g, o, tanh(c)].
-    """
-    import tensorflow as tf
-
-    act = tf.stack(acts)
-    o, tc = act[:, 3 * units : 4 * units], act[:, 4 * units :]
-    total = tf.cast(tf.stack(dc_carry) + tf.stack(dh) * o * (1.0 - tc * tc), tf.float64)
-    return tf.reduce_sum(tf.square(total), axis=[1, 2])
 
 
 def _step(kind: str, cell, x_t, states, tap):
@@ -332,17 +319,16 @@ class Prober:
 
         The ops are those of ``seqvg.fastlstm.lstm_loop`` (states are
         (units, batch); a norm does not depend on the layout), with c tapped
-        before h = o*tanh(c) for the reason given in ``_step``, and x_t
-        tapped before the ones row of the bias joins it. Unrolled
+        before h = o*tanh(c) for the reason given in ``_step`` (with the
+        fused cell op: as the zero perturbation eps_t it adds to c_t), and
+        x_t tapped before the ones row of the bias joins it. Unrolled
         (``fastlstm.unrolls``), every state is a tensor of its own, so the
         taps are those tensors, differentiated directly: a custom gradient per
         tap would cost seconds of tracing at T=200.
         """
         import tensorflow as tf
 
-        from seqvg import fastlstm
-
-        from seqvg import kernels
+        from seqvg import fastlstm, kernels
 
         cell = layer.cell
         steps = h.shape[1]
@@ -350,21 +336,20 @@ class Prober:
             unroll = fastlstm.layer_unrolls(layer, steps)
         else:
             unroll = self.unroll and fastlstm.unrolls(steps)
-        # The fused cell op only where the taps are direct: a custom-gradient
-        # tap cannot see the total dL/dc_t inside it (``_fused_c_squares``).
-        fuse = unroll and fastlstm.fused(h.dtype)
+        # With the fused cell op, c_t is computed inside it, so a tap on the c_t
+        # it returns would see only the carried gradient; c is tapped as a
+        # zero perturbation eps_t the op adds to c_t (DESIGN.md), whose
+        # gradient is the total dL/dc_t.
+        fuse = fastlstm.fused(h.dtype)
         x_at, ones, weights, zero = fastlstm.loop_inputs(
             h, cell.kernel, cell.recurrent_kernel, cell.bias, unroll, fuse
         )
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)
         tap = _tap
-        acts = []
         if unroll:
             columns = [[] for _ in range(3 if tap_input else 2)]
-            direct.append(columns)
-            if fuse:
-                direct.append(lambda grads: _fused_c_squares(grads[1], grads[0], acts, cell.units))
+            direct.extend(columns)
 
             def tap(acc, t, col, state):
                 tape.watch(state)
@@ -377,9 +362,10 @@ class Prober:
                 acc, x_t = tap(acc, t, 2, x_t)
             s = tf.concat([h_t, x_t, ones], axis=0)
             if fuse:
-                h_t, c_t, act = kernels.lstm_cell(tf.matmul(weights, s), c_t)
-                acts.append(act)
-                acc, c_t = tap(acc, t, 1, c_t)
+                # A constant where the shape is static (no per-step ZerosLike).
+                zeros = tf.zeros(c_t.shape, c_t.dtype) if c_t.shape.is_fully_defined() else tf.zeros_like(c_t)
+                acc, eps = tap(acc, t, 1, zeros)
+                h_t, c_t, _ = kernels.lstm_cell(tf.matmul(weights, s), c_t, eps)
                 acc, h_t = tap(acc, t, 0, h_t)
             else:
                 i, f, o, g = fastlstm.gates(weights, zero, s)
@@ -406,9 +392,7 @@ class Prober:
         accs = [tf.zeros([steps, n + (tap_x and k == 0)], tf.float64) for k, n in enumerate(self.n_states)]
         # Only x and the accumulators are differentiated: watching the weights
         # would make the backward loop accumulate dL/dW at every step for nothing.
-        # Per layer with direct taps (_run_rnn): [columns of tapped tensors],
-        # plus, for a fused-op LSTM, the function giving c's squares.
-        direct = [[] for _ in accs]
+        direct = [[] for _ in accs]  # per layer, per column: tapped tensors (_run_rnn)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             if not tap_x:
                 tape.watch(x)
@@ -427,30 +411,22 @@ class Prober:
                     h = layer(h, training=False)
             loss = self.task.loss_fn(y, h)
         sources = accs if tap_x else [x] + accs
-        tapped = [s for layer_taps in direct if layer_taps for column in layer_taps[0] for s in column]
+        tapped = [s for columns in direct for column in columns for s in column]
         grads = tape.gradient(loss, sources + tapped, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         grads, tapped = grads[: len(sources)], iter(grads[len(sources) :])
         squares = grads if tap_x else grads[1:]
-        squares = [self._direct_squares(layer_taps, tapped) if layer_taps else sq
-                   for sq, layer_taps in zip(squares, direct)]
+        # A layer with direct taps: its (T, columns) squares from their gradients.
+        squares = [
+            tf.stack([_squared_norms([next(tapped) for _ in column]) for column in columns], axis=1)
+            if columns else sq
+            for sq, columns in zip(squares, direct)
+        ]
         norms = [tf.unstack(tf.sqrt(sq[:, :n]), axis=1) for sq, n in zip(squares, self.n_states)]
         if tap_x:
             x_norm = tf.sqrt(squares[0][:, -1])
         else:
             x_norm = tf.sqrt(tf.reduce_sum(tf.square(tf.cast(grads[0], tf.float64)), axis=[0, 2]))
         return loss, norms, x_norm
-
-    @staticmethod
-    def _direct_squares(layer_taps: list, grads):
-        """(T, columns) squares of a layer's direct taps, their gradients taken from ``grads``."""
-        import tensorflow as tf
-
-        columns = layer_taps[0]
-        per_column = [[next(grads) for _ in column] for column in columns]
-        squares = [_squared_norms(g) for g in per_column]
-        if len(layer_taps) > 1:  # fused op: c's total derivative
-            squares[1] = layer_taps[1](per_column)
-        return tf.stack(squares, axis=1)
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:
         """Probes the model on the batch (x, y)."""

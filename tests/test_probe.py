@@ -119,6 +119,8 @@ CASES = [
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
 def test_probe_matches_per_timestep_reference(kw, unroll=False):
+    """The while-loop path (one-shot probes, loops over fastlstm.UNROLL_MAX);
+    an LSTM's runs seqvg's fused cell op where it is built (tfops below)."""
     cfg = RunConfig(**{"length": 16, "units": 6, **kw}).resolved()
     model = build_model(cfg)
     rng = np.random.default_rng(5)
@@ -137,6 +139,13 @@ def test_probe_matches_per_timestep_reference(kw, unroll=False):
         np.testing.assert_allclose(r.c, ref_c, rtol=1e-4, atol=0)
     else:
         assert r.c is None
+
+
+@pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+def test_lstm_probe_tfops_while_loop_matches_reference(kw, monkeypatch):
+    """The while-loop LSTM probe with TensorFlow's ops, where the fused op is not built."""
+    monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
+    test_probe_matches_per_timestep_reference(kw, unroll=False)
 
 
 @pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
@@ -337,9 +346,9 @@ def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not():
     assert has_while(Prober(short, task))
 
 
-def test_unrolled_prober_runs_the_fused_cell_op():
-    """Guards that the fused-op probe path (and so its test above) is the one
-    a training run's Prober takes where the op is built."""
+def test_prober_runs_the_fused_cell_op():
+    """Guards that the fused-op probe paths (and so the tests above) are the
+    ones the Prober takes, unrolled and as a while loop, where the op is built."""
     if kernels.lstm_cell_ops() is None:
         pytest.skip(kernels.kernel_status())
     cfg = RunConfig(cell="lstm", length=12, units=4).resolved()
@@ -351,4 +360,4 @@ def test_unrolled_prober_runs_the_fused_cell_op():
         return {n.op for n in list(graph.node) + [n for f in graph.library.function for n in f.node_def]}
 
     assert "SeqvgLstmCell" in ops(Prober(model, task))
-    assert "SeqvgLstmCell" not in ops(Prober(model, task, unroll=False))
+    assert "SeqvgLstmCell" in ops(Prober(model, task, unroll=False))
