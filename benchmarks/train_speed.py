@@ -206,13 +206,16 @@ def main() -> None:
             "probe_ms": 1e3 * ours["probe_s"],
             "probe_overhead": probes * ours["probe_s"] * sps / args.run_steps,
         })
+    from seqvg import kernels
+
     if args.json:
         print(json.dumps({"batch": args.batch, "units": args.units, "cores": os.cpu_count(),
-                          "matmul_peak_gflops": peak, "cells": rows}))
+                          "matmul_peak_gflops": peak, "fused_lstm_op": kernels.lstm_cell_ops() is not None,
+                          "cells": rows}))
         return
     print(f"seqvg training path vs PyTorch: adding, batch {args.batch}, {args.units} units, "
           f"median of {args.repeats}x{args.steps} steps, {os.cpu_count()} cores")
-    print(f"numpy float32 matmul peak (2048^3): {peak:.0f} GFLOP/s")
+    print(f"numpy float32 matmul peak (2048^3): {peak:.0f} GFLOP/s; {kernels.kernel_status()}")
     print(f"{'cell':<5} {'T':>5} {'steps/s':>8} {'GFLOP/s':>8} {'gate mm':>8} {'of limit':>9} "
           f"{'torch/s':>8} {'vs torch':>9} {'probe ms':>9} {'probe +%':>9}")
     for r in rows:

@@ -73,10 +73,17 @@ def transposed_weights(kernel, recurrent_kernel, bias):
 
 
 def fused(dtype) -> bool:
-    """Whether the loop runs seqvg's fused cell op (``seqvg.kernels``) for ``dtype``."""
+    """Whether the loop runs seqvg's fused cell op (``seqvg.kernels``) for ``dtype``.
+
+    Not with a GPU: the op has only a CPU kernel (a GPU runs Keras's cuDNN
+    loop for training; the probe then keeps TensorFlow's ops, on the GPU).
+    """
+    import tensorflow as tf
+
     from seqvg import kernels
 
-    return dtype == "float32" and kernels.lstm_cell_ops() is not None
+    return (dtype == "float32" and not tf.config.list_logical_devices("GPU")
+            and kernels.lstm_cell_ops() is not None)
 
 
 def gates(weights, zero, s):
