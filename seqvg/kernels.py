@@ -86,8 +86,8 @@ def build(tf, target: Path) -> None:
             return
         os.unlink(tmp)
         if proc is not None:
-            error = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            error = f"{' '.join(cmd[:2 + len(arch)])} ...: {error[0]}"
+            lines = (proc.stderr or proc.stdout).strip().splitlines() or ["(no output)"]
+            error = f"{' '.join(cmd[:2 + len(arch)])} ...: {lines[-1]}"
     raise RuntimeError(f"compiling {SOURCE.name} failed: {error}")
 
 
@@ -109,6 +109,8 @@ def _load():
     try:
         path = _library_path(tf)
         if not path.exists():
+            # A first run pauses here; say why (once per machine).
+            print(f"seqvg: compiling its fused LSTM cell op into {path.parent} (once, ~10 s)", file=sys.stderr)
             build(tf, path)
         module = tf.load_op_library(str(path))
     except (RuntimeError, OSError, tf.errors.NotFoundError) as exc:

@@ -108,9 +108,10 @@ def test_switched_off(monkeypatch, fresh_load):
     assert "disabled (SEQVG_KERNELS=0)" in kernels.kernel_status()
 
 
-def test_failed_build_falls_back_and_leaves_nothing(monkeypatch, fresh_load):
+def test_failed_build_falls_back_and_leaves_nothing(monkeypatch, fresh_load, capsys):
     monkeypatch.setenv("CXX", "false")
     assert kernels.lstm_cell_ops() is None
+    assert "compiling its fused LSTM cell op" in capsys.readouterr().err  # the pause is explained
     assert "unavailable: compiling lstm_cell.cc failed" in kernels.kernel_status()
     assert list(fresh_load.iterdir()) == []  # no half-written library to load later
 
