@@ -8,8 +8,8 @@ the same config: seqvg's compiled step as ``seqvg train`` runs it, the same
 step with each LSTM layer given Keras's ``LSTM.inner_loop`` back, and, where
 seqvg unrolls its loop (T <= ``fastlstm.UNROLL_MAX`` in a run of the default
 5000 steps), seqvg's loop as a while loop. seqvg's loop runs its fused cell
-op where it is built (``python -m seqvg.kernels``; the header line says). The first step of each, which
-traces the graph, is timed too.
+op where it is built (``python -m seqvg.kernels``; the header line says).
+The first step of each, which traces the graph, is timed too.
 Their blocks of steps are timed in alternation, and the speed-up is the
 median of the per-round time ratios (the machine drifts by ±20% between
 minutes). The first steps' losses are compared too: the two loops train the
@@ -98,13 +98,13 @@ def main() -> None:
     parser.add_argument("--steps", type=positive_int, default=3, help="training steps per timed block (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    from seqvg import kernels
+    from seqvg import fastlstm, kernels
     from seqvg.fastlstm import UNROLL_MAX
 
     rows = [time_length(n, args.batch, args.units, args.repeats, args.steps) for n in args.lengths]
     if args.json:
         print(json.dumps({"batch": args.batch, "units": args.units,
-                          "fused_lstm_op": kernels.lstm_cell_ops() is not None, "rows": rows}))
+                          "fused_lstm_op": fastlstm.fused("float32"), "rows": rows}))
         return
     print(f"LSTM training step, adding, batch {args.batch}, {args.units} units, median of {args.repeats} rounds; "
           f"{kernels.kernel_status()}")

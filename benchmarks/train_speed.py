@@ -206,11 +206,11 @@ def main() -> None:
             "probe_ms": 1e3 * ours["probe_s"],
             "probe_overhead": probes * ours["probe_s"] * sps / args.run_steps,
         })
-    from seqvg import kernels
+    from seqvg import fastlstm, kernels
 
     if args.json:
         print(json.dumps({"batch": args.batch, "units": args.units, "cores": os.cpu_count(),
-                          "matmul_peak_gflops": peak, "fused_lstm_op": kernels.lstm_cell_ops() is not None,
+                          "matmul_peak_gflops": peak, "fused_lstm_op": fastlstm.fused("float32"),
                           "cells": rows}))
         return
     print(f"seqvg training path vs PyTorch: adding, batch {args.batch}, {args.units} units, "

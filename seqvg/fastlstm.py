@@ -128,10 +128,10 @@ UNROLL_MIN_STEPS = 1000
 UNROLL_MIN_STEPS_TFOPS = 3000
 
 
-def min_unroll_steps(dtype="float32") -> int:
+def min_unroll_steps() -> int:
     """The shortest run (training steps) that unrolls: ``UNROLL_MIN_STEPS``,
     or ``UNROLL_MIN_STEPS_TFOPS`` where the fused op does not run."""
-    return UNROLL_MIN_STEPS if fused(dtype) else UNROLL_MIN_STEPS_TFOPS
+    return UNROLL_MIN_STEPS if fused("float32") else UNROLL_MIN_STEPS_TFOPS
 
 
 def unrolls(steps: int) -> bool:
@@ -166,7 +166,7 @@ def run_loop(body, steps: int, state: tuple, unroll: bool, parallel_iterations: 
     return tuple(out[1:])
 
 
-def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool, fuse: bool = False):
+def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool, fuse: bool):
     """What the transposed loop reads at every step.
 
     Args:

@@ -162,9 +162,7 @@ def _tap(acc, t, col: int, state):
     @tf.custom_gradient
     def tap(acc, t, state):
         def grad(d_acc, d_state):
-            # Squared in float64: a float32 gradient of 1e-25 squares to 0 in
-            # float32 and would be reported as underflow though it is not.
-            square = tf.reduce_sum(tf.square(tf.cast(d_state, tf.float64)))
+            square = _squared_norms([d_state])[0]
             index = tf.reshape(tf.stack([t, col]), [1, 2])
             return tf.tensor_scatter_nd_add(d_acc, index, square[None]), None, d_state
 
@@ -174,12 +172,16 @@ def _tap(acc, t, col: int, state):
 
 
 def _squared_norms(grads: list):
-    """(T,) float64 squared norms of T float32 gradient tensors."""
+    """(T,) float64 squared norms of T (batch, n) gradient tensors.
+
+    Squared in float64: a float32 gradient of 1e-25 squares to 0 in float32
+    and would be reported as underflow though it is not.
+    """
     import tensorflow as tf
 
-    from seqvg import kernels
+    from seqvg import fastlstm, kernels
 
-    if kernels.lstm_cell_ops() is not None and grads[0].dtype == tf.float32:
+    if fastlstm.fused(grads[0].dtype):  # seqvg's ops run here
         return kernels.squared_norms(grads)  # one pass, no (T, ...) float64 copy
     return tf.reduce_sum(tf.square(tf.cast(tf.stack(grads), tf.float64)), axis=[1, 2])
 

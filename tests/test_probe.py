@@ -326,6 +326,12 @@ def test_probe_cli_data_mismatch(tmp_path):
     assert r.exit_code == 2 and "copy" in r.output
 
 
+def _prober_ops(prober, x, y) -> set[str]:
+    """The op types of the prober's traced graph, its functions' bodies included."""
+    graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
+    return {n.op for n in list(graph.node) + [n for f in graph.library.function for n in f.node_def]}
+
+
 def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not():
     """Guards the choice of path: a training run's Prober unrolls as its
     model does (a default 5000-step run unrolls); a one-shot probe keeps the
@@ -336,9 +342,7 @@ def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not():
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
 
     def has_while(prober):
-        graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
-        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
-        return any(n.op in ("While", "StatelessWhile") for n in nodes)
+        return bool(_prober_ops(prober, x, y) & {"While", "StatelessWhile"})
 
     assert not has_while(Prober(model, task))
     assert has_while(Prober(model, task, unroll=False))
@@ -355,9 +359,5 @@ def test_prober_runs_the_fused_cell_op():
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
 
-    def ops(prober):
-        graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
-        return {n.op for n in list(graph.node) + [n for f in graph.library.function for n in f.node_def]}
-
-    assert "SeqvgLstmCell" in ops(Prober(model, task))
-    assert "SeqvgLstmCell" in ops(Prober(model, task, unroll=False))
+    assert "SeqvgLstmCell" in _prober_ops(Prober(model, task), x, y)
+    assert "SeqvgLstmCell" in _prober_ops(Prober(model, task, unroll=False), x, y)
