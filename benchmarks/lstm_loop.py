@@ -4,11 +4,11 @@
     python benchmarks/lstm_loop.py --lengths 200 --repeats 25 --json
 
 Training paths of the same model (adding, batch 64, 128 units), built from
-the same config: seqvg's compiled step as ``seqvg train`` runs it, the same
-step with each LSTM layer given Keras's ``LSTM.inner_loop`` back, and, where
-seqvg unrolls its loop (T <= ``fastlstm.UNROLL_MAX`` in a run of the default
-5000 steps), seqvg's loop as a while loop. seqvg's loop runs its fused cell
-op where it is built (``python -m seqvg.kernels``; the header line says).
+the same config: seqvg's compiled step as ``seqvg train`` runs it (its
+whole-sequence LSTM op where it is built: ``python -m seqvg.kernels``; the
+header line says), the same step with each LSTM layer given Keras's
+``LSTM.inner_loop`` back, and, where the op runs, the loop of TensorFlow ops
+that runs without it ("tfops", unrolled as a default 5000-step run would).
 The first step of each, which traces the graph, is timed too.
 Their blocks of steps are timed in alternation, and the speed-up is the
 median of the per-round time ratios (the machine drifts by ±20% between
@@ -40,7 +40,7 @@ def _trainer(cfg, loop: str):
     """A Trainer whose LSTM layers run ``loop``, warmed up: (trainer, first-step s, losses)."""
     import keras
 
-    from seqvg import fastlstm
+    from seqvg import kernels
     from seqvg.training import Trainer
 
     trainer = Trainer(cfg)
@@ -48,11 +48,16 @@ def _trainer(cfg, loop: str):
         for layer in trainer.model.layers:
             if isinstance(layer, keras.layers.LSTM):
                 layer.inner_loop = types.MethodType(keras.layers.LSTM.inner_loop, layer)
-    if loop == "while":
-        fastlstm.accelerate(trainer.model, unroll=False)
-    start = time.perf_counter()
-    losses = [trainer.train_batch(1)[0]]
-    first = time.perf_counter() - start
+    ops = kernels.lstm_cell_ops
+    if loop == "tfops":
+        # Traced without seqvg's ops, as where they cannot be built.
+        kernels.lstm_cell_ops = lambda: None
+    try:
+        start = time.perf_counter()
+        losses = [trainer.train_batch(1)[0]]
+        first = time.perf_counter() - start
+    finally:
+        kernels.lstm_cell_ops = ops
     losses += [trainer.train_batch(k)[0] for k in (2, 3)]
     return trainer, first, losses
 
@@ -62,27 +67,22 @@ def time_length(length: int, batch: int, units: int, repeats: int, steps: int) -
 
     from seqvg import fastlstm
     from seqvg.config import RunConfig
-    from seqvg.models import recurrent_layers
 
     cfg = RunConfig(cell="lstm", length=length, units=units, batch_size=batch).resolved()
-    # "seqvg" is the loop seqvg runs for this config; "while" is seqvg's loop
-    # as a while loop, timed only where seqvg unrolls.
-    built = {loop: _trainer(cfg, loop) for loop in ("seqvg", "keras")}
-    unrolled = all(fastlstm.layer_unrolls(layer, length) for layer in recurrent_layers(built["seqvg"][0].model))
-    if unrolled:
-        built["while"] = _trainer(cfg, "while")
+    loops = ("seqvg", "keras", "tfops") if fastlstm.fused("float32") else ("seqvg", "keras")
+    built = {loop: _trainer(cfg, loop) for loop in loops}
     counter = iter(range(4, 10**9))
     times = time_interleaved(
         {loop: (lambda tr=tr: time_block(lambda: tr.train_batch(next(counter)), steps)) for loop, (tr, _, _) in built.items()},
         repeats,
     )
-    row = {"length": length, "unrolled": unrolled}
-    for loop in ("seqvg", "keras", "while"):
+    row = {"length": length}
+    for loop in ("seqvg", "keras", "tfops"):
         row[f"{loop}_ms"] = 1000 * float(np.median(times[loop])) if loop in times else None
         row[f"{loop}_first_step_s"] = built[loop][1] if loop in built else None
     row["speedup"] = paired_ratio(times["keras"], times["seqvg"])
     row["speedup_quartiles"] = list(ratio_spread(times["keras"], times["seqvg"]))
-    row["unroll_speedup"] = paired_ratio(times["while"], times["seqvg"]) if "while" in times else None
+    row["op_speedup"] = paired_ratio(times["tfops"], times["seqvg"]) if "tfops" in times else None
     row["max_loss_diff"] = max(
         float(np.max(np.abs(np.subtract(built["seqvg"][2], losses)))) for _, _, losses in built.values()
     )
@@ -99,7 +99,6 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     from seqvg import fastlstm, kernels
-    from seqvg.fastlstm import UNROLL_MAX
 
     rows = [time_length(n, args.batch, args.units, args.repeats, args.steps) for n in args.lengths]
     if args.json:
@@ -109,17 +108,18 @@ def main() -> None:
     print(f"LSTM training step, adding, batch {args.batch}, {args.units} units, median of {args.repeats} rounds; "
           f"{kernels.kernel_status()}")
     print(f"{'T':>6} {'seqvg ms':>9} {'keras ms':>9} {'speed-up':>9} {'quartiles':>11}"
-          f" {'while ms':>9} {'unrolled':>9} {'1st step s':>11} {'loss diff':>10}")
+          f" {'tfops ms':>9} {'op gain':>8} {'1st step s':>15} {'loss diff':>10}")
     for r in rows:
         q1, q3 = r["speedup_quartiles"]
-        while_ms = f"{r['while_ms']:.1f}" if r["while_ms"] is not None else "-"
-        unroll = f"{r['unroll_speedup']:.2f}x" if r["unroll_speedup"] is not None else "-"
-        first = f"{r['seqvg_first_step_s']:.1f}/{r['keras_first_step_s']:.1f}"
+        tfops = f"{r['tfops_ms']:.1f}" if r["tfops_ms"] is not None else "-"
+        gain = f"{r['op_speedup']:.2f}x" if r["op_speedup"] is not None else "-"
+        first = "/".join(f"{r[f'{loop}_first_step_s']:.1f}" for loop in ("seqvg", "keras", "tfops")
+                         if r[f"{loop}_first_step_s"] is not None)
         print(f"{r['length']:>6} {r['seqvg_ms']:>9.1f} {r['keras_ms']:>9.1f} {r['speedup']:>8.2f}x"
-              f" {q1:>5.2f}-{q3:<5.2f} {while_ms:>9} {unroll:>9} {first:>11} {r['max_loss_diff']:>10.1e}")
+              f" {q1:>5.2f}-{q3:<5.2f} {tfops:>9} {gain:>8} {first:>15} {r['max_loss_diff']:>10.1e}")
     print("speed-up: median over rounds of Keras-loop time / seqvg-loop time (blocks timed in alternation)")
-    print(f"unrolled: seqvg's loop unrolled (T <= {UNROLL_MAX}) against the same loop as a while loop, timed alike")
-    print("1st step s: the first training step, which traces and optimizes the graph (seqvg/Keras loop)")
+    print("op gain: the loop of TensorFlow ops seqvg runs without its compiled op, against seqvg's loop, timed alike")
+    print("1st step s: the first training step, which traces and optimizes the graph (seqvg/Keras/tfops)")
 
 
 if __name__ == "__main__":

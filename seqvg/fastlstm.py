@@ -1,37 +1,31 @@
 """A faster CPU loop for Keras's own LSTM layer: same weights, same maths.
 
     python benchmarks/train_speed.py --cells lstm      # seqvg vs PyTorch
+    python benchmarks/lstm_loop.py                     # vs Keras's own loop
 
 On a CPU, TensorFlow runs Keras's LSTM loop as about fourteen small ops per
-timestep (x_t W, h R, two adds, a bias add, a split, three sigmoids, ...),
-each paying the executor's and Eigen's per-op cost on (batch x 4 units)
-tensors. This loop keeps the state transposed, (units, batch), so that
+timestep, each paying the executor's and Eigen's per-op cost on (batch x 4
+units) tensors. Where seqvg's compiled ops are built (``seqvg.kernels``), the
+whole sequence is one op forward and one backward (``kernels.lstm_seq``): P
+threads each own u/P units and meet once per timestep; the input projection
+and the bias join the recurrent matmul (``W_all @ [h; x_t; 1]``, ``W_all =
+[R; W; b]^T``); the weight gradient accumulates in each thread's own rows.
 
-* the input projection and the bias join the recurrent matmul: the gates are
-  ``W_all @ [h; x_t; 1]`` with ``W_all = [R; W; b]^T``, one matmul instead of
-  two matmuls, two adds and a bias add;
-* the elementwise maths of the step (four activations, the c and h updates)
-  is one op, seqvg's fused cell (``seqvg.kernels``, C++ compiled on first
-  use), and so is its gradient: two ops per timestep instead of ~25, each of
-  which paid TensorFlow's per-op cost;
-* in a run long enough to pay for building the bigger graph
-  (``min_unroll_steps``), loops of up to ``UNROLL_MAX`` timesteps are
-  unrolled into the graph: no per-step control flow, and no pushing and
-  popping of every intermediate for the backward pass.
+Where they are not (no C++ compiler), the same maths runs as a loop of
+TensorFlow ops with the state transposed, (units, batch): the gates as three
+matmuls ([i, f], c, o) into which oneDNN fuses the activation (MatMul + a
+zero BiasAdd + Sigmoid/Tanh), row-block splits that share their buffer, and,
+in a run long enough to pay for building the bigger graph
+(``min_unroll_steps``), loops of up to ``UNROLL_MAX`` timesteps unrolled into
+the graph. The gradient probe (``seqvg.probe``) runs that transposed loop,
+with seqvg's fused cell op for the elementwise maths where it is built,
+because it must tap every state.
 
-Where the fused op cannot be built (no C++ compiler) the step runs as
-TensorFlow ops instead, the gates as three matmuls ([i, f], c, o) into which
-oneDNN fuses the activation (MatMul + a zero BiasAdd + Sigmoid/Tanh), and
-row-block splits that share their buffer.
-
-Measured (2 cores, adding T=200, batch 64, 128 units, seqvg's training
-step, timed in alternation with Keras's loop, ``benchmarks/lstm_loop.py``):
-see the README's benchmark table; the fused op made the step 1.11x faster
-than the TensorFlow-ops step, both unrolled and as a while loop. Outputs and
-gradients agree with Keras's loop to 1e-5 relative (``tests/test_fastlstm.py``,
-with and without the op); the op's own gradient is checked against
-TensorFlow's autodiff of the same maths (``tests/test_kernels.py``), and the
-matmuls' gradients are TensorFlow's autodiff.
+Measured (2 cores, adding T=200, batch 64, 128 units, seqvg's training step,
+timed in alternation, ``benchmarks/lstm_loop.py``): see the README's
+benchmark table. Outputs and gradients agree with Keras's loop to 1e-5
+relative (``tests/test_fastlstm.py``, with and without the ops; the
+sequence op on 1, 2 and 4 threads in ``tests/test_kernels.py``).
 
 The layer stays a plain ``keras.layers.LSTM`` (``model.keras`` loads without
 seqvg): ``accelerate(model)`` swaps the loop of each eligible LSTM layer in
@@ -120,18 +114,19 @@ def gates(weights, zero, s):
 UNROLL_MAX = 256
 # The unrolled graph takes longer to build, so seqvg unrolls only runs long
 # enough to earn it back. Measured, whole `seqvg train` runs at T=200 (2
-# cores): with the fused cell op (3 s to build the unrolled step against
-# 0.8 s) 300 steps ran 1.8 s slower unrolled and 1000 steps 0.5-2.8 s
-# faster; with TensorFlow's ops (7 s against 1 s, as much again for the
-# probe) 1500 steps ran 2.4 s slower and 3000 steps equal.
-UNROLL_MIN_STEPS = 1000
+# cores) with TensorFlow's ops (7 s to build against 1 s, as much again for
+# the probe): 1500 steps ran 2.4 s slower unrolled and 3000 steps equal.
+# With seqvg's ops, training has no loop in the graph and only the probe's
+# would unroll: tracing it took 5.8 s of a 1000-step run for a few ms saved
+# on each of its 21 probes, and whole 1000-step runs took 57.8-60.6 s as a
+# while loop against 60.9 s unrolled; so with the ops nothing unrolls.
 UNROLL_MIN_STEPS_TFOPS = 3000
 
 
-def min_unroll_steps() -> int:
-    """The shortest run (training steps) that unrolls: ``UNROLL_MIN_STEPS``,
-    or ``UNROLL_MIN_STEPS_TFOPS`` where the fused op does not run."""
-    return UNROLL_MIN_STEPS if fused("float32") else UNROLL_MIN_STEPS_TFOPS
+def min_unroll_steps() -> int | None:
+    """The shortest run (training steps) whose loops unroll: None (never)
+    where seqvg's ops run, else ``UNROLL_MIN_STEPS_TFOPS``."""
+    return None if fused("float32") else UNROLL_MIN_STEPS_TFOPS
 
 
 def unrolls(steps: int) -> bool:
@@ -216,20 +211,18 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
 
     from seqvg import kernels
 
+    if fused(sequences.dtype):
+        # The whole loop, forward and backward, as one op each.
+        h_seq, h, c = kernels.lstm_seq(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences)
+        return h, h_seq if return_sequences else h[:, None, :], [h, c]
     steps = sequences.shape[1]
-    fuse = fused(sequences.dtype)
-    x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll, fuse)
+    x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll, fuse=False)
     out_ta = tf.TensorArray(sequences.dtype, size=steps if return_sequences else 0)
 
     def body(t, h, c, out_ta):
-        s = tf.concat([h, x_at(t), ones], axis=0)
-        if fuse:
-            # One matmul (oneDNN), then one op for all the elementwise maths.
-            h, c, _ = kernels.lstm_cell(tf.matmul(weights, s), c)
-        else:
-            i, f, o, g = gates(weights, zero, s)
-            c = f * c + i * g
-            h = o * tf.tanh(c)
+        i, f, o, g = gates(weights, zero, tf.concat([h, x_at(t), ones], axis=0))
+        c = f * c + i * g
+        h = o * tf.tanh(c)
         if return_sequences:
             out_ta = out_ta.write(t, h)
         return h, c, out_ta

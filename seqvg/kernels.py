@@ -1,17 +1,18 @@
-"""seqvg's fused LSTM cell op: compiled once per machine, loaded into TensorFlow.
+"""seqvg's LSTM ops: compiled once per machine, loaded into TensorFlow.
 
-    python -m seqvg.kernels          # build (or find) it and say which
+    python -m seqvg.kernels          # build (or find) them and say which
 
-The LSTM's CPU loop (``seqvg.fastlstm``) spends about a third of each
-timestep on ~25 small elementwise ops, each paying TensorFlow's per-op cost.
-``csrc/lstm_cell.cc`` does that maths as one op forward and one backward; the
-matmuls stay TensorFlow's. It is compiled with the C++ compiler and
-TensorFlow's own headers (``tf.sysconfig``) into a per-machine cache
+Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
+TensorFlow's per-op cost. ``csrc/lstm_cell.cc`` holds seqvg's own: the whole
+sequence as one op forward and one backward (``lstm_seq``, seqvg's training
+loop), and one step's elementwise maths (``lstm_cell``, the gradient probe's
+loop, which must tap every state). They are compiled with the C++ compiler
+and TensorFlow's own headers (``tf.sysconfig``) into a per-machine cache
 (``$SEQVG_CACHE_DIR``, else ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``),
 keyed by the source, TensorFlow's version and the CPU, and written
 atomically, so concurrent first runs cannot load a half-written library.
 
-Where it cannot be built (no compiler, other headers), or with
+Where they cannot be built (no compiler, other headers), or with
 ``SEQVG_KERNELS=0``, seqvg runs the same maths as plain TensorFlow ops,
 slower; ``kernel_status()`` says which and why.
 """
@@ -110,7 +111,7 @@ def _load():
         path = _library_path(tf)
         if not path.exists():
             # A first run pauses here; say why (once per machine).
-            print(f"seqvg: compiling its fused LSTM cell op into {path.parent} (once, ~10 s)", file=sys.stderr)
+            print(f"seqvg: compiling its LSTM ops into {path.parent} (once, ~30 s)", file=sys.stderr)
             build(tf, path)
         module = tf.load_op_library(str(path))
     except (RuntimeError, OSError, tf.errors.NotFoundError) as exc:
@@ -135,6 +136,18 @@ def _register_gradient(tf, module) -> None:
         dz, dc_prev, d_eps = module.seqvg_lstm_cell_grad(op.outputs[2], c_prev, dh, dc, dact, with_eps=with_eps)
         return dz, dc_prev, d_eps
 
+    @tf.RegisterGradient("SeqvgLstmSeq")
+    def _seq_grad(op, dh_seq, dh_last, dc_last, *_caches):
+        h0 = op.inputs[1]
+        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
+        dc_last = tf.zeros_like(h0) if dc_last is None else dc_last
+        # Nothing reads the sequence (no return_sequences, or a zero the tape
+        # filled in): an empty dh_seq tells the kernel to skip it.
+        static = None if dh_seq is None else tf.get_static_value(dh_seq)
+        if dh_seq is None or (static is not None and not static.any()):
+            dh_seq = tf.zeros([0], h0.dtype)
+        return module.seqvg_lstm_seq_grad(*op.outputs[3:], dh_seq, dh_last, dc_last)
+
 
 def lstm_cell_ops():
     """The loaded op module (``seqvg_lstm_cell``), or None where it is unavailable."""
@@ -142,8 +155,8 @@ def lstm_cell_ops():
 
 
 def kernel_status() -> str:
-    """One line: whether the fused LSTM cell op is in use, and why not if not."""
-    return f"fused LSTM cell op: {_load()[1]}"
+    """One line: whether seqvg's LSTM ops are in use, and why not if not."""
+    return f"seqvg's LSTM ops: {_load()[1]}"
 
 
 def lstm_cell(z, c_prev, eps=None):
@@ -164,6 +177,25 @@ def lstm_cell(z, c_prev, eps=None):
     if eps is None:
         eps = tf.zeros([0], c_prev.dtype)
     return lstm_cell_ops().seqvg_lstm_cell(z, c_prev, eps)
+
+
+def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_parts: int = 0):
+    """An LSTM over a whole sequence, forward and backward one op each (see ``csrc/lstm_cell.cc``).
+
+    Args:
+        x: (batch, T, d) float32 inputs.
+        h0, c0: (batch, u) initial states.
+        kernel, recurrent_kernel, bias: Keras's (d, 4u), (u, 4u), (4u,), gate order [i, f, c, o].
+        return_sequences: whether to return every h_t.
+        max_parts: at most this many threads (0: TensorFlow's intra-op threads).
+
+    Returns:
+        (h_seq, h_T, c_T): h_seq is (batch, T, u), or (batch, 0, u) without
+        return_sequences.
+    """
+    h_seq, h_last, c_last, *_ = lstm_cell_ops().seqvg_lstm_seq(
+        x, h0, c0, kernel, recurrent_kernel, bias, return_sequences=return_sequences, max_parts=max_parts)
+    return h_seq, h_last, c_last
 
 
 def squared_norms(tensors: list):

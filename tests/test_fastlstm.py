@@ -28,11 +28,11 @@ def unroll(request):
     return request.param
 
 
-@pytest.fixture(params=["fused", "tfops"])
+@pytest.fixture(params=["seq", "tfops"])
 def step(request, monkeypatch):
-    """Runs a test with seqvg's fused cell op (``seqvg.kernels``) and with the
-    plain-TensorFlow step that runs where the op cannot be built."""
-    if request.param == "fused":
+    """Runs a test with seqvg's whole-sequence op (``seqvg.kernels``) and with
+    the plain-TensorFlow loop that runs where the ops cannot be built."""
+    if request.param == "seq":
         if kernels.lstm_cell_ops() is None:
             pytest.skip(kernels.kernel_status())
     else:
@@ -120,7 +120,9 @@ def _op_names(model) -> list[str]:
 
 
 def test_unrolled_up_to_unroll_max_then_a_while_loop(monkeypatch):
-    """Guards the switch itself: T <= UNROLL_MAX has no While op, longer has one."""
+    """Guards the switch itself: T <= UNROLL_MAX has no While op, longer has one
+    (the TensorFlow-ops loop; the sequence op has no loop in the graph)."""
+    monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     fast = _model(1, False)
     fastlstm.accelerate(fast, unroll=True)
     monkeypatch.setattr(fastlstm, "UNROLL_MAX", T)
@@ -134,12 +136,14 @@ def test_unrolled_up_to_unroll_max_then_a_while_loop(monkeypatch):
 
 @pytest.mark.parametrize("offset", [-1, 0])
 def test_seqvg_unrolls_only_runs_long_enough_to_gain(offset, step):
-    steps = fastlstm.min_unroll_steps() + offset
-    expected = fastlstm.UNROLL_MIN_STEPS if step == "fused" else fastlstm.UNROLL_MIN_STEPS_TFOPS
-    assert steps == expected + offset
+    """Without seqvg's ops, runs of UNROLL_MIN_STEPS_TFOPS steps unroll; with
+    them (training has no loop; the probe's would not earn its tracing) none."""
+    shortest = fastlstm.min_unroll_steps()
+    assert shortest == (None if step == "seq" else fastlstm.UNROLL_MIN_STEPS_TFOPS)
+    steps = (shortest or 10**6) + offset
     model = build_model(RunConfig(cell="lstm", length=10, units=8, steps=steps).resolved())
     (layer,) = recurrent_layers(model)
-    assert fastlstm.layer_unrolls(layer, 10) == (offset == 0)
+    assert fastlstm.layer_unrolls(layer, 10) == (step == "tfops" and offset == 0)
 
 
 def test_fast_loop_runs_and_keras_cell_does_not():
@@ -150,12 +154,15 @@ def test_fast_loop_runs_and_keras_cell_does_not():
     assert any("lstm_cell" in name for name in _op_names(_keras_loop(_model(1, False))))
 
 
-def test_fused_step_runs_where_built(step):
-    """Guards which step runs: the fused op, or (unbuilt) TensorFlow's own ops."""
+def test_sequence_op_runs_where_built(step):
+    """Guards which loop runs: the sequence op (no per-step ops, no While), or
+    (unbuilt) TensorFlow's own ops."""
     fast = _model(1, False)
-    fastlstm.accelerate(fast, unroll=True)
+    fastlstm.accelerate(fast, unroll=False)
     ops = {n.op for n in _graph_nodes(fast)}
-    assert ("SeqvgLstmCell" in ops) == (step == "fused")
+    assert ("SeqvgLstmSeq" in ops) == (step == "seq")
+    assert ("While" in ops or "StatelessWhile" in ops) == (step == "tfops")
+    assert "SeqvgLstmCell" not in ops
     assert ("Sigmoid" in ops or "_FusedMatMul" in ops) == (step == "tfops")
 
 

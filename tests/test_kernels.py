@@ -1,11 +1,14 @@
-"""seqvg's fused LSTM cell op against the same maths in TensorFlow ops.
+"""seqvg's LSTM ops against the same maths in TensorFlow ops.
 
-Oracle: the cell written out with tf.sigmoid/tf.tanh (as Keras's LSTMCell
-computes it), differentiated by TensorFlow; the op and its registered
-gradient agree to 1e-5 relative, including a loss that reads the op's cache.
-Whole-loop agreement with Keras's LSTM is in test_fastlstm.py.
+Oracles: for the fused cell, the cell written out with tf.sigmoid/tf.tanh (as
+Keras's LSTMCell computes it), differentiated by TensorFlow; the op and its
+registered gradient agree to 1e-5 relative, including a loss that reads the
+op's cache. For the whole-sequence op, Keras's own LSTM loop, split over 1, 2
+and 4 threads. Agreement of seqvg's accelerated models with Keras's is in
+test_fastlstm.py.
 """
 
+import os
 import shutil
 
 import numpy as np
@@ -91,6 +94,69 @@ def test_bad_shapes_are_clear_errors(ops):
         kernels.lstm_cell(tf.zeros((3 * U, B)), tf.zeros((U, B)))
 
 
+SEQ_T, SEQ_D, SEQ_U = 7, 3, 8
+
+
+def _pool_threads() -> int:
+    """TensorFlow's intra-op pool size, which caps the op's threads."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
+@pytest.mark.parametrize("parts", [1, 2, 4, 3])
+@pytest.mark.parametrize("return_sequences,reads_sequence", [(False, False), (True, True), (True, False)])
+def test_sequence_op_matches_keras_lstm(ops, parts, return_sequences, reads_sequence):
+    """Outputs and every gradient (inputs, initial states, weights) against
+    Keras's loop, on as many threads as the op picks: the most, up to
+    ``parts`` and the pool's size, that divide u (3 of 8 units: 2)."""
+    import keras
+
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_D)).astype(np.float32))
+    h0, c0 = (tf.constant(rng.normal(size=(B, SEQ_U)).astype(np.float32)) for _ in range(2))
+    keras.utils.set_random_seed(3)
+    layer = keras.layers.LSTM(SEQ_U, return_sequences=return_sequences, return_state=True)
+    layer(x)
+    layer.cell.bias.assign(rng.normal(size=(4 * SEQ_U,)).astype(np.float32))
+    weights = [layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias]
+    w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
+
+    def run(forward):
+        @tf.function
+        def f():
+            with tf.GradientTape() as tape:
+                tape.watch([x, h0, c0])
+                y, h, c = forward()
+                loss = tf.reduce_sum(h * w_y[:, -1]) + tf.reduce_sum(tf.square(c))
+                if reads_sequence:
+                    loss += tf.reduce_sum(y * w_y)
+            return [y, h, c] + tape.gradient(loss, [x, h0, c0] + weights)
+
+        return [v.numpy() for v in f()]
+
+    def seq():
+        y, h, c = kernels.lstm_seq(x, h0, c0, *weights, return_sequences=return_sequences, max_parts=parts)
+        return (y if return_sequences else h), h, c
+
+    want = run(lambda: layer(x, initial_state=[h0, c0]))
+    got = run(seq)
+    for a, b in zip(want, got):
+        assert a.shape == b.shape
+        assert _rel(a, b) < 1e-5
+    used = max(p for p in (1, 2, 4) if p <= min(parts, _pool_threads()))
+    assert int(ops.seqvg_lstm_seq(x, h0, c0, *weights, max_parts=parts)[3]) == used
+
+
+def test_sequence_op_bad_shapes_are_clear_errors(ops):
+    x, h = tf.zeros((B, SEQ_T, SEQ_D)), tf.zeros((B, SEQ_U))
+    weights = [tf.zeros((SEQ_D, 4 * SEQ_U)), tf.zeros((SEQ_U, 4 * SEQ_U)), tf.zeros((4 * SEQ_U,))]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"kernel must be \(features, 4 \* units\)"):
+        kernels.lstm_seq(tf.zeros((B, SEQ_T, SEQ_D + 1)), h, h, *weights)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"h0 and c0 must be \(batch, units\)"):
+        kernels.lstm_seq(x, tf.zeros((B + 1, SEQ_U)), h, *weights)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=r"x must be \(batch, T, features\)|rank 3"):
+        kernels.lstm_seq(tf.zeros((B, SEQ_D)), h, h, *weights)
+
+
 @pytest.fixture
 def fresh_load(monkeypatch, tmp_path):
     """kernels._load re-run with this test's environment as if nothing were
@@ -111,7 +177,7 @@ def test_switched_off(monkeypatch, fresh_load):
 def test_failed_build_falls_back_and_leaves_nothing(monkeypatch, fresh_load, capsys):
     monkeypatch.setenv("CXX", "false")
     assert kernels.lstm_cell_ops() is None
-    assert "compiling its fused LSTM cell op" in capsys.readouterr().err  # the pause is explained
+    assert "compiling its LSTM ops" in capsys.readouterr().err  # the pause is explained
     assert "unavailable: compiling lstm_cell.cc failed" in kernels.kernel_status()
     assert list(fresh_load.iterdir()) == []  # no half-written library to load later
 

@@ -332,19 +332,24 @@ def _prober_ops(prober, x, y) -> set[str]:
     return {n.op for n in list(graph.node) + [n for f in graph.library.function for n in f.node_def]}
 
 
-def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not():
+@pytest.mark.parametrize("ops", [True, False], ids=["ops", "tfops"])
+def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not(ops, monkeypatch):
     """Guards the choice of path: a training run's Prober unrolls as its
-    model does (a default 5000-step run unrolls); a one-shot probe keeps the
-    while loop, whose graph builds in a second."""
+    model does (a default 5000-step run unrolls only without seqvg's ops);
+    a one-shot probe keeps the while loop, whose graph builds in a second."""
+    if not ops:
+        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
+    elif kernels.lstm_cell_ops() is None:
+        pytest.skip(kernels.kernel_status())
     cfg = RunConfig(cell="lstm", length=12, units=4).resolved()
-    assert cfg.steps >= fastlstm.min_unroll_steps()
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
 
     def has_while(prober):
         return bool(_prober_ops(prober, x, y) & {"While", "StatelessWhile"})
 
-    assert not has_while(Prober(model, task))
+    assert has_while(Prober(model, task)) == ops
+    assert not has_while(Prober(model, task, unroll=True))
     assert has_while(Prober(model, task, unroll=False))
     short = build_model(RunConfig(cell="lstm", length=12, units=4, steps=100).resolved())
     assert has_while(Prober(short, task))
@@ -359,5 +364,5 @@ def test_prober_runs_the_fused_cell_op():
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
 
+    assert "SeqvgLstmCell" in _prober_ops(Prober(model, task, unroll=True), x, y)
     assert "SeqvgLstmCell" in _prober_ops(Prober(model, task), x, y)
-    assert "SeqvgLstmCell" in _prober_ops(Prober(model, task, unroll=False), x, y)
