@@ -8,8 +8,9 @@ For every recurrent layer and timestep t this measures ||dL/dh_t|| (and
 whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs.
 
 Method (DESIGN.md, "The gradient probe"): the forward pass re-runs each
-recurrent layer's own cell (the trained weights, the exact ops the layer's
-loop runs on a CPU: Keras's, or ``seqvg.fastlstm``'s for an LSTM) in a
+recurrent layer's own cell (the trained weights and the layer's maths on a
+CPU: Keras's ops, or for an LSTM ``seqvg.fastlstm``'s per-step loop, whose
+training runs as one sequence op that could not tap its states) in a
 ``tf.while_loop``, and after every step passes each state through a *tap*:
 the identity in the forward pass, whose gradient hands the incoming dL/dh_t
 on unchanged and adds its squared norm to a (T, states) accumulator.
