@@ -121,6 +121,15 @@ def _load():
     return _registered[0]
 
 
+def _empty_if_zero(tf, grad, dtype):
+    """``grad``, or an empty tensor where it is None or a constant zero the
+    tape filled in: the kernels then skip it."""
+    static = None if grad is None else tf.get_static_value(grad)
+    if grad is None or (static is not None and not static.any()):
+        return tf.zeros([0], dtype)
+    return grad
+
+
 def _register_gradient(tf, module) -> None:
     @tf.RegisterGradient("SeqvgLstmCell")
     def _cell_grad(op, dh, dc, dact):
@@ -128,10 +137,8 @@ def _register_gradient(tf, module) -> None:
         dh = tf.zeros_like(c_prev) if dh is None else dh
         dc = tf.zeros_like(c_prev) if dc is None else dc
         # The tape hands a zero gradient for the cache `act` (only this
-        # function reads it); an empty dact tells the kernel to skip it.
-        static = None if dact is None else tf.get_static_value(dact)
-        if dact is None or (static is not None and not static.any()):
-            dact = tf.zeros([0], c_prev.dtype)
+        # function reads it).
+        dact = _empty_if_zero(tf, dact, c_prev.dtype)
         with_eps = eps.shape.num_elements() != 0
         dz, dc_prev, d_eps = module.seqvg_lstm_cell_grad(op.outputs[2], c_prev, dh, dc, dact, with_eps=with_eps)
         return dz, dc_prev, d_eps
@@ -142,10 +149,8 @@ def _register_gradient(tf, module) -> None:
         dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
         dc_last = tf.zeros_like(h0) if dc_last is None else dc_last
         # Nothing reads the sequence (no return_sequences, or a zero the tape
-        # filled in): an empty dh_seq tells the kernel to skip it.
-        static = None if dh_seq is None else tf.get_static_value(dh_seq)
-        if dh_seq is None or (static is not None and not static.any()):
-            dh_seq = tf.zeros([0], h0.dtype)
+        # filled in).
+        dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
         return module.seqvg_lstm_seq_grad(*op.outputs[3:], dh_seq, dh_last, dc_last)
 
 

@@ -250,6 +250,15 @@ struct Dims {
   int64_t gp() const { return 4 * U / P; }
 };
 
+// Spins until done() holds, yielding the core after a while (an
+// oversubscribed machine).
+template <typename Done>
+inline void SpinUntil(Done done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins > 2000) std::this_thread::yield(); else SEQVG_PAUSE();
+  }
+}
+
 // A spin barrier for P threads that each have a core; yields if it waits long
 // (an oversubscribed machine).
 class Barrier {
@@ -262,9 +271,7 @@ class Barrier {
       gen_.fetch_add(1, std::memory_order_acq_rel);
       return;
     }
-    for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
-      if (spins > 2000) std::this_thread::yield(); else SEQVG_PAUSE();
-    }
+    SpinUntil([&] { return gen_.load(std::memory_order_acquire) != gen; });
   }
  private:
   const int n_;
@@ -295,9 +302,7 @@ inline void Parallel(int P, const Scheduler& schedule, const std::function<void(
       running.fetch_sub(1, std::memory_order_acq_rel);
     });
   f(0);
-  for (int spins = 0; running.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins > 2000) std::this_thread::yield(); else SEQVG_PAUSE();
-  }
+  SpinUntil([&] { return running.load(std::memory_order_acquire) == 0; });
 }
 
 // Keras's gate column of row r of the part-major W: part p holds gates
@@ -381,7 +386,7 @@ inline void Backward(const Dims& d, const Scheduler& schedule, const float* w, c
   Mat dz_buf(2 * 4 * U, B);                         // dz_t, double-buffered across steps
   Barrier barrier(P);
   Parallel(P, schedule, [&](int p) {
-    Mat dh(up, B), dc(up, B), dwp = Mat::Zero(gp, K);
+    Mat dh(up, B), dc(up, B), dwp = Mat::Zero(gp, K), dxt(N, B);
     for (int64_t k = 0; k < up; ++k)
       for (int64_t b = 0; b < B; ++b) {
         dh(k, b) = dh_last[b * U + p * up + k];
@@ -406,7 +411,7 @@ inline void Backward(const Dims& d, const Scheduler& schedule, const float* w, c
       dh.noalias() = wt.middleRows(p * up, up) * dzt;
       dwp.noalias() += CMMap(dz, gp, B) * CMMap(s + t * K * B, K, B).transpose();
       if (p == P - 1) {
-        Mat dxt = wt.middleRows(U, N) * dzt;  // (N, B)
+        dxt.noalias() = wt.middleRows(U, N) * dzt;
         for (int64_t k = 0; k < N; ++k)
           for (int64_t b = 0; b < B; ++b) dx[(b * T + t) * N + k] = dxt(k, b);
       }
@@ -423,8 +428,6 @@ inline void Backward(const Dims& d, const Scheduler& schedule, const float* w, c
 }  // namespace seqlstm
 
 namespace {
-
-using tensorflow::int64;
 
 // Parts: the most threads that divide u evenly, at most max_parts (when > 0)
 // and at most TensorFlow's intra-op pool size: the caller runs part 0 and
