@@ -274,6 +274,20 @@ def layer_unrolls(layer, steps: int) -> bool:
     return getattr(layer, "seqvg_unroll", False) and unrolls(steps)
 
 
+def _lstm_layers(model):
+    """Every LSTM layer of ``model``, wrapped ones (seqvg's Residual holds its
+    recurrent layer in ``.layer``) included."""
+    for outer in model.layers:
+        for layer in (outer, getattr(outer, "layer", None)):
+            if layer is not None:
+                yield layer
+
+
+def any_eligible(model) -> bool:
+    """Whether ``model`` has a layer that ``accelerate`` would give seqvg's loop."""
+    return any(eligible(layer) for layer in _lstm_layers(model))
+
+
 def accelerate(model, unroll: bool = False) -> int:
     """Gives every eligible LSTM layer of ``model`` the transposed CPU loop.
 
@@ -289,13 +303,11 @@ def accelerate(model, unroll: bool = False) -> int:
         How many layers were accelerated.
     """
     n = 0
-    for outer in model.layers:
-        # A wrapper (seqvg's Residual) holds its recurrent layer in .layer.
-        for layer in (outer, getattr(outer, "layer", None)):
-            if layer is not None and eligible(layer):
-                layer.inner_loop = types.MethodType(_inner_loop, layer)
-                layer.seqvg_unroll = unroll
-                n += 1
+    for layer in _lstm_layers(model):
+        if eligible(layer):
+            layer.inner_loop = types.MethodType(_inner_loop, layer)
+            layer.seqvg_unroll = unroll
+            n += 1
     return n
 
 
@@ -309,14 +321,13 @@ def lstm_path(model) -> str | None:
     import tensorflow as tf
 
     paths = set()
-    for outer in model.layers:
-        for layer in (outer, getattr(outer, "layer", None)):
-            if not isinstance(layer, keras.layers.LSTM):
-                continue
-            if "inner_loop" not in vars(layer) or tf.config.list_logical_devices("GPU"):
-                paths.add("keras")
-            elif fused("float32"):
-                paths.add("seqvg-op")
-            else:
-                paths.add("tf-ops-unrolled" if getattr(layer, "seqvg_unroll", False) else "tf-ops")
+    for layer in _lstm_layers(model):
+        if not isinstance(layer, keras.layers.LSTM):
+            continue
+        if "inner_loop" not in vars(layer) or tf.config.list_logical_devices("GPU"):
+            paths.add("keras")
+        elif fused("float32"):
+            paths.add("seqvg-op")
+        else:
+            paths.add("tf-ops-unrolled" if getattr(layer, "seqvg_unroll", False) else "tf-ops")
     return ", ".join(sorted(paths)) if paths else None

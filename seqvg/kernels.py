@@ -1,16 +1,25 @@
 """seqvg's LSTM ops: compiled once per machine, loaded into TensorFlow.
 
-    python -m seqvg.kernels          # build (or find) them and say which
+    python -m seqvg.kernels             # build (or find) them and say which
+    python -m seqvg.kernels --rebuild   # forget a remembered failure, build again
 
 Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
-TensorFlow's per-op cost. ``csrc/lstm_cell.cc`` holds seqvg's own: the whole
+TensorFlow's per-op cost. ``csrc/lstm_ops.cc`` holds seqvg's own: the whole
 sequence as one op forward and one backward (``lstm_seq``, seqvg's training
-loop), and one step's elementwise maths (``lstm_cell``, the gradient probe's
-loop, which must tap every state). They are compiled with the C++ compiler
-and TensorFlow's own headers (``tf.sysconfig``) into a per-machine cache
-(``$SEQVG_CACHE_DIR``, else ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``),
-keyed by the source, TensorFlow's version and the CPU, and written
-atomically, so concurrent first runs cannot load a half-written library.
+loop), one step's elementwise maths (``lstm_cell``, the gradient probe's
+loop, which must tap every state) and the probe's squared norms. They are
+compiled with the C++ compiler and TensorFlow's own headers
+(``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
+``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
+TensorFlow's and Python's versions, the CPU and the compiler.
+
+The build happens at most once per machine and key, and only when a model
+with an LSTM is about to run: a lock makes concurrent first runs (a study's
+workers) wait for one compile instead of each running their own; the
+library is written atomically; a failed build leaves a ``.failed`` note with
+its reason, so later processes fall back at once instead of retrying (a new
+key, e.g. another compiler, or ``--rebuild`` tries again); a cached library
+that does not load is rebuilt once.
 
 Where they cannot be built (no compiler, other headers), or with
 ``SEQVG_KERNELS=0``, seqvg runs the same maths as plain TensorFlow ops,
@@ -19,6 +28,7 @@ slower; ``kernel_status()`` says which and why.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
@@ -29,7 +39,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-SOURCE = Path(__file__).parent / "csrc" / "lstm_cell.cc"
+SOURCE = Path(__file__).parent / "csrc" / "lstm_ops.cc"
 #: Set to 0 to run the plain-TensorFlow LSTM step instead of the op.
 ENV_SWITCH = "SEQVG_KERNELS"
 # Most specific first. -march=native: Eigen's AVX-512 logistic/tanh take the
@@ -55,28 +65,56 @@ def _cpu_key() -> str:
         return f"{platform.machine()} {platform.processor()}"
 
 
+def compiler() -> str | None:
+    """The C++ compiler seqvg builds with: ``$CXX``, else g++, c++ or clang++ on PATH."""
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+
+def _compiler_key(cxx: str | None) -> str:
+    """The compiler and its version line (part of the cache key)."""
+    if cxx is None:
+        return "no compiler"
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return f"{cxx} {(out.splitlines() or [''])[0]}"
+
+
 def _library_path(tf) -> Path:
-    key = hashlib.sha256(
-        b"\0".join(s.encode() for s in (SOURCE.read_text(), tf.__version__, sys.version, _cpu_key()))
-    ).hexdigest()[:16]
-    return cache_dir() / f"lstm_cell-{key}.so"
+    parts = (SOURCE.read_text(), tf.__version__, sys.version, _cpu_key(), _compiler_key(compiler()))
+    key = hashlib.sha256(b"\0".join(s.encode() for s in parts)).hexdigest()[:16]
+    return cache_dir() / f"lstm_ops-{key}.so"
 
 
-def build(tf, target: Path) -> None:
+def build(tf, target: Path, warnings: bool = False) -> str:
     """Compiles ``SOURCE`` into ``target`` (atomically), trying ``_ARCH_FLAGS`` in turn.
+
+    Args:
+        tf: the tensorflow module (its headers and flags).
+        target: the library to write.
+        warnings: compile with ``-Wall -Wextra`` on seqvg's source (TensorFlow's
+            headers stay quiet, as system headers), as the tests do.
+
+    Returns:
+        The compiler's diagnostics (empty without ``warnings``).
 
     Raises:
         RuntimeError: no compiler, or every attempt failed (the last error).
     """
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
     target.parent.mkdir(parents=True, exist_ok=True)
+    # TensorFlow's headers warn by the hundred; as -isystem they stay quiet
+    # and seqvg's own source can be held to -Wall -Wextra.
+    flags = [f"-isystem{f[2:]}" if f.startswith("-I") else f for f in tf.sysconfig.get_compile_flags()]
+    diagnostics = ["-Wall", "-Wextra"] if warnings else ["-w"]
     error = ""
     for arch in _ARCH_FLAGS:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
-        cmd = [cxx, "-shared", "-fPIC", "-O3", "-DNDEBUG", "-w", *arch, *tf.sysconfig.get_compile_flags(),
+        cmd = [cxx, "-shared", "-fPIC", "-O3", "-DNDEBUG", *diagnostics, *arch, *flags,
                str(SOURCE), "-o", tmp, *tf.sysconfig.get_link_flags()]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -84,7 +122,7 @@ def build(tf, target: Path) -> None:
             proc, error = None, str(exc)
         if proc is not None and proc.returncode == 0:
             os.replace(tmp, target)
-            return
+            return proc.stderr
         os.unlink(tmp)
         if proc is not None:
             lines = (proc.stderr or proc.stdout).strip().splitlines() or ["(no output)"]
@@ -96,8 +134,74 @@ def build(tf, target: Path) -> None:
 _registered: list = []
 
 
+class _Lock:
+    """An exclusive lock on a file of the cache, held while building."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a")
+
+    def __enter__(self):
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
+def _failure_note(path: Path) -> Path:
+    return path.with_suffix(".failed")
+
+
+def _obtain(tf, path: Path, rebuild: bool = False) -> Path:
+    """The built library at ``path``, compiling it first if no one has.
+
+    Raises:
+        RuntimeError: the build failed, now or (remembered) in an earlier process.
+    """
+    note = _failure_note(path)
+    if path.exists() and not rebuild:
+        return path
+    with _Lock(path.with_suffix(".lock")):
+        if rebuild:
+            # Only files seqvg wrote under this key.
+            path.unlink(missing_ok=True)
+            note.unlink(missing_ok=True)
+        if path.exists():  # another process built it while this one waited
+            return path
+        if note.exists():
+            raise RuntimeError(
+                f"{note.read_text().strip()} (remembered from an earlier attempt; "
+                "`python -m seqvg.kernels --rebuild` tries again)"
+            )
+        # A first run pauses here; say why (once per machine).
+        print(f"seqvg: compiling its LSTM ops into {path.parent} (once, ~30 s)", file=sys.stderr)
+        try:
+            build(tf, path)
+        except RuntimeError as exc:
+            from seqvg.rundir import atomic_write_bytes
+
+            atomic_write_bytes(note, f"{exc}\n".encode())  # the lock is held
+            raise
+    return path
+
+
+def _remember_failure(path: Path, reason: str) -> None:
+    """Replaces the library at ``path`` (seqvg's own) by a note of why it failed."""
+    from seqvg.rundir import atomic_write_bytes
+
+    with _Lock(path.with_suffix(".lock")):
+        atomic_write_bytes(_failure_note(path), f"{reason}\n".encode())
+        path.unlink(missing_ok=True)
+
+
+def _open(tf, path: Path):
+    return tf.load_op_library(str(path))
+
+
 @functools.cache
-def _load():
+def _load(rebuild: bool = False):
     """(module or None, message); built on first use, then cached for the process."""
     if os.environ.get(ENV_SWITCH, "1").strip() == "0":
         return None, f"disabled ({ENV_SWITCH}=0)"
@@ -108,12 +212,19 @@ def _load():
         # TensorFlow refuse to run it.
         return _registered[0]
     try:
-        path = _library_path(tf)
-        if not path.exists():
-            # A first run pauses here; say why (once per machine).
-            print(f"seqvg: compiling its LSTM ops into {path.parent} (once, ~30 s)", file=sys.stderr)
-            build(tf, path)
-        module = tf.load_op_library(str(path))
+        path = _obtain(tf, _library_path(tf), rebuild)
+        try:
+            module = _open(tf, path)
+        except (OSError, tf.errors.NotFoundError) as exc:
+            # A cached library that does not load (truncated, damaged): build
+            # it again, once; if that does not load either, say so.
+            print(f"seqvg: the cached LSTM ops did not load ({exc}); rebuilding them", file=sys.stderr)
+            path = _obtain(tf, path, rebuild=True)
+            try:
+                module = _open(tf, path)
+            except (OSError, tf.errors.NotFoundError) as again:
+                _remember_failure(path, f"the rebuilt library does not load either: {again}")
+                raise RuntimeError(f"the rebuilt library does not load either: {again}") from None
     except (RuntimeError, OSError, tf.errors.NotFoundError) as exc:
         return None, f"unavailable: {exc}"
     _register_gradient(tf, module)
@@ -165,7 +276,7 @@ def kernel_status() -> str:
 
 
 def lstm_cell(z, c_prev, eps=None):
-    """One LSTM step's elementwise maths, transposed (see ``csrc/lstm_cell.cc``).
+    """One LSTM step's elementwise maths, transposed (see ``csrc/lstm_ops.cc``).
 
     Args:
         z: (4u, batch) float32 pre-activations, row blocks [i, f, g, o].
@@ -185,7 +296,7 @@ def lstm_cell(z, c_prev, eps=None):
 
 
 def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0):
-    """An LSTM over a whole sequence, forward and backward one op each (see ``csrc/lstm_cell.cc``).
+    """An LSTM over a whole sequence, forward and backward one op each (see ``csrc/lstm_ops.cc``).
 
     Args:
         x: (batch, T, d) float32 inputs.
@@ -208,5 +319,18 @@ def squared_norms(tensors: list):
     return lstm_cell_ops().seqvg_squared_norms(tensors)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m seqvg.kernels [--rebuild]``: build or find the ops, say which."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m seqvg.kernels", description=main.__doc__)
+    parser.add_argument("--rebuild", action="store_true",
+                        help="forget a remembered failure or a cached library and compile again")
+    args = parser.parse_args(argv)
+    module, message = _load(rebuild=args.rebuild)
+    print(f"seqvg's LSTM ops: {message}")
+    return 0 if module is not None else 1
+
+
 if __name__ == "__main__":
-    print(kernel_status())
+    sys.exit(main())

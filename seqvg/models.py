@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqvg.config import RunConfig
-from seqvg.fastlstm import accelerate, min_unroll_steps
+from seqvg.fastlstm import accelerate, any_eligible, min_unroll_steps
 from seqvg.tasks import STREAM_INIT, get_task, stream
 
 
@@ -212,9 +212,11 @@ def build_model(cfg: RunConfig):
     )(h)
     model = keras.Model(inputs, outputs, name=f"{cfg.task}_{cfg.cell}")
     _set_gate_biases(cfg, model)
-    # Unrolled LSTM loops build slower and run faster: only long runs gain.
-    shortest = min_unroll_steps()
-    accelerate(model, unroll=shortest is not None and cfg.steps >= shortest)
+    if any_eligible(model):
+        # Only now, with an LSTM to run, may seqvg's ops be compiled. Unrolled
+        # loops build slower and run faster: only long runs gain.
+        shortest = min_unroll_steps()
+        accelerate(model, unroll=shortest is not None and cfg.steps >= shortest)
     return model
 
 

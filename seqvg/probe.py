@@ -7,7 +7,7 @@ For every recurrent layer and timestep t this measures ||dL/dh_t|| (and
 ||dL/dc_t|| for LSTM, the total derivative including c_t -> h_t), the gradient of the batch-mean loss with respect to the
 whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs.
 
-Method (DESIGN.md, "The gradient probe"): the forward pass re-runs each
+Method (docs/design.md, "The gradient probe"): the forward pass re-runs each
 recurrent layer's own cell (the trained weights and the layer's maths on a
 CPU: Keras's ops, or for an LSTM ``seqvg.fastlstm``'s per-step loop, whose
 training runs as one sequence op that could not tap its states) in a
@@ -16,7 +16,7 @@ the identity in the forward pass, whose gradient hands the incoming dL/dh_t
 on unchanged and adds its squared norm to a (T, states) accumulator.
 ``tape.gradient(loss, accumulator)`` then holds ||dL/dh_t||^2
 through the recurrence for all t, from one backward pass. This is the zero
-perturbation eps_t of DESIGN.md with the norm taken where dL/d(eps_t) is
+perturbation eps_t of docs/design.md with the norm taken where dL/d(eps_t) is
 formed, so the backward loop emits T scalars instead of T (batch x units)
 tensors. The gradient with respect to the layer's returned sequence is a
 different quantity (off the recurrent path: it is non-zero only where the
@@ -150,7 +150,7 @@ def _fast_kind(cell) -> str | None:
     return None
 
 
-def _tap(acc, t, col: int, state):
+def _tap(acc, t, col: int, state, norms_op: bool):
     """Identity on ``state`` whose gradient adds ||dL/d state||^2 to acc[t, col].
 
     The incoming gradient passes through unchanged, so the tap measures the
@@ -163,7 +163,7 @@ def _tap(acc, t, col: int, state):
     @tf.custom_gradient
     def tap(acc, t, state):
         def grad(d_acc, d_state):
-            square = _squared_norms([d_state])[0]
+            square = _squared_norms([d_state], norms_op)[0]
             index = tf.reshape(tf.stack([t, col]), [1, 2])
             return tf.tensor_scatter_nd_add(d_acc, index, square[None]), None, d_state
 
@@ -172,18 +172,19 @@ def _tap(acc, t, col: int, state):
     return tap(acc, t, state)
 
 
-def _squared_norms(grads: list):
+def _squared_norms(grads: list, norms_op: bool):
     """(T,) float64 squared norms of T (batch, n) gradient tensors.
 
     Squared in float64: a float32 gradient of 1e-25 squares to 0 in float32
-    and would be reported as underflow though it is not.
+    and would be reported as underflow though it is not. With ``norms_op``,
+    seqvg's op sums them in one pass, with no (T, ...) float64 copy.
     """
     import tensorflow as tf
 
-    from seqvg import fastlstm, kernels
+    from seqvg import kernels
 
-    if fastlstm.fused(grads[0].dtype):  # seqvg's ops run here
-        return kernels.squared_norms(grads)  # one pass, no (T, ...) float64 copy
+    if norms_op:
+        return kernels.squared_norms(grads)
     return tf.reduce_sum(tf.square(tf.cast(tf.stack(grads), tf.float64)), axis=[1, 2])
 
 
@@ -246,6 +247,8 @@ class Prober:
     def __init__(self, model, task: Task, unroll: bool | None = None):
         import tensorflow as tf
 
+        from seqvg import fastlstm
+
         self.model = model
         self.task = task
         self.unroll = unroll
@@ -257,6 +260,10 @@ class Prober:
         if not self.rnns:
             raise ValueError("probe: the model has no recurrent layer")
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
+        # seqvg's norms op where its LSTM ops run, and only for models with an
+        # LSTM: a vanilla or GRU probe must neither compile the ops nor give
+        # other numbers on a machine that happens to have them built.
+        self.norms_op = any(fastlstm.eligible(layer) for layer in self.rnns) and fastlstm.fused("float32")
         self._fn = tf.function(self._measure)
 
     def _run_rnn(self, layer, h, acc, tape, direct: list, tap_input: bool = False):
@@ -294,7 +301,7 @@ class Prober:
             box = [acc]  # the taps thread the accumulator through the step
 
             def tap(k, state):
-                box[0], state = _tap(box[0], t, k, state)
+                box[0], state = _tap(box[0], t, k, state, self.norms_op)
                 return state
 
             if tap_input:
@@ -341,7 +348,7 @@ class Prober:
             unroll = self.unroll and fastlstm.unrolls(steps)
         # With the fused cell op, c_t is computed inside it, so a tap on the c_t
         # it returns would see only the carried gradient; c is tapped as a
-        # zero perturbation eps_t the op adds to c_t (DESIGN.md), whose
+        # zero perturbation eps_t the op adds to c_t (docs/design.md), whose
         # gradient is the total dL/dc_t.
         fuse = fastlstm.fused(h.dtype)
         x_at, ones, weights, zero = fastlstm.loop_inputs(
@@ -349,7 +356,9 @@ class Prober:
         )
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)
-        tap = _tap
+        def tap(acc, t, col, state):
+            return _tap(acc, t, col, state, self.norms_op)
+
         if unroll:
             columns = [[] for _ in range(3 if tap_input else 2)]
             direct.extend(columns)
@@ -420,7 +429,7 @@ class Prober:
         squares = grads if tap_x else grads[1:]
         # A layer with direct taps: its (T, columns) squares from their gradients.
         squares = [
-            tf.stack([_squared_norms([next(tapped) for _ in column]) for column in columns], axis=1)
+            tf.stack([_squared_norms([next(tapped) for _ in column], self.norms_op) for column in columns], axis=1)
             if columns else sq
             for sq, columns in zip(squares, direct)
         ]

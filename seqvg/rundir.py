@@ -3,7 +3,7 @@
     runs/<name>/config.json  metrics.csv  probes.npz  summary.json
                 model.keras  checkpoints/state.npz
 
-File names and keys are the public format of DESIGN.md. Every file is written
+File names and keys are the public format of docs/design.md. Every file is written
 atomically (temp file in the same directory, fsync, rename), so a reader sees
 either the old or the new complete file, never half of one, whenever the
 writer is killed.

@@ -1,6 +1,6 @@
 """Long-range synthetic tasks: the adding problem and copy memory.
 
-Definitions follow DESIGN.md exactly so results compare with the literature
+Definitions follow docs/design.md exactly so results compare with the literature
 (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016; Bai et al. 2018)::
 
     seqvg generate adding --length 100 -n 64 --seed 0 -o batch.npz

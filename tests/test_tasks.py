@@ -1,4 +1,4 @@
-"""Generators follow DESIGN.md exactly; baselines match their formulas."""
+"""Generators follow docs/design.md exactly; baselines match their formulas."""
 
 import math
 

@@ -62,6 +62,49 @@ absl::Status Rows(InferenceContext* ctx, ShapeHandle state, int rows, ShapeHandl
 
 }  // namespace
 
+// ---- The cell's maths, written once for the step op and the sequence op ----
+namespace lstmcell {
+
+using Arr = Eigen::Map<Eigen::ArrayXf>;
+using CArr = Eigen::Map<const Eigen::ArrayXf>;
+
+// One step over n = units * batch elements. z: rows [i, f, g, o] of n each;
+// eps: null, or the perturbation added to c_t. Writes act [i, f, g, o,
+// tanh(c)] (5 rows of n), c and h.
+inline void Forward(int64_t n, const float* z, const float* c_prev, const float* eps, float* act, float* c,
+                    float* h) {
+  Arr i(act, n), f(act + n, n), g(act + 2 * n, n), o(act + 3 * n, n), tc(act + 4 * n, n);
+  i = CArr(z, n).logistic();
+  f = CArr(z + n, n).logistic();
+  g = CArr(z + 2 * n, n).tanh();
+  o = CArr(z + 3 * n, n).logistic();
+  Arr cn(c, n);
+  cn = f * CArr(c_prev, n) + i * g;
+  if (eps != nullptr) cn += CArr(eps, n);
+  tc = cn.tanh();
+  Arr(h, n) = o * tc;
+}
+
+// Its backward, where nothing but the gradient reads act. dc holds the
+// gradient carried into c_t on entry and dL/dc_{t-1} on return; dz gets the
+// 4 rows of dL/dz; d_eps (or null) the total dL/dc_t (carried, and through
+// h = o * tanh(c)).
+inline void Backward(int64_t n, const float* act, const float* c_prev, const float* dh, float* dc, float* dz,
+                     float* d_eps) {
+  CArr i(act, n), f(act + n, n), g(act + 2 * n, n), o(act + 3 * n, n), tc(act + 4 * n, n);
+  CArr dhv(dh, n);
+  Arr dcv(dc, n);
+  dcv += dhv * o * (1.f - tc * tc);  // the total dL/dc_t
+  Arr(dz, n) = dcv * g * i * (1.f - i);
+  Arr(dz + n, n) = dcv * CArr(c_prev, n) * f * (1.f - f);
+  Arr(dz + 2 * n, n) = dcv * i * (1.f - g * g);
+  Arr(dz + 3 * n, n) = dhv * tc * o * (1.f - o);
+  if (d_eps != nullptr) Arr(d_eps, n) = dcv;
+  dcv *= f;
+}
+
+}  // namespace lstmcell
+
 REGISTER_OP("SeqvgLstmCell")
     .Input("z: float")
     .Input("c_prev: float")
@@ -122,18 +165,9 @@ class SeqvgLstmCellOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, cp.shape(), &h));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, cp.shape(), &c));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({5 * u, b}), &act));
-    const float* zp = z.flat<float>().data();
-    float* ap = act->flat<float>().data();
-    Arr i(ap, n), f(ap + n, n), g(ap + 2 * n, n), o(ap + 3 * n, n), tc(ap + 4 * n, n);
-    i = CArr(zp, n).logistic();
-    f = CArr(zp + n, n).logistic();
-    g = CArr(zp + 2 * n, n).tanh();
-    o = CArr(zp + 3 * n, n).logistic();
-    Arr cn(c->flat<float>().data(), n);
-    cn = f * CArr(cp.flat<float>().data(), n) + i * g;
-    if (eps.NumElements() != 0) cn += CArr(eps.flat<float>().data(), n);
-    tc = cn.tanh();
-    Arr(h->flat<float>().data(), n) = o * tc;
+    lstmcell::Forward(n, z.flat<float>().data(), cp.flat<float>().data(),
+                      eps.NumElements() != 0 ? eps.flat<float>().data() : nullptr, act->flat<float>().data(),
+                      c->flat<float>().data(), h->flat<float>().data());
   }
 };
 
@@ -159,30 +193,30 @@ class SeqvgLstmCellGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({4 * u, b}), &dz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, cp.shape(), &dcp));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, with_eps_ ? cp.shape() : TensorShape({0}), &deps));
-    const float* ap = act.flat<float>().data();
-    CArr i(ap, n), f(ap + n, n), g(ap + 2 * n, n), o(ap + 3 * n, n), tc(ap + 4 * n, n);
-    CArr dhv(dh.flat<float>().data(), n), cpv(cp.flat<float>().data(), n);
     float* dzp = dz->flat<float>().data();
-    Arr dzi(dzp, n), dzf(dzp + n, n), dzg(dzp + 2 * n, n), dzo(dzp + 3 * n, n);
-    // The full dL/dc_t (carried, plus through h = o * tanh(c)) is staged in
-    // dc_prev's buffer and scaled by f last.
+    float* d_eps = with_eps_ ? deps->flat<float>().data() : nullptr;
+    // dL/dc_t is staged in dc_prev's buffer and scaled by f last.
     Arr dcc(dcp->flat<float>().data(), n);
-    dcc = CArr(dc.flat<float>().data(), n) + dhv * o * (1.0f - tc * tc);
+    dcc = CArr(dc.flat<float>().data(), n);
     if (dact.NumElements() == 0) {
-      dzi = dcc * g * i * (1.0f - i);
-      dzf = dcc * cpv * f * (1.0f - f);
-      dzg = dcc * i * (1.0f - g * g);
-      dzo = dhv * tc * o * (1.0f - o);
+      lstmcell::Backward(n, act.flat<float>().data(), cp.flat<float>().data(), dh.flat<float>().data(), dcc.data(),
+                         dzp, d_eps);
     } else {
+      // A loss that reads the cache itself (tests do): its gradient joins in.
+      const float* ap = act.flat<float>().data();
+      CArr i(ap, n), f(ap + n, n), g(ap + 2 * n, n), o(ap + 3 * n, n), tc(ap + 4 * n, n);
+      CArr dhv(dh.flat<float>().data(), n), cpv(cp.flat<float>().data(), n);
+      Arr dzi(dzp, n), dzf(dzp + n, n), dzg(dzp + 2 * n, n), dzo(dzp + 3 * n, n);
       const float* dp = dact.flat<float>().data();
+      dcc += dhv * o * (1.0f - tc * tc);
       dcc += CArr(dp + 4 * n, n) * (1.0f - tc * tc);
       dzi = (dcc * g + CArr(dp, n)) * i * (1.0f - i);
       dzf = (dcc * cpv + CArr(dp + n, n)) * f * (1.0f - f);
       dzg = (dcc * i + CArr(dp + 2 * n, n)) * (1.0f - g * g);
       dzo = (dhv * tc + CArr(dp + 3 * n, n)) * o * (1.0f - o);
+      if (with_eps_) Arr(d_eps, n) = dcc;
+      dcc *= f;
     }
-    if (with_eps_) Arr(deps->flat<float>().data(), n) = dcc;
-    dcc *= f;
   }
 
  private:
@@ -250,8 +284,6 @@ namespace seqlstm {
 using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MMap = Eigen::Map<Mat>;
 using CMMap = Eigen::Map<const Mat>;
-using AMap = Eigen::Map<Eigen::ArrayXf>;
-using CAMap = Eigen::Map<const Eigen::ArrayXf>;
 
 // Sizes. Each of the V blocks holds U/V units: their rows of the gates, of
 // the states and of the caches. Each of the P threads owns V/P consecutive
@@ -383,17 +415,9 @@ inline void Forward(const Dims& d, const Scheduler& schedule, const float* x, co
     for (int64_t t = 0; t < T; ++t) {
       z.noalias() = wp * CMMap(s + t * K * B, K, B);
       for (int64_t v = v0; v < v0 + nb; ++v) {
-        const float* zp = z.data() + (v - v0) * gp * B;
-        float* a = act + (t * 5 * U + v * 5 * up) * B;
-        AMap i(a, n), f(a + n, n), g(a + 2 * n, n), o(a + 3 * n, n), tc(a + 4 * n, n);
-        i = CAMap(zp, n).logistic();
-        f = CAMap(zp + n, n).logistic();
-        g = CAMap(zp + 2 * n, n).tanh();
-        o = CAMap(zp + 3 * n, n).logistic();
-        AMap cn(c + ((t + 1) * U + v * up) * B, n);
-        cn = f * CAMap(c + (t * U + v * up) * B, n) + i * g;
-        tc = cn.tanh();
-        AMap(s + ((t + 1) * K + v * up) * B, n) = o * tc;
+        lstmcell::Forward(n, z.data() + (v - v0) * gp * B, c + (t * U + v * up) * B, nullptr,
+                          act + (t * 5 * U + v * 5 * up) * B, c + ((t + 1) * U + v * up) * B,
+                          s + ((t + 1) * K + v * up) * B);
       }
       barrier.Wait();  // h_{t+1} whole before anyone's next matmul
     }
@@ -427,18 +451,9 @@ inline void Backward(const Dims& d, const Scheduler& schedule, const float* w, c
         for (int64_t k = 0; k < nb * up; ++k)
           for (int64_t b = 0; b < B; ++b) dh(k, b) += dh_seq[(b * T + t) * U + u0 + k];
       float* dz = dz_buf.data() + ((t % 2) * 4 * U + g0) * B;
-      for (int64_t j = 0; j < nb; ++j) {
-        const float* a = act + (t * 5 * U + (v0 + j) * 5 * up) * B;
-        CAMap i(a, n), f(a + n, n), g(a + 2 * n, n), o(a + 3 * n, n), tc(a + 4 * n, n);
-        AMap dhv(dh.data() + j * n, n), dcv(dc.data() + j * n, n);
-        float* dzj = dz + j * gp * B;
-        dcv += dhv * o * (1.f - tc * tc);  // the total dL/dc_t
-        AMap(dzj, n) = dcv * g * i * (1.f - i);
-        AMap(dzj + n, n) = dcv * CAMap(c + (t * U + u0 + j * up) * B, n) * f * (1.f - f);
-        AMap(dzj + 2 * n, n) = dcv * i * (1.f - g * g);
-        AMap(dzj + 3 * n, n) = dhv * tc * o * (1.f - o);
-        dcv *= f;
-      }
+      for (int64_t j = 0; j < nb; ++j)
+        lstmcell::Backward(n, act + (t * 5 * U + (v0 + j) * 5 * up) * B, c + (t * U + u0 + j * up) * B,
+                           dh.data() + j * n, dc.data() + j * n, dz + j * gp * B, nullptr);
       barrier.Wait();  // dz_t whole before anyone's matmul
       CMMap dzt(dz_buf.data() + (t % 2) * 4 * U * B, 4 * U, B);
       dh.noalias() = wt.middleRows(u0, nb * up) * dzt;
