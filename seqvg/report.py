@@ -532,6 +532,7 @@ def _layer_columns(r: Run) -> dict[str, str]:
 def _study_page(fig, runs: list[Run]) -> None:
     """Outcome and decay rate against the varied option(s), every seed a point."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
 
     v = view(runs)
     task = get_task(v.runs[0].cfg["task"])
@@ -615,7 +616,7 @@ def _study_page(fig, runs: list[Run]) -> None:
             if logx:
                 ax.set_xscale("log")
             ax.set_xticks(xvalues, [f"{x:g}" for x in xvalues])
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(NullLocator())  # y keeps its minor labels
             ax.set_xlabel(xlabel)
         else:
             ax.set_xticks(range(len(xvalues)), xvalues, rotation=30 if len(xvalues) > 4 else 0,
