@@ -298,7 +298,7 @@ def _solved_point(r: Run, col: str) -> tuple[int, float] | None:
 
 def _bottom_legend(fig, handles: list, labels: list, note: str = "") -> None:
     """The page's legend under its axes, in report order, room made for it."""
-    ncol = min(5, max(1, len(labels)))
+    ncol = min(6, max(1, len(labels)))
     rows = math.ceil(len(labels) / ncol)
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.02 if note else 0.0))
@@ -562,6 +562,8 @@ def _study_page(fig, runs: list[Run]) -> None:
         return base * gap ** frac if logx else base + frac * gap
 
     def final_metric(r):
+        if r.cfg["task"] != task.name:  # another task's metric: not on this axis
+            return None
         val = (r.summary.get("final") or {}).get("val_metric")
         return val if val is not None and math.isfinite(val) else None
 
@@ -573,7 +575,8 @@ def _study_page(fig, runs: list[Run]) -> None:
 
     for series, rest in lines:
         idx = [i for i, lab in enumerate(v.labels) if (lab.series, lab.numeric[1:]) == (series, rest)]
-        color = v.colors[idx[-1]]
+        # One line: the points carry the colours, the median is neutral.
+        color = v.colors[idx[-1]] if len(lines) > 1 else "0.3"
         name = " ".join([series] + [f"{axis_name(a)}={x}" for a, x in zip(lab0.axes[1:], rest)]).strip()
         for ax, get, dash, filled in ((ax_out, final_metric, "-", True),
                                       (ax_rate, lambda r: rates(r, 0), "--", False),
@@ -602,7 +605,7 @@ def _study_page(fig, runs: list[Run]) -> None:
                     fontsize=8, color="green")
     if task.name == "adding":
         ax_out.set_yscale("log")
-        for base in sorted({task.baseline(r.cfg["length"]) for r in v.runs}):
+        for base in sorted({task.baseline(r.cfg["length"]) for r in v.runs if r.cfg["task"] == task.name}):
             ax_out.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
             ax_out.annotate(f"trivial baseline {base:.3g}", (0.01, base), xycoords=("axes fraction", "data"),
                             va="bottom", fontsize=8, color="0.25")
@@ -623,7 +626,9 @@ def _study_page(fig, runs: list[Run]) -> None:
                           ha="right" if len(xvalues) > 4 else "center")
             ax.set_xlim(-0.6, len(xvalues) - 0.4)
     ax_out.set(ylabel=f"final validation {task.metric_name}" + (" (log)" if task.name == "adding" else ""),
-               title="Outcome: every seed a point, line = median over seeds")
+               title="Outcome: every seed a point, line = median over seeds"
+               + (f"\n({task.name} runs only; the others' outcome is in the Summary)"
+                  if len({r.cfg["task"] for r in v.runs}) > 1 else ""))
     ax_rate.set(ylabel="decay rate, decades per 100 steps back (negative = vanishing)",
                 title="Gradient decay rate of ||dL/dh_t||: at init and at the end")
     handles, labels = [], []
@@ -635,8 +640,8 @@ def _study_page(fig, runs: list[Run]) -> None:
                 Line2D([], [], marker="o", color="0.4", linestyle="-")]
     labels += ["solved", "not solved", "decay at init (open, dashed median)", "decay at the end (filled, solid)"]
     _bottom_legend(fig, handles, labels, v.colour_key)
-    varied = xlabel or "run"
-    fig.suptitle(f"Study: outcome and gradient decay against {varied}", fontsize=14, weight="bold")
+    varied = f"against {xlabel}" if xlabel else "for each cell and variant"
+    fig.suptitle(f"Study: outcome and gradient decay {varied}", fontsize=14, weight="bold")
 
 
 def _spacing(values: list) -> float:

@@ -219,6 +219,7 @@ STUDIES = {
                      dict(cell="rnn", clip=1.0), dict(cell="rnn")],
     "cell x length x seed": [dict(cell=c, length=t, seed=s) for c in ("gru", "rnn", "lstm") for t in (10, 30)
                              for s in (0, 1)],
+    "task and cell": [dict(task="copy", cell="gru"), dict(task="adding", cell="rnn"), dict(task="copy", cell="rnn")],
 }
 
 
