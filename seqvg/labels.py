@@ -9,7 +9,8 @@ runs shown together, computed from the configs alone: a length sweep reads
 "lstm s0". Options that follow from others (an RNN's tanh next to an LSTM,
 the probe schedule next to the step count) are left out; remedy switches and
 options held by most runs are shown only where a run departs from them.
-Runs sort by length, then cell, then the other options, then seed.
+Runs sort by length, then cell, then the other options (plain runs before
+those with a remedy), then seed.
 """
 
 from __future__ import annotations
@@ -180,8 +181,9 @@ def run_labels(cfgs: list[dict], names: list[str] | None = None) -> list[RunLabe
         series = " ".join(t for k, t in parts if k not in numeric)
         seed = c.get("seed")
         label = f"{group} s{seed}" if seed is not None else group
-        sort_key = tuple(_order_value(k, c.get(k)) for k in PRIORITY if k in keys) + (
-            _order_value("seed", seed),)
+        # Within each option the plain runs (default, off, most common) first.
+        sort_key = tuple((hidden(k, c), _order_value(k, c.get(k))) for k in PRIORITY if k in keys)
+        sort_key = tuple((not h, v) for h, v in sort_key) + (_order_value("seed", seed),)
         out.append(RunLabel(label, group, series, tuple(c.get(k) for k in numeric), tuple(numeric), sort_key))
     labels = [r.label for r in out]
     if names is not None and len(set(labels)) < len(labels):

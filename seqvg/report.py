@@ -146,16 +146,20 @@ def _colours(named: list[RunLabel]) -> tuple[list, str]:
     def rank(lab: RunLabel) -> float:
         return values.index(lab.numeric) / max(1, len(values) - 1)
 
-    if not axes or (len(series) > len(FAMILIES) and len(values) > 1):
-        keys = list(dict.fromkeys(lab.series if not axes else lab.group for lab in named))
-        cmap = mpl.colormaps["tab10" if len(keys) <= 10 else "tab20"]
-        pick = (lambda lab: lab.series) if not axes else (lambda lab: lab.group)
-        return [cmap(keys.index(pick(lab)) % cmap.N) for lab in named], ""
-    if len(series) == 1:
+    if axes and len(series) == 1:
         cmap = mpl.colormaps["viridis"]
         return [cmap(0.85 * rank(lab)) for lab in named], f"colour: {what}, dark = small, light = large"
-    return ([mpl.colormaps[FAMILIES[series.index(lab.series)]](0.45 + 0.5 * rank(lab)) for lab in named],
-            f"colour: one hue per {'/'.join(series)}; light = small {what}, dark = large")
+    if axes and len(series) <= len(FAMILIES):
+        return ([mpl.colormaps[FAMILIES[series.index(lab.series)]](0.45 + 0.5 * rank(lab)) for lab in named],
+                f"colour: one hue per {'/'.join(series)}; light = small {what}, dark = large")
+    # Categories only (or too many for a hue each): one colour per group.
+    groups = list(dict.fromkeys(lab.group for lab in named))
+    if len(groups) <= 10:
+        return [mpl.colormaps["tab10"](groups.index(lab.group)) for lab in named], ""
+    # tab20's strong colours first, then their light partners.
+    tab20 = mpl.colormaps["tab20"]
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    return [tab20(order[groups.index(lab.group) % 20]) for lab in named], ""
 
 
 def _run_handles(v: View, seeds_by: str = "style") -> tuple[list, list]:
@@ -432,13 +436,15 @@ def _log_norms(r: Run) -> np.ndarray:
         return np.where(h > 0, np.log10(np.where(h > 0, h, 1.0)), np.nan)
 
 
-def _heatmap_page(fig, runs: list[Run]) -> None:
+def _heatmap_page(fig, runs: list[Run], part: int | None = None) -> None:
+    """One heatmap per run; with more runs than fit a page, one per group
+    (median over seeds) and, as ``part`` 0, 1, ..., appendix pages per run."""
     import matplotlib as mpl
     from matplotlib.ticker import MaxNLocator
 
     v = view(runs)
     panels = []  # (title, run whose probe steps label the rows, log norms)
-    if v.grouped:
+    if part is None and v.grouped and len(runs) > APPENDIX_PANELS:
         for name, idx in v.groups:
             members = [v.runs[i] for i in idx]
             same = all(np.array_equal(m.probes["steps"], members[0].probes["steps"])
@@ -446,15 +452,17 @@ def _heatmap_page(fig, runs: list[Run]) -> None:
             if same and len(members) > 1:
                 with np.errstate(all="ignore"):
                     stack = np.stack([_log_norms(m) for m in members])
-                    # Underflow anywhere stays visible: a seed's -inf is NaN here.
+                    # Underflow in any seed stays visible (magenta) in the median.
                     g = np.where(np.isnan(stack).any(axis=0), np.nan, np.median(stack, axis=0))
                 panels.append((f"{name} (median of {len(members)} seeds)", members[0], g))
             else:
                 panels.append((f"{name} ({members[0].name})" if len(members) > 1 else name, members[0],
                                _log_norms(members[0])))
     else:
-        panels = [(lab.label, r, _log_norms(r)) for r, lab in zip(v.runs, v.labels)]
-    logs = [g for _, _, g in panels]
+        chosen = slice(None) if part is None else slice(part * APPENDIX_PANELS, (part + 1) * APPENDIX_PANELS)
+        panels = [(lab.label, r, _log_norms(r)) for r, lab in zip(v.runs[chosen], v.labels[chosen])]
+    # One colour scale for every run, on every heatmap page.
+    logs = [_log_norms(r) for r in v.runs]
     finite = np.concatenate([g[np.isfinite(g)] for g in logs]) if logs else np.array([0.0])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 0.0)
     n = len(panels)
@@ -480,7 +488,9 @@ def _heatmap_page(fig, runs: list[Run]) -> None:
     if image is not None:
         bar = fig.colorbar(image, ax=list(axes[:n]), shrink=0.85)
         bar.set_label("log10 ||dL/dh_t||  (magenta = underflow to 0)")
-    fig.suptitle("Gradient flow over training (one colour scale for all runs)", fontsize=13, weight="bold")
+    title = "Gradient flow over training (one colour scale for all runs)"
+    fig.suptitle(title if part is None else f"Appendix: every run, {title[0].lower()}{title[1:]}", fontsize=13,
+                 weight="bold")
 
 
 def _weights_page(fig, runs: list[Run]) -> None:
@@ -802,11 +812,15 @@ def pages(runs: list[Run]) -> list[tuple[str, object]]:
         for part in range(math.ceil(len(runs) / DIAGNOSIS_RUNS)):
             out.append((f"Diagnosis {part + 1}", partial(_diagnosis_page, runs=runs, part=part)))
     if v.grouped:
+        chunks = range(math.ceil(len(runs) / APPENDIX_PANELS))
         for kind, name in (("curves", "learning curves"), ("gradients", "gradient flow")):
-            for part in range(math.ceil(len(runs) / APPENDIX_PANELS)):
+            for part in chunks:
                 chunk = v.runs[part * APPENDIX_PANELS:(part + 1) * APPENDIX_PANELS]
                 out.append((f"Appendix {name} {part + 1}",
                             partial(_appendix_page, runs=chunk, v=v, kind=kind)))
+        if len(runs) > APPENDIX_PANELS:  # the main heatmap page showed groups
+            out += [(f"Appendix gradient flow over training {part + 1}", partial(_heatmap_page, runs=runs, part=part))
+                    for part in chunks]
     return out
 
 
