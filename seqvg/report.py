@@ -480,7 +480,7 @@ def _heatmap_page(fig, runs: list[Run], part: int | None = None) -> None:
         ticks = np.unique(np.linspace(0, len(steps) - 1, min(6, len(steps))).round().astype(int))
         ax.set_yticks(ticks, [str(int(steps[t])) for t in ticks], fontsize=7)
         ax.set_title(title, fontsize=9)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.set_xlabel("timestep t", fontsize=8)
         ax.set_ylabel("training step", fontsize=8)
     for ax in axes[n:]:
@@ -497,25 +497,50 @@ def _weights_page(fig, runs: list[Run]) -> None:
     from matplotlib.lines import Line2D
 
     v = view(runs)
-    ax_w, ax_g = fig.subplots(1, 2)
     # Layers by position (recurrent layer 1, 2, ..., the head): Keras names
     # them by cell (rnn_1, lstm_1), which would give each cell its own style.
     layers = list(dict.fromkeys(k for r in v.runs for k in _layer_columns(r)))
-    layers.sort(key=lambda k: (k == "head", k))
-    for j, layer in enumerate(layers):
-        _draw_runs(ax_w, v, lambda r: _series(r, _layer_columns(r)[layer]) if layer in _layer_columns(r) else None,
-                   width=1.2, linestyle=STYLES[j % len(STYLES)], log=True, suffix=f": {layer}", band=False)
+    layers.sort(key=lambda k: (k == "head", not k.startswith("layer "), k))
+
+    def draw_layers(ax, sub: View) -> None:
+        for j, layer in enumerate(layers):
+            _draw_runs(ax, sub, lambda r: _series(r, _layer_columns(r)[layer]) if layer in _layer_columns(r)
+                       else None, width=1.2, linestyle=STYLES[j % len(STYLES)], log=True, suffix=f": {layer}",
+                       band=False)
+        ax.set_yscale("log")
+        ax.grid(True, which="major", alpha=0.3)
+
+    grid = fig.add_gridspec(1, 2, wspace=0.25)
+    ax_g = fig.add_subplot(grid[1])
+    if len(v.groups) <= HANDFUL:
+        ax_w = fig.add_subplot(grid[0])
+        draw_layers(ax_w, v)
+        ax_w.set(xlabel="training step", ylabel="relative weight change per logged row (log)",
+                 title="Weight graph: ||W_now - W_prev|| / ||W_prev|| per layer")
+    else:
+        # Layers x runs on one axis is a tangle: one small panel per run (group).
+        n = len(v.groups)
+        cols = math.ceil(math.sqrt(n))
+        cells = grid[0].subgridspec(math.ceil(n / cols), cols, hspace=0.5, wspace=0.12)
+        first = None
+        for k, (name, idx) in enumerate(v.groups):
+            ax = fig.add_subplot(cells[k // cols, k % cols], sharex=first, sharey=first)
+            first = first or ax
+            draw_layers(ax, _subview(v, idx))
+            ax.set_title(name, fontsize=7.5, pad=2)
+            ax.tick_params(labelsize=6.5, which="both")
+            ax.label_outer()
+        ax_w = first
+        fig.text(0.31, 0.905, "Weight graph: ||W_now - W_prev|| / ||W_prev|| per layer, one panel per run, log",
+                 ha="center", fontsize=10)
     _draw_runs(ax_g, v, lambda r: _series(r, "grad_norm"), width=1.4, log=True)
-    ax_w.set_yscale("log")
     ax_g.set_yscale("log")
-    ax_w.set(xlabel="training step", ylabel="relative weight change per logged row (log)",
-             title="Weight graph: ||W_now - W_prev|| / ||W_prev|| per layer")
     ax_g.set(xlabel="training step", ylabel="global gradient norm (log)",
              title="Global gradient norm (mean per row, before clipping)")
-    for ax in (ax_w, ax_g):
-        ax.grid(True, which="major", alpha=0.3)
+    ax_g.grid(True, which="major", alpha=0.3)
     handles = [Line2D([], [], color="0.2", linestyle=STYLES[j % len(STYLES)]) for j in range(len(layers))]
-    ax_w.legend(handles, layers, fontsize=7, loc="upper right", title="line style", title_fontsize=7)
+    ax_g.legend(handles, [f"left: {layer}" for layer in layers], fontsize=7, loc="upper right",
+                title="line style", title_fontsize=7)
     if v.grouped:
         handles, labels = _run_handles(v)
         note = _seeds_note(v)
@@ -527,14 +552,22 @@ def _weights_page(fig, runs: list[Run]) -> None:
     fig.suptitle("Weight graph: flat, low lines for a layer = it stopped learning", fontsize=13, weight="bold")
 
 
+def _subview(v: View, idx: list[int]) -> View:
+    """The part of a view that holds the runs ``idx`` (one group)."""
+    groups = [(name, [idx.index(i) for i in members]) for name, members in v.groups if set(members) <= set(idx)]
+    return View([v.runs[i] for i in idx], [v.labels[i] for i in idx], [v.colors[i] for i in idx],
+                [v.seed_index[i] for i in idx], groups, v.grouped, v.colour_key)
+
+
 def _layer_columns(r: Run) -> dict[str, str]:
     """A run's weight_change columns by layer: "layer 1" for rnn_1 / lstm_1 / ...,
-    other layers (head, batch_norm_1, residual_2) by their own name."""
+    other layers (head, batch_norm_1) by their own name."""
     out = {}
     for c in r.columns:
         if c.startswith("weight_change/"):
             name = c.split("/", 1)[1]
-            m = re.fullmatch(r"(?:rnn|irnn|lstm|gru|simple_rnn)_(\d+)", name)
+            # residual_K wraps recurrent layer K: the same weights.
+            m = re.fullmatch(r"(?:rnn|irnn|lstm|gru|simple_rnn|residual)_(\d+)", name)
             out[f"layer {m.group(1)}" if m else name] = c
     return out
 
