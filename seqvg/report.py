@@ -73,15 +73,6 @@ def remedies(cfg: dict) -> list[str]:
     return out
 
 
-def run_label(run: Run) -> str:
-    """A run's label when it is shown alone: cell, its remedies, seed.
-
-    Runs shown together are named by what tells them apart: see
-    ``seqvg.labels.run_labels``.
-    """
-    return " ".join([run.cfg["cell"], *remedies(run.cfg), f"s{run.cfg['seed']}"])
-
-
 #: More runs than this on one page: the seeds of each group are drawn as
 #: their median with a band (min to max), every run on the appendix pages.
 HANDFUL = 6
@@ -533,7 +524,8 @@ def _weights_page(fig, runs: list[Run]) -> None:
         ax_w = first
         fig.text(0.31, 0.905, "Weight graph: ||W_now - W_prev|| / ||W_prev|| per layer, one panel per run, log",
                  ha="center", fontsize=10)
-    _draw_runs(ax_g, v, lambda r: _series(r, "grad_norm"), width=1.4, log=True)
+    # Bands of a dozen groups turn this secondary panel to mud: medians only.
+    _draw_runs(ax_g, v, lambda r: _series(r, "grad_norm"), width=1.4, log=True, band=len(v.groups) <= HANDFUL)
     ax_g.set_yscale("log")
     ax_g.set(xlabel="training step", ylabel="global gradient norm (log)",
              title="Global gradient norm (mean per row, before clipping)")
