@@ -2,27 +2,39 @@
 
     seqvg report runs/demo/* -o reports/demo.pdf --png reports/demo-png
 
-Pages: title, learning curves (with the task's baselines), gradient flow at
-init and end, gradient flow over training (heatmaps on one shared colour
-scale), the weight graph, and a summary table with a diagnosis per run.
-The same inputs give a byte-identical PDF: the creation date is fixed and
-taken from the runs themselves.
+Pages: title; a study page when the runs differ by more than their seed
+(outcome and gradient decay rate against what varies, every seed a point);
+learning curves (with the task's baselines), gradient flow at init and end,
+gradient flow over training (heatmaps on one shared colour scale), the weight
+graph, and a summary table with a diagnosis per run. Every run is named by
+the options that tell it apart from the others ("T=25 s0", "rnn clip=1 s0",
+see seqvg.labels) and drawn in a colour that means something: one hue per
+cell or variant, light to dark along a varied length or size. With more than
+a handful of runs the seeds of each group are drawn as a median with a band,
+and appendix pages show every run on its own.
+The same runs give a byte-identical PDF, whatever their order on the command
+line: the creation date is fixed and taken from the runs themselves.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from seqvg.diagnose import diagnose
+from seqvg.labels import RunLabel, axis_name, run_labels, sort_order
 from seqvg.probe import decay_summary
 from seqvg.rundir import Run, load_run
 from seqvg.tasks import get_task
 
 PAGE = (11.0, 8.5)  # US letter landscape, inches
 GUIDE = """How to read this report
+  Runs are named by what tells them apart (T = length, s = seed) and sorted by length, then cell, then seed.
+  Study: the outcome and the gradient's decay rate against the option that varies; every seed is a point.
   Learning curves: validation loss against training step; the dotted line is the trivial baseline (a model with
       no memory), a star marks the step a run met the task's solved criterion.
   Gradient flow: ||dL/dh_t|| for every timestep t, measured through the recurrence in one backward pass. A line that
@@ -31,7 +43,6 @@ GUIDE = """How to read this report
   Weight graph: how much each layer's weights move between logged rows; a layer whose line is flat and low
       has stopped learning (the seeds' "weight graph" symptom). Summary: the figures and a diagnosis per run."""
 STYLES = ["-", "--", "-.", ":"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 #: Where exact zeros (float32 underflow) are drawn on a log axis, relative to
 #: the smallest positive value on the page.
 FLOOR_FACTOR = 0.1
@@ -62,21 +73,155 @@ def remedies(cfg: dict) -> list[str]:
     return out
 
 
-def run_label(run: Run) -> str:
-    """Short legend label: cell, its remedies, seed."""
-    return " ".join([run.cfg["cell"], *remedies(run.cfg), f"s{run.cfg['seed']}"])
+#: More runs than this on one page: the seeds of each group are drawn as
+#: their median with a band (min to max), every run on the appendix pages.
+HANDFUL = 6
+#: Panels per appendix page (one per run).
+APPENDIX_PANELS = 12
+#: Sequential colour maps for a category x number study (one per category).
+FAMILIES = ["Blues", "Oranges", "Greens", "Reds", "Purples", "Greys"]
+#: Line widths of a group's seeds on pages where line style already has a
+#: meaning (dashed = untrained): the seeds differ by thinness.
+SEED_WIDTHS = [1.8, 1.1, 0.7, 0.45]
 
 
-def _style(i: int, n: int = 10) -> dict:
-    """Colour and line style of run ``i`` of ``n``: distinct colours for up to
-    20 runs (tab20 past the default cycle's 10), line styles for greyscale."""
-    import matplotlib.pyplot as plt
+@dataclass
+class View:
+    """Runs as a report draws them: ordered, named, coloured, grouped over seeds.
 
-    if n > 10:
-        colors = [plt.get_cmap("tab20")(k) for k in range(20)]
-    else:
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {"color": colors[i % len(colors)], "linestyle": STYLES[i % len(STYLES)]}
+    Attributes:
+        runs: the runs in report order (length, cell, other options, seed).
+        labels: their RunLabels (``labels[i].label`` names ``runs[i]``).
+        colors: one colour per run; a group's seeds share it.
+        seed_index: each run's rank among its group's seeds (0, 1, ...).
+        groups: (group name, indices of its runs) in report order.
+        grouped: whether seeds are summarised (more than HANDFUL runs and
+            some group has several seeds).
+        colour_key: one line saying what the colours mean.
+    """
+
+    runs: list
+    labels: list
+    colors: list
+    seed_index: list
+    groups: list
+    grouped: bool
+    colour_key: str
+
+
+def view(runs: list[Run]) -> View:
+    """Orders, names and colours runs for the report's pages."""
+    named = run_labels([r.cfg for r in runs], [r.name for r in runs])
+    order = sort_order(named)
+    runs = [runs[i] for i in order]
+    named = [named[i] for i in order]
+    members: dict[str, list[int]] = {}
+    for i, lab in enumerate(named):
+        members.setdefault(lab.group, []).append(i)
+    seed_index = [members[lab.group].index(i) for i, lab in enumerate(named)]
+    grouped = len(runs) > HANDFUL and any(len(v) > 1 for v in members.values())
+    colors, key = _colours(named)
+    return View(runs, named, colors, seed_index, list(members.items()), grouped, key)
+
+
+def _colours(named: list[RunLabel]) -> tuple[list, str]:
+    """Colours that carry meaning: one hue per category, light to dark along a
+    varied number (length, units, ...), sequential when only a number varies."""
+    import matplotlib as mpl
+
+    series = list(dict.fromkeys(lab.series for lab in named))
+    values = sorted(set(lab.numeric for lab in named))
+    axes = named[0].axes if named else ()
+    what = " and ".join(axis_name(a) for a in axes)
+
+    def rank(lab: RunLabel) -> float:
+        return values.index(lab.numeric) / max(1, len(values) - 1)
+
+    if axes and len(series) == 1:
+        cmap = mpl.colormaps["viridis"]
+        return [cmap(0.85 * rank(lab)) for lab in named], f"colour: {what}, dark = small, light = large"
+    if axes and len(series) <= len(FAMILIES):
+        return ([mpl.colormaps[FAMILIES[series.index(lab.series)]](0.45 + 0.5 * rank(lab)) for lab in named],
+                f"colour: one hue per {'/'.join(series)}; light = small {what}, dark = large")
+    # Categories only (or too many for a hue each): one colour per group.
+    groups = list(dict.fromkeys(lab.group for lab in named))
+    if len(groups) <= 10:
+        return [mpl.colormaps["tab10"](groups.index(lab.group)) for lab in named], ""
+    # tab20's strong colours first, then their light partners.
+    tab20 = mpl.colormaps["tab20"]
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    return [tab20(order[groups.index(lab.group) % 20]) for lab in named], ""
+
+
+def _run_handles(v: View, seeds_by: str = "style") -> tuple[list, list]:
+    """Legend entries, one per run (or per group when seeds are summarised)."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = [], []
+    if v.grouped:
+        for name, idx in v.groups:
+            handles.append(Line2D([], [], color=v.colors[idx[0]], linewidth=2.2))
+            labels.append(name)
+        return handles, labels
+    for i, lab in enumerate(v.labels):
+        k = v.seed_index[i]
+        style = ({"linestyle": STYLES[k % len(STYLES)], "linewidth": 1.6} if seeds_by == "style"
+                 else {"linestyle": "-", "linewidth": SEED_WIDTHS[k % len(SEED_WIDTHS)]})
+        handles.append(Line2D([], [], color=v.colors[i], **style))
+        labels.append(lab.label)
+    return handles, labels
+
+
+def _median_band(series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """x, median, min and max over curves sampled at possibly different x
+    (a seed that stopped early counts only where it ran)."""
+    xs = np.unique(np.concatenate([np.asarray(x) for x, _ in series]))
+    table = np.full((len(series), len(xs)), np.nan)
+    for k, (x, y) in enumerate(series):
+        table[k, np.searchsorted(xs, x)] = y
+    present = np.isfinite(table).any(axis=0)
+    med, lo, hi = (np.full(len(xs), np.nan) for _ in range(3))
+    med[present] = np.nanmedian(table[:, present], axis=0)
+    lo[present] = np.nanmin(table[:, present], axis=0)
+    hi[present] = np.nanmax(table[:, present], axis=0)
+    return xs, med, lo, hi
+
+
+def _band_alpha(v: View) -> float:
+    """Bands of many groups overlap: fainter the more there are."""
+    return 0.18 if len(v.groups) <= 4 else 0.07
+
+
+def _draw_runs(ax, v: View, xy, width: float = 1.6, linestyle: str | None = None, log: bool = False,
+               suffix: str = "", band: bool = True) -> None:
+    """Draws ``xy(run) -> (x, y) or None`` for every run, or per group the
+    median over its seeds with a band from the lowest to the highest."""
+
+    def clean(x, y):
+        x, y = np.asarray(x), np.asarray(y, dtype=np.float64)
+        bad = ~np.isfinite(y) | ((y <= 0) if log else False)
+        return x, np.where(bad, np.nan, y)
+
+    if not v.grouped:
+        for i, (r, lab) in enumerate(zip(v.runs, v.labels)):
+            got = xy(r)
+            if got is None:
+                continue
+            x, y = clean(*got)
+            ok = np.isfinite(y)
+            ax.plot(x[ok], y[ok], color=v.colors[i], linewidth=width, label=lab.label + suffix,
+                    linestyle=linestyle or STYLES[v.seed_index[i] % len(STYLES)])
+        return
+    for name, idx in v.groups:
+        got = [clean(*s) for s in (xy(v.runs[i]) for i in idx) if s is not None]
+        if not got:
+            continue
+        xs, med, lo, hi = _median_band(got)
+        ok = np.isfinite(med)
+        color = v.colors[idx[0]]
+        ax.plot(xs[ok], med[ok], color=color, linewidth=width, linestyle=linestyle or "-", label=name + suffix)
+        if band and len(got) > 1:
+            ax.fill_between(xs[ok], lo[ok], hi[ok], color=color, alpha=_band_alpha(v), linewidth=0)
 
 
 def _floor(arrays: list[np.ndarray]) -> float:
@@ -98,20 +243,22 @@ def _plot_norms(ax, g: np.ndarray, floor: float, label: str | None, style: dict,
 
 
 def _title_page(fig, runs: list[Run]) -> None:
-    cfgs = [r.cfg for r in runs]
-    tasks = sorted({f"{c['task']} T={c['length']}" for c in cfgs})
+    v = view(runs)
+    cfgs = [r.cfg for r in v.runs]
+    tasks = list(dict.fromkeys(f"{c['task']} T={c['length']}" for c in sorted(cfgs, key=lambda c: c["length"])))
     created = max((r.config.get("created") or "") for r in runs) or "unknown"
     fig.text(0.05, 0.93, "seqvg report: gradient flow in recurrent networks", fontsize=18, weight="bold")
     fig.text(0.05, 0.885, f"task: {', '.join(tasks)}    runs: {len(runs)}    cells: "
-             f"{', '.join(sorted({c['cell'] for c in cfgs}))}", fontsize=11)
-    v = runs[0].config.get("versions", {})
-    fig.text(0.05, 0.855, "versions: " + ", ".join(f"{k} {v[k]}" for k in sorted(v))
+             f"{', '.join(dict.fromkeys(c['cell'] for c in cfgs))}", fontsize=11)
+    versions = runs[0].config.get("versions", {})
+    fig.text(0.05, 0.855, "versions: " + ", ".join(f"{k} {versions[k]}" for k in sorted(versions))
              + f"    device: {runs[0].config.get('device', '?')}    newest run: {created}", fontsize=8.5)
-    cols = ["run", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip", "remedies", "status"]
+    cols = ["label", "run directory", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip",
+            "remedies", "status"]
     rows = []
-    for r in runs:
+    for r, lab in zip(v.runs, v.labels):
         c = r.cfg
-        rows.append([r.name[:28], c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}",
+        rows.append([lab.label, r.name[:28], c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}",
                      c["batch_size"], r.summary.get("steps_done", "?"), f"{c['clip']:g}" if c["clip"] else "off",
                      ", ".join(remedies(c)) or "-",
                      r.summary["status"]])
@@ -123,40 +270,60 @@ def _title_page(fig, runs: list[Run]) -> None:
     table.set_fontsize(8)
     table.auto_set_column_width(list(range(len(cols))))
     if len(rows) > len(shown):
-        ax.text(0, 0, f"... and {len(rows) - len(shown)} more runs", fontsize=8, transform=ax.transAxes)
+        ax.text(0, 0, f"... and {len(rows) - len(shown)} more runs (every run's directory is in the Summary)",
+                fontsize=8, transform=ax.transAxes)
     fig.text(0.05, 0.40, GUIDE, fontsize=9, va="top", linespacing=1.5)
     fig.text(0.05, 0.03, "Commands: " + "; ".join(sorted({str(r.config.get('command')) for r in runs}))[:180],
              fontsize=7, color="0.3")
 
 
+def _series(r: Run, col: str) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([row["step"] for row in r.metrics]),
+            np.array([row.get(col, math.nan) for row in r.metrics], dtype=np.float64))
+
+
+def _solved_point(r: Run, col: str) -> tuple[int, float] | None:
+    solved = r.summary.get("solved_at_step")
+    if solved is None:
+        return None
+    steps, ys = _series(r, col)
+    k = int(np.nonzero(steps == solved)[0][0]) if (steps == solved).any() else -1
+    return solved, float(ys[k])
+
+
+def _bottom_legend(fig, handles: list, labels: list, note: str = "") -> None:
+    """The page's legend under its axes, in report order, room made for it."""
+    ncol = min(6, max(1, len(labels)))
+    rows = math.ceil(len(labels) / ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.02 if note else 0.0))
+    if note:
+        fig.text(0.5, 0.01, note, ha="center", fontsize=8, color="0.3")
+    fig.subplots_adjust(bottom=0.11 + 0.028 * rows + (0.02 if note else 0), top=0.88, wspace=0.25)
+
+
+def _seeds_note(v: View) -> str:
+    parts = [v.colour_key] if v.colour_key else []
+    if v.grouped:
+        parts.append("line = median over seeds, band = lowest to highest seed (every run: appendix)")
+    elif any(k > 0 for k in v.seed_index):
+        parts.append("a group's seeds share its colour: s0 solid, s1 dashed, s2 dash-dot")
+    return ";  ".join(parts)
+
+
 def _curves_page(fig, runs: list[Run]) -> None:
+    v = view(runs)
     ax_loss, ax_metric = fig.subplots(1, 2)
-    task = get_task(runs[0].cfg["task"])
-    lengths = sorted({r.cfg["length"] for r in runs})
-    for i, r in enumerate(runs):
-        st = _style(i, len(runs))
-        steps = np.array([row["step"] for row in r.metrics])
-        val = np.array([row["val_loss"] for row in r.metrics])
-        vm = np.array([row["val_metric"] for row in r.metrics])
-        ok = np.isfinite(val)
-        ax_loss.plot(steps[ok], val[ok], label=run_label(r), **st, linewidth=1.6)
-        ax_metric.plot(steps[ok], vm[ok], label=run_label(r), **st, linewidth=1.6)
-        solved = r.summary.get("solved_at_step")
-        if solved is not None:
-            k = int(np.nonzero(steps == solved)[0][0]) if (steps == solved).any() else -1
-            for ax, ys in ((ax_loss, val), (ax_metric, vm)):
-                ax.plot([solved], [ys[k]], marker="*", markersize=13, color=st["color"], markeredgecolor="k",
-                        linestyle="none")
-    for length in lengths:
-        base = task.baseline(length)
-        ax_loss.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
-        ax_loss.annotate(f"trivial baseline {base:.3g}", (0.01, base), xycoords=("axes fraction", "data"),
-                         va="bottom", fontsize=8, color="0.25")
-        plateau = task.partial_plateau(length)
-        if plateau is not None:
-            ax_loss.axhline(plateau, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=1)
-            ax_loss.annotate("1/12: only the near marker", (0.01, plateau), xycoords=("axes fraction", "data"),
-                             va="bottom", fontsize=8, color="0.45")
+    task = get_task(v.runs[0].cfg["task"])
+    _draw_runs(ax_loss, v, lambda r: _series(r, "val_loss"))
+    _draw_runs(ax_metric, v, lambda r: _series(r, "val_metric"))
+    for i, r in enumerate(v.runs):
+        for ax, col in ((ax_loss, "val_loss"), (ax_metric, "val_metric")):
+            point = _solved_point(r, col)
+            if point is not None:
+                ax.plot([point[0]], [point[1]], marker="*", markersize=13, color=v.colors[i],
+                        markeredgecolor="k", linestyle="none")
+    _baselines(ax_loss, task, sorted({r.cfg["length"] for r in v.runs}))
     if task.name == "adding":
         ax_metric.axhline(task.threshold, color="green", linestyle=(0, (2, 2)), linewidth=1)
         ax_metric.annotate(f"solved: val MSE < {task.threshold:g}", (0.99, task.threshold),
@@ -171,36 +338,70 @@ def _curves_page(fig, runs: list[Run]) -> None:
                   title=f"Validation {task.metric_name}  (star = solved)")
     for ax in (ax_loss, ax_metric):
         ax.grid(True, which="major", alpha=0.3)
-    _legend(fig, ax_loss, len(runs))
+    _bottom_legend(fig, *_run_handles(v), _seeds_note(v))
     fig.suptitle("Learning curves", fontsize=14, weight="bold")
 
 
-def _legend(fig, ax, n: int) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, n)), fontsize=8, frameon=False)
-    fig.subplots_adjust(bottom=0.12 + 0.03 * ((n - 1) // 4), top=0.88, wspace=0.25)
+def _baselines(ax, task, lengths: list[int]) -> None:
+    """The trivial baseline (and the adding task's 1/12 plateau), once per value."""
+    bases: dict[float, list[int]] = {}
+    for length in lengths:
+        bases.setdefault(round(task.baseline(length), 12), []).append(length)
+    for base, at in bases.items():
+        where = f" (T={', '.join(map(str, at))})" if len(bases) > 1 else ""
+        ax.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
+        ax.annotate(f"trivial baseline {base:.3g}{where}", (0.01, base), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=8, color="0.25")
+    plateaus = {task.partial_plateau(length) for length in lengths} - {None}
+    for plateau in sorted(plateaus):
+        ax.axhline(plateau, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=1)
+        ax.annotate("1/12: only the near marker", (0.01, plateau), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=8, color="0.45")
 
 
 def _gradient_page(fig, runs: list[Run]) -> None:
-    has_c = any("c" in r.probes for r in runs)
+    v = view(runs)
+    has_c = any("c" in r.probes for r in v.runs)
     axes = fig.subplots(1, 2 if has_c else 1, squeeze=False)[0]
     curves = [("h", axes[0], "hidden state  ||dL/dh_t||")]
     if has_c:
         curves.append(("c", axes[1], "LSTM cell state  ||dL/dc_t||"))
     for key, ax, title in curves:
-        arrays = [r.probes[key][i][0] for r in runs if key in r.probes for i in (0, -1)]
+        arrays = [r.probes[key][i][0] for r in v.runs if key in r.probes for i in (0, -1)]
         floor = _floor(arrays)
         any_zero = False
-        for i, r in enumerate(runs):
-            if key not in r.probes:
-                continue
-            st = _style(i, len(runs))
-            init, final = r.probes[key][0][0], r.probes[key][-1][0]
-            any_zero |= bool((init == 0).any() or (final == 0).any())
-            _plot_norms(ax, init, floor, f"{run_label(r)} init", {**st, "linestyle": "--"}, 1.0)
-            if r.probes[key].shape[0] > 1:
-                _plot_norms(ax, final, floor, f"{run_label(r)} step {int(r.probes['steps'][-1])}",
-                            {**st, "linestyle": "-"}, 1.8)
+        if v.grouped:
+            for name, idx in v.groups:
+                members = [v.runs[i] for i in idx if key in v.runs[i].probes]
+                if not members:
+                    continue
+                color = v.colors[idx[0]]
+                for row, dash, width, when in ((0, "--", 1.0, "init"), (-1, "-", 1.8, "end")):
+                    if row == -1 and all(r.probes[key].shape[0] == 1 for r in members):
+                        continue
+                    curves_k = [r.probes[key][row][0].astype(np.float64) for r in members]
+                    if len({c.shape for c in curves_k}) > 1:
+                        curves_k = curves_k[:1]
+                    stack = np.stack(curves_k)
+                    med = np.median(stack, axis=0)
+                    any_zero |= bool((med == 0).any())
+                    _plot_norms(ax, med, floor, f"{name} {when}", {"color": color, "linestyle": dash}, width)
+                    if len(curves_k) > 1:
+                        t = np.arange(stack.shape[1])
+                        ax.fill_between(t, np.maximum(stack.min(axis=0), floor), np.maximum(stack.max(axis=0), floor),
+                                        color=color, alpha=_band_alpha(v) if row else 0.05, linewidth=0)
+        else:
+            for i, (r, lab) in enumerate(zip(v.runs, v.labels)):
+                if key not in r.probes:
+                    continue
+                width = SEED_WIDTHS[v.seed_index[i] % len(SEED_WIDTHS)]
+                st = {"color": v.colors[i]}
+                init, final = r.probes[key][0][0], r.probes[key][-1][0]
+                any_zero |= bool((init == 0).any() or (final == 0).any())
+                _plot_norms(ax, init, floor, f"{lab.label} init", {**st, "linestyle": "--"}, 0.6 * width)
+                if r.probes[key].shape[0] > 1:
+                    _plot_norms(ax, final, floor, f"{lab.label} step {int(r.probes['steps'][-1])}",
+                                {**st, "linestyle": "-"}, width)
         ax.set_yscale("log")
         if any_zero:
             ax.axhline(floor, color="0.5", linewidth=0.6)
@@ -208,35 +409,69 @@ def _gradient_page(fig, runs: list[Run]) -> None:
                         va="bottom", fontsize=8, color="0.3")
         ax.set(xlabel="timestep t (the loss is read at the end)", ylabel="gradient norm (log)", title=title)
         ax.grid(True, which="major", alpha=0.3)
-    _legend(fig, axes[0], 2 * len(runs))
+    from matplotlib.lines import Line2D
+
+    handles, labels = _run_handles(v, seeds_by="width")
+    handles += [Line2D([], [], color="0.2", linestyle="--", linewidth=1.0),
+                Line2D([], [], color="0.2", linestyle="-", linewidth=1.8)]
+    labels += ["dashed: untrained (step 0)", "solid: end of training"]
+    note = _seeds_note(v).replace("s0 solid, s1 dashed, s2 dash-dot", "s0 thickest, later seeds thinner")
+    _bottom_legend(fig, handles, labels, note)
     fig.suptitle("Gradient flow back through time: dashed = untrained, solid = end of training",
                  fontsize=13, weight="bold")
 
 
-def _heatmap_page(fig, runs: list[Run]) -> None:
-    import matplotlib as mpl
+def _log_norms(r: Run) -> np.ndarray:
+    h = r.probes["h"][:, 0, :].astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(h > 0, np.log10(np.where(h > 0, h, 1.0)), np.nan)
 
-    logs = []
-    for r in runs:
-        h = r.probes["h"][:, 0, :].astype(np.float64)
-        with np.errstate(divide="ignore"):
-            logs.append(np.where(h > 0, np.log10(np.where(h > 0, h, 1.0)), np.nan))
+
+def _heatmap_page(fig, runs: list[Run], part: int | None = None) -> None:
+    """One heatmap per run; with more runs than fit a page, one per group
+    (median over seeds) and, as ``part`` 0, 1, ..., appendix pages per run."""
+    import matplotlib as mpl
+    from matplotlib.ticker import MaxNLocator
+
+    v = view(runs)
+    panels = []  # (title, run whose probe steps label the rows, log norms)
+    if part is None and v.grouped and len(runs) > APPENDIX_PANELS:
+        for name, idx in v.groups:
+            members = [v.runs[i] for i in idx]
+            same = all(np.array_equal(m.probes["steps"], members[0].probes["steps"])
+                       and m.probes["h"].shape == members[0].probes["h"].shape for m in members)
+            if same and len(members) > 1:
+                with np.errstate(all="ignore"):
+                    stack = np.stack([_log_norms(m) for m in members])
+                    # Underflow in any seed stays visible (magenta) in the median.
+                    g = np.where(np.isnan(stack).any(axis=0), np.nan, np.median(stack, axis=0))
+                panels.append((f"{name} (median of {len(members)} seeds)", members[0], g))
+            else:
+                panels.append((f"{name} ({members[0].name})" if len(members) > 1 else name, members[0],
+                               _log_norms(members[0])))
+    else:
+        chosen = slice(None) if part is None else slice(part * APPENDIX_PANELS, (part + 1) * APPENDIX_PANELS)
+        panels = [(lab.label, r, _log_norms(r)) for r, lab in zip(v.runs[chosen], v.labels[chosen])]
+    # One colour scale for every run, on every heatmap page.
+    logs = [_log_norms(r) for r in v.runs]
     finite = np.concatenate([g[np.isfinite(g)] for g in logs]) if logs else np.array([0.0])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 0.0)
-    n = len(runs)
-    cols = min(3, n)
+    n = len(panels)
+    cols = min(n, max(3, math.ceil(math.sqrt(n))))
     rows = math.ceil(n / cols)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, gridspec_kw={"hspace": 0.6, "wspace": 0.35})
+                         ).ravel()
     cmap = mpl.colormaps["viridis"].with_extremes(bad="magenta")
     image = None
-    for ax, r, g in zip(axes, runs, logs):
+    for ax, (title, r, g) in zip(axes, panels):
         steps = r.probes["steps"]
         length = g.shape[1]
         image = ax.imshow(np.ma.masked_invalid(g), aspect="auto", origin="lower", cmap=cmap, vmin=vmin,
                           vmax=vmax, interpolation="nearest", extent=(-0.5, length - 0.5, -0.5, len(steps) - 0.5))
         ticks = np.unique(np.linspace(0, len(steps) - 1, min(6, len(steps))).round().astype(int))
         ax.set_yticks(ticks, [str(int(steps[t])) for t in ticks], fontsize=7)
-        ax.set_title(run_label(r), fontsize=9)
+        ax.set_title(title, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.set_xlabel("timestep t", fontsize=8)
         ax.set_ylabel("training step", fontsize=8)
     for ax in axes[n:]:
@@ -244,37 +479,254 @@ def _heatmap_page(fig, runs: list[Run]) -> None:
     if image is not None:
         bar = fig.colorbar(image, ax=list(axes[:n]), shrink=0.85)
         bar.set_label("log10 ||dL/dh_t||  (magenta = underflow to 0)")
-    fig.suptitle("Gradient flow over training (one colour scale for all runs)", fontsize=13, weight="bold")
+    title = "Gradient flow over training (one colour scale for all runs)"
+    fig.suptitle(title if part is None else f"Appendix: every run, {title[0].lower()}{title[1:]}", fontsize=13,
+                 weight="bold")
 
 
 def _weights_page(fig, runs: list[Run]) -> None:
-    ax_w, ax_g = fig.subplots(1, 2)
-    marker_runs = len(runs) > 1
-    for i, r in enumerate(runs):
-        st = _style(i, len(runs))
-        steps = np.array([row["step"] for row in r.metrics])
-        layer_cols = [c for c in r.columns if c.startswith("weight_change/")]
-        for j, col in enumerate(layer_cols):
-            v = np.array([row[col] for row in r.metrics])
-            ok = np.isfinite(v) & (v > 0)
-            label = f"{run_label(r)}: {col.split('/', 1)[1]}"
-            ax_w.plot(steps[ok], v[ok], label=label, color=st["color"], linestyle=STYLES[j % len(STYLES)],
-                      marker=MARKERS[i % len(MARKERS)] if marker_runs else None, markersize=3, linewidth=1.2)
-        g = np.array([row["grad_norm"] for row in r.metrics])
-        ok = np.isfinite(g) & (g > 0)
-        ax_g.plot(steps[ok], g[ok], label=run_label(r), linewidth=1.4, **st)
-    ax_w.set_yscale("log")
+    from matplotlib.lines import Line2D
+
+    v = view(runs)
+    # Layers by position (recurrent layer 1, 2, ..., the head): Keras names
+    # them by cell (rnn_1, lstm_1), which would give each cell its own style.
+    layers = list(dict.fromkeys(k for r in v.runs for k in _layer_columns(r)))
+    layers.sort(key=lambda k: (k == "head", not k.startswith("layer "), k))
+
+    def draw_layers(ax, sub: View) -> None:
+        for j, layer in enumerate(layers):
+            _draw_runs(ax, sub, lambda r: _series(r, _layer_columns(r)[layer]) if layer in _layer_columns(r)
+                       else None, width=1.2, linestyle=STYLES[j % len(STYLES)], log=True, suffix=f": {layer}",
+                       band=False)
+        ax.set_yscale("log")
+        ax.grid(True, which="major", alpha=0.3)
+
+    grid = fig.add_gridspec(1, 2, wspace=0.25)
+    ax_g = fig.add_subplot(grid[1])
+    if len(v.groups) <= HANDFUL:
+        ax_w = fig.add_subplot(grid[0])
+        draw_layers(ax_w, v)
+        ax_w.set(xlabel="training step", ylabel="relative weight change per logged row (log)",
+                 title="Weight graph: ||W_now - W_prev|| / ||W_prev|| per layer")
+    else:
+        # Layers x runs on one axis is a tangle: one small panel per run (group).
+        n = len(v.groups)
+        cols = math.ceil(math.sqrt(n))
+        cells = grid[0].subgridspec(math.ceil(n / cols), cols, hspace=0.5, wspace=0.12)
+        first = None
+        for k, (name, idx) in enumerate(v.groups):
+            ax = fig.add_subplot(cells[k // cols, k % cols], sharex=first, sharey=first)
+            first = first or ax
+            draw_layers(ax, _subview(v, idx))
+            ax.set_title(name, fontsize=7.5, pad=2)
+            ax.tick_params(labelsize=6.5, which="both")
+            ax.label_outer()
+        ax_w = first
+        fig.text(0.31, 0.905, "Weight graph: ||W_now - W_prev|| / ||W_prev|| per layer, one panel per run, log",
+                 ha="center", fontsize=10)
+    # Bands of a dozen groups turn this secondary panel to mud: medians only.
+    _draw_runs(ax_g, v, lambda r: _series(r, "grad_norm"), width=1.4, log=True, band=len(v.groups) <= HANDFUL)
     ax_g.set_yscale("log")
-    ax_w.set(xlabel="training step", ylabel="relative weight change per logged row (log)",
-             title="Weight graph: ||W_now - W_prev|| / ||W_prev|| per layer")
     ax_g.set(xlabel="training step", ylabel="global gradient norm (log)",
              title="Global gradient norm (mean per row, before clipping)")
-    for ax in (ax_w, ax_g):
-        ax.grid(True, which="major", alpha=0.3)
-    ax_w.legend(fontsize=7, loc="upper right", ncol=1 if len(runs) < 4 else 2)
-    ax_g.legend(fontsize=7, loc="upper right")
+    ax_g.grid(True, which="major", alpha=0.3)
+    handles = [Line2D([], [], color="0.2", linestyle=STYLES[j % len(STYLES)]) for j in range(len(layers))]
+    ax_g.legend(handles, [f"left: {layer}" for layer in layers], fontsize=7, loc="upper right",
+                title="line style", title_fontsize=7)
+    if v.grouped:
+        handles, labels = _run_handles(v)
+        note = _seeds_note(v)
+    else:
+        # Here line style is the layer, so a run's seeds differ by colour only.
+        handles, labels = _run_handles(v, seeds_by="width")
+        note = v.colour_key
+    _bottom_legend(fig, handles, labels, note)
     fig.suptitle("Weight graph: flat, low lines for a layer = it stopped learning", fontsize=13, weight="bold")
-    fig.subplots_adjust(wspace=0.25)
+
+
+def _subview(v: View, idx: list[int]) -> View:
+    """The part of a view that holds the runs ``idx`` (one group)."""
+    groups = [(name, [idx.index(i) for i in members]) for name, members in v.groups if set(members) <= set(idx)]
+    return View([v.runs[i] for i in idx], [v.labels[i] for i in idx], [v.colors[i] for i in idx],
+                [v.seed_index[i] for i in idx], groups, v.grouped, v.colour_key)
+
+
+def _layer_columns(r: Run) -> dict[str, str]:
+    """A run's weight_change columns by layer: "layer 1" for rnn_1 / lstm_1 / ...,
+    other layers (head, batch_norm_1) by their own name."""
+    out = {}
+    for c in r.columns:
+        if c.startswith("weight_change/"):
+            name = c.split("/", 1)[1]
+            # residual_K wraps recurrent layer K: the same weights.
+            m = re.fullmatch(r"(?:rnn|irnn|lstm|gru|simple_rnn|residual)_(\d+)", name)
+            out[f"layer {m.group(1)}" if m else name] = c
+    return out
+
+
+def _study_page(fig, runs: list[Run]) -> None:
+    """Outcome and decay rate against the varied option(s), every seed a point."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+
+    v = view(runs)
+    task = get_task(v.runs[0].cfg["task"])
+    lab0 = v.labels[0]
+    numeric_x = bool(lab0.axes)
+    lines = list(dict.fromkeys((lab.series, lab.numeric[1:]) for lab in v.labels))
+    if numeric_x:
+        xvalues = sorted({lab.numeric[0] for lab in v.labels})
+    else:
+        xvalues = list(dict.fromkeys(lab.series for lab in v.labels))
+    ax_out, ax_rate = fig.subplots(1, 2)
+    logx = numeric_x and min(xvalues) > 0 and max(xvalues) / min(xvalues) >= 4
+
+    most_seeds = max(len(idx) for _, idx in v.groups)
+    slots = (len(lines) if numeric_x else 1) * most_seeds
+    if numeric_x and len(xvalues) > 1:
+        gap = min(b / a for a, b in zip(xvalues, xvalues[1:])) if logx else _spacing(xvalues)
+    else:
+        gap = 10.0 if logx else 1.0
+
+    def x_of(i: int) -> float:
+        """The run's x, moved a little so that seeds and series do not overlap."""
+        lab = v.labels[i]
+        base = lab.numeric[0] if numeric_x else xvalues.index(lab.series)
+        slot = (lines.index((lab.series, lab.numeric[1:])) if numeric_x else 0) * most_seeds + v.seed_index[i]
+        frac = (slot - (slots - 1) / 2) / max(1, slots) * 0.4
+        return base * gap ** frac if logx else base + frac * gap
+
+    def final_metric(r):
+        if r.cfg["task"] != task.name:  # another task's metric: not on this axis
+            return None
+        val = (r.summary.get("final") or {}).get("val_metric")
+        return val if val is not None and math.isfinite(val) else None
+
+    def rates(r, row):
+        h = r.probes["h"]
+        if row == -1 and h.shape[0] == 1:
+            return None
+        return decay_summary(h[row][0])["rate_per_100"]
+
+    for series, rest in lines:
+        idx = [i for i, lab in enumerate(v.labels) if (lab.series, lab.numeric[1:]) == (series, rest)]
+        # One line: the points carry the colours, the median is neutral.
+        color = v.colors[idx[-1]] if len(lines) > 1 else "0.3"
+        name = " ".join([series] + [f"{axis_name(a)}={x}" for a, x in zip(lab0.axes[1:], rest)]).strip()
+        for ax, get, dash, filled in ((ax_out, final_metric, "-", True),
+                                      (ax_rate, lambda r: rates(r, 0), "--", False),
+                                      (ax_rate, lambda r: rates(r, -1), "-", True)):
+            xs_med, ys_med = [], []
+            for x in xvalues:
+                at = [i for i in idx if (v.labels[i].numeric[0] if numeric_x else v.labels[i].series) == x]
+                ys = [get(v.runs[i]) for i in at]
+                for i, y in zip(at, ys):
+                    if y is None:
+                        continue
+                    star = ax is ax_out and v.runs[i].summary.get("solved")
+                    ax.plot([x_of(i)], [y], marker="*" if star else "o", markersize=11 if star else 5,
+                            color=v.colors[i], markerfacecolor=v.colors[i] if filled else "white",
+                            markeredgecolor="k" if star else v.colors[i], linestyle="none")
+                ys = [y for y in ys if y is not None]
+                if ys:
+                    xs_med.append(x if numeric_x else xvalues.index(x))
+                    ys_med.append(float(np.median(ys)))
+            if len(xs_med) > 1:
+                ax.plot(xs_med, ys_med, color=color, linestyle=dash, linewidth=1.4,
+                        label=name if ax is ax_out else None)
+    ax_out.axhline(task.threshold, color="green", linestyle=(0, (2, 2)), linewidth=1)
+    ax_out.annotate(f"solved: {task.metric_name} {'>=' if task.higher_is_better else '<'} {task.threshold:g}",
+                    (0.99, task.threshold), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                    fontsize=8, color="green")
+    if task.name == "adding":
+        ax_out.set_yscale("log")
+        for base in sorted({task.baseline(r.cfg["length"]) for r in v.runs if r.cfg["task"] == task.name}):
+            ax_out.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
+            ax_out.annotate(f"trivial baseline {base:.3g}", (0.01, base), xycoords=("axes fraction", "data"),
+                            va="bottom", fontsize=8, color="0.25")
+    else:
+        ax_out.set_ylim(-0.02, 1.02)
+    ax_rate.axhline(0, color="0.5", linewidth=0.8)
+    xlabel = axis_name(lab0.axes[0]) if numeric_x else ""
+    for ax in (ax_out, ax_rate):
+        ax.grid(True, which="major", alpha=0.3)
+        if numeric_x:
+            if logx:
+                ax.set_xscale("log")
+            ax.set_xticks(xvalues, [f"{x:g}" for x in xvalues])
+            ax.xaxis.set_minor_locator(NullLocator())  # y keeps its minor labels
+            ax.set_xlabel(xlabel)
+        else:
+            ax.set_xticks(range(len(xvalues)), xvalues, rotation=30 if len(xvalues) > 4 else 0,
+                          ha="right" if len(xvalues) > 4 else "center")
+            ax.set_xlim(-0.6, len(xvalues) - 0.4)
+    ax_out.set(ylabel=f"final validation {task.metric_name}" + (" (log)" if task.name == "adding" else ""),
+               title="Outcome: every seed a point, line = median over seeds"
+               + (f"\n({task.name} runs only; the others' outcome is in the Summary)"
+                  if len({r.cfg["task"] for r in v.runs}) > 1 else ""))
+    ax_rate.set(ylabel="decay rate, decades per 100 steps back (negative = vanishing)",
+                title="Gradient decay rate of ||dL/dh_t||: at init and at the end")
+    handles, labels = [], []
+    if len(lines) > 1 and numeric_x:
+        handles, labels = ax_out.get_legend_handles_labels()
+    handles += [Line2D([], [], marker="*", markersize=11, color="0.6", markeredgecolor="k", linestyle="none"),
+                Line2D([], [], marker="o", color="0.4", linestyle="none"),
+                Line2D([], [], marker="o", color="0.4", markerfacecolor="white", linestyle="--"),
+                Line2D([], [], marker="o", color="0.4", linestyle="-")]
+    labels += ["solved", "not solved", "decay at init (open, dashed median)", "decay at the end (filled, solid)"]
+    _bottom_legend(fig, handles, labels, v.colour_key)
+    varied = f"against {xlabel}" if xlabel else "for each cell and variant"
+    fig.suptitle(f"Study: outcome and gradient decay {varied}", fontsize=14, weight="bold")
+
+
+def _spacing(values: list) -> float:
+    """The smallest gap between sorted x values (for spreading seeds apart)."""
+    gaps = np.diff(sorted(values))
+    return float(gaps.min()) if gaps.size else 1.0
+
+
+def _appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
+    """One small panel per run: its learning curve or its gradient curves."""
+    n = len(runs)
+    cols = 4
+    rows = max(1, math.ceil(n / cols))
+    # One y scale per page, so that runs compare at a glance.
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
+    task = get_task(runs[0].cfg["task"])
+    for ax, r in zip(axes, runs):
+        i = v.runs.index(r)
+        color = v.colors[i]
+        if kind == "curves":
+            steps, val = _series(r, "val_loss")
+            ok = np.isfinite(val) & (val > 0)
+            ax.plot(steps[ok], val[ok], color=color, linewidth=1.4)
+            point = _solved_point(r, "val_loss")
+            if point is not None:
+                ax.plot([point[0]], [point[1]], marker="*", markersize=11, color=color, markeredgecolor="k")
+            ax.axhline(task.baseline(r.cfg["length"]), color="0.25", linestyle=(0, (1, 1)), linewidth=1)
+            ax.set_yscale("log")
+            ax.set_xlabel("training step", fontsize=7)
+        else:
+            h = r.probes["h"]
+            floor = _floor([h[0][0], h[-1][0]])
+            _plot_norms(ax, h[0][0], floor, None, {"color": color, "linestyle": "--"}, 1.0)
+            if h.shape[0] > 1:
+                _plot_norms(ax, h[-1][0], floor, None, {"color": color, "linestyle": "-"}, 1.6)
+            ax.set_yscale("log")
+            ax.set_xlabel("timestep t", fontsize=7)
+        ax.set_title(f"{v.labels[i].label}  ({r.summary['status']}"
+                     + (f", solved at {r.summary['solved_at_step']})" if r.summary.get("solved") else ")"),
+                     fontsize=8)
+        ax.tick_params(labelsize=7, which="both")
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes[n:]:
+        ax.axis("off")
+    what = ("validation loss (log); dotted = trivial baseline, star = solved" if kind == "curves"
+            else "||dL/dh_t|| (log); dashed = untrained, solid = end of training")
+    fig.suptitle(f"Appendix: every run, {'learning curve' if kind == 'curves' else 'gradient flow'}",
+                 fontsize=13, weight="bold")
+    fig.text(0.5, 0.93, what, ha="center", fontsize=9, color="0.3")
+    fig.subplots_adjust(hspace=0.55, wspace=0.3, top=0.88, bottom=0.07)
 
 
 def summary_columns(metric_name: str) -> list[str]:
@@ -284,47 +736,74 @@ def summary_columns(metric_name: str) -> list[str]:
 
 
 def summary_rows(runs: list[Run]) -> list[list[str]]:
-    """The summary table: one row per run."""
+    """The summary table: one row per run, in report order, named by label."""
 
     def f(v, fmt="{:.3g}"):
         return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
 
+    v = view(runs)
     rows = []
-    for r in runs:
+    for r, lab in zip(v.runs, v.labels):
         s = r.summary
         init = decay_summary(r.probes["h"][0][0])
         end = decay_summary(r.probes["h"][-1][0])
         final = s.get("final") or {}
         rows.append([
-            run_label(r), s["status"], "yes" if s.get("solved") else "no", f(s.get("solved_at_step"), "{}"),
+            lab.label, s["status"], "yes" if s.get("solved") else "no", f(s.get("solved_at_step"), "{}"),
             f(final.get("val_metric"), "{:.4g}"), f(init["rate_per_100"], "{:+.2f}"), f(init["horizon"], "{}"),
             f(end["rate_per_100"], "{:+.2f}"), f(end["horizon"], "{}"),
         ])
     return rows
 
 
-def _summary_page(fig, runs: list[Run]) -> None:
-    task = get_task(runs[0].cfg["task"])
-    cols = summary_columns(task.metric_name)
-    ax = fig.add_axes([0.04, 0.55, 0.92, 0.36])
+#: Summary table rows per page, and runs per diagnosis page.
+SUMMARY_ROWS = 26
+DIAGNOSIS_RUNS = 10
+
+
+def _summary_page(fig, runs: list[Run], part: int = 0) -> None:
+    """The summary table (with each run's directory); with few runs also the
+    diagnosis, otherwise that follows on its own pages."""
+    v = view(runs)
+    task = get_task(v.runs[0].cfg["task"])
+    cols = summary_columns(task.metric_name) + ["run directory"]
+    rows = [row + [r.name] for row, r in zip(summary_rows(runs), v.runs)]
+    compact = len(runs) <= 8
+    chunk = rows[part * SUMMARY_ROWS:(part + 1) * SUMMARY_ROWS] if not compact else rows
+    ax = fig.add_axes([0.04, 0.55, 0.92, 0.36] if compact else [0.04, 0.05, 0.92, 0.86])
     ax.axis("off")
-    table = ax.table(cellText=summary_rows(runs)[:14], colLabels=cols, loc="upper center", cellLoc="center")
+    table = ax.table(cellText=chunk, colLabels=cols, loc="upper center", cellLoc="center")
     table.auto_set_font_size(False)
-    table.set_fontsize(8.5)
+    table.set_fontsize(8.5 if compact else 8)
     table.auto_set_column_width(list(range(len(cols))))
     table.scale(1, 1.3)
     fig.text(0.04, 0.935, "decay: decades per 100 steps back in time (negative = vanishing); "
              "horizon: steps back until ||dL/dh_t|| < 1e-3 of the last step's", fontsize=8.5, color="0.3")
+    if compact:
+        _diagnosis_text(fig, v.runs, v.labels, 0.52)
+    pages = math.ceil(len(rows) / SUMMARY_ROWS)
+    fig.suptitle("Summary" + (f" ({part + 1}/{pages})" if not compact and pages > 1 else ""), fontsize=14,
+                 weight="bold")
+
+
+def _diagnosis_text(fig, runs: list[Run], labels: list, top: float, fontsize: float | None = None) -> None:
     lines = []
-    for r in runs[:8]:
-        lines.append(f"{run_label(r)}:")
+    for r, lab in zip(runs, labels):
+        lines.append(f"{lab.label}:")
         lines += [f"   - {v.text}" for v in diagnose(r)]
-    if len(runs) > 8:
-        lines.append(f"... {len(runs) - 8} more runs: see seqvg diagnose RUN_DIR")
-    fig.text(0.04, 0.52, "Diagnosis", fontsize=12, weight="bold")
-    fig.text(0.04, 0.50, "\n".join(lines), fontsize=7.5 if len(lines) < 30 else 6, va="top", family="monospace",
-             wrap=True)
-    fig.suptitle("Summary", fontsize=14, weight="bold")
+    if fontsize is None:
+        fig.text(0.04, top, "Diagnosis", fontsize=12, weight="bold")
+        top -= 0.02
+    fig.text(0.04, top, "\n".join(lines), fontsize=fontsize or (7.5 if len(lines) < 30 else 6), va="top",
+             family="monospace", wrap=True)
+
+
+def _diagnosis_page(fig, runs: list[Run], part: int) -> None:
+    v = view(runs)
+    sl = slice(part * DIAGNOSIS_RUNS, (part + 1) * DIAGNOSIS_RUNS)
+    _diagnosis_text(fig, v.runs[sl], v.labels[sl], 0.92, fontsize=8)
+    pages = math.ceil(len(runs) / DIAGNOSIS_RUNS)
+    fig.suptitle(f"Diagnosis per run ({part + 1}/{pages})", fontsize=14, weight="bold")
 
 
 PAGES = [
@@ -335,6 +814,39 @@ PAGES = [
     ("Weight graph", _weights_page),
     ("Summary", _summary_page),
 ]
+
+
+def pages(runs: list[Run]) -> list[tuple[str, object]]:
+    """The report's pages for these runs: (title, draw(fig)) in order.
+
+    PAGES always; the study page after the title when runs differ by more
+    than their seed; summary and diagnosis pages as many as the runs need;
+    the appendix (every run on its own) when seeds are summarised.
+    """
+    from functools import partial
+
+    v = view(runs)
+    out = [(title, partial(draw, runs=runs)) for title, draw in PAGES[:-1]]
+    if len(v.groups) > 1:
+        out.insert(1, ("Study", partial(_study_page, runs=runs)))
+    if len(runs) <= 8:
+        out.append(("Summary", partial(_summary_page, runs=runs)))
+    else:
+        for part in range(math.ceil(len(runs) / SUMMARY_ROWS)):
+            out.append((f"Summary {part + 1}" if part else "Summary", partial(_summary_page, runs=runs, part=part)))
+        for part in range(math.ceil(len(runs) / DIAGNOSIS_RUNS)):
+            out.append((f"Diagnosis {part + 1}", partial(_diagnosis_page, runs=runs, part=part)))
+    if v.grouped:
+        chunks = range(math.ceil(len(runs) / APPENDIX_PANELS))
+        for kind, name in (("curves", "learning curves"), ("gradients", "gradient flow")):
+            for part in chunks:
+                chunk = v.runs[part * APPENDIX_PANELS:(part + 1) * APPENDIX_PANELS]
+                out.append((f"Appendix {name} {part + 1}",
+                            partial(_appendix_page, runs=chunk, v=v, kind=kind)))
+        if len(runs) > APPENDIX_PANELS:  # the main heatmap page showed groups
+            out += [(f"Appendix gradient flow over training {part + 1}", partial(_heatmap_page, runs=runs, part=part))
+                    for part in chunks]
+    return out
 
 
 def make_report(run_dirs: list, out: str | Path, png_dir: str | Path | None = None) -> list:
@@ -348,7 +860,7 @@ def make_report(run_dirs: list, out: str | Path, png_dir: str | Path | None = No
 
 def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = None,
                  extra_figures: list | None = None) -> list:
-    """``make_report`` for runs already loaded with ``load_run``.
+    """``make_report`` for runs already loaded with ``load_run``, in any order.
 
     ``extra_figures``: (title, matplotlib Figure) pages appended at the end.
     """
@@ -371,9 +883,9 @@ def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = 
     metadata = {"Title": "seqvg report", "Creator": "seqvg", "Producer": "seqvg", "CreationDate": None}
     with plt.rc_context({"font.size": 9, "axes.titlesize": 10, "svg.hashsalt": "seqvg"}), \
             PdfPages(buf, metadata=metadata) as pdf:
-        for i, (title, draw) in enumerate(PAGES, start=1):
+        for i, (title, draw) in enumerate(pages(runs), start=1):
             fig = plt.figure(figsize=PAGE)
-            draw(fig, runs)
+            draw(fig)
             titles.append(title)
             pdf.savefig(fig)
             if png_dir is not None:

@@ -385,9 +385,17 @@ TRAIN_COLUMNS = ["run", "label", *OPTION_COLUMNS, "status", "solved", "solved_at
 PROBE_COLUMNS = ["run", "label", *OPTION_COLUMNS, "loss", *[f"h_{k}" for k in DECAY], *[f"c_{k}" for k in DECAY]]
 
 
+def study_labels(study: Study) -> list:
+    """Every run's RunLabel (seqvg.labels), computed over all the study's runs:
+    the names its report gives them."""
+    from seqvg.labels import run_labels
+
+    return run_labels([c.to_dict() for c in study.configs], list(study.run_names))
+
+
 def label_of(study: Study, index: int) -> str:
-    """A run's group label: its name without the seed (for curves and tables)."""
-    return re.sub(r"-s-?\d+$", "", study.run_names[index])
+    """A run's label as the report names it, e.g. "rnn T=50 s1"."""
+    return study_labels(study)[index].label
 
 
 def results_rows(study: Study) -> list[dict]:
@@ -395,10 +403,11 @@ def results_rows(study: Study) -> list[dict]:
     from seqvg import rundir
 
     rows = []
+    labels = study_labels(study)
     for i, (cfg, d) in enumerate(zip(study.configs, study.run_dirs())):
         if not _finished(d, study.probe_only):
             continue
-        row = {"run": d.name, "label": label_of(study, i), **{k: getattr(cfg, k) for k in OPTION_COLUMNS}}
+        row = {"run": d.name, "label": labels[i].label, **{k: getattr(cfg, k) for k in OPTION_COLUMNS}}
         if study.probe_only:
             p = rundir.read_json(d / PROBE_FILE)
             row["loss"] = p["loss"]
@@ -438,17 +447,22 @@ def write_results(study: Study) -> list[dict]:
     return rows
 
 
-def _group_key(label: str) -> str:
-    """A run label without its length part: the curve it belongs to across lengths."""
-    return re.sub(r"(^|-)T\d+(?=-|$)", "", label).strip("-")
+def _series_of(study: Study) -> dict[str, str]:
+    """Run name -> the curve it belongs to across lengths: its label without
+    the length, the other numeric options and the seed ("rnn", "lstm fb=3")."""
+    series = {}
+    for name, lab in zip(study.run_names, study_labels(study)):
+        parts = [p for p in lab.group.split(" ") if not p.startswith("T=")] if "length" not in lab.axes \
+            else None
+        series[name] = lab.series if parts is None else " ".join(parts)
+    return series
 
 
-def _groups(rows: list[dict]) -> dict[str, list[dict]]:
+def _groups(study: Study, rows: list[dict]) -> dict[str, list[dict]]:
+    series = _series_of(study)
     groups: dict[str, list[dict]] = {}
     for row in rows:
-        # Group across lengths: the label without the length part.
-        key = _group_key(row["label"]) or row["cell"]
-        groups.setdefault(key, []).append(row)
+        groups.setdefault(series[row["run"]] or row["cell"], []).append(row)
     return groups
 
 
@@ -463,6 +477,7 @@ def results_figure(study: Study, rows: list[dict]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import NullLocator
 
     from seqvg.report import STYLES
 
@@ -470,7 +485,7 @@ def results_figure(study: Study, rows: list[dict]):
         values = [v for v in values if v is not None and np.isfinite(v)]
         return float(np.median(values)) if values else np.nan
 
-    groups = _groups(rows)
+    groups = _groups(study, rows)
     all_lengths = sorted({r["length"] for r in rows})
     by_label = len(all_lengths) == 1
     if study.probe_only:
@@ -491,6 +506,11 @@ def results_figure(study: Study, rows: list[dict]):
             y2 = [median([r["final_val_loss"] for r in at[t]]) for t in lengths]
         ax1.plot(xs, y1, **style)
         ax2.plot(xs, y2, **style)
+        if not study.probe_only:  # the seeds' spread around the median
+            for x, t in zip(xs, lengths):
+                seeds = [r["final_val_loss"] for r in at[t] if r["final_val_loss"] is not None]
+                ax2.plot([x] * len(seeds), seeds, marker=style["marker"], color=style["color"], markersize=3.5,
+                         alpha=0.55, linestyle="none")
         if study.probe_only:
             for x, t, y in zip(xs, lengths, y2):
                 under = sum(r["h_underflow"] for r in at[t])
@@ -503,7 +523,7 @@ def results_figure(study: Study, rows: list[dict]):
         ax2.set(ylabel="steps back until g_t < 1e-3 g_{T-1}", title="Gradient horizon at init" + where)
     else:
         ax1.set(ylabel="fraction of seeds solved", ylim=(-0.05, 1.05), title="Solved fraction" + where)
-        ax2.set(ylabel="final validation loss (median over seeds)", title="Median final loss" + where)
+        ax2.set(ylabel="final validation loss (line: median, dots: seeds)", title="Final loss" + where)
         baselines = sorted({(r["length"], r["baseline"]) for r in rows if r.get("baseline") is not None})
         if baselines and len({b for _, b in baselines}) == 1:
             ax2.axhline(baselines[0][1], color="0.4", ls=":", lw=1)
@@ -522,7 +542,7 @@ def results_figure(study: Study, rows: list[dict]):
             if len(all_lengths) > 1:
                 ax.set_xscale("log")
                 ax.set_xticks(all_lengths, [str(t) for t in all_lengths])
-                ax.minorticks_off()
+                ax.xaxis.set_minor_locator(NullLocator())  # not y: its labels may all be minor
     if not by_label:
         ax2.legend(fontsize=8, loc="best")
     fig.suptitle(f"{study.name}: {len(rows)} runs", fontsize=11)
@@ -540,7 +560,8 @@ def probe_curves_figure(study: Study):
     from seqvg import rundir
     from seqvg.report import STYLES
 
-    runs = [(label_of(study, i), cfg, d) for i, (cfg, d) in enumerate(zip(study.configs, study.run_dirs()))
+    series = _series_of(study)
+    runs = [(series[d.name] or cfg.cell, cfg, d) for cfg, d in zip(study.configs, study.run_dirs())
             if cfg.seed == study.configs[0].seed and _finished(d, True)]
     lengths = sorted({cfg.length for _, cfg, _ in runs})
     fig, axes = plt.subplots(1, max(1, len(lengths)), figsize=(12, 4.6), layout="constrained", squeeze=False)
@@ -551,12 +572,12 @@ def probe_curves_figure(study: Study):
         curves[(label, cfg.length)] = g / g[-1] if g[-1] > 0 else g
     positive = [c[c > 0].min() for c in curves.values() if (c > 0).any()]
     floor = min(positive) / 10 if positive else 1e-30
-    groups = list(dict.fromkeys(_group_key(label) for label, _, _ in runs))
+    groups = list(dict.fromkeys(label for label, _, _ in runs))
     for ax, length in zip(axes[0], lengths):
         for (label, t), n in curves.items():
             if t != length:
                 continue
-            k = groups.index(_group_key(label))
+            k = groups.index(label)
             back = np.arange(len(n))[::-1]
             zero = n == 0
             style = {"color": colors[k % len(colors)], "linestyle": STYLES[k % len(STYLES)]}
@@ -603,5 +624,6 @@ def write_study_report(study: Study) -> Path:
         from seqvg.report import write_report
 
         runs = [rundir.load_run(d) for d in study.run_dirs()]
-        write_report(runs, study.report, extra_figures=[("Study results", results_figure(study, rows))])
+        # The report's own Study page plots the outcome against what varies.
+        write_report(runs, study.report)
     return study.report

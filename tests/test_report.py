@@ -36,21 +36,23 @@ def runs(tmp_path_factory):
 
 def test_report_pages_and_determinism(runs, tmp_path):
     titles = make_report(runs, tmp_path / "a.pdf", tmp_path / "png")
-    assert titles == [t for t, _ in PAGES] and len(titles) == 6
-    assert len(list((tmp_path / "png").glob("*.png"))) == 6
-    make_report(runs, tmp_path / "b.pdf")
+    # The runs differ by cell: the study page follows the title.
+    assert titles == ["Title", "Study"] + [t for t, _ in PAGES[1:]] and len(titles) == 7
+    assert len(list((tmp_path / "png").glob("*.png"))) == 7
+    make_report(runs[::-1], tmp_path / "b.pdf")
     assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
     pdf = (tmp_path / "a.pdf").read_bytes()
-    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 6
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 7
+    assert make_report(runs[:1], tmp_path / "one.pdf") == [t for t, _ in PAGES]
 
 
 @pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="poppler-utils not installed")
 def test_report_renders(runs, tmp_path):
     make_report(runs, tmp_path / "r.pdf")
     info = subprocess.run(["pdfinfo", str(tmp_path / "r.pdf")], capture_output=True, text=True, check=True).stdout
-    assert "Pages:          6" in info
+    assert "Pages:          7" in info
     subprocess.run(["pdftoppm", "-png", "-r", "20", str(tmp_path / "r.pdf"), str(tmp_path / "p")], check=True)
-    assert len(list(tmp_path.glob("p-*.png"))) == 6
+    assert len(list(tmp_path.glob("p-*.png"))) == 7
 
 
 def test_gradient_page_draws_the_run_data(runs):
@@ -185,3 +187,93 @@ def test_compare_trains_reports_and_resumes(tmp_path):
     assert (tmp_path / "cmp" / "gru-s0" / "metrics.csv").read_bytes() == before
     changed = CliRunner().invoke(cli, [*args, "--lr", "0.01"])
     assert changed.exit_code == 2 and "other options" in changed.output
+
+
+def _study_run(tmp_path, name: str, **options) -> Run:
+    """A finished run built from numbers that depend on its options (no training)."""
+    cfg = RunConfig(**{**TINY, **options}).resolved().to_dict()
+    length, seed = cfg["length"], cfg["seed"]
+    rate = {"rnn": 0.05, "lstm": 0.1, "gru": 0.2}[cfg["cell"]] * (0.5 if cfg.get("forget_bias") else 1.0)
+    t = np.arange(length)
+    h_init = 10.0 ** (-rate * (length - 1 - t)) * (1 + 0.1 * seed)
+    h = np.stack([h_init, h_init * 2, h_init ** 0.5])[:, None].astype(np.float32)
+    steps = np.arange(0, 40, 10)
+    val = 0.2 / (1 + steps / (10.0 * (1 + seed))) * (length / 10)
+    rows = [{"step": int(s), "loss": v, "metric": v, "val_loss": v, "val_metric": v, "grad_norm": 1.0 + seed,
+             "weight_change/rnn_1": 0.1 / (1 + s), "weight_change/head": 0.05} for s, v in zip(steps, val)]
+    columns = ["step", "loss", "metric", "val_loss", "val_metric", "grad_norm", "weight_change/rnn_1",
+               "weight_change/head"]
+    solved = bool(val[-1] < 0.01)
+    summary = {"status": "completed", "solved": solved, "solved_at_step": int(steps[-1]) if solved else None,
+               "steps_done": int(steps[-1]), "final": {"val_loss": float(val[-1]), "val_metric": float(val[-1])}}
+    probes = {"steps": np.array([0, 20, 30]), "h": h, "x": np.ones((3, length), np.float32)}
+    if cfg["cell"] == "lstm":
+        probes["c"] = h * 3
+    config = {"config": cfg, "created": "2026-11-30T00:00:00", "command": f"seqvg train ({name})"}
+    return Run(tmp_path / name, config, summary, columns, rows, probes)
+
+
+STUDIES = {
+    "length only": [dict(cell="rnn", length=t, seed=s) for t in (20, 10, 40) for s in (0, 1)],
+    "variant only": [dict(cell="lstm"), dict(cell="lstm", forget_bias=3.0), dict(cell="gru", chrono=30),
+                     dict(cell="rnn", clip=1.0), dict(cell="rnn")],
+    "cell x length x seed": [dict(cell=c, length=t, seed=s) for c in ("gru", "rnn", "lstm") for t in (10, 30, 20)
+                             for s in (0, 1)],
+    "task and cell": [dict(task="copy", cell="gru"), dict(task="adding", cell="rnn"), dict(task="copy", cell="rnn")],
+}
+
+
+def _legend_texts(fig) -> list[list[str]]:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    return [[t.get_text() for t in legend.get_texts()] for legend in legends]
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_every_page_names_every_run_once(study, tmp_path):
+    from seqvg.report import pages, view
+
+    runs = [_study_run(tmp_path, f"run{i}", **kw) for i, kw in enumerate(STUDIES[study])]
+    v = view(runs)
+    names = [lab.label for lab in v.labels]
+    groups = [name for name, _ in v.groups]
+    assert len(set(names)) == len(names)
+    assert v.grouped == (study == "cell x length x seed")
+    titles = []
+    for title, draw in pages(runs):
+        fig = plt.figure(figsize=(11, 8.5))
+        draw(fig)
+        titles.append(title)
+        for texts in _legend_texts(fig):
+            assert len(set(texts)) == len(texts), (title, texts)
+        for ax in fig.axes:
+            for table in ax.tables:
+                cells = table.get_celld()
+                first = [cells[r, 0].get_text().get_text() for r in range(1, max(r for r, _ in cells) + 1)]
+                assert len(set(first)) == len(first), (title, first)
+                if title.startswith("Summary"):
+                    assert set(first) <= set(names)
+        if title in ("Learning curves", "Gradient flow", "Weight graph"):
+            shown = {t for texts in _legend_texts(fig) for t in texts}
+            assert set(groups if v.grouped else names) <= shown, title
+        plt.close(fig)
+    assert titles[:2] == ["Title", "Study"]
+    if v.grouped:  # every run on its own: learning curve, gradient flow, heatmap
+        for kind in ("learning curves", "gradient flow", "gradient flow over training"):
+            assert f"Appendix {kind} 1" in titles
+
+
+def test_report_order_and_labels_for_a_length_study(tmp_path):
+    from seqvg.report import summary_rows
+
+    runs = [_study_run(tmp_path, f"run{i}", **kw) for i, kw in enumerate(STUDIES["length only"])]
+    assert [row[0] for row in summary_rows(runs)] == ["T=10 s0", "T=10 s1", "T=20 s0", "T=20 s1", "T=40 s0",
+                                                      "T=40 s1"]
+
+
+def test_study_report_is_byte_identical_whatever_the_input_order(tmp_path):
+    from seqvg.report import write_report
+
+    runs = [_study_run(tmp_path, f"run{i}", **kw) for i, kw in enumerate(STUDIES["cell x length x seed"])]
+    write_report(runs, tmp_path / "a.pdf")
+    write_report(runs[::-1], tmp_path / "b.pdf")
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from seqvg import rundir
 from seqvg.cli import cli
+from seqvg.report import summary_rows
 from seqvg.study import SpecError, load_spec, parse_spec
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
@@ -52,6 +53,10 @@ def test_spec_runs_with_a_tiny_budget(spec, tmp_path):
     study = load_spec(spec, overrides={k: int(v) for k, v in (s.split("=") for s in TINY_SET)})
     rows = _rows(tmp_path / "runs" / "results.csv")
     assert [r["run"] for r in rows] == list(study.run_names)
+    if not study.probe_only:  # results.csv names each run as the report does
+        runs = [rundir.load_run(tmp_path / "runs" / r["run"]) for r in rows]
+        assert sorted(r["label"] for r in rows) == sorted(row[0] for row in summary_rows(runs))
+        assert len({r["label"] for r in rows}) == len(rows)
     assert (tmp_path / "runs" / "results.png").stat().st_size > 0
     assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
 
