@@ -11,7 +11,6 @@ usage errors (exit code 2) with a one-line message, never a traceback.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -22,12 +21,8 @@ from click.core import ParameterSource
 from seqvg.config import ACTIVATIONS, CELLS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
+from seqvg.tfsetup import import_tensorflow_quietly
 
-# TensorFlow's C++ log lines hide the output a user asked for. Level 3 (not
-# 2) because TF 2.21's graph optimiser logs a harmless "E0000 ... has an empty
-# op name" for every ReLU recurrent cell; real failures still raise Python
-# exceptions with their message. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MODEL_OPTIONS = [
     click.option("--task", type=click.Choice(sorted(TASKS)), default="adding", show_default=True,
@@ -111,32 +106,6 @@ def _given(ctx: click.Context, kwargs: dict) -> list[str]:
         for k in kwargs
         if k in _CONFIG_FIELDS and ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
     ]
-
-
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its C++ start-up lines kept off the terminal.
-
-    TF 2.21 logs through absl before any log-level setting applies, so the
-    process's stderr (fd 2) is parked in a temp file during the import and
-    replayed only if the import fails.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    import tempfile
-
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            tmp.seek(0)
-            sys.stderr.write(tmp.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 _TF_COMMANDS = {"train", "probe", "compare", "run", "sweep"}

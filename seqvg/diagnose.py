@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqvg.probe import decay_summary
+from seqvg.decay import decay_summary
 from seqvg.rundir import Run
 from seqvg.tasks import get_task
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import os
 import re
 import tomllib
@@ -245,7 +244,7 @@ def _finished(path: Path, probe_only: bool) -> bool:
 def _worker_init(threads: int) -> None:
     """Caps a worker's TensorFlow threads so the workers share the cores."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    from seqvg.cli import import_tensorflow_quietly
+    from seqvg.tfsetup import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import tensorflow as tf
@@ -296,7 +295,7 @@ def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
 
 
 def _c_summary(result) -> dict | None:
-    from seqvg.probe import decay_summary
+    from seqvg.decay import decay_summary
 
     return None if result.c is None else decay_summary(result.c[0])
 

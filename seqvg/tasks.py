@@ -210,3 +210,12 @@ def read_dataset(path) -> dict:
     if task not in TASKS:
         raise ValueError(f"{path}: unknown task {task!r}")
     return {"x": d["x"].astype(np.float32), "y": d["y"], "task": task, "length": int(d["length"])}
+
+
+def probe_batch(cfg) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed probe batch of a run config (same as ``seqvg generate --seed``).
+
+    Drawn from its own sub-stream of the seed, so it does not change with
+    ``--steps`` or the validation size.
+    """
+    return get_task(cfg.task).generate(stream(cfg.seed, STREAM_PROBE), cfg.probe_batch, cfg.length)

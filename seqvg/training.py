@@ -32,7 +32,7 @@ import numpy as np
 from seqvg import rundir
 from seqvg.config import ConfigError, RunConfig, check_memory
 from seqvg.rundir import RunDirError
-from seqvg.tasks import STREAM_PROBE, STREAM_TRAIN, STREAM_VAL, get_task, stream
+from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream
 
 EVAL_CHUNK = 256  # validation samples per forward pass (bounds memory)
 
@@ -104,11 +104,6 @@ def numerics(model) -> dict:
         "identical_across": "thread counts and processes; not across TensorFlow versions, "
                             "CPU instruction sets, LSTM paths or devices",
     }
-
-
-def probe_batch(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed probe batch of a config (same as ``seqvg generate --seed``)."""
-    return get_task(cfg.task).generate(stream(cfg.seed, STREAM_PROBE), cfg.probe_batch, cfg.length)
 
 
 def make_train_step(model, task, optimizer):
@@ -566,7 +561,7 @@ class _Run(Trainer):
 
 
 def _summary_of(h: np.ndarray) -> dict:
-    from seqvg.probe import decay_summary
+    from seqvg.decay import decay_summary
 
     return decay_summary(h[0])
 
