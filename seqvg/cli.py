@@ -142,7 +142,24 @@ def import_tensorflow_quietly() -> None:
 _TF_COMMANDS = {"train", "probe", "compare", "run", "sweep"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def os_error_message(e: OSError) -> str:
+    """One line for an operating-system fault: the file and the reason."""
+    reason = e.strerror or str(e)
+    return f"{e.filename}: {reason}" if e.filename else reason
+
+
+class _Group(click.Group):
+    """Turns operating-system faults (disk full, read-only, no permission)
+    into one-line errors with exit status 1 instead of tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as e:
+            raise click.ClickException(os_error_message(e)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="seqvg")
 @click.pass_context
 def cli(ctx):
@@ -212,6 +229,11 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     except KeyboardInterrupt:
         click.echo(f"Interrupted. Continue with: seqvg train --resume --out {out}", err=True)
         sys.exit(130)
+    except OSError as e:
+        hint = ""
+        if (out / "config.json").exists():
+            hint = f"; files kept: fix that, then continue with: seqvg train --resume --out {out}"
+        raise click.ClickException(os_error_message(e) + hint) from None
     click.echo(format_run_summary(out, summary))
     if summary["status"] == "diverged":
         raise click.ClickException(
