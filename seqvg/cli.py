@@ -97,9 +97,8 @@ def _usage(e: ConfigError) -> click.UsageError:
 
 
 def _config(kwargs: dict) -> RunConfig:
-    cfg = RunConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS})
     try:
-        return cfg.resolved()
+        return RunConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS}).resolved()
     except ConfigError as e:
         raise _usage(e) from None
 
@@ -286,6 +285,14 @@ def generate(task, length, n, seed, out):
         raise click.BadParameter(f"must be at least 2, got {length}", param_hint="'--length'")
     if n < 1:
         raise click.BadParameter(f"must be positive, got {n}", param_hint="'-n'")
+    from seqvg.config import check_data_memory
+    from seqvg.rundir import check_writable
+
+    try:
+        check_data_memory(task, n, length)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="'-n'") from None
+    check_writable(out)
     write_dataset(out, task, length, n, seed)
     click.echo(f"wrote {out}: {n} samples of {task} T={length}, seed {seed}")
 
@@ -353,7 +360,12 @@ def report(run_dirs, out, png):
       seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf --png reports/adding
     """
     from seqvg.report import make_report
+    from seqvg.rundir import check_writable
 
+    # Before the work: a report that cannot be saved is not worth drawing.
+    check_writable(out)
+    if png is not None:
+        check_writable(png, is_dir=True)
     try:
         titles = make_report(list(run_dirs), out, png)
     except RunDirError as e:
@@ -425,7 +437,9 @@ def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, wo
         raise _usage(e) from None
     study = Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), out, report_path)
     click.echo(f"{name}: {len(runs)} runs in {out}", err=True)
-    _run_study(study, workers, quiet)
+    names = {o: "--" + o.replace("_", "-") for o in _CONFIG_FIELDS}
+    names.update({k: f"--{k}s" for k in grid})
+    _run_study(study, workers, quiet, names)
 
 
 def _print_summary(study) -> None:
@@ -465,16 +479,20 @@ def _parse_set(items) -> dict:
     return out
 
 
-def _run_study(study, workers: int, quiet: bool) -> None:
+def _run_study(study, workers: int, quiet: bool, names: dict[str, str]) -> None:
     from seqvg.study import run_study, write_study_report
 
     if workers < 1:
         raise click.BadParameter(f"must be at least 1, got {workers}", param_hint="'--workers'")
     from seqvg.config import check_memory
+    from seqvg.rundir import check_writable
 
+    check_writable(study.out, is_dir=True)
+    if study.report is not None:
+        check_writable(study.report)
     try:
         for cfg in study.configs:
-            check_memory(cfg)
+            check_memory(cfg, training=not study.probe_only, names=names)
         run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True))
         if study.report is not None:
             write_study_report(study)
@@ -522,7 +540,7 @@ def run_spec(spec, workers, overrides, out, report_path, quiet):
         raise click.UsageError(str(e)) from None
     click.echo(f"{study.name}: {len(study.configs)} runs in {study.out}"
                + (" (probe only, no training)" if study.probe_only else ""), err=True)
-    _run_study(study, workers, quiet)
+    _run_study(study, workers, quiet, {o: f"--set {o}=..." for o in _CONFIG_FIELDS})
 
 
 @cli.command()

@@ -209,6 +209,15 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     except ConfigError as e:
         key = e.option or ""
         loc = where(key, "grid") if key in grid else where(key)
+        for i, (_, opts) in enumerate(variants):
+            if key not in grid and key in opts:
+                try:
+                    expand(base, grid, [variants[i]], seeds)
+                except ConfigError:
+                    loc = where(key, "variant", i)  # the first [[variant]] that fails
+                    break
+        if key in (overrides or {}):
+            loc = f"--set {key}"
         raise SpecError(f"{loc}: {e}") from None
     out_dir = out or Path(doc.get("out", f"runs/{name}"))
     report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
