@@ -206,9 +206,31 @@ def train(
             summary = rundir.read_json(out / rundir.SUMMARY) if (out / rundir.SUMMARY).exists() else {}
             if summary.get("status") in ("completed", "diverged"):
                 return summary
-        elif rundir.has_content(out):
-            rundir.remove_run(out)  # checks again, under the lock, that all of it is seqvg's
+        else:
+            if rundir.has_content(out):
+                rundir.remove_run(out)  # checks again, under the lock, that all of it is seqvg's
+            _write_config(out, cfg, command)
         return _Run(cfg, out, command).run(resume=resume, progress=progress)
+
+
+def _write_config(out: Path, cfg: RunConfig, command: str | None) -> None:
+    """config.json: written first, right after the lock, so that a run killed
+    at any later moment can be resumed."""
+    task = get_task(cfg.task)
+    rundir.write_json(
+        out / rundir.CONFIG,
+        {
+            "config": cfg.to_dict(),
+            "seed": cfg.seed,
+            "versions": versions(),
+            "device": device_description(),
+            "command": command,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seq_len": cfg.seq_len,
+            "baseline": task.baseline(cfg.length),
+            "metric_name": task.metric_name,
+        },
+    )
 
 
 def _config_to_resume(out: Path) -> RunConfig:
@@ -217,7 +239,7 @@ def _config_to_resume(out: Path) -> RunConfig:
     if not (out / rundir.CONFIG).exists():
         raise RunDirError(
             f"{out}: not a complete seqvg run (config.json missing: it was stopped before it started); "
-            "start it again with --overwrite"
+            "nothing to resume: run the original command again"
         )
     try:
         return RunConfig.from_dict(rundir.read_json(out / rundir.CONFIG)["config"]).resolved()
@@ -301,22 +323,6 @@ class _Run(Trainer):
         return total_loss / len(x), total_metric / len(x)
 
     # -- files ---------------------------------------------------------------
-    def _write_config(self) -> None:
-        rundir.write_json(
-            self.out / rundir.CONFIG,
-            {
-                "config": self.cfg.to_dict(),
-                "seed": self.cfg.seed,
-                "versions": versions(),
-                "device": device_description(),
-                "command": self.command,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "seq_len": self.cfg.seq_len,
-                "baseline": self.task.baseline(self.cfg.length),
-                "metric_name": self.task.metric_name,
-            },
-        )
-
     def _write_probes(self) -> None:
         s = self.state
         arrays = {
@@ -459,8 +465,6 @@ class _Run(Trainer):
 
         cfg, s = self.cfg, self.state
         restored = resume and self._restore()
-        if not resume:
-            self._write_config()
         if cfg.tensorboard:
             self.tb = tf.summary.create_file_writer(str(self.out / "tensorboard"))
         self._write_summary("running")
