@@ -446,6 +446,10 @@ def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, wo
     try:
         runs = expand(base, grid, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
     except ConfigError as e:
+        if e.option in grid:  # a bad value of --cells/--lengths: name the option typed
+            plural = f"--{e.option}s"
+            raise click.BadParameter(str(e).replace(f"--{e.option} ", "", 1),
+                                     param_hint=f"'{plural}'") from None
         raise _usage(e) from None
     study = Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), out, report_path,
                   command=_command_line())

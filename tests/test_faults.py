@@ -221,6 +221,8 @@ CASES = [
          "Error: needs about"),
     Case("sweep-val-size-huge", ["sweep", "--val-size", "100000000000", "--cells", "rnn", "--lengths", "10",
                                  "--out", "new"], 2, "Error: needs about"),
+    Case("sweep-length-one", ["sweep", "--cells", "rnn", "--lengths", "1", "--out", "new"], 2,
+         "Error: Invalid value for '--lengths': must be at least 2, got 1"),
     Case("large-study", ["sweep", "--cells", "rnn", "--lengths", BIG, "--out", "new"], 2,
          "Error: sweep: 101 runs to do, roughly"),
     # -- directories that hold other people's files
