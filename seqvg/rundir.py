@@ -328,7 +328,8 @@ def remove_run(path: Path) -> None:
     """
     path = Path(path)
     check_own_run(path)
-    for p in sorted(path.iterdir()):
+    # config.json last: a directory killed half-way stays recognisably seqvg's.
+    for p in sorted(path.iterdir(), key=lambda p: p.name == CONFIG):
         if p.name == LOCK:
             continue
         if p.is_dir():

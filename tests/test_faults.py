@@ -706,3 +706,25 @@ def test_study_records_its_command(world, tmp_path, monkeypatch):
     for d in ("rnn-s0", "gru-s0"):
         assert json.loads((w / "s" / d / "config.json").read_text())["command"] == \
             "seqvg run spec.toml --out s -q --set steps=5"
+
+
+def test_overwrite_killed_half_way_can_be_overwritten_again(world, tmp_path, monkeypatch):
+    """A kill in the middle of --overwrite's deletions leaves a directory that
+    is still recognisably seqvg's (config.json goes last)."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    real_unlink, calls = Path.unlink, {"n": 0}
+
+    def dying_unlink(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Killed
+        return real_unlink(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", dying_unlink)
+    with pytest.raises(Killed):
+        rundir.remove_run(w / "run")
+    monkeypatch.undo()
+    assert (w / "run" / "config.json").exists()
+    rundir.remove_run(w / "run")
+    assert [p.name for p in (w / "run").iterdir()] == [".lock"]
