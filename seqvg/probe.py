@@ -445,7 +445,7 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.models import build_model
     from seqvg.tasks import get_task
 
-    check_memory(cfg)
+    check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     model = build_model(cfg)
     return probe(model, get_task(cfg.task), *_batch_for(cfg, batch)), cfg
 
@@ -466,6 +466,11 @@ def probe_run(run_dir, batch: dict | None = None):
 
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(rundir.read_json(run_dir / rundir.CONFIG)["config"])
+    from seqvg.config import check_memory
+
+    # A run is probed with its own options; only --data can make this smaller.
+    check_memory(cfg.resolved(), training=False, probe_n=None if batch is None else len(batch["x"]),
+                 names={"data": "--data"})
     path = run_dir / rundir.MODEL
     if not path.exists():
         status = rundir.read_json(run_dir / rundir.SUMMARY).get("status") if (run_dir / rundir.SUMMARY).exists() else None
