@@ -58,7 +58,7 @@ def require_ray():
     return ray
 
 
-def _set_threads(threads: int) -> None:
+def _set_threads(threads: int, gpus: float) -> None:
     """TensorFlow threads = the run's CPUs (a reused worker keeps its count)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     from seqvg.study import _worker_init
@@ -69,13 +69,23 @@ def _set_threads(threads: int) -> None:
         # TF in this worker was initialised with another count: the numbers
         # are bit-identical on any thread count, only the speed differs.
         pass
+    if gpus:
+        import tensorflow as tf
+
+        # Runs sharing a GPU (--gpus-per-run < 1): TensorFlow would
+        # otherwise take all of its memory for the first one.
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass
 
 
-def _run_task(cfg, path: str, probe_only: bool, threads: int) -> str:
+def _run_task(cfg, path: str, probe_only: bool, threads: int, gpus: float = 0.0) -> str:
     """One run in a Ray worker (resumes a started run, see ``study.run_one``)."""
     from seqvg.study import run_one
 
-    _set_threads(threads)
+    _set_threads(threads, gpus)
     return run_one(cfg, Path(path), probe_only, False)
 
 
@@ -246,7 +256,8 @@ class RayBackend:
                                              max_retries=MAX_RETRIES, retry_exceptions=False)
         # Longest runs first, so no node is left with a long run at the end.
         todo = sorted(todo, key=lambda item: -_cost(item[0]))
-        refs = {task.remote(cfg, str(Path(d).resolve()), study.probe_only, cpus): Path(d) for cfg, d in todo}
+        refs = {task.remote(cfg, str(Path(d).resolve()), study.probe_only, cpus, self.gpus_per_run): Path(d)
+                for cfg, d in todo}
         pending = list(refs)
         failed = []
         try:
