@@ -4,9 +4,10 @@ The module starts one cluster with `ray start`: a head and a second worker
 node, one CPU each, in a temp dir of their own. On it: a sweep gives the same
 results.csv, byte for byte, as the local backend; a worker process killed
 with SIGKILL mid-run is retried and its run resumes from the last checkpoint
-(no duplicated metrics rows); a third node started in a mount namespace of
-its own, where the output directory is an empty tmpfs, makes the study be
-refused before any run starts. Skipped where Ray is not installed.
+(no duplicated metrics rows); a run that raises is reported and not
+retried; a third node started in a mount namespace of its own, where the
+output directory is an empty tmpfs, makes the study be refused before any
+run starts. The cluster tests are skipped where Ray is not installed.
 """
 
 import csv
@@ -201,6 +202,21 @@ def test_killed_worker_is_retried_and_resumes(cluster, local_sweep, tmp_path):
     with open(run / rundir.METRICS, newline="") as f:
         assert [r for r in csv.DictReader(f) if int(r["step"]) <= seen["step"]] == seen["kept"]
     assert rundir.read_json(run / rundir.SUMMARY)["status"] == "completed"
+
+
+def test_run_that_raises_is_reported_not_retried(cluster, local_sweep, tmp_path):
+    # A started run whose checkpoint is corrupt: resuming it raises in the worker.
+    run = tmp_path / "broken" / "gru-T10-s0"
+    shutil.copytree(local_sweep / run.name, run)
+    rundir.write_json(run / rundir.SUMMARY, {**rundir.read_json(run / rundir.SUMMARY), "status": "interrupted"})
+    (run / rundir.CHECKPOINTS / rundir.STATE).write_bytes(b"not a checkpoint")
+    sweep = [a if a != "rnn,gru" else "gru" for a in SWEEP]
+    result = CliRunner().invoke(cli, sweep + ["--out", str(run.parent), "--backend", "ray",
+                                              "--address", cluster.address])
+    assert result.exit_code == 1, result.output
+    assert "[1/1] gru-T10-s0: failed (RunDirError: " in result.output and "state.npz: corrupt" in result.output
+    assert "1 of 1 runs failed (not retried)" in result.output
+    assert (run / rundir.CHECKPOINTS / rundir.STATE).read_bytes() == b"not a checkpoint"  # nothing overwritten
 
 
 def test_backend_options_need_each_other(tmp_path):
