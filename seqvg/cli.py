@@ -81,6 +81,17 @@ LARGE_STUDY = 100
 WORKERS_OPTION = click.option("--workers", "-j", type=int, default=1, show_default=True,
                               help="Runs in parallel processes (TensorFlow threads split between them).")
 
+BACKEND_OPTIONS = [
+    click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Where the runs go: processes on this machine (--workers), or a Ray cluster."),
+    click.option("--address", default=None, metavar="HOST:PORT",
+                 help="Ray: the cluster [default: $RAY_ADDRESS, else the Ray instance started on this "
+                      "machine, else a new one for this study]."),
+    click.option("--cpus-per-run", type=int, default=None,
+                 help="Ray: CPUs (TensorFlow threads) per run [default: the cluster's CPUs / runs, at least 1]."),
+    click.option("--gpus-per-run", type=float, default=0.0, show_default=True, help="Ray: GPUs per run."),
+]
+
 
 def _apply(options):
     def decorator(f):
@@ -377,6 +388,7 @@ def diagnose(run_dirs):
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell (seeds SEED..SEED+N-1).")
 @WORKERS_OPTION
 @YES_OPTION
+@_apply(BACKEND_OPTIONS)
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/compare"),
               show_default=True, help="Directory of the runs (one sub-directory per cell and seed).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -425,7 +437,33 @@ def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, wo
     click.echo(f"{name}: {len(runs)} runs in {out}", err=True)
     names = {o: "--" + o.replace("_", "-") for o in _CONFIG_FIELDS}
     names.update({k: f"--{k}s" for k in grid})
-    _run_study(study, workers, quiet, names, yes)
+    _run_study(study, workers, quiet, names, yes, _backend(kwargs))
+
+
+def _backend(opts: dict):
+    """The Ray backend the options ask for, or None for the local process pool."""
+    from seqvg.ray_backend import RayBackend, require_ray
+
+    ctx = click.get_current_context()
+    given = {k for k in ("workers", "address", "cpus_per_run", "gpus_per_run")
+             if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    if opts["backend"] == "local":
+        ray_only = sorted(given - {"workers"})
+        if ray_only:
+            raise click.UsageError(", ".join("--" + k.replace("_", "-") for k in ray_only)
+                                   + (" needs" if len(ray_only) == 1 else " need") + " --backend ray")
+        return None
+    if "workers" in given:
+        raise click.UsageError("--workers is for --backend local; on Ray, --cpus-per-run sets the share of a node")
+    if opts["cpus_per_run"] is not None and opts["cpus_per_run"] < 1:
+        raise click.BadParameter(f"must be at least 1, got {opts['cpus_per_run']}", param_hint="'--cpus-per-run'")
+    if opts["gpus_per_run"] < 0:
+        raise click.BadParameter(f"must be at least 0, got {opts['gpus_per_run']:g}", param_hint="'--gpus-per-run'")
+    try:
+        require_ray()
+    except ImportError as e:
+        raise click.UsageError(str(e)) from None
+    return RayBackend(opts["address"], opts["cpus_per_run"], opts["gpus_per_run"])
 
 
 def _print_summary(study) -> None:
@@ -488,7 +526,8 @@ def _confirm_large(study, workers: int, yes: bool) -> None:
         raise click.UsageError(what + f"; a study of more than {LARGE_STUDY} runs starts only with --yes")
 
 
-def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: bool) -> None:
+def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: bool, backend=None) -> None:
+    from seqvg.ray_backend import BackendError, RunsFailed
     from seqvg.study import run_study, write_study_report
 
     if workers < 1:
@@ -506,7 +545,8 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
         for cfg in study.configs:
             check_memory(cfg, training=not study.probe_only, names=names)
         _confirm_large(study, workers, yes)
-        run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True))
+        run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True),
+                  backend=backend)
         if study.report is not None:
             write_study_report(study)
         _print_summary(study)
@@ -514,6 +554,8 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
         raise _usage(e) from None
     except RunDirError as e:
         raise click.UsageError(str(e)) from None
+    except (BackendError, RunsFailed) as e:
+        raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         click.echo("Interrupted. Run the same command again to resume.", err=True)
         sys.exit(130)
@@ -526,6 +568,7 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @WORKERS_OPTION
 @YES_OPTION
+@_apply(BACKEND_OPTIONS)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a run option in every run, e.g. --set steps=300 (repeatable).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -533,7 +576,7 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PDF to write [default: the spec's 'report', else reports/NAME.pdf].")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
-def run_spec(spec, workers, yes, overrides, out, report_path, quiet):
+def run_spec(spec, workers, yes, overrides, out, report_path, quiet, **backend):
     """Run a study spec (tasks/*.toml): its grid of runs, results and report.
 
     Finished runs are skipped and interrupted ones resumed, so the same
@@ -557,7 +600,7 @@ def run_spec(spec, workers, yes, overrides, out, report_path, quiet):
     study = dataclasses.replace(study, command=_command_line())
     click.echo(f"{study.name}: {len(study.configs)} runs in {study.out}"
                + (" (probe only, no training)" if study.probe_only else ""), err=True)
-    _run_study(study, workers, quiet, {o: f"--set {o}=..." for o in _CONFIG_FIELDS}, yes)
+    _run_study(study, workers, quiet, {o: f"--set {o}=..." for o in _CONFIG_FIELDS}, yes, _backend(backend))
 
 
 @cli.command()
@@ -567,6 +610,7 @@ def run_spec(spec, workers, yes, overrides, out, report_path, quiet):
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell and length (SEED..SEED+N-1).")
 @WORKERS_OPTION
 @YES_OPTION
+@_apply(BACKEND_OPTIONS)
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"),
               show_default=True, help="Directory of the runs, results.csv and results.png.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,

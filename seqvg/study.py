@@ -316,7 +316,7 @@ def _c_summary(result) -> dict | None:
     return None if result.c is None else decay_summary(result.c[0])
 
 
-def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print) -> list[Path]:
+def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print, backend=None) -> list[Path]:
     """Runs every unfinished run of a study, then writes its results.
 
     Args:
@@ -326,6 +326,8 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print)
             oversubscribing them. 1 runs in this process.
         progress: per-run progress bars (only with one worker).
         echo: where one line per finished run goes.
+        backend: where the runs go instead of this machine's processes, e.g.
+            ``seqvg.ray_backend.RayBackend()`` (its ``run`` takes the runs to do).
 
     Returns:
         The run directories in spec order.
@@ -339,7 +341,10 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print)
     if done:
         echo(f"{done} of {len(dirs)} runs already finished in {study.out}; {len(todo)} to run")
     study.out.mkdir(parents=True, exist_ok=True)
-    if workers <= 1 or len(todo) <= 1:
+    if backend is not None:
+        if todo:
+            backend.run(study, todo, done, len(dirs), echo)
+    elif workers <= 1 or len(todo) <= 1:
         for cfg, d in todo:
             status = run_one(cfg, d, study.probe_only, progress, study.command)
             done += 1
