@@ -186,13 +186,23 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     except OSError as e:
         raise RunDirError(f"{path}: cannot read ({e.strerror or e})") from None
     except Exception as e:  # zipfile/pickle/value errors all mean "corrupt"
-        if "pickle" in str(e):
+        if "pickle" in str(e) and _starts_with(path, (b"\x80", b"\x93NUMPY")):
             # numpy's message advises allow_pickle=True, i.e. running code from the file: never.
+            # (numpy says "pickled" of any file it cannot read; only a real
+            # pickle or an object array is called one here.)
             raise RunDirError(f"{path}: not an .npz file (it holds pickled Python objects, "
                               "which seqvg does not load)") from None
         if not zipfile_like(path):
             raise RunDirError(f"{path}: not an .npz file") from None
         raise RunDirError(f"{path}: corrupt ({type(e).__name__}: {e})") from None
+
+
+def _starts_with(path: Path, prefixes: tuple[bytes, ...]) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8).startswith(prefixes)
+    except OSError:
+        return False
 
 
 def zipfile_like(path: Path) -> bool:

@@ -214,7 +214,7 @@ def test_run_that_raises_is_reported_not_retried(cluster, local_sweep, tmp_path)
     result = CliRunner().invoke(cli, sweep + ["--out", str(run.parent), "--backend", "ray",
                                               "--address", cluster.address])
     assert result.exit_code == 1, result.output
-    assert "[1/1] gru-T10-s0: failed (RunDirError: " in result.output and "state.npz: corrupt" in result.output
+    assert "[1/1] gru-T10-s0: failed (RunDirError: " in result.output and "state.npz: not an .npz file" in result.output
     assert "1 of 1 runs failed (not retried)" in result.output
     assert (run / rundir.CHECKPOINTS / rundir.STATE).read_bytes() == b"not a checkpoint"  # nothing overwritten
 
