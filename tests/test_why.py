@@ -1,0 +1,163 @@
+"""Gate statistics, step-Jacobian norms, sigma_max(W) and the per-step gain
+(seqvg.why) against independent computations."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from seqvg.cli import cli
+from seqvg.config import RunConfig
+from seqvg.models import build_model, recurrent_layers
+from seqvg.probe import Prober, probe
+from seqvg.tasks import get_task
+from seqvg.training import probe_batch, train
+from seqvg.why import StepStats, jacobian_timesteps, step_gain
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _stats(cfg):
+    model = build_model(cfg)
+    x, _ = probe_batch(cfg)
+    return model, x, StepStats(Prober(model, get_task(cfg.task)).plan)(x)
+
+
+@pytest.mark.parametrize("forget_bias, expected", [(None, _sigmoid(1.0)), (3.0, _sigmoid(3.0))])
+def test_lstm_forget_gate_at_init_is_sigmoid_of_its_bias(forget_bias, expected):
+    # Keras's LSTM starts with forget bias 1 (unit_forget_bias). At init the
+    # pre-activation is that bias plus x W_f + h U_f, which are small (Glorot
+    # input weights on inputs in [0, 1], states near 0) and symmetric around
+    # 0, so the mean gate is sigmoid(b) up to sigmoid''(b) var / 2: < 0.02.
+    cfg = RunConfig(cell="lstm", length=40, units=16, probe_batch=32, forget_bias=forget_bias).resolved()
+    _, _, why = _stats(cfg)
+    forget = why["gates"]["forget"][0]  # (4, T): mean, p10, p50, p90
+    assert forget.shape == (4, 40)
+    np.testing.assert_allclose(forget[0], expected, atol=0.02)
+    np.testing.assert_allclose(forget[2], expected, atol=0.02)
+    assert np.all(forget[1] <= forget[2]) and np.all(forget[2] <= forget[3])
+    # The input gate's bias is 0: sigmoid(0) = 1/2.
+    np.testing.assert_allclose(why["gates"]["input"][0][0], 0.5, atol=0.02)
+
+
+def test_gru_keep_gate_is_kerases_z():
+    # With --chrono the bias of z (Keras: h_t = z h_{t-1} + (1 - z) h~_t) is
+    # log U[1, T_max - 1] per unit: the keep gate's mean is near the mean of
+    # sigmoid over those biases, far above the 1/2 of 1 - z's complement.
+    cfg = RunConfig(cell="gru", length=30, units=16, probe_batch=32, chrono=30).resolved()
+    model, _, why = _stats(cfg)
+    bias = recurrent_layers(model)[0].cell.bias.numpy()
+    expected = _sigmoid(bias[0, :16] + bias[1, :16]).mean()
+    assert expected > 0.8
+    np.testing.assert_allclose(why["gates"]["keep"][0][0], expected, atol=0.03)
+
+
+def test_vanilla_dphi_and_sigma_w_against_keras_and_numpy():
+    cfg = RunConfig(cell="rnn", length=20, units=12, probe_batch=16, recurrent_init="glorot").resolved()
+    model, x, why = _stats(cfg)
+    layer = recurrent_layers(model)[0]
+    # phi' of tanh from the layer's own returned sequence: 1 - h_t^2.
+    seq = keras.layers.RNN(layer.cell, return_sequences=True)(x.astype(np.float32)).numpy()
+    np.testing.assert_allclose(why["gates"]["dphi"][0][0], (1 - seq**2).mean(axis=(0, 2)), rtol=1e-5)
+    sv = np.linalg.svd(layer.cell.recurrent_kernel.numpy().astype(np.float64), compute_uv=False)
+    np.testing.assert_allclose(why["sigma_w"][0], sv[0], rtol=1e-6)
+
+
+def _explicit_jacobian_norms(layer, x, jac_t):
+    """Mean over samples of ||d s_t / d s_{t-1}||_2, from tf.GradientTape.batch_jacobian."""
+    cell = layer.cell
+    states = tf.nest.flatten(cell.get_initial_state(batch_size=x.shape[0]))
+    xs = tf.constant(x, tf.float32)
+    sizes = [int(s.shape[-1]) for s in states]
+    out = {}
+    for t in range(x.shape[1]):
+        if t in jac_t:
+            s = tf.concat(states, axis=1)
+            with tf.GradientTape() as tape:
+                tape.watch(s)
+                _, new = cell(xs[:, t], tf.split(s, sizes, axis=1), training=False)
+                new = tf.concat(tf.nest.flatten(new), axis=1)
+            jac = tape.batch_jacobian(new, s).numpy().astype(np.float64)
+            out[t] = np.mean([np.linalg.norm(j, 2) for j in jac])
+        _, states = cell(xs[:, t], states, training=False)
+        states = tf.nest.flatten(states)
+    return np.array([out[t] for t in jac_t])
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(cell="rnn"),
+        dict(cell="irnn"),
+        dict(cell="rnn", layer_norm=True),  # no fast kind: the cell's own call
+        dict(cell="lstm", forget_bias=2.0),
+        dict(cell="gru"),
+        dict(cell="lstm", layers=2),
+    ],
+)
+def test_step_jacobian_norms_match_explicit_jacobians(kw):
+    cfg = RunConfig(length=13, units=6, probe_batch=5, seed=3, **kw).resolved()
+    model, x, why = _stats(cfg)
+    jac_t = jacobian_timesteps(13)
+    np.testing.assert_array_equal(why["jac_t"], jac_t)
+    assert why["jac_sigma"].shape == (cfg.layers, len(jac_t))
+    # Layer 1 reads x; layer 2 reads layer 1's returned sequence.
+    inputs = x.astype(np.float32)
+    for k, layer in enumerate(recurrent_layers(model)):
+        expected = _explicit_jacobian_norms(layer, inputs, jac_t)
+        # Power iteration approaches sigma_max from below; at init a step's
+        # top singular values lie close together, which slows it: 1%.
+        np.testing.assert_allclose(why["jac_sigma"][k], expected, rtol=1e-2)
+        assert np.all(why["jac_sigma"][k] <= expected * (1 + 1e-5))
+        inputs = keras.layers.RNN(layer.cell, return_sequences=True)(inputs).numpy()
+
+
+def test_gain_is_the_ratio_of_the_stored_norms(tmp_path):
+    cfg = RunConfig(cell="lstm", length=12, units=8, steps=20, eval_every=10, val_size=32, probe_batch=8,
+                    probe_every=10)
+    train(cfg, tmp_path / "run")
+    saved = dict(np.load(tmp_path / "run" / "probes.npz"))
+    k = saved["steps"].shape[0]
+    assert saved["gate_forget"].shape == (k, 1, 4, 12) and saved["jac_sigma"].shape == (k, 1, len(saved["jac_t"]))
+    for key in ("h", "c"):
+        g = saved[key].astype(np.float64)
+        np.testing.assert_allclose(step_gain(g), g[..., :-1] / g[..., 1:])
+    r = CliRunner().invoke(cli, ["probe", str(tmp_path / "run"), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    h = np.array(d["h"][0])
+    np.testing.assert_allclose(d["gain"]["h"]["layers"][0], h[:-1] / h[1:], rtol=1e-6)
+    assert d["gain"]["h"]["t"] == list(range(1, 12))
+    assert set(d["gates"]) == {"forget", "input"} and d["recurrent_sigma_max"] is None
+    # The saved final probe is the final model's: the same gate statistics.
+    np.testing.assert_allclose(d["gates"]["forget"]["layers"][0]["mean"], saved["gate_forget"][-1, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(d["jacobian"]["layers"][0], saved["jac_sigma"][-1, 0], rtol=1e-5)
+
+
+def test_probe_json_vanilla_keys():
+    r = CliRunner().invoke(cli, ["probe", "--cell", "rnn", "--length", "10", "--units", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert set(d["gates"]) == {"dphi"}
+    # Orthogonal init: sigma_max(W) = 1.
+    assert d["recurrent_sigma_max"]["layers"][0] == pytest.approx(1.0, abs=1e-5)
+    assert 0 < d["recurrent_sigma_max"]["times_mean_dphi"][0] <= 1.0
+
+
+def test_npz_round_trip_and_old_probes_without_why_keys():
+    """Runs written before these keys existed read as no rows; new ones round-trip."""
+    from seqvg import why
+
+    probes = {"steps": np.arange(2), "h": np.ones((2, 1, 5), np.float32)}
+    assert why.from_npz(probes, np.array([True, True])) == []
+    assert why.npz_arrays([]) == {}
+    cfg = RunConfig(length=5, units=4, probe_batch=2).resolved()
+    r = probe(build_model(cfg), get_task("adding"), *probe_batch(cfg))
+    back = why.from_npz(why.npz_arrays([r.why, r.why]))
+    assert len(back) == 2
+    np.testing.assert_array_equal(back[1]["jac_sigma"], r.why["jac_sigma"])
