@@ -898,3 +898,88 @@ def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = 
             plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return titles
+
+
+# -- why: the carry path and the spectrum (seqvg.why) ---------------------------
+#: Smallest positive float32 (subnormal): a stored norm below it is an exact 0.
+FLOAT32_TINY = 1.4e-45
+
+
+def recurrent_gain_figure(points: list[dict], length: int, title: str):
+    """The init gradient ratio g_0/g_{T-1} against --recurrent-gain G.
+
+    Args:
+        points: one dict per probe: ``series`` (the curve it belongs to),
+            ``gain`` (G), ``ratio`` (g_0/g_{T-1}; 0 or None when g_0
+            underflowed) and ``seed``.
+        length: T, for the linear reference G^(T-1).
+        title: the figure's title.
+
+    Returns:
+        A matplotlib Figure (page size).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    fig = plt.figure(figsize=PAGE, layout="constrained")
+    ax = fig.subplots()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    gains = sorted({p["gain"] for p in points})
+    dense = np.geomspace(min(gains + [0.5]), max(gains + [2.0]), 200)
+    reference = dense ** (length - 1)
+    floor = FLOAT32_TINY / 10
+    ax.plot(dense, np.where(reference >= floor, reference, np.nan), color="0.15", ls="--", lw=1.2,
+            label=f"linear RNN, W = G x orthogonal: exactly G^(T-1), T = {length}")
+    series = list(dict.fromkeys(p["series"] for p in points))
+    finite = [p["ratio"] for p in points if p["ratio"]]
+    top = max(finite + [max(gains) ** (length - 1), 10.0]) * 10
+    any_zero = any_over = False
+    for k, name in enumerate(series):
+        style = {"color": colors[k % len(colors)], "marker": "os^vD<>"[k % 7]}
+        med = []
+        for g in gains:
+            # None: the forward pass or the gradient overflowed (inf/NaN);
+            # 0: g_0 underflowed float32. Both are drawn at the axis' edge.
+            values = [p["ratio"] for p in points if p["series"] == name and p["gain"] == g]
+            if not values:
+                continue
+            any_zero |= any(v == 0 for v in values)
+            any_over |= any(v is None for v in values)
+            shown = np.asarray([top / 3 if v is None else max(v, floor) for v in values], dtype=np.float64)
+            ax.plot([g] * len(values), shown, linestyle="none", ms=3.5, alpha=0.5, **style)
+            m = float(np.median(shown))
+            med.append((g, m if floor < m < top / 3 else np.nan))  # no line to an edge marker
+        if med:
+            ax.plot(*zip(*med), lw=1.8, ms=6, label=f"{name} (line: median of seeds, dots: seeds)", **style)
+    ax.axvline(1.0, color="0.4", lw=1)
+    ax.axhline(1.0, color="0.6", lw=0.8)
+    ax.annotate("vanishing guaranteed:\nmax|phi'| sigma_max(W) = G < 1", (0.99, 0.03), xycoords=("data", "axes fraction"),
+                ha="right", va="bottom", fontsize=9, color="0.25")
+    ax.annotate("exploding possible:\nG > 1", (1.01, 0.97), xycoords=("data", "axes fraction"), ha="left",
+                va="top", fontsize=9, color="0.25")
+    if any_zero:
+        ax.axhline(floor, color="0.7", lw=0.6)
+        ax.annotate("below float32's range (g_0 stored as exact 0)", (0.01, floor), xycoords=("axes fraction", "data"),
+                    fontsize=8, va="bottom", color="0.35")
+    if any_over:
+        ax.axhline(top / 3, color="0.7", lw=0.6)
+        ax.annotate("overflow (inf or NaN in the forward pass or the gradient)", (0.01, top / 3),
+                    xycoords=("axes fraction", "data"), fontsize=8, va="top", color="0.35")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    # Ticks at the grid's values, thinned where they would touch on a log axis.
+    ticks = [g for i, g in enumerate(gains) if i == 0 or np.log(g / gains[i - 1]) > 0.07 or g == 1.0]
+    ticks = [g for i, g in enumerate(ticks) if i + 1 == len(ticks) or g == 1.0 or np.log(ticks[i + 1] / g) > 0.07]
+    ax.set_xticks(ticks, [f"{g:g}" for g in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_ylim(floor / 10 if any_zero else min(finite + [1.0]) / 10, top)
+    ax.set(xlabel="recurrent gain G (--recurrent-gain; sigma_max(W) = G at init)",
+           ylabel="g_0 / g_{T-1} = ||dL/dh_0|| / ||dL/dh_{T-1}|| at init (log)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0, 0.93))
+    fig.suptitle("Spectrum: one step back multiplies the gradient by diag(phi'(a_t)) W^T, of norm at most G",
+                 fontsize=13, weight="bold")
+    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+    fig.text(0.01, 0.01, "What to look for: where each curve crosses ratio 1 (the boundary between vanishing and "
+             "exploding); tanh stays below the linear line because phi' < 1 away from 0.", fontsize=9)
+    return fig

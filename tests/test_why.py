@@ -161,3 +161,34 @@ def test_npz_round_trip_and_old_probes_without_why_keys():
     back = why.from_npz(why.npz_arrays([r.why, r.why]))
     assert len(back) == 2
     np.testing.assert_array_equal(back[1]["jac_sigma"], r.why["jac_sigma"])
+
+
+@pytest.mark.parametrize("cell, init", [("rnn", "orthogonal"), ("irnn", "identity"), ("rnn", "glorot")])
+def test_recurrent_gain_scales_the_recurrent_matrix(cell, init):
+    base = RunConfig(cell=cell, recurrent_init=init, units=16, length=5).resolved()
+    scaled = RunConfig(cell=cell, recurrent_init=init, units=16, length=5, recurrent_gain=1.7).resolved()
+    w1 = recurrent_layers(build_model(base))[0].cell.recurrent_kernel.numpy().astype(np.float64)
+    w = recurrent_layers(build_model(scaled))[0].cell.recurrent_kernel.numpy().astype(np.float64)
+    np.testing.assert_allclose(w, 1.7 * w1, rtol=1e-5, atol=1e-7)  # the same draws times G
+    if init != "glorot":
+        np.testing.assert_allclose(np.linalg.svd(w, compute_uv=False), 1.7, rtol=1e-5)
+
+
+def test_recurrent_gain_option_recorded_and_refused_for_gated_cells(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["probe", "--cell", "lstm", "--recurrent-gain", "2", "--length", "5"])
+    assert r.exit_code == 2 and "--recurrent-gain" in r.output and "vanilla" in r.output
+    r = runner.invoke(cli, ["probe", "--cell", "rnn", "--recurrent-gain", "0", "--length", "5"])
+    assert r.exit_code == 2 and "positive" in r.output
+    r = runner.invoke(cli, ["probe", "--cell", "rnn", "--recurrent-gain", "0.5", "--length", "5", "--units", "8",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["recurrent_sigma_max"]["layers"][0] == pytest.approx(0.5, rel=1e-5)
+    out = tmp_path / "run"
+    r = runner.invoke(cli, ["train", "--cell", "irnn", "--recurrent-gain", "0.9", "--length", "5", "--units", "4",
+                            "--steps", "2", "--eval-every", "1", "--val-size", "8", "--probe-batch", "4",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["config"]["recurrent_gain"] == 0.9
+    # A config.json from before the option loads with the default.
+    assert RunConfig.from_dict({"cell": "rnn"}).recurrent_gain == 1.0
