@@ -192,3 +192,57 @@ def test_recurrent_gain_option_recorded_and_refused_for_gated_cells(tmp_path):
     assert json.loads((out / "config.json").read_text())["config"]["recurrent_gain"] == 0.9
     # A config.json from before the option loads with the default.
     assert RunConfig.from_dict({"cell": "rnn"}).recurrent_gain == 1.0
+
+
+def test_why_pages_draw_the_recorded_numbers(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from conftest import TINY
+    from seqvg import rundir
+    from seqvg.report import _carry_page, _gain_page, _spectrum_page, pages
+
+    dirs = {}
+    for name, kw in {"lstm": dict(cell="lstm"), "rnn": dict(cell="rnn"),
+                     "rnn-g2": dict(cell="rnn", recurrent_gain=2.0)}.items():
+        train(RunConfig(**{**TINY, **kw}), tmp_path / name, progress=False)
+        dirs[name] = rundir.load_run(tmp_path / name)
+    lstm, rnn = dirs["lstm"], dirs["rnn"]
+
+    fig = plt.figure()
+    _carry_page(fig, [lstm, rnn])
+    lines = [np.asarray(line.get_ydata(), dtype=np.float64) for ax in fig.axes for line in ax.lines]
+
+    def drawn(values):
+        return any(y.shape == np.shape(values) and np.allclose(y, values, equal_nan=True) for y in lines)
+
+    forget_end = lstm.probes["gate_forget"][-1, 0, 0]
+    assert drawn(forget_end)  # the forget gate's mean at the end
+    h = lstm.probes["h"][0, 0].astype(np.float64)
+    assert drawn(h[:-1] / h[1:])  # the init gain
+    assert drawn(rnn.probes["sigma_w"][:, 0])
+    plt.close(fig)
+
+    fig = plt.figure()
+    _spectrum_page(fig, [lstm, rnn])
+    lines = [np.asarray(line.get_ydata(), dtype=np.float64) for ax in fig.axes for line in ax.lines]
+    assert drawn(rnn.probes["sigma_w"][:, 0])
+    assert drawn(lstm.probes["jac_sigma"][:, 0].mean(axis=1))
+    plt.close(fig)
+
+    # Runs that differ by --recurrent-gain get the ratio-against-G page.
+    runs = [rnn, dirs["rnn-g2"]]
+    assert [t for t, _ in pages(runs)].count("Spectrum") == 1
+    fig = plt.figure()
+    _gain_page(fig, runs)
+    xs = {float(x) for ax in fig.axes for line in ax.lines for x in np.atleast_1d(line.get_xdata())}
+    assert {1.0, 2.0} <= xs
+    plt.close(fig)
+
+    # A run written before gates were recorded: the carry page says so, no Spectrum page.
+    old = {k: v for k, v in lstm.probes.items() if not k.startswith("gate_") and k not in ("jac_t", "jac_sigma")}
+    legacy = rundir.Run(lstm.path, lstm.config, lstm.summary, lstm.columns, lstm.metrics, old)
+    assert "Spectrum" not in [t for t, _ in pages([legacy])]
+    fig = plt.figure()
+    _carry_page(fig, [legacy])
+    assert any("no gate statistics" in t.get_text() for ax in fig.axes for t in ax.texts)
+    plt.close(fig)
