@@ -324,3 +324,53 @@ def from_npz(probes: dict, keep=None) -> list[dict]:
             w["sigma_w"] = probes["sigma_w"][i]
         out.append(w)
     return out
+
+
+def _over(factor: float, steps: int) -> str:
+    """factor^steps as a short number ('1e-27'), or '0' when it underflows a double."""
+    value = factor**steps if factor > 0 else 0.0
+    return f"{value:.1g}" if value > 0 else "0"
+
+
+def explain(run) -> str | None:
+    """Why a run's gradient vanished or survived, in words, from its probes.npz.
+
+    LSTM and GRU: the carry gate's mean at init and at the last probe, what
+    it keeps per step and over the sequence; vanilla cells: sigma_max(W) and
+    the mean phi', whose product is the typical size of one step back. Then
+    the measured per-step gain of h (geometric mean) and the step Jacobian's
+    norm. None for runs recorded before these numbers existed.
+    """
+    p = run.probes
+    if "jac_sigma" not in p:
+        return None
+    steps = int(p["h"].shape[-1]) - 1  # steps back from the last timestep to the first
+    rows = [0] if p["steps"].shape[0] == 1 else [0, -1]
+    whens = ["at init", f"at step {int(p['steps'][-1])}"]
+    cell = run.cfg.get("cell")
+    gate = {"lstm": ("forget", "forget gate", "the cell state"), "gru": ("keep", "keep gate z", "the state")}.get(cell)
+    parts = []
+    if gate and f"gate_{gate[0]}" in p:
+        means = [float(np.mean(p[f"gate_{gate[0]}"][r, 0, 0])) for r in rows]
+        m = means[0]
+        text = (f"{gate[1]} mean {m:.2f} at init: {gate[2]} keeps {100 * m:.0f}% per step "
+                f"(loses {100 * (1 - m):.0f}%), {_over(m, steps)} over {steps} steps")
+        if len(rows) > 1:
+            text += f"; {whens[1]} {means[1]:.2f} ({_over(means[1], steps)} over {steps} steps)"
+        parts.append(text)
+    elif "sigma_w" in p and "gate_dphi" in p:
+        figures = []
+        for r, when in zip(rows, whens):
+            sw = float(p["sigma_w"][r, 0])
+            dphi = float(np.mean(p["gate_dphi"][r, 0, 0]))
+            figures.append(f"sigma_max(W) {sw:.2f} x mean phi' {dphi:.2f} = {sw * dphi:.2f} per step "
+                           f"({_over(sw * dphi, steps)} over {steps} steps) {when}")
+        parts.append("; ".join(figures))
+    for key in ("h", "c") if "c" in p else ("h",):
+        gains = [geometric_mean(step_gain(p[key][r][0])) for r in rows]
+        if gains[0] is not None:
+            parts.append(f"measured gain of {key} per step back (geometric mean) " + ", ".join(
+                f"{g:.3g} {when}" for g, when in zip(gains, whens) if g is not None))
+    jac = [float(np.mean(p["jac_sigma"][r, 0])) for r in rows]
+    parts.append("step Jacobian norm " + ", ".join(f"{j:.3g} {when}" for j, when in zip(jac, whens)))
+    return "why: " + "; ".join(parts)

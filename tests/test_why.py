@@ -246,3 +246,29 @@ def test_why_pages_draw_the_recorded_numbers(tmp_path):
     _carry_page(fig, [legacy])
     assert any("no gate statistics" in t.get_text() for ax in fig.axes for t in ax.texts)
     plt.close(fig)
+
+
+def test_diagnose_explains_from_the_recorded_numbers(tmp_path):
+    from conftest import TINY
+    from seqvg import rundir
+    from seqvg.diagnose import diagnose
+    from seqvg.why import explain
+
+    train(RunConfig(**{**TINY, "cell": "lstm", "forget_bias": 3.0}), tmp_path / "lstm", progress=False)
+    run = rundir.load_run(tmp_path / "lstm")
+    text = explain(run)
+    m = float(np.mean(run.probes["gate_forget"][0, 0, 0]))
+    assert abs(m - _sigmoid(3.0)) < 0.02
+    steps = run.probes["h"].shape[-1] - 1
+    assert f"forget gate mean {m:.2f} at init" in text
+    assert f"keeps {100 * m:.0f}% per step" in text and f"{m**steps:.1g} over {steps} steps" in text
+    assert [v.key for v in diagnose(run)].count("why") == 1
+    # A run recorded before these numbers: no explanation, the rest unchanged.
+    old = {k: v for k, v in run.probes.items() if k not in ("jac_t", "jac_sigma") and not k.startswith("gate_")}
+    legacy = rundir.Run(run.path, run.config, run.summary, run.columns, run.metrics, old)
+    assert explain(legacy) is None and "why" not in [v.key for v in diagnose(legacy)]
+
+    train(RunConfig(**{**TINY, "cell": "rnn", "recurrent_gain": 0.5}), tmp_path / "rnn", progress=False)
+    run = rundir.load_run(tmp_path / "rnn")
+    dphi = float(np.mean(run.probes["gate_dphi"][0, 0, 0]))
+    assert f"sigma_max(W) 0.50 x mean phi' {dphi:.2f} = {0.5 * dphi:.2f} per step" in explain(run)
