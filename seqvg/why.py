@@ -208,7 +208,10 @@ class StepStats:
             axis 1}, ``jac_t`` (J,) timesteps, ``jac_sigma`` (layers, J)
             float32 and, for vanilla cells, ``sigma_w`` (layers,) float32.
 
-            ``jac_sigma`` is batch-averaged as the mean over samples of each
+            ``jac_sigma`` is the norm of the Jacobian of the whole state
+            (for an LSTM s = [h; c], whose c-to-c block is diag(f_t)): the
+            matrix the backward pass multiplies the gradient by.
+            It is batch-averaged as the mean over samples of each
             sample's spectral norm ||J_t^(b)||_2: each sample's gradient is
             multiplied by its own Jacobian, and Pascanu et al.'s bound is on
             that product, so this is the factor a typical sample's gradient
