@@ -101,7 +101,7 @@ class StepStats:
         self.plan = plan
         self.rnns = [rnn for _, rnn in plan if rnn is not None]
         self.kinds = [_fast_kind(rnn.cell) for rnn in self.rnns]
-        self._fn = tf.function(self._forward)
+        self._fn = tf.function(self._forward, autograph=False)
 
     def _run(self, layer, kind, h, jac_t, v0):
         """One recurrent layer: its output sequence, gates (T, B, u) and J_t norms (J, B)."""
@@ -151,7 +151,7 @@ class StepStats:
 
         # The J timesteps of the whole batch as one batch of J*B rows: a cell
         # acts on each row alone, so every row's power iteration is its own.
-        points = len(jac_t)
+        points = int(jac_t.shape[0])
         x_j = tf.reshape(tf.gather(xs, jac_t), [points * batch, -1])
         s_j = tf.concat([tf.reshape(ta.gather(tf.cast(jac_t, tf.int32)), [points * batch, -1]) for ta in state_tas], axis=1)
         sizes = [int(s.shape[-1]) for s in states]
