@@ -61,6 +61,8 @@ def remedies(cfg: dict) -> list[str]:
     default_init = "identity" if cfg["cell"] == "irnn" else "orthogonal"
     if cfg.get("recurrent_init") not in (None, default_init):
         out.append(f"{cfg['recurrent_init']} init")
+    if cfg.get("recurrent_gain", 1.0) != 1.0:
+        out.append(f"recurrent gain {cfg['recurrent_gain']:g}")
     if cfg.get("forget_bias") is not None:
         out.append(f"forget bias {cfg['forget_bias']:g}")
     if cfg.get("chrono") is not None:
@@ -276,8 +278,45 @@ def _title_page(fig, runs: list[Run]) -> None:
         ax.text(0, 0, f"... and {len(rows) - len(shown)} more runs (every run's directory is in the Summary)",
                 fontsize=8, transform=ax.transAxes)
     fig.text(0.05, 0.40, GUIDE, fontsize=9, va="top", linespacing=1.5)
-    fig.text(0.05, 0.03, "Commands: " + "; ".join(sorted({str(r.config.get('command')) for r in runs}))[:180],
-             fontsize=7, color="0.3")
+    commands = sorted({r.config.get("command") or train_command(r.cfg) for r in runs})
+    lines = [c if len(c) <= 190 else c[:187] + "..." for c in commands[:3]]
+    if len(commands) > 3:
+        lines.append(f"... and {len(commands) - 3} more")
+    fig.text(0.05, 0.02, "Commands:\n" + "\n".join(lines), fontsize=7, color="0.3", va="bottom")
+
+
+#: Options resolved() fills from other options: left out of a command when
+#: they hold the value it would fill anyway.
+_DERIVED = ("activation", "recurrent_init", "probe_every")
+
+
+def train_command(cfg: dict) -> str:
+    """A ``seqvg train`` command that makes a run of these resolved options.
+
+    For runs whose config.json has no command (those a study started): every
+    option that differs from its default, minus what the defaults imply.
+    """
+    import dataclasses
+
+    from seqvg.config import ConfigError, RunConfig
+
+    defaults = RunConfig()
+    given = {f.name: cfg[f.name] for f in dataclasses.fields(RunConfig)
+             if f.name in cfg and cfg[f.name] != getattr(defaults, f.name)}
+    try:
+        implied = RunConfig(**{k: v for k, v in given.items() if k not in _DERIVED}).resolved()
+    except (ConfigError, TypeError):
+        implied = None
+    parts = ["seqvg train"]
+    for key, value in given.items():
+        if key in _DERIVED and implied is not None and getattr(implied, key) == value:
+            continue
+        option = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(option if value else f"--no-{key.replace('_', '-')}")
+        else:
+            parts.append(f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}")
+    return " ".join(parts)
 
 
 def _series(r: Run, col: str) -> tuple[np.ndarray, np.ndarray]:

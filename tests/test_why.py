@@ -272,3 +272,27 @@ def test_diagnose_explains_from_the_recorded_numbers(tmp_path):
     run = rundir.load_run(tmp_path / "rnn")
     dphi = float(np.mean(run.probes["gate_dphi"][0, 0, 0]))
     assert f"sigma_max(W) 0.50 x mean phi' {dphi:.2f} = {0.5 * dphi:.2f} per step" in explain(run)
+
+
+def test_train_command_remakes_the_config():
+    """The title page's command for study runs: parsing it gives the same config."""
+    from seqvg import cli as cli_module
+    from seqvg.report import train_command
+
+    cfg = RunConfig(cell="rnn", length=30, units=8, recurrent_gain=0.5, activation="relu", layer_norm=True,
+                    early_stop=False, lr=0.01, seed=2).resolved()
+    command = train_command(cfg.to_dict())
+    assert command.startswith("seqvg train ") and "--recurrent-gain 0.5" in command and "--no-early-stop" in command
+    assert "--probe-every" not in command  # implied by --steps
+    seen = {}
+    real = cli_module._config
+
+    def capture(kwargs):
+        seen["cfg"] = real(kwargs)
+        raise SystemExit(0)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(cli_module, "_config", capture):
+        CliRunner().invoke(cli, command.split()[1:])
+    assert seen["cfg"] == cfg
