@@ -296,3 +296,21 @@ def test_train_command_remakes_the_config():
     with unittest.mock.patch.object(cli_module, "_config", capture):
         CliRunner().invoke(cli, command.split()[1:])
     assert seen["cfg"] == cfg
+
+
+def test_load_run_refuses_why_arrays_that_disagree(tmp_path):
+    from conftest import TINY
+    from seqvg import rundir
+
+    train(RunConfig(**{**TINY, "cell": "gru", "steps": 10}), tmp_path / "run", progress=False)
+    probes = dict(np.load(tmp_path / "run" / "probes.npz"))
+    assert rundir.load_run(tmp_path / "run").probes["gate_keep"].shape[0] == probes["steps"].shape[0]
+    probes["gate_keep"] = probes["gate_keep"][:1]
+    probes["steps"] = np.concatenate([probes["steps"], probes["steps"][-1:] + 1])
+    probes["h"] = np.concatenate([probes["h"], probes["h"][-1:]])
+    probes["x"] = np.concatenate([probes["x"], probes["x"][-1:]])
+    rundir.write_npz(tmp_path / "run" / "probes.npz", **probes)
+    with pytest.raises(rundir.RunDirError, match="gate or Jacobian arrays"):
+        rundir.load_run(tmp_path / "run")
+    r = CliRunner().invoke(cli, ["report", str(tmp_path / "run"), "-o", str(tmp_path / "r.pdf")])
+    assert r.exit_code != 0 and "Traceback" not in r.output and "probes.npz" in r.output
