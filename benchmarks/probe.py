@@ -33,7 +33,8 @@ def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> d
     from seqvg.models import build_model, compile_model
     from seqvg.probe import Prober
     from seqvg.tasks import STREAM_TRAIN, get_task, stream
-    from seqvg.training import make_train_step, probe_batch
+    from seqvg.tasks import probe_batch
+    from seqvg.training import make_train_step
 
     cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
     model = build_model(cfg)
@@ -76,7 +77,7 @@ def peak_memory_child(cell: str, length: int, batch: int, units: int) -> None:
     from seqvg.models import build_model
     from seqvg.probe import Prober
     from seqvg.tasks import get_task
-    from seqvg.training import probe_batch
+    from seqvg.tasks import probe_batch
 
     cfg = RunConfig(cell=cell, length=length, units=units, probe_batch=batch).resolved()
     model = build_model(cfg)

@@ -128,7 +128,8 @@ def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: 
     """steps/s of seqvg's training path (and torch's, in alternating blocks) and one probe's time."""
     from seqvg.config import RunConfig
     from seqvg.probe import Prober
-    from seqvg.training import Trainer, probe_batch
+    from seqvg.tasks import probe_batch
+    from seqvg.training import Trainer
 
     cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
     trainer = Trainer(cfg)

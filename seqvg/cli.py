@@ -11,7 +11,6 @@ usage errors (exit code 2) with a one-line message, never a traceback.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -22,12 +21,8 @@ from click.core import ParameterSource
 from seqvg.config import ACTIVATIONS, CELLS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
+from seqvg.tfsetup import import_tensorflow_quietly
 
-# TensorFlow's C++ log lines hide the output a user asked for. Level 3 (not
-# 2) because TF 2.21's graph optimiser logs a harmless "E0000 ... has an empty
-# op name" for every ReLU recurrent cell; real failures still raise Python
-# exceptions with their message. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MODEL_OPTIONS = [
     click.option("--task", type=click.Choice(sorted(TASKS)), default="adding", show_default=True,
@@ -79,8 +74,25 @@ TRAIN_OPTIONS = [
 
 _CONFIG_FIELDS = set(RunConfig.__dataclass_fields__)
 
+YES_OPTION = click.option("--yes", "-y", is_flag=True,
+                          help="Start a study of more than 100 runs without asking.")
+
+#: A study with more runs than this says how long it will take and asks first.
+LARGE_STUDY = 100
+
 WORKERS_OPTION = click.option("--workers", "-j", type=int, default=1, show_default=True,
                               help="Runs in parallel processes (TensorFlow threads split between them).")
+
+BACKEND_OPTIONS = [
+    click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Where the runs go: processes on this machine (--workers), or a Ray cluster."),
+    click.option("--address", default=None, metavar="HOST:PORT",
+                 help="Ray: the cluster [default: $RAY_ADDRESS, else the Ray instance started on this "
+                      "machine, else a new one for this study]."),
+    click.option("--cpus-per-run", type=int, default=None,
+                 help="Ray: CPUs (TensorFlow threads) per run [default: the cluster's CPUs / runs, at least 1]."),
+    click.option("--gpus-per-run", type=float, default=0.0, show_default=True, help="Ray: GPUs per run."),
+]
 
 
 def _apply(options):
@@ -99,9 +111,8 @@ def _usage(e: ConfigError) -> click.UsageError:
 
 
 def _config(kwargs: dict) -> RunConfig:
-    cfg = RunConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS})
     try:
-        return cfg.resolved()
+        return RunConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS}).resolved()
     except ConfigError as e:
         raise _usage(e) from None
 
@@ -115,36 +126,32 @@ def _given(ctx: click.Context, kwargs: dict) -> list[str]:
     ]
 
 
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its C++ start-up lines kept off the terminal.
-
-    TF 2.21 logs through absl before any log-level setting applies, so the
-    process's stderr (fd 2) is parked in a temp file during the import and
-    replayed only if the import fails.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    import tempfile
-
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            tmp.seek(0)
-            sys.stderr.write(tmp.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+def _command_line() -> str:
+    """The command line as typed, for config.json's provenance."""
+    return " ".join(shlex.quote(a) for a in ["seqvg", *sys.argv[1:]])
 
 
 _TF_COMMANDS = {"train", "probe", "compare", "run", "sweep"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def os_error_message(e: OSError) -> str:
+    """One line for an operating-system fault: the file and the reason."""
+    reason = e.strerror or str(e)
+    return f"{e.filename}: {reason}" if e.filename else reason
+
+
+class _Group(click.Group):
+    """Turns operating-system faults (disk full, read-only, no permission)
+    into one-line errors with exit status 1 instead of tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as e:
+            raise click.ClickException(os_error_message(e)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="seqvg")
 @click.pass_context
 def cli(ctx):
@@ -204,7 +211,7 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     else:
         cfg = _config(kwargs)
     out = out or Path("runs") / default_run_name(cfg)
-    command = " ".join(shlex.quote(a) for a in ["seqvg", *sys.argv[1:]])
+    command = _command_line()
     try:
         summary = run_training(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet, command=command)
     except ConfigError as e:
@@ -214,6 +221,11 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     except KeyboardInterrupt:
         click.echo(f"Interrupted. Continue with: seqvg train --resume --out {out}", err=True)
         sys.exit(130)
+    except OSError as e:
+        hint = ""
+        if (out / "config.json").exists():
+            hint = f"; files kept: fix that, then continue with: seqvg train --resume --out {out}"
+        raise click.ClickException(os_error_message(e) + hint) from None
     click.echo(format_run_summary(out, summary))
     if summary["status"] == "diverged":
         raise click.ClickException(
@@ -266,6 +278,14 @@ def generate(task, length, n, seed, out):
         raise click.BadParameter(f"must be at least 2, got {length}", param_hint="'--length'")
     if n < 1:
         raise click.BadParameter(f"must be positive, got {n}", param_hint="'-n'")
+    from seqvg.config import check_data_memory
+    from seqvg.rundir import check_writable
+
+    try:
+        check_data_memory(task, n, length)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="'-n'") from None
+    check_writable(out)
     write_dataset(out, task, length, n, seed)
     click.echo(f"wrote {out}: {n} samples of {task} T={length}, seed {seed}")
 
@@ -333,7 +353,12 @@ def report(run_dirs, out, png):
       seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf --png reports/adding
     """
     from seqvg.report import make_report
+    from seqvg.rundir import check_writable
 
+    # Before the work: a report that cannot be saved is not worth drawing.
+    check_writable(out)
+    if png is not None:
+        check_writable(png, is_dir=True)
     try:
         titles = make_report(list(run_dirs), out, png)
     except RunDirError as e:
@@ -364,13 +389,15 @@ def diagnose(run_dirs):
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells to compare.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell (seeds SEED..SEED+N-1).")
 @WORKERS_OPTION
+@YES_OPTION
+@_apply(BACKEND_OPTIONS)
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/compare"),
               show_default=True, help="Directory of the runs (one sub-directory per cell and seed).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the comparison report here [default: OUT/report.pdf].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.pass_context
-def compare(ctx, cells, seeds, workers, out, report_path, quiet, **kwargs):
+def compare(ctx, cells, seeds, workers, yes, out, report_path, quiet, **kwargs):
     """Train several cells on the same task and report them side by side.
 
     Runs live in OUT/CELL-sSEED; running the same command again skips the
@@ -383,11 +410,11 @@ def compare(ctx, cells, seeds, workers, out, report_path, quiet, **kwargs):
     """
     cell_list = [c.strip() for c in cells.split(",") if c.strip()]
     _run_grid(ctx, "compare", {"cell": cell_list}, seeds, out, report_path or out / "report.pdf", workers, quiet,
-              kwargs)
+              kwargs, yes)
 
 
 def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, workers: int, quiet: bool,
-              kwargs: dict) -> None:
+              kwargs: dict, yes: bool) -> None:
     """compare and sweep: the grid (plural options) x seeds over the other options."""
     from seqvg.study import Study, expand
 
@@ -402,10 +429,43 @@ def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, wo
     try:
         runs = expand(base, grid, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
     except ConfigError as e:
+        if e.option in grid:  # a bad value of --cells/--lengths: name the option typed
+            plural = f"--{e.option}s"
+            raise click.BadParameter(str(e).replace(f"--{e.option} ", "", 1),
+                                     param_hint=f"'{plural}'") from None
         raise _usage(e) from None
-    study = Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), out, report_path)
+    study = Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), out, report_path,
+                  command=_command_line())
     click.echo(f"{name}: {len(runs)} runs in {out}", err=True)
-    _run_study(study, workers, quiet)
+    names = {o: "--" + o.replace("_", "-") for o in _CONFIG_FIELDS}
+    names.update({k: f"--{k}s" for k in grid})
+    _run_study(study, workers, quiet, names, yes, _backend(kwargs))
+
+
+def _backend(opts: dict):
+    """The Ray backend the options ask for, or None for the local process pool."""
+    from seqvg.ray_backend import RayBackend, require_ray
+
+    ctx = click.get_current_context()
+    given = {k for k in ("workers", "address", "cpus_per_run", "gpus_per_run")
+             if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    if opts["backend"] == "local":
+        ray_only = sorted(given - {"workers"})
+        if ray_only:
+            raise click.UsageError(", ".join("--" + k.replace("_", "-") for k in ray_only)
+                                   + (" needs" if len(ray_only) == 1 else " need") + " --backend ray")
+        return None
+    if "workers" in given:
+        raise click.UsageError("--workers is for --backend local; on Ray, --cpus-per-run sets the share of a node")
+    if opts["cpus_per_run"] is not None and opts["cpus_per_run"] < 1:
+        raise click.BadParameter(f"must be at least 1, got {opts['cpus_per_run']}", param_hint="'--cpus-per-run'")
+    if opts["gpus_per_run"] < 0:
+        raise click.BadParameter(f"must be at least 0, got {opts['gpus_per_run']:g}", param_hint="'--gpus-per-run'")
+    try:
+        require_ray()
+    except ImportError as e:
+        raise click.UsageError(str(e)) from None
+    return RayBackend(opts["address"], opts["cpus_per_run"], opts["gpus_per_run"])
 
 
 def _print_summary(study) -> None:
@@ -445,17 +505,50 @@ def _parse_set(items) -> dict:
     return out
 
 
-def _run_study(study, workers: int, quiet: bool) -> None:
+def _confirm_large(study, workers: int, yes: bool) -> None:
+    """Says how many runs and roughly how long a large study takes; asks first."""
+    import dataclasses
+
+    from seqvg.study import estimate_seconds, unfinished
+
+    todo = unfinished(study)
+    if len(todo) <= LARGE_STUDY:
+        return
+    if study.probe_only:  # a probe costs about as much as a few training steps
+        todo = [dataclasses.replace(c, steps=3) for c in todo]
+    seconds = estimate_seconds(todo, workers)
+    when = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
+    what = (f"{study.name}: {len(todo)} runs to do, roughly {when} with --workers {workers} "
+            "(estimated from seqvg's training speed on 2 CPU cores)")
+    if yes:
+        click.echo(what, err=True)
+    elif sys.stdin.isatty():
+        click.confirm(what + "; start?", abort=True, err=True)
+    else:
+        raise click.UsageError(what + f"; a study of more than {LARGE_STUDY} runs starts only with --yes")
+
+
+def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: bool, backend=None) -> None:
+    from seqvg.ray_backend import BackendError, RunsFailed
     from seqvg.study import run_study, write_study_report
 
     if workers < 1:
         raise click.BadParameter(f"must be at least 1, got {workers}", param_hint="'--workers'")
     from seqvg.config import check_memory
+    from seqvg.rundir import check_writable
 
+    from seqvg.study import check_study_dir
+
+    check_writable(study.out, is_dir=True)
+    if study.report is not None:
+        check_writable(study.report)
     try:
+        check_study_dir(study)
         for cfg in study.configs:
-            check_memory(cfg)
-        run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True))
+            check_memory(cfg, training=not study.probe_only, names=names)
+        _confirm_large(study, workers, yes)
+        run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True),
+                  backend=backend)
         if study.report is not None:
             write_study_report(study)
         _print_summary(study)
@@ -463,6 +556,8 @@ def _run_study(study, workers: int, quiet: bool) -> None:
         raise _usage(e) from None
     except RunDirError as e:
         raise click.UsageError(str(e)) from None
+    except (BackendError, RunsFailed) as e:
+        raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         click.echo("Interrupted. Run the same command again to resume.", err=True)
         sys.exit(130)
@@ -474,6 +569,8 @@ def _run_study(study, workers: int, quiet: bool) -> None:
 @cli.command("run")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @WORKERS_OPTION
+@YES_OPTION
+@_apply(BACKEND_OPTIONS)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a run option in every run, e.g. --set steps=300 (repeatable).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -481,7 +578,7 @@ def _run_study(study, workers: int, quiet: bool) -> None:
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PDF to write [default: the spec's 'report', else reports/NAME.pdf].")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
-def run_spec(spec, workers, overrides, out, report_path, quiet):
+def run_spec(spec, workers, yes, overrides, out, report_path, quiet, **backend):
     """Run a study spec (tasks/*.toml): its grid of runs, results and report.
 
     Finished runs are skipped and interrupted ones resumed, so the same
@@ -494,15 +591,18 @@ def run_spec(spec, workers, overrides, out, report_path, quiet):
       seqvg run tasks/remedies.toml --workers 2
       seqvg run tasks/assignment-1-vanishing.toml --set steps=500 --out runs/a1-quick
     """
+    import dataclasses
+
     from seqvg.study import SpecError, load_spec
 
     try:
         study = load_spec(spec, overrides=_parse_set(overrides), out=out, report=report_path)
     except SpecError as e:
         raise click.UsageError(str(e)) from None
+    study = dataclasses.replace(study, command=_command_line())
     click.echo(f"{study.name}: {len(study.configs)} runs in {study.out}"
                + (" (probe only, no training)" if study.probe_only else ""), err=True)
-    _run_study(study, workers, quiet)
+    _run_study(study, workers, quiet, {o: f"--set {o}=..." for o in _CONFIG_FIELDS}, yes, _backend(backend))
 
 
 @cli.command()
@@ -511,13 +611,15 @@ def run_spec(spec, workers, overrides, out, report_path, quiet):
 @click.option("--lengths", default="50,100,200,400", show_default=True, help="Comma-separated lengths T.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell and length (SEED..SEED+N-1).")
 @WORKERS_OPTION
+@YES_OPTION
+@_apply(BACKEND_OPTIONS)
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"),
               show_default=True, help="Directory of the runs, results.csv and results.png.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a PDF report of all runs here.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
 @click.pass_context
-def sweep(ctx, cells, lengths, seeds, workers, out, report_path, quiet, **kwargs):
+def sweep(ctx, cells, lengths, seeds, workers, yes, out, report_path, quiet, **kwargs):
     """Train every cell at every length and seed; tabulate and plot the outcome.
 
     OUT/results.csv has one row per run (options, solved, steps to solve,
@@ -536,7 +638,7 @@ def sweep(ctx, cells, lengths, seeds, workers, out, report_path, quiet, **kwargs
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}", param_hint="'--lengths'")
     _run_grid(ctx, "sweep", {"cell": cell_list, "length": length_list}, seeds, out, report_path, workers, quiet,
-              kwargs)
+              kwargs, yes)
 
 
 def main():  # pragma: no cover - console entry point

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -61,6 +62,10 @@ class RunConfig:
     seed: int = 0
     tensorboard: bool = False
 
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            _check_field_type(f.name, str(f.type), getattr(self, f.name))
+
     def resolved(self) -> "RunConfig":
         """Validates and returns a copy with every dependent default filled in.
 
@@ -99,6 +104,24 @@ class RunConfig:
         return get_task(self.task).seq_len(self.length)
 
 
+def _check_field_type(name: str, kind: str, value) -> None:
+    """Raises ConfigError unless ``value`` fits the field's annotation."""
+    base, optional = kind.split("|")[0].strip(), "None" in kind
+    if value is None and optional:
+        return
+    ok = {
+        "int": isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        "float": isinstance(value, numbers.Real) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+    }[base]
+    if not ok:
+        raise ConfigError(f"{name} must be {'an' if base == 'int' else 'a'} {base}"
+                          f"{' or None' if optional else ''}, got {type(value).__name__} {value!r}", name)
+    if base == "float" and not math.isfinite(value):
+        raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}", name)
+
+
 def _positive(cfg: RunConfig, name: str) -> None:
     value = getattr(cfg, name)
     if value is None or value <= 0:
@@ -107,6 +130,8 @@ def _positive(cfg: RunConfig, name: str) -> None:
 
 def validate(cfg: RunConfig) -> None:
     """Raises ConfigError for a bad value or an incompatible combination."""
+    for f in dataclasses.fields(cfg):
+        _check_field_type(f.name, str(f.type), getattr(cfg, f.name))
     if cfg.task not in TASKS:
         raise ConfigError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}", "task")
     if cfg.cell not in CELLS:
@@ -176,10 +201,43 @@ _FLOATS_PER_UNIT = {"rnn": 4, "irnn": 4, "gru": 12, "lstm": 16}
 
 def estimate_memory_bytes(cfg: RunConfig) -> int:
     """Estimates the peak activation memory of one training step in bytes."""
-    per_step = cfg.batch_size * cfg.layers * cfg.units * _FLOATS_PER_UNIT[cfg.cell]
+    return _activation_bytes(cfg, cfg.batch_size)
+
+
+def _activation_bytes(cfg: RunConfig, batch: int) -> int:
+    per_step = batch * cfg.layers * cfg.units * _FLOATS_PER_UNIT[cfg.cell]
     task = get_task(cfg.task)
-    per_step += cfg.batch_size * (task.n_inputs + (task.n_outputs if task.per_step else 0)) * 2
+    per_step += batch * (task.n_inputs + (task.n_outputs if task.per_step else 0)) * 2
     return 4 * cfg.seq_len * per_step
+
+
+def data_bytes(task: str, n: int, length: int) -> int:
+    """Peak memory of generating ``n`` samples: float32 inputs, targets and
+    the generator's float64/int temporaries (about twice the result)."""
+    t = get_task(task)
+    return 2 * n * t.seq_len(length) * (4 * t.n_inputs + 12)
+
+
+def memory_parts(cfg: RunConfig, training: bool = True, probe_n: int | None = None) -> list[tuple[str, int, list[str]]]:
+    """What a run (or, ``training=False``, a probe) allocates: (part, bytes, the
+    options that shrink it), largest first.
+
+    Training holds the validation set and the probe batch for the whole run;
+    the training step and the probe run one after the other, so only the
+    larger of the two counts. Validation runs in fixed chunks (bounded).
+    """
+    n_probe = cfg.probe_batch if probe_n is None else probe_n
+    probe_opts = ["probe_batch" if probe_n is None else "data", "length", "units", "layers"]
+    # The probe keeps the recurrent states and one tap per step besides the
+    # training step's activations: about twice a training step's per sample.
+    probe = 2 * _activation_bytes(cfg, n_probe) + data_bytes(cfg.task, n_probe, cfg.length)
+    if not training:
+        return [("the probe", probe, probe_opts)]
+    step = estimate_memory_bytes(cfg) + data_bytes(cfg.task, cfg.batch_size, cfg.length)
+    parts = [("the validation set", data_bytes(cfg.task, cfg.val_size, cfg.length), ["val_size", "length"])]
+    parts.append(("one training step", step, ["length", "batch_size", "units", "layers"]) if step >= probe
+                 else ("the probe", probe, probe_opts))
+    return sorted(parts, key=lambda p: -p[1])
 
 
 def physical_memory_bytes() -> int:
@@ -190,19 +248,54 @@ def physical_memory_bytes() -> int:
         return 16 * 2**30
 
 
-def check_memory(cfg: RunConfig, budget_fraction: float = 0.5) -> None:
-    """Refuses, before any work, a run whose activations cannot fit in memory.
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool = True,
+                 probe_n: int | None = None, names: dict[str, str] | None = None) -> None:
+    """Refuses, before any work, a run (or probe) whose arrays cannot fit in memory.
+
+    Args:
+        cfg: the resolved config.
+        budget_fraction: share of physical memory a run may plan to use.
+        training: False for ``seqvg probe`` (no training step, no validation set).
+        probe_n: samples of a user's probe batch (``--data``), if any.
+        names: how the command spells each option (default ``--field-name``);
+            None for an option the command does not have.
 
     Raises:
-        ConfigError: with the estimate and the machine's memory in the message.
+        ConfigError: with the estimate, the machine's memory and the options
+            (of this command) that make it smaller.
     """
-    need = estimate_memory_bytes(cfg)
+    parts = memory_parts(cfg, training, probe_n)
+    need = sum(b for _, b, _ in parts)
     have = physical_memory_bytes()
+    if need <= budget_fraction * have:
+        return
+    what, _, options = parts[0]
+
+    def name(o: str) -> str | None:
+        if names is None:
+            return "-" * (1 + (o != "n")) + o.replace("_", "-")
+        return names.get(o)
+
+    shown = [n for n in map(name, options) if n]
+    detail = ", ".join(f"{w} {_gib(b)}" for w, b, _ in parts)
+    advice = f"; make it smaller with {', '.join(shown)}" if shown else ""
+    raise ConfigError(
+        f"needs about {_gib(need)} of memory ({detail}), more than half of this machine's {_gib(have)}{advice}",
+        options[0] if names is None else None,
+    )
+
+
+def check_data_memory(task: str, n: int, length: int, budget_fraction: float = 0.5) -> None:
+    """Refuses, before any work, ``seqvg generate -n N`` that cannot fit in memory.
+
+    Raises:
+        ConfigError: option ``n``, with the estimate and the machine's memory.
+    """
+    need, have = data_bytes(task, n, length), physical_memory_bytes()
     if need > budget_fraction * have:
-        raise ConfigError(
-            f"--length {cfg.length} with --batch-size {cfg.batch_size}, --units {cfg.units} and "
-            f"--layers {cfg.layers} ({cfg.cell}) needs about {need / 2**30:.1f} GiB of activations "
-            f"for one training step, more than half of this machine's {have / 2**30:.1f} GiB; "
-            "use a shorter --length, a smaller --batch-size or fewer --units",
-            "length",
-        )
+        raise ConfigError(f"{n} samples of {task} T={length} need about {_gib(need)} of memory, more than half "
+                          f"of this machine's {_gib(have)}; make it smaller with -n or --length", "n")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqvg.probe import decay_summary
+from seqvg.decay import decay_summary
 from seqvg.rundir import Run
 from seqvg.tasks import get_task
 from seqvg.why import explain
@@ -75,7 +75,10 @@ def diagnose(run: Run) -> list[Verdict]:
         out.append(Verdict("diverged", f"diverged: the loss became NaN/Inf at step {step} (exploding gradient); "
                                        "try --clip 1.0 or a lower --lr"))
     elif status in ("running", "interrupted"):
-        out.append(Verdict(status, f"{status}: the run stopped at step {run.summary.get('steps_done')} "
+        # A killed run's summary still says where it started; its metrics say
+        # how far it got.
+        reached = max([run.summary.get("steps_done") or 0] + [r["step"] for r in run.metrics])
+        out.append(Verdict(status, f"{status}: the run stopped at step {reached} "
                                    "(resume with seqvg train --resume)"))
     if run.summary.get("solved"):
         out.append(Verdict("solved", f"solved at step {run.summary['solved_at_step']}"))

@@ -88,8 +88,8 @@ def gates(weights, zero, s):
 
     Three matmuls, not one: each carries one activation (sigmoid for [i, f]
     and o, tanh for c), and the two cores run them side by side. o is needed
-    only at the end of the step, so its matmul is off the critical path;
-    measured, this is 8-12% faster per training step than [i, f, o] | c.
+    only at the end of the step, so its matmul is off the critical path,
+    which makes this split faster than [i, f, o] | c.
 
     Args:
         weights: (w_if, w_c, w_o) from ``transposed_weights``.
@@ -109,20 +109,15 @@ def gates(weights, zero, s):
 
 
 # Up to this many timesteps a layer accelerated with unroll=True runs its
-# loop unrolled into the graph instead of as a tf.while_loop. A while loop
+# loop unrolled into the graph instead of as a tf.while_loop: a while loop
 # pays per timestep for its control ops and for pushing, then popping, every
-# intermediate the backward pass needs; unrolled, those are plain graph
-# edges. Measured (2 cores, adding, batch 64, 128 units, training step):
-# 12-17% faster from T=50 to T=300, 10% slower at T=500.
+# intermediate the backward pass needs, which unrolled are plain graph edges;
+# beyond this length the bigger graph costs more than it saves.
 UNROLL_MAX = 256
-# The unrolled graph takes longer to build, so seqvg unrolls only runs long
-# enough to earn it back. Measured, whole `seqvg train` runs at T=200 (2
-# cores) with TensorFlow's ops (7 s to build against 1 s, as much again for
-# the probe): 1500 steps ran 2.4 s slower unrolled and 3000 steps equal.
-# With seqvg's ops, training has no loop in the graph and only the probe's
-# would unroll: tracing it took 5.8 s of a 1000-step run for a few ms saved
-# on each of its 21 probes, and whole 1000-step runs took 57.8-60.6 s as a
-# while loop against 60.9 s unrolled; so with the ops nothing unrolls.
+# The unrolled graph takes seconds longer to build, so only runs long enough
+# to earn that back unroll. With seqvg's ops training has no loop in its graph
+# and the probe's would not pay for its tracing, so nothing unrolls. (The
+# measurements behind both numbers: README, benchmarks/lstm_loop.py.)
 UNROLL_MIN_STEPS_TFOPS = 3000
 
 

@@ -25,16 +25,12 @@ loss reads the sequence) and is deliberately not what is measured.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from seqvg.decay import HORIZON_LEVEL, decay_summary, format_summary  # noqa: F401 (re-exported)
 from seqvg.tasks import Task
-
-#: Steps back until the normalised gradient falls below this is the horizon.
-HORIZON_LEVEL = 1e-3
-
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -70,40 +66,6 @@ class ProbeResult:
             "summary": self.summary(),
             **to_json(self.why, self.h, self.c),
         }
-
-
-def decay_summary(g) -> dict:
-    """Summary figures of a gradient-norm curve g_t, t = 0..T-1.
-
-    The curve is normalised by its last value g_{T-1}. Norms that underflowed
-    to exactly 0 are left out of the fit and counted in ``underflow``.
-
-    Returns:
-        dict with ``rate_per_100`` (slope of the least-squares fit of
-        log10 g_t against steps *back* in time, in decades per 100 steps:
-        negative = vanishing, positive = exploding), ``horizon`` (how many
-        steps back, counting t = T-1 itself, g_t stays >= 1e-3 g_{T-1}),
-        ``ratio`` (g_0 / g_{T-1}) and ``underflow`` (count of exact zeros).
-        Values that cannot be computed are None.
-    """
-    g = np.asarray(g, dtype=np.float64)
-    length = g.shape[0]
-    underflow = int(np.sum(g == 0.0))
-    last = g[-1]
-    if not (np.isfinite(last) and last > 0):
-        return {"rate_per_100": None, "horizon": None, "ratio": None, "underflow": underflow}
-    n = g / last
-    ok = np.isfinite(n) & (n > 0)
-    t = np.arange(length, dtype=np.float64)
-    rate = None
-    if ok.sum() >= 2:
-        slope = np.polyfit(t[ok], np.log10(n[ok]), 1)[0]
-        rate = float(-100.0 * slope)  # per step back in time
-    below = ~(n >= HORIZON_LEVEL)  # NaN counts as below
-    back = below[::-1]
-    horizon = int(np.argmax(back)) if back.any() else length
-    ratio = float(n[0]) if np.isfinite(n[0]) else None
-    return {"rate_per_100": rate, "horizon": horizon, "ratio": ratio, "underflow": underflow}
 
 
 def _recurrent(layer):
@@ -476,18 +438,9 @@ def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:
     return Prober(model, task, unroll=False)(x, y)
 
 
-def format_summary(value) -> str:
-    """Formats a summary figure for tables (None as '-')."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.3g}"
-
-
 def _batch_for(cfg, batch: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """The seeded probe batch of ``cfg``, or a user's batch checked against it."""
-    from seqvg.training import probe_batch
+    from seqvg.tasks import probe_batch
 
     if batch is None:
         return probe_batch(cfg)
@@ -508,7 +461,7 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.models import build_model
     from seqvg.tasks import get_task
 
-    check_memory(cfg)
+    check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     model = build_model(cfg)
     return probe(model, get_task(cfg.task), *_batch_for(cfg, batch)), cfg
 
@@ -529,6 +482,11 @@ def probe_run(run_dir, batch: dict | None = None):
 
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(rundir.read_json(run_dir / rundir.CONFIG)["config"])
+    from seqvg.config import check_memory
+
+    # A run is probed with its own options; only --data can make this smaller.
+    check_memory(cfg.resolved(), training=False, probe_n=None if batch is None else len(batch["x"]),
+                 names={"data": "--data"})
     path = run_dir / rundir.MODEL
     if not path.exists():
         status = rundir.read_json(run_dir / rundir.SUMMARY).get("status") if (run_dir / rundir.SUMMARY).exists() else None

@@ -28,7 +28,7 @@ import numpy as np
 
 from seqvg.diagnose import diagnose
 from seqvg.labels import RunLabel, axis_name, run_labels, sort_order
-from seqvg.probe import decay_summary
+from seqvg.decay import decay_summary
 from seqvg.rundir import Run, load_run
 from seqvg.tasks import get_task
 

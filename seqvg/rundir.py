@@ -12,11 +12,14 @@ writer is killed.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,8 @@ SUMMARY = "summary.json"
 MODEL = "model.keras"
 CHECKPOINTS = "checkpoints"
 STATE = "state.npz"
+LOCK = ".lock"
+TENSORBOARD = "tensorboard"
 
 STATUSES = ("completed", "diverged", "interrupted", "running")
 
@@ -44,11 +49,17 @@ class RunDirError(Exception):
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that no reader ever sees a partial file."""
+    """Writes ``data`` to ``path`` so that no reader ever sees a partial file.
+
+    Raises:
+        OSError: naming ``path`` (not the temp file) when the disk is full,
+            read-only or not writable; the old ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         # mkstemp makes the file private (0600); a run's files are for sharing.
         os.chmod(tmp, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
@@ -56,10 +67,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            # The temp file's name means nothing to a user; the target does.
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from None
         raise
+
+
+def is_temp_name(name: str) -> bool:
+    """A temp file of ``atomic_write_bytes`` or of the model save."""
+    return (name.startswith(".") and name.endswith(".tmp")) or name == ".model.tmp.keras"
 
 
 def _json_clean(obj):
@@ -119,26 +138,39 @@ def read_json(path: Path) -> dict:
     return obj
 
 
-def read_csv(path: Path) -> tuple[list[str], list[dict]]:
-    """Reads metrics.csv into (columns, rows of floats; empty cells are NaN)."""
+def read_csv(path: Path, drop_cut_row: bool = False) -> tuple[list[str], list[dict]]:
+    """Reads metrics.csv into (columns, rows of floats; empty cells are NaN).
+
+    seqvg ends every row with a line end, so a last line without one was cut
+    mid-write (by another tool: seqvg's own writes are atomic). It is an error,
+    or dropped with ``drop_cut_row`` (resume re-runs it).
+    """
     try:
         with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header or header[0] != "step":
-                raise RunDirError(f"{path}: corrupt (no header starting with 'step')")
-            rows = []
-            for i, rec in enumerate(reader, start=2):
-                if len(rec) != len(header):
-                    raise RunDirError(f"{path}: corrupt at line {i} ({len(rec)} cells, header has {len(header)})")
-                try:
-                    rows.append({k: (float(v) if v != "" else math.nan) for k, v in zip(header, rec)})
-                except ValueError:
-                    raise RunDirError(f"{path}: corrupt at line {i} (not a number)") from None
+            text = f.read()
     except FileNotFoundError:
         raise RunDirError(f"{path}: missing") from None
     except UnicodeDecodeError:
         raise RunDirError(f"{path}: corrupt (not text)") from None
+    except IsADirectoryError:
+        raise RunDirError(f"{path}: not a file") from None
+    lines = text.splitlines(keepends=True)
+    if len(lines) > 1 and not text.endswith("\n"):
+        if not drop_cut_row:
+            raise RunDirError(f"{path}: corrupt at line {len(lines)} (row cut short: no line end)")
+        lines = lines[:-1]
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if not header or header[0] != "step":
+        raise RunDirError(f"{path}: corrupt (no header starting with 'step')")
+    rows = []
+    for i, rec in enumerate(reader, start=2):
+        if len(rec) != len(header):
+            raise RunDirError(f"{path}: corrupt at line {i} ({len(rec)} cells, header has {len(header)})")
+        try:
+            rows.append({k: (float(v) if v != "" else math.nan) for k, v in zip(header, rec)})
+        except ValueError:
+            raise RunDirError(f"{path}: corrupt at line {i} (not a number)") from None
     for row in rows:
         row["step"] = int(row["step"])
     return header, rows
@@ -151,8 +183,25 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise RunDirError(f"{path}: missing") from None
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot read ({e.strerror or e})") from None
     except Exception as e:  # zipfile/pickle/value errors all mean "corrupt"
+        if "pickle" in str(e):
+            # numpy's message advises allow_pickle=True, i.e. running code from the file: never.
+            raise RunDirError(f"{path}: not an .npz file (it holds pickled Python objects, "
+                              "which seqvg does not load)") from None
+        if not zipfile_like(path):
+            raise RunDirError(f"{path}: not an .npz file") from None
         raise RunDirError(f"{path}: corrupt ({type(e).__name__}: {e})") from None
+
+
+def zipfile_like(path: Path) -> bool:
+    """True if ``path`` starts like a zip archive (what an .npz is)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 @dataclass
@@ -205,3 +254,174 @@ def load_run(path: Path) -> Run:
             "jac_sigma" in probes and ("jac_t" not in probes or probes["jac_sigma"].shape[-1] != probes["jac_t"].shape[0])):
         raise RunDirError(f"{path / PROBES}: corrupt (gate or Jacobian arrays disagree with the probe steps)")
     return Run(path, config, summary, columns, rows, probes)
+
+
+# -- ownership and locking ------------------------------------------------------
+#: What seqvg writes at the top of a run directory (besides temp files).
+RUN_FILES = (CONFIG, METRICS, PROBES, SUMMARY, MODEL)
+
+
+class NotARunError(RunDirError):
+    """A directory holding files seqvg did not write: seqvg never replaces it."""
+
+
+def is_seqvg_config(path: Path) -> bool:
+    """True if ``path`` is a config.json as seqvg writes it."""
+    try:
+        obj = read_json(path)
+    except (RunDirError, OSError):
+        return False
+    return isinstance(obj.get("config"), dict) and isinstance(obj.get("versions"), dict) \
+        and "seqvg" in obj["versions"]
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """Entries of a run directory that seqvg did not write (sorted, relative).
+
+    A directory with data files but no seqvg config.json is foreign as a
+    whole: seqvg writes config.json first.
+    """
+    path = Path(path)
+    foreign = []
+    data = False
+    for p in sorted(path.iterdir()):
+        name = p.name
+        if name == LOCK or is_temp_name(name):
+            if p.is_dir():
+                foreign.append(name)
+            continue
+        if name in RUN_FILES and p.is_file() and not p.is_symlink():
+            data = True
+            continue
+        if name in (CHECKPOINTS, TENSORBOARD) and p.is_dir() and not p.is_symlink():
+            ok = (lambda n: n == STATE or is_temp_name(n)) if name == CHECKPOINTS \
+                else (lambda n: n.startswith("events.out.tfevents."))
+            inner = [q for q in sorted(p.iterdir()) if not (ok(q.name) and q.is_file() and not q.is_symlink())]
+            foreign += [f"{name}/{q.name}" for q in inner]
+            data = True
+            continue
+        foreign.append(name)
+    if data and not foreign and not is_seqvg_config(path / CONFIG):
+        foreign.append(CONFIG if (path / CONFIG).exists() else "(files without a seqvg config.json)")
+    return foreign
+
+
+def has_content(path: Path) -> bool:
+    """True if ``path`` exists and holds more than a lock and temp files."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise NotARunError(f"{path}: exists and is not a directory")
+    return any(p.name != LOCK and not is_temp_name(p.name) for p in path.iterdir())
+
+
+def check_own_run(path: Path) -> None:
+    """Raises NotARunError unless everything in ``path`` was written by seqvg."""
+    foreign = foreign_entries(path)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise NotARunError(f"{path}: holds {shown}, not written by seqvg; seqvg writes a run only into a new "
+                           "or empty directory or over its own run: choose another --out")
+
+
+def remove_run(path: Path) -> None:
+    """Deletes a seqvg run's files from ``path``, keeping the lock; nothing else.
+
+    Raises:
+        NotARunError: ``path`` holds anything seqvg did not write.
+    """
+    path = Path(path)
+    check_own_run(path)
+    # config.json last: a directory killed half-way stays recognisably seqvg's.
+    for p in sorted(path.iterdir(), key=lambda p: p.name == CONFIG):
+        if p.name == LOCK:
+            continue
+        if p.is_dir():
+            for q in p.iterdir():
+                q.unlink()
+            p.rmdir()
+        else:
+            p.unlink()
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who holds the run lock of ``path`` ("PID 123"), or None if nobody."""
+    lock = Path(path) / LOCK
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip()
+            return f"PID {pid}" if pid.isdigit() else "another seqvg process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def in_use_error(path: Path, holder: str) -> RunDirError:
+    return RunDirError(f"{path}: in use by {holder} (a seqvg run is writing it); wait for it to end or stop it")
+
+
+def check_not_in_use(path: Path) -> None:
+    """Raises RunDirError if another seqvg process holds ``path``'s lock."""
+    holder = lock_holder(path)
+    if holder:
+        raise in_use_error(path, holder)
+
+
+@contextmanager
+def locked(path: Path):
+    """Holds an exclusive lock on a run directory for the life of a run.
+
+    The lock file records the holder's PID, so that a second process can say
+    who holds it. Opening without truncating keeps the holder's PID readable.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_current_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip()
+            raise in_use_error(path, f"PID {pid}" if pid.isdigit() else "another seqvg process") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: Path, is_dir: bool = False) -> None:
+    """Checks, before any work, that ``path`` (a file, or a directory) can be written.
+
+    Probes the nearest existing directory with a temp file that is removed
+    again, so it answers for read-only filesystems, permissions and /proc alike.
+
+    Raises:
+        OSError: naming ``path``.
+    """
+    path = Path(path)
+    if path.exists():
+        if is_dir != path.is_dir():
+            raise OSError(errno.EISDIR if path.is_dir() else errno.ENOTDIR,
+                          "is a directory" if path.is_dir() else "not a directory", str(path))
+    where = path if is_dir and path.exists() else path.parent
+    while not where.exists():
+        if where.parent == where:
+            break
+        where = where.parent
+    if not where.is_dir():
+        raise OSError(errno.ENOTDIR, "not a directory", str(where))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=where, prefix=".seqvg-write-check.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    os.close(fd)
+    os.unlink(tmp)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import os
 import re
 import tomllib
@@ -48,6 +47,7 @@ class Study:
     report: Path | None
     probe_only: bool = False
     description: str = ""
+    command: str | None = None  # recorded in every run's config.json
 
     def run_dirs(self) -> list[Path]:
         """Every run's directory, in spec order."""
@@ -209,6 +209,15 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     except ConfigError as e:
         key = e.option or ""
         loc = where(key, "grid") if key in grid else where(key)
+        for i, (_, opts) in enumerate(variants):
+            if key not in grid and key in opts:
+                try:
+                    expand(base, grid, [variants[i]], seeds)
+                except ConfigError:
+                    loc = where(key, "variant", i)  # the first [[variant]] that fails
+                    break
+        if key in (overrides or {}):
+            loc = f"--set {key}"
         raise SpecError(f"{loc}: {e}") from None
     out_dir = out or Path(doc.get("out", f"runs/{name}"))
     report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
@@ -245,7 +254,7 @@ def _finished(path: Path, probe_only: bool) -> bool:
 def _worker_init(threads: int) -> None:
     """Caps a worker's TensorFlow threads so the workers share the cores."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    from seqvg.cli import import_tensorflow_quietly
+    from seqvg.tfsetup import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import tensorflow as tf
@@ -254,11 +263,13 @@ def _worker_init(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def run_one(cfg: RunConfig, path: Path, probe_only: bool = False, progress: bool = False) -> str:
+def run_one(cfg: RunConfig, path: Path, probe_only: bool = False, progress: bool = False,
+            command: str | None = None) -> str:
     """Trains (or, probe-only, probes at init) one run of a study; returns its status.
 
     A started run is resumed; a directory holding a run with other options
-    is refused (RunExistsError) rather than overwritten.
+    is refused (RunExistsError) rather than overwritten. ``command`` (the
+    study's command line) goes into the run's config.json.
     """
     from seqvg import rundir
     from seqvg.training import train
@@ -272,7 +283,7 @@ def run_one(cfg: RunConfig, path: Path, probe_only: bool = False, progress: bool
                                               "c_summary": _c_summary(result)})
         return "probed"
     _check_same(cfg, path, probe_only=False)
-    return train(cfg, path, resume=(path / rundir.CONFIG).exists(), progress=progress)["status"]
+    return train(cfg, path, resume=(path / rundir.CONFIG).exists(), progress=progress, command=command)["status"]
 
 
 def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
@@ -285,7 +296,11 @@ def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
     from seqvg.training import RunExistsError
 
     source = path / (PROBE_FILE if probe_only else rundir.CONFIG)
+    if path.exists():
+        rundir.check_not_in_use(path)
     if not source.exists():
+        if not probe_only and rundir.has_content(path):
+            rundir.check_own_run(path)
         return
     try:
         held = RunConfig.from_dict(rundir.read_json(source)["config"])
@@ -296,12 +311,12 @@ def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
 
 
 def _c_summary(result) -> dict | None:
-    from seqvg.probe import decay_summary
+    from seqvg.decay import decay_summary
 
     return None if result.c is None else decay_summary(result.c[0])
 
 
-def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print) -> list[Path]:
+def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print, backend=None) -> list[Path]:
     """Runs every unfinished run of a study, then writes its results.
 
     Args:
@@ -311,11 +326,14 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print)
             oversubscribing them. 1 runs in this process.
         progress: per-run progress bars (only with one worker).
         echo: where one line per finished run goes.
+        backend: where the runs go instead of this machine's processes, e.g.
+            ``seqvg.ray_backend.RayBackend()`` (its ``run`` takes the runs to do).
 
     Returns:
         The run directories in spec order.
     """
     dirs = study.run_dirs()
+    check_study_dir(study)
     for cfg, d in zip(study.configs, dirs):
         _check_same(cfg, d, study.probe_only)
     todo = [(cfg, d) for cfg, d in zip(study.configs, dirs) if not _finished(d, study.probe_only)]
@@ -323,9 +341,12 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print)
     if done:
         echo(f"{done} of {len(dirs)} runs already finished in {study.out}; {len(todo)} to run")
     study.out.mkdir(parents=True, exist_ok=True)
-    if workers <= 1 or len(todo) <= 1:
+    if backend is not None:
+        if todo:
+            backend.run(study, todo, done, len(dirs), echo)
+    elif workers <= 1 or len(todo) <= 1:
         for cfg, d in todo:
-            status = run_one(cfg, d, study.probe_only, progress)
+            status = run_one(cfg, d, study.probe_only, progress, study.command)
             done += 1
             echo(f"[{done}/{len(dirs)}] {d.name}: {status}")
             write_results(study)
@@ -333,6 +354,61 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print)
         _run_parallel(study, todo, workers, done, len(dirs), echo)
     write_results(study)
     return dirs
+
+
+def check_study_dir(study: Study) -> None:
+    """Refuses an output directory holding anything a seqvg study does not write.
+
+    A study writes run directories, results.csv, results.png and (compare)
+    report.pdf into OUT; a user's own file there could be overwritten, so a
+    directory holding one is refused before any work.
+
+    Raises:
+        rundir.NotARunError: naming the first foreign entry.
+    """
+    from seqvg import rundir
+
+    out = study.out
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise rundir.NotARunError(f"{out}: exists and is not a directory")
+    own = {"results.png"} | ({study.report.name} if study.report and study.report.parent == out else set())
+    for p in sorted(out.iterdir()):
+        name = p.name
+        if rundir.is_temp_name(name) or name == rundir.LOCK:
+            continue
+        if name == "results.csv" and p.is_file():
+            with open(p, "rb") as f:
+                if f.readline().startswith(b"run,label,"):
+                    continue
+        elif name in own and p.is_file():
+            continue
+        elif p.is_dir() and not p.is_symlink() and (p / PROBE_FILE).is_file() \
+                and all(q.name == PROBE_FILE or rundir.is_temp_name(q.name) for q in p.iterdir()):
+            continue
+        elif p.is_dir() and not p.is_symlink() and not rundir.foreign_entries(p):
+            continue  # a seqvg run (of this study or not), or an empty directory
+        raise rundir.NotARunError(f"{out / name}: not written by seqvg; a study writes its runs, results.csv "
+                                  "and results.png into its output directory, so it must hold only seqvg's "
+                                  "files: choose another --out")
+
+
+#: Training speed that turns ``_cost`` into seconds: seqvg's LSTM at T=200
+#: (cost 200 x 4 gates x 128 units per step) trains 27.6 steps/s on 2 cores
+#: (README, train_speed); evaluation and probes add about a third.
+_COST_PER_SECOND = 200 * 4 * 128 * 27.6 / 1.33
+
+
+def estimate_seconds(configs, workers: int = 1) -> float:
+    """A rough wall time of training ``configs`` on this kind of machine."""
+    total = sum(_cost(c) * c.batch_size / 64 for c in configs) / _COST_PER_SECOND
+    return total / max(1, workers)
+
+
+def unfinished(study: Study) -> list[RunConfig]:
+    """The configs of the runs not finished yet."""
+    return [c for c, d in zip(study.configs, study.run_dirs()) if not _finished(d, study.probe_only)]
 
 
 def _cost(cfg: RunConfig) -> float:
@@ -351,7 +427,7 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,))
     # Longest runs first, so no worker is left with a long run at the end.
     todo = sorted(todo, key=lambda item: -_cost(item[0]))
-    futures = {pool.submit(run_one, cfg, d, study.probe_only, False): d for cfg, d in todo}
+    futures = {pool.submit(run_one, cfg, d, study.probe_only, False, study.command): d for cfg, d in todo}
     try:
         pending = set(futures)
         while pending:

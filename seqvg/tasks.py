@@ -209,4 +209,26 @@ def read_dataset(path) -> dict:
     task = str(d["task"])
     if task not in TASKS:
         raise ValueError(f"{path}: unknown task {task!r}")
-    return {"x": d["x"].astype(np.float32), "y": d["y"], "task": task, "length": int(d["length"])}
+    try:
+        x, y = d["x"].astype(np.float32), d["y"].astype(np.float32 if task == "adding" else np.int32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: x and y must be numeric arrays") from None
+    t = get_task(task)
+    length = int(d["length"])
+    want = (t.seq_len(length), t.n_inputs)
+    if x.ndim != 3 or x.shape[1:] != want or len(y) != len(x) or len(x) == 0:
+        raise ValueError(f"{path}: x has shape {x.shape}, {task} T={length} needs (n, {want[0]}, {want[1]}) "
+                         f"with n >= 1 and as many targets")
+    for name, a in (("x", x), ("y", y)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{path}: {name} holds NaN or Inf; the probe needs finite inputs and targets")
+    return {"x": x, "y": d["y"], "task": task, "length": length}
+
+
+def probe_batch(cfg) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed probe batch of a run config (same as ``seqvg generate --seed``).
+
+    Drawn from its own sub-stream of the seed, so it does not change with
+    ``--steps`` or the validation size.
+    """
+    return get_task(cfg.task).generate(stream(cfg.seed, STREAM_PROBE), cfg.probe_batch, cfg.length)

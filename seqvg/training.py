@@ -15,15 +15,12 @@ done: same data, same weights, same metrics.csv rows (wall_s aside).
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import math
 import os
 import platform
-import shutil
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +30,7 @@ from seqvg import rundir
 from seqvg import why
 from seqvg.config import ConfigError, RunConfig, check_memory
 from seqvg.rundir import RunDirError
-from seqvg.tasks import STREAM_PROBE, STREAM_TRAIN, STREAM_VAL, get_task, stream
+from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream
 
 EVAL_CHUNK = 256  # validation samples per forward pass (bounds memory)
 
@@ -107,11 +104,6 @@ def numerics(model) -> dict:
     }
 
 
-def probe_batch(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed probe batch of a config (same as ``seqvg generate --seed``)."""
-    return get_task(cfg.task).generate(stream(cfg.seed, STREAM_PROBE), cfg.probe_batch, cfg.length)
-
-
 def make_train_step(model, task, optimizer):
     """The compiled training step ``(x, y) -> (loss, metric, grad_norm)``.
 
@@ -130,18 +122,6 @@ def make_train_step(model, task, optimizer):
         return loss, task.metric_fn(y, pred), gnorm
 
     return tf.function(step)
-
-
-@contextmanager
-def _locked(path: Path):
-    """Holds an exclusive lock on a run directory for the life of a run."""
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunDirError(f"{path}: in use by another seqvg process") from None
-        yield
 
 
 @dataclass
@@ -239,19 +219,48 @@ def train(
         cfg = _config_to_resume(out)
     else:
         cfg = cfg.resolved()
-        if out.exists() and any(p.name != ".lock" for p in out.iterdir()):
-            if not overwrite:
-                raise RunExistsError(f"{out}: already holds a run; pass --overwrite to replace it or --resume")
-            shutil.rmtree(out)
+    # Every check before anything is written or deleted.
     check_memory(cfg)
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install 'seqvg[tensorboard]'", "tensorboard")
-    with _locked(out):
+    if out.exists():
+        rundir.check_not_in_use(out)
+    if not resume and rundir.has_content(out):
+        rundir.check_own_run(out)
+        if not overwrite:
+            raise RunExistsError(f"{out}: already holds a run; pass --overwrite to replace it or --resume")
+    if not out.exists():
+        rundir.check_writable(out, is_dir=True)
+    with rundir.locked(out):
         if resume:
             summary = rundir.read_json(out / rundir.SUMMARY) if (out / rundir.SUMMARY).exists() else {}
             if summary.get("status") in ("completed", "diverged"):
                 return summary
+        else:
+            if rundir.has_content(out):
+                rundir.remove_run(out)  # checks again, under the lock, that all of it is seqvg's
+            _write_config(out, cfg, command)
         return _Run(cfg, out, command).run(resume=resume, progress=progress)
+
+
+def _write_config(out: Path, cfg: RunConfig, command: str | None) -> None:
+    """config.json: written first, right after the lock, so that a run killed
+    at any later moment can be resumed."""
+    task = get_task(cfg.task)
+    rundir.write_json(
+        out / rundir.CONFIG,
+        {
+            "config": cfg.to_dict(),
+            "seed": cfg.seed,
+            "versions": versions(),
+            "device": device_description(),
+            "command": command,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seq_len": cfg.seq_len,
+            "baseline": task.baseline(cfg.length),
+            "metric_name": task.metric_name,
+        },
+    )
 
 
 def _config_to_resume(out: Path) -> RunConfig:
@@ -260,7 +269,7 @@ def _config_to_resume(out: Path) -> RunConfig:
     if not (out / rundir.CONFIG).exists():
         raise RunDirError(
             f"{out}: not a complete seqvg run (config.json missing: it was stopped before it started); "
-            "start it again with --overwrite"
+            "nothing to resume: run the original command again"
         )
     try:
         return RunConfig.from_dict(rundir.read_json(out / rundir.CONFIG)["config"]).resolved()
@@ -344,22 +353,12 @@ class _Run(Trainer):
         return total_loss / len(x), total_metric / len(x)
 
     # -- files ---------------------------------------------------------------
-    def _write_config(self) -> None:
-        rundir.write_json(
-            self.out / rundir.CONFIG,
-            {
-                "config": self.cfg.to_dict(),
-                "seed": self.cfg.seed,
-                "versions": versions(),
-                "device": device_description(),
-                "numerics": numerics(self.model),
-                "command": self.command,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "seq_len": self.cfg.seq_len,
-                "baseline": self.task.baseline(self.cfg.length),
-                "metric_name": self.task.metric_name,
-            },
-        )
+    def _record_numerics(self) -> None:
+        """Adds what the run's bit-identity depends on to config.json, which
+        is written before the model exists (``numerics``)."""
+        config = rundir.read_json(self.out / rundir.CONFIG)
+        if "numerics" not in config:
+            rundir.write_json(self.out / rundir.CONFIG, {**config, "numerics": numerics(self.model)})
 
     def _write_probes(self) -> None:
         s = self.state
@@ -418,11 +417,15 @@ class _Run(Trainer):
             arrays[f"opt_{i}"] = np.asarray(v.numpy())
         rundir.write_npz(self.out / rundir.CHECKPOINTS / rundir.STATE, **arrays)
 
-    def _restore(self) -> None:
-        """Loads the last checkpoint and drops rows/probes written after it."""
+    def _restore(self) -> bool:
+        """Loads the last checkpoint and drops rows/probes written after it.
+
+        Returns:
+            False if there is no checkpoint yet (the run starts over).
+        """
         path = self.out / rundir.CHECKPOINTS / rundir.STATE
         if not path.exists():
-            return  # killed before the first checkpoint: start over
+            return False  # killed before the first checkpoint: start over
         ck = rundir.read_npz(path)
         n_w = len(self.model.weights)
         n_o = len(self.optimizer.variables)
@@ -435,8 +438,13 @@ class _Run(Trainer):
         s.step = int(ck["step"])
         s.wall_s = float(ck["wall_s"])
         s.solved_at_step = None if int(ck["solved_at_step"]) < 0 else int(ck["solved_at_step"])
-        _, rows = rundir.read_csv(self.out / rundir.METRICS)
+        # A row cut short lies after the checkpoint (seqvg writes whole
+        # files), so it is dropped and re-run like any row after it.
+        _, rows = rundir.read_csv(self.out / rundir.METRICS, drop_cut_row=True)
         s.rows = [r for r in rows if r["step"] <= s.step]
+        if not s.rows or s.rows[-1]["step"] != s.step:
+            raise RunDirError(f"{self.out / rundir.METRICS}: corrupt (no row for the checkpoint's step {s.step}); "
+                              "the run cannot be resumed exactly")
         probes = rundir.read_npz(self.out / rundir.PROBES)
         keep = probes["steps"] <= s.step
         s.probe_steps = [int(v) for v in probes["steps"][keep]]
@@ -447,6 +455,9 @@ class _Run(Trainer):
             s.probe_c = list(probes["c"][keep])
         s.probe_summary = [_summary_of(h) for h in s.probe_h]
         s.probe_why = why.from_npz(probes, keep)
+        if not s.probe_steps or s.probe_steps[0] != 0:
+            raise RunDirError(f"{self.out / rundir.PROBES}: corrupt (no step-0 probe); the run cannot be resumed")
+        return True
 
     # -- the loop ------------------------------------------------------------
     def _probe(self) -> None:
@@ -497,14 +508,12 @@ class _Run(Trainer):
         import tensorflow as tf
 
         cfg, s = self.cfg, self.state
-        if resume:
-            self._restore()
-        else:
-            self._write_config()
+        self._record_numerics()
+        restored = resume and self._restore()
         if cfg.tensorboard:
             self.tb = tf.summary.create_file_writer(str(self.out / "tensorboard"))
         self._write_summary("running")
-        if s.step == 0:
+        if not restored:
             # Step 0: the untrained model, the reference for everything later.
             self._log_row({"loss": [], "metric": [], "gnorm": []}, [_flat_weights(l) for _, l in self.groups])
             self._probe()
@@ -575,7 +584,7 @@ class _Run(Trainer):
 
 
 def _summary_of(h: np.ndarray) -> dict:
-    from seqvg.probe import decay_summary
+    from seqvg.decay import decay_summary
 
     return decay_summary(h[0])
 

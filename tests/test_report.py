@@ -3,14 +3,12 @@
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqvg import rundir
 from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.diagnose import diagnose, gradient_verdict
