@@ -37,6 +37,8 @@ MODEL_OPTIONS = [
                  help="Activation of the vanilla cells [default: tanh; irnn: relu]."),
     click.option("--recurrent-init", type=click.Choice(RECURRENT_INITS), default=None,
                  help="Recurrent weight init [default: orthogonal; irnn: identity]."),
+    click.option("--recurrent-gain", type=float, default=1.0, show_default=True, metavar="G",
+                 help="Scale the vanilla cells' recurrent init by G (orthogonal, identity: sigma_max(W) = G)."),
     click.option("--forget-bias", type=float, default=None,
                  help="LSTM forget-gate bias at init [Keras default: 1.0]."),
     click.option("--chrono", type=int, default=None, metavar="T_MAX",

@@ -43,6 +43,7 @@ class RunConfig:
     layers: int = 1
     activation: str | None = None
     recurrent_init: str | None = None
+    recurrent_gain: float = 1.0
     forget_bias: float | None = None
     chrono: int | None = None
     layer_norm: bool = False
@@ -163,6 +164,14 @@ def validate(cfg: RunConfig) -> None:
                 f"--recurrent-init identity needs a square recurrent matrix (rnn, irnn), not {cfg.cell}",
                 "recurrent_init",
             )
+    if not (isinstance(cfg.recurrent_gain, (int, float)) and math.isfinite(cfg.recurrent_gain)
+            and cfg.recurrent_gain > 0):
+        raise ConfigError(f"--recurrent-gain must be a positive number, got {cfg.recurrent_gain}", "recurrent_gain")
+    if gated and cfg.recurrent_gain != 1.0:
+        raise ConfigError(
+            f"--recurrent-gain scales the vanilla cells' recurrent matrix (rnn, irnn), not {cfg.cell}'s "
+            "(its gates set the carry)", "recurrent_gain",
+        )
     if cfg.forget_bias is not None and cfg.cell != "lstm":
         raise ConfigError(f"--forget-bias applies to --cell lstm only, not {cfg.cell}", "forget_bias")
     if cfg.layer_norm and gated:

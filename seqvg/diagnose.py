@@ -19,6 +19,7 @@ import numpy as np
 from seqvg.decay import decay_summary
 from seqvg.rundir import Run
 from seqvg.tasks import get_task
+from seqvg.why import explain
 
 #: |decay rate| above this many decades per 100 steps counts as vanishing or
 #: exploding: the gradient 100 steps back is 10x off the last step's.
@@ -87,6 +88,9 @@ def diagnose(run: Run) -> list[Verdict]:
     out.append(gradient_verdict(init, length, "init"))
     if h.shape[0] > 1:
         out.append(gradient_verdict(decay_summary(h[-1][0]), length, f"step {int(run.probes['steps'][-1])}"))
+    because = explain(run)  # seqvg.why: gates, sigma_max(W), per-step gain, step Jacobian
+    if because:
+        out.append(Verdict("why", because))
 
     val = [r["val_loss"] for r in run.metrics]
     final_val = _tail(val)

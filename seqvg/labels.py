@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 #: Options in the order they are kept when one follows from another (earlier
 #: wins) and sorted by (length first, then cell, ..., seed last).
-PRIORITY = ["task", "length", "cell", "layers", "activation", "recurrent_init", "forget_bias", "chrono",
+PRIORITY = ["task", "length", "cell", "layers", "activation", "recurrent_init", "recurrent_gain", "forget_bias", "chrono",
             "layer_norm", "batch_norm", "residual", "clip", "units", "optimizer", "lr", "batch_size", "steps",
             "eval_every", "val_size", "probe_every", "probe_batch", "early_stop", "tensorboard"]
 #: Order of the parts of a label: the cell first, the length last before the seed.
-SHOWN_ORDER = ["task", "cell", "layers", "activation", "recurrent_init", "forget_bias", "chrono", "layer_norm",
+SHOWN_ORDER = ["task", "cell", "layers", "activation", "recurrent_init", "recurrent_gain", "forget_bias", "chrono", "layer_norm",
                "batch_norm", "residual", "clip", "units", "optimizer", "lr", "batch_size", "steps", "eval_every",
                "val_size", "probe_every", "probe_batch", "early_stop", "tensorboard", "length"]
 #: Options always shown with their value when they vary (the axes of a grid).
@@ -35,7 +35,7 @@ SWITCHES = ("layers", "activation", "recurrent_init", "forget_bias", "chrono", "
 #: Cells in their natural order (vanilla to gated) for sorting.
 CELL_ORDER = ("rnn", "irnn", "lstm", "gru")
 #: Values that mean "off": never shown (the run without the remedy is plain).
-_OFF = {"forget_bias": (None,), "chrono": (None,), "layer_norm": (False,), "batch_norm": (False,),
+_OFF = {"recurrent_gain": (1.0,), "forget_bias": (None,), "chrono": (None,), "layer_norm": (False,), "batch_norm": (False,),
         "residual": (False,), "clip": (0, 0.0), "tensorboard": (False,)}
 
 
@@ -80,6 +80,8 @@ def _token(key: str, value) -> str:
         return f"{value} units"
     if key == "forget_bias":
         return f"fb={value:g}"
+    if key == "recurrent_gain":
+        return f"G={value:g}"
     if key == "clip":
         return f"clip={value:g}" if value else "no clip"
     if key == "steps":

@@ -28,14 +28,21 @@ def _activation(name: str):
     return keras.activations.get(name)
 
 
-def _recurrent_initializer(name: str, seed: int):
+def _recurrent_initializer(name: str, seed: int, gain: float = 1.0):
+    """The recurrent initializer, scaled by ``gain`` (--recurrent-gain).
+
+    Orthogonal and identity times G have every singular value G; Glorot
+    uniform times G is VarianceScaling with scale G^2 (the same draws times G).
+    """
     import keras
 
     if name == "identity":
-        return keras.initializers.Identity()
+        return keras.initializers.Identity(gain=gain)
     if name == "glorot":
-        return keras.initializers.GlorotUniform(seed=seed)
-    return keras.initializers.Orthogonal(seed=seed)
+        if gain == 1.0:
+            return keras.initializers.GlorotUniform(seed=seed)
+        return keras.initializers.VarianceScaling(scale=gain**2, mode="fan_avg", distribution="uniform", seed=seed)
+    return keras.initializers.Orthogonal(gain=gain, seed=seed)
 
 
 def _layer_norm_cell_class():
@@ -125,7 +132,7 @@ def _recurrent_layer(cfg: RunConfig, index: int, return_sequences: bool):
     import keras
 
     name = f"{cfg.cell}_{index + 1}"
-    rec_init = _recurrent_initializer(cfg.recurrent_init or "orthogonal", cfg.seed * 1000 + index)
+    rec_init = _recurrent_initializer(cfg.recurrent_init or "orthogonal", cfg.seed * 1000 + index, cfg.recurrent_gain)
     kernel_init = keras.initializers.GlorotUniform(seed=cfg.seed * 1000 + 500 + index)
     common = dict(
         return_sequences=return_sequences,

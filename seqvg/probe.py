@@ -41,25 +41,30 @@ class ProbeResult:
         h: (layers, T) norms ||dL/dh_t|| per recurrent layer, bottom first.
         c: (layers, T) norms ||dL/dc_t|| for LSTM models, else None.
         x: (T,) norms ||dL/dx_t||.
+        why: gate statistics and step-Jacobian norms (``seqvg.why.StepStats``).
     """
 
     loss: float
     h: np.ndarray
     c: np.ndarray | None
     x: np.ndarray
+    why: dict | None = None
 
     def summary(self) -> dict:
         """Decay figures of the bottom layer's h curve (see ``decay_summary``)."""
         return decay_summary(self.h[0])
 
     def to_json(self) -> dict:
-        """JSON-ready dict: loss, h, c, x and the summary figures."""
+        """JSON-ready dict: loss, h, c, x, the summary figures and ``seqvg.why``'s keys."""
+        from seqvg.why import to_json
+
         return {
             "loss": self.loss,
             "h": self.h.astype(float).tolist(),
             "c": None if self.c is None else self.c.astype(float).tolist(),
             "x": self.x.astype(float).tolist(),
             "summary": self.summary(),
+            **to_json(self.why, self.h, self.c),
         }
 
 
@@ -150,7 +155,7 @@ def _squared_norms(grads: list, norms_op: bool):
     return tf.reduce_sum(tf.square(tf.cast(tf.stack(grads), tf.float64)), axis=[1, 2])
 
 
-def _step(kind: str, cell, x_t, states, tap):
+def _step(kind: str, cell, x_t, states, tap, gates: dict | None = None):
     """One step of a Keras cell with each new state passed through ``tap(k, s)``.
 
     The ops are those of the Keras cells' fused implementation (Keras 3.x
@@ -158,7 +163,9 @@ def _step(kind: str, cell, x_t, states, tap):
     never uses (dropout, masking). For LSTM, c is tapped *before*
     h = o*act(c): tapping the c that the cell returns would measure only the
     carry path c_t -> c_{t+1} (zero at t = T-1), while the BPTT delta_c_t also
-    runs through h_t.
+    runs through h_t. With ``gates`` (a dict), the step also stores there the
+    values that gate the gradient (``seqvg.why``): LSTM ``forget`` and
+    ``input``, GRU ``keep`` (Keras's z), vanilla ``dphi`` (here a_t itself).
     """
     import tensorflow as tf
 
@@ -167,8 +174,10 @@ def _step(kind: str, cell, x_t, states, tap):
     if kind == "rnn":
         if cell.use_bias:
             xp_t = xp_t + cell.bias
-        h = cell.activation(xp_t + tf.matmul(h_prev, cell.recurrent_kernel))
-        return [tap(0, h)]
+        a = xp_t + tf.matmul(h_prev, cell.recurrent_kernel)
+        if gates is not None:
+            gates["dphi"] = a  # the pre-activation; seqvg.why takes phi'(a) after the loop
+        return [tap(0, cell.activation(a))]
     if kind == "lstm":
         c_prev = states[1]
         z = xp_t + tf.matmul(h_prev, cell.recurrent_kernel)
@@ -177,6 +186,8 @@ def _step(kind: str, cell, x_t, states, tap):
         z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
         i = cell.recurrent_activation(z_i)
         f = cell.recurrent_activation(z_f)
+        if gates is not None:
+            gates["forget"], gates["input"] = f, i
         c = tap(1, f * c_prev + i * cell.activation(z_c))
         o = cell.recurrent_activation(z_o)
         return [tap(0, o * cell.activation(c)), c]
@@ -189,6 +200,8 @@ def _step(kind: str, cell, x_t, states, tap):
     z = cell.recurrent_activation(x_z + r_z)
     r = cell.recurrent_activation(x_r + r_r)
     hh = cell.activation(x_h + r * r_h)
+    if gates is not None:
+        gates["keep"] = z
     return [tap(0, z * h_prev + (1 - z) * hh)]
 
 
@@ -227,6 +240,9 @@ class Prober:
         # other numbers on a machine that happens to have them built.
         self.norms_op = any(fastlstm.eligible(layer) for layer in self.rnns) and fastlstm.fused("float32")
         self._fn = tf.function(self._measure)
+        from seqvg.why import StepStats
+
+        self.why = StepStats(self.plan)
 
     def _run_rnn(self, layer, h, acc, tape, direct: list, tap_input: bool = False):
         """Runs ``layer``'s own cell over ``h``, tapping state k into acc[:, k].
@@ -414,7 +430,7 @@ class Prober:
         c = None
         if all(n == 2 for n in self.n_states):
             c = np.stack([per_layer[1].numpy() for per_layer in norms]).astype(np.float32)
-        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32))
+        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32), self.why(x))
 
 
 def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:

@@ -258,6 +258,11 @@ def load_run(path: Path) -> Run:
     k = probes["steps"].shape[0]
     if probes["h"].ndim != 3 or probes["h"].shape[0] != k or probes["x"].shape[0] != k:
         raise RunDirError(f"{path / PROBES}: corrupt (array shapes disagree)")
+    # seqvg.why's arrays, where present: one row per probe, like h.
+    why = [key for key in probes if key.startswith("gate_") or key in ("jac_sigma", "sigma_w")]
+    if any(probes[key].ndim < 2 or probes[key].shape[0] != k for key in why) or (
+            "jac_sigma" in probes and ("jac_t" not in probes or probes["jac_sigma"].shape[-1] != probes["jac_t"].shape[0])):
+        raise RunDirError(f"{path / PROBES}: corrupt (gate or Jacobian arrays disagree with the probe steps)")
     return Run(path, config, summary, columns, rows, probes)
 
 

@@ -451,7 +451,8 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
 
 
 # -- results --------------------------------------------------------------------
-OPTION_COLUMNS = ["task", "length", "cell", "units", "layers", "activation", "recurrent_init", "forget_bias",
+OPTION_COLUMNS = ["task", "length", "cell", "units", "layers", "activation", "recurrent_init", "recurrent_gain",
+                  "forget_bias",
                   "chrono", "layer_norm", "batch_norm", "residual",
                   "clip", "optimizer", "lr", "batch_size", "steps", "seed"]
 DECAY = ("rate_per_100", "horizon", "ratio", "underflow")
@@ -561,6 +562,8 @@ def results_figure(study: Study, rows: list[dict]):
         values = [v for v in values if v is not None and np.isfinite(v)]
         return float(np.median(values)) if values else np.nan
 
+    if study.probe_only and len({r["recurrent_gain"] for r in rows}) > 1:
+        return _recurrent_gain_figure(study, rows)
     groups = _groups(study, rows)
     all_lengths = sorted({r["length"] for r in rows})
     by_label = len(all_lengths) == 1
@@ -623,6 +626,23 @@ def results_figure(study: Study, rows: list[dict]):
         ax2.legend(fontsize=8, loc="best")
     fig.suptitle(f"{study.name}: {len(rows)} runs", fontsize=11)
     return fig
+
+
+def _recurrent_gain_figure(study: Study, rows: list[dict]):
+    """Probe-only studies over --recurrent-gain: g_0/g_{T-1} against G (seqvg.report)."""
+    from seqvg.report import recurrent_gain_figure
+
+    series = _series_of(study)
+    lengths = sorted({r["length"] for r in rows})
+    def name(r):  # the curve: the run's series without its gain
+        words = [w for w in (series[r["run"]] or r["cell"]).split() if not w.startswith("G=")]
+        act = r["activation"] if r["activation"] and r["activation"] not in words else None
+        return " ".join(words + ([act] if act else []) + ([f"T={r['length']}"] if len(lengths) > 1 else []))
+
+    points = [{"series": name(r),
+               "gain": r["recurrent_gain"], "ratio": r["h_ratio"], "seed": r["seed"]} for r in rows]
+    return recurrent_gain_figure(points, lengths[-1], f"{study.name}: {len(rows)} probes at init, T = "
+                                 + ", ".join(str(t) for t in lengths))
 
 
 def probe_curves_figure(study: Study):

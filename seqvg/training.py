@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from seqvg import rundir
+from seqvg import why
 from seqvg.config import ConfigError, RunConfig, check_memory
 from seqvg.rundir import RunDirError
 from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream
@@ -137,6 +138,7 @@ class _State:
     probe_x: list[np.ndarray] = field(default_factory=list)
     probe_loss: list[float] = field(default_factory=list)
     probe_summary: list[dict] = field(default_factory=list)
+    probe_why: list[dict] = field(default_factory=list)
 
 
 def _weight_groups(model) -> list:
@@ -368,6 +370,10 @@ class _Run(Trainer):
         }
         if s.probe_c:
             arrays["c"] = np.stack(s.probe_c).astype(np.float32)
+        # Gates and step Jacobians (seqvg.why), only when every row has them:
+        # a run begun before they existed and resumed now goes on without.
+        if len(s.probe_why) == len(s.probe_steps):
+            arrays.update(why.npz_arrays(s.probe_why))
         rundir.write_npz(self.out / rundir.PROBES, **arrays)
 
     def _write_summary(self, status: str, **extra) -> dict:
@@ -448,6 +454,7 @@ class _Run(Trainer):
         if "c" in probes:
             s.probe_c = list(probes["c"][keep])
         s.probe_summary = [_summary_of(h) for h in s.probe_h]
+        s.probe_why = why.from_npz(probes, keep)
         if not s.probe_steps or s.probe_steps[0] != 0:
             raise RunDirError(f"{self.out / rundir.PROBES}: corrupt (no step-0 probe); the run cannot be resumed")
         return True
@@ -463,6 +470,8 @@ class _Run(Trainer):
         if r.c is not None:
             s.probe_c.append(r.c)
         s.probe_summary.append(r.summary())
+        if r.why is not None:
+            s.probe_why.append(r.why)
         self._write_probes()
 
     def _log_row(self, window: dict, prev_weights: list[np.ndarray]) -> dict:

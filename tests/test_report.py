@@ -34,23 +34,29 @@ def runs(tmp_path_factory):
 
 def test_report_pages_and_determinism(runs, tmp_path):
     titles = make_report(runs, tmp_path / "a.pdf", tmp_path / "png")
-    # The runs differ by cell: the study page follows the title.
-    assert titles == ["Title", "Study"] + [t for t, _ in PAGES[1:]] and len(titles) == 7
-    assert len(list((tmp_path / "png").glob("*.png"))) == 7
+    # The runs differ by cell: the study page follows the title; the why
+    # pages follow the gradient flow.
+    flow = [t for t, _ in PAGES[1:]]
+    at = flow.index("Gradient flow") + 1
+    assert titles == ["Title", "Study"] + flow[:at] + ["Why: the carry path", "Spectrum"] + flow[at:]
+    assert len(titles) == 9
+    assert len(list((tmp_path / "png").glob("*.png"))) == 9
     make_report(runs[::-1], tmp_path / "b.pdf")
     assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
     pdf = (tmp_path / "a.pdf").read_bytes()
-    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 7
-    assert make_report(runs[:1], tmp_path / "one.pdf") == [t for t, _ in PAGES]
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 9
+    one = [t for t, _ in PAGES]
+    one[one.index("Gradient flow") + 1:one.index("Gradient flow") + 1] = ["Why: the carry path", "Spectrum"]
+    assert make_report(runs[:1], tmp_path / "one.pdf") == one
 
 
 @pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="poppler-utils not installed")
 def test_report_renders(runs, tmp_path):
     make_report(runs, tmp_path / "r.pdf")
     info = subprocess.run(["pdfinfo", str(tmp_path / "r.pdf")], capture_output=True, text=True, check=True).stdout
-    assert "Pages:          7" in info
+    assert "Pages:          9" in info
     subprocess.run(["pdftoppm", "-png", "-r", "20", str(tmp_path / "r.pdf"), str(tmp_path / "p")], check=True)
-    assert len(list(tmp_path.glob("p-*.png"))) == 7
+    assert len(list(tmp_path.glob("p-*.png"))) == 9
 
 
 def test_gradient_page_draws_the_run_data(runs):

@@ -1,0 +1,379 @@
+"""Why a gradient survives or vanishes: gates, step Jacobians, the recurrent spectrum.
+
+    seqvg probe --cell lstm --length 200 --json     # keys gain, gates, jacobian
+    seqvg probe --cell rnn --length 100 --json      # ... and recurrent_sigma_max
+
+Back-propagation through time multiplies the gradient, once per step, by the
+transposed step Jacobian J_t = d s_t / d s_{t-1} of the recurrent state s.
+For a vanilla RNN J_t = diag(phi'(a_t)) W^T, bounded by max|phi'| sigma_max(W)
+(Pascanu et al. 2013); for an LSTM the cell-state block of J_t is diag(f_t),
+so a forget gate near 1 carries the gradient; for a GRU (Keras's convention
+h_t = z_t * h_{t-1} + (1 - z_t) * h~_t) the keep gate z_t does. This module
+measures those quantities on the probe batch, at every probe:
+
+- ``gates``: per timestep, mean and 10/50/90th percentiles over batch and
+  units of the LSTM's forget and input gates, the GRU's keep gate z, and the
+  vanilla cell's phi'(a_t) (the per-unit factor it multiplies the gradient by);
+- ``jacobian``: the spectral norm of J_t at ``JAC_POINTS`` timesteps spread
+  over the sequence, by power iteration with Jacobian-vector products;
+- ``recurrent_sigma_max``: sigma_max(W) of a vanilla cell's recurrent matrix;
+- ``gain`` (``step_gain``, from the probe's own norms): g_t =
+  ||dL/dh_{t-1}|| / ||dL/dh_t||, what one step back did to the gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Timesteps at which the step Jacobian's spectral norm is measured.
+JAC_POINTS = 5
+#: Power iterations on J^T J; at init the top singular values of a step are
+#: close together, so the estimate (always <= sigma_max) needs ~20 to be
+#: within a percent of the explicit Jacobian's (tests/test_why.py).
+POWER_ITERS = 20
+#: The statistics of each gate per timestep, in this order along their axis.
+STATS = ("mean", "p10", "p50", "p90")
+#: Gate names per cell kind (``seqvg.probe._fast_kind``).
+GATES = {"lstm": ("forget", "input"), "gru": ("keep",), "rnn": ("dphi",)}
+
+
+def jacobian_timesteps(steps: int) -> np.ndarray:
+    """The ``JAC_POINTS`` timesteps t >= 1 (J_t needs an s_{t-1}), spread evenly up to T-1."""
+    return np.unique(np.linspace(1, steps - 1, JAC_POINTS).round().astype(np.int64))
+
+
+def step_gain(g) -> np.ndarray:
+    """Per-step gradient gain g_t = n_{t-1} / n_t for t = 1..T-1 (T-1 values).
+
+    Args:
+        g: (..., T) gradient norms n_t = ||dL/ds_t|| (the probe's h or c).
+
+    Returns:
+        (..., T-1) array; entry k is the gain of step t = k+1. Above 1 the
+        gradient grew going one step back, below 1 it shrank. A 0/0 step
+        (both norms underflowed) is NaN.
+    """
+    g = np.asarray(g, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return g[..., :-1] / g[..., 1:]
+
+
+def geometric_mean(values) -> float | None:
+    """Geometric mean of the finite positive values, or None if there are none."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.exp(np.mean(np.log(v)))) if v.size else None
+
+
+def gate_stats(values: np.ndarray) -> np.ndarray:
+    """(4, T) mean, 10th, 50th and 90th percentile per timestep of a (T, batch, units) gate."""
+    flat = np.sort(np.asarray(values, dtype=np.float32).reshape(values.shape[0], -1), axis=1)
+    # np.percentile's linear interpolation on the sorted rows (numpy's float32
+    # sort is several times faster than np.percentile's partitions here).
+    pos = np.array([0.1, 0.5, 0.9]) * (flat.shape[1] - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, flat.shape[1] - 1)
+    pct = flat[:, lo] + (flat[:, hi] - flat[:, lo]) * (pos - lo)
+    mean = flat.mean(axis=1, dtype=np.float64)
+    return np.concatenate([mean[None], pct.T]).astype(np.float32)
+
+
+def recurrent_sigma_max(layer) -> float:
+    """sigma_max of the recurrent matrix of a vanilla layer (numpy's 2-norm)."""
+    return float(np.linalg.norm(np.asarray(layer.cell.recurrent_kernel, dtype=np.float64), 2))
+
+
+class StepStats:
+    """Gate statistics and step-Jacobian norms of a model on a batch.
+
+    Built by ``seqvg.probe.Prober`` next to its gradient probe; one traced
+    function per model, reused at every probe of a training run.
+
+    Args:
+        plan: the Prober's (layer, its recurrent layer or None) chain.
+    """
+
+    def __init__(self, plan):
+        import tensorflow as tf
+
+        from seqvg.probe import _fast_kind
+
+        self.plan = plan
+        self.rnns = [rnn for _, rnn in plan if rnn is not None]
+        self.kinds = [_fast_kind(rnn.cell) for rnn in self.rnns]
+        self._fn = tf.function(self._forward, autograph=False)
+
+    def _run(self, layer, kind, h, jac_t, v0):
+        """One recurrent layer: its output sequence, gates (T, B, u) and J_t norms (J, B)."""
+        import tensorflow as tf
+
+        from seqvg.probe import _step
+
+        cell = layer.cell
+        steps, batch = h.shape[1], h.shape[0]
+        xs = tf.transpose(h, [1, 0, 2])
+        in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
+        states = tf.nest.flatten(cell.get_initial_state(batch_size=batch))
+        n_states = len(states)
+        names = GATES.get(kind, ())
+        gate_tas = [tf.TensorArray(h.dtype, size=steps) for _ in names]
+        # s_{t-1} per state for every t (state_tas[k].read(t) is the state
+        # *entering* step t): the Jacobian points are gathered from them after.
+        state_tas = [tf.TensorArray(h.dtype, size=steps) for _ in range(n_states)]
+        out_ta = tf.TensorArray(h.dtype, size=steps)
+
+        def cell_step(x_t, states, gates=None):
+            if kind is not None:
+                return _step(kind, cell, x_t, list(states), lambda k, s: s, gates)
+            _, new = cell(x_t, list(states), training=False)
+            return tf.nest.flatten(new)
+
+        def body(t, states, gate_tas, state_tas, out_ta):
+            state_tas = [ta.write(t, s) for ta, s in zip(state_tas, states)]
+            gates: dict = {}
+            new = cell_step(in_ta.read(t), states, gates)
+            gate_tas = [ta.write(t, gates[name]) for ta, name in zip(gate_tas, names)]
+            return t + 1, new, gate_tas, state_tas, out_ta.write(t, new[0])
+
+        _, _, gate_tas, state_tas, out_ta = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), states, gate_tas, state_tas, out_ta),
+            maximum_iterations=steps, parallel_iterations=32,
+        )
+        gates = {name: ta.stack() for name, ta in zip(names, gate_tas)}
+        if "dphi" in gates:
+            # The loop kept a_t; phi'(a) for all t at once, for any elementwise
+            # phi: d sum(phi(a)) / da.
+            a = gates["dphi"]
+            with tf.GradientTape() as g:
+                g.watch(a)
+                out = cell.activation(a)
+            gates["dphi"] = g.gradient(out, a)
+
+        # The J timesteps of the whole batch as one batch of J*B rows: a cell
+        # acts on each row alone, so every row's power iteration is its own.
+        points = int(jac_t.shape[0])
+        x_j = tf.reshape(tf.gather(xs, jac_t), [points * batch, -1])
+        s_j = tf.concat([tf.reshape(ta.gather(tf.cast(jac_t, tf.int32)), [points * batch, -1]) for ta in state_tas], axis=1)
+        sizes = [int(s.shape[-1]) for s in states]
+
+        def f(s):
+            return tf.concat(cell_step(x_j, tf.split(s, sizes, axis=1)), axis=1)
+
+        def jvp_vjp(v):
+            with tf.GradientTape() as tape:
+                tape.watch(s_j)
+                with tf.autodiff.ForwardAccumulator(s_j, v) as acc:
+                    out = f(s_j)
+                u = acc.jvp(out)
+            return u, tape.gradient(out, s_j, output_gradients=u)
+
+        def normalised(v):
+            return tf.math.divide_no_nan(v, tf.norm(v, axis=1, keepdims=True))
+
+        _, v = tf.while_loop(
+            lambda i, v: i < POWER_ITERS,
+            lambda i, v: (i + 1, normalised(jvp_vjp(v)[1])),  # v <- J^T J v / ||.||
+            (tf.constant(0), normalised(v0)),
+        )
+        # sqrt(||J^T J v||) for a unit v: a lower bound on sigma_max, and a
+        # tighter one than ||J v|| = sqrt(v^T J^T J v).
+        _, w = jvp_vjp(v)
+        sigma = tf.reshape(tf.sqrt(tf.norm(w, axis=1)), [points, batch])
+        return tf.transpose(out_ta.stack(), [1, 0, 2]), gates, sigma
+
+    def _forward(self, x, jac_t, v0s):
+        h = x
+        results = []
+        k = 0
+        for layer, rnn in self.plan:
+            if k == len(self.rnns):
+                break  # nothing above the last recurrent layer is needed
+            if rnn is None:
+                h = layer(h, training=False)
+                continue
+            seq, gates, sigma = self._run(rnn, self.kinds[k], h, jac_t, v0s[k])
+            out = seq if rnn.return_sequences else seq[:, -1, :]
+            if rnn is not layer:  # Residual: skip + layer(x), as its call
+                out = (h if rnn.return_sequences else h[:, -1, :]) + out
+            h = out
+            results.append((gates, sigma))
+            k += 1
+        return results
+
+    def __call__(self, x: np.ndarray) -> dict:
+        """Statistics of every recurrent layer on the batch ``x`` (batch, T, inputs).
+
+        Returns:
+            dict with ``gates`` {name: (layers, 4, T) float32, STATS along
+            axis 1}, ``jac_t`` (J,) timesteps, ``jac_sigma`` (layers, J)
+            float32 and, for vanilla cells, ``sigma_w`` (layers,) float32.
+
+            ``jac_sigma`` is the norm of the Jacobian of the whole state
+            (for an LSTM s = [h; c], whose c-to-c block is diag(f_t)): the
+            matrix the backward pass multiplies the gradient by.
+            It is batch-averaged as the mean over samples of each
+            sample's spectral norm ||J_t^(b)||_2: each sample's gradient is
+            multiplied by its own Jacobian, and Pascanu et al.'s bound is on
+            that product, so this is the factor a typical sample's gradient
+            sees. The norm of the batch-mean Jacobian would let samples whose
+            directions differ cancel and is not a factor any gradient sees.
+        """
+        import tensorflow as tf
+
+        steps = x.shape[1]
+        jac_t = jacobian_timesteps(steps)
+        rng = np.random.default_rng(0)  # a fixed start vector: same numbers every probe
+        v0s = []
+        for rnn in self.rnns:
+            width = sum(int(s) for s in tf.nest.flatten(rnn.cell.state_size))
+            v0s.append(tf.constant(rng.standard_normal((len(jac_t) * x.shape[0], width)), tf.float32))
+        results = self._fn(tf.constant(x, tf.float32), tf.constant(jac_t), v0s)
+        out: dict = {"gates": {}, "jac_t": jac_t}
+        names = {name for kind in self.kinds for name in GATES.get(kind, ())}
+        for name in sorted(names):
+            rows = []
+            for gates, _ in results:
+                rows.append(gate_stats(gates[name].numpy()) if name in gates else np.full((4, steps), np.nan, np.float32))
+            out["gates"][name] = np.stack(rows)
+        out["jac_sigma"] = np.stack([sigma.numpy().mean(axis=1) for _, sigma in results]).astype(np.float32)
+        if all(isinstance(rnn.cell, _simple_rnn_cell()) for rnn in self.rnns):
+            out["sigma_w"] = np.asarray([recurrent_sigma_max(rnn) for rnn in self.rnns], np.float32)
+        return out
+
+
+def _simple_rnn_cell():
+    import keras
+
+    return keras.layers.SimpleRNNCell
+
+
+def to_json(why: dict | None, h: np.ndarray, c: np.ndarray | None) -> dict:
+    """The ``seqvg probe --json`` keys of this module (NaN as None).
+
+    ``gain`` is {state: {"t": [1..T-1], "layers": [[g_t ...] per layer],
+    "geometric_mean": [per layer]}}; ``gates`` {name: {"stats": STATS,
+    "layers": [{stat: [per t]} per layer]}}; ``jacobian`` {"t", "layers":
+    [[sigma per t] per layer]}; ``recurrent_sigma_max`` {"layers": [sigma
+    per layer], "times_mean_dphi": [sigma_max(W) times the mean over t, batch
+    and units of phi'(a_t), per layer]} for vanilla cells, else None.
+    """
+    def clean(a):
+        a = np.asarray(a, dtype=np.float64)
+        return [None if not np.isfinite(v) else float(v) for v in a.ravel()] if a.ndim <= 1 else [clean(r) for r in a]
+
+    states = {"h": h} if c is None else {"h": h, "c": c}
+    steps = h.shape[-1]
+    out = {
+        "gain": {
+            name: {
+                "t": list(range(1, steps)),
+                "layers": [clean(step_gain(g)) for g in norms],
+                "geometric_mean": [geometric_mean(step_gain(g)) for g in norms],
+            }
+            for name, norms in states.items()
+        },
+        "gates": None, "jacobian": None, "recurrent_sigma_max": None,
+    }
+    if why is None:
+        return out
+    out["gates"] = {
+        name: {"stats": list(STATS), "layers": [dict(zip(STATS, clean(layer))) for layer in values]}
+        for name, values in why["gates"].items()
+    }
+    out["jacobian"] = {"t": [int(t) for t in why["jac_t"]], "layers": clean(why["jac_sigma"])}
+    if "sigma_w" in why:
+        dphi = why["gates"].get("dphi")
+        times = [
+            float(s * np.nanmean(d[0])) if d is not None and np.isfinite(d[0]).any() else None
+            for s, d in zip(why["sigma_w"], dphi if dphi is not None else [None] * len(why["sigma_w"]))
+        ]
+        out["recurrent_sigma_max"] = {"layers": clean(why["sigma_w"]), "times_mean_dphi": times}
+    return out
+
+
+#: probes.npz keys of this module, besides ``gate_<name>`` (K, layers, 4, T).
+NPZ_KEYS = ("jac_t", "jac_sigma", "sigma_w")
+
+
+def npz_arrays(whys: list[dict]) -> dict[str, np.ndarray]:
+    """The probes.npz arrays of K probes' ``StepStats`` results (one per probe row).
+
+    ``gate_<name>`` (K, layers, 4, T), ``jac_t`` (J,), ``jac_sigma`` (K,
+    layers, J) and, for vanilla cells, ``sigma_w`` (K, layers).
+    """
+    if not whys:
+        return {}
+    arrays = {f"gate_{name}": np.stack([w["gates"][name] for w in whys]) for name in whys[0]["gates"]}
+    arrays["jac_t"] = np.asarray(whys[0]["jac_t"], np.int64)
+    arrays["jac_sigma"] = np.stack([w["jac_sigma"] for w in whys])
+    if "sigma_w" in whys[0]:
+        arrays["sigma_w"] = np.stack([w["sigma_w"] for w in whys])
+    return arrays
+
+
+def from_npz(probes: dict, keep=None) -> list[dict]:
+    """The per-probe ``StepStats`` results stored in probes.npz (rows ``keep``).
+
+    Runs written before these keys existed give [].
+    """
+    if "jac_sigma" not in probes:
+        return []
+    rows = np.arange(probes["jac_sigma"].shape[0]) if keep is None else np.flatnonzero(keep)
+    gates = {k[len("gate_"):]: v for k, v in probes.items() if k.startswith("gate_")}
+    out = []
+    for i in rows:
+        w = {"gates": {name: v[i] for name, v in gates.items()}, "jac_t": probes["jac_t"], "jac_sigma": probes["jac_sigma"][i]}
+        if "sigma_w" in probes:
+            w["sigma_w"] = probes["sigma_w"][i]
+        out.append(w)
+    return out
+
+
+def _over(factor: float, steps: int) -> str:
+    """factor^steps as a short number ('1e-27'), or '0' when it underflows a double."""
+    value = factor**steps if factor > 0 else 0.0
+    return f"{value:.1g}" if value > 0 else "0"
+
+
+def explain(run) -> str | None:
+    """Why a run's gradient vanished or survived, in words, from its probes.npz.
+
+    LSTM and GRU: the carry gate's mean at init and at the last probe, what
+    it keeps per step and over the sequence; vanilla cells: sigma_max(W) and
+    the mean phi', whose product is the typical size of one step back. Then
+    the measured per-step gain of h (geometric mean) and the step Jacobian's
+    norm. None for runs recorded before these numbers existed.
+    """
+    p = run.probes
+    if "jac_sigma" not in p:
+        return None
+    steps = int(p["h"].shape[-1]) - 1  # steps back from the last timestep to the first
+    rows = [0] if p["steps"].shape[0] == 1 else [0, -1]
+    whens = ["at init", f"at step {int(p['steps'][-1])}"]
+    cell = run.cfg.get("cell")
+    gate = {"lstm": ("forget", "forget gate", "the cell state"), "gru": ("keep", "keep gate z", "the state")}.get(cell)
+    parts = []
+    if gate and f"gate_{gate[0]}" in p:
+        means = [float(np.mean(p[f"gate_{gate[0]}"][r, 0, 0])) for r in rows]
+        m = means[0]
+        text = (f"{gate[1]} mean {m:.2f} at init: {gate[2]} keeps {100 * m:.0f}% per step "
+                f"(loses {100 * (1 - m):.0f}%), {_over(m, steps)} over {steps} steps")
+        if len(rows) > 1:
+            text += f"; {whens[1]} {means[1]:.2f} ({_over(means[1], steps)} over {steps} steps)"
+        parts.append(text)
+    elif "sigma_w" in p and "gate_dphi" in p:
+        figures = []
+        for r, when in zip(rows, whens):
+            sw = float(p["sigma_w"][r, 0])
+            dphi = float(np.mean(p["gate_dphi"][r, 0, 0]))
+            figures.append(f"sigma_max(W) {sw:.2f} x mean phi' {dphi:.2f} = {sw * dphi:.2f} per step "
+                           f"({_over(sw * dphi, steps)} over {steps} steps) {when}")
+        parts.append("; ".join(figures))
+    for key in ("h", "c") if "c" in p else ("h",):
+        gains = [geometric_mean(step_gain(p[key][r][0])) for r in rows]
+        if gains[0] is not None:
+            parts.append(f"measured gain of {key} per step back (geometric mean) " + ", ".join(
+                f"{g:.3g} {when}" for g, when in zip(gains, whens) if g is not None))
+    jac = [float(np.mean(p["jac_sigma"][r, 0])) for r in rows]
+    parts.append("step Jacobian norm " + ", ".join(f"{j:.3g} {when}" for j, when in zip(jac, whens)))
+    return "why: " + "; ".join(parts)
