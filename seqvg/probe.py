@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqvg.decay import HORIZON_LEVEL, decay_summary, format_summary  # noqa: F401 (re-exported)
+from seqvg.cellstep import fast_kind as _fast_kind
+from seqvg.cellstep import step as _step
 from seqvg.tasks import Task
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class ProbeResult:
         h: (layers, T) norms ||dL/dh_t|| per recurrent layer, bottom first.
         c: (layers, T) norms ||dL/dc_t|| for LSTM models, else None.
         x: (T,) norms ||dL/dx_t||.
-        why: gate statistics and step-Jacobian norms (``seqvg.why.StepStats``).
+        why: gate statistics and step-Jacobian norms (``seqvg.stepstats.StepStats``).
     """
 
     loss: float
@@ -98,25 +100,6 @@ def _chain(model) -> list:
     return layers
 
 
-def _fast_kind(cell) -> str | None:
-    """'rnn', 'lstm' or 'gru' when the probe runs ``cell`` with ``_step``.
-
-    The fast path covers the cells seqvg builds (fused gate matrices, GRU with
-    reset_after, no dropout); anything else runs the cell's own ``call``.
-    """
-    import keras
-
-    if getattr(cell, "dropout", 0.0) or getattr(cell, "recurrent_dropout", 0.0):
-        return None
-    if type(cell) is keras.layers.SimpleRNNCell:
-        return "rnn"
-    if type(cell) is keras.layers.LSTMCell and cell.implementation != 1:
-        return "lstm"
-    if type(cell) is keras.layers.GRUCell and cell.implementation != 1 and cell.reset_after:
-        return "gru"
-    return None
-
-
 def _tap(acc, t, col: int, state, norms_op: bool):
     """Identity on ``state`` whose gradient adds ||dL/d state||^2 to acc[t, col].
 
@@ -155,56 +138,6 @@ def _squared_norms(grads: list, norms_op: bool):
     return tf.reduce_sum(tf.square(tf.cast(tf.stack(grads), tf.float64)), axis=[1, 2])
 
 
-def _step(kind: str, cell, x_t, states, tap, gates: dict | None = None):
-    """One step of a Keras cell with each new state passed through ``tap(k, s)``.
-
-    The ops are those of the Keras cells' fused implementation (Keras 3.x
-    ``SimpleRNNCell``/``LSTMCell``/``GRUCell.call``), minus what the probe
-    never uses (dropout, masking). For LSTM, c is tapped *before*
-    h = o*act(c): tapping the c that the cell returns would measure only the
-    carry path c_t -> c_{t+1} (zero at t = T-1), while the BPTT delta_c_t also
-    runs through h_t. With ``gates`` (a dict), the step also stores there the
-    values that gate the gradient (``seqvg.why``): LSTM ``forget`` and
-    ``input``, GRU ``keep`` (Keras's z), vanilla ``dphi`` (here a_t itself).
-    """
-    import tensorflow as tf
-
-    h_prev = states[0]
-    xp_t = tf.matmul(x_t, cell.kernel)
-    if kind == "rnn":
-        if cell.use_bias:
-            xp_t = xp_t + cell.bias
-        a = xp_t + tf.matmul(h_prev, cell.recurrent_kernel)
-        if gates is not None:
-            gates["dphi"] = a  # the pre-activation; seqvg.why takes phi'(a) after the loop
-        return [tap(0, cell.activation(a))]
-    if kind == "lstm":
-        c_prev = states[1]
-        z = xp_t + tf.matmul(h_prev, cell.recurrent_kernel)
-        if cell.use_bias:
-            z = z + cell.bias
-        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
-        i = cell.recurrent_activation(z_i)
-        f = cell.recurrent_activation(z_f)
-        if gates is not None:
-            gates["forget"], gates["input"] = f, i
-        c = tap(1, f * c_prev + i * cell.activation(z_c))
-        o = cell.recurrent_activation(z_o)
-        return [tap(0, o * cell.activation(c)), c]
-    inner = tf.matmul(h_prev, cell.recurrent_kernel)
-    if cell.use_bias:
-        xp_t = xp_t + cell.bias[0]
-        inner = inner + cell.bias[1]
-    x_z, x_r, x_h = tf.split(xp_t, 3, axis=1)
-    r_z, r_r, r_h = tf.split(inner, 3, axis=1)
-    z = cell.recurrent_activation(x_z + r_z)
-    r = cell.recurrent_activation(x_r + r_r)
-    hh = cell.activation(x_h + r * r_h)
-    if gates is not None:
-        gates["keep"] = z
-    return [tap(0, z * h_prev + (1 - z) * hh)]
-
-
 class Prober:
     """Measures gradient norms of one model; reuse it to avoid retracing.
 
@@ -240,7 +173,7 @@ class Prober:
         # other numbers on a machine that happens to have them built.
         self.norms_op = any(fastlstm.eligible(layer) for layer in self.rnns) and fastlstm.fused("float32")
         self._fn = tf.function(self._measure)
-        from seqvg.why import StepStats
+        from seqvg.stepstats import StepStats
 
         self.why = StepStats(self.plan)
 

@@ -15,7 +15,8 @@ from seqvg.models import build_model, recurrent_layers
 from seqvg.probe import Prober, probe
 from seqvg.tasks import get_task
 from seqvg.training import probe_batch, train
-from seqvg.why import StepStats, jacobian_timesteps, step_gain
+from seqvg.stepstats import StepStats
+from seqvg.why import jacobian_timesteps, step_gain
 
 
 def _sigmoid(v):
