@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from seqvg.config import ACTIVATIONS, CELLS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
+from seqvg.config import ACTIVATIONS, CELLS, GATE_INITS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 
@@ -42,10 +42,16 @@ MODEL_OPTIONS = [
                  help="Activation of the vanilla cells [default: tanh; irnn: relu]."),
     click.option("--recurrent-init", type=click.Choice(RECURRENT_INITS), default=None,
                  help="Recurrent weight init [default: orthogonal; irnn: identity]."),
+    click.option("--gate-init", type=click.Choice(GATE_INITS), default=None,
+                 help="Gate biases of LSTM/GRU at init. chrono [default]: chrono init (Tallec & Ollivier "
+                      "2018) with T_MAX = the sequence length, so the gates start able to keep a memory as long "
+                      "as the task needs, which is what gating is for; keras: Keras's own biases (LSTM forget "
+                      "bias 1, others 0), whose memory spans a few steps. Vanilla cells have no gates."),
     click.option("--forget-bias", type=float, default=None,
-                 help="LSTM forget-gate bias at init [Keras default: 1.0]."),
+                 help="LSTM forget-gate bias on top of --gate-init keras (implies it) [Keras: 1.0]."),
     click.option("--chrono", type=int, default=None, metavar="T_MAX",
-                 help="Chrono init of LSTM/GRU gate biases for dependencies up to T_MAX (Tallec & Ollivier 2018)."),
+                 help="Chrono init of LSTM/GRU gate biases for dependencies up to T_MAX "
+                      "[default: the sequence length]."),
     click.option("--layer-norm", is_flag=True,
                  help="Layer normalisation inside the vanilla cell (Ba et al. 2016); rnn/irnn only."),
     click.option("--batch-norm", is_flag=True,
@@ -179,6 +185,12 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     A run killed at any moment continues with --resume and ends with the
     metrics an uninterrupted run would have. Exit status: 0 done, 1 the loss
     diverged (NaN/Inf; files kept), 2 bad options, 130 interrupted.
+
+    Every cell trains with the same optimiser settings. LSTM and GRU start
+    with chrono init of their gate biases, T_MAX = the sequence length: the
+    gates start able to hold a memory as long as the task, which is what
+    gating is for (Keras's own biases: --gate-init keras). A run that does
+    not solve says why and which commands to try next.
 
     \b
     Examples:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvg.config import RunConfig, default_chrono
 from seqvg.diagnose import diagnose
 from seqvg.probe import decay_summary
 from seqvg.rundir import Run, load_run
@@ -49,7 +50,9 @@ def remedies(cfg: dict) -> list[str]:
         out.append(f"{cfg['recurrent_init']} init")
     if cfg.get("forget_bias") is not None:
         out.append(f"forget bias {cfg['forget_bias']:g}")
-    if cfg.get("chrono") is not None:
+    elif gate_init(cfg) == "keras":
+        out.append("keras gates")
+    if cfg.get("chrono") is not None and cfg["chrono"] != default_chrono(RunConfig(**_fields(cfg))):
         out.append(f"chrono {cfg['chrono']}")
     if cfg.get("layer_norm"):
         out.append("layer norm")
@@ -60,6 +63,31 @@ def remedies(cfg: dict) -> list[str]:
     if cfg.get("clip"):
         out.append(f"clip {cfg['clip']:g}")
     return out
+
+
+def _fields(cfg: dict) -> dict:
+    return {k: cfg[k] for k in ("task", "length") if k in cfg}
+
+
+def gate_init(cfg: dict) -> str | None:
+    """A run's gate initialisation: "chrono", "keras" or None (vanilla cell).
+
+    Runs written before ``gate_init`` existed used Keras's biases unless
+    they set --chrono.
+    """
+    if cfg["cell"] not in ("lstm", "gru"):
+        return None
+    return cfg.get("gate_init") or ("chrono" if cfg.get("chrono") is not None else "keras")
+
+
+def gate_init_text(cfg: dict) -> str:
+    """The gate initialisation as the title page shows it."""
+    kind = gate_init(cfg)
+    if kind is None:
+        return "-"
+    if kind == "chrono":
+        return f"chrono {cfg.get('chrono')}"
+    return "keras" + (f", forget bias {cfg['forget_bias']:g}" if cfg.get("forget_bias") is not None else "")
 
 
 def run_label(run: Run) -> str:
@@ -107,13 +135,14 @@ def _title_page(fig, runs: list[Run]) -> None:
     v = runs[0].config.get("versions", {})
     fig.text(0.05, 0.855, "versions: " + ", ".join(f"{k} {v[k]}" for k in sorted(v))
              + f"    device: {runs[0].config.get('device', '?')}    newest run: {created}", fontsize=8.5)
-    cols = ["run", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip", "remedies", "status"]
+    cols = ["run", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip", "gate init", "remedies",
+            "status"]
     rows = []
     for r in runs:
         c = r.cfg
         rows.append([r.name[:28], c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}",
                      c["batch_size"], r.summary.get("steps_done", "?"), f"{c['clip']:g}" if c["clip"] else "off",
-                     ", ".join(remedies(c)) or "-",
+                     gate_init_text(c), ", ".join(remedies(c)) or "-",
                      r.summary["status"]])
     ax = fig.add_axes([0.05, 0.45, 0.9, 0.36])
     ax.axis("off")
