@@ -252,6 +252,13 @@ def format_run_summary(out: Path, summary: dict) -> str:
             f"gradient  {key:5s} decay {f(d.get('rate_per_100'))} decades/100 steps, horizon {f(d.get('horizon'))}, "
             f"g0/gT {f(d.get('ratio'))}, underflow {f(d.get('underflow'))}"
         )
+    if summary.get("status") == "completed" and not summary.get("solved"):
+        from seqvg.diagnose import explain, format_explanation
+        from seqvg.rundir import load_run
+
+        explanation = explain(load_run(out))
+        if explanation is not None:
+            lines += format_explanation(explanation)
     return "\n".join(lines)
 
 
