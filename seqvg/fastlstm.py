@@ -6,10 +6,13 @@
 On a CPU, TensorFlow runs Keras's LSTM loop as about fourteen small ops per
 timestep, each paying the executor's and Eigen's per-op cost on (batch x 4
 units) tensors. Where seqvg's compiled ops are built (``seqvg.kernels``), the
-whole sequence is one op forward and one backward (``kernels.lstm_seq``): P
-threads each own u/P units and meet once per timestep; the input projection
-and the bias join the recurrent matmul (``W_all @ [h; x_t; 1]``, ``W_all =
-[R; W; b]^T``); the weight gradient accumulates in each thread's own rows.
+whole sequence is one op forward and one backward (``kernels.lstm_seq``): the
+units are cut into a fixed number of blocks (set by the unit count, not by
+the thread count, so that every thread count sums in the same order and
+gives bit-identical numbers), each thread owns some blocks and the threads
+meet once per timestep; the input projection and the bias join the recurrent
+matmul (``W_all @ [h; x_t; 1]``, ``W_all = [R; W; b]^T``); the weight
+gradient accumulates in each block's own rows.
 
 Where they are not (no C++ compiler), the same maths runs as a loop of
 TensorFlow ops with the state transposed, (units, batch): the gates as three
@@ -25,7 +28,7 @@ Measured (2 cores, adding T=200, batch 64, 128 units, seqvg's training step,
 timed in alternation, ``benchmarks/lstm_loop.py``): see the README's
 benchmark table. Outputs and gradients agree with Keras's loop to 1e-5
 relative (``tests/test_fastlstm.py``, with and without the ops; the
-sequence op on 1, 2 and 4 threads in ``tests/test_kernels.py``).
+sequence op on 1, 2, 3 and 4 threads in ``tests/test_kernels.py``).
 
 The layer stays a plain ``keras.layers.LSTM`` (``model.keras`` loads without
 seqvg): ``accelerate(model)`` swaps the loop of each eligible LSTM layer in
@@ -294,3 +297,26 @@ def accelerate(model, unroll: bool = False) -> int:
                 layer.seqvg_unroll = unroll
                 n += 1
     return n
+
+
+def lstm_path(model) -> str | None:
+    """Which loop the model's LSTM layers run, in words (None: no LSTM).
+
+    Recorded in config.json: a run's numbers are bit-identical only on the
+    same path (and TensorFlow version and CPU instruction set).
+    """
+    import keras
+    import tensorflow as tf
+
+    paths = set()
+    for outer in model.layers:
+        for layer in (outer, getattr(outer, "layer", None)):
+            if not isinstance(layer, keras.layers.LSTM):
+                continue
+            if "inner_loop" not in vars(layer) or tf.config.list_logical_devices("GPU"):
+                paths.add("keras")
+            elif fused("float32"):
+                paths.add("seqvg-op")
+            else:
+                paths.add("tf-ops-unrolled" if getattr(layer, "seqvg_unroll", False) else "tf-ops")
+    return ", ".join(sorted(paths)) if paths else None

@@ -184,7 +184,7 @@ def lstm_cell(z, c_prev, eps=None):
     return lstm_cell_ops().seqvg_lstm_cell(z, c_prev, eps)
 
 
-def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_parts: int = 0):
+def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0):
     """An LSTM over a whole sequence, forward and backward one op each (see ``csrc/lstm_cell.cc``).
 
     Args:
@@ -192,14 +192,14 @@ def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool =
         h0, c0: (batch, u) initial states.
         kernel, recurrent_kernel, bias: Keras's (d, 4u), (u, 4u), (4u,), gate order [i, f, c, o].
         return_sequences: whether to return every h_t.
-        max_parts: at most this many threads (0: TensorFlow's intra-op threads).
+        max_threads: at most this many threads (0: TensorFlow's intra-op threads).
 
     Returns:
         (h_seq, h_T, c_T): h_seq is (batch, T, u), or (batch, 0, u) without
         return_sequences.
     """
     h_seq, h_last, c_last, *_ = lstm_cell_ops().seqvg_lstm_seq(
-        x, h0, c0, kernel, recurrent_kernel, bias, return_sequences=return_sequences, max_parts=max_parts)
+        x, h0, c0, kernel, recurrent_kernel, bias, return_sequences=return_sequences, max_threads=max_threads)
     return h_seq, h_last, c_last
 
 

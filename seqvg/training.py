@@ -73,6 +73,39 @@ def device_description() -> str:
     return f"CPU: {platform.machine()}, {os.cpu_count()} cores"
 
 
+def cpu_isa() -> str:
+    """The CPU's widest vector instruction set, which decides float rounding
+    of oneDNN's and seqvg's compiled kernels (e.g. ``x86_64 avx512f``)."""
+    try:
+        flags = next(
+            (ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith(("flags", "Features"))), []
+        )
+    except OSError:
+        flags = []
+    widest = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd", "neon") if f in flags), "")
+    return f"{platform.machine()} {widest}".strip()
+
+
+def numerics(model) -> dict:
+    """What a run's bit-identity depends on, for config.json.
+
+    The same config and seed give identical metrics whatever the thread count
+    (so ``threads`` is only informative), but not across TensorFlow versions,
+    CPU instruction sets, LSTM loops or a GPU.
+    """
+    import tensorflow as tf
+
+    from seqvg.fastlstm import lstm_path
+
+    return {
+        "lstm_path": lstm_path(model),
+        "cpu_isa": cpu_isa(),
+        "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+        "identical_across": "thread counts and processes; not across TensorFlow versions, "
+                            "CPU instruction sets, LSTM paths or devices",
+    }
+
+
 def probe_batch(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
     """The fixed probe batch of a config (same as ``seqvg generate --seed``)."""
     return get_task(cfg.task).generate(stream(cfg.seed, STREAM_PROBE), cfg.probe_batch, cfg.length)
@@ -386,6 +419,7 @@ class _Run(Trainer):
                 "seed": self.cfg.seed,
                 "versions": versions(),
                 "device": device_description(),
+                "numerics": numerics(self.model),
                 "command": self.command,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "seq_len": self.cfg.seq_len,

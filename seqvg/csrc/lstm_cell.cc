@@ -228,10 +228,22 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgLstmCellGrad").Device(tensorflow::DEVICE_CPU)
 // a cell op forward and three ops backward, and the weight gradient is a sum
 // of T matmul outputs; each op pays the executor's cost and oneDNN's
 // threading for a (4u x u+d+1) @ (u+d+1 x B) product. Here the whole loop,
-// forward and backward, is one op each: P threads (TensorFlow's intra-op
-// thread count) each own u/P units, run their rows of every step's matmul
+// forward and backward, is one op each. The units are split into V blocks,
+// V fixed by u alone; P threads (up to TensorFlow's intra-op thread count)
+// each own V/P blocks, run each block's rows of every step's matmul
 // single-threaded with Eigen, and meet once per step at a spin barrier; the
-// weight gradient accumulates in each thread's own rows.
+// weight gradient accumulates in each block's own rows.
+//
+// Why blocks and not simply u/P units per thread: the backward products sum
+// over the 4u gate rows, which are laid out block by block. Were the layout
+// cut by thread, the order of those float sums would depend on the thread
+// count, and so would the run's numbers (a run in a study with --workers 2
+// would differ from the same run alone). With a layout fixed by u, each
+// thread count computes the same sums in the same order: a thread's matmul
+// covers its blocks' rows, and Eigen's GEMM gives each row the same result
+// whichever rows it is computed with, as long as there are at least two
+// (one row is a matrix-vector product, summed in another order), hence
+// blocks of at least two units (tests/test_determinism.py).
 
 namespace seqlstm {
 
@@ -241,14 +253,26 @@ using CMMap = Eigen::Map<const Mat>;
 using AMap = Eigen::Map<Eigen::ArrayXf>;
 using CAMap = Eigen::Map<const Eigen::ArrayXf>;
 
-// Sizes. The P threads each own U/P units: their rows of the gates, of the
-// states and of the caches, so that a step needs one barrier.
+// Sizes. Each of the V blocks holds U/V units: their rows of the gates, of
+// the states and of the caches. Each of the P threads owns V/P consecutive
+// blocks, so that a step needs one barrier.
 struct Dims {
-  int64_t T, B, N, U, P;
+  int64_t T, B, N, U, V, P;
   int64_t K() const { return U + N + 1; }  // rows of s_t = [h; x_t; 1]
-  int64_t up() const { return U / P; }
-  int64_t gp() const { return 4 * U / P; }
+  int64_t up() const { return U / V; }      // units per block
+  int64_t gp() const { return 4 * U / V; }  // gate rows per block
+  int64_t nb() const { return V / P; }      // blocks per thread
 };
+
+// Blocks of u units: the most, up to kMaxBlocks, that divide u evenly into
+// blocks of at least two units. Fixed by u alone (never by the thread count):
+// it decides the order of the sums.
+constexpr int64_t kMaxBlocks = 12;
+inline int64_t Blocks(int64_t u) {
+  int64_t v = std::max<int64_t>(1, std::min(kMaxBlocks, u / 2));
+  while (u % v != 0) --v;
+  return v;
+}
 
 // Spins until done() holds, yielding the core after a while (an
 // oversubscribed machine).
@@ -305,14 +329,14 @@ inline void Parallel(int P, const Scheduler& schedule, const std::function<void(
   SpinUntil([&] { return running.load(std::memory_order_acquire) == 0; });
 }
 
-// Keras's gate column of row r of the part-major W: part p holds gates
+// Keras's gate column of row r of the block-major W: block p holds gates
 // [i, f, g, o] of units [p*up, (p+1)*up).
 inline int64_t KerasColumn(const Dims& d, int64_t r) {
   const int64_t p = r / d.gp(), g = (r % d.gp()) / d.up(), k = r % d.up();
   return g * d.U + p * d.up() + k;
 }
 
-// w (4U, K): the part-major transposed [R; W; b], so that w @ s_t is z_t.
+// w (4U, K): the block-major transposed [R; W; b], so that w @ s_t is z_t.
 inline void PackWeights(const Dims& d, const float* kernel, const float* recurrent, const float* bias, float* w) {
   const int64_t K = d.K(), G = 4 * d.U;
   for (int64_t r = 0; r < G; ++r) {
@@ -324,7 +348,7 @@ inline void PackWeights(const Dims& d, const float* kernel, const float* recurre
   }
 }
 
-// dw (4U, K) part-major back to Keras's (N, 4U), (U, 4U), (4U).
+// dw (4U, K) block-major back to Keras's (N, 4U), (U, 4U), (4U).
 inline void UnpackGrad(const Dims& d, const float* dw, float* dkernel, float* drecurrent, float* dbias) {
   const int64_t K = d.K(), G = 4 * d.U;
   for (int64_t r = 0; r < G; ++r) {
@@ -339,7 +363,7 @@ inline void UnpackGrad(const Dims& d, const float* dw, float* dkernel, float* dr
 // Forward over all T steps.
 //   x (B, T, N), h0 and c0 (B, U), w (4U, K) from PackWeights.
 //   s (T+1, K, B): s_t = [h_t; x_t; 1] transposed (h_0 = h0); c (T+1, U, B);
-//   act (T, 5U, B): per part p, rows [i, f, g, o, tanh c] of its units.
+//   act (T, 5U, B): per block v, rows [i, f, g, o, tanh c] of its units.
 inline void Forward(const Dims& d, const Scheduler& schedule, const float* x, const float* h0, const float* c0, const float* w,
                     float* s, float* c, float* act) {
   const int64_t T = d.T, B = d.B, N = d.N, U = d.U, K = d.K(), up = d.up(), gp = d.gp(), n = up * B;
@@ -353,21 +377,24 @@ inline void Forward(const Dims& d, const Scheduler& schedule, const float* x, co
     for (int64_t k = 0; k < U; ++k) { s[k * B + b] = h0[b * U + k]; c[k * B + b] = c0[b * U + k]; }
   Barrier barrier(d.P);
   Parallel(d.P, schedule, [&](int p) {
-    CMMap wp(w + p * gp * K, gp, K);
-    Mat z(gp, B);
+    const int64_t nb = d.nb(), v0 = p * nb;
+    CMMap wp(w + v0 * gp * K, nb * gp, K);  // this thread's blocks' rows
+    Mat z(nb * gp, B);
     for (int64_t t = 0; t < T; ++t) {
       z.noalias() = wp * CMMap(s + t * K * B, K, B);
-      const float* zp = z.data();
-      float* a = act + (t * 5 * U + p * 5 * up) * B;
-      AMap i(a, n), f(a + n, n), g(a + 2 * n, n), o(a + 3 * n, n), tc(a + 4 * n, n);
-      i = CAMap(zp, n).logistic();
-      f = CAMap(zp + n, n).logistic();
-      g = CAMap(zp + 2 * n, n).tanh();
-      o = CAMap(zp + 3 * n, n).logistic();
-      AMap cn(c + ((t + 1) * U + p * up) * B, n);
-      cn = f * CAMap(c + (t * U + p * up) * B, n) + i * g;
-      tc = cn.tanh();
-      AMap(s + ((t + 1) * K + p * up) * B, n) = o * tc;
+      for (int64_t v = v0; v < v0 + nb; ++v) {
+        const float* zp = z.data() + (v - v0) * gp * B;
+        float* a = act + (t * 5 * U + v * 5 * up) * B;
+        AMap i(a, n), f(a + n, n), g(a + 2 * n, n), o(a + 3 * n, n), tc(a + 4 * n, n);
+        i = CAMap(zp, n).logistic();
+        f = CAMap(zp + n, n).logistic();
+        g = CAMap(zp + 2 * n, n).tanh();
+        o = CAMap(zp + 3 * n, n).logistic();
+        AMap cn(c + ((t + 1) * U + v * up) * B, n);
+        cn = f * CAMap(c + (t * U + v * up) * B, n) + i * g;
+        tc = cn.tanh();
+        AMap(s + ((t + 1) * K + v * up) * B, n) = o * tc;
+      }
       barrier.Wait();  // h_{t+1} whole before anyone's next matmul
     }
   });
@@ -386,42 +413,48 @@ inline void Backward(const Dims& d, const Scheduler& schedule, const float* w, c
   Mat dz_buf(2 * 4 * U, B);                         // dz_t, double-buffered across steps
   Barrier barrier(P);
   Parallel(P, schedule, [&](int p) {
-    Mat dh(up, B), dc(up, B), dwp = Mat::Zero(gp, K), dxt(N, B);
-    for (int64_t k = 0; k < up; ++k)
+    // This thread's blocks v0..v0+nb-1 hold units [u0, u0 + nb*up) and gate
+    // rows [g0, g0 + nb*gp), consecutive in the block-major layout.
+    const int64_t nb = d.nb(), v0 = p * nb, u0 = v0 * up, g0 = v0 * gp;
+    Mat dh(nb * up, B), dc(nb * up, B), dwp = Mat::Zero(nb * gp, K), dxt(N, B);
+    for (int64_t k = 0; k < nb * up; ++k)
       for (int64_t b = 0; b < B; ++b) {
-        dh(k, b) = dh_last[b * U + p * up + k];
-        dc(k, b) = dc_last[b * U + p * up + k];
+        dh(k, b) = dh_last[b * U + u0 + k];
+        dc(k, b) = dc_last[b * U + u0 + k];
       }
     for (int64_t t = T - 1; t >= 0; --t) {
       if (dh_seq != nullptr)
-        for (int64_t k = 0; k < up; ++k)
-          for (int64_t b = 0; b < B; ++b) dh(k, b) += dh_seq[(b * T + t) * U + p * up + k];
-      const float* a = act + (t * 5 * U + p * 5 * up) * B;
-      CAMap i(a, n), f(a + n, n), g(a + 2 * n, n), o(a + 3 * n, n), tc(a + 4 * n, n);
-      AMap dhv(dh.data(), n), dcv(dc.data(), n);
-      float* dz = dz_buf.data() + ((t % 2) * 4 * U + p * gp) * B;
-      dcv += dhv * o * (1.f - tc * tc);  // the total dL/dc_t
-      AMap(dz, n) = dcv * g * i * (1.f - i);
-      AMap(dz + n, n) = dcv * CAMap(c + (t * U + p * up) * B, n) * f * (1.f - f);
-      AMap(dz + 2 * n, n) = dcv * i * (1.f - g * g);
-      AMap(dz + 3 * n, n) = dhv * tc * o * (1.f - o);
-      dcv *= f;
+        for (int64_t k = 0; k < nb * up; ++k)
+          for (int64_t b = 0; b < B; ++b) dh(k, b) += dh_seq[(b * T + t) * U + u0 + k];
+      float* dz = dz_buf.data() + ((t % 2) * 4 * U + g0) * B;
+      for (int64_t j = 0; j < nb; ++j) {
+        const float* a = act + (t * 5 * U + (v0 + j) * 5 * up) * B;
+        CAMap i(a, n), f(a + n, n), g(a + 2 * n, n), o(a + 3 * n, n), tc(a + 4 * n, n);
+        AMap dhv(dh.data() + j * n, n), dcv(dc.data() + j * n, n);
+        float* dzj = dz + j * gp * B;
+        dcv += dhv * o * (1.f - tc * tc);  // the total dL/dc_t
+        AMap(dzj, n) = dcv * g * i * (1.f - i);
+        AMap(dzj + n, n) = dcv * CAMap(c + (t * U + u0 + j * up) * B, n) * f * (1.f - f);
+        AMap(dzj + 2 * n, n) = dcv * i * (1.f - g * g);
+        AMap(dzj + 3 * n, n) = dhv * tc * o * (1.f - o);
+        dcv *= f;
+      }
       barrier.Wait();  // dz_t whole before anyone's matmul
       CMMap dzt(dz_buf.data() + (t % 2) * 4 * U * B, 4 * U, B);
-      dh.noalias() = wt.middleRows(p * up, up) * dzt;
-      dwp.noalias() += CMMap(dz, gp, B) * CMMap(s + t * K * B, K, B).transpose();
+      dh.noalias() = wt.middleRows(u0, nb * up) * dzt;
+      dwp.noalias() += CMMap(dz, nb * gp, B) * CMMap(s + t * K * B, K, B).transpose();
       if (p == P - 1) {
         dxt.noalias() = wt.middleRows(U, N) * dzt;
         for (int64_t k = 0; k < N; ++k)
           for (int64_t b = 0; b < B; ++b) dx[(b * T + t) * N + k] = dxt(k, b);
       }
     }
-    for (int64_t k = 0; k < up; ++k)
+    for (int64_t k = 0; k < nb * up; ++k)
       for (int64_t b = 0; b < B; ++b) {
-        dh0[b * U + p * up + k] = dh(k, b);
-        dc0[b * U + p * up + k] = dc(k, b);
+        dh0[b * U + u0 + k] = dh(k, b);
+        dc0[b * U + u0 + k] = dc(k, b);
       }
-    MMap(dw + p * gp * K, gp, K) = dwp;
+    MMap(dw + g0 * K, nb * gp, K) = dwp;
   });
 }
 
@@ -429,15 +462,15 @@ inline void Backward(const Dims& d, const Scheduler& schedule, const float* w, c
 
 namespace {
 
-// Parts: the most threads that divide u evenly, at most max_parts (when > 0)
-// and at most TensorFlow's intra-op pool size: the caller runs part 0 and
-// the pool the others, and all must run at once (they meet at barriers);
-// more parts than the pool has threads would wait on each other forever.
-int Parts(OpKernelContext* ctx, int64_t u, int max_parts) {
+// Threads: the most that divide the v blocks evenly, at most max_threads
+// (when > 0) and at most TensorFlow's intra-op pool size: the caller runs
+// thread 0 and the pool the others, and all must run at once (they meet at
+// barriers); more threads than the pool has would wait on each other forever.
+int Threads(OpKernelContext* ctx, int64_t v, int max_threads) {
   const int pool = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
-  int p = max_parts > 0 ? std::min(max_parts, pool) : pool;
-  p = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p, u)));
-  while (u % p != 0) --p;
+  int p = max_threads > 0 ? std::min(max_threads, pool) : pool;
+  p = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p, v)));
+  while (v % p != 0) --p;
   return p;
 }
 
@@ -454,7 +487,7 @@ float* Data(Tensor* t) { return t->flat<float>().data(); }
 // x (B, T, d); h0, c0 (B, u); kernel (d, 4u), recurrent (u, 4u), bias (4u),
 // Keras's layout and gate order. Outputs: h_seq (B, T, u) with
 // return_sequences, else (B, 0, u); h_T and c_T (B, u); then what the
-// gradient reads: parts, w (4u, K), s (T+1, K, B), c (T+1, u, B), act
+// gradient reads: blocks, w (4u, K), s (T+1, K, B), c (T+1, u, B), act
 // (T, 5u, B), K = u + d + 1.
 REGISTER_OP("SeqvgLstmSeq")
     .Input("x: float")
@@ -464,11 +497,11 @@ REGISTER_OP("SeqvgLstmSeq")
     .Input("recurrent: float")
     .Input("bias: float")
     .Attr("return_sequences: bool = false")
-    .Attr("max_parts: int = 0")
+    .Attr("max_threads: int = 0")
     .Output("h_seq: float")
     .Output("h_last: float")
     .Output("c_last: float")
-    .Output("parts: int32")
+    .Output("blocks: int32")
     .Output("w: float")
     .Output("s: float")
     .Output("c: float")
@@ -490,7 +523,7 @@ REGISTER_OP("SeqvgLstmSeq")
 
 // dh_seq is (B, T, u), or empty when nothing reads the sequence.
 REGISTER_OP("SeqvgLstmSeqGrad")
-    .Input("parts: int32")
+    .Input("blocks: int32")
     .Input("w: float")
     .Input("s: float")
     .Input("c: float")
@@ -520,7 +553,7 @@ class SeqvgLstmSeqOp : public OpKernel {
  public:
   explicit SeqvgLstmSeqOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("return_sequences", &seq_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_parts", &max_parts_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -536,17 +569,18 @@ class SeqvgLstmSeqOp : public OpKernel {
                 absl::InvalidArgumentError("kernel must be (features, 4 * units), bias (4 * units)"));
     OP_REQUIRES(ctx, h0.dims() == 2 && h0.dim_size(0) == B && h0.dim_size(1) == U && c0.shape() == h0.shape(),
                 absl::InvalidArgumentError("h0 and c0 must be (batch, units)"));
-    const seqlstm::Dims d{T, B, N, U, Parts(ctx, U, max_parts_)};
-    Tensor *h_seq, *h_last, *c_last, *parts, *w, *s, *c, *act;
+    const int64_t V = seqlstm::Blocks(U);
+    const seqlstm::Dims d{T, B, N, U, V, Threads(ctx, V, max_threads_)};
+    Tensor *h_seq, *h_last, *c_last, *blocks, *w, *s, *c, *act;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, seq_ ? T : 0, U}), &h_seq));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, h0.shape(), &h_last));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, h0.shape(), &c_last));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({}), &parts));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({}), &blocks));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({4 * U, d.K()}), &w));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({T + 1, d.K(), B}), &s));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({T + 1, U, B}), &c));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(7, TensorShape({T, 5 * U, B}), &act));
-    parts->scalar<int32_t>()() = static_cast<int32_t>(d.P);
+    blocks->scalar<int32_t>()() = static_cast<int32_t>(d.V);
     seqlstm::PackWeights(d, Data(kernel), Data(recurrent), Data(bias), Data(w));
     seqlstm::Forward(d, PoolScheduler(ctx), Data(x), Data(h0), Data(c0), Data(w), Data(s), Data(c), Data(act));
     const float *sp = Data(*s), *cp = Data(*c);
@@ -564,7 +598,7 @@ class SeqvgLstmSeqOp : public OpKernel {
 
  private:
   bool seq_;
-  int max_parts_;
+  int max_threads_;
 };
 
 class SeqvgLstmSeqGradOp : public OpKernel {
@@ -572,14 +606,16 @@ class SeqvgLstmSeqGradOp : public OpKernel {
   explicit SeqvgLstmSeqGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &parts = ctx->input(0), &w = ctx->input(1), &s = ctx->input(2), &c = ctx->input(3);
+    const Tensor &blocks = ctx->input(0), &w = ctx->input(1), &s = ctx->input(2), &c = ctx->input(3);
     const Tensor &act = ctx->input(4), &dh_seq = ctx->input(5), &dh_last = ctx->input(6),
                  &dc_last = ctx->input(7);
     OP_REQUIRES(ctx, s.dims() == 3 && c.dims() == 3 && w.dims() == 2 && dh_last.dims() == 2,
                 absl::InvalidArgumentError("the forward op's s, c, w and a (batch, units) dh_last"));
     const int64_t T = s.dim_size(0) - 1, K = s.dim_size(1), B = s.dim_size(2), U = c.dim_size(1);
-    const seqlstm::Dims d{T, B, K - U - 1, U, parts.scalar<int32_t>()()};
-    OP_REQUIRES(ctx, d.P >= 1 && U % d.P == 0 && w.dim_size(0) == 4 * U && w.dim_size(1) == K &&
+    const int64_t V = blocks.scalar<int32_t>()();
+    OP_REQUIRES(ctx, V >= 1 && U % V == 0, absl::InvalidArgumentError("blocks must divide units"));
+    const seqlstm::Dims d{T, B, K - U - 1, U, V, Threads(ctx, V, 0)};
+    OP_REQUIRES(ctx, w.dim_size(0) == 4 * U && w.dim_size(1) == K &&
                          act.NumElements() == T * 5 * U * B && dh_last.dim_size(0) == B &&
                          dh_last.dim_size(1) == U && dc_last.shape() == dh_last.shape() &&
                          (dh_seq.NumElements() == 0 || dh_seq.NumElements() == B * T * U),

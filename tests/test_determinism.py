@@ -1,0 +1,119 @@
+"""Same config and seed, same numbers, whatever the thread count.
+
+Each thread count runs in a process of its own (TensorFlow's pool size is
+fixed once per process): the LSTM sequence op on its own, then tiny LSTM and
+GRU training runs, whose metrics.csv (all columns but wall_s) and probes.npz
+must be bit-identical across 1, 2, 3 and 4 threads; the LSTM's TF-ops
+fallback (SEQVG_KERNELS=0) across 1 and 3 threads. 24 units make 12 blocks
+in the op's layout, so each of those thread counts is really used.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+WORKER = r"""
+import os, sys
+threads, out = int(sys.argv[1]), sys.argv[2]
+cells = sys.argv[3].split(",")
+import numpy as np
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(threads)
+tf.config.threading.set_inter_op_parallelism_threads(threads)
+from seqvg import kernels
+from seqvg.config import RunConfig
+from seqvg.training import train
+
+if kernels.lstm_cell_ops() is not None:
+    rng = np.random.default_rng(0)
+    b, t, d, u = 5, 9, 3, 24
+    x = tf.constant(rng.normal(size=(b, t, d)).astype(np.float32))
+    h0, c0 = (tf.constant(rng.normal(size=(b, u)).astype(np.float32)) for _ in range(2))
+    w = [tf.Variable(rng.normal(size=s).astype(np.float32) * 0.3) for s in [(d, 4 * u), (u, 4 * u), (4 * u,)]]
+    with tf.GradientTape() as tape:
+        tape.watch([x, h0, c0])
+        y, h, c = kernels.lstm_seq(x, h0, c0, *w, return_sequences=True)
+        loss = tf.reduce_sum(y * y) + tf.reduce_sum(h) + tf.reduce_sum(c * c)
+    grads = tape.gradient(loss, [x, h0, c0, *w])
+    np.savez(f"{out}/op.npz", *[v.numpy() for v in [y, h, c, *grads]])
+
+for cell in cells:
+    cfg = RunConfig(cell=cell, length=12, units=24, steps=30, eval_every=10, val_size=32, probe_every=10,
+                    batch_size=16, probe_batch=8, early_stop=False)
+    train(cfg, f"{out}/{cell}", progress=False)
+"""
+
+
+def _run_all(tmp_path, jobs):
+    """Starts every (name, threads, cells, env) worker at once; waits for all."""
+    procs = []
+    for name, threads, cells, env in jobs:
+        out = tmp_path / name
+        out.mkdir()
+        procs.append((name, subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(threads), str(out), cells],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )))
+    for name, proc in procs:
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name}:\n{output[-3000:]}"
+
+
+def _metrics(path):
+    with open(path / "metrics.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    wall = rows[0].index("wall_s")
+    return [r[:wall] + r[wall + 1:] for r in rows]
+
+
+def _assert_same_run(a, b):
+    assert _metrics(a) == _metrics(b)
+    pa, pb = np.load(a / "probes.npz"), np.load(b / "probes.npz")
+    assert sorted(pa.files) == sorted(pb.files)
+    for key in pa.files:
+        assert np.array_equal(pa[key], pb[key]), key
+
+
+def test_bit_identical_across_thread_counts(tmp_path):
+    jobs = [(f"t{n}", n, "lstm,gru", {}) for n in (1, 2, 3, 4)]
+    jobs += [(f"f{n}", n, "lstm", {"SEQVG_KERNELS": "0"}) for n in (1, 3)]
+    _run_all(tmp_path, jobs)
+    for n in (2, 3, 4):
+        if (tmp_path / "t1" / "op.npz").exists():
+            a, b = np.load(tmp_path / "t1" / "op.npz"), np.load(tmp_path / f"t{n}" / "op.npz")
+            for key in a.files:
+                assert np.array_equal(a[key], b[key]), (n, key)
+        for cell in ("lstm", "gru"):
+            _assert_same_run(tmp_path / "t1" / cell, tmp_path / f"t{n}" / cell)
+    _assert_same_run(tmp_path / "f1" / "lstm", tmp_path / "f3" / "lstm")
+    # The run is real: it trained, and the probe measured a gradient.
+    rows = _metrics(tmp_path / "t1" / "lstm")
+    assert len(rows) == 1 + 4 and rows[-1][0] == "30"
+    assert np.all(np.load(tmp_path / "t1" / "lstm" / "probes.npz")["h"][:, 0, -1] > 0)
+
+
+def test_config_records_what_identity_depends_on(tmp_path, tiny_cfg):
+    import json
+
+    from seqvg.training import train
+
+    train(tiny_cfg(cell="lstm", steps=10), tmp_path / "run", progress=False)
+    numerics = json.loads((tmp_path / "run" / "config.json").read_text())["numerics"]
+    assert numerics["lstm_path"] in ("seqvg-op", "tf-ops", "tf-ops-unrolled")
+    assert numerics["cpu_isa"]
+    assert "thread counts" in numerics["identical_across"]
+
+
+@pytest.mark.parametrize("cell", ["gru"])
+def test_no_lstm_no_lstm_path(tmp_path, tiny_cfg, cell):
+    import json
+
+    from seqvg.training import train
+
+    train(tiny_cfg(cell=cell, steps=10), tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["numerics"]["lstm_path"] is None
