@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from seqvg.config import ACTIVATIONS, CELLS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
+from seqvg.config import ACTIVATIONS, CELLS, GATE_INITS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 from seqvg.tfsetup import import_tensorflow_quietly
@@ -39,10 +39,16 @@ MODEL_OPTIONS = [
                  help="Recurrent weight init [default: orthogonal; irnn: identity]."),
     click.option("--recurrent-gain", type=float, default=1.0, show_default=True, metavar="G",
                  help="Scale the vanilla cells' recurrent init by G (orthogonal, identity: sigma_max(W) = G)."),
+    click.option("--gate-init", type=click.Choice(GATE_INITS), default=None,
+                 help="Gate biases of LSTM/GRU at init. chrono [default]: chrono init (Tallec & Ollivier "
+                      "2018) with T_MAX = the sequence length, so the gates start able to keep a memory as long "
+                      "as the task needs, which is what gating is for; keras: Keras's own biases (LSTM forget "
+                      "bias 1, others 0), whose memory spans a few steps. Vanilla cells have no gates."),
     click.option("--forget-bias", type=float, default=None,
-                 help="LSTM forget-gate bias at init [Keras default: 1.0]."),
+                 help="LSTM forget-gate bias on top of --gate-init keras (implies it) [Keras: 1.0]."),
     click.option("--chrono", type=int, default=None, metavar="T_MAX",
-                 help="Chrono init of LSTM/GRU gate biases for dependencies up to T_MAX (Tallec & Ollivier 2018)."),
+                 help="Chrono init of LSTM/GRU gate biases for dependencies up to T_MAX "
+                      "[default: the sequence length]."),
     click.option("--layer-norm", is_flag=True,
                  help="Layer normalisation inside the vanilla cell (Ba et al. 2016); rnn/irnn only."),
     click.option("--batch-norm", is_flag=True,
@@ -189,6 +195,12 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     metrics an uninterrupted run would have. Exit status: 0 done, 1 the loss
     diverged (NaN/Inf; files kept), 2 bad options, 130 interrupted.
 
+    Every cell trains with the same optimiser settings. LSTM and GRU start
+    with chrono init of their gate biases, T_MAX = the sequence length: the
+    gates start able to hold a memory as long as the task, which is what
+    gating is for (Keras's own biases: --gate-init keras). A run that does
+    not solve says why and which commands to try next.
+
     \b
     Examples:
       seqvg train --task adding --cell gru --length 100
@@ -254,6 +266,13 @@ def format_run_summary(out: Path, summary: dict) -> str:
             f"gradient  {key:5s} decay {f(d.get('rate_per_100'))} decades/100 steps, horizon {f(d.get('horizon'))}, "
             f"g0/gT {f(d.get('ratio'))}, underflow {f(d.get('underflow'))}"
         )
+    if summary.get("status") == "completed" and not summary.get("solved"):
+        from seqvg.diagnose import explain, format_explanation
+        from seqvg.rundir import load_run
+
+        explanation = explain(load_run(out))
+        if explanation is not None:
+            lines += format_explanation(explanation)
     return "\n".join(lines)
 
 

@@ -4,8 +4,17 @@
     cfg = RunConfig(cell="gru", length=100).resolved()
 
 ``resolved()`` fills the defaults that depend on other fields (activation and
-recurrent init of the vanilla cells, the probe schedule) so that config.json
-records every value the run actually used.
+recurrent init of the vanilla cells, the gate initialisation of the gated
+cells, the probe schedule) so that config.json records every value the run
+actually used.
+
+Gated cells default to chrono initialisation (Tallec & Ollivier 2018) with
+T_max = the task's sequence length: the gating argument is that gates let a
+cell keep its state for as long as the task needs, and chrono init starts the
+gates at time scales spread up to that length instead of Keras's forget bias
+of 1 (a memory of a few steps). Keras's own biases are ``gate_init="keras"``
+(``--gate-init keras``). Vanilla cells have no gates: ``"keras"`` is accepted
+there (a spec can set it across a grid of cells) and resolves to None.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ CELLS = ("rnn", "irnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
 RECURRENT_INITS = ("orthogonal", "glorot", "identity")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+GATE_INITS = ("chrono", "keras")
 
 
 class ConfigError(ValueError):
@@ -44,6 +54,7 @@ class RunConfig:
     activation: str | None = None
     recurrent_init: str | None = None
     recurrent_gain: float = 1.0
+    gate_init: str | None = None
     forget_bias: float | None = None
     chrono: int | None = None
     layer_norm: bool = False
@@ -79,8 +90,18 @@ class RunConfig:
                 changes["activation"] = "relu" if self.cell == "irnn" else "tanh"
             if self.recurrent_init is None:
                 changes["recurrent_init"] = "identity" if self.cell == "irnn" else "orthogonal"
-        elif self.recurrent_init is None:
-            changes["recurrent_init"] = "orthogonal"
+            if self.gate_init is not None:
+                changes["gate_init"] = None  # no gates: nothing to initialise
+        else:
+            if self.recurrent_init is None:
+                changes["recurrent_init"] = "orthogonal"
+            gate_init = self.gate_init
+            if gate_init is None:
+                # --forget-bias modifies Keras's init; --chrono is chrono init.
+                gate_init = "keras" if self.forget_bias is not None else "chrono"
+                changes["gate_init"] = gate_init
+            if gate_init == "chrono" and self.chrono is None:
+                changes["chrono"] = default_chrono(self)
         if self.probe_every is None:
             changes["probe_every"] = max(1, self.steps // 20)
         return dataclasses.replace(self, **changes)
@@ -96,6 +117,9 @@ class RunConfig:
         unknown = set(d) - names
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        if "gate_init" not in d and d.get("cell") in ("lstm", "gru") and d.get("chrono") is None:
+            # Written before gate_init existed, when Keras's biases were the default.
+            d = {**d, "gate_init": "keras"}
         return cls(**d)
 
     @property
@@ -120,6 +144,15 @@ def _check_field_type(name: str, kind: str, value) -> None:
                           f"{' or None' if optional else ''}, got {type(value).__name__} {value!r}", name)
     if base == "float" and not math.isfinite(value):
         raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}", name)
+
+
+def default_chrono(cfg: RunConfig) -> int:
+    """T_max of the default chrono init: the task's sequence length (at least 3).
+
+    The longest dependency a task can hold is its whole sequence (adding: the
+    first marker can sit at step 0 and the answer is read at T-1).
+    """
+    return max(3, cfg.seq_len)
 
 
 def _positive(cfg: RunConfig, name: str) -> None:
@@ -184,6 +217,16 @@ def validate(cfg: RunConfig) -> None:
     if cfg.residual and cfg.layers < 2:
         raise ConfigError("--residual adds skip connections across stacked layers; it needs --layers 2 or more",
                           "residual")
+    if cfg.gate_init is not None:
+        if cfg.gate_init not in GATE_INITS:
+            raise ConfigError(f"unknown gate init {cfg.gate_init!r}; choose from {', '.join(GATE_INITS)}",
+                              "gate_init")
+        if not gated and cfg.gate_init == "chrono":
+            raise ConfigError(f"--gate-init chrono applies to --cell lstm or gru, not {cfg.cell}", "gate_init")
+        if cfg.gate_init == "keras" and cfg.chrono is not None:
+            raise ConfigError("--chrono is chrono init; drop --gate-init keras", "gate_init")
+        if cfg.gate_init == "chrono" and cfg.forget_bias is not None:
+            raise ConfigError("--forget-bias modifies Keras's gate init; add --gate-init keras", "forget_bias")
     if cfg.chrono is not None:
         if not gated:
             raise ConfigError(f"--chrono applies to --cell lstm or gru, not {cfg.cell}", "chrono")

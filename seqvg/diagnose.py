@@ -6,20 +6,25 @@ Verdicts follow the seeds' "how to spot it": gradient flow (vanishing /
 exploding / healthy, with decay rate, horizon and underflow as evidence), a
 flat loss at the trivial baseline, a plateau at a partial solution (adding:
 1/12, only the near marker remembered), lower layers that stopped changing,
-and divergence.
+and divergence. An unsolved run also gets ``explain``: one or two lines on
+why it did not solve, from its own evidence, and the remedies most likely to
+help that cell on that task, as exact commands with the spec that studies
+them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from seqvg.config import RunConfig
 from seqvg.decay import decay_summary
 from seqvg.rundir import Run
 from seqvg.tasks import get_task
-from seqvg.why import explain
+from seqvg.why import explain as explain_gradient
 
 #: |decay rate| above this many decades per 100 steps counts as vanishing or
 #: exploding: the gradient 100 steps back is 10x off the last step's.
@@ -88,7 +93,7 @@ def diagnose(run: Run) -> list[Verdict]:
     out.append(gradient_verdict(init, length, "init"))
     if h.shape[0] > 1:
         out.append(gradient_verdict(decay_summary(h[-1][0]), length, f"step {int(run.probes['steps'][-1])}"))
-    because = explain(run)  # seqvg.why: gates, sigma_max(W), per-step gain, step Jacobian
+    because = explain_gradient(run)  # seqvg.why: gates, sigma_max(W), per-step gain, step Jacobian
     if because:
         out.append(Verdict("why", because))
 
@@ -115,5 +120,163 @@ def diagnose(run: Run) -> list[Verdict]:
 
 
 def format_diagnosis(run: Run) -> str:
-    """The diagnosis as lines of text."""
-    return "\n".join(f"- {v.text}" for v in diagnose(run))
+    """The diagnosis as lines of text, with why an unsolved run did not
+    solve and what to try."""
+    lines = [f"- {v.text}" for v in diagnose(run)]
+    e = explain(run)
+    if e is not None:
+        lines.append(f"- why not solved: {e.why}")
+        lines += [f"- try: {r.command}  # {r.what}; see {r.spec}" for r in e.remedies]
+    return "\n".join(lines)
+
+
+#: A validation loss this much lower over the last third of the run is still
+#: falling: more steps are the first thing to try.
+STILL_FALLING = 0.8
+#: RunConfig fields whose default depends on other fields (resolved()).
+_DEPENDENT = ("activation", "recurrent_init", "gate_init", "chrono", "probe_every")
+_DEFAULTS = RunConfig()
+#: Options a command shows first.
+_FIRST = ["task", "cell", "length"]
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A command to try next, what it changes and the spec that studies it."""
+
+    command: str
+    what: str
+    spec: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an unsolved run did not solve, and what to try."""
+
+    why: str
+    remedies: list[Remedy]
+
+
+def _option(name: str, value) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        if name == "early_stop":
+            return [] if value else ["--no-early-stop"]
+        return [flag] if value else []
+    return [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+
+
+def train_command(cfg: RunConfig, out: str | None = None, show: tuple[str, ...] = ()) -> str:
+    """The shortest ``seqvg train`` command that runs ``cfg`` (cell and length always
+    shown, the rest only where they differ from what the defaults resolve to)."""
+    cfg = cfg.resolved()
+    names = [f.name for f in dataclasses.fields(RunConfig)]
+    opts = {n: getattr(cfg, n) for n in names
+            if n in ("cell", "length") or n in show
+            or (n not in _DEPENDENT and getattr(cfg, n) != getattr(_DEFAULTS, n))}
+    for _ in range(len(_DEPENDENT)):
+        got = RunConfig(**opts).resolved()
+        differ = [n for n in names if getattr(got, n) != getattr(cfg, n)]
+        if not differ:
+            break
+        opts.update({n: getattr(cfg, n) for n in differ})
+    words = ["seqvg", "train"]
+    for n in sorted(names, key=lambda n: (n not in _FIRST, _FIRST.index(n) if n in _FIRST else 0)):
+        if n in opts:
+            words += _option(n, opts[n])
+    if out is not None:
+        words += ["--out", out]
+    return " ".join(words)
+
+
+def _remedy(run: Run, cfg: RunConfig, suffix: str, what: str, spec: str, show=(), **changes) -> Remedy:
+    """A remedy that changes ``changes`` in the run's config; its own --out
+    when the default run directory would be this run's."""
+    from seqvg.training import default_run_name
+
+    # Dependent options at their defaults follow the change (--steps moves
+    # the probe schedule, --length the chrono T_max); others stay as set.
+    bare = dataclasses.replace(cfg, **{n: None for n in _DEPENDENT}).resolved()
+    template = dataclasses.replace(cfg, **{n: None for n in _DEPENDENT if getattr(bare, n) == getattr(cfg, n)})
+    new = dataclasses.replace(template, **changes)
+    out = None
+    if default_run_name(new) == default_run_name(cfg) or run.path.name != default_run_name(cfg):
+        out = f"{run.path}-{suffix}"
+    return Remedy(train_command(new, out, show), what, spec)
+
+
+def _where(final_val: float, baseline: float, plateau: float | None) -> str:
+    if abs(final_val - baseline) <= NEAR * baseline:
+        return f"val loss {final_val:.3g} sits on the trivial baseline {baseline:.3g} (a model with no memory)"
+    if plateau is not None and abs(final_val - plateau) <= NEAR_PLATEAU * plateau:
+        return f"val loss {final_val:.3g} sits on the {plateau:.3g} plateau (it remembers only the near marker)"
+    return f"val loss {final_val:.3g} (baseline {baseline:.3g})"
+
+
+def explain(run: Run) -> Explanation | None:
+    """Why a completed run did not solve its task, and the remedies to try.
+
+    Returns None for a solved run or one that did not complete (diverged,
+    interrupted, running: ``diagnose`` says what to do about those).
+    """
+    if run.summary.get("status") != "completed" or run.summary.get("solved"):
+        return None
+    cfg = RunConfig.from_dict(run.cfg).resolved()
+    task = get_task(cfg.task)
+    seq_len = cfg.seq_len
+    end = decay_summary(run.probes["h"][-1][0])
+    val = [r["val_loss"] for r in run.metrics if math.isfinite(r.get("val_loss", math.nan))]
+    final_val = _tail(val)
+    earlier = _tail(val[: max(1, (2 * len(val)) // 3)])
+    falling = math.isfinite(final_val) and final_val < STILL_FALLING * earlier
+    where = _where(final_val, task.baseline(cfg.length), task.partial_plateau(cfg.length))
+    rate, horizon = end.get("rate_per_100"), end.get("horizon")
+    far = "the first marker" if cfg.task == "adding" else "the symbols to copy"
+    if rate is None:
+        why = f"the gradient at the last step is 0 or NaN, so nothing was learned from it; {where}."
+    elif horizon < seq_len or end.get("underflow"):
+        why = (f"at the end the gradient reaches back only {horizon} of {seq_len} steps "
+               f"({rate:+.1f} decades/100 steps), so {far}, up to {seq_len} steps back, sends no learning "
+               f"signal; {where}.")
+    elif rate > RATE_LIMIT:
+        why = f"the gradient grows {rate:+.1f} decades/100 steps back in time (exploding); {where}."
+    else:
+        why = (f"the gradient reaches all {seq_len} steps ({rate:+.1f} decades/100 steps), so the signal "
+               f"arrives; the model has not fitted it yet: {where}" + (", still falling." if falling else "."))
+    steps = cfg.steps * 2
+    more = _remedy(run, cfg, f"steps{steps}", "more steps: the loss was still falling", "tasks/defaults.toml",
+                   steps=steps)
+    clip = _remedy(run, cfg, "clip1", "gradient clipping (Pascanu et al. 2013)", "tasks/remedies.toml", clip=1.0)
+    out: list[Remedy] = []
+    if falling:
+        out.append(more)
+    if rate is not None and rate > RATE_LIMIT:
+        out.append(clip)
+    if cfg.cell in ("rnn", "irnn"):
+        for cell in ("lstm", "gru"):
+            out.append(_remedy(run, cfg, cell, f"a gated cell ({cell.upper()}, chrono init)",
+                               "tasks/assignment-2-gating.toml", cell=cell, activation=None, recurrent_init=None,
+                               layer_norm=False))
+        if cfg.cell == "rnn" and cfg.activation == "tanh":
+            out.append(_remedy(run, cfg, "irnn", "ReLU + identity init (IRNN, Le et al. 2015)",
+                               "tasks/remedies.toml", cell="irnn", activation=None, recurrent_init=None))
+    elif cfg.gate_init == "keras":
+        out.append(_remedy(run, cfg, f"chrono{seq_len}", "chrono gate init: memory time scales up to T",
+                           "tasks/assignment-2-gating.toml", show=("chrono",), gate_init=None, forget_bias=None,
+                           chrono=seq_len))
+    if cfg.cell in ("lstm", "gru"):
+        if more not in out:
+            out.append(dataclasses.replace(more, what="more steps: gated cells need more of them as T grows"))
+        if clip not in out:
+            out.append(clip)
+    return Explanation(why, out[:3])
+
+
+def format_explanation(e: Explanation) -> list[str]:
+    """``why`` and ``try`` lines for a closing summary."""
+    lines = [f"why       not solved: {e.why}"]
+    for i, r in enumerate(e.remedies):
+        lines.append(f"{'try' if i == 0 else '':10s}{r.command}  # {r.what}; see {r.spec}")
+    return lines

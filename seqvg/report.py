@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvg.config import RunConfig, default_chrono
 from seqvg.diagnose import diagnose
 from seqvg.labels import RunLabel, axis_name, run_labels, sort_order
 from seqvg.decay import decay_summary
@@ -65,7 +66,9 @@ def remedies(cfg: dict) -> list[str]:
         out.append(f"recurrent gain {cfg['recurrent_gain']:g}")
     if cfg.get("forget_bias") is not None:
         out.append(f"forget bias {cfg['forget_bias']:g}")
-    if cfg.get("chrono") is not None:
+    elif gate_init(cfg) == "keras":
+        out.append("keras gates")
+    if cfg.get("chrono") is not None and cfg["chrono"] != default_chrono(RunConfig(**_fields(cfg))):
         out.append(f"chrono {cfg['chrono']}")
     if cfg.get("layer_norm"):
         out.append("layer norm")
@@ -88,6 +91,33 @@ FAMILIES = ["Blues", "Oranges", "Greens", "Reds", "Purples", "Greys"]
 #: Line widths of a group's seeds on pages where line style already has a
 #: meaning (dashed = untrained): the seeds differ by thinness.
 SEED_WIDTHS = [1.8, 1.1, 0.7, 0.45]
+
+
+def _fields(cfg: dict) -> dict:
+    return {k: cfg[k] for k in ("task", "length") if k in cfg}
+
+
+def gate_init(cfg: dict) -> str | None:
+    """A run's gate initialisation: "chrono", "keras" or None (vanilla cell).
+
+    Runs written before ``gate_init`` existed used Keras's biases unless
+    they set --chrono.
+    """
+    if cfg["cell"] not in ("lstm", "gru"):
+        return None
+    return cfg.get("gate_init") or ("chrono" if cfg.get("chrono") is not None else "keras")
+
+
+def gate_init_text(cfg: dict) -> str:
+    """The gate initialisation as the title page shows it."""
+    kind = gate_init(cfg)
+    if kind is None:
+        return "-"
+    if kind == "chrono":
+        return f"chrono {cfg.get('chrono')}"
+    return "keras" + (f", forget bias {cfg['forget_bias']:g}" if cfg.get("forget_bias") is not None else "")
+
+
 
 
 @dataclass
@@ -259,13 +289,13 @@ def _title_page(fig, runs: list[Run]) -> None:
     fig.text(0.05, 0.855, "versions: " + ", ".join(f"{k} {versions[k]}" for k in sorted(versions))
              + f"    device: {runs[0].config.get('device', '?')}    newest run: {created}", fontsize=8.5)
     cols = ["label", "run directory", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip",
-            "remedies", "status"]
+            "gate init", "remedies", "status"]
     rows = []
     for r, lab in zip(v.runs, v.labels):
         c = r.cfg
         rows.append([lab.label, r.name[:28], c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}",
                      c["batch_size"], r.summary.get("steps_done", "?"), f"{c['clip']:g}" if c["clip"] else "off",
-                     ", ".join(remedies(c)) or "-",
+                     gate_init_text(c), ", ".join(remedies(c)) or "-",
                      r.summary["status"]])
     ax = fig.add_axes([0.05, 0.45, 0.9, 0.36])
     ax.axis("off")

@@ -452,8 +452,7 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
 
 # -- results --------------------------------------------------------------------
 OPTION_COLUMNS = ["task", "length", "cell", "units", "layers", "activation", "recurrent_init", "recurrent_gain",
-                  "forget_bias",
-                  "chrono", "layer_norm", "batch_norm", "residual",
+                  "gate_init", "forget_bias", "chrono", "layer_norm", "batch_norm", "residual",
                   "clip", "optimizer", "lr", "batch_size", "steps", "seed"]
 DECAY = ("rate_per_100", "horizon", "ratio", "underflow")
 TRAIN_COLUMNS = ["run", "label", *OPTION_COLUMNS, "status", "solved", "solved_at_step", "steps_done",

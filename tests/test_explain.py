@@ -1,0 +1,118 @@
+"""Why an unsolved run did not solve, and what to try."""
+
+import shlex
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seqvg.cli import cli
+from seqvg.config import RunConfig
+from seqvg.diagnose import explain, train_command
+from seqvg.rundir import Run
+
+from conftest import TINY
+
+
+def _run(tmp_path, cell="rnn", length=200, rate=-5.0, val=None, status="completed", solved=None, name=None, **kw):
+    """A run directory's contents built in memory: a gradient curve decaying
+    ``rate`` decades per 100 steps back at the end, and a validation curve."""
+    cfg = RunConfig(cell=cell, length=length, **kw).resolved()
+    t = np.arange(length)
+    h_end = 10.0 ** (rate * (length - 1 - t) / 100.0)
+    h = np.stack([np.ones(length), h_end])[:, None].astype(np.float32)
+    val = val if val is not None else [1 / 6] * 11
+    rows = [{"step": 100 * i, "loss": v, "metric": v, "val_loss": v, "val_metric": v, "grad_norm": 1.0}
+            for i, v in enumerate(val)]
+    summary = {"status": status, "solved": solved is not None, "solved_at_step": solved, "steps_done": 100,
+               "final": {"val_loss": val[-1], "val_metric": val[-1]}}
+    probes = {"steps": np.array([0, 100]), "h": h, "x": np.ones((2, length), np.float32)}
+    path = tmp_path / (name or f"adding-{cell}-T{length}-s0")
+    return Run(path, {"config": cfg.to_dict()}, summary, list(rows[0]), rows, probes)
+
+
+def _parse(command: str) -> RunConfig:
+    """The config `seqvg train` would run for a command line (click's own parser)."""
+    from seqvg.cli import _config, train
+
+    words = shlex.split(command)
+    assert words[:2] == ["seqvg", "train"]
+    ctx = train.make_context("train", words[2:])
+    return _config(ctx.params)
+
+
+def test_vanilla_rnn_at_the_baseline_explains_vanishing_and_offers_gated_cells(tmp_path):
+    e = explain(_run(tmp_path))
+    assert "reaches back only 61 of 200 steps" in e.why and "-5.0 decades/100 steps" in e.why
+    assert "first marker" in e.why and "trivial baseline" in e.why
+    assert [r.command for r in e.remedies] == [
+        "seqvg train --cell lstm --length 200", "seqvg train --cell gru --length 200",
+        "seqvg train --cell irnn --length 200"]
+    assert e.remedies[0].spec == "tasks/assignment-2-gating.toml"
+    assert e.remedies[2].spec == "tasks/remedies.toml"
+
+
+def test_keras_init_lstm_is_offered_chrono_init_first(tmp_path):
+    run = _run(tmp_path, cell="lstm", gate_init="keras", rate=-8.0)
+    e = explain(run)
+    assert "reaches back only 38 of 200 steps" in e.why
+    first = e.remedies[0]
+    assert first.command == f"seqvg train --cell lstm --length 200 --chrono 200 --out {run.path}-chrono200"
+    assert _parse(first.command) == RunConfig(cell="lstm", length=200).resolved()
+    assert any("--steps 10000" in r.command for r in e.remedies)
+
+
+def test_chrono_lstm_still_falling_gets_more_steps_first(tmp_path):
+    val = list(np.linspace(0.17, 0.03, 11))
+    run = _run(tmp_path, cell="lstm", rate=-0.5, val=val, name="my-run")
+    e = explain(run)
+    assert "reaches all 200 steps" in e.why and "still falling" in e.why
+    assert e.remedies[0].command == f"seqvg train --cell lstm --length 200 --steps 10000 --out {run.path}-steps10000"
+    assert "--clip 1" in e.remedies[1].command and e.remedies[1].spec == "tasks/remedies.toml"
+    # The more-steps run keeps the default probe schedule (steps/20), not the old one.
+    assert _parse(e.remedies[0].command).probe_every == 500
+
+
+def test_exploding_gradient_offers_clipping(tmp_path):
+    e = explain(_run(tmp_path, cell="gru", length=100, rate=3.0, val=[0.3] * 11))
+    assert "exploding" in e.why
+    assert any(r.command.endswith("--clip 1 --out " + str(tmp_path / "adding-gru-T100-s0-clip1"))
+               for r in e.remedies)
+
+
+def test_plateau_at_the_partial_solution_is_named(tmp_path):
+    e = explain(_run(tmp_path, cell="rnn", length=100, rate=-4.0, val=[1 / 12] * 11))
+    assert "1/12" not in e.why and "0.0833 plateau" in e.why and "near marker" in e.why
+
+
+def test_solved_and_unfinished_runs_need_no_explanation(tmp_path):
+    assert explain(_run(tmp_path, val=[0.17] * 10 + [0.005], solved=1000)) is None
+    assert explain(_run(tmp_path, status="diverged")) is None
+    assert explain(_run(tmp_path, status="interrupted")) is None
+
+
+@pytest.mark.parametrize("kw", [
+    dict(cell="lstm", length=300),
+    dict(cell="gru", task="copy", length=50, gate_init="keras", clip=1.0, steps=200),
+    dict(cell="rnn", length=50, activation="relu", layers=2, residual=True, lr=3e-4, early_stop=False),
+    dict(cell="lstm", forget_bias=3.0, probe_every=7, seed=4),
+])
+def test_train_command_runs_the_same_config(kw):
+    cfg = RunConfig(**kw).resolved()
+    assert _parse(train_command(cfg)) == cfg
+
+
+def test_cli_summary_and_diagnose_explain_an_unsolved_run(tmp_path):
+    out = tmp_path / "adding-rnn-T10-s0"
+    args = []
+    for k, v in {**TINY, "cell": "rnn"}.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    r = CliRunner().invoke(cli, ["train", *args, "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    why = [line for line in lines if line.startswith("why       not solved: ")]
+    tries = [line for line in lines if "# " in line and "seqvg train" in line]
+    assert len(why) == 1 and 2 <= len(tries) <= 3
+    assert all("see tasks/" in line for line in tries)
+    d = CliRunner().invoke(cli, ["diagnose", str(out)])
+    assert d.exit_code == 0 and "- why not solved: " in d.output and "- try: seqvg train " in d.output
