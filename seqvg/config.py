@@ -146,6 +146,11 @@ def _check_field_type(name: str, kind: str, value) -> None:
         raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}", name)
 
 
+def default_run_name(cfg: RunConfig) -> str:
+    """Directory name of a run under runs/: task, cell, length and seed."""
+    return f"{cfg.task}-{cfg.cell}-T{cfg.length}-s{cfg.seed}"
+
+
 def default_chrono(cfg: RunConfig) -> int:
     """T_max of the default chrono init: the task's sequence length (at least 3).
 

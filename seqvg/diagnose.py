@@ -194,7 +194,7 @@ def train_command(cfg: RunConfig, out: str | None = None, show: tuple[str, ...] 
 def _remedy(run: Run, cfg: RunConfig, suffix: str, what: str, spec: str, show=(), **changes) -> Remedy:
     """A remedy that changes ``changes`` in the run's config; its own --out
     when the default run directory would be this run's."""
-    from seqvg.training import default_run_name
+    from seqvg.config import default_run_name
 
     # Dependent options at their defaults follow the change (--steps moves
     # the probe schedule, --length the chrono T_max); others stay as set.

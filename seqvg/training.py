@@ -28,7 +28,7 @@ import numpy as np
 
 from seqvg import rundir
 from seqvg import why
-from seqvg.config import ConfigError, RunConfig, check_memory
+from seqvg.config import ConfigError, RunConfig, check_memory, default_run_name  # noqa: F401 (re-exported)
 from seqvg.rundir import RunDirError
 from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream
 
@@ -37,11 +37,6 @@ EVAL_CHUNK = 256  # validation samples per forward pass (bounds memory)
 
 class RunExistsError(RunDirError):
     """The output directory holds a run and --overwrite was not given."""
-
-
-def default_run_name(cfg: RunConfig) -> str:
-    """Directory name of a run under runs/: task, cell, length and seed."""
-    return f"{cfg.task}-{cfg.cell}-T{cfg.length}-s{cfg.seed}"
 
 
 def versions() -> dict:
