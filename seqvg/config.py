@@ -157,7 +157,12 @@ def default_chrono(cfg: RunConfig) -> int:
     The longest dependency a task can hold is its whole sequence (adding: the
     first marker can sit at step 0 and the answer is read at T-1).
     """
-    return max(3, cfg.seq_len)
+    return default_chrono_for(cfg.task, cfg.length)
+
+
+def default_chrono_for(task: str, length: int) -> int:
+    """``default_chrono`` from the task and length alone (for config dicts)."""
+    return max(3, get_task(task).seq_len(length))
 
 
 def _positive(cfg: RunConfig, name: str) -> None:

@@ -19,18 +19,20 @@ from dataclasses import dataclass
 
 #: Options in the order they are kept when one follows from another (earlier
 #: wins) and sorted by (length first, then cell, ..., seed last).
-PRIORITY = ["task", "length", "cell", "layers", "activation", "recurrent_init", "recurrent_gain", "forget_bias", "chrono",
+PRIORITY = ["task", "length", "cell", "layers", "activation", "recurrent_init", "recurrent_gain", "gate_init",
+            "forget_bias", "chrono",
             "layer_norm", "batch_norm", "residual", "clip", "units", "optimizer", "lr", "batch_size", "steps",
             "eval_every", "val_size", "probe_every", "probe_batch", "early_stop", "tensorboard"]
 #: Order of the parts of a label: the cell first, the length last before the seed.
-SHOWN_ORDER = ["task", "cell", "layers", "activation", "recurrent_init", "recurrent_gain", "forget_bias", "chrono", "layer_norm",
+SHOWN_ORDER = ["task", "cell", "layers", "activation", "recurrent_init", "recurrent_gain", "gate_init", "forget_bias",
+               "chrono", "layer_norm",
                "batch_norm", "residual", "clip", "units", "optimizer", "lr", "batch_size", "steps", "eval_every",
                "val_size", "probe_every", "probe_batch", "early_stop", "tensorboard", "length"]
 #: Options always shown with their value when they vary (the axes of a grid).
 AXES = ("task", "length", "cell")
 #: Remedies: shown wherever they are on, even when another option implies them
 #: (the one GRU of a study that has chrono init still says so).
-SWITCHES = ("layers", "activation", "recurrent_init", "forget_bias", "chrono", "layer_norm", "batch_norm",
+SWITCHES = ("layers", "activation", "recurrent_init", "gate_init", "forget_bias", "chrono", "layer_norm", "batch_norm",
             "residual", "clip")
 #: Cells in their natural order (vanilla to gated) for sorting.
 CELL_ORDER = ("rnn", "irnn", "lstm", "gru")
@@ -71,6 +73,8 @@ def _token(key: str, value) -> str:
         return str(value)
     if key == "recurrent_init":
         return f"{value} init"
+    if key == "gate_init":
+        return f"{value} gates"
     if key == "layers":
         return f"{value} layer" + ("s" if value != 1 else "")
     if key in ("layer_norm", "batch_norm", "residual"):
@@ -98,7 +102,19 @@ def _cell_default(key: str, cell) -> object:
         return {"rnn": "tanh", "irnn": "relu"}.get(cell)
     if key == "recurrent_init":
         return "identity" if cell == "irnn" else "orthogonal"
+    if key == "gate_init":
+        return "chrono" if cell in ("lstm", "gru") else None
     return object()  # equals nothing
+
+
+def _at_default(key: str, c: dict) -> bool:
+    """Whether the run's value of ``key`` is what the run would get unset."""
+    if key == "chrono":  # default chrono init: T_max = the sequence length
+        from seqvg.config import default_chrono_for
+
+        return (c.get("gate_init", "chrono") == "chrono" and c.get("chrono") is not None
+                and c["chrono"] == default_chrono_for(c.get("task", "adding"), c.get("length", 100)))
+    return c.get(key) == _cell_default(key, c.get("cell"))
 
 
 def _order_value(key: str, value) -> tuple:
@@ -168,8 +184,14 @@ def run_labels(cfgs: list[dict], names: list[str] | None = None) -> list[RunLabe
         value = c.get(key)
         if value is None or value in _OFF.get(key, ()):
             return True
-        if key in ("activation", "recurrent_init"):
-            return value == _cell_default(key, c.get("cell"))
+        if key == "gate_init" and value == "keras" and c.get("forget_bias") is not None:
+            return True  # fb=... says it: a forget bias is set on Keras's init
+        if key == "gate_init" and key in reference:  # most runs' gates: name the others
+            return value == reference[key]
+        if key in ("activation", "recurrent_init", "gate_init", "chrono") and _at_default(key, c):
+            return True
+        if key in ("activation", "recurrent_init", "gate_init"):
+            return False
         return key in reference and value == reference[key]
 
     numeric = [k for k in keys if all(_is_number(c.get(k)) and not hidden(k, c) for c in cfgs)]

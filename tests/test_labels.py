@@ -47,7 +47,7 @@ def test_remedies_are_named_where_a_run_departs_from_the_rest():
     assert labels["rnn-1layer-s0"] == "rnn 1 layer s0"
     assert labels["irnn-s0"] == "irnn s0"  # relu and identity init are the IRNN's own
     assert labels["rnn-relu-s0"] == "rnn relu s0"
-    assert labels["lstm-s0"] == "lstm s0"
+    assert labels["lstm-s0"] == "lstm keras gates s0"  # not the default chrono init: named
 
 
 @pytest.mark.parametrize("spec", sorted(TASKS.glob("*.toml")), ids=lambda p: p.stem)
@@ -71,7 +71,8 @@ def test_cell_by_length_by_seed_orders_by_length_then_cell_then_seed():
 
 def test_variant_and_seed_only_and_duplicates():
     cfgs = _cfgs({"cell": "lstm"}, {"cell": "lstm", "forget_bias": 3.0}, {"cell": "gru", "chrono": 100})
-    assert _sorted_labels(cfgs) == ["lstm s0", "lstm fb=3 s0", "gru chrono=100 s0"]
+    # gru's chrono 100 is the default chrono init at T=100: not named.
+    assert _sorted_labels(cfgs) == ["lstm s0", "lstm fb=3 s0", "gru s0"]
     # Nothing but the seed varies: the cell keeps the label from being bare.
     assert _sorted_labels(_cfgs({"cell": "gru", "seed": 1}, {"cell": "gru"})) == ["gru s0", "gru s1"]
     # The same run twice: the directory names tell them apart.
