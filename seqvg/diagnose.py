@@ -258,7 +258,7 @@ def explain(run: Run) -> Explanation | None:
         for cell in ("lstm", "gru"):
             out.append(_remedy(run, cfg, cell, f"a gated cell ({cell.upper()}, chrono init)",
                                "tasks/assignment-2-gating.toml", cell=cell, activation=None, recurrent_init=None,
-                               layer_norm=False))
+                               layer_norm=False, recurrent_gain=1.0))
         if cfg.cell == "rnn" and cfg.activation == "tanh":
             out.append(_remedy(run, cfg, "irnn", "ReLU + identity init (IRNN, Le et al. 2015)",
                                "tasks/remedies.toml", cell="irnn", activation=None, recurrent_init=None))

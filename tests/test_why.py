@@ -35,7 +35,8 @@ def test_lstm_forget_gate_at_init_is_sigmoid_of_its_bias(forget_bias, expected):
     # pre-activation is that bias plus x W_f + h U_f, which are small (Glorot
     # input weights on inputs in [0, 1], states near 0) and symmetric around
     # 0, so the mean gate is sigmoid(b) up to sigmoid''(b) var / 2: < 0.02.
-    cfg = RunConfig(cell="lstm", length=40, units=16, probe_batch=32, forget_bias=forget_bias).resolved()
+    cfg = RunConfig(cell="lstm", length=40, units=16, probe_batch=32, gate_init="keras",
+                    forget_bias=forget_bias).resolved()
     _, _, why = _stats(cfg)
     forget = why["gates"]["forget"][0]  # (4, T): mean, p10, p50, p90
     assert forget.shape == (4, 40)
