@@ -66,8 +66,6 @@ def remedies(cfg: dict) -> list[str]:
         out.append(f"recurrent gain {cfg['recurrent_gain']:g}")
     if cfg.get("forget_bias") is not None:
         out.append(f"forget bias {cfg['forget_bias']:g}")
-    elif gate_init(cfg) == "keras":
-        out.append("keras gates")
     if cfg.get("chrono") is not None and cfg["chrono"] != default_chrono(RunConfig(**_fields(cfg))):
         out.append(f"chrono {cfg['chrono']}")
     if cfg.get("layer_norm"):
