@@ -1,12 +1,13 @@
 # Two entry points that work on a fresh machine with Python 3.11+ and make:
 #   make demo   creates .venv, installs seqvg, runs the flagship comparison
-#   make test   creates .venv, installs seqvg, runs the test suite
+#   make test   creates .venv, installs seqvg, lints, runs the test suite
+#   make lint   ruff check (the rules are in pyproject.toml)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install clean bench
+.PHONY: demo test lint install clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "seqvg needs Python >= 3.11"'
@@ -17,7 +18,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
 	MPLBACKEND=Agg $(BIN)/python -m pytest
 
 # The flagship (tasks/demo.toml): vanilla RNN vs LSTM vs GRU on the adding

@@ -32,8 +32,7 @@ def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> d
     from seqvg.config import RunConfig
     from seqvg.models import build_model, compile_model
     from seqvg.probe import Prober
-    from seqvg.tasks import STREAM_TRAIN, get_task, stream
-    from seqvg.tasks import probe_batch
+    from seqvg.tasks import STREAM_TRAIN, get_task, probe_batch, stream
     from seqvg.training import make_train_step
 
     cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
@@ -76,8 +75,7 @@ def peak_memory_child(cell: str, length: int, batch: int, units: int) -> None:
     from seqvg.config import RunConfig
     from seqvg.models import build_model
     from seqvg.probe import Prober
-    from seqvg.tasks import get_task
-    from seqvg.tasks import probe_batch
+    from seqvg.tasks import get_task, probe_batch
 
     cfg = RunConfig(cell=cell, length=length, units=units, probe_batch=batch).resolved()
     model = build_model(cfg)
@@ -112,7 +110,7 @@ def main() -> None:
              "--batch", str(args.batch), "--units", str(args.units)],
             capture_output=True, text=True, check=True,
         )
-        row["probe_peak_mib_T%d" % args.mem_length] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+        row[f"probe_peak_mib_T{args.mem_length}"] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
     if args.json:
         print(json.dumps({"length": args.length, "batch": args.batch, "units": args.units, "cells": rows}))
         return
@@ -123,7 +121,7 @@ def main() -> None:
     for r in rows:
         q1, q3 = r["ratio_quartiles"]
         print(f"{r['cell']:<6} {1e3 * r['probe_s']:>9.1f} {1e3 * r['step_s']:>9.1f} {r['ratio']:>11.2f} "
-              f"{f'{q1:.2f}-{q3:.2f}':>11} {r['probe_peak_mib_T%d' % args.mem_length]:>16.0f}")
+              f"{f'{q1:.2f}-{q3:.2f}':>11} {r[f'probe_peak_mib_T{args.mem_length}']:>16.0f}")
     print("probe/step: median over the pairs of probe time / step time (each pair timed back to back); "
           "quartiles: of those pair ratios")
 

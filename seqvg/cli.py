@@ -23,7 +23,6 @@ from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 from seqvg.tfsetup import import_tensorflow_quietly
 
-
 MODEL_OPTIONS = [
     click.option("--task", type=click.Choice(sorted(TASKS)), default="adding", show_default=True,
                  help="Long-range task: adding problem or copy memory."),
@@ -174,7 +173,12 @@ def cli(ctx):
     seqvg generate adding -T 100 -n 64 -o b.npz   the data, for your own models
     """
     if ctx.invoked_subcommand in _TF_COMMANDS and "--help" not in sys.argv and "-h" not in sys.argv:
-        import_tensorflow_quietly()
+        try:
+            import_tensorflow_quietly()
+        except ModuleNotFoundError as e:
+            if e.name != "tensorflow":
+                raise
+            raise click.ClickException(str(e)) from None
 
 
 @cli.command()
@@ -555,7 +559,6 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
         raise click.BadParameter(f"must be at least 1, got {workers}", param_hint="'--workers'")
     from seqvg.config import check_memory
     from seqvg.rundir import check_writable
-
     from seqvg.study import check_study_dir
 
     check_writable(study.out, is_dir=True)
@@ -655,10 +658,6 @@ def sweep(ctx, cells, lengths, seeds, workers, yes, out, report_path, quiet, **k
     try:
         length_list = [int(t) for t in lengths.split(",") if t.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}", param_hint="'--lengths'")
+        raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}", param_hint="'--lengths'") from None
     _run_grid(ctx, "sweep", {"cell": cell_list, "length": length_list}, seeds, out, report_path, workers, quiet,
               kwargs, yes)
-
-
-def main():  # pragma: no cover - console entry point
-    cli()

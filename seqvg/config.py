@@ -77,7 +77,7 @@ class RunConfig:
         for f in dataclasses.fields(self):
             _check_field_type(f.name, str(f.type), getattr(self, f.name))
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """Validates and returns a copy with every dependent default filled in.
 
         Raises:
@@ -111,7 +111,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         """Builds a config from ``to_dict`` output; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names

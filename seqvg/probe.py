@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqvg.cellstep import fast_kind as _fast_kind, step as _step
 from seqvg.decay import HORIZON_LEVEL, decay_summary, format_summary  # noqa: F401 (re-exported)
-from seqvg.cellstep import fast_kind as _fast_kind
-from seqvg.cellstep import step as _step
 from seqvg.tasks import Task
+
 
 @dataclass(frozen=True)
 class ProbeResult:

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from seqvg.config import RunConfig, default_chrono
+from seqvg.decay import decay_summary
 from seqvg.diagnose import diagnose
 from seqvg.labels import RunLabel, axis_name, run_labels, sort_order
-from seqvg.decay import decay_summary
 from seqvg.rundir import Run, load_run
 from seqvg.tasks import get_task
 
@@ -565,7 +565,7 @@ def _weights_page(fig, runs: list[Run]) -> None:
 
     def draw_layers(ax, sub: View) -> None:
         for j, layer in enumerate(layers):
-            _draw_runs(ax, sub, lambda r: _series(r, _layer_columns(r)[layer]) if layer in _layer_columns(r)
+            _draw_runs(ax, sub, lambda r, layer=layer: _series(r, _layer_columns(r)[layer]) if layer in _layer_columns(r)
                        else None, width=1.2, linestyle=STYLES[j % len(STYLES)], log=True, suffix=f": {layer}",
                        band=False)
         ax.set_yscale("log")

@@ -15,8 +15,8 @@ are float32 of shape ``(n,)``, copy targets int32 class ids of shape
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

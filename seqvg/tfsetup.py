@@ -18,6 +18,10 @@ import sys
 # exceptions with their message. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+#: What to do when TensorFlow is missing: on Linux it comes with an extra.
+TENSORFLOW_MISSING = ("seqvg needs TensorFlow, which is not installed: pip install 'seqvg[cpu]', "
+                      "or 'seqvg[gpu]' for an NVIDIA GPU on Linux")
+
 
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow with its C++ start-up lines kept off the terminal.
@@ -25,8 +29,12 @@ def import_tensorflow_quietly() -> None:
     TF 2.21 logs through absl before any log-level setting applies, so the
     process's stderr (fd 2) is parked in a temp file during the import and
     replayed only if the import fails.
+
+    Raises:
+        ModuleNotFoundError: TensorFlow is not installed (the message says how
+            to install it).
     """
-    if "tensorflow" in sys.modules:
+    if sys.modules.get("tensorflow") is not None:
         return
     import tempfile
 
@@ -35,7 +43,9 @@ def import_tensorflow_quietly() -> None:
         os.dup2(tmp.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, ModuleNotFoundError) and e.name == "tensorflow":
+                raise ModuleNotFoundError(TENSORFLOW_MISSING, name="tensorflow") from None
             os.dup2(saved, 2)
             tmp.seek(0)
             sys.stderr.write(tmp.read().decode(errors="replace"))

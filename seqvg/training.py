@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqvg import rundir
-from seqvg import why
+from seqvg import rundir, why
 from seqvg.config import ConfigError, RunConfig, check_memory, default_run_name  # noqa: F401 (re-exported)
 from seqvg.rundir import RunDirError
 from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream
@@ -304,7 +303,7 @@ def train(
             if rundir.has_content(out):
                 rundir.remove_run(out)  # checks again, under the lock, that all of it is seqvg's
             _write_config(out, cfg, command)
-        return _Run(cfg, out, command).run(resume=resume, progress=progress)
+        return _Run(cfg, out).run(resume=resume, progress=progress)
 
 
 def _write_config(out: Path, cfg: RunConfig, command: str | None) -> None:
@@ -384,14 +383,13 @@ class Trainer:
 class _Run(Trainer):
     """The state and files of one training run (see ``train``)."""
 
-    def __init__(self, cfg: RunConfig, out: Path, command: str | None):
+    def __init__(self, cfg: RunConfig, out: Path):
         import tensorflow as tf
 
         from seqvg.probe import Prober
 
         super().__init__(cfg)
         self.out = out
-        self.command = command
         self.prober = Prober(self.model, self.task)
         self.groups = _weight_groups(self.model)
         self.columns = ["step", "loss", "metric", "val_loss", "val_metric", "grad_norm", "grad_norm_max", "wall_s"]
@@ -579,7 +577,7 @@ class _Run(Trainer):
         self._write_summary("running")
         if not restored:
             # Step 0: the untrained model, the reference for everything later.
-            self._log_row({"loss": [], "metric": [], "gnorm": []}, [_flat_weights(l) for _, l in self.groups])
+            self._log_row({"loss": [], "metric": [], "gnorm": []}, [_flat_weights(layer) for _, layer in self.groups])
             self._probe()
             self._checkpoint()
         bar = Progress(cfg, s.step, progress)

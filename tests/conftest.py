@@ -1,9 +1,11 @@
-"""Shared test settings: headless plotting, quiet TensorFlow, tiny configs."""
+"""Shared test settings: headless plotting, quiet TensorFlow, tiny configs, shared runs."""
 
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -21,3 +23,32 @@ def tiny_cfg():
         return RunConfig(**{**TINY, **kw})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """Factory: the directory of a finished tiny run (TINY plus keyword
+    arguments), trained once per session and shared by every test that asks
+    for the same options. Read it only; a test that changes a run copies it
+    first with ``copy_run``.
+    """
+    from seqvg.training import train
+
+    base = tmp_path_factory.mktemp("shared-runs")
+    done: dict = {}
+
+    def get(**kw):
+        cfg = RunConfig(**{**TINY, **kw})
+        if cfg not in done:
+            out = base / f"run{len(done)}"
+            train(cfg, out, progress=False)
+            done[cfg] = out
+        return done[cfg]
+
+    return get
+
+
+def copy_run(src, dst):
+    """A private copy of a shared run, to change or resume."""
+    shutil.copytree(src, dst)
+    return dst

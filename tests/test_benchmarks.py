@@ -34,19 +34,14 @@ def test_train_speed_json():
     assert abs(per_step["lstm"] / per_step["rnn"] - 4.0) < 1e-9
 
 
-def test_probe_benchmark_json():
-    result = _run("probe.py", "--cells", "gru", "--length", "8", "--mem-length", "16", "--units", "8",
-                  "--batch", "4", "--repeats", "1")
-    (row,) = result["cells"]
-    assert row["cell"] == "gru" and row["probe_s"] > 0 and row["step_s"] > 0
-
-
-def test_probe_benchmark_reports_ratio_quartiles():
-    result = _run("probe.py", "--cells", "rnn", "--length", "6", "--mem-length", "8", "--units", "4",
+def test_probe_benchmark_json_and_ratio_quartiles():
+    result = _run("probe.py", "--cells", "gru,rnn", "--length", "6", "--mem-length", "8", "--units", "4",
                   "--batch", "2", "--repeats", "3")
-    (row,) = result["cells"]
-    q1, q3 = row["ratio_quartiles"]
-    assert 0 < q1 <= row["ratio"] <= q3
+    assert [row["cell"] for row in result["cells"]] == ["gru", "rnn"]
+    for row in result["cells"]:
+        assert row["probe_s"] > 0 and row["step_s"] > 0 and row["probe_peak_mib_T8"] > 0
+        q1, q3 = row["ratio_quartiles"]
+        assert 0 < q1 <= row["ratio"] <= q3
 
 
 def test_lstm_loop_benchmark_json():

@@ -5,11 +5,13 @@ fixed once per process): the LSTM sequence op on its own on 1, 2, 3 and 4
 threads, and tiny LSTM and GRU training runs, whose metrics.csv (all columns
 but wall_s) and probes.npz must be bit-identical across 1, 2 and 3 threads;
 the LSTM's TF-ops
-fallback (SEQVG_KERNELS=0) across 1 and 3 threads. 24 units make 12 blocks
+fallback (SEQVG_KERNELS=0, switched in the 1- and 3-thread processes after
+their other runs) across 1 and 3 threads. 24 units make 12 blocks
 in the op's layout, so each of those thread counts is really used.
 """
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -43,8 +45,12 @@ if kernels.lstm_cell_ops() is not None:
     np.savez(f"{out}/op.npz", *[v.numpy() for v in [y, h, c, *grads]])
 
 for cell in cells:
-    cfg = RunConfig(cell=cell, length=12, units=24, steps=30, eval_every=10, val_size=32, probe_every=10,
-                    batch_size=16, probe_batch=8, early_stop=False)
+    if cell == "lstm-tfops":  # the fallback: seqvg's ops switched off from here on
+        os.environ[kernels.ENV_SWITCH] = "0"
+        kernels._load.cache_clear()
+        assert kernels.lstm_cell_ops() is None
+    cfg = RunConfig(cell=cell.split("-")[0], length=12, units=24, steps=30, eval_every=10, val_size=32,
+                    probe_every=10, batch_size=16, probe_batch=8, early_stop=False)
     train(cfg, f"{out}/{cell}", progress=False)
 """
 
@@ -81,9 +87,10 @@ def _assert_same_run(a, b):
 
 
 def test_bit_identical_across_thread_counts(tmp_path):
-    # Training runs on 1, 2 and 3 threads; the op alone on 4 as well.
-    jobs = [(f"t{n}", n, "lstm,gru" if n < 4 else "", {}) for n in (1, 2, 3, 4)]
-    jobs += [(f"f{n}", n, "lstm", {"SEQVG_KERNELS": "0"}) for n in (1, 3)]
+    # Training runs on 1, 2 and 3 threads; the op alone on 4 as well; the
+    # TF-ops fallback after the rest, in the 1- and 3-thread processes.
+    jobs = [(f"t{n}", n, {1: "lstm,gru,lstm-tfops", 3: "lstm,gru,lstm-tfops", 4: ""}.get(n, "lstm,gru"), {})
+            for n in (1, 2, 3, 4)]
     _run_all(tmp_path, jobs)
     for n in (2, 3, 4):
         if (tmp_path / "t1" / "op.npz").exists():
@@ -92,30 +99,22 @@ def test_bit_identical_across_thread_counts(tmp_path):
                 assert np.array_equal(a[key], b[key]), (n, key)
         for cell in ("lstm", "gru") if n < 4 else ():
             _assert_same_run(tmp_path / "t1" / cell, tmp_path / f"t{n}" / cell)
-    _assert_same_run(tmp_path / "f1" / "lstm", tmp_path / "f3" / "lstm")
+    _assert_same_run(tmp_path / "t1" / "lstm-tfops", tmp_path / "t3" / "lstm-tfops")
+    config = json.loads((tmp_path / "t1" / "lstm-tfops" / "config.json").read_text())
+    assert config["numerics"]["lstm_path"] in ("tf-ops", "tf-ops-unrolled")
     # The run is real: it trained, and the probe measured a gradient.
     rows = _metrics(tmp_path / "t1" / "lstm")
     assert len(rows) == 1 + 4 and rows[-1][0] == "30"
     assert np.all(np.load(tmp_path / "t1" / "lstm" / "probes.npz")["h"][:, 0, -1] > 0)
 
 
-def test_config_records_what_identity_depends_on(tmp_path, tiny_cfg):
-    import json
-
-    from seqvg.training import train
-
-    train(tiny_cfg(cell="lstm", steps=10), tmp_path / "run", progress=False)
-    numerics = json.loads((tmp_path / "run" / "config.json").read_text())["numerics"]
+def test_config_records_what_identity_depends_on(tiny_run):
+    numerics = json.loads((tiny_run(cell="lstm") / "config.json").read_text())["numerics"]
     assert numerics["lstm_path"] in ("seqvg-op", "tf-ops", "tf-ops-unrolled")
     assert numerics["cpu_isa"]
     assert "thread counts" in numerics["identical_across"]
 
 
-@pytest.mark.parametrize("cell", ["gru"])
-def test_no_lstm_no_lstm_path(tmp_path, tiny_cfg, cell):
-    import json
-
-    from seqvg.training import train
-
-    train(tiny_cfg(cell=cell, steps=10), tmp_path / "run", progress=False)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["numerics"]["lstm_path"] is None
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_no_lstm_no_lstm_path(tiny_run, cell):
+    assert json.loads((tiny_run(cell=cell) / "config.json").read_text())["numerics"]["lstm_path"] is None

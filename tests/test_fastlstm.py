@@ -16,7 +16,6 @@ tf = pytest.importorskip("tensorflow")
 from seqvg import fastlstm, kernels  # noqa: E402
 from seqvg.config import RunConfig  # noqa: E402
 from seqvg.models import build_model, recurrent_layers  # noqa: E402
-from seqvg.training import train  # noqa: E402
 
 B, T, D, U = 6, 9, 3, 5
 
@@ -191,8 +190,6 @@ def test_seqvg_models_are_accelerated(residual):
     assert len(lstms) == 3 and all(layer.inner_loop.__func__ is fastlstm._inner_loop for layer in lstms)
 
 
-def test_accelerated_run_saves_plain_lstm(tmp_path):
-    cfg = RunConfig(cell="lstm", length=10, units=8, steps=4, eval_every=2, val_size=16, probe_batch=8)
-    train(cfg, tmp_path / "run", progress=False)
-    loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
+def test_accelerated_run_saves_plain_lstm(tiny_run):
+    loaded = keras.saving.load_model(tiny_run(cell="lstm") / "model.keras")
     assert [type(layer) for layer in loaded.layers if "lstm" in layer.name] == [keras.layers.LSTM]

@@ -24,9 +24,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -71,10 +71,10 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
 
 # -- the world each case runs in ---------------------------------------------------
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
+def world(tmp_path_factory, tiny_run) -> Path:
     """Files a user might have: a finished run, data, specs, their own work."""
     w = tmp_path_factory.mktemp("world")
-    train(RunConfig(**{**TINY, "cell": "rnn", "steps": 20}), w / "run", progress=False)
+    shutil.copytree(tiny_run(cell="rnn"), w / "run")  # steps 0, 10, 20, 30
     write_dataset(w / "data.npz", "adding", 10, 4, 0)
     (w / "spec.toml").write_text(SPEC)
     (w / "variant.toml").write_text(VARIANT_SPEC)
@@ -247,9 +247,9 @@ CASES = [
     Case("resume-corrupt-config", ["train", "--resume", "--out", "run"], 2,
          "Error: run/config.json: corrupt JSON", corrupt_config),
     Case("resume-cut-row", ["train", "--resume", "--out", "run"], 2,
-         "Error: run/metrics.csv: corrupt (no row for the checkpoint's step 20)", cut_last_row),
+         "Error: run/metrics.csv: corrupt (no row for the checkpoint's step 30)", cut_last_row),
     Case("report-cut-row", ["report", "run", "-o", "r.pdf"], 2,
-         "Error: run/metrics.csv: corrupt at line 4 (row cut short: no line end)", cut_report_row),
+         "Error: run/metrics.csv: corrupt at line 5 (row cut short: no line end)", cut_report_row),
     Case("diagnose-truncated-probes", ["diagnose", "run"], 2, "Error: run/probes.npz: corrupt", truncated_probes),
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),

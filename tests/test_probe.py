@@ -21,11 +21,10 @@ from seqvg.config import RunConfig
 from seqvg.models import build_model, compile_model, residual_class
 from seqvg.probe import Prober, decay_summary, probe
 from seqvg.tasks import get_task, stream
-from seqvg.training import train
 
 
 def _chain(model):
-    return [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
 def _splittable(layer, width):
@@ -55,8 +54,8 @@ def reference_probe(model, task, x, y):
         if not isinstance(layer, keras.layers.RNN):
             continue
         below = x
-        for l in layers[:li]:
-            below = l(below)
+        for lower in layers[:li]:
+            below = lower(below)
         twin = _splittable(layer, below.shape[-1])
         lstm = isinstance(layer, keras.layers.LSTM)
         hs, cs = [], []
@@ -72,8 +71,8 @@ def reference_probe(model, task, x, y):
                 out = seq if layer.return_sequences else seq[:, -1]
                 if residual:  # the wrapper's skip connection, written out
                     out = out + (below if layer.return_sequences else below[:, -1])
-                for l in layers[li + 1 :]:
-                    out = l(out)
+                for upper in layers[li + 1 :]:
+                    out = upper(out)
                 loss = task.loss_fn(y, out)
             grads = tape.gradient(loss, state)
             g_h = grads[0]
@@ -117,11 +116,16 @@ CASES = [
 ]
 
 
+#: reference_probe's answers by case: the LSTM cases are probed on three
+#: more paths below, against the same model, weights and batch.
+_REFERENCES: dict = {}
+
+
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
 def test_probe_matches_per_timestep_reference(kw, unroll=False):
     """The while-loop path (one-shot probes, loops over fastlstm.UNROLL_MAX);
     an LSTM's runs seqvg's fused cell op where it is built (tfops below)."""
-    cfg = RunConfig(**{"length": 16, "units": 6, **kw}).resolved()
+    cfg = RunConfig(**{"length": 10, "units": 6, **kw}).resolved()
     model = build_model(cfg)
     rng = np.random.default_rng(5)
     for w in model.weights:
@@ -131,7 +135,10 @@ def test_probe_matches_per_timestep_reference(kw, unroll=False):
     task = get_task(cfg.task)
     x, y = task.generate(stream(1, 3), 8, cfg.length)
     r = Prober(model, task, unroll=unroll)(x, y)
-    ref_h, ref_c, ref_x, ref_loss = reference_probe(model, task, x, y)
+    key = tuple(sorted(kw.items()))
+    if key not in _REFERENCES:
+        _REFERENCES[key] = reference_probe(model, task, x, y)
+    ref_h, ref_c, ref_x, ref_loss = _REFERENCES[key]
     assert r.loss == pytest.approx(ref_loss, rel=1e-5)
     np.testing.assert_allclose(r.h, ref_h, rtol=1e-4, atol=0)
     np.testing.assert_allclose(r.x, ref_x, rtol=1e-4, atol=0)
@@ -156,7 +163,7 @@ def test_unrolled_lstm_probe_matches_reference(kw, fused, monkeypatch):
     instead of a while loop with custom-gradient taps; with seqvg's fused
     cell op, whose c_t tap needs the path through h_t added back, and with
     TensorFlow's ops where the op is not built."""
-    assert fastlstm.unrolls(16)
+    assert fastlstm.unrolls(10)
     if not fused:
         monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     elif kernels.lstm_cell_ops() is None:
@@ -183,18 +190,17 @@ def test_probe_input_gradient_when_first_layer_is_not_recurrent(cell, unroll):
         np.testing.assert_allclose(r.c, ref_c, rtol=1e-4, atol=0)
 
 
-def test_probe_matches_reference_on_trained_model(tmp_path):
+def test_probe_matches_reference_on_trained_model(tiny_run):
     """A model seqvg trained and saved, reloaded from model.keras."""
-    cfg = RunConfig(cell="lstm", length=12, units=8, steps=40, eval_every=20, val_size=32, probe_batch=8)
-    train(cfg, tmp_path / "run", progress=False)
-    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    run = tiny_run(cell="lstm")  # length 10, probe batch 8, seed 0
+    model = keras.saving.load_model(run / "model.keras")
     task = get_task("adding")
-    x, y = task.generate(stream(0, 3), 8, 12)
+    x, y = task.generate(stream(0, 3), 8, 10)
     r = probe(model, task, x, y)
     ref_h, ref_c, _, _ = reference_probe(model, task, x, y)
     np.testing.assert_allclose(r.h, ref_h, rtol=1e-4)
     np.testing.assert_allclose(r.c, ref_c, rtol=1e-4)
-    saved = np.load(tmp_path / "run" / "probes.npz")
+    saved = np.load(run / "probes.npz")
     np.testing.assert_allclose(saved["h"][-1], r.h, rtol=1e-5)  # the final probe is this model
 
 
@@ -287,21 +293,20 @@ def test_probe_cli_untrained_json():
     assert {"rate_per_100", "horizon", "ratio", "underflow"} <= set(d["summary"])
 
 
-def test_probe_cli_run_dir_and_data(tmp_path):
-    cfg = RunConfig(cell="gru", length=10, units=8, steps=20, eval_every=10, val_size=32, probe_batch=8, seed=5)
-    train(cfg, tmp_path / "run", progress=False)
+def test_probe_cli_run_dir_and_data(tiny_run, tmp_path):
+    run = tiny_run(cell="gru")  # length 10, probe batch 8, seed 0
     runner = CliRunner()
-    r = runner.invoke(cli, ["probe", str(tmp_path / "run"), "--json"])
+    r = runner.invoke(cli, ["probe", str(run), "--json"])
     assert r.exit_code == 0, r.output
     from_run = json.loads(r.output)
-    saved = np.load(tmp_path / "run" / "probes.npz")
+    saved = np.load(run / "probes.npz")
     np.testing.assert_allclose(from_run["h"], saved["h"][-1], rtol=1e-5)
     # the same batch through `seqvg generate`, fed back with --data
     data = tmp_path / "b.npz"
-    assert runner.invoke(cli, ["generate", "adding", "-T", "10", "-n", "8", "--seed", "5", "-o", str(data)]).exit_code == 0
-    r2 = runner.invoke(cli, ["probe", str(tmp_path / "run"), "--data", str(data), "--json"])
+    assert runner.invoke(cli, ["generate", "adding", "-T", "10", "-n", "8", "--seed", "0", "-o", str(data)]).exit_code == 0
+    r2 = runner.invoke(cli, ["probe", str(run), "--data", str(data), "--json"])
     assert json.loads(r2.output)["h"] == from_run["h"]
-    table = runner.invoke(cli, ["probe", str(tmp_path / "run")])
+    table = runner.invoke(cli, ["probe", str(run)])
     assert table.exit_code == 0 and "h layer 1" in table.output and "decay/100" in table.output
 
 

@@ -15,35 +15,36 @@ from seqvg.diagnose import diagnose, gradient_verdict
 from seqvg.probe import decay_summary
 from seqvg.report import PAGES, _gradient_page, _heatmap_page, make_report
 from seqvg.rundir import Run, load_run
-from seqvg.training import train
 
 from conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("runs")
-    dirs = []
-    for cell in ("rnn", "lstm"):
-        train(RunConfig(**{**TINY, "cell": cell}), base / cell, progress=False)
-        dirs.append(base / cell)
-    train(RunConfig(**{**TINY, "cell": "irnn", "optimizer": "sgd", "lr": 1e12}), base / "diverged", progress=False)
-    dirs.append(base / "diverged")
-    return dirs
+def runs(tiny_run):
+    """Two finished runs and one that diverged (shared with other test files)."""
+    return [tiny_run(cell="rnn"), tiny_run(cell="lstm"),
+            tiny_run(cell="irnn", optimizer="sgd", lr=1e12)]
 
 
-def test_report_pages_and_determinism(runs, tmp_path):
-    titles = make_report(runs, tmp_path / "a.pdf", tmp_path / "png")
+@pytest.fixture(scope="module")
+def report_pdf(runs, tmp_path_factory):
+    """The report of ``runs``, written once: (its titles, the PDF, the PNG directory)."""
+    d = tmp_path_factory.mktemp("report")
+    return make_report(runs, d / "a.pdf", d / "png"), d / "a.pdf", d / "png"
+
+
+def test_report_pages_and_determinism(runs, report_pdf, tmp_path):
+    titles, pdf_path, png_dir = report_pdf
     # The runs differ by cell: the study page follows the title; the why
     # pages follow the gradient flow.
     flow = [t for t, _ in PAGES[1:]]
     at = flow.index("Gradient flow") + 1
     assert titles == ["Title", "Study"] + flow[:at] + ["Why: the carry path", "Spectrum"] + flow[at:]
     assert len(titles) == 9
-    assert len(list((tmp_path / "png").glob("*.png"))) == 9
+    assert len(list(png_dir.glob("*.png"))) == 9
     make_report(runs[::-1], tmp_path / "b.pdf")
-    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
-    pdf = (tmp_path / "a.pdf").read_bytes()
+    assert pdf_path.read_bytes() == (tmp_path / "b.pdf").read_bytes()
+    pdf = pdf_path.read_bytes()
     assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 9
     one = [t for t, _ in PAGES]
     one[one.index("Gradient flow") + 1:one.index("Gradient flow") + 1] = ["Why: the carry path", "Spectrum"]
@@ -51,11 +52,11 @@ def test_report_pages_and_determinism(runs, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="poppler-utils not installed")
-def test_report_renders(runs, tmp_path):
-    make_report(runs, tmp_path / "r.pdf")
-    info = subprocess.run(["pdfinfo", str(tmp_path / "r.pdf")], capture_output=True, text=True, check=True).stdout
+def test_report_renders(report_pdf, tmp_path):
+    _, pdf_path, _ = report_pdf
+    info = subprocess.run(["pdfinfo", str(pdf_path)], capture_output=True, text=True, check=True).stdout
     assert "Pages:          9" in info
-    subprocess.run(["pdftoppm", "-png", "-r", "20", str(tmp_path / "r.pdf"), str(tmp_path / "p")], check=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "20", str(pdf_path), str(tmp_path / "p")], check=True)
     assert len(list(tmp_path.glob("p-*.png"))) == 9
 
 
@@ -155,9 +156,41 @@ def test_verdict_diverged_and_interrupted(runs, tmp_path):
     assert "interrupted" in _keys(_constructed(tmp_path, status="interrupted"))
 
 
-def test_report_shows_diverged_status(runs, tmp_path):
+def _drawn_tables(monkeypatch) -> list[tuple[str, list[list[str]]]]:
+    """Records, for every page the report writes, its first axes title and
+    the text of each table row, as the page goes into the PDF."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    pages_seen = []
+    real = PdfPages.savefig
+
+    def savefig(self, figure=None, **kw):
+        title = next((ax.get_title() for ax in figure.axes if ax.get_title()), "")
+        title = title or (figure._suptitle.get_text() if figure._suptitle else "")
+        rows = []
+        for ax in figure.axes:
+            for table in ax.tables:
+                cells = table.get_celld()
+                for r in sorted({r for r, _ in cells}):
+                    rows.append([cells[r, c].get_text().get_text() for c in sorted(c for rr, c in cells if rr == r)])
+        pages_seen.append((title, rows))
+        return real(self, figure, **kw)
+
+    monkeypatch.setattr(PdfPages, "savefig", savefig)
+    return pages_seen
+
+
+def test_report_shows_diverged_status(runs, tmp_path, monkeypatch):
+    drawn = _drawn_tables(monkeypatch)
     r = CliRunner().invoke(cli, ["report", *map(str, runs), "-o", str(tmp_path / "r.pdf")])
     assert r.exit_code == 0, r.output
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
+    # The summary table, as written into the PDF: one row per run, its status
+    # in the second column; the diverged run's row says so.
+    tables = [rows for _, rows in drawn if rows and rows[0][:2] == ["run", "status"]]
+    assert tables, [title for title, _ in drawn]
+    statuses = {row[-1]: row[1] for row in tables[0][1:]}  # run directory -> status
+    assert statuses == {runs[0].name: "completed", runs[1].name: "completed", runs[2].name: "diverged"}
     d = CliRunner().invoke(cli, ["diagnose", str(runs[2])])
     assert d.exit_code == 0 and "diverged" in d.output
 

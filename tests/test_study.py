@@ -1,6 +1,7 @@
 """Studies: specs in tasks/, seqvg run, seqvg sweep (resume after a kill, workers)."""
 
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -43,14 +44,28 @@ def test_spec_parses_with_its_comment_block(spec):
     assert text.startswith("#") and "Time" in text
 
 
+def _two_seeds(study):
+    """The study with its first two seeds only: a third repeats the same code with other numbers."""
+    seeds = sorted({c.seed for c in study.configs})[:2]
+    keep = [i for i, c in enumerate(study.configs) if c.seed in seeds]
+    return dataclasses.replace(study, configs=tuple(study.configs[i] for i in keep),
+                               run_names=tuple(study.run_names[i] for i in keep))
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_spec_runs_with_a_tiny_budget(spec, tmp_path):
+def test_spec_runs_with_a_tiny_budget(spec, tmp_path, monkeypatch):
+    """Every shipped spec, through `seqvg run` with --set overrides, every
+    run of its grid and variants (at most two seeds of each)."""
+    from seqvg import study as study_module
+
+    real_load_spec = study_module.load_spec
+    monkeypatch.setattr(study_module, "load_spec", lambda *a, **k: _two_seeds(real_load_spec(*a, **k)))
     args = ["run", str(spec), "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "r.pdf"), "-q"]
     for s in TINY_SET:
         args += ["--set", s]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    study = load_spec(spec, overrides={k: int(v) for k, v in (s.split("=") for s in TINY_SET)})
+    study = _two_seeds(load_spec(spec, overrides={k: int(v) for k, v in (s.split("=") for s in TINY_SET)}))
     rows = _rows(tmp_path / "runs" / "results.csv")
     assert [r["run"] for r in rows] == list(study.run_names)
     if not study.probe_only:  # results.csv names each run as the report does
@@ -114,14 +129,27 @@ SWEEP = ["sweep", "--cells", "rnn,gru", "--lengths", "8,12", "--units", "8", "--
          "--eval-every", "10", "--val-size", "32", "--batch-size", "16", "--probe-batch", "8", "-q"]
 
 
-def test_sweep_killed_half_way_resumes_to_the_same_results(tmp_path):
-    clean = tmp_path / "clean"
-    result = CliRunner().invoke(cli, SWEEP + ["--out", str(clean)])
+@pytest.fixture(scope="module")
+def parallel_sweep(tmp_path_factory):
+    """The sweep run clean, on two worker processes: (its directory, its report)."""
+    d = tmp_path_factory.mktemp("sweep")
+    result = CliRunner().invoke(cli, SWEEP + ["--out", str(d / "par"), "--workers", "2", "--report", str(d / "s.pdf")])
     assert result.exit_code == 0, result.output
-    expected = _rows(clean / "results.csv")
-    assert len(expected) == 4 and [r["run"] for r in expected] == ["rnn-T8-s0", "rnn-T12-s0", "gru-T8-s0",
-                                                                  "gru-T12-s0"]
+    return d / "par", d / "s.pdf"
 
+
+def test_sweep_with_two_workers(parallel_sweep):
+    out, report = parallel_sweep
+    rows = _rows(out / "results.csv")
+    assert [r["run"] for r in rows] == ["rnn-T8-s0", "rnn-T12-s0", "gru-T8-s0", "gru-T12-s0"]
+    assert all(r["status"] == "completed" for r in rows)
+    assert report.read_bytes().startswith(b"%PDF")
+
+
+def test_sweep_killed_half_way_resumes_to_the_same_results(parallel_sweep, tmp_path):
+    """Killed, then resumed in one process: the same results.csv as the clean
+    two-worker sweep (which run ran where does not change a number)."""
+    expected = _rows(parallel_sweep[0] / "results.csv")
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "seqvg", *SWEEP, "--out", str(killed)]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -139,16 +167,6 @@ def test_sweep_killed_half_way_resumes_to_the_same_results(tmp_path):
     assert result.exit_code == 0, result.output
     assert "already finished" in result.output
     assert _rows(killed / "results.csv") == expected
-
-
-def test_sweep_with_two_workers(tmp_path):
-    out = tmp_path / "par"
-    result = CliRunner().invoke(cli, SWEEP + ["--out", str(out), "--workers", "2", "--report", str(tmp_path / "s.pdf")])
-    assert result.exit_code == 0, result.output
-    rows = _rows(out / "results.csv")
-    assert {r["run"] for r in rows} == {"rnn-T8-s0", "rnn-T12-s0", "gru-T8-s0", "gru-T12-s0"}
-    assert all(r["status"] == "completed" for r in rows)
-    assert (tmp_path / "s.pdf").exists()
 
 
 def test_sweep_bad_options():

@@ -13,9 +13,9 @@ from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.models import build_model, recurrent_layers
 from seqvg.probe import Prober, probe
+from seqvg.stepstats import StepStats
 from seqvg.tasks import get_task
 from seqvg.training import probe_batch, train
-from seqvg.stepstats import StepStats
 from seqvg.why import jacobian_timesteps, step_gain
 
 
@@ -119,22 +119,20 @@ def test_step_jacobian_norms_match_explicit_jacobians(kw):
         inputs = keras.layers.RNN(layer.cell, return_sequences=True)(inputs).numpy()
 
 
-def test_gain_is_the_ratio_of_the_stored_norms(tmp_path):
-    cfg = RunConfig(cell="lstm", length=12, units=8, steps=20, eval_every=10, val_size=32, probe_batch=8,
-                    probe_every=10)
-    train(cfg, tmp_path / "run")
-    saved = dict(np.load(tmp_path / "run" / "probes.npz"))
+def test_gain_is_the_ratio_of_the_stored_norms(tiny_run):
+    run = tiny_run(cell="lstm")  # length 10
+    saved = dict(np.load(run / "probes.npz"))
     k = saved["steps"].shape[0]
-    assert saved["gate_forget"].shape == (k, 1, 4, 12) and saved["jac_sigma"].shape == (k, 1, len(saved["jac_t"]))
+    assert saved["gate_forget"].shape == (k, 1, 4, 10) and saved["jac_sigma"].shape == (k, 1, len(saved["jac_t"]))
     for key in ("h", "c"):
         g = saved[key].astype(np.float64)
         np.testing.assert_allclose(step_gain(g), g[..., :-1] / g[..., 1:])
-    r = CliRunner().invoke(cli, ["probe", str(tmp_path / "run"), "--json"])
+    r = CliRunner().invoke(cli, ["probe", str(run), "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     h = np.array(d["h"][0])
     np.testing.assert_allclose(d["gain"]["h"]["layers"][0], h[:-1] / h[1:], rtol=1e-6)
-    assert d["gain"]["h"]["t"] == list(range(1, 12))
+    assert d["gain"]["h"]["t"] == list(range(1, 10))
     assert set(d["gates"]) == {"forget", "input"} and d["recurrent_sigma_max"] is None
     # The saved final probe is the final model's: the same gate statistics.
     np.testing.assert_allclose(d["gates"]["forget"]["layers"][0]["mean"], saved["gate_forget"][-1, 0, 0], rtol=1e-5)
@@ -196,18 +194,16 @@ def test_recurrent_gain_option_recorded_and_refused_for_gated_cells(tmp_path):
     assert RunConfig.from_dict({"cell": "rnn"}).recurrent_gain == 1.0
 
 
-def test_why_pages_draw_the_recorded_numbers(tmp_path):
+def test_why_pages_draw_the_recorded_numbers(tiny_run):
     import matplotlib.pyplot as plt
 
-    from conftest import TINY
     from seqvg import rundir
     from seqvg.report import _carry_page, _gain_page, _spectrum_page, pages
 
     dirs = {}
     for name, kw in {"lstm": dict(cell="lstm"), "rnn": dict(cell="rnn"),
                      "rnn-g2": dict(cell="rnn", recurrent_gain=2.0)}.items():
-        train(RunConfig(**{**TINY, **kw}), tmp_path / name, progress=False)
-        dirs[name] = rundir.load_run(tmp_path / name)
+        dirs[name] = rundir.load_run(tiny_run(**kw))
     lstm, rnn = dirs["lstm"], dirs["rnn"]
 
     fig = plt.figure()
@@ -251,10 +247,11 @@ def test_why_pages_draw_the_recorded_numbers(tmp_path):
 
 
 def test_diagnose_explains_from_the_recorded_numbers(tmp_path):
-    from conftest import TINY
     from seqvg import rundir
     from seqvg.diagnose import diagnose
     from seqvg.why import explain
+
+    from conftest import TINY
 
     train(RunConfig(**{**TINY, "cell": "lstm", "forget_bias": 3.0}), tmp_path / "lstm", progress=False)
     run = rundir.load_run(tmp_path / "lstm")
@@ -300,11 +297,12 @@ def test_train_command_remakes_the_config():
     assert seen["cfg"] == cfg
 
 
-def test_load_run_refuses_why_arrays_that_disagree(tmp_path):
-    from conftest import TINY
+def test_load_run_refuses_why_arrays_that_disagree(tiny_run, tmp_path):
     from seqvg import rundir
 
-    train(RunConfig(**{**TINY, "cell": "gru", "steps": 10}), tmp_path / "run", progress=False)
+    from conftest import copy_run
+
+    copy_run(tiny_run(cell="gru"), tmp_path / "run")
     probes = dict(np.load(tmp_path / "run" / "probes.npz"))
     assert rundir.load_run(tmp_path / "run").probes["gate_keep"].shape[0] == probes["steps"].shape[0]
     probes["gate_keep"] = probes["gate_keep"][:1]

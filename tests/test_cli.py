@@ -1,0 +1,59 @@
+"""The command line as a whole: commands, help, version, generate (no training).
+
+Each command's own behaviour is tested beside its library code (train in
+test_training.py, probe in test_probe.py, report and diagnose in
+test_report.py, run and sweep in test_study.py, bad input in test_faults.py).
+"""
+
+import sys
+
+import numpy as np
+from click.testing import CliRunner
+
+from seqvg import __version__
+from seqvg.cli import cli
+from seqvg.config import RunConfig
+from seqvg.tasks import probe_batch
+
+COMMANDS = {"train", "probe", "diagnose", "report", "compare", "sweep", "run", "generate"}
+
+
+def test_help_lists_every_command_with_an_example():
+    r = CliRunner().invoke(cli, ["--help"])
+    assert r.exit_code == 0
+    assert COMMANDS == set(cli.commands)
+    for name in COMMANDS:
+        assert f"  {name}" in r.output
+        assert f"seqvg {name} " in r.output or name == "run"  # the group's examples
+    assert "seqvg run tasks/demo.toml" in r.output
+
+
+def test_every_command_has_help_without_tensorflow(monkeypatch):
+    """--help answers without importing TensorFlow (seconds saved, and works before an install is complete)."""
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    monkeypatch.setattr(sys, "argv", ["seqvg", "x", "--help"])
+    for name in sorted(COMMANDS):
+        r = CliRunner().invoke(cli, [name, "--help"])
+        assert r.exit_code == 0, (name, r.output)
+        assert r.output.startswith(f"Usage: cli {name} ") or r.output.startswith(f"Usage: seqvg {name} ")
+
+
+def test_version():
+    r = CliRunner().invoke(cli, ["--version"])
+    assert r.exit_code == 0 and __version__ in r.output
+
+
+def test_unknown_command_is_a_usage_error():
+    r = CliRunner().invoke(cli, ["trian"])
+    assert r.exit_code == 2 and "No such command 'trian'" in r.output
+
+
+def test_generate_writes_the_probe_batch_of_that_seed(tmp_path):
+    out = tmp_path / "b.npz"
+    r = CliRunner().invoke(cli, ["generate", "copy", "-T", "7", "-n", "5", "--seed", "3", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    d = np.load(out)
+    x, y = probe_batch(RunConfig(task="copy", length=7, probe_batch=5, seed=3))
+    np.testing.assert_array_equal(d["x"], x)
+    np.testing.assert_array_equal(d["y"], y)
+    assert (str(d["task"]), int(d["length"]), int(d["seed"]), int(d["n"])) == ("copy", 7, 3, 5)
