@@ -13,7 +13,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def _run(script: str, *args: str) -> dict:
     out = subprocess.run([sys.executable, str(BENCH / script), *args, "--json"],
-                         capture_output=True, text=True, check=True, timeout=300)
+                         capture_output=True, text=True, check=True, timeout=900)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -159,8 +159,22 @@ def test_early_stop_when_solved(tmp_path):
 
 
 def test_tensorboard_scalars(tiny_cfg, tmp_path):
-    train(tiny_cfg(cell="rnn", tensorboard=True), tmp_path / "run", progress=False)
-    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    """The event files hold metrics.csv's numbers, per step (NaN cells are not logged)."""
+    import tensorflow as tf
+
+    out = tmp_path / "run"
+    train(tiny_cfg(cell="rnn", tensorboard=True), out, progress=False)
+    logged = {}
+    for f in (out / "tensorboard").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(f)):
+            for v in event.summary.value:
+                logged[v.tag, event.step] = float(tf.make_ndarray(v.tensor))
+    _, rows = rundir.read_csv(out / "metrics.csv")
+    for row in rows:
+        for tag in ("val_loss", "val_metric", "weight_change/head"):
+            if np.isfinite(row[tag]):
+                assert logged[tag, row["step"]] == pytest.approx(row[tag], rel=1e-6), (tag, row["step"])
+    assert ("loss", 0) not in logged and logged["loss", 30] == pytest.approx(rows[-1]["loss"], rel=1e-6)
 
 
 BAD_OPTIONS = [
