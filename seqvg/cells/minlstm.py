@@ -1,0 +1,67 @@
+"""minLSTM (Feng et al. 2024, "Were RNNs All We Needed?", arXiv:2410.01201).
+
+    seqvg train --cell minlstm --length 200
+
+The paper's sequential mode (its Algorithm "minLSTM", length-independent
+scaling: normalised gates), with gates that read only the input x_t:
+
+    f_t  = sigmoid(x_t W_f + b_f)                 forget gate
+    i_t  = sigmoid(x_t W_i + b_i)                 input gate
+    f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)
+    h~_t = x_t W_h + b_h                          candidate: Linear(x_t), no tanh
+    h_t  = f'_t * h_{t-1} + i'_t * h~_t           output = state = h_t
+
+No output gate and no separate cell state: h_t is a convex mix of h_{t-1}
+and h~_t, and dh_t/dh_{t-1} = diag(f'_t).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="seqvg")
+class MinLSTMCell(keras.layers.Layer):
+    """minLSTM cell: h_t = f'_t * h_{t-1} + i'_t * Linear(x_t), f', i' normalised to sum to 1.
+
+    Args:
+        units: state (and output) size.
+        kernel_initializer: initializer of the input weights [W_f, W_i, W_h].
+        bias_initializer: initializer of the biases [b_f, b_i, b_h] (zeros).
+    """
+
+    state_names = ("h",)
+
+    def __init__(self, units: int, kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.state_size = self.units
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        # Columns [f | i | h~].
+        self.kernel = self.add_weight(shape=(d, 3 * self.units), initializer=self.kernel_initializer, name="kernel")
+        self.bias = self.add_weight(shape=(3 * self.units,), initializer=self.bias_initializer, name="bias")
+
+    def call(self, inputs, states, training=False):
+        h_prev = states[0] if isinstance(states, (list, tuple)) else states
+        u = self.units
+        a = ops.matmul(inputs, self.kernel) + self.bias
+        f = ops.sigmoid(a[:, :u])
+        i = ops.sigmoid(a[:, u : 2 * u])
+        h_tilde = a[:, 2 * u :]
+        total = f + i  # > 0: both are sigmoids
+        h = (f / total) * h_prev + (i / total) * h_tilde
+        return h, [h] if isinstance(states, (list, tuple)) else h
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
