@@ -29,8 +29,12 @@ MODEL_OPTIONS = [
                  help="Long-range task: adding problem or copy memory."),
     click.option("--length", "-T", type=int, default=100, show_default=True,
                  help="Dependency length T (copy sequences are T+20 long)."),
-    click.option("--cell", type=click.Choice(CELLS), default="lstm", show_default=True,
-                 help="Recurrent cell; irnn = ReLU RNN with identity recurrent init (Le et al. 2015)."),
+    click.option("--cell", default="lstm", show_default=True, metavar="CELL",
+                 help=f"Recurrent cell: {', '.join(CELLS)} (irnn = ReLU RNN with identity recurrent init, Le et "
+                      "al. 2015), or your own Keras RNN cell as package.module:Class or path/to/file.py:Class."),
+    click.option("--cell-arg", "cell_args", multiple=True, metavar="KEY=VALUE",
+                 help="Constructor argument of a custom cell, Class(units, KEY=VALUE, ...); VALUE is read as a "
+                      "TOML value (0.5, true, \"relu\", [1, 2]). Repeatable."),
     click.option("--units", type=int, default=128, show_default=True, help="Hidden units per layer."),
     click.option("--layers", type=int, default=1, show_default=True, help="Stacked recurrent layers."),
     click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
@@ -116,7 +120,22 @@ def _usage(e: ConfigError) -> click.UsageError:
     return click.UsageError(str(e))
 
 
+def _parse_cell_args(kwargs: dict) -> dict:
+    """kwargs with --cell-arg KEY=VALUE pairs as the config's cell_args mapping."""
+    items = kwargs.get("cell_args") or ()
+    if isinstance(items, dict):
+        return kwargs
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if not key.isidentifier():
+            raise click.BadParameter(f"expected KEY=VALUE with KEY an argument name, got {item!r}",
+                                     param_hint="'--cell-arg'")
+    out = _parse_set(items, "--cell-arg", dashes=False)
+    return {**kwargs, "cell_args": out}
+
+
 def _config(kwargs: dict) -> RunConfig:
+    kwargs = _parse_cell_args(kwargs)
     try:
         return RunConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS}).resolved()
     except ConfigError as e:
@@ -444,6 +463,7 @@ def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, wo
             raise click.BadParameter("no values given", param_hint=f"'--{key}s'")
     if seeds < 1:
         raise click.BadParameter(f"must be positive, got {seeds}", param_hint="'--seeds'")
+    kwargs = _parse_cell_args(kwargs)
     base = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k not in grid and k != "seed"}
     try:
         runs = expand(base, grid, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
@@ -507,16 +527,16 @@ def _print_summary(study) -> None:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
 
 
-def _parse_set(items) -> dict:
+def _parse_set(items, option: str = "--set", dashes: bool = True) -> dict:
     """--set KEY=VALUE pairs; VALUE is read as a TOML value (1e-3, true, "x")."""
     import tomllib
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
+        key = key.strip().replace("-", "_") if dashes else key.strip()
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="'--set'")
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=f"'{option}'")
         try:
             out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -558,6 +578,13 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 
     from seqvg.study import check_study_dir
 
+    from seqvg.config import check_cell
+
+    try:
+        for cfg in study.configs:  # a custom cell imported and run once, before anything is written
+            check_cell(cfg)
+    except ConfigError as e:
+        raise _usage(e) from None
     check_writable(study.out, is_dir=True)
     if study.report is not None:
         check_writable(study.report)

@@ -28,6 +28,11 @@ from dataclasses import dataclass
 from seqvg.tasks import TASKS, get_task
 
 CELLS = ("rnn", "irnn", "lstm", "gru")
+#: Cells seqvg ships as modules of their own, by name. Each name resolves
+#: exactly like a user's ``--cell package.module:Class`` (``seqvg.customcell``),
+#: so a shipped cell is trained, probed and checked like any custom one.
+#: Adding one is one line, e.g. ``"mingru": "seqvg.cells.mingru:MinGRUCell",``.
+CELL_REGISTRY: dict[str, str] = {}
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
 RECURRENT_INITS = ("orthogonal", "glorot", "identity")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -72,6 +77,7 @@ class RunConfig:
     early_stop: bool = True
     seed: int = 0
     tensorboard: bool = False
+    cell_args: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -85,7 +91,13 @@ class RunConfig:
         """
         validate(self)
         changes: dict = {}
-        if self.cell in ("rnn", "irnn"):
+        if is_custom_cell(self.cell):
+            # The cell's own defaults hold; a file's path is made absolute
+            # (relative to the working directory) so the config names one file.
+            from seqvg.customcell import absolute_spec
+
+            changes["cell"] = absolute_spec(self.cell)
+        elif self.cell in ("rnn", "irnn"):
             if self.activation is None:
                 changes["activation"] = "relu" if self.cell == "irnn" else "tanh"
             if self.recurrent_init is None:
@@ -138,6 +150,7 @@ def _check_field_type(name: str, kind: str, value) -> None:
         "float": isinstance(value, numbers.Real) and not isinstance(value, bool),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
+        "dict": isinstance(value, dict),
     }[base]
     if not ok:
         raise ConfigError(f"{name} must be {'an' if base == 'int' else 'a'} {base}"
@@ -148,7 +161,20 @@ def _check_field_type(name: str, kind: str, value) -> None:
 
 def default_run_name(cfg: RunConfig) -> str:
     """Directory name of a run under runs/: task, cell, length and seed."""
-    return f"{cfg.task}-{cfg.cell}-T{cfg.length}-s{cfg.seed}"
+    return f"{cfg.task}-{cell_label(cfg.cell)}-T{cfg.length}-s{cfg.seed}"
+
+
+def is_custom_cell(cell: str) -> bool:
+    """True for a registered cell name or ``module:Class`` / ``file.py:Class``."""
+    return cell in CELL_REGISTRY or ":" in cell
+
+
+def cell_label(cell: str) -> str:
+    """A short name of a cell for directory names and labels: a built-in
+    or registered name as it is, a custom cell by its class name."""
+    if cell in CELLS or cell in CELL_REGISTRY or ":" not in cell:
+        return cell
+    return cell.rpartition(":")[2]
 
 
 def default_chrono(cfg: RunConfig) -> int:
@@ -177,8 +203,14 @@ def validate(cfg: RunConfig) -> None:
         _check_field_type(f.name, str(f.type), getattr(cfg, f.name))
     if cfg.task not in TASKS:
         raise ConfigError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}", "task")
-    if cfg.cell not in CELLS:
-        raise ConfigError(f"unknown cell {cfg.cell!r}; choose from {', '.join(CELLS)}", "cell")
+    custom = is_custom_cell(cfg.cell)
+    if cfg.cell not in CELLS and not custom:
+        names = ", ".join(CELLS + tuple(CELL_REGISTRY))
+        raise ConfigError(f"unknown cell {cfg.cell!r}; choose from {names}, or give your own as "
+                          "package.module:Class or path/to/file.py:Class", "cell")
+    if cfg.cell_args and not custom:
+        raise ConfigError(f"--cell-arg is for custom cells (module:Class, file.py:Class), not {cfg.cell}",
+                          "cell_args")
     for name in ("units", "layers", "batch_size", "steps", "eval_every", "val_size", "probe_batch"):
         _positive(cfg, name)
     if cfg.length < 2:
@@ -191,6 +223,14 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"--clip must be >= 0 (0 = off), got {cfg.clip}", "clip")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", "optimizer")
+    if custom:
+        from seqvg.customcell import validate_spec
+
+        # Syntax, the file's existence and --cell-arg values; options that need
+        # the cell's internals are checked against the class (check_cell).
+        validate_spec(cfg)
+        _check_stacking(cfg)
+        return
     gated = cfg.cell in ("lstm", "gru")
     if cfg.activation is not None:
         if cfg.activation not in ACTIVATIONS:
@@ -221,12 +261,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(
             f"--layer-norm is built for the vanilla cells (rnn, irnn), not for {cfg.cell}", "layer_norm"
         )
-    if cfg.batch_norm and cfg.layers < 2:
-        raise ConfigError("--batch-norm normalises between stacked layers; it needs --layers 2 or more",
-                          "batch_norm")
-    if cfg.residual and cfg.layers < 2:
-        raise ConfigError("--residual adds skip connections across stacked layers; it needs --layers 2 or more",
-                          "residual")
+    _check_stacking(cfg)
     if cfg.gate_init is not None:
         if cfg.gate_init not in GATE_INITS:
             raise ConfigError(f"unknown gate init {cfg.gate_init!r}; choose from {', '.join(GATE_INITS)}",
@@ -246,6 +281,28 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError("--chrono sets the forget-gate bias itself; drop --forget-bias", "chrono")
 
 
+def _check_stacking(cfg: RunConfig) -> None:
+    if cfg.batch_norm and cfg.layers < 2:
+        raise ConfigError("--batch-norm normalises between stacked layers; it needs --layers 2 or more",
+                          "batch_norm")
+    if cfg.residual and cfg.layers < 2:
+        raise ConfigError("--residual adds skip connections across stacked layers; it needs --layers 2 or more",
+                          "residual")
+
+
+def check_cell(cfg: RunConfig) -> None:
+    """For a custom cell: imports it and runs it once on one sample (no-op for
+    the built-in cells). Call before anything of a run is written.
+
+    Raises:
+        ConfigError: naming the file (or module) and class, option ``cell``.
+    """
+    if is_custom_cell(cfg.cell):
+        from seqvg.customcell import check
+
+        check(cfg)
+
+
 #: Float32 values kept per timestep, sample and unit for the backward pass of
 #: one cell (gate pre-activations, activations and states). Measured orders of
 #: magnitude, rounded up; the estimate only has to catch impossible runs.
@@ -258,7 +315,8 @@ def estimate_memory_bytes(cfg: RunConfig) -> int:
 
 
 def _activation_bytes(cfg: RunConfig, batch: int) -> int:
-    per_step = batch * cfg.layers * cfg.units * _FLOATS_PER_UNIT[cfg.cell]
+    # A custom cell: assumed as large as an LSTM's (a rough bound is all this needs).
+    per_step = batch * cfg.layers * cfg.units * _FLOATS_PER_UNIT.get(cfg.cell, 16)
     task = get_task(cfg.task)
     per_step += batch * (task.n_inputs + (task.n_outputs if task.per_step else 0)) * 2
     return 4 * cfg.seq_len * per_step
