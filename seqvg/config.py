@@ -32,7 +32,12 @@ CELLS = ("rnn", "irnn", "lstm", "gru")
 #: exactly like a user's ``--cell package.module:Class`` (``seqvg.customcell``),
 #: so a shipped cell is trained, probed and checked like any custom one.
 #: Adding one is one line, e.g. ``"mingru": "seqvg.cells.mingru:MinGRUCell",``.
-CELL_REGISTRY: dict[str, str] = {}
+CELL_REGISTRY: dict[str, str] = {
+    "mingru": "seqvg.cells.mingru:MinGRUCell",
+    "minlstm": "seqvg.cells.minlstm:MinLSTMCell",
+    "indrnn": "seqvg.cells.indrnn:IndRNNCell",
+    "lru": "seqvg.cells.lru:LRUCell",
+}
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
 RECURRENT_INITS = ("orthogonal", "glorot", "identity")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")

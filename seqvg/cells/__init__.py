@@ -8,19 +8,17 @@ Each module holds one cell (a ``keras.layers.Layer`` with ``state_size`` and
 equations and its paper. They use nothing of seqvg's internals: they go
 through the same custom-cell interface as a user's ``--cell file.py:Class``.
 The modules import Keras, so this package does not import them eagerly;
-``BUILTIN`` names them by ``module:Class``.
+``seqvg.config.CELL_REGISTRY`` names them by ``module:Class``.
 """
 
 from __future__ import annotations
 
 import importlib
 
-BUILTIN = {
-    "mingru": "seqvg.cells.mingru:MinGRUCell",
-    "minlstm": "seqvg.cells.minlstm:MinLSTMCell",
-    "indrnn": "seqvg.cells.indrnn:IndRNNCell",
-    "lru": "seqvg.cells.lru:LRUCell",
-}
+from seqvg.config import CELL_REGISTRY
+
+#: The cells of this package by their built-in name (``mingru`` ...).
+BUILTIN = {name: spec for name, spec in CELL_REGISTRY.items() if spec.startswith("seqvg.cells.")}
 
 
 def load(name: str):
