@@ -262,3 +262,16 @@ def test_spec_cell_path_is_relative_to_the_spec(cells, tmp_path):
     assert [n.split("-")[0] for n in study.run_names] == ["gru", "EluCell"]
     with pytest.raises(SpecError, match="s.toml:1: cell"):
         parse_spec('cell = "x:1bad"\n', str(tmp_path / "s.toml"))
+
+
+def test_readme_example_cell_passes_the_checks_and_takes_its_declared_option():
+    from pathlib import Path
+
+    from seqvg.config import check_cell
+    from seqvg.customcell import make_cell
+
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru.py"
+    cfg = RunConfig(cell=f"{example}:MyGRU", units=4, activation="relu", cell_args={"keep_bias": 1.0}).resolved()
+    check_cell(cfg)
+    cell = make_cell(cfg)
+    assert cell.keep_bias == 1.0 and cell.activation is keras.activations.relu
