@@ -8,7 +8,9 @@ The custom cell is ``docs/examples/my_gru.py:MyGRU`` (Keras's GRU maths in
 plain Keras ops), loaded through ``--cell file.py:Class``'s own path and
 trained by ``seqvg.training.Trainer``, the object ``seqvg train`` runs. Blocks
 of ``--steps`` training steps of the built-in ``gru`` and of the custom cell,
-and one probe of each, are timed in alternation (``common.time_interleaved``),
+one probe of each (what ``seqvg train`` records: gradient norms plus
+``seqvg.why``'s gate and step-Jacobian statistics) and the gradient norms
+alone (``Prober._fn``: one forward and one backward pass) are timed in alternation (``common.time_interleaved``),
 so the ratios hold on a shared CPU whose speed drifts; each ratio is the
 median over rounds of the round's ratio, with its quartiles.
 """
@@ -29,6 +31,8 @@ CUSTOM = str(Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru
 
 
 def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> dict:
+    import tensorflow as tf
+
     from seqvg.config import RunConfig
     from seqvg.probe import Prober
     from seqvg.tasks import probe_batch
@@ -55,14 +59,25 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> di
 
             return time_block(one, 1)
 
+        def norms(prober=prober, x=tf.constant(px, tf.float32), y=tf.constant(py)):
+            # The gradient norms alone (one forward and one backward pass),
+            # without seqvg.why's gate and step-Jacobian statistics.
+            def one():
+                [v.numpy() for v in tf.nest.flatten(prober._fn(x, y))]
+
+            return time_block(one, 1)
+
         fns[f"{name}_step"] = train
         fns[f"{name}_probe"] = probe
+        fns[f"{name}_norms"] = norms
     t = time_interleaved(fns, repeats, warmup=2)
     out = {name: statistics.median(v) for name, v in t.items()}
     pairs = {
         "custom_step/gru_step": ("custom_step", "gru_step"),
         "custom_probe/custom_step": ("custom_probe", "custom_step"),
         "gru_probe/gru_step": ("gru_probe", "gru_step"),
+        "custom_norms/custom_step": ("custom_norms", "custom_step"),
+        "gru_norms/gru_step": ("gru_norms", "gru_step"),
     }
     ratios = {k: {"median": paired_ratio(t[a], t[b]), "quartiles": ratio_spread(t[a], t[b])}
               for k, (a, b) in pairs.items()}
@@ -86,15 +101,18 @@ def main() -> None:
     s = r["seconds"]
     print(f"custom cell vs built-in gru: T={r['length']}, batch {r['batch']}, {r['units']} units, "
           f"median of {r['repeats']} rounds, {r['cores']} cores")
-    print(f"{'':<10} {'step ms':>9} {'probe ms':>9}")
+    print(f"{'':<10} {'step ms':>9} {'probe ms':>9} {'norms ms':>9}")
     for name in ("gru", "custom"):
-        print(f"{name:<10} {1e3 * s[name + '_step']:>9.1f} {1e3 * s[name + '_probe']:>9.1f}")
+        print(f"{name:<10} {1e3 * s[name + '_step']:>9.1f} {1e3 * s[name + '_probe']:>9.1f} "
+              f"{1e3 * s[name + '_norms']:>9.1f}")
     print()
     print(f"{'ratio':<26} {'median':>7} {'quartiles':>11}")
     for name, v in r["ratios"].items():
         q1, q3 = v["quartiles"]
         print(f"{name:<26} {v['median']:>7.2f} {f'{q1:.2f}-{q3:.2f}':>11}")
-    print("ratios: median over rounds of the round's ratio (timed back to back); quartiles of those ratios")
+    print("probe: what seqvg train records (gradient norms + seqvg.why's gates and step Jacobians); norms: the "
+          "gradient norms alone. ratios: median over rounds of the round's ratio (timed back to back); quartiles "
+          "of those ratios")
 
 
 if __name__ == "__main__":

@@ -263,6 +263,8 @@ def constructor_kwargs(cfg, cls: type | None = None) -> dict:
         value = getattr(cfg, name)
         if value is None or value == defaults.get(name, None):
             continue
+        if name == "gate_init" and value == "keras" and name not in supported:
+            continue  # the cell's own initialisation, as "keras" means for a vanilla cell
         if name not in supported:
             raise ConfigError(
                 f"--{name.replace('_', '-')} works inside a cell's equations; {loaded.ref.where} does not say it "

@@ -184,7 +184,8 @@ TINY = ["--length", "6", "--units", "4", "--steps", "4", "--eval-every", "2", "-
 def test_train_probe_resume_from_the_run_directory(cells, tmp_path):
     out = tmp_path / "run"
     runner = CliRunner()
-    res = runner.invoke(cli, ["train", "--cell", f"{cells}:TwoState", "--out", str(out), *TINY, "--steps", "2", "--probe-every", "2"])
+    res = runner.invoke(cli, ["train", "--cell", f"{cells}:TwoState", "--out", str(out), *TINY, "--steps", "2",
+                              "--probe-every", "2"])
     assert res.exit_code == 0, res.output
     record = json.loads((out / "cell" / "cell.json").read_text())
     assert (out / "cell" / "cells.py").read_text() == CELLS
@@ -275,3 +276,17 @@ def test_readme_example_cell_passes_the_checks_and_takes_its_declared_option():
     check_cell(cfg)
     cell = make_cell(cfg)
     assert cell.keep_bias == 1.0 and cell.activation is keras.activations.relu
+
+
+def test_a_registered_name_takes_the_custom_cell_path(cells, monkeypatch):
+    from seqvg import config
+    from seqvg.config import check_cell, default_run_name
+    from seqvg.customcell import parse
+
+    monkeypatch.setitem(config.CELL_REGISTRY, "elu", f"{cells}:EluCell")
+    cfg = RunConfig(cell="elu", units=4, length=6, cell_args={"scale": 0.5}).resolved()
+    assert cfg.cell == "elu" and default_run_name(cfg) == "adding-elu-T6-s0"
+    assert parse("elu").class_name == "EluCell"
+    check_cell(cfg)
+    layer = build_model(cfg).get_layer("elu_1")
+    assert type(layer.cell).__name__ == "EluCell" and layer.cell.scale == 0.5
