@@ -19,6 +19,7 @@ import click
 from click.core import ParameterSource
 
 from seqvg.config import ACTIVATIONS, CELLS, GATE_INITS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
+from seqvg.config import CELL_REGISTRY
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 from seqvg.tfsetup import import_tensorflow_quietly
@@ -30,8 +31,9 @@ MODEL_OPTIONS = [
     click.option("--length", "-T", type=int, default=100, show_default=True,
                  help="Dependency length T (copy sequences are T+20 long)."),
     click.option("--cell", default="lstm", show_default=True, metavar="CELL",
-                 help=f"Recurrent cell: {', '.join(CELLS)} (irnn = ReLU RNN with identity recurrent init, Le et "
-                      "al. 2015), or your own Keras RNN cell as package.module:Class or path/to/file.py:Class."),
+                 help=f"Recurrent cell: {', '.join(CELLS + tuple(CELL_REGISTRY))} (irnn = ReLU RNN with identity "
+                      "recurrent init, Le et al. 2015), or your own Keras RNN cell as package.module:Class or "
+                      "path/to/file.py:Class."),
     click.option("--cell-arg", "cell_args", multiple=True, metavar="KEY=VALUE",
                  help="Constructor argument of a custom cell, Class(units, KEY=VALUE, ...); VALUE is read as a "
                       "TOML value (0.5, true, \"relu\", [1, 2]). Repeatable."),

@@ -135,6 +135,7 @@ class _Loaded:
     ref: CellRef
     source: bytes | None = None  # a file cell: the exact bytes that ran
     sha256: str | None = None
+    path: str | None = None  # a file cell: the file that ran (the run's copy, when bound)
 
 
 #: spec -> the loaded class; ``bind_run`` puts a run's copy here.
@@ -147,10 +148,17 @@ def _error_line(e: BaseException, filename: str | None = None) -> str:
     if isinstance(e, SyntaxError):
         return f"{e.filename}:{e.lineno}: SyntaxError: {e.msg}"
     frames = traceback.extract_tb(e.__traceback__)
-    own = [f for f in frames if filename is None or f.filename == filename]
-    own = [f for f in own if "importlib" not in f.filename and f.filename != __file__] or own
+    if filename is not None:  # the user's file: its deepest line, if it is on the stack
+        own = [f for f in frames if f.filename == filename]
+    else:
+        own = [f for f in frames if "importlib" not in f.filename and f.filename != __file__]
     where = f"{own[-1].filename}:{own[-1].lineno}: " if own else ""
-    message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    # Keras wraps an error raised in a layer's call: "Exception encountered
+    # when calling X.call().", then the original message in bold.
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        lines = lines[1:]
+    message = lines[0] if lines else ""
     return f"{where}{type(e).__name__}" + (f": {message}" if message else "")
 
 
@@ -164,7 +172,8 @@ def _exec_file(ref: CellRef, path: Path, shown: str):
     except OSError as e:
         raise ConfigError(f"{shown}: cannot read {path} ({e.strerror})", "cell") from None
     sha = hashlib.sha256(source).hexdigest()
-    name = f"seqvg_cell_{sha[:16]}"
+    # One module per file and content: the same file is executed once per process.
+    name = "seqvg_cell_" + hashlib.sha256(str(path).encode() + b"\0" + source).hexdigest()[:16]
     module = sys.modules.get(name)
     if module is None:
         module = types.ModuleType(name)
@@ -207,7 +216,7 @@ def _import(ref: CellRef, spec: str, path: Path | None = None) -> _Loaded:
     if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
         raise ConfigError(f"{shown}: not a Keras RNN cell ({ref.class_name} is not a keras.layers.Layer "
                           "subclass)", "cell")
-    return _Loaded(cls, ref, source, sha)
+    return _Loaded(cls, ref, source, sha, str(path) if path is not None else None)
 
 
 def load(spec: str) -> _Loaded:
@@ -254,6 +263,8 @@ def constructor_kwargs(cfg, cls: type | None = None) -> dict:
         value = getattr(cfg, name)
         if value is None or value == defaults.get(name, None):
             continue
+        if name == "gate_init" and value == "keras" and name not in supported:
+            continue  # the cell's own initialisation, as "keras" means for a vanilla cell
         if name not in supported:
             raise ConfigError(
                 f"--{name.replace('_', '-')} works inside a cell's equations; {loaded.ref.where} does not say it "
@@ -271,7 +282,7 @@ def make_cell(cfg):
         return loaded.cls(cfg.units, **kwargs)
     except Exception as e:
         args = ", ".join([str(cfg.units)] + [f"{k}={v!r}" for k, v in kwargs.items()])
-        raise ConfigError(f"{loaded.ref.where}: {loaded.ref.class_name}({args}) failed: {_error_line(e)}",
+        raise ConfigError(f"{loaded.ref.where}: {loaded.ref.class_name}({args}) failed: {_error_line(e, loaded.path)}",
                           "cell") from None
 
 
@@ -323,7 +334,7 @@ def check(cfg) -> None:
             out, new = result
         except Exception as e:
             raise ConfigError(f"{where}: call on one sample ({width} inputs, states {sizes}) failed: "
-                              f"{_error_line(e)}", "cell") from None
+                              f"{_error_line(e, loaded.path)}", "cell") from None
         new = list(new) if isinstance(new, (list, tuple)) else [new]
         got = [tuple(getattr(s, "shape", ())) for s in new]
         if got != [(1, s) for s in sizes]:
@@ -335,7 +346,8 @@ def check(cfg) -> None:
         try:
             seq = keras.layers.RNN(make_cell(cfg), return_sequences=True)(np.repeat(x[:, None, :], 2, axis=1))
         except Exception as e:
-            raise ConfigError(f"{where}: inside keras.layers.RNN on one sample: {_error_line(e)}", "cell") from None
+            raise ConfigError(f"{where}: inside keras.layers.RNN on one sample: {_error_line(e, loaded.path)}",
+                              "cell") from None
         if tuple(seq.shape) != (1, 2, out_size):
             raise ConfigError(f"{where}: keras.layers.RNN returned shape {tuple(seq.shape)}, expected "
                               f"(1, 2, {out_size})", "cell")
@@ -343,12 +355,13 @@ def check(cfg) -> None:
         config = cell.get_config()
         json.dumps(keras.saving.serialize_keras_object(cell))
     except Exception as e:
-        raise ConfigError(f"{where}: get_config() cannot be saved with the model: {_error_line(e)}", "cell") from None
+        raise ConfigError(f"{where}: get_config() cannot be saved with the model: {_error_line(e, loaded.path)}",
+                              "cell") from None
     try:
         loaded.cls.from_config(config)
     except Exception as e:
         raise ConfigError(f"{where}: get_config() does not rebuild the cell ({loaded.ref.class_name}.from_config "
-                          f"failed: {_error_line(e)}); add the constructor's arguments to get_config()",
+                          f"failed: {_error_line(e, loaded.path)}); add the constructor's arguments to get_config()",
                           "cell") from None
     _CHECKED.add(key)
 
