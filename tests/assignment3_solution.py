@@ -10,9 +10,9 @@ The starter's tanh cell with an update gate:
     h_t = (1 - z_t) * h_{t-1} + z_t * tanh(x_t W + h_{t-1} U + b)
 
 b_z starts at -3: z_t ~ sigmoid(-3) = 0.05, so at initialisation the state
-passes a step with factor 1 - z ~ 0.95 (plus a small tanh term) instead of
-being rewritten, and the gradient 100 steps back is about 0.95^100 ~ 6e-3
-of the last step's, not the vanilla cell's tens of decades less.
+passes a step mostly unchanged instead of being rewritten. Measured at T=50
+(init): g_0/g_{T-1} = 0.47, where the starter's falls by ~4 decades per 100
+steps.
 """
 
 from __future__ import annotations

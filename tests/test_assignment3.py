@@ -1,9 +1,10 @@
 """Assignment 3 ("build a gate"): the worked solution solves a short adding
 task that the starter, as shipped, does not.
 
-Measured (2026-11-30, loaded shared machine, one thread): at T=50, 32 units,
-lr 0.01, the gated solution reached val MSE < 0.01 at step 250, the starter
-sat at the baseline (~0.16) through 400 steps.
+Measured 2026-11-30 through seqvg's own training, T=50, 32 units, lr 0.01:
+the solution solved at step 300, the starter ended at val MSE 0.17 after 400
+(600 in the assignment's spec). This test: 12.9 s of CPU (93 s wall on a
+shared machine loaded ~10x).
 """
 
 from __future__ import annotations
