@@ -118,7 +118,8 @@ def _apply(options):
 
 def _usage(e: ConfigError) -> click.UsageError:
     if e.option:
-        return click.BadParameter(str(e), param_hint=f"'--{e.option.replace('_', '-')}'")
+        name = "cell-arg" if e.option == "cell_args" else e.option.replace("_", "-")
+        return click.BadParameter(str(e), param_hint=f"'--{name}'")
     return click.UsageError(str(e))
 
 

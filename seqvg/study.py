@@ -148,6 +148,8 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
         for values in itertools.product(*(grid[k] for k in keys)):
             for seed in seeds:
                 d = {**base, **opts, **dict(zip(keys, values)), "seed": seed}
+                if "cell" in keys and not is_custom_cell(d["cell"]):
+                    d.pop("cell_args", None)  # a grid of cells: the arguments are the custom cells'
                 cfg = RunConfig(**d).resolved()
                 parts = ([label] if label else []) + [_value_name(k, v) for k, v in zip(keys, values)]
                 out.append(("-".join(parts + [f"s{seed}"]), cfg))

@@ -259,8 +259,10 @@ def test_spec_cell_path_is_relative_to_the_spec(cells, tmp_path):
     assert {c.cell for c in study.configs} == {f"{cells}:EluCell"}
     assert study.configs[0].cell_args == {"scale": 0.5}
     assert study.run_names[0].startswith("units4")
-    study = parse_spec('[grid]\ncell = ["gru", "cells.py:EluCell"]\n', str(tmp_path / "s.toml"))
+    study = parse_spec('cell_args = {scale = 0.5}\n[grid]\ncell = ["gru", "cells.py:EluCell"]\n',
+                       str(tmp_path / "s.toml"))
     assert [n.split("-")[0] for n in study.run_names] == ["gru", "EluCell"]
+    assert [c.cell_args for c in study.configs] == [{}, {"scale": 0.5}]  # the custom cell's arguments
     with pytest.raises(SpecError, match="s.toml:1: cell"):
         parse_spec('cell = "x:1bad"\n', str(tmp_path / "s.toml"))
 
