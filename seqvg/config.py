@@ -20,6 +20,7 @@ there (a spec can set it across a grid of cells) and resolves to None.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import os
@@ -82,6 +83,11 @@ class RunConfig:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             _check_field_type(f.name, str(f.type), getattr(self, f.name))
+
+    def __hash__(self):
+        # Hashable like any frozen config: the cell_args dict by its JSON text.
+        return hash(tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+                          for v in (getattr(self, f.name) for f in dataclasses.fields(self))))
 
     def resolved(self) -> "RunConfig":
         """Validates and returns a copy with every dependent default filled in.
@@ -226,8 +232,8 @@ def validate(cfg: RunConfig) -> None:
     if custom:
         from seqvg.customcell import validate_spec
 
-        # Syntax, the file's existence and --cell-arg values; options that need
-        # the cell's internals are checked against the class (check_cell).
+        # The spec's form and --cell-arg values here; the file, the class and the
+        # options that need the cell's internals where it is loaded (check_cell).
         validate_spec(cfg)
         _check_stacking(cfg)
         return
