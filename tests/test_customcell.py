@@ -292,3 +292,21 @@ def test_a_registered_name_takes_the_custom_cell_path(cells, monkeypatch):
     check_cell(cfg)
     layer = build_model(cfg).get_layer("elu_1")
     assert type(layer.cell).__name__ == "EluCell" and layer.cell.scale == 0.5
+
+
+def test_outside_remedies_work_with_a_custom_cell(cells):
+    """--layers, --residual, --batch-norm, --clip and the optimizers act outside
+    the cell: a stacked custom cell trains, and the probe measures the model
+    Keras runs (its forward loss is the model's own)."""
+    from seqvg.training import Trainer
+
+    cfg = RunConfig(cell=f"{cells}:TwoState", length=6, units=4, layers=2, residual=True, batch_norm=True,
+                    clip=1.0, optimizer="rmsprop", batch_size=4).resolved()
+    trainer = Trainer(cfg)
+    loss, _, gnorm = trainer.train_batch(1)
+    assert np.isfinite(loss) and np.isfinite(gnorm)
+    t = get_task("adding")
+    x, y = t.generate(stream(1, 3), 4, cfg.length)
+    r = Prober(trainer.model, t, unroll=False)(x, y)
+    assert r.loss == pytest.approx(float(t.loss_fn(y, trainer.model(x, training=False))), rel=1e-5)
+    assert r.h.shape == r.states["m"].shape == (2, cfg.length) and (r.h > 0).all()
