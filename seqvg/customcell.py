@@ -391,6 +391,7 @@ def write_run_files(cfg, out: Path) -> None:
     }
     if loaded.ref.kind == "file":
         copy = Path(loaded.ref.target).name
+        copy += "" if copy.endswith(".py") else ".py"  # what the run directory's owner check expects
         rundir.atomic_write_bytes(out / CELL_DIR / copy, loaded.source)
         record.update({"source": loaded.ref.target, "copy": f"{CELL_DIR}/{copy}", "sha256": loaded.sha256})
     else:
@@ -420,8 +421,10 @@ def bind_run(cfg, out: Path, warn=None) -> None:
         return
     record_path = Path(out) / CELL_DIR / CELL_JSON
     ref = parse(cfg.cell)
-    if ref.kind != "file":
-        return  # a module is imported again by name
+    if ref.kind != "file" or not record_path.exists():
+        # A module is imported again by name; a run stopped before its cell was
+        # recorded (right after config.json) loads the original, as it started.
+        return
     record = rundir.read_json(record_path)
     copy = Path(out) / record.get("copy", "")
     if not copy.is_file():

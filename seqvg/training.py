@@ -312,10 +312,10 @@ def train(
             if rundir.has_content(out):
                 rundir.remove_run(out)  # checks again, under the lock, that all of it is seqvg's
             _write_config(out, cfg, command)
-            if is_custom_cell(cfg.cell):
-                from seqvg.customcell import write_run_files
+        if is_custom_cell(cfg.cell) and not (out / rundir.CELL_DIR / "cell.json").exists():
+            from seqvg.customcell import write_run_files
 
-                write_run_files(cfg, out)
+            write_run_files(cfg, out)  # a new run, or one stopped before its cell was recorded
         return _Run(cfg, out, command).run(resume=resume, progress=progress)
 
 
