@@ -584,7 +584,7 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 
     from seqvg.study import check_study_dir
 
-    from seqvg.config import check_cell
+    from seqvg.customcell import check_cell
 
     try:
         for cfg in study.configs:  # a custom cell imported and run once, before anything is written

@@ -430,7 +430,7 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.models import build_model
     from seqvg.tasks import get_task
 
-    from seqvg.config import check_cell
+    from seqvg.customcell import check_cell
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     check_cell(cfg)

@@ -237,10 +237,10 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
 
 
 def _spec_cell(cell: str, base_dir: Path, where: str) -> str:
-    from seqvg.customcell import absolute_spec
+    from seqvg.config import absolute_cell_spec
 
     try:
-        return absolute_spec(cell, base_dir)
+        return absolute_cell_spec(cell, base_dir)
     except ConfigError as e:
         raise SpecError(f"{where}: {e}") from None
 

@@ -270,8 +270,7 @@ def test_spec_cell_path_is_relative_to_the_spec(cells, tmp_path):
 def test_readme_example_cell_passes_the_checks_and_takes_its_declared_option():
     from pathlib import Path
 
-    from seqvg.config import check_cell
-    from seqvg.customcell import make_cell
+    from seqvg.customcell import check_cell, make_cell
 
     example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru.py"
     cfg = RunConfig(cell=f"{example}:MyGRU", units=4, activation="relu", cell_args={"keep_bias": 1.0}).resolved()
@@ -282,7 +281,8 @@ def test_readme_example_cell_passes_the_checks_and_takes_its_declared_option():
 
 def test_a_registered_name_takes_the_custom_cell_path(cells, monkeypatch):
     from seqvg import config
-    from seqvg.config import check_cell, default_run_name
+    from seqvg.config import default_run_name
+    from seqvg.customcell import check_cell
     from seqvg.customcell import parse
 
     monkeypatch.setitem(config.CELL_REGISTRY, "elu", f"{cells}:EluCell")
