@@ -118,7 +118,8 @@ def _apply(options):
 
 def _usage(e: ConfigError) -> click.UsageError:
     if e.option:
-        return click.BadParameter(str(e), param_hint=f"'--{e.option.replace('_', '-')}'")
+        name = "cell-arg" if e.option == "cell_args" else e.option.replace("_", "-")
+        return click.BadParameter(str(e), param_hint=f"'--{name}'")
     return click.UsageError(str(e))
 
 
@@ -227,6 +228,7 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
       seqvg train --task adding --cell gru --length 100
       seqvg train --cell rnn --length 100 --clip 1.0 --out runs/rnn-clip
       seqvg train --resume --out runs/rnn-clip
+      seqvg train --cell my_cell.py:MyGRU --cell-arg keep_bias=1.0 --length 50
     """
     from seqvg.training import default_run_name, train as run_training
 
@@ -338,7 +340,8 @@ def generate(task, length, n, seed, out):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.pass_context
 def probe(ctx, run_dir, data, as_json, **kwargs):
-    """Measure ||dL/dh_t|| (and ||dL/dc_t||, ||dL/dx_t||) for every timestep t.
+    """Measure ||dL/dh_t|| (and ||dL/dc_t||, ||dL/dx_t||, every state of a
+    custom cell) for every timestep t.
 
     With RUN_DIR: the run's final model. Without: an untrained model built
     from the options, in seconds (at init, which cell keeps its gradient?).
@@ -349,6 +352,7 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
       seqvg probe --cell lstm --length 200
       seqvg probe --cell lstm --length 200 --forget-bias 3
       seqvg probe runs/adding-gru-T100-s0 --json
+      seqvg probe --cell docs/examples/my_gru.py:MyGRU --length 100
     """
     from seqvg.probe import format_probe, probe_run, probe_untrained
     from seqvg.tasks import read_dataset
@@ -580,7 +584,7 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 
     from seqvg.study import check_study_dir
 
-    from seqvg.config import check_cell
+    from seqvg.customcell import check_cell
 
     try:
         for cfg in study.configs:  # a custom cell imported and run once, before anything is written

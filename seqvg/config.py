@@ -20,10 +20,12 @@ there (a spec can set it across a grid of cells) and resolves to None.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from seqvg.tasks import TASKS, get_task
 
@@ -88,6 +90,11 @@ class RunConfig:
         for f in dataclasses.fields(self):
             _check_field_type(f.name, str(f.type), getattr(self, f.name))
 
+    def __hash__(self):
+        # Hashable like any frozen config: the cell_args dict by its JSON text.
+        return hash(tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+                          for v in (getattr(self, f.name) for f in dataclasses.fields(self))))
+
     def resolved(self) -> "RunConfig":
         """Validates and returns a copy with every dependent default filled in.
 
@@ -99,9 +106,7 @@ class RunConfig:
         if is_custom_cell(self.cell):
             # The cell's own defaults hold; a file's path is made absolute
             # (relative to the working directory) so the config names one file.
-            from seqvg.customcell import absolute_spec
-
-            changes["cell"] = absolute_spec(self.cell)
+            changes["cell"] = absolute_cell_spec(self.cell)
         elif self.cell in ("rnn", "irnn"):
             if self.activation is None:
                 changes["activation"] = "relu" if self.cell == "irnn" else "tanh"
@@ -229,11 +234,9 @@ def validate(cfg: RunConfig) -> None:
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", "optimizer")
     if custom:
-        from seqvg.customcell import validate_spec
-
-        # Syntax, the file's existence and --cell-arg values; options that need
-        # the cell's internals are checked against the class (check_cell).
-        validate_spec(cfg)
+        # The spec's form and --cell-arg values here; the file, the class and the
+        # options that need the cell's internals where it is loaded (check_cell).
+        _validate_cell_spec(cfg)
         _check_stacking(cfg)
         return
     gated = cfg.cell in ("lstm", "gru")
@@ -286,6 +289,84 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError("--chrono sets the forget-gate bias itself; drop --forget-bias", "chrono")
 
 
+# -- custom cells (seqvg.customcell loads them; their spec is checked here) ------
+@dataclass(frozen=True)
+class CellRef:
+    """Where a custom cell's class lives.
+
+    Attributes:
+        kind: "file" or "module".
+        target: the file's path (absolute once resolved) or the module name.
+        class_name: the class inside it.
+    """
+
+    kind: str
+    target: str
+    class_name: str
+
+    @property
+    def where(self) -> str:
+        """``file.py:Class`` or ``module:Class``, for messages."""
+        return f"{self.target}:{self.class_name}"
+
+
+def parse_cell_spec(spec: str) -> CellRef:
+    """Splits a ``--cell`` value (or a registered name) into a ``CellRef``.
+
+    Raises:
+        ConfigError: not ``module:Class`` or ``path.py:Class``.
+    """
+    text = CELL_REGISTRY.get(spec, spec)
+    target, sep, class_name = text.rpartition(":")
+    if not sep or not target or not class_name.isidentifier():
+        raise ConfigError(f"expected package.module:Class or path/to/file.py:Class, got {spec!r}", "cell")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        return CellRef("file", target, class_name)
+    if not all(part.isidentifier() for part in target.split(".")):
+        raise ConfigError(f"{target!r} is neither a module name (package.module) nor a .py file, in {spec!r}",
+                          "cell")
+    return CellRef("module", target, class_name)
+
+
+def absolute_cell_spec(spec: str, base: str | os.PathLike | None = None) -> str:
+    """``spec`` with a file's path made absolute (relative to ``base``, by
+    default the working directory); module specs and names unchanged."""
+    if spec in CELL_REGISTRY:
+        return spec
+    ref = parse_cell_spec(spec)
+    if ref.kind != "file":
+        return spec
+    path = Path(ref.target).expanduser()
+    if not path.is_absolute():
+        path = Path(base if base is not None else os.getcwd()) / path
+    return f"{os.path.normpath(path)}:{ref.class_name}"
+
+
+def _json_value(value) -> bool:
+    try:
+        return json.loads(json.dumps(value, allow_nan=False)) == value
+    except (TypeError, ValueError):
+        return False
+
+
+def _validate_cell_spec(cfg) -> None:
+    """The checks that need no import: the spec's form and JSON-serialisable
+    ``cell_args``. (A file's existence is checked where it is loaded: a run
+    resumed or probed from its directory needs only its copy.)
+
+    Raises:
+        ConfigError: naming the file and class.
+    """
+    ref = parse_cell_spec(cfg.cell)
+    for key, value in cfg.cell_args.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"{ref.where}: --cell-arg {key!r}: not a keyword argument name", "cell_args")
+        if not _json_value(value):
+            raise ConfigError(f"{ref.where}: --cell-arg {key}={value!r}: a {type(value).__name__} cannot be "
+                              "stored in config.json (use a number, string, boolean, array or table)",
+                              "cell_args")
+
+
 def _check_stacking(cfg: RunConfig) -> None:
     if cfg.batch_norm and cfg.layers < 2:
         raise ConfigError("--batch-norm normalises between stacked layers; it needs --layers 2 or more",
@@ -293,19 +374,6 @@ def _check_stacking(cfg: RunConfig) -> None:
     if cfg.residual and cfg.layers < 2:
         raise ConfigError("--residual adds skip connections across stacked layers; it needs --layers 2 or more",
                           "residual")
-
-
-def check_cell(cfg: RunConfig) -> None:
-    """For a custom cell: imports it and runs it once on one sample (no-op for
-    the built-in cells). Call before anything of a run is written.
-
-    Raises:
-        ConfigError: naming the file (or module) and class, option ``cell``.
-    """
-    if is_custom_cell(cfg.cell):
-        from seqvg.customcell import check
-
-        check(cfg)
 
 
 #: Float32 values kept per timestep, sample and unit for the backward pass of

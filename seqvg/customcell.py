@@ -39,7 +39,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import CELL_REGISTRY, ConfigError
+from seqvg.config import CellRef, ConfigError  # noqa: F401 (CellRef re-exported)
+from seqvg.config import parse_cell_spec as parse
 
 #: Options that need the cell's internals: refused for a custom cell unless
 #: its class lists them in ``seqvg_options`` (then passed to its constructor).
@@ -49,83 +50,6 @@ INTERNAL_OPTIONS = ("activation", "recurrent_init", "recurrent_gain", "gate_init
 #: Inside a run directory: the cell's record and the copy of its file.
 CELL_DIR = "cell"
 CELL_JSON = "cell.json"
-
-
-@dataclass(frozen=True)
-class CellRef:
-    """Where a custom cell's class lives.
-
-    Attributes:
-        kind: "file" or "module".
-        target: the file's path (absolute once resolved) or the module name.
-        class_name: the class inside it.
-    """
-
-    kind: str
-    target: str
-    class_name: str
-
-    @property
-    def where(self) -> str:
-        """``file.py:Class`` or ``module:Class``, for messages."""
-        return f"{self.target}:{self.class_name}"
-
-
-def parse(spec: str) -> CellRef:
-    """Splits a ``--cell`` value (or a registered name) into a ``CellRef``.
-
-    Raises:
-        ConfigError: not ``module:Class`` or ``path.py:Class``.
-    """
-    text = CELL_REGISTRY.get(spec, spec)
-    target, sep, class_name = text.rpartition(":")
-    if not sep or not target or not class_name.isidentifier():
-        raise ConfigError(f"expected package.module:Class or path/to/file.py:Class, got {spec!r}", "cell")
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        return CellRef("file", target, class_name)
-    if not all(part.isidentifier() for part in target.split(".")):
-        raise ConfigError(f"{target!r} is neither a module name (package.module) nor a .py file, in {spec!r}",
-                          "cell")
-    return CellRef("module", target, class_name)
-
-
-def absolute_spec(spec: str, base: str | os.PathLike | None = None) -> str:
-    """``spec`` with a file's path made absolute (relative to ``base``, by
-    default the working directory); module specs and names unchanged."""
-    if spec in CELL_REGISTRY:
-        return spec
-    ref = parse(spec)
-    if ref.kind != "file":
-        return spec
-    path = Path(ref.target).expanduser()
-    if not path.is_absolute():
-        path = Path(base if base is not None else os.getcwd()) / path
-    return f"{os.path.normpath(path)}:{ref.class_name}"
-
-
-def _json_value(value) -> bool:
-    try:
-        return json.loads(json.dumps(value, allow_nan=False)) == value
-    except (TypeError, ValueError):
-        return False
-
-
-def validate_spec(cfg) -> None:
-    """The checks that need no import: the spec's form and JSON-serialisable
-    ``cell_args``. (A file's existence is checked where it is loaded: a run
-    resumed or probed from its directory needs only its copy.)
-
-    Raises:
-        ConfigError: naming the file and class.
-    """
-    ref = parse(cfg.cell)
-    for key, value in cfg.cell_args.items():
-        if not isinstance(key, str) or not key.isidentifier():
-            raise ConfigError(f"{ref.where}: --cell-arg {key!r}: not a keyword argument name", "cell_args")
-        if not _json_value(value):
-            raise ConfigError(f"{ref.where}: --cell-arg {key}={value!r}: a {type(value).__name__} cannot be "
-                              "stored in config.json (use a number, string, boolean, array or table)",
-                              "cell_args")
 
 
 # -- loading --------------------------------------------------------------------
@@ -295,6 +219,19 @@ def _state_sizes(cell, where: str) -> list[int]:
     return sizes
 
 
+def check_cell(cfg) -> None:
+    """For a custom cell: ``check``; nothing for the built-in cells. Call
+    before anything of a run is written.
+
+    Raises:
+        ConfigError: naming the file (or module) and class.
+    """
+    from seqvg.config import is_custom_cell
+
+    if is_custom_cell(cfg.cell):
+        check(cfg)
+
+
 def check(cfg) -> None:
     """Imports a custom cell, builds it and runs it on one sample, as
     ``keras.layers.RNN`` would: one step by hand (states and output checked
@@ -391,6 +328,7 @@ def write_run_files(cfg, out: Path) -> None:
     }
     if loaded.ref.kind == "file":
         copy = Path(loaded.ref.target).name
+        copy += "" if copy.endswith(".py") else ".py"  # what the run directory's owner check expects
         rundir.atomic_write_bytes(out / CELL_DIR / copy, loaded.source)
         record.update({"source": loaded.ref.target, "copy": f"{CELL_DIR}/{copy}", "sha256": loaded.sha256})
     else:
@@ -420,8 +358,10 @@ def bind_run(cfg, out: Path, warn=None) -> None:
         return
     record_path = Path(out) / CELL_DIR / CELL_JSON
     ref = parse(cfg.cell)
-    if ref.kind != "file":
-        return  # a module is imported again by name
+    if ref.kind != "file" or not record_path.exists():
+        # A module is imported again by name; a run stopped before its cell was
+        # recorded (right after config.json) loads the original, as it started.
+        return
     record = rundir.read_json(record_path)
     copy = Path(out) / record.get("copy", "")
     if not copy.is_file():

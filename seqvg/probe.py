@@ -5,7 +5,8 @@
 
 For every recurrent layer and timestep t this measures ||dL/dh_t|| (and
 ||dL/dc_t|| for LSTM, the total derivative including c_t -> h_t), the gradient of the batch-mean loss with respect to the
-whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs.
+whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs; for a
+custom cell (``seqvg.customcell``) ||dL/ds_t|| of every state s it returns.
 
 Method (docs/design.md, "The gradient probe"): the forward pass re-runs each
 recurrent layer's own cell (the trained weights and the layer's maths on a
@@ -429,7 +430,7 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.models import build_model
     from seqvg.tasks import get_task
 
-    from seqvg.config import check_cell
+    from seqvg.customcell import check_cell
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     check_cell(cfg)

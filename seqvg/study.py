@@ -148,6 +148,8 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
         for values in itertools.product(*(grid[k] for k in keys)):
             for seed in seeds:
                 d = {**base, **opts, **dict(zip(keys, values)), "seed": seed}
+                if "cell" in keys and not is_custom_cell(d["cell"]):
+                    d.pop("cell_args", None)  # a grid of cells: the arguments are the custom cells'
                 cfg = RunConfig(**d).resolved()
                 parts = ([label] if label else []) + [_value_name(k, v) for k, v in zip(keys, values)]
                 out.append(("-".join(parts + [f"s{seed}"]), cfg))
@@ -235,10 +237,10 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
 
 
 def _spec_cell(cell: str, base_dir: Path, where: str) -> str:
-    from seqvg.customcell import absolute_spec
+    from seqvg.config import absolute_cell_spec
 
     try:
-        return absolute_spec(cell, base_dir)
+        return absolute_cell_spec(cell, base_dir)
     except ConfigError as e:
         raise SpecError(f"{where}: {e}") from None
 

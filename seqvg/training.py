@@ -28,8 +28,9 @@ import numpy as np
 
 from seqvg import rundir
 from seqvg import why
-from seqvg.config import ConfigError, RunConfig, check_cell, check_memory, default_run_name  # noqa: F401 (re-exported)
+from seqvg.config import ConfigError, RunConfig, check_memory, default_run_name  # noqa: F401 (re-exported)
 from seqvg.config import is_custom_cell
+from seqvg.customcell import check_cell
 from seqvg.rundir import RunDirError
 from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream
 
@@ -312,10 +313,10 @@ def train(
             if rundir.has_content(out):
                 rundir.remove_run(out)  # checks again, under the lock, that all of it is seqvg's
             _write_config(out, cfg, command)
-            if is_custom_cell(cfg.cell):
-                from seqvg.customcell import write_run_files
+        if is_custom_cell(cfg.cell) and not (out / rundir.CELL_DIR / "cell.json").exists():
+            from seqvg.customcell import write_run_files
 
-                write_run_files(cfg, out)
+            write_run_files(cfg, out)  # a new run, or one stopped before its cell was recorded
         return _Run(cfg, out, command).run(resume=resume, progress=progress)
 
 

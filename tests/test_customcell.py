@@ -259,8 +259,10 @@ def test_spec_cell_path_is_relative_to_the_spec(cells, tmp_path):
     assert {c.cell for c in study.configs} == {f"{cells}:EluCell"}
     assert study.configs[0].cell_args == {"scale": 0.5}
     assert study.run_names[0].startswith("units4")
-    study = parse_spec('[grid]\ncell = ["gru", "cells.py:EluCell"]\n', str(tmp_path / "s.toml"))
+    study = parse_spec('cell_args = {scale = 0.5}\n[grid]\ncell = ["gru", "cells.py:EluCell"]\n',
+                       str(tmp_path / "s.toml"))
     assert [n.split("-")[0] for n in study.run_names] == ["gru", "EluCell"]
+    assert [c.cell_args for c in study.configs] == [{}, {"scale": 0.5}]  # the custom cell's arguments
     with pytest.raises(SpecError, match="s.toml:1: cell"):
         parse_spec('cell = "x:1bad"\n', str(tmp_path / "s.toml"))
 
@@ -268,8 +270,7 @@ def test_spec_cell_path_is_relative_to_the_spec(cells, tmp_path):
 def test_readme_example_cell_passes_the_checks_and_takes_its_declared_option():
     from pathlib import Path
 
-    from seqvg.config import check_cell
-    from seqvg.customcell import make_cell
+    from seqvg.customcell import check_cell, make_cell
 
     example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru.py"
     cfg = RunConfig(cell=f"{example}:MyGRU", units=4, activation="relu", cell_args={"keep_bias": 1.0}).resolved()
@@ -280,7 +281,8 @@ def test_readme_example_cell_passes_the_checks_and_takes_its_declared_option():
 
 def test_a_registered_name_takes_the_custom_cell_path(cells, monkeypatch):
     from seqvg import config
-    from seqvg.config import check_cell, default_run_name
+    from seqvg.config import default_run_name
+    from seqvg.customcell import check_cell
     from seqvg.customcell import parse
 
     monkeypatch.setitem(config.CELL_REGISTRY, "elu", f"{cells}:EluCell")
@@ -290,3 +292,21 @@ def test_a_registered_name_takes_the_custom_cell_path(cells, monkeypatch):
     check_cell(cfg)
     layer = build_model(cfg).get_layer("elu_1")
     assert type(layer.cell).__name__ == "EluCell" and layer.cell.scale == 0.5
+
+
+def test_outside_remedies_work_with_a_custom_cell(cells):
+    """--layers, --residual, --batch-norm, --clip and the optimizers act outside
+    the cell: a stacked custom cell trains, and the probe measures the model
+    Keras runs (its forward loss is the model's own)."""
+    from seqvg.training import Trainer
+
+    cfg = RunConfig(cell=f"{cells}:TwoState", length=6, units=4, layers=2, residual=True, batch_norm=True,
+                    clip=1.0, optimizer="rmsprop", batch_size=4).resolved()
+    trainer = Trainer(cfg)
+    loss, _, gnorm = trainer.train_batch(1)
+    assert np.isfinite(loss) and np.isfinite(gnorm)
+    t = get_task("adding")
+    x, y = t.generate(stream(1, 3), 4, cfg.length)
+    r = Prober(trainer.model, t, unroll=False)(x, y)
+    assert r.loss == pytest.approx(float(t.loss_fn(y, trainer.model(x, training=False))), rel=1e-5)
+    assert r.h.shape == r.states["m"].shape == (2, cfg.length) and (r.h > 0).all()
