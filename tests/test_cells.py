@@ -182,3 +182,23 @@ def test_lru_ring_init_and_gamma():
     np.testing.assert_allclose(np.exp(w["gamma_log"]), np.sqrt(1 - modulus**2), rtol=1e-5)
     with pytest.raises(ValueError, match="r_min"):
         load("lru")(U, r_min=0.9, r_max=0.5)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_builtin_name_probes_through_the_cli(name):
+    """The registered names go through the custom-cell interface: dry-run check,
+    model, generic probe (every state, named by the cell's state_names)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from seqvg.cli import cli
+
+    result = CliRunner().invoke(cli, ["probe", "--cell", name, "--length", "6", "--units", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{"):])
+    assert len(out["h"][0]) == 6 and len(out["x"]) == 6
+    extra = load(name).state_names[1:]
+    assert sorted((out.get("states") or {}).keys()) == sorted(extra)
+    if name != "lru":  # output = h: the last step's gradient reaches h directly
+        assert out["h"][0][-1] > 0
