@@ -2,9 +2,9 @@
 task that the starter, as shipped, does not.
 
 Measured 2026-11-30 through seqvg's own training, T=50, 32 units, lr 0.01:
-the solution solved at step 300; the starter stayed near the baseline (val MSE 0.158 at step 400, 0.173 at 600 in the spec's run)
-. This test: 12.9 s of CPU (93 s wall on a
-shared machine loaded ~10x).
+the solution solved at step 300; the starter stayed near the baseline (val
+MSE 0.158 at step 400, 0.173 at 600 in the spec's run). This test: 12.9 s
+of CPU (93 s wall on a shared machine loaded ~10x).
 """
 
 from __future__ import annotations
