@@ -202,3 +202,37 @@ def test_builtin_name_probes_through_the_cli(name):
     assert sorted((out.get("states") or {}).keys()) == sorted(extra)
     if name != "lru":  # output = h: the last step's gradient reaches h directly
         assert out["h"][0][-1] > 0
+
+
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_chrono_init_of_the_min_cells(name):
+    """--chrono T: the keep factor at init (1 - z, or f') is u / (1 + u), u ~ U[1, T-1],
+    as Tallec & Ollivier's chrono init; through the CLI it flattens the init gradient."""
+    import json
+
+    from click.testing import CliRunner
+
+    from seqvg.cli import cli
+
+    keras.utils.set_random_seed(0)
+    cell = load(name)(200, chrono=50)
+    keras.layers.RNN(cell).build((None, T, D))
+    b = cell.bias.numpy()
+    if name == "mingru":
+        u = np.exp(-b[:200])  # b_z = -log u
+        keep = 1 - _sigmoid(b[:200])
+    else:
+        u = np.exp(b[:200])  # b_f = log u, b_i = -log u
+        np.testing.assert_allclose(b[200:400], -b[:200])
+        f, i = _sigmoid(b[:200]), _sigmoid(b[200:400])
+        keep = f / (f + i)
+    assert u.min() >= 1 - 1e-5 and u.max() <= 49 + 1e-4 and u.mean() == pytest.approx(25, abs=3)
+    np.testing.assert_allclose(keep, u / (1 + u), rtol=1e-5)
+    assert np.all(b[-200:] == 0)  # the candidate's bias keeps its initializer
+    ratios = []
+    for extra in ([], ["--chrono", "20"]):
+        args = ["probe", "--cell", name, "--length", "20", "--units", "4", "--json", *extra]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        ratios.append(json.loads(result.output[result.output.index("{"):])["summary"]["ratio"])
+    assert ratios[0] < 1e-4 < 1e-2 < ratios[1]  # 0.5^19 at the paper's init; ~0.08 measured with chrono
