@@ -166,6 +166,12 @@ def test_indrnn_bound_init_and_constraint():
     assert np.max(np.abs(u)) == pytest.approx(bound, rel=1e-6)
     with pytest.raises(ValueError, match="magnitude"):
         load("indrnn")(U, magnitude=1.0)
+    # --activation reaches the constructor (declared in seqvg_options).
+    from seqvg.config import RunConfig
+    from seqvg.customcell import make_cell
+
+    made = make_cell(RunConfig(cell="indrnn", activation="tanh", units=U).resolved())
+    assert made.get_config()["activation"] == "tanh"
 
 
 def test_lru_ring_init_and_gamma():

@@ -59,6 +59,7 @@ class IndRNNCell(keras.layers.Layer):
     """
 
     state_names = ("h",)
+    seqvg_options = ("activation",)  # --activation (relu in the paper)
 
     def __init__(self, units: int, t_max: int = 100, magnitude: float = 2.0, activation="relu",
                  kernel_initializer="glorot_uniform", recurrent_initializer=None, **kwargs):
