@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/probe.py
 	$(BIN)/python benchmarks/lstm_loop.py
+	$(BIN)/python benchmarks/custom_cell.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -79,3 +79,33 @@ def step(kind: str, cell, x_t, states, tap, gates: dict | None = None):
     if gates is not None:
         gates["keep"] = z
     return [tap(0, z * h_prev + (1 - z) * hh)]
+
+
+def initial_states(layer, batch: int) -> list:
+    """The zero (or the cell's own) initial states of a ``keras.layers.RNN``,
+    as a flat list; cells without ``get_initial_state`` get zeros of
+    ``state_size``, as in Keras's own loop."""
+    import tensorflow as tf
+
+    return tf.nest.flatten(layer.get_initial_state(batch))
+
+
+def call_cell(cell, x_t, states) -> tuple:
+    """One step of any Keras RNN cell by its own ``call``, as
+    ``keras.layers.RNN`` makes it (``training`` only where ``call`` takes it).
+
+    Returns:
+        (output, new states as a flat list).
+    """
+    import tensorflow as tf
+
+    kwargs = {"training": False} if getattr(cell, "_call_has_training_arg", False) else {}
+    output, new = cell(x_t, list(states), **kwargs)
+    return output, tf.nest.flatten(new)
+
+
+def output_size(cell) -> int:
+    """Width of a cell's output: ``output_size``, else the first state's."""
+    import tensorflow as tf
+
+    return getattr(cell, "output_size", None) or tf.nest.flatten(cell.state_size)[0]

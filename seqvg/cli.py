@@ -19,6 +19,7 @@ import click
 from click.core import ParameterSource
 
 from seqvg.config import ACTIVATIONS, CELLS, GATE_INITS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
+from seqvg.config import CELL_REGISTRY
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 from seqvg.tfsetup import import_tensorflow_quietly
@@ -28,8 +29,13 @@ MODEL_OPTIONS = [
                  help="Long-range task: adding problem or copy memory."),
     click.option("--length", "-T", type=int, default=100, show_default=True,
                  help="Dependency length T (copy sequences are T+20 long)."),
-    click.option("--cell", type=click.Choice(CELLS), default="lstm", show_default=True,
-                 help="Recurrent cell; irnn = ReLU RNN with identity recurrent init (Le et al. 2015)."),
+    click.option("--cell", default="lstm", show_default=True, metavar="CELL",
+                 help=f"Recurrent cell: {', '.join(CELLS + tuple(CELL_REGISTRY))} (irnn = ReLU RNN with identity "
+                      "recurrent init, Le et al. 2015), or your own Keras RNN cell as package.module:Class or "
+                      "path/to/file.py:Class."),
+    click.option("--cell-arg", "cell_args", multiple=True, metavar="KEY=VALUE",
+                 help="Constructor argument of a custom cell, Class(units, KEY=VALUE, ...); VALUE is read as a "
+                      "TOML value (0.5, true, \"relu\", [1, 2]). Repeatable."),
     click.option("--units", type=int, default=128, show_default=True, help="Hidden units per layer."),
     click.option("--layers", type=int, default=1, show_default=True, help="Stacked recurrent layers."),
     click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
@@ -111,11 +117,27 @@ def _apply(options):
 
 def _usage(e: ConfigError) -> click.UsageError:
     if e.option:
-        return click.BadParameter(str(e), param_hint=f"'--{e.option.replace('_', '-')}'")
+        name = "cell-arg" if e.option == "cell_args" else e.option.replace("_", "-")
+        return click.BadParameter(str(e), param_hint=f"'--{name}'")
     return click.UsageError(str(e))
 
 
+def _parse_cell_args(kwargs: dict) -> dict:
+    """kwargs with --cell-arg KEY=VALUE pairs as the config's cell_args mapping."""
+    items = kwargs.get("cell_args") or ()
+    if isinstance(items, dict):
+        return kwargs
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if not key.isidentifier():
+            raise click.BadParameter(f"expected KEY=VALUE with KEY an argument name, got {item!r}",
+                                     param_hint="'--cell-arg'")
+    out = _parse_set(items, "--cell-arg", dashes=False)
+    return {**kwargs, "cell_args": out}
+
+
 def _config(kwargs: dict) -> RunConfig:
+    kwargs = _parse_cell_args(kwargs)
     try:
         return RunConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS}).resolved()
     except ConfigError as e:
@@ -210,6 +232,7 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
       seqvg train --task adding --cell gru --length 100
       seqvg train --cell rnn --length 100 --clip 1.0 --out runs/rnn-clip
       seqvg train --resume --out runs/rnn-clip
+      seqvg train --cell my_cell.py:MyGRU --cell-arg keep_bias=1.0 --length 50
     """
     from seqvg.training import default_run_name, train as run_training
 
@@ -321,7 +344,8 @@ def generate(task, length, n, seed, out):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.pass_context
 def probe(ctx, run_dir, data, as_json, **kwargs):
-    """Measure ||dL/dh_t|| (and ||dL/dc_t||, ||dL/dx_t||) for every timestep t.
+    """Measure ||dL/dh_t|| (and ||dL/dc_t||, ||dL/dx_t||, every state of a
+    custom cell) for every timestep t.
 
     With RUN_DIR: the run's final model. Without: an untrained model built
     from the options, in seconds (at init, which cell keeps its gradient?).
@@ -332,6 +356,7 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
       seqvg probe --cell lstm --length 200
       seqvg probe --cell lstm --length 200 --forget-bias 3
       seqvg probe runs/adding-gru-T100-s0 --json
+      seqvg probe --cell docs/examples/my_gru.py:MyGRU --length 100
     """
     from seqvg.probe import format_probe, probe_run, probe_untrained
     from seqvg.tasks import read_dataset
@@ -448,6 +473,7 @@ def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, wo
             raise click.BadParameter("no values given", param_hint=f"'--{key}s'")
     if seeds < 1:
         raise click.BadParameter(f"must be positive, got {seeds}", param_hint="'--seeds'")
+    kwargs = _parse_cell_args(kwargs)
     base = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k not in grid and k != "seed"}
     try:
         runs = expand(base, grid, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
@@ -511,16 +537,16 @@ def _print_summary(study) -> None:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
 
 
-def _parse_set(items) -> dict:
+def _parse_set(items, option: str = "--set", dashes: bool = True) -> dict:
     """--set KEY=VALUE pairs; VALUE is read as a TOML value (1e-3, true, "x")."""
     import tomllib
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
+        key = key.strip().replace("-", "_") if dashes else key.strip()
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="'--set'")
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=f"'{option}'")
         try:
             out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -561,6 +587,13 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
     from seqvg.rundir import check_writable
     from seqvg.study import check_study_dir
 
+    from seqvg.customcell import check_cell
+
+    try:
+        for cfg in study.configs:  # a custom cell imported and run once, before anything is written
+            check_cell(cfg)
+    except ConfigError as e:
+        raise _usage(e) from None
     check_writable(study.out, is_dir=True)
     if study.report is not None:
         check_writable(study.report)

@@ -20,14 +20,26 @@ there (a spec can set it across a grid of cells) and resolves to None.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from seqvg.tasks import TASKS, get_task
 
 CELLS = ("rnn", "irnn", "lstm", "gru")
+#: Cells seqvg ships as modules of their own, by name. Each name resolves
+#: exactly like a user's ``--cell package.module:Class`` (``seqvg.customcell``),
+#: so a shipped cell is trained, probed and checked like any custom one.
+#: Adding one is one line, e.g. ``"mingru": "seqvg.cells.mingru:MinGRUCell",``.
+CELL_REGISTRY: dict[str, str] = {
+    "mingru": "seqvg.cells.mingru:MinGRUCell",
+    "minlstm": "seqvg.cells.minlstm:MinLSTMCell",
+    "indrnn": "seqvg.cells.indrnn:IndRNNCell",
+    "lru": "seqvg.cells.lru:LRUCell",
+}
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
 RECURRENT_INITS = ("orthogonal", "glorot", "identity")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -72,10 +84,16 @@ class RunConfig:
     early_stop: bool = True
     seed: int = 0
     tensorboard: bool = False
+    cell_args: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             _check_field_type(f.name, str(f.type), getattr(self, f.name))
+
+    def __hash__(self):
+        # Hashable like any frozen config: the cell_args dict by its JSON text.
+        return hash(tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+                          for v in (getattr(self, f.name) for f in dataclasses.fields(self))))
 
     def resolved(self) -> RunConfig:
         """Validates and returns a copy with every dependent default filled in.
@@ -85,7 +103,11 @@ class RunConfig:
         """
         validate(self)
         changes: dict = {}
-        if self.cell in ("rnn", "irnn"):
+        if is_custom_cell(self.cell):
+            # The cell's own defaults hold; a file's path is made absolute
+            # (relative to the working directory) so the config names one file.
+            changes["cell"] = absolute_cell_spec(self.cell)
+        elif self.cell in ("rnn", "irnn"):
             if self.activation is None:
                 changes["activation"] = "relu" if self.cell == "irnn" else "tanh"
             if self.recurrent_init is None:
@@ -138,6 +160,7 @@ def _check_field_type(name: str, kind: str, value) -> None:
         "float": isinstance(value, numbers.Real) and not isinstance(value, bool),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
+        "dict": isinstance(value, dict),
     }[base]
     if not ok:
         raise ConfigError(f"{name} must be {'an' if base == 'int' else 'a'} {base}"
@@ -148,7 +171,20 @@ def _check_field_type(name: str, kind: str, value) -> None:
 
 def default_run_name(cfg: RunConfig) -> str:
     """Directory name of a run under runs/: task, cell, length and seed."""
-    return f"{cfg.task}-{cfg.cell}-T{cfg.length}-s{cfg.seed}"
+    return f"{cfg.task}-{cell_label(cfg.cell)}-T{cfg.length}-s{cfg.seed}"
+
+
+def is_custom_cell(cell: str) -> bool:
+    """True for a registered cell name or ``module:Class`` / ``file.py:Class``."""
+    return cell in CELL_REGISTRY or ":" in cell
+
+
+def cell_label(cell: str) -> str:
+    """A short name of a cell for directory names and labels: a built-in
+    or registered name as it is, a custom cell by its class name."""
+    if cell in CELLS or cell in CELL_REGISTRY or ":" not in cell:
+        return cell
+    return cell.rpartition(":")[2]
 
 
 def default_chrono(cfg: RunConfig) -> int:
@@ -177,8 +213,14 @@ def validate(cfg: RunConfig) -> None:
         _check_field_type(f.name, str(f.type), getattr(cfg, f.name))
     if cfg.task not in TASKS:
         raise ConfigError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}", "task")
-    if cfg.cell not in CELLS:
-        raise ConfigError(f"unknown cell {cfg.cell!r}; choose from {', '.join(CELLS)}", "cell")
+    custom = is_custom_cell(cfg.cell)
+    if cfg.cell not in CELLS and not custom:
+        names = ", ".join(CELLS + tuple(CELL_REGISTRY))
+        raise ConfigError(f"unknown cell {cfg.cell!r}; choose from {names}, or give your own as "
+                          "package.module:Class or path/to/file.py:Class", "cell")
+    if cfg.cell_args and not custom:
+        raise ConfigError(f"--cell-arg is for custom cells (module:Class, file.py:Class), not {cfg.cell}",
+                          "cell_args")
     for name in ("units", "layers", "batch_size", "steps", "eval_every", "val_size", "probe_batch"):
         _positive(cfg, name)
     if cfg.length < 2:
@@ -191,6 +233,12 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"--clip must be >= 0 (0 = off), got {cfg.clip}", "clip")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", "optimizer")
+    if custom:
+        # The spec's form and --cell-arg values here; the file, the class and the
+        # options that need the cell's internals where it is loaded (check_cell).
+        _validate_cell_spec(cfg)
+        _check_stacking(cfg)
+        return
     gated = cfg.cell in ("lstm", "gru")
     if cfg.activation is not None:
         if cfg.activation not in ACTIVATIONS:
@@ -221,12 +269,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(
             f"--layer-norm is built for the vanilla cells (rnn, irnn), not for {cfg.cell}", "layer_norm"
         )
-    if cfg.batch_norm and cfg.layers < 2:
-        raise ConfigError("--batch-norm normalises between stacked layers; it needs --layers 2 or more",
-                          "batch_norm")
-    if cfg.residual and cfg.layers < 2:
-        raise ConfigError("--residual adds skip connections across stacked layers; it needs --layers 2 or more",
-                          "residual")
+    _check_stacking(cfg)
     if cfg.gate_init is not None:
         if cfg.gate_init not in GATE_INITS:
             raise ConfigError(f"unknown gate init {cfg.gate_init!r}; choose from {', '.join(GATE_INITS)}",
@@ -246,6 +289,93 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError("--chrono sets the forget-gate bias itself; drop --forget-bias", "chrono")
 
 
+# -- custom cells (seqvg.customcell loads them; their spec is checked here) ------
+@dataclass(frozen=True)
+class CellRef:
+    """Where a custom cell's class lives.
+
+    Attributes:
+        kind: "file" or "module".
+        target: the file's path (absolute once resolved) or the module name.
+        class_name: the class inside it.
+    """
+
+    kind: str
+    target: str
+    class_name: str
+
+    @property
+    def where(self) -> str:
+        """``file.py:Class`` or ``module:Class``, for messages."""
+        return f"{self.target}:{self.class_name}"
+
+
+def parse_cell_spec(spec: str) -> CellRef:
+    """Splits a ``--cell`` value (or a registered name) into a ``CellRef``.
+
+    Raises:
+        ConfigError: not ``module:Class`` or ``path.py:Class``.
+    """
+    text = CELL_REGISTRY.get(spec, spec)
+    target, sep, class_name = text.rpartition(":")
+    if not sep or not target or not class_name.isidentifier():
+        raise ConfigError(f"expected package.module:Class or path/to/file.py:Class, got {spec!r}", "cell")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        return CellRef("file", target, class_name)
+    if not all(part.isidentifier() for part in target.split(".")):
+        raise ConfigError(f"{target!r} is neither a module name (package.module) nor a .py file, in {spec!r}",
+                          "cell")
+    return CellRef("module", target, class_name)
+
+
+def absolute_cell_spec(spec: str, base: str | os.PathLike | None = None) -> str:
+    """``spec`` with a file's path made absolute (relative to ``base``, by
+    default the working directory); module specs and names unchanged."""
+    if spec in CELL_REGISTRY:
+        return spec
+    ref = parse_cell_spec(spec)
+    if ref.kind != "file":
+        return spec
+    path = Path(ref.target).expanduser()
+    if not path.is_absolute():
+        path = Path(base if base is not None else os.getcwd()) / path
+    return f"{os.path.normpath(path)}:{ref.class_name}"
+
+
+def _json_value(value) -> bool:
+    try:
+        return json.loads(json.dumps(value, allow_nan=False)) == value
+    except (TypeError, ValueError):
+        return False
+
+
+def _validate_cell_spec(cfg) -> None:
+    """The checks that need no import: the spec's form and JSON-serialisable
+    ``cell_args``. (A file's existence is checked where it is loaded: a run
+    resumed or probed from its directory needs only its copy.)
+
+    Raises:
+        ConfigError: naming the file and class.
+    """
+    ref = parse_cell_spec(cfg.cell)
+    for key, value in cfg.cell_args.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"{ref.where}: --cell-arg {key!r}: not a keyword argument name", "cell_args")
+        if not _json_value(value):
+            raise ConfigError(f"{ref.where}: --cell-arg {key}={value!r}: a {type(value).__name__} cannot be "
+                              "stored in config.json (use a number, string, boolean, array or table)",
+                              "cell_args")
+
+
+def _check_stacking(cfg: RunConfig) -> None:
+    if cfg.batch_norm and cfg.layers < 2:
+        raise ConfigError("--batch-norm normalises between stacked layers; it needs --layers 2 or more",
+                          "batch_norm")
+    if cfg.residual and cfg.layers < 2:
+        raise ConfigError("--residual adds skip connections across stacked layers; it needs --layers 2 or more",
+                          "residual")
+
+
 #: Float32 values kept per timestep, sample and unit for the backward pass of
 #: one cell (gate pre-activations, activations and states). Measured orders of
 #: magnitude, rounded up; the estimate only has to catch impossible runs.
@@ -258,7 +388,8 @@ def estimate_memory_bytes(cfg: RunConfig) -> int:
 
 
 def _activation_bytes(cfg: RunConfig, batch: int) -> int:
-    per_step = batch * cfg.layers * cfg.units * _FLOATS_PER_UNIT[cfg.cell]
+    # A custom cell: assumed as large as an LSTM's (a rough bound is all this needs).
+    per_step = batch * cfg.layers * cfg.units * _FLOATS_PER_UNIT.get(cfg.cell, 16)
     task = get_task(cfg.task)
     per_step += batch * (task.n_inputs + (task.n_outputs if task.per_step else 0)) * 2
     return 4 * cfg.seq_len * per_step

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seqvg.config import cell_label
+
 #: Options in the order they are kept when one follows from another (earlier
 #: wins) and sorted by (length first, then cell, ..., seed last).
 PRIORITY = ["task", "length", "cell", "layers", "activation", "recurrent_init", "recurrent_gain", "gate_init",
@@ -69,7 +71,12 @@ def _token(key: str, value) -> str:
     """One part of a label: an option's value in a few readable characters."""
     if key == "length":
         return f"T={value}"
-    if key in ("cell", "task", "activation", "optimizer"):
+    if key == "cell":
+        return cell_label(str(value))  # a custom cell by its class name, not its path
+    if key == "cell_args":
+        return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (value or {}).items()) \
+            or "no cell args"
+    if key in ("task", "activation", "optimizer"):
         return str(value)
     if key == "recurrent_init":
         return f"{value} init"
@@ -200,7 +207,7 @@ def run_labels(cfgs: list[dict], names: list[str] | None = None) -> list[RunLabe
         parts = [(k, _token(k, c.get(k))) for k in SHOWN_ORDER + [k for k in keys if k not in SHOWN_ORDER]
                  if k in keys and not hidden(k, c)]
         if not parts:
-            parts = [("cell", str(c.get("cell", "run")))]
+            parts = [("cell", cell_label(str(c.get("cell", "run"))))]
         group = " ".join(t for _, t in parts)
         series = " ".join(t for k, t in parts if k not in numeric)
         seed = c.get("seed")

@@ -1,6 +1,6 @@
 """Keras models for the tasks: stacked SimpleRNN / LSTM / GRU and a Dense head.
 
-    from seqvg.config import RunConfig
+    from seqvg.config import RunConfig, cell_label, is_custom_cell
     from seqvg.models import build_model
     model = build_model(RunConfig(cell="lstm", forget_bias=3.0).resolved())
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqvg.config import RunConfig
+from seqvg.config import RunConfig, cell_label, is_custom_cell
 from seqvg.fastlstm import accelerate, any_eligible, min_unroll_steps
 from seqvg.tasks import STREAM_INIT, get_task, stream
 
@@ -131,7 +131,12 @@ def register_custom_objects() -> None:
 def _recurrent_layer(cfg: RunConfig, index: int, return_sequences: bool):
     import keras
 
-    name = f"{cfg.cell}_{index + 1}"
+    name = f"{cell_label(cfg.cell)}_{index + 1}"
+    if is_custom_cell(cfg.cell):
+        from seqvg.customcell import make_cell
+
+        # The cell's own initialisers, drawn from the seed set in build_model.
+        return keras.layers.RNN(make_cell(cfg), return_sequences=return_sequences, name=name)
     rec_init = _recurrent_initializer(cfg.recurrent_init or "orthogonal", cfg.seed * 1000 + index, cfg.recurrent_gain)
     kernel_init = keras.initializers.GlorotUniform(seed=cfg.seed * 1000 + 500 + index)
     common = dict(
@@ -173,8 +178,8 @@ def _set_gate_biases(cfg: RunConfig, model) -> None:
     (2, 3u) with rows input/recurrent and columns [z, r, h], where z is the
     fraction of the old state kept (h = z*h_prev + (1-z)*h_new).
     """
-    if cfg.forget_bias is None and cfg.chrono is None:
-        return
+    if (cfg.forget_bias is None and cfg.chrono is None) or is_custom_cell(cfg.cell):
+        return  # a custom cell that takes these options got them in its constructor
     rng = stream(cfg.seed, STREAM_INIT)
     u = cfg.units
     for layer in recurrent_layers(model):
@@ -217,7 +222,7 @@ def build_model(cfg: RunConfig):
     outputs = keras.layers.Dense(
         task.n_outputs, kernel_initializer=keras.initializers.GlorotUniform(seed=cfg.seed * 1000 + 999), name="head"
     )(h)
-    model = keras.Model(inputs, outputs, name=f"{cfg.task}_{cfg.cell}")
+    model = keras.Model(inputs, outputs, name=f"{cfg.task}_{cell_label(cfg.cell)}")
     _set_gate_biases(cfg, model)
     if any_eligible(model):
         # Only now, with an LSTM to run, may seqvg's ops be compiled. Unrolled

@@ -5,7 +5,8 @@
 
 For every recurrent layer and timestep t this measures ||dL/dh_t|| (and
 ||dL/dc_t|| for LSTM, the total derivative including c_t -> h_t), the gradient of the batch-mean loss with respect to the
-whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs.
+whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs; for a
+custom cell (``seqvg.customcell``) ||dL/ds_t|| of every state s it returns.
 
 Method (docs/design.md, "The gradient probe"): the forward pass re-runs each
 recurrent layer's own cell (the trained weights and the layer's maths on a
@@ -29,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqvg.cellstep import fast_kind as _fast_kind, step as _step
+from seqvg.cellstep import call_cell, initial_states, output_size
+from seqvg.cellstep import fast_kind as _fast_kind
+from seqvg.cellstep import step as _step
 from seqvg.decay import HORIZON_LEVEL, decay_summary, format_summary  # noqa: F401 (re-exported)
 from seqvg.tasks import Task
 
@@ -44,6 +47,9 @@ class ProbeResult:
         c: (layers, T) norms ||dL/dc_t|| for LSTM models, else None.
         x: (T,) norms ||dL/dx_t||.
         why: gate statistics and step-Jacobian norms (``seqvg.stepstats.StepStats``).
+        states: a custom cell's further states, name -> (layers, T) norms
+            ||dL/ds_t|| (names from the cell's ``state_names``, else s1, s2, ...;
+            a second state named ``c`` is ``c``), else None.
     """
 
     loss: float
@@ -51,6 +57,7 @@ class ProbeResult:
     c: np.ndarray | None
     x: np.ndarray
     why: dict | None = None
+    states: dict | None = None
 
     def summary(self) -> dict:
         """Decay figures of the bottom layer's h curve (see ``decay_summary``)."""
@@ -66,6 +73,7 @@ class ProbeResult:
             "c": None if self.c is None else self.c.astype(float).tolist(),
             "x": self.x.astype(float).tolist(),
             "summary": self.summary(),
+            **({"states": {k: v.astype(float).tolist() for k, v in self.states.items()}} if self.states else {}),
             **to_json(self.why, self.h, self.c),
         }
 
@@ -98,6 +106,18 @@ def _chain(model) -> list:
         if len(nodes) > 1:
             raise ValueError(f"probe: layer {layer.name} is called more than once; not a simple chain")
     return layers
+
+
+def _state_names(cell, n: int) -> list[str]:
+    """Names of a cell's states: Keras's LSTM h, c; any other cell's from
+    ``seqvg.customcell.state_names``."""
+    import keras
+
+    from seqvg.customcell import state_names
+
+    if isinstance(cell, keras.layers.LSTMCell):
+        return ["h", "c"][:n]
+    return state_names(cell, n)
 
 
 def _tap(acc, t, col: int, state, norms_op: bool):
@@ -168,6 +188,7 @@ class Prober:
         if not self.rnns:
             raise ValueError("probe: the model has no recurrent layer")
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
+        self.state_names = [_state_names(layer.cell, n) for layer, n in zip(self.rnns, self.n_states)]
         # seqvg's norms op where its LSTM ops run, and only for models with an
         # LSTM: a vanilla or GRU probe must neither compile the ops nor give
         # other numbers on a machine that happens to have them built.
@@ -203,11 +224,14 @@ class Prober:
         # Only a layer that returns its sequence needs every h_t kept; the
         # last state comes out of the loop anyway.
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
-        states = tf.nest.flatten(layer.cell.get_initial_state(batch_size=h.shape[0]))
+        states = initial_states(layer, h.shape[0])
         kind = _fast_kind(layer.cell)
         n_states = len(states)
+        # The output of the last step (what the layer returns without
+        # return_sequences); Keras's cells output their first state.
+        last = tf.zeros([h.shape[0], output_size(layer.cell)], h.dtype)
 
-        def body(t, states, acc, out_ta):
+        def body(t, states, acc, out_ta, last):
             x_t = in_ta.read(t)
             box = [acc]  # the taps thread the accumulator through the step
 
@@ -219,21 +243,27 @@ class Prober:
                 x_t = tap(n_states, x_t)
             if kind is not None:
                 new_states = _step(kind, layer.cell, x_t, states, tap)
+                output = new_states[0]
             else:
-                _, new_states = layer.cell(x_t, list(states), training=False)
-                new_states = [tap(k, s) for k, s in enumerate(tf.nest.flatten(new_states))]
-            # The output of all Keras cells here is the first state (h).
+                # Any cell, by its own call: every state it returns is tapped.
+                # An output that is one of those states (Keras's `return h, [h]`)
+                # leaves through the tap, so its norm is the total dL/ds_t; an
+                # output computed beside the states is not a state and is not
+                # measured (docs/design.md, "Custom cells").
+                output, raw = call_cell(layer.cell, x_t, states)
+                new_states = [tap(k, s) for k, s in enumerate(raw)]
+                output = next((new for old, new in zip(raw, new_states) if old is output), output)
             if layer.return_sequences:
-                out_ta = out_ta.write(t, new_states[0])
-            return t + 1, new_states, box[0], out_ta
+                out_ta = out_ta.write(t, output)
+            return t + 1, new_states, box[0], out_ta, output
 
-        _, states, _, out_ta = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta), maximum_iterations=steps,
+        _, states, _, out_ta, last = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta, last), maximum_iterations=steps,
             parallel_iterations=32,  # as Keras: lets input reads and taps run ahead
         )
         if layer.return_sequences:
             return tf.transpose(out_ta.stack(), [1, 0, 2])
-        return states[0]
+        return last
 
     def _run_lstm_transposed(self, layer, h, acc, tape, direct: list, tap_input: bool):
         """``_run_rnn`` for an LSTM, in the transposed loop that training runs.
@@ -360,10 +390,17 @@ class Prober:
             raise ValueError(f"probe: batch inputs have shape {tuple(x.shape[1:])}, the model reads {expected}")
         loss, norms, x_norm = self._fn(tf.constant(x, tf.float32), tf.constant(y))
         h = np.stack([per_layer[0].numpy() for per_layer in norms]).astype(np.float32)
-        c = None
-        if all(n == 2 for n in self.n_states):
-            c = np.stack([per_layer[1].numpy() for per_layer in norms]).astype(np.float32)
-        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32), self.why(x))
+        c, states = None, {}
+        names = self.state_names[0]
+        if all(n == names for n in self.state_names):  # seqvg stacks one kind of cell
+            for k, name in enumerate(names[1:], start=1):
+                values = np.stack([per_layer[k].numpy() for per_layer in norms]).astype(np.float32)
+                if name == "c" and k == 1:
+                    c = values
+                else:
+                    states[name] = values
+        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32), self.why(x),
+                           states or None)
 
 
 def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:
@@ -394,7 +431,10 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.models import build_model
     from seqvg.tasks import get_task
 
+    from seqvg.customcell import check_cell
+
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
+    check_cell(cfg)
     model = build_model(cfg)
     return probe(model, get_task(cfg.task), *_batch_for(cfg, batch)), cfg
 
@@ -424,11 +464,20 @@ def probe_run(run_dir, batch: dict | None = None):
     if not path.exists():
         status = rundir.read_json(run_dir / rundir.SUMMARY).get("status") if (run_dir / rundir.SUMMARY).exists() else None
         raise rundir.RunDirError(f"{path}: missing (run status: {status}); only a finished run has a final model")
+    from seqvg.config import is_custom_cell
     from seqvg.models import register_custom_objects
 
     register_custom_objects()
+    custom = None
+    if is_custom_cell(cfg.cell):
+        import sys
+
+        from seqvg.customcell import bind_run, custom_objects
+
+        bind_run(cfg, run_dir, warn=lambda m: print(m, file=sys.stderr))  # a file cell: from the run's copy
+        custom = custom_objects(cfg.cell)
     try:
-        model = keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False, custom_objects=custom)
     except Exception as e:  # keras raises many types for a damaged archive
         raise rundir.RunDirError(f"{path}: corrupt ({type(e).__name__})") from None
     return probe(model, get_task(cfg.task), *_batch_for(cfg, batch)), cfg
@@ -439,6 +488,8 @@ def format_probe(result: ProbeResult, cfg) -> str:
     curves = [(f"h layer {i + 1}", g) for i, g in enumerate(result.h)]
     if result.c is not None:
         curves += [(f"c layer {i + 1}", g) for i, g in enumerate(result.c)]
+    for name, values in (result.states or {}).items():
+        curves += [(f"{name} layer {i + 1}", g) for i, g in enumerate(values)]
     curves.append(("x (input)", result.x))
     length = result.x.shape[0]
     lines = [

@@ -432,10 +432,15 @@ def _baselines(ax, task, lengths: list[int]) -> None:
 def _gradient_page(fig, runs: list[Run]) -> None:
     v = view(runs)
     has_c = any("c" in r.probes for r in v.runs)
-    axes = fig.subplots(1, 2 if has_c else 1, squeeze=False)[0]
+    # A custom cell's further states (probes.npz state_NAME), one panel each.
+    extra = sorted({k for r in v.runs for k in r.probes if k.startswith("state_")})
+    axes = fig.subplots(1, 1 + has_c + len(extra), squeeze=False)[0]
     curves = [("h", axes[0], "hidden state  ||dL/dh_t||")]
     if has_c:
         curves.append(("c", axes[1], "LSTM cell state  ||dL/dc_t||"))
+    for ax, key in zip(axes[1 + has_c:], extra):
+        name = key[len("state_"):]
+        curves.append((key, ax, f"state {name}  ||dL/d{name}_t||"))
     for key, ax, title in curves:
         arrays = [r.probes[key][i][0] for r in v.runs if key in r.probes for i in (0, -1)]
         floor = _floor(arrays)

@@ -34,6 +34,8 @@ CHECKPOINTS = "checkpoints"
 STATE = "state.npz"
 LOCK = ".lock"
 TENSORBOARD = "tensorboard"
+#: A custom cell's record (cell/cell.json) and, for a file cell, its copy (cell/NAME.py).
+CELL_DIR = "cell"
 
 STATUSES = ("completed", "diverged", "interrupted", "running")
 
@@ -259,7 +261,7 @@ def load_run(path: Path) -> Run:
     if probes["h"].ndim != 3 or probes["h"].shape[0] != k or probes["x"].shape[0] != k:
         raise RunDirError(f"{path / PROBES}: corrupt (array shapes disagree)")
     # seqvg.why's arrays, where present: one row per probe, like h.
-    why = [key for key in probes if key.startswith("gate_") or key in ("jac_sigma", "sigma_w")]
+    why = [key for key in probes if key.startswith(("gate_", "state_")) or key in ("jac_sigma", "sigma_w")]
     if any(probes[key].ndim < 2 or probes[key].shape[0] != k for key in why) or (
             "jac_sigma" in probes and ("jac_t" not in probes or probes["jac_sigma"].shape[-1] != probes["jac_t"].shape[0])):
         raise RunDirError(f"{path / PROBES}: corrupt (gate or Jacobian arrays disagree with the probe steps)")
@@ -303,9 +305,10 @@ def foreign_entries(path: Path) -> list[str]:
         if name in RUN_FILES and p.is_file() and not p.is_symlink():
             data = True
             continue
-        if name in (CHECKPOINTS, TENSORBOARD) and p.is_dir() and not p.is_symlink():
-            ok = (lambda n: n == STATE or is_temp_name(n)) if name == CHECKPOINTS \
-                else (lambda n: n.startswith("events.out.tfevents."))
+        if name in (CHECKPOINTS, TENSORBOARD, CELL_DIR) and p.is_dir() and not p.is_symlink():
+            ok = {CHECKPOINTS: lambda n: n == STATE or is_temp_name(n),
+                  TENSORBOARD: lambda n: n.startswith("events.out.tfevents."),
+                  CELL_DIR: lambda n: n == "cell.json" or n.endswith(".py") or is_temp_name(n)}[name]
             inner = [q for q in sorted(p.iterdir()) if not (ok(q.name) and q.is_file() and not q.is_symlink())]
             foreign += [f"{name}/{q.name}" for q in inner]
             data = True

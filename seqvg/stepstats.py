@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqvg.cellstep import fast_kind, step
+from seqvg.cellstep import call_cell, fast_kind, initial_states, step
 from seqvg.why import GATES, POWER_ITERS, gate_stats, jacobian_timesteps
 
 
@@ -46,7 +46,7 @@ class StepStats:
         steps, batch = h.shape[1], h.shape[0]
         xs = tf.transpose(h, [1, 0, 2])
         in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
-        states = tf.nest.flatten(cell.get_initial_state(batch_size=batch))
+        states = initial_states(layer, batch)
         n_states = len(states)
         names = GATES.get(kind, ())
         gate_tas = [tf.TensorArray(h.dtype, size=steps) for _ in names]
@@ -55,18 +55,19 @@ class StepStats:
         state_tas = [tf.TensorArray(h.dtype, size=steps) for _ in range(n_states)]
         out_ta = tf.TensorArray(h.dtype, size=steps)
 
-        def cell_step(x_t, states, gates=None):
+        def cell_step(x_t, states, gates=None, with_output=False):
             if kind is not None:
-                return step(kind, cell, x_t, list(states), lambda k, s: s, gates)
-            _, new = cell(x_t, list(states), training=False)
-            return tf.nest.flatten(new)
+                new = step(kind, cell, x_t, list(states), lambda k, s: s, gates)
+                return (new[0], new) if with_output else new
+            output, new = call_cell(cell, x_t, states)  # any cell, by its own call
+            return (output, new) if with_output else new
 
         def body(t, states, gate_tas, state_tas, out_ta):
             state_tas = [ta.write(t, s) for ta, s in zip(state_tas, states)]
             gates: dict = {}
-            new = cell_step(in_ta.read(t), states, gates)
+            output, new = cell_step(in_ta.read(t), states, gates, with_output=True)
             gate_tas = [ta.write(t, gates[name]) for ta, name in zip(gate_tas, names)]
-            return t + 1, new, gate_tas, state_tas, out_ta.write(t, new[0])
+            return t + 1, new, gate_tas, state_tas, out_ta.write(t, output)
 
         _, _, gate_tas, state_tas, out_ta = tf.while_loop(
             lambda t, *_: t < steps, body, (tf.constant(0), states, gate_tas, state_tas, out_ta),

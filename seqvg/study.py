@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import ConfigError, RunConfig
+from seqvg.config import ConfigError, RunConfig, cell_label, is_custom_cell
 
 #: Spec keys that are not run options.
 STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant"}
@@ -98,6 +98,7 @@ def _check_type(name: str, value, where: str):
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
+        "dict": isinstance(value, dict),
     }[base]
     if not ok:
         raise SpecError(f"{where}: expected {base}, got {type(value).__name__} {value!r}")
@@ -128,7 +129,7 @@ def _seeds(value, where) -> list[int]:
 
 def _value_name(key: str, value) -> str:
     if key == "cell":
-        return str(value)
+        return cell_label(str(value))
     if key == "length":
         return f"T{value}"
     text = f"{value:g}" if isinstance(value, float) else str(value)
@@ -147,6 +148,8 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
         for values in itertools.product(*(grid[k] for k in keys)):
             for seed in seeds:
                 d = {**base, **opts, **dict(zip(keys, values)), "seed": seed}
+                if "cell" in keys and not is_custom_cell(d["cell"]):
+                    d.pop("cell_args", None)  # a grid of cells: the arguments are the custom cells'
                 cfg = RunConfig(**d).resolved()
                 parts = ([label] if label else []) + [_value_name(k, v) for k, v in zip(keys, values)]
                 out.append(("-".join(parts + [f"s{seed}"]), cfg))
@@ -192,6 +195,14 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     labels = [label for label, _ in variants]
     if len(set(labels)) != len(labels):
         raise SpecError(f"{path}: [[variant]] labels must differ, got {labels}")
+    # A cell file's path is relative to the spec file.
+    base_dir = Path(path).parent
+    for opts, table, index in [(base, None, 0), *((o, "variant", i) for i, (_, o) in enumerate(variants))]:
+        if isinstance(opts.get("cell"), str) and is_custom_cell(opts["cell"]):
+            opts["cell"] = _spec_cell(opts["cell"], base_dir, where("cell", table, index))
+    if "cell" in grid:
+        grid["cell"] = [_spec_cell(c, base_dir, where("cell", "grid")) if is_custom_cell(c) else c
+                        for c in grid["cell"]]
     seeds = _seeds(doc.get("seeds", 1), where)
     probe_only = doc.get("probe_only", False)
     if not isinstance(probe_only, bool):
@@ -223,6 +234,15 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
     return Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), Path(out_dir), Path(report_path),
                  probe_only, str(doc.get("description", "")))
+
+
+def _spec_cell(cell: str, base_dir: Path, where: str) -> str:
+    from seqvg.config import absolute_cell_spec
+
+    try:
+        return absolute_cell_spec(cell, base_dir)
+    except ConfigError as e:
+        raise SpecError(f"{where}: {e}") from None
 
 
 def load_spec(path: str | os.PathLike, **kwargs) -> Study:

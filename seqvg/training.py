@@ -28,6 +28,8 @@ import numpy as np
 
 from seqvg import rundir, why
 from seqvg.config import ConfigError, RunConfig, check_memory, default_run_name  # noqa: F401 (re-exported)
+from seqvg.config import is_custom_cell
+from seqvg.customcell import check_cell
 from seqvg.rundir import RunDirError
 from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream
 
@@ -133,6 +135,8 @@ class _State:
     probe_loss: list[float] = field(default_factory=list)
     probe_summary: list[dict] = field(default_factory=list)
     probe_why: list[dict] = field(default_factory=list)
+    #: a custom cell's states after h (and c): name -> one (layers, T) array per probe
+    probe_states: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
 def _weight_groups(model) -> list:
@@ -280,10 +284,15 @@ def train(
     out = Path(out)
     if resume:
         cfg = _config_to_resume(out)
+        if is_custom_cell(cfg.cell):
+            from seqvg.customcell import bind_run
+
+            bind_run(cfg, out, warn=lambda m: print(m, file=sys.stderr))
     else:
         cfg = cfg.resolved()
     # Every check before anything is written or deleted.
     check_memory(cfg)
+    check_cell(cfg)
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install 'seqvg[tensorboard]'", "tensorboard")
     if out.exists():
@@ -303,6 +312,10 @@ def train(
             if rundir.has_content(out):
                 rundir.remove_run(out)  # checks again, under the lock, that all of it is seqvg's
             _write_config(out, cfg, command)
+        if is_custom_cell(cfg.cell) and not (out / rundir.CELL_DIR / "cell.json").exists():
+            from seqvg.customcell import write_run_files
+
+            write_run_files(cfg, out)  # a new run, or one stopped before its cell was recorded
         return _Run(cfg, out).run(resume=resume, progress=progress)
 
 
@@ -432,6 +445,8 @@ class _Run(Trainer):
         }
         if s.probe_c:
             arrays["c"] = np.stack(s.probe_c).astype(np.float32)
+        for name, values in s.probe_states.items():
+            arrays[f"state_{name}"] = np.stack(values).astype(np.float32)
         # Gates and step Jacobians (seqvg.why), only when every row has them:
         # a run begun before they existed and resumed now goes on without.
         if len(s.probe_why) == len(s.probe_steps):
@@ -515,6 +530,7 @@ class _Run(Trainer):
         s.probe_loss = [float(v) for v in probes["loss"][keep]]
         if "c" in probes:
             s.probe_c = list(probes["c"][keep])
+        s.probe_states = {key[len("state_"):]: list(v[keep]) for key, v in probes.items() if key.startswith("state_")}
         s.probe_summary = [_summary_of(h) for h in s.probe_h]
         s.probe_why = why.from_npz(probes, keep)
         if not s.probe_steps or s.probe_steps[0] != 0:
@@ -531,6 +547,8 @@ class _Run(Trainer):
         s.probe_loss.append(r.loss)
         if r.c is not None:
             s.probe_c.append(r.c)
+        for name, values in (r.states or {}).items():
+            s.probe_states.setdefault(name, []).append(values)
         s.probe_summary.append(r.summary())
         if r.why is not None:
             s.probe_why.append(r.why)

@@ -201,10 +201,12 @@ def explain(run) -> str | None:
             figures.append(f"sigma_max(W) {sw:.2f} x mean phi' {dphi:.2f} = {sw * dphi:.2f} per step "
                            f"({_over(sw * dphi, steps)} over {steps} steps) {when}")
         parts.append("; ".join(figures))
-    for key in ("h", "c") if "c" in p else ("h",):
+    keys = ["h", "c"] if "c" in p else ["h"]
+    keys += sorted(k for k in p if k.startswith("state_"))  # a custom cell's further states
+    for key in keys:
         gains = [geometric_mean(step_gain(p[key][r][0])) for r in rows]
         if gains[0] is not None:
-            parts.append(f"measured gain of {key} per step back (geometric mean) " + ", ".join(
+            parts.append(f"measured gain of {key.removeprefix('state_')} per step back (geometric mean) " + ", ".join(
                 f"{g:.3g} {when}" for g, when in zip(gains, whens) if g is not None))
     jac = [float(np.mean(p["jac_sigma"][r, 0])) for r in rows]
     parts.append("step Jacobian norm " + ", ".join(f"{j:.3g} {when}" for j, when in zip(jac, whens)))

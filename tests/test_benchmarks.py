@@ -78,3 +78,10 @@ def test_torch_reference_serves_timed_blocks():
     lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert lines[0] == {"ready": True}
     assert len(lines) == 3 and all(line["seconds_per_step"] > 0 for line in lines[1:])
+
+
+def test_custom_cell_benchmark_json():
+    result = _run("custom_cell.py", "--length", "6", "--units", "4", "--batch", "4", "--repeats", "1",
+                  "--steps", "1")
+    assert set(result["ratios"]) >= {"custom_step/gru_step", "custom_probe/custom_step", "custom_norms/custom_step"}
+    assert all(v > 0 for v in result["seconds"].values())

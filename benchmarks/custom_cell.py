@@ -1,0 +1,119 @@
+"""A custom cell's cost: the GRU maths as a custom cell against the built-in gru,
+and the generic probe of the custom cell in training steps, in one run.
+
+    python benchmarks/custom_cell.py                  # T=100, batch 64, 128 units
+    python benchmarks/custom_cell.py --length 200 --repeats 9
+
+The custom cell is ``docs/examples/my_gru.py:MyGRU`` (Keras's GRU maths in
+plain Keras ops), loaded through ``--cell file.py:Class``'s own path and
+trained by ``seqvg.training.Trainer``, the object ``seqvg train`` runs. Blocks
+of ``--steps`` training steps of the built-in ``gru`` and of the custom cell,
+one probe of each (what ``seqvg train`` records: gradient norms plus
+``seqvg.why``'s gate and step-Jacobian statistics) and the gradient norms
+alone (``Prober._fn``: one forward and one backward pass) are timed in alternation (``common.time_interleaved``),
+so the ratios hold on a shared CPU whose speed drifts; each ratio is the
+median over rounds of the round's ratio, with its quartiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from pathlib import Path
+
+from common import paired_ratio, positive_int, ratio_spread, time_block, time_interleaved
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CUSTOM = str(Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru.py") + ":MyGRU"
+
+
+def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> dict:
+    import tensorflow as tf
+
+    from seqvg.config import RunConfig
+    from seqvg.probe import Prober
+    from seqvg.tasks import probe_batch
+    from seqvg.training import Trainer
+
+    fns, counters = {}, {}
+    for name, cell in (("gru", "gru"), ("custom", CUSTOM)):
+        cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
+        trainer = Trainer(cfg)
+        prober = Prober(trainer.model, trainer.task)
+        px, py = probe_batch(cfg)
+        counters[name] = [0]
+
+        def train(trainer=trainer, counter=counters[name]):
+            def one():
+                counter[0] += 1
+                trainer.train_batch(counter[0])
+
+            return time_block(one, steps)
+
+        def probe(prober=prober, px=px, py=py):
+            def one():
+                prober(px, py)
+
+            return time_block(one, 1)
+
+        def norms(prober=prober, x=tf.constant(px, tf.float32), y=tf.constant(py)):
+            # The gradient norms alone (one forward and one backward pass),
+            # without seqvg.why's gate and step-Jacobian statistics.
+            def one():
+                [v.numpy() for v in tf.nest.flatten(prober._fn(x, y))]
+
+            return time_block(one, 1)
+
+        fns[f"{name}_step"] = train
+        fns[f"{name}_probe"] = probe
+        fns[f"{name}_norms"] = norms
+    t = time_interleaved(fns, repeats, warmup=2)
+    out = {name: statistics.median(v) for name, v in t.items()}
+    pairs = {
+        "custom_step/gru_step": ("custom_step", "gru_step"),
+        "custom_probe/custom_step": ("custom_probe", "custom_step"),
+        "gru_probe/gru_step": ("gru_probe", "gru_step"),
+        "custom_norms/custom_step": ("custom_norms", "custom_step"),
+        "gru_norms/gru_step": ("gru_norms", "gru_step"),
+    }
+    ratios = {k: {"median": paired_ratio(t[a], t[b]), "quartiles": ratio_spread(t[a], t[b])}
+              for k, (a, b) in pairs.items()}
+    return {"length": length, "batch": batch, "units": units, "repeats": repeats, "steps_per_block": steps,
+            "cores": os.cpu_count(), "seconds": out, "ratios": ratios}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--length", type=positive_int, default=100, help="sequence length T (100)")
+    ap.add_argument("--batch", type=positive_int, default=64, help="batch size of the step and the probe (64)")
+    ap.add_argument("--units", type=positive_int, default=128, help="recurrent units (128)")
+    ap.add_argument("--repeats", type=positive_int, default=7, help="timed rounds after 2 warm-up rounds (7)")
+    ap.add_argument("--steps", type=positive_int, default=5, help="training steps per timed block (5)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    r = measure(args.length, args.batch, args.units, args.repeats, args.steps)
+    if args.json:
+        print(json.dumps(r))
+        return
+    s = r["seconds"]
+    print(f"custom cell vs built-in gru: T={r['length']}, batch {r['batch']}, {r['units']} units, "
+          f"median of {r['repeats']} rounds, {r['cores']} cores")
+    print(f"{'':<10} {'step ms':>9} {'probe ms':>9} {'norms ms':>9}")
+    for name in ("gru", "custom"):
+        print(f"{name:<10} {1e3 * s[name + '_step']:>9.1f} {1e3 * s[name + '_probe']:>9.1f} "
+              f"{1e3 * s[name + '_norms']:>9.1f}")
+    print()
+    print(f"{'ratio':<26} {'median':>7} {'quartiles':>11}")
+    for name, v in r["ratios"].items():
+        q1, q3 = v["quartiles"]
+        print(f"{name:<26} {v['median']:>7.2f} {f'{q1:.2f}-{q3:.2f}':>11}")
+    print("probe: what seqvg train records (gradient norms + seqvg.why's gates and step Jacobians); norms: the "
+          "gradient norms alone. ratios: median over rounds of the round's ratio (timed back to back); quartiles "
+          "of those ratios")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""minLSTM (Feng et al. 2024, "Were RNNs All We Needed?", arXiv:2410.01201).
+
+    seqvg train --cell minlstm --length 200
+
+The paper's sequential mode (its Algorithm "minLSTM", length-independent
+scaling: normalised gates), with gates that read only the input x_t:
+
+    f_t  = sigmoid(x_t W_f + b_f)                 forget gate
+    i_t  = sigmoid(x_t W_i + b_i)                 input gate
+    f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)
+    h~_t = x_t W_h + b_h                          candidate: Linear(x_t), no tanh
+    h_t  = f'_t * h_{t-1} + i'_t * h~_t           output = state = h_t
+
+No output gate and no separate cell state: h_t is a convex mix of h_{t-1}
+and h~_t, and dh_t/dh_{t-1} = diag(f'_t).
+
+With zero biases (the paper's init) f'_t ~ 0.5, so at init the gradient
+halves every step. ``chrono=T_MAX`` (``--chrono T_MAX``; seqvg's remedy, not
+the paper's) draws b_f = log u, b_i = -log u, u ~ U[1, T_MAX - 1] (Tallec &
+Ollivier 2018): then f + i = 1 and f' = u / (1 + u), a memory of ~1 + u steps.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from seqvg.cells.mingru import _check_chrono
+
+
+@keras.saving.register_keras_serializable(package="seqvg")
+class MinLSTMCell(keras.layers.Layer):
+    """minLSTM cell: h_t = f'_t * h_{t-1} + i'_t * Linear(x_t), f', i' normalised to sum to 1.
+
+    Args:
+        units: state (and output) size.
+        kernel_initializer: initializer of the input weights [W_f, W_i, W_h].
+        bias_initializer: initializer of the biases [b_f, b_i, b_h] (zeros).
+        chrono: T_MAX of the chrono init of b_f, b_i (None: ``bias_initializer``).
+    """
+
+    state_names = ("h",)
+    seqvg_options = ("chrono",)
+
+    def __init__(self, units: int, kernel_initializer="glorot_uniform", bias_initializer="zeros", chrono=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.chrono = _check_chrono(chrono)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.state_size = self.units
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        # Columns [f | i | h~].
+        self.kernel = self.add_weight(shape=(d, 3 * self.units), initializer=self.kernel_initializer, name="kernel")
+        self.bias = self.add_weight(shape=(3 * self.units,), initializer=self._bias_init, name="bias")
+
+    def _bias_init(self, shape, dtype=None):
+        bias = self.bias_initializer(shape, dtype=dtype)
+        if self.chrono is None:
+            return bias
+        u = keras.random.uniform((self.units,), 1.0, self.chrono - 1.0, dtype=dtype or "float32")
+        return ops.concatenate([ops.log(u), -ops.log(u), bias[2 * self.units :]])
+
+    def call(self, inputs, states, training=False):
+        h_prev = states[0] if isinstance(states, (list, tuple)) else states
+        u = self.units
+        a = ops.matmul(inputs, self.kernel) + self.bias
+        f = ops.sigmoid(a[:, :u])
+        i = ops.sigmoid(a[:, u : 2 * u])
+        h_tilde = a[:, 2 * u :]
+        total = f + i  # > 0: both are sigmoids
+        h = (f / total) * h_prev + (i / total) * h_tilde
+        return h, [h] if isinstance(states, (list, tuple)) else h
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "chrono": self.chrono,
+        }
