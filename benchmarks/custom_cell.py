@@ -59,7 +59,9 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> di
 
             return time_block(one, 1)
 
-        def norms(prober=prober, x=tf.constant(px, tf.float32), y=tf.constant(py)):
+        tx, ty = tf.constant(px, tf.float32), tf.constant(py)
+
+        def norms(prober=prober, x=tx, y=ty):
             # The gradient norms alone (one forward and one backward pass),
             # without seqvg.why's gate and step-Jacobian statistics.
             def one():

@@ -18,8 +18,16 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from seqvg.config import ACTIVATIONS, CELLS, GATE_INITS, OPTIMIZERS, RECURRENT_INITS, ConfigError, RunConfig
-from seqvg.config import CELL_REGISTRY
+from seqvg.config import (
+    ACTIVATIONS,
+    CELL_REGISTRY,
+    CELLS,
+    GATE_INITS,
+    OPTIMIZERS,
+    RECURRENT_INITS,
+    ConfigError,
+    RunConfig,
+)
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 from seqvg.tfsetup import import_tensorflow_quietly
@@ -584,10 +592,9 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
     if workers < 1:
         raise click.BadParameter(f"must be at least 1, got {workers}", param_hint="'--workers'")
     from seqvg.config import check_memory
+    from seqvg.customcell import check_cell
     from seqvg.rundir import check_writable
     from seqvg.study import check_study_dir
-
-    from seqvg.customcell import check_cell
 
     try:
         for cfg in study.configs:  # a custom cell imported and run once, before anything is written

@@ -32,15 +32,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import re
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import CellRef, ConfigError  # noqa: F401 (CellRef re-exported)
-from seqvg.config import parse_cell_spec as parse
+from seqvg.config import CellRef, ConfigError, parse_cell_spec as parse  # noqa: F401 (CellRef re-exported)
 
 #: Options that need the cell's internals: refused for a custom cell unless
 #: its class lists them in ``seqvg_options`` (then passed to its constructor).
@@ -351,7 +349,6 @@ def bind_run(cfg, out: Path, warn=None) -> None:
         RunDirError: the run's cell record or copy is missing or damaged.
     """
     from seqvg import rundir
-
     from seqvg.config import is_custom_cell
 
     if not is_custom_cell(cfg.cell):

@@ -30,9 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqvg.cellstep import call_cell, initial_states, output_size
-from seqvg.cellstep import fast_kind as _fast_kind
-from seqvg.cellstep import step as _step
+from seqvg.cellstep import call_cell, fast_kind as _fast_kind, initial_states, output_size, step as _step
 from seqvg.decay import HORIZON_LEVEL, decay_summary, format_summary  # noqa: F401 (re-exported)
 from seqvg.tasks import Task
 
@@ -428,10 +426,9 @@ def probe_untrained(cfg, batch: dict | None = None):
         (ProbeResult, cfg).
     """
     from seqvg.config import check_memory
+    from seqvg.customcell import check_cell
     from seqvg.models import build_model
     from seqvg.tasks import get_task
-
-    from seqvg.customcell import check_cell
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     check_cell(cfg)

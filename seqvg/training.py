@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from seqvg import rundir, why
-from seqvg.config import ConfigError, RunConfig, check_memory, default_run_name  # noqa: F401 (re-exported)
-from seqvg.config import is_custom_cell
+from seqvg.config import ConfigError, RunConfig, check_memory, default_run_name, is_custom_cell  # noqa: F401 (re-exported)
 from seqvg.customcell import check_cell
 from seqvg.rundir import RunDirError
 from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream

@@ -119,7 +119,7 @@ def reference(model, task, x, y, output_is_state: bool):
     The output at t is the first state when the cell returns it as its output
     (then its gradient is part of dL/dh_t), else the cell's own output.
     """
-    layer = next(l for l in model.layers if isinstance(l, keras.layers.RNN))
+    layer = next(lay for lay in model.layers if isinstance(lay, keras.layers.RNN))
     twin = keras.layers.RNN(layer.cell, return_sequences=True, return_state=True)  # the same weights
     x = tf.constant(x)
     steps = x.shape[1]
@@ -282,8 +282,7 @@ def test_readme_example_cell_passes_the_checks_and_takes_its_declared_option():
 def test_a_registered_name_takes_the_custom_cell_path(cells, monkeypatch):
     from seqvg import config
     from seqvg.config import default_run_name
-    from seqvg.customcell import check_cell
-    from seqvg.customcell import parse
+    from seqvg.customcell import check_cell, parse
 
     monkeypatch.setitem(config.CELL_REGISTRY, "elu", f"{cells}:EluCell")
     cfg = RunConfig(cell="elu", units=4, length=6, cell_args={"scale": 0.5}).resolved()
