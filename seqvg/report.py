@@ -284,28 +284,32 @@ def _title_page(fig, runs: list[Run]) -> None:
     fig.text(0.05, 0.825, "Outcome", fontsize=12, weight="bold", va="top")
     rows = outcome_rows(runs)
     shown = rows[:TITLE_ROWS]
+    what = "groups" if v.grouped else "runs"
     y = _table(fig, 0.795, outcome_columns(task.metric_name), shown, fontsize=8.5)
     note = ("decay: the gradient's decay rate, decades per 100 steps back in time (negative = vanishing), "
             "fitted to ||dL/dh_t||")
     if len(rows) > len(shown):
-        note = f"... and {len(rows) - len(shown)} more runs (every run is in the Summary).  " + note
+        note = f"... and {len(rows) - len(shown)} more {what} (every run is in the Summary).  " + note
     fig.text(0.05, y - 0.012, note, fontsize=8, color="0.3", va="top")
     y -= 0.05
     fig.text(0.05, y, "Findings", fontsize=12, weight="bold", va="top")
     y -= 0.03
     for k, text in enumerate(findings(runs), start=1):
-        wrapped = textwrap.fill(text, 150, initial_indent=f"{k}. ", subsequent_indent="    ")
-        fig.text(0.05, y, wrapped, fontsize=9.5, va="top", linespacing=1.4)
-        y -= 0.024 * (wrapped.count("\n") + 1) + 0.01
+        wrapped = textwrap.fill(text, 138, initial_indent=f"{k}. ", subsequent_indent="    ")
+        fig.text(0.05, y, wrapped, fontsize=10, va="top", linespacing=1.4)
+        y -= 0.025 * (wrapped.count("\n") + 1) + 0.012
     titles = [title for title, _ in pages(runs)]
-    story = [f"{n}. {title}" + (f": {PAGE_GUIDE[_guide_key(title)]}" if _guide_key(title) in PAGE_GUIDE else "")
-             for n, title in enumerate(titles, start=1) if n > 1 and not title.startswith("Appendix")]
+    listed = [(f"{n}. {title}", PAGE_GUIDE.get(_guide_key(title)))
+              for n, title in enumerate(titles, start=1) if n > 1 and not title.startswith("Appendix")]
     appendix = sum(title.startswith("Appendix") for title in titles)
     if appendix:
-        story.append(f"pages {len(titles) - appendix + 1}-{len(titles)}: appendix, every run on its own")
+        listed.append((f"{len(titles) - appendix + 1}-{len(titles)}. Appendix", "every run on its own"))
+    story = [name + (f": {what}" if what else "") for name, what in listed]
     y -= 0.01
     fig.text(0.05, y, "The pages that follow", fontsize=12, weight="bold", va="top")
-    fig.text(0.05, y - 0.03, "\n".join(story), fontsize=8.5, va="top", linespacing=1.45)
+    if y - 0.03 - 0.0215 * len(story) < 0.115:  # no room for a line per page: the titles only
+        story = [textwrap.fill("  |  ".join(name.replace(" ", "\u00a0") for name, _ in listed), 160)]
+    fig.text(0.05, y - 0.03, "\n".join(story), fontsize=9, va="top", linespacing=1.45)
     commands = sorted({r.config.get("command") or train_command(r.cfg) for r in runs})
     lines = [c if len(c) <= 190 else c[:187] + "..." for c in commands[:3]]
     if len(commands) > 3:
@@ -317,7 +321,7 @@ def _title_page(fig, runs: list[Run]) -> None:
 
 
 #: Outcome rows on the title page (the rest are in the Summary).
-TITLE_ROWS = 12
+TITLE_ROWS = 8
 #: One line per page for the title page's list of what follows.
 PAGE_GUIDE = {
     "Study": "the outcome and the gradient's decay rate against what varies, every seed a point",
@@ -325,8 +329,8 @@ PAGE_GUIDE = {
                        "star = solved",
     "Gradient flow": "||dL/dh_t|| at every timestep t, untrained and trained: a line falling to the left = "
                      "the gradient vanishes",
-    "Why: the carry path": "what multiplies the gradient per step back (LSTM forget gate, GRU keep gate, "
-                           "a vanilla RNN's sigma_max(W) and phi'), and the measured gain",
+    "Why: the carry path": "what multiplies the gradient per step back: the carry gate (LSTM forget, GRU keep) "
+                           "or sigma_max(W) and phi'",
     "Spectrum": "the norm of one step back (the step Jacobian), or the init gradient ratio against "
                 "--recurrent-gain",
     "Gradient flow over training": "the gradient-flow curve at every probe, as colour, one scale for all runs",
@@ -402,25 +406,42 @@ def _number(value, fmt: str = "{:.3g}") -> str:
     return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else fmt.format(value)
 
 
-def outcome_rows(runs: list[Run]) -> list[list[str]]:
-    """The title page's outcome table: one row per run, in report order."""
+def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str]]:
+    """The title page's outcome table in report order: one row per run or,
+    ``by_group`` (default: when the report summarises seeds), one per group
+    with its seeds' medians and how many solved."""
     v = view(runs)
+    task = get_task(v.runs[0].cfg["task"])
+    by_group = v.grouped if by_group is None else by_group
+    members = [(name, [v.runs[i] for i in idx]) for name, idx in v.groups] if by_group else \
+        [(lab.label, [r]) for r, lab in zip(v.runs, v.labels)]
     rows = []
-    for r, lab in zip(v.runs, v.labels):
-        c = r.cfg
-        final = r.summary.get("final") or {}
+    for name, rs in members:
+        c = rs[0].cfg
         gates = gate_init_text(c)
-        h = r.probes["h"]
-        end = decay_summary(h[-1][0])["rate_per_100"] if h.shape[0] > 1 else None
-        rows.append([lab.label, c["cell"], ", ".join(remedies(c) + ([f"gates {gates}"] if gates != "-" else []))
-                     or "-", _outcome(r), _number(final.get("val_metric"), "{:.4g}"),
-                     f"{_number(final.get('val_loss'))} / {get_task(c['task']).baseline(c['length']):.3g}",
-                     _number(decay_summary(h[0][0])["rate_per_100"], "{:+.2f}"), _number(end, "{:+.2f}")])
+        finals = [r.summary.get("final") or {} for r in rs]
+        metric = _median([f.get("val_metric") for f in finals])
+        loss = _median([f.get("val_loss") for f in finals])
+        init = _median([decay_summary(r.probes["h"][0][0])["rate_per_100"] for r in rs])
+        end = _median([decay_summary(r.probes["h"][-1][0])["rate_per_100"] for r in rs if r.probes["h"].shape[0] > 1])
+        if len(rs) == 1:
+            outcome = _outcome(rs[0])
+        else:
+            at = [r.summary["solved_at_step"] for r in rs if r.summary.get("solved")]
+            outcome = f"{len(at)}/{len(rs)} seeds solved" + (f", median step {_median(at):.0f}" if at else "")
+            name = f"{name} ({len(rs)} seeds, medians)"
+        rows.append([name, c["cell"], ", ".join(remedies(c) + ([f"gates: {gates}"] if gates != "-" else [])) or "-",
+                     outcome, _number(metric, "{:.4g}"), f"{_number(loss)} / {task.baseline(c['length']):.3g}",
+                     _number(init, "{:+.2f}"), _number(end, "{:+.2f}")])
     return rows
 
 
 #: Groups a finding names one by one; the rest are counted.
 FINDING_NAMES = 4
+#: An unsolved run whose final val loss is at least this fraction of the
+#: trivial baseline has learned nothing long-range (diagnose's "flat" is
+#: within 10% either side).
+MEMORYLESS = 0.9
 
 
 def _listed(phrases: list[str], limit: int = FINDING_NAMES) -> str:
@@ -456,7 +477,7 @@ def findings(runs: list[Run]) -> list[str]:
     criterion = f"val {task.metric_name} {'>=' if task.higher_is_better else '<'} {task.threshold:g}"
     lengths = sorted({r.cfg["length"] for r in v.runs})
     solved_runs = [r for r in v.runs if r.summary.get("solved")]
-    won, lost = [], []
+    won, lost, memoryless = [], [], 0
     for name, idx in v.groups:
         members = [v.runs[i] for i in idx]
         ok = [r.summary["solved_at_step"] for r in members if r.summary.get("solved")]
@@ -464,18 +485,28 @@ def findings(runs: list[Run]) -> list[str]:
             won.append(f"{name} at step {ok[0]}")
         elif ok:
             won.append(f"{name} {len(ok)}/{len(members)} seeds (median step {_median(ok):.0f})")
-        if len(ok) < len(members):
-            loss = _median([(r.summary.get("final") or {}).get("val_loss") for r in members])
-            diverged = sum(r.summary["status"] == "diverged" for r in members)
-            base = task.baseline(members[0].cfg["length"])
-            what = (f"val loss {loss:.3g} vs trivial baseline {base:.3g}" if loss is not None else "no val loss")
-            if diverged:
-                what += f", {diverged} diverged"
-            lost.append(f"{name} ({what})" if len(members) == 1 else
-                        f"{name} {len(members) - len(ok)}/{len(members)} seeds ({what}, median)")
+        left = [r for r in members if not r.summary.get("solved")]
+        # Near or above the trivial baseline: the run learned nothing long-range.
+        flat = [r for r in left if ((r.summary.get("final") or {}).get("val_loss") or math.inf)
+                >= MEMORYLESS * task.baseline(r.cfg["length"])]
+        memoryless += len(flat)
+        if left:
+            loss = _median([(r.summary.get("final") or {}).get("val_loss") for r in left])
+            lost.append((loss is None or loss >= MEMORYLESS * task.baseline(members[0].cfg["length"]),
+                         f"{name} {_number(loss)}" + (f" (median of {len(left)})" if len(left) > 1 else "")))
+    bases = sorted({round(task.baseline(t), 12) for t in lengths})
     first = (f"{len(solved_runs)} of {len(v.runs)} runs solved {task.name} at "
-             f"T={', '.join(map(str, lengths))} ({criterion})")
-    first += (f": {_listed(won)}" if won else "") + (f". Not solved: {_listed(lost)}" if lost else "") + "."
+             f"T={', '.join(map(str, lengths))} ({criterion})") + (f": {_listed(won)}." if won else ".")
+    if lost:
+        lost.sort(key=lambda item: not item[0])
+        unsolved_n = len(v.runs) - len(solved_runs)
+        base_text = f"the trivial baseline (val loss {', '.join(f'{b:.3g}' for b in bases)}: a model with no memory)"
+        if memoryless:
+            first += (f" Of the {unsolved_n} unsolved, {memoryless} ended at or above {MEMORYLESS:.0%} of {base_text} "
+                      "and learned nothing long-range.")
+        else:
+            first += f" The {unsolved_n} unsolved ended below {base_text}: they learned part of the task."
+        first += f" Final val loss: {_listed([text for _, text in lost])}."
 
     def rates(r: Run) -> tuple:
         h = r.probes["h"]
@@ -486,16 +517,21 @@ def findings(runs: list[Run]) -> list[str]:
     unsolved = [r for r in v.runs if not r.summary.get("solved")]
     trained = [r for r in v.runs if r.probes["h"].shape[0] > 1]
     if solved_runs and unsolved and trained:
-        parts = []
+        parts, short = [], {}
         for what, group in (("solved", solved_runs), ("unsolved", unsolved)):
             ends = [rates(r) for r in group if r.probes["h"].shape[0] > 1]
             rate = _median([e["rate_per_100"] for _, e, _ in ends])
-            reach = [e["horizon"] / t for _, e, t in ends if e["horizon"] is not None]
-            parts.append(f"the {what} runs' gradient decays {_number(rate, '{:+.2f}')} decades per 100 steps back "
-                         f"(median) and reaches {_number(100 * min(reach) if reach else None, '{:.0f}')}"
-                         f"-{_number(100 * max(reach) if reach else None, '{:.0f}')}% of the sequence")
-        second = "At the end of training " + "; ".join(parts) + " (reach: steps back until the gradient falls below " \
-                 "1e-3 of the last step's)."
+            reach = [100 * (e["horizon"] or 0) / t for _, e, t in ends]
+            short[what] = min(reach, default=100) < 100
+            where = ("the whole sequence" if not short[what] else
+                     f"{min(reach):.0f}% of the sequence" if min(reach) == max(reach) else
+                     f"{min(reach):.0f}-{max(reach):.0f}% of the sequence")
+            parts.append(f"{what} runs {_number(rate, '{:+.2f}')} decades per 100 steps back (median), reaching {where}")
+        second = "The gradient at the end of training: " + "; ".join(parts) + ". "
+        second += ("In some unsolved runs it falls below 1e-3 of the last step's before it reaches the first "
+                   "inputs, which then send no learning signal." if short["unsolved"] else
+                   "It reaches the first inputs in every unsolved run, so a vanishing gradient is not what held "
+                   "them back (the diagnosis says what did).")
     else:
         changes = []
         for name, idx in v.groups:
@@ -506,7 +542,7 @@ def findings(runs: list[Run]) -> list[str]:
                 changes.append((name, init["rate_per_100"], None, init["horizon"], t))
         changes.sort(key=lambda c: -1e9 if c[1] is None else c[1])
         phrases = [f"{n} {_number(a, '{:+.2f}')}" + (f" -> {_number(b, '{:+.2f}')}" if trained else "")
-                   + f" (reaches {h}/{t} steps)" for n, a, b, h, t in changes]
+                   + (f" (reaches only {h or 0} of {t} steps)" if (h or 0) < t else "") for n, a, b, h, t in changes]
         second = ("Gradient decay, decades per 100 steps back" + (" at init -> at the end" if trained else " at init")
                   + f", fastest first: {_listed(phrases)}.")
     why = []
@@ -714,7 +750,7 @@ def _gradient_page(fig, runs: list[Run]) -> None:
     fig.suptitle("Gradient flow back through time: dashed = untrained, solid = end of training",
                  fontsize=13, weight="bold")
     trained = any(r.probes["h"].shape[0] > 1 for r in v.runs)
-    ratios = _each_group(v, lambda r: decay_summary(r.probes["h"][-1][0])["ratio"], "{:.1g}")
+    ratios = _each_group(v, lambda r: decay_summary(r.probes["h"][-1][0])["ratio"], "{:.2g}")
     _caption(fig, "a curve that falls toward t = 0 means the early inputs get (almost) no gradient, so they cannot "
              f"be learned; g_0/g_(T-1) {'at the end' if trained else 'at init'}: {ratios or 'not measurable'}.")
 
@@ -1091,37 +1127,39 @@ SUMMARY_ROWS = 26
 
 
 def _summary_page(fig, runs: list[Run], part: int = 0) -> None:
-    """The summary table (with each run's directory); with few runs also the
-    diagnosis, otherwise that follows on its own pages."""
+    """The summary table (with each run's directory), SUMMARY_ROWS runs a page;
+    under the last part's table the diagnosis of as many runs as fit (the
+    rest follow on Diagnosis pages)."""
     v = view(runs)
     task = get_task(v.runs[0].cfg["task"])
     cols = summary_columns(task.metric_name) + ["run directory"]
     rows = [row + [r.name] for row, r in zip(summary_rows(runs), v.runs)]
-    compact = _compact(runs)
-    chunk = rows[part * SUMMARY_ROWS:(part + 1) * SUMMARY_ROWS] if not compact else rows
+    n_pages, parts = _summary_layout(runs)
     fig.text(0.04, 0.935, "decay: decades per 100 steps back in time (negative = vanishing); "
              "horizon: steps back until ||dL/dh_t|| < 1e-3 of the last step's", fontsize=8.5, color="0.3")
-    bottom = _table(fig, 0.915, cols, chunk, fontsize=8.5 if compact else 8, left=0.04, width=0.92,
-                    scale=1.3 if compact else 1.2)
-    if compact:
-        fig.text(0.04, bottom - 0.025, "Diagnosis", fontsize=12, weight="bold", va="top")
-        _diagnosis_text(fig, diagnosis_lines(v.runs, v.labels), bottom - 0.06)
-    pages = math.ceil(len(rows) / SUMMARY_ROWS)
-    fig.suptitle("Summary" + (f" ({part + 1}/{pages})" if not compact and pages > 1 else ""), fontsize=14,
-                 weight="bold")
+    bottom = _table(fig, SUMMARY_TOP, cols, rows[part * SUMMARY_ROWS:(part + 1) * SUMMARY_ROWS], fontsize=8.5,
+                    left=0.04, width=0.92, scale=1.3)
+    if part == n_pages - 1 and parts[0]:
+        more = " (continued on the next pages)" if len(parts) > 1 else ""
+        fig.text(0.04, bottom - 0.025, "Diagnosis" + more, fontsize=12, weight="bold", va="top")
+        _diagnosis_text(fig, diagnosis_lines([v.runs[i] for i in parts[0]], [v.labels[i] for i in parts[0]]),
+                        bottom - 0.06)
+    fig.suptitle("Summary" + (f" ({part + 1}/{n_pages})" if n_pages > 1 else ""), fontsize=14, weight="bold")
     ends = [(decay_summary(r.probes["h"][-1][0])["horizon"], int(r.probes["h"].shape[-1])) for r in v.runs]
     whole = sum(h is not None and h >= t for h, t in ends)
     _caption(fig, f"a horizon shorter than the sequence means its first inputs send no learning signal: {whole} of "
-             f"{len(runs)} runs end with the gradient reaching the whole sequence"
-             + ("; the diagnosis below says why in words and what to try." if compact else
-                "; the diagnosis pages say why in words and what to try."))
+             f"{len(runs)} runs end with the gradient reaching the whole sequence; the diagnosis says why in words "
+             "and what to try.")
 
 
-#: Characters per diagnosis line (monospace, 8 points, page width).
+#: Characters per diagnosis line (monospace, 7.5 points, page width).
 DIAGNOSIS_WIDTH = 165
-#: Diagnosis lines that fit under a summary table of up to 8 runs, and on a page of their own.
-SUMMARY_DIAGNOSIS_LINES = 44
-DIAGNOSIS_LINES = 72
+#: Height (figure fraction) of a summary table row and of a diagnosis line, and the table's top.
+SUMMARY_ROW_H = 0.0235
+DIAGNOSIS_LINE_H = 0.0155
+SUMMARY_TOP = 0.915
+#: Diagnosis lines on a page of their own.
+DIAGNOSIS_LINES = 56
 
 
 def diagnosis_lines(runs: list[Run], labels: list) -> list[str]:
@@ -1140,24 +1178,23 @@ def diagnosis_lines(runs: list[Run], labels: list) -> list[str]:
     return lines
 
 
-def _compact(runs: list[Run]) -> bool:
-    """Whether the summary table and the whole diagnosis fit on one page."""
+def _summary_layout(runs: list[Run]) -> tuple[int, list[list[int]]]:
+    """How many summary pages, and the runs (indices in report order) whose
+    diagnosis goes under the last summary table, then on each Diagnosis page
+    (whole runs, as many as fit)."""
     v = view(runs)
-    return len(runs) <= 8 and len(diagnosis_lines(v.runs, v.labels)) <= SUMMARY_DIAGNOSIS_LINES
-
-
-def _diagnosis_parts(runs: list[Run]) -> list[list[int]]:
-    """Runs (indices in report order) per diagnosis page: as many whole runs as fit."""
-    v = view(runs)
+    n_pages = math.ceil(len(runs) / SUMMARY_ROWS)
+    last_rows = len(runs) - (n_pages - 1) * SUMMARY_ROWS
+    room = int((SUMMARY_TOP - SUMMARY_ROW_H * (last_rows + 1) - 0.06 - CAPTION_ROOM - 0.02) / DIAGNOSIS_LINE_H)
     parts, used = [[]], 0
     for i in range(len(v.runs)):
-        n = len(diagnosis_lines(v.runs[i:i + 1], v.labels[i:i + 1])) + 1
-        if parts[-1] and used + n > DIAGNOSIS_LINES:
+        n = len(diagnosis_lines(v.runs[i:i + 1], v.labels[i:i + 1]))
+        if used + n > room and (parts[-1] or len(parts) == 1):
             parts.append([])
-            used = 0
+            used, room = 0, DIAGNOSIS_LINES
         parts[-1].append(i)
         used += n
-    return parts
+    return n_pages, parts
 
 
 def _diagnosis_text(fig, lines: list[str], top: float) -> None:
@@ -1166,10 +1203,10 @@ def _diagnosis_text(fig, lines: list[str], top: float) -> None:
 
 def _diagnosis_page(fig, runs: list[Run], part: int) -> None:
     v = view(runs)
-    parts = _diagnosis_parts(runs)
-    idx = parts[part]
+    idx = _summary_layout(runs)[1][part + 1]
     _diagnosis_text(fig, diagnosis_lines([v.runs[i] for i in idx], [v.labels[i] for i in idx]), 0.92)
-    fig.suptitle(f"Diagnosis per run ({part + 1}/{len(parts)})", fontsize=14, weight="bold")
+    fig.suptitle(f"Diagnosis per run, continued ({part + 1}/{len(_summary_layout(runs)[1]) - 1})", fontsize=14,
+                 weight="bold")
     _caption(fig, "each verdict comes from the run's own numbers (decay rate, horizon, gates, loss against the "
              "trivial baseline); an unsolved run says why and which commands to try next.")
 
@@ -1200,13 +1237,11 @@ def pages(runs: list[Run]) -> list[tuple[str, object]]:
     # The story: gradient flow, then why it flows (or not), then over training.
     at = [title for title, _ in out].index("Gradient flow") + 1
     out[at:at] = why_pages(runs)
-    if _compact(runs):
-        out.append(("Summary", partial(_summary_page, runs=runs)))
-    else:
-        for part in range(math.ceil(len(runs) / SUMMARY_ROWS)):
-            out.append((f"Summary {part + 1}" if part else "Summary", partial(_summary_page, runs=runs, part=part)))
-        for part in range(len(_diagnosis_parts(runs))):
-            out.append((f"Diagnosis {part + 1}", partial(_diagnosis_page, runs=runs, part=part)))
+    n_summary, parts = _summary_layout(runs)
+    for part in range(n_summary):
+        out.append((f"Summary {part + 1}" if part else "Summary", partial(_summary_page, runs=runs, part=part)))
+    for part in range(len(parts) - 1):
+        out.append((f"Diagnosis {part + 1}", partial(_diagnosis_page, runs=runs, part=part)))
     if v.grouped:
         chunks = range(math.ceil(len(runs) / APPENDIX_PANELS))
         for kind, name in (("curves", "learning curves"), ("gradients", "gradient flow")):
@@ -1371,7 +1406,7 @@ def _why_runs(v: View) -> list[int]:
 
 
 #: Height of the figure (fraction) kept free at the foot of a page for its caption.
-CAPTION_ROOM = 0.035
+CAPTION_ROOM = 0.05
 
 
 def _caption(fig, text: str) -> None:
