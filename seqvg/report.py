@@ -2,17 +2,22 @@
 
     seqvg report runs/demo/* -o reports/demo.pdf --png reports/demo-png
 
-Pages: title; a study page when the runs differ by more than their seed
-(outcome and gradient decay rate against what varies, every seed a point);
-learning curves (with the task's baselines), gradient flow at init and end,
-why it flows (carry gates, per-step gain, the spectrum; seqvg.why),
-gradient flow over training (heatmaps on one shared colour scale), the weight
-graph, and a summary table with a diagnosis per run. Every run is named by
-the options that tell it apart from the others ("T=25 s0", "rnn clip=1 s0",
-see seqvg.labels) and drawn in a colour that means something: one hue per
-cell or variant, light to dark along a varied length or size. With more than
-a handful of runs the seeds of each group are drawn as a median with a band,
-and appendix pages show every run on its own.
+Pages, in the order of the story: the title page (the outcome per run or
+group, three findings computed from the runs, the pages that follow, the
+commands that made the runs); a study page when the runs differ by more
+than their seed (outcome and gradient decay rate against what varies, every
+seed a point); learning curves (with the task's baselines), gradient flow
+at init and end, why it flows (carry gates, per-step gain, the spectrum;
+seqvg.why), gradient flow over training (heatmaps on one shared colour
+scale), the weight graph, and the summary table with each run's diagnosis
+in words (on further pages when it does not fit). Every page ends with a
+"What to look for" caption, with the runs' numbers where it states any.
+Every run is named by the options that tell it apart from the others
+("T=25 s0", "rnn clip=1 s0", see seqvg.labels) and drawn in a colour that
+means something: one hue per cell or variant, light to dark along a varied
+length or size. With more than a handful of runs the seeds of each group
+are drawn as a median with a band, and appendix pages show every run on its
+own.
 The same runs give a byte-identical PDF, whatever their order on the command
 line: the creation date is fixed and taken from the runs themselves.
 """
@@ -1142,14 +1147,36 @@ def _summary_page(fig, runs: list[Run], part: int = 0) -> None:
     if part == n_pages - 1 and parts[0]:
         more = " (continued on the next pages)" if len(parts) > 1 else ""
         fig.text(0.04, bottom - 0.025, "Diagnosis" + more, fontsize=12, weight="bold", va="top")
-        _diagnosis_text(fig, diagnosis_lines([v.runs[i] for i in parts[0]], [v.labels[i] for i in parts[0]]),
-                        bottom - 0.06)
+        lines = diagnosis_lines([v.runs[i] for i in parts[0]], [v.labels[i] for i in parts[0]])
+        _diagnosis_text(fig, lines, bottom - 0.06)
+        bottom -= 0.06 + DIAGNOSIS_LINE_H * len(lines)
+    settings = settings_rows(runs)
+    if part == n_pages - 1 and bottom - 0.08 - SUMMARY_ROW_H * (len(settings) + 1) > CAPTION_ROOM + 0.01:
+        fig.text(0.04, bottom - 0.025, "Settings per run", fontsize=12, weight="bold", va="top")
+        _table(fig, bottom - 0.06, SETTINGS_COLUMNS, settings, fontsize=8, left=0.04, width=0.92, scale=1.2)
     fig.suptitle("Summary" + (f" ({part + 1}/{n_pages})" if n_pages > 1 else ""), fontsize=14, weight="bold")
     ends = [(decay_summary(r.probes["h"][-1][0])["horizon"], int(r.probes["h"].shape[-1])) for r in v.runs]
     whole = sum(h is not None and h >= t for h, t in ends)
     _caption(fig, f"a horizon shorter than the sequence means its first inputs send no learning signal: {whole} of "
              f"{len(runs)} runs end with the gradient reaching the whole sequence; the diagnosis says why in words "
              "and what to try.")
+
+
+SETTINGS_COLUMNS = ["run", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip", "gate init",
+                    "remedies", "command"]
+
+
+def settings_rows(runs: list[Run]) -> list[list]:
+    """Each run's training settings, in report order (the summary page's last table)."""
+    v = view(runs)
+    rows = []
+    for r, lab in zip(v.runs, v.labels):
+        c = r.cfg
+        command = r.config.get("command") or train_command(c)
+        rows.append([lab.label, c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}", c["batch_size"],
+                     r.summary.get("steps_done", "?"), f"{c['clip']:g}" if c["clip"] else "off", gate_init_text(c),
+                     ", ".join(remedies(c)) or "-", command if len(command) <= 60 else command[:57] + "..."])
+    return rows
 
 
 #: Characters per diagnosis line (monospace, 7.5 points, page width).
