@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from seqvg.config import RunConfig, default_chrono
-from seqvg.diagnose import diagnose
+from seqvg.diagnose import format_diagnosis
 from seqvg.labels import RunLabel, axis_name, run_labels, sort_order
 from seqvg.decay import decay_summary
 from seqvg.rundir import Run, load_run
@@ -531,7 +531,8 @@ def findings(runs: list[Run]) -> list[str]:
             where = ("the whole sequence" if not short[what] else
                      f"{min(reach):.0f}% of the sequence" if min(reach) == max(reach) else
                      f"{min(reach):.0f}-{max(reach):.0f}% of the sequence")
-            parts.append(f"{what} runs {_number(rate, '{:+.2f}')} decades per 100 steps back (median), reaching {where}")
+            parts.append(f"{what} runs {_number(rate, '{:+.2f}')} decades per 100 steps back (median), "
+                         f"reaching {where}")
         second = "The gradient at the end of training: " + "; ".join(parts) + ". "
         second += ("In some unsolved runs it falls below 1e-3 of the last step's before it reaches the first "
                    "inputs, which then send no learning signal." if short["unsolved"] else
@@ -1193,8 +1194,6 @@ def diagnosis_lines(runs: list[Run], labels: list) -> list[str]:
     """Each run's diagnosis (seqvg.diagnose, with why an unsolved run did not
     solve and what to try), wrapped to the page."""
     import textwrap
-
-    from seqvg.diagnose import format_diagnosis
 
     lines = []
     for r, lab in zip(runs, labels):
