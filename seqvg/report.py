@@ -416,7 +416,6 @@ def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str
     ``by_group`` (default: when the report summarises seeds), one per group
     with its seeds' medians and how many solved."""
     v = view(runs)
-    task = get_task(v.runs[0].cfg["task"])
     by_group = v.grouped if by_group is None else by_group
     members = [(name, [v.runs[i] for i in idx]) for name, idx in v.groups] if by_group else \
         [(lab.label, [r]) for r, lab in zip(v.runs, v.labels)]
@@ -436,7 +435,7 @@ def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str
             outcome = f"{len(at)}/{len(rs)} seeds solved" + (f", median step {_median(at):.0f}" if at else "")
             name = f"{name} ({len(rs)} seeds, medians)"
         rows.append([name, c["cell"], ", ".join(remedies(c) + ([f"gates: {gates}"] if gates != "-" else [])) or "-",
-                     outcome, _number(metric, "{:.4g}"), f"{_number(loss)} / {task.baseline(c['length']):.3g}",
+                     outcome, _number(metric, "{:.4g}"), f"{_number(loss)} / {get_task(c['task']).baseline(c['length']):.3g}",
                      _number(init, "{:+.2f}"), _number(end, "{:+.2f}")])
     return rows
 
@@ -471,6 +470,11 @@ def _carry_factor(r: Run, row: int) -> tuple[str, float] | None:
     return None
 
 
+def _baseline(r: Run) -> float:
+    """The trivial baseline loss of a run's task and length."""
+    return get_task(r.cfg["task"]).baseline(r.cfg["length"])
+
+
 def findings(runs: list[Run]) -> list[str]:
     """The report's three main findings in words, from the runs' numbers:
     the outcome, the gradient flow behind it, and what carries (or loses) the
@@ -493,15 +497,18 @@ def findings(runs: list[Run]) -> list[str]:
         left = [r for r in members if not r.summary.get("solved")]
         # Near or above the trivial baseline: the run learned nothing long-range.
         flat = [r for r in left if ((r.summary.get("final") or {}).get("val_loss") or math.inf)
-                >= MEMORYLESS * task.baseline(r.cfg["length"])]
+                >= MEMORYLESS * _baseline(r)]
         memoryless += len(flat)
         if left:
             loss = _median([(r.summary.get("final") or {}).get("val_loss") for r in left])
-            lost.append((loss is None or loss >= MEMORYLESS * task.baseline(members[0].cfg["length"]),
+            lost.append((loss is None or loss >= MEMORYLESS * _baseline(members[0]),
                          f"{name} {_number(loss)}" + (f" (median of {len(left)})" if len(left) > 1 else "")))
-    bases = sorted({round(task.baseline(t), 12) for t in lengths})
-    first = (f"{len(solved_runs)} of {len(v.runs)} runs solved {task.name} at "
-             f"T={', '.join(map(str, lengths))} ({criterion})") + (f": {_listed(won)}." if won else ".")
+    bases = sorted({round(_baseline(r), 12) for r in v.runs})
+    tasks = list(dict.fromkeys(r.cfg["task"] for r in v.runs))
+    solved_what = (f"{task.name} at T={', '.join(map(str, lengths))} ({criterion})" if len(tasks) == 1 else
+                   f"their task ({', '.join(tasks)})")
+    first = (f"{len(solved_runs)} of {len(v.runs)} runs solved {solved_what}"
+             + (f": {_listed(won)}." if won else "."))
     if lost:
         lost.sort(key=lambda item: not item[0])
         unsolved_n = len(v.runs) - len(solved_runs)
