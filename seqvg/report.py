@@ -289,12 +289,13 @@ def _title_page(fig, runs: list[Run]) -> None:
     fig.text(0.05, 0.825, "Outcome", fontsize=12, weight="bold", va="top")
     rows = outcome_rows(runs)
     shown = rows[:TITLE_ROWS]
-    what = "groups" if v.grouped else "runs"
+    what = "group" if v.grouped else "run"
     y = _table(fig, 0.795, outcome_columns(task.metric_name), shown, fontsize=8.5)
-    note = ("decay: the gradient's decay rate, decades per 100 steps back in time (negative = vanishing), "
-            "fitted to ||dL/dh_t||")
+    note = ("decay: the gradient's decay rate, decades per 100 steps back (negative = vanishing), fitted to "
+            "||dL/dh_t||" + ("; a group's numbers: medians over its seeds" if v.grouped else ""))
     if len(rows) > len(shown):
-        note = f"... and {len(rows) - len(shown)} more {what} (every run is in the Summary).  " + note
+        more = len(rows) - len(shown)
+        note = f"... and {more} more {what}{'s' if more > 1 else ''} (every run is in the Summary).  " + note
     fig.text(0.05, y - 0.012, note, fontsize=8, color="0.3", va="top")
     y -= 0.05
     fig.text(0.05, y, "Findings", fontsize=12, weight="bold", va="top")
@@ -309,18 +310,21 @@ def _title_page(fig, runs: list[Run]) -> None:
     appendix = sum(title.startswith("Appendix") for title in titles)
     if appendix:
         listed.append((f"{len(titles) - appendix + 1}-{len(titles)}. Appendix", "every run on its own"))
-    story = [name + (f": {what}" if what else "") for name, what in listed]
-    y -= 0.01
-    fig.text(0.05, y, "The pages that follow", fontsize=12, weight="bold", va="top")
-    if y - 0.03 - 0.0215 * len(story) < 0.115:  # no room for a line per page: the titles only
-        story = [textwrap.fill("  |  ".join(name.replace(" ", "\u00a0") for name, _ in listed), 160)]
-    fig.text(0.05, y - 0.03, "\n".join(story), fontsize=9, va="top", linespacing=1.45)
     commands = sorted({r.config.get("command") or train_command(r.cfg) for r in runs})
     lines = [c if len(c) <= 190 else c[:187] + "..." for c in commands[:3]]
     if len(commands) > 3:
         lines.append(f"... and {len(commands) - 3} more")
     fig.text(0.05, 0.06, "Commands that made these runs:\n" + "\n".join(lines), fontsize=7.5, color="0.3",
              va="bottom")
+    # The list of pages fits between the findings and the commands: a line
+    # per page, else the titles only, else (a long outcome table) not at all.
+    floor = 0.06 + 0.0165 * (len(lines) + 1) + 0.01
+    story = [name + (f": {what}" if what else "") for name, what in listed]
+    if y - 0.04 - 0.0215 * len(story) < floor:
+        story = textwrap.wrap("  |  ".join(name.replace(" ", "\u00a0") for name, _ in listed), 160)
+    if y - 0.04 - 0.0215 * len(story) >= floor:
+        fig.text(0.05, y - 0.01, "The pages that follow", fontsize=12, weight="bold", va="top")
+        fig.text(0.05, y - 0.04, "\n".join(story), fontsize=9, va="top", linespacing=1.45)
     _caption(fig, "which runs solved the task (outcome) and how fast their gradient decays; the pages that follow "
              "show the gradient flow behind each outcome and why it flows (or does not).")
 
@@ -364,9 +368,13 @@ def _table(fig, top: float, cols: list[str], rows: list[list], fontsize: float =
         if r == 0:
             cell.set_text_props(weight="bold")
             cell.set_facecolor("0.92")
-    fig.draw_without_rendering()
-    box = table.get_window_extent(fig.canvas.get_renderer()).transformed(fig.transFigure.inverted())
-    return float(box.y0)
+    while True:  # long labels: a smaller font rather than a table off the page
+        fig.draw_without_rendering()
+        box = table.get_window_extent(fig.canvas.get_renderer()).transformed(fig.transFigure.inverted())
+        if box.x1 <= 0.99 or fontsize <= 5.5:
+            return float(box.y0)
+        fontsize -= 0.5
+        table.set_fontsize(fontsize)
 
 
 def common_settings(cfgs: list[dict]) -> str:
@@ -432,8 +440,8 @@ def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str
             outcome = _outcome(rs[0])
         else:
             at = [r.summary["solved_at_step"] for r in rs if r.summary.get("solved")]
-            outcome = f"{len(at)}/{len(rs)} seeds solved" + (f", median step {_median(at):.0f}" if at else "")
-            name = f"{name} ({len(rs)} seeds, medians)"
+            outcome = f"{len(at)}/{len(rs)} solved" + (f", median step {_median(at):.0f}" if at else "")
+            name = f"{name} ({len(rs)} seeds)"
         rows.append([name, c["cell"], ", ".join(remedies(c) + ([f"gates: {gates}"] if gates != "-" else [])) or "-",
                      outcome, _number(metric, "{:.4g}"), f"{_number(loss)} / {get_task(c['task']).baseline(c['length']):.3g}",
                      _number(init, "{:+.2f}"), _number(end, "{:+.2f}")])

@@ -346,7 +346,7 @@ def test_outcome_table_and_findings_match_the_runs(tmp_path):
     seeds[0].summary.update(solved=True, solved_at_step=30)
     seeds[1].summary["final"]["val_loss"] = base
     grouped = outcome_rows(seeds, by_group=True)
-    assert len(grouped) == 1 and grouped[0][3] == "1/2 seeds solved, median step 30"
+    assert len(grouped) == 1 and grouped[0][3] == "1/2 solved, median step 30"
     assert grouped[0][4] == f"{np.median([s.summary['final']['val_metric'] for s in seeds]):.4g}"
     first = findings(seeds)[0]
     assert first.startswith("1 of 2 runs solved") and "1 ended at or above 90% of the trivial baseline" in first
