@@ -2,17 +2,22 @@
 
     seqvg report runs/demo/* -o reports/demo.pdf --png reports/demo-png
 
-Pages: title; a study page when the runs differ by more than their seed
-(outcome and gradient decay rate against what varies, every seed a point);
-learning curves (with the task's baselines), gradient flow at init and end,
-why it flows (carry gates, per-step gain, the spectrum; seqvg.why),
-gradient flow over training (heatmaps on one shared colour scale), the weight
-graph, and a summary table with a diagnosis per run. Every run is named by
-the options that tell it apart from the others ("T=25 s0", "rnn clip=1 s0",
-see seqvg.labels) and drawn in a colour that means something: one hue per
-cell or variant, light to dark along a varied length or size. With more than
-a handful of runs the seeds of each group are drawn as a median with a band,
-and appendix pages show every run on its own.
+Pages, in the order of the story: the title page (the outcome per run or
+group, three findings computed from the runs, the pages that follow, the
+commands that made the runs); a study page when the runs differ by more
+than their seed (outcome and gradient decay rate against what varies, every
+seed a point); learning curves (with the task's baselines), gradient flow
+at init and end, why it flows (carry gates, per-step gain, the spectrum;
+seqvg.why), gradient flow over training (heatmaps on one shared colour
+scale), the weight graph, and the summary table with each run's diagnosis
+in words (on further pages when it does not fit). Every page ends with a
+"What to look for" caption, with the runs' numbers where it states any.
+Every run is named by the options that tell it apart from the others
+("T=25 s0", "rnn clip=1 s0", see seqvg.labels) and drawn in a colour that
+means something: one hue per cell or variant, light to dark along a varied
+length or size. With more than a handful of runs the seeds of each group
+are drawn as a median with a band, and appendix pages show every run on its
+own.
 The same runs give a byte-identical PDF, whatever their order on the command
 line: the creation date is fixed and taken from the runs themselves.
 """
@@ -28,24 +33,12 @@ import numpy as np
 
 from seqvg.config import RunConfig, default_chrono
 from seqvg.decay import decay_summary
-from seqvg.diagnose import diagnose
+from seqvg.diagnose import format_diagnosis
 from seqvg.labels import RunLabel, axis_name, run_labels, sort_order
 from seqvg.rundir import Run, load_run
 from seqvg.tasks import get_task
 
 PAGE = (11.0, 8.5)  # US letter landscape, inches
-GUIDE = """How to read this report
-  Runs are named by what tells them apart (T = length, s = seed) and sorted by length, then cell, then seed.
-  Study: the outcome and the gradient's decay rate against the option that varies; every seed is a point.
-  Learning curves: validation loss against training step; the dotted line is the trivial baseline (a model with
-      no memory), a star marks the step a run met the task's solved criterion.
-  Gradient flow: ||dL/dh_t|| for every timestep t, measured through the recurrence in one backward pass. A line that
-      falls to the left means the gradient vanishes before it reaches early inputs: those inputs cannot be learned.
-  Why: the carry path: per run, the gate that carries the state on (LSTM forget, GRU keep) or, for a vanilla RNN,
-      sigma_max(W) and phi', beside the per-step gain ||dL/ds_{t-1}|| / ||dL/ds_t||. Spectrum: the norm of one step back.
-  Gradient flow over training: the same curve at every probe, as colour; one colour scale for all runs.
-  Weight graph: how much each layer's weights move between logged rows; a layer whose line is flat and low
-      has stopped learning (the seeds' "weight graph" symptom). Summary: the figures and a diagnosis per run."""
 STYLES = ["-", "--", "-.", ":"]
 #: Where exact zeros (float32 underflow) are drawn on a log axis, relative to
 #: the smallest positive value on the page.
@@ -276,41 +269,323 @@ def _plot_norms(ax, g: np.ndarray, floor: float, label: str | None, style: dict,
 
 
 def _title_page(fig, runs: list[Run]) -> None:
+    """What a reader needs first: the outcome per run, the findings in words,
+    the pages that follow and the commands that made the runs."""
+    import textwrap
+
     v = view(runs)
     cfgs = [r.cfg for r in v.runs]
     tasks = list(dict.fromkeys(f"{c['task']} T={c['length']}" for c in sorted(cfgs, key=lambda c: c["length"])))
     created = max((r.config.get("created") or "") for r in runs) or "unknown"
-    fig.text(0.05, 0.93, "seqvg report: gradient flow in recurrent networks", fontsize=18, weight="bold")
-    fig.text(0.05, 0.885, f"task: {', '.join(tasks)}    runs: {len(runs)}    cells: "
-             f"{', '.join(dict.fromkeys(c['cell'] for c in cfgs))}", fontsize=11)
+    fig.text(0.05, 0.95, "seqvg report: gradient flow in recurrent networks", fontsize=18, weight="bold", va="top")
+    fig.text(0.05, 0.905, f"task: {', '.join(tasks)}    runs: {len(runs)}    cells: "
+             f"{', '.join(dict.fromkeys(c['cell'] for c in cfgs))}", fontsize=11, va="top")
+    fig.text(0.05, 0.878, "settings: " + common_settings(cfgs), fontsize=9, va="top")
     versions = runs[0].config.get("versions", {})
-    fig.text(0.05, 0.855, "versions: " + ", ".join(f"{k} {versions[k]}" for k in sorted(versions))
-             + f"    device: {runs[0].config.get('device', '?')}    newest run: {created}", fontsize=8.5)
-    cols = ["label", "run directory", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip",
-            "gate init", "remedies", "status"]
-    rows = []
-    for r, lab in zip(v.runs, v.labels):
-        c = r.cfg
-        rows.append([lab.label, r.name[:28], c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}",
-                     c["batch_size"], r.summary.get("steps_done", "?"), f"{c['clip']:g}" if c["clip"] else "off",
-                     gate_init_text(c), ", ".join(remedies(c)) or "-",
-                     r.summary["status"]])
-    ax = fig.add_axes([0.05, 0.45, 0.9, 0.36])
-    ax.axis("off")
-    shown = rows[:12]
-    table = ax.table(cellText=shown, colLabels=cols, loc="upper left", cellLoc="left")
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    table.auto_set_column_width(list(range(len(cols))))
+    fig.text(0.05, 0.857, "versions: " + ", ".join(f"{k} {versions[k]}" for k in sorted(versions))
+             + f"    device: {runs[0].config.get('device', '?')}    newest run: {created}", fontsize=8, va="top",
+             color="0.3")
+    task = get_task(v.runs[0].cfg["task"])
+    fig.text(0.05, 0.825, "Outcome", fontsize=12, weight="bold", va="top")
+    rows = outcome_rows(runs)
+    shown = rows[:TITLE_ROWS]
+    what = "group" if v.grouped else "run"
+    y = _table(fig, 0.795, outcome_columns(task.metric_name), shown, fontsize=8.5)
+    note = ("decay: the gradient's decay rate, decades per 100 steps back (negative = vanishing), fitted to "
+            "||dL/dh_t||" + ("; a group's numbers: medians over its seeds" if v.grouped else ""))
     if len(rows) > len(shown):
-        ax.text(0, 0, f"... and {len(rows) - len(shown)} more runs (every run's directory is in the Summary)",
-                fontsize=8, transform=ax.transAxes)
-    fig.text(0.05, 0.40, GUIDE, fontsize=9, va="top", linespacing=1.5)
+        more = len(rows) - len(shown)
+        note = f"... and {more} more {what}{'s' if more > 1 else ''} (every run is in the Summary).  " + note
+    fig.text(0.05, y - 0.012, note, fontsize=8, color="0.3", va="top")
+    y -= 0.05
+    fig.text(0.05, y, "Findings", fontsize=12, weight="bold", va="top")
+    y -= 0.03
+    for k, text in enumerate(findings(runs), start=1):
+        wrapped = textwrap.fill(text, 138, initial_indent=f"{k}. ", subsequent_indent="    ")
+        fig.text(0.05, y, wrapped, fontsize=10, va="top", linespacing=1.4)
+        y -= 0.025 * (wrapped.count("\n") + 1) + 0.012
+    titles = [title for title, _ in pages(runs)]
+    listed = [(f"{n}. {title}", PAGE_GUIDE.get(_guide_key(title)))
+              for n, title in enumerate(titles, start=1) if n > 1 and not title.startswith("Appendix")]
+    appendix = sum(title.startswith("Appendix") for title in titles)
+    if appendix:
+        listed.append((f"{len(titles) - appendix + 1}-{len(titles)}. Appendix", "every run on its own"))
     commands = sorted({r.config.get("command") or train_command(r.cfg) for r in runs})
     lines = [c if len(c) <= 190 else c[:187] + "..." for c in commands[:3]]
     if len(commands) > 3:
         lines.append(f"... and {len(commands) - 3} more")
-    fig.text(0.05, 0.02, "Commands:\n" + "\n".join(lines), fontsize=7, color="0.3", va="bottom")
+    fig.text(0.05, 0.06, "Commands that made these runs:\n" + "\n".join(lines), fontsize=7.5, color="0.3",
+             va="bottom")
+    # The list of pages fits between the findings and the commands: a line
+    # per page, else the titles only, else (a long outcome table) not at all.
+    floor = 0.06 + 0.0165 * (len(lines) + 1) + 0.01
+    story = [name + (f": {what}" if what else "") for name, what in listed]
+    if y - 0.04 - 0.0215 * len(story) < floor:
+        story = textwrap.wrap("  |  ".join(name.replace(" ", "\u00a0") for name, _ in listed), 160)
+    if y - 0.04 - 0.0215 * len(story) >= floor:
+        fig.text(0.05, y - 0.01, "The pages that follow", fontsize=12, weight="bold", va="top")
+        fig.text(0.05, y - 0.04, "\n".join(story), fontsize=9, va="top", linespacing=1.45)
+    _caption(fig, "which runs solved the task (outcome) and how fast their gradient decays; the pages that follow "
+             "show the gradient flow behind each outcome and why it flows (or does not).")
+
+
+#: Outcome rows on the title page (the rest are in the Summary).
+TITLE_ROWS = 8
+#: One line per page for the title page's list of what follows.
+PAGE_GUIDE = {
+    "Study": "the outcome and the gradient's decay rate against what varies, every seed a point",
+    "Learning curves": "validation loss and metric over training; dotted = trivial baseline (no memory), "
+                       "star = solved",
+    "Gradient flow": "||dL/dh_t|| at every timestep t, untrained and trained: a line falling to the left = "
+                     "the gradient vanishes",
+    "Why: the carry path": "what multiplies the gradient per step back: the carry gate (LSTM forget, GRU keep) "
+                           "or sigma_max(W) and phi'",
+    "Spectrum": "the norm of one step back (the step Jacobian), or the init gradient ratio against "
+                "--recurrent-gain",
+    "Gradient flow over training": "the gradient-flow curve at every probe, as colour, one scale for all runs",
+    "Weight graph": "how much each layer's weights move; a flat, low line = the layer stopped learning",
+    "Summary": "decay rates and horizons per run, the run directories, and the diagnosis in words",
+    "Diagnosis": "per run: what went wrong (or right), why, and the commands to try next",
+}
+
+
+def _guide_key(title: str) -> str:
+    """A page title without its part number ("Summary 2" -> "Summary")."""
+    return re.sub(r" \d+$", "", title)
+
+
+def _table(fig, top: float, cols: list[str], rows: list[list], fontsize: float = 8, left: float = 0.05,
+           width: float = 0.9, scale: float = 1.25) -> float:
+    """A table whose top edge is at figure height ``top``; returns its bottom edge."""
+    ax = fig.add_axes([left, 0.0, width, top])
+    ax.axis("off")
+    table = ax.table(cellText=rows, colLabels=cols, loc="upper left", cellLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(fontsize)
+    table.auto_set_column_width(list(range(len(cols))))
+    table.scale(1, scale)
+    for (r, _), cell in table.get_celld().items():
+        if r == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("0.92")
+    while True:  # long labels: a smaller font rather than a table off the page
+        fig.draw_without_rendering()
+        box = table.get_window_extent(fig.canvas.get_renderer()).transformed(fig.transFigure.inverted())
+        if box.x1 <= 0.99 or fontsize <= 5.5:
+            return float(box.y0)
+        fontsize -= 0.5
+        table.set_fontsize(fontsize)
+
+
+def common_settings(cfgs: list[dict]) -> str:
+    """The training settings as one line: a value when every run shares it,
+    "varies" otherwise (the run labels say how)."""
+    parts = []
+    for key, name in (("units", "units"), ("layers", "layers"), ("optimizer", "optimizer"), ("lr", "lr"),
+                      ("batch_size", "batch"), ("steps", "steps"), ("clip", "clip")):
+        values = {c.get(key) for c in cfgs}
+        if len(values) > 1:
+            parts.append(f"{name} varies")
+            continue
+        value = values.pop()
+        if key == "clip":
+            parts.append(f"clip {value:g}" if value else "no clipping")
+        elif key == "steps":
+            parts.append(f"up to {value} steps")
+        else:
+            parts.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+    return ", ".join(parts)
+
+
+def outcome_columns(metric_name: str) -> list[str]:
+    """Column names of ``outcome_rows``."""
+    return ["run", "cell", "remedies, gate init", "outcome", f"val {metric_name}", "val loss / trivial baseline",
+            "decay at init", "decay at end"]
+
+
+def _outcome(r: Run) -> str:
+    s = r.summary
+    if s.get("solved"):
+        return f"solved at step {s['solved_at_step']}"
+    if s["status"] == "diverged":
+        return f"diverged at step {s.get('diverged_at_step', '?')}"
+    if s["status"] == "completed":
+        return f"not solved in {s.get('steps_done', '?')} steps"
+    reached = max([s.get("steps_done") or 0] + [row["step"] for row in r.metrics])
+    return f"{s['status']} at step {reached}"
+
+
+def _number(value, fmt: str = "{:.3g}") -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else fmt.format(value)
+
+
+def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str]]:
+    """The title page's outcome table in report order: one row per run or,
+    ``by_group`` (default: when the report summarises seeds), one per group
+    with its seeds' medians and how many solved."""
+    v = view(runs)
+    by_group = v.grouped if by_group is None else by_group
+    members = [(name, [v.runs[i] for i in idx]) for name, idx in v.groups] if by_group else \
+        [(lab.label, [r]) for r, lab in zip(v.runs, v.labels)]
+    rows = []
+    for name, rs in members:
+        c = rs[0].cfg
+        gates = gate_init_text(c)
+        finals = [r.summary.get("final") or {} for r in rs]
+        metric = _median([f.get("val_metric") for f in finals])
+        loss = _median([f.get("val_loss") for f in finals])
+        init = _median([decay_summary(r.probes["h"][0][0])["rate_per_100"] for r in rs])
+        end = _median([decay_summary(r.probes["h"][-1][0])["rate_per_100"] for r in rs if r.probes["h"].shape[0] > 1])
+        if len(rs) == 1:
+            outcome = _outcome(rs[0])
+        else:
+            at = [r.summary["solved_at_step"] for r in rs if r.summary.get("solved")]
+            outcome = f"{len(at)}/{len(rs)} solved" + (f", median step {_median(at):.0f}" if at else "")
+            name = f"{name} ({len(rs)} seeds)"
+        rows.append([name, c["cell"], ", ".join(remedies(c) + ([f"gates: {gates}"] if gates != "-" else [])) or "-",
+                     outcome, _number(metric, "{:.4g}"), f"{_number(loss)} / {get_task(c['task']).baseline(c['length']):.3g}",
+                     _number(init, "{:+.2f}"), _number(end, "{:+.2f}")])
+    return rows
+
+
+#: Groups a finding names one by one; the rest are counted.
+FINDING_NAMES = 4
+#: An unsolved run whose final val loss is at least this fraction of the
+#: trivial baseline has learned nothing long-range (diagnose's "flat" is
+#: within 10% either side).
+MEMORYLESS = 0.9
+
+
+def _listed(phrases: list[str], limit: int = FINDING_NAMES) -> str:
+    more = len(phrases) - limit
+    return ", ".join(phrases[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def _median(values: list) -> float | None:
+    values = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.median(values)) if values else None
+
+
+def _carry_factor(r: Run, row: int) -> tuple[str, float] | None:
+    """What multiplies the gradient per step back at probe ``row``: the carry
+    gate's mean (gated cells) or sigma_max(W) x mean phi' (vanilla), bottom layer."""
+    p = r.probes
+    gate = CARRY_GATE.get(r.cfg.get("cell"))
+    if gate and f"gate_{gate[0]}" in p:
+        return f"{gate[0]} gate mean", float(np.mean(p[f"gate_{gate[0]}"][row, 0, 0]))
+    if "sigma_w" in p and "gate_dphi" in p:
+        return "sigma_max(W) x mean phi'", float(p["sigma_w"][row, 0]) * float(np.mean(p["gate_dphi"][row, 0, 0]))
+    return None
+
+
+def _baseline(r: Run) -> float:
+    """The trivial baseline loss of a run's task and length."""
+    return get_task(r.cfg["task"]).baseline(r.cfg["length"])
+
+
+def findings(runs: list[Run]) -> list[str]:
+    """The report's three main findings in words, from the runs' numbers:
+    the outcome, the gradient flow behind it, and what carries (or loses) the
+    gradient at each step back."""
+    from seqvg.why import geometric_mean, step_gain
+
+    v = view(runs)
+    task = get_task(v.runs[0].cfg["task"])
+    criterion = f"val {task.metric_name} {'>=' if task.higher_is_better else '<'} {task.threshold:g}"
+    lengths = sorted({r.cfg["length"] for r in v.runs})
+    solved_runs = [r for r in v.runs if r.summary.get("solved")]
+    won, lost, memoryless = [], [], 0
+    for name, idx in v.groups:
+        members = [v.runs[i] for i in idx]
+        ok = [r.summary["solved_at_step"] for r in members if r.summary.get("solved")]
+        if len(members) == 1 and ok:
+            won.append(f"{name} at step {ok[0]}")
+        elif ok:
+            won.append(f"{name} {len(ok)}/{len(members)} seeds (median step {_median(ok):.0f})")
+        left = [r for r in members if not r.summary.get("solved")]
+        # Near or above the trivial baseline: the run learned nothing long-range.
+        flat = [r for r in left if ((r.summary.get("final") or {}).get("val_loss") or math.inf)
+                >= MEMORYLESS * _baseline(r)]
+        memoryless += len(flat)
+        if left:
+            loss = _median([(r.summary.get("final") or {}).get("val_loss") for r in left])
+            lost.append((loss is None or loss >= MEMORYLESS * _baseline(members[0]),
+                         f"{name} {_number(loss)}" + (f" (median of {len(left)})" if len(left) > 1 else "")))
+    bases = sorted({round(_baseline(r), 12) for r in v.runs})
+    tasks = list(dict.fromkeys(r.cfg["task"] for r in v.runs))
+    solved_what = (f"{task.name} at T={', '.join(map(str, lengths))} ({criterion})" if len(tasks) == 1 else
+                   f"their task ({', '.join(tasks)})")
+    first = (f"{len(solved_runs)} of {len(v.runs)} runs solved {solved_what}"
+             + (f": {_listed(won)}." if won else "."))
+    if lost:
+        lost.sort(key=lambda item: not item[0])
+        unsolved_n = len(v.runs) - len(solved_runs)
+        base_text = f"the trivial baseline (val loss {', '.join(f'{b:.3g}' for b in bases)}: a model with no memory)"
+        if memoryless:
+            first += (f" Of the {unsolved_n} unsolved, {memoryless} ended at or above {MEMORYLESS:.0%} of {base_text} "
+                      "and learned nothing long-range.")
+        else:
+            first += f" The {unsolved_n} unsolved ended below {base_text}: they learned part of the task."
+        first += f" Final val loss: {_listed([text for _, text in lost])}."
+
+    def rates(r: Run) -> tuple:
+        h = r.probes["h"]
+        init = decay_summary(h[0][0])
+        end = decay_summary(h[-1][0]) if h.shape[0] > 1 else None
+        return init, end, int(h.shape[-1])
+
+    unsolved = [r for r in v.runs if not r.summary.get("solved")]
+    trained = [r for r in v.runs if r.probes["h"].shape[0] > 1]
+    if solved_runs and unsolved and trained:
+        parts, short = [], {}
+        for what, group in (("solved", solved_runs), ("unsolved", unsolved)):
+            ends = [rates(r) for r in group if r.probes["h"].shape[0] > 1]
+            rate = _median([e["rate_per_100"] for _, e, _ in ends])
+            reach = [100 * (e["horizon"] or 0) / t for _, e, t in ends]
+            short[what] = min(reach, default=100) < 100
+            where = ("the whole sequence" if not short[what] else
+                     f"{min(reach):.0f}% of the sequence" if min(reach) == max(reach) else
+                     f"{min(reach):.0f}-{max(reach):.0f}% of the sequence")
+            parts.append(f"{what} runs {_number(rate, '{:+.2f}')} decades per 100 steps back (median), "
+                         f"reaching {where}")
+        second = "The gradient at the end of training: " + "; ".join(parts) + ". "
+        second += ("In some unsolved runs it falls below 1e-3 of the last step's before it reaches the first "
+                   "inputs, which then send no learning signal." if short["unsolved"] else
+                   "It reaches the first inputs in every unsolved run, so a vanishing gradient is not what held "
+                   "them back (the diagnosis says what did).")
+    else:
+        changes = []
+        for name, idx in v.groups:
+            init, end, t = rates(v.runs[idx[0]])
+            if end is not None:
+                changes.append((name, init["rate_per_100"], end["rate_per_100"], end["horizon"], t))
+            else:
+                changes.append((name, init["rate_per_100"], None, init["horizon"], t))
+        changes.sort(key=lambda c: -1e9 if c[1] is None else c[1])
+        phrases = [f"{n} {_number(a, '{:+.2f}')}" + (f" -> {_number(b, '{:+.2f}')}" if trained else "")
+                   + (f" (reaches only {h or 0} of {t} steps)" if (h or 0) < t else "") for n, a, b, h, t in changes]
+        second = ("Gradient decay, decades per 100 steps back" + (" at init -> at the end" if trained else " at init")
+                  + f", fastest first: {_listed(phrases)}.")
+    why = []
+    for name, idx in v.groups:
+        r = v.runs[idx[0]]
+        rows = [0, -1] if r.probes["h"].shape[0] > 1 else [0]
+        got = [_carry_factor(r, row) for row in rows]
+        if got[0] is not None:
+            what, values = got[0][0], [g[1] for g in got]
+        else:
+            what = "measured gain of h"
+            values = [geometric_mean(step_gain(r.probes["h"][row][0])) for row in rows]
+            if values[0] is None:
+                continue
+        steps = int(r.probes["h"].shape[-1]) - 1
+        values = [x if x is not None else math.nan for x in values]
+        why.append(f"{name}: {what} {' -> '.join(f'{x:.2f}' for x in values)} "
+                   f"({' -> '.join(f'{x ** steps:.1g}' for x in values)} over {steps} steps)")
+    third = ("What one step back multiplies the gradient by" + (", at init -> at the end" if trained else ", at init")
+             + f": {_listed(why)}. A factor near 1 carries the gradient to the first inputs; below 1 it compounds "
+             "to nothing over the sequence.")
+    return [first, second, third]
 
 
 #: Options resolved() fills from other options: left out of a command when
@@ -365,11 +640,12 @@ def _bottom_legend(fig, handles: list, labels: list, note: str = "") -> None:
     """The page's legend under its axes, in report order, room made for it."""
     ncol = min(6, max(1, len(labels)))
     rows = math.ceil(len(labels) / ncol)
+    # CAPTION_ROOM: the page's caption sits under the legend.
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 0.02 if note else 0.0))
+               bbox_to_anchor=(0.5, CAPTION_ROOM + (0.02 if note else 0.0)))
     if note:
-        fig.text(0.5, 0.01, note, ha="center", fontsize=8, color="0.3")
-    fig.subplots_adjust(bottom=0.11 + 0.028 * rows + (0.02 if note else 0), top=0.88, wspace=0.25)
+        fig.text(0.5, CAPTION_ROOM + 0.01, note, ha="center", fontsize=8, color="0.3")
+    fig.subplots_adjust(bottom=CAPTION_ROOM + 0.11 + 0.028 * rows + (0.02 if note else 0), top=0.88, wspace=0.25)
 
 
 def _seeds_note(v: View) -> str:
@@ -410,6 +686,11 @@ def _curves_page(fig, runs: list[Run]) -> None:
         ax.grid(True, which="major", alpha=0.3)
     _bottom_legend(fig, *_run_handles(v), _seeds_note(v))
     fig.suptitle("Learning curves", fontsize=14, weight="bold")
+    solved = sorted((r.summary["solved_at_step"], lab.label) for r, lab in zip(v.runs, v.labels)
+                    if r.summary.get("solved"))
+    _caption(fig, "a run learns the long-range dependency when its loss leaves the dotted trivial baseline (a model "
+             f"with no memory); {len(solved)} of {len(runs)} runs met the solved criterion (star)"
+             + (f", the first {solved[0][1]} at step {solved[0][0]}." if solved else "."))
 
 
 def _baselines(ax, task, lengths: list[int]) -> None:
@@ -494,6 +775,10 @@ def _gradient_page(fig, runs: list[Run]) -> None:
     _bottom_legend(fig, handles, labels, note)
     fig.suptitle("Gradient flow back through time: dashed = untrained, solid = end of training",
                  fontsize=13, weight="bold")
+    trained = any(r.probes["h"].shape[0] > 1 for r in v.runs)
+    ratios = _each_group(v, lambda r: decay_summary(r.probes["h"][-1][0])["ratio"], "{:.2g}")
+    _caption(fig, "a curve that falls toward t = 0 means the early inputs get (almost) no gradient, so they cannot "
+             f"be learned; g_0/g_(T-1) {'at the end' if trained else 'at init'}: {ratios or 'not measurable'}.")
 
 
 def _log_norms(r: Run) -> np.ndarray:
@@ -558,6 +843,19 @@ def _heatmap_page(fig, runs: list[Run], part: int | None = None) -> None:
     fig.suptitle(title if part is None else f"Appendix: every run, {title[0].lower()}{title[1:]}", fontsize=13,
                  weight="bold")
 
+    def first_and_last(r: Run) -> str | None:
+        g = _log_norms(r)
+        left = g[:, 0] - g[:, -1]  # log10 g_0 / g_(T-1) per probe
+        if g.shape[0] < 2 or not np.isfinite(left[[0, -1]]).all():
+            return None
+        return f"{left[0]:+.1f} -> {left[-1]:+.1f}"
+
+    got = [(name, first_and_last(v.runs[idx[0]])) for name, idx in v.groups]
+    change = _listed([f"{name} {x}" for name, x in got if x is not None])
+    _caption(fig, "rows are probes during training (bottom = untrained), columns timesteps; a run that learns "
+             "turns its left columns brighter as the gradient reaches further back"
+             + (f"; log10 g_0/g_(T-1), first -> last probe: {change}." if change else "."))
+
 
 def _weights_page(fig, runs: list[Run]) -> None:
     from matplotlib.lines import Line2D
@@ -617,6 +915,16 @@ def _weights_page(fig, runs: list[Run]) -> None:
         note = v.colour_key
     _bottom_legend(fig, handles, labels, note)
     fig.suptitle("Weight graph: flat, low lines for a layer = it stopped learning", fontsize=13, weight="bold")
+
+    def last_change(r: Run) -> float | None:
+        col = _layer_columns(r).get("layer 1")
+        values = _series(r, col)[1] if col else np.array([])
+        values = values[np.isfinite(values)]
+        return float(values[-1]) if values.size else None
+
+    moved = _each_group(v, last_change, "{:.2g}")
+    _caption(fig, "a layer whose line sinks and stays low has stopped learning; spikes in the global gradient norm "
+             "(right) are exploding gradients" + (f"; layer 1's last relative change: {moved}." if moved else "."))
 
 
 def _subview(v: View, idx: list[int]) -> View:
@@ -752,6 +1060,13 @@ def _study_page(fig, runs: list[Run]) -> None:
     _bottom_legend(fig, handles, labels, v.colour_key)
     varied = f"against {xlabel}" if xlabel else "for each cell and variant"
     fig.suptitle(f"Study: outcome and gradient decay {varied}", fontsize=14, weight="bold")
+    at_end = all(r.probes["h"].shape[0] > 1 for r in v.runs)
+    rate = [(rates(r, -1 if at_end else 0), lab.group) for r, lab in zip(v.runs, v.labels)]
+    rate = sorted((x, name) for x, name in rate if x is not None)
+    spread = (f"; decay {'at the end' if at_end else 'at init'} from {rate[0][0]:+.2f} ({rate[0][1]}) to "
+              f"{rate[-1][0]:+.2f} ({rate[-1][1]}) decades per 100 steps" if len(rate) > 1 else "")
+    _caption(fig, "whether the runs that solve (stars, left) are those whose gradient decays least (right)" + spread
+             + ".")
 
 
 def _spacing(values: list) -> float:
@@ -801,7 +1116,9 @@ def _appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
     fig.suptitle(f"Appendix: every run, {'learning curve' if kind == 'curves' else 'gradient flow'}",
                  fontsize=13, weight="bold")
     fig.text(0.5, 0.93, what, ha="center", fontsize=9, color="0.3")
-    fig.subplots_adjust(hspace=0.55, wspace=0.3, top=0.88, bottom=0.07)
+    fig.subplots_adjust(hspace=0.55, wspace=0.3, top=0.88, bottom=0.07 + CAPTION_ROOM)
+    _caption(fig, "every run on its own, one y scale per page: a seed far from its group's median on the main "
+             "pages shows here.")
 
 
 def summary_columns(metric_name: str) -> list[str]:
@@ -831,54 +1148,113 @@ def summary_rows(runs: list[Run]) -> list[list[str]]:
     return rows
 
 
-#: Summary table rows per page, and runs per diagnosis page.
+#: Summary table rows per page.
 SUMMARY_ROWS = 26
-DIAGNOSIS_RUNS = 10
 
 
 def _summary_page(fig, runs: list[Run], part: int = 0) -> None:
-    """The summary table (with each run's directory); with few runs also the
-    diagnosis, otherwise that follows on its own pages."""
+    """The summary table (with each run's directory), SUMMARY_ROWS runs a page;
+    under the last part's table the diagnosis of as many runs as fit (the
+    rest follow on Diagnosis pages)."""
     v = view(runs)
     task = get_task(v.runs[0].cfg["task"])
     cols = summary_columns(task.metric_name) + ["run directory"]
     rows = [row + [r.name] for row, r in zip(summary_rows(runs), v.runs)]
-    compact = len(runs) <= 8
-    chunk = rows[part * SUMMARY_ROWS:(part + 1) * SUMMARY_ROWS] if not compact else rows
-    ax = fig.add_axes([0.04, 0.55, 0.92, 0.36] if compact else [0.04, 0.05, 0.92, 0.86])
-    ax.axis("off")
-    table = ax.table(cellText=chunk, colLabels=cols, loc="upper center", cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(8.5 if compact else 8)
-    table.auto_set_column_width(list(range(len(cols))))
-    table.scale(1, 1.3)
+    n_pages, parts = _summary_layout(runs)
     fig.text(0.04, 0.935, "decay: decades per 100 steps back in time (negative = vanishing); "
              "horizon: steps back until ||dL/dh_t|| < 1e-3 of the last step's", fontsize=8.5, color="0.3")
-    if compact:
-        _diagnosis_text(fig, v.runs, v.labels, 0.52)
-    pages = math.ceil(len(rows) / SUMMARY_ROWS)
-    fig.suptitle("Summary" + (f" ({part + 1}/{pages})" if not compact and pages > 1 else ""), fontsize=14,
-                 weight="bold")
+    bottom = _table(fig, SUMMARY_TOP, cols, rows[part * SUMMARY_ROWS:(part + 1) * SUMMARY_ROWS], fontsize=8.5,
+                    left=0.04, width=0.92, scale=1.3)
+    if part == n_pages - 1 and parts[0]:
+        more = " (continued on the next pages)" if len(parts) > 1 else ""
+        fig.text(0.04, bottom - 0.025, "Diagnosis" + more, fontsize=12, weight="bold", va="top")
+        lines = diagnosis_lines([v.runs[i] for i in parts[0]], [v.labels[i] for i in parts[0]])
+        _diagnosis_text(fig, lines, bottom - 0.06)
+        bottom -= 0.06 + DIAGNOSIS_LINE_H * len(lines)
+    settings = settings_rows(runs)
+    if part == n_pages - 1 and bottom - 0.08 - SUMMARY_ROW_H * (len(settings) + 1) > CAPTION_ROOM + 0.01:
+        fig.text(0.04, bottom - 0.025, "Settings per run", fontsize=12, weight="bold", va="top")
+        _table(fig, bottom - 0.06, SETTINGS_COLUMNS, settings, fontsize=8, left=0.04, width=0.92, scale=1.2)
+    fig.suptitle("Summary" + (f" ({part + 1}/{n_pages})" if n_pages > 1 else ""), fontsize=14, weight="bold")
+    ends = [(decay_summary(r.probes["h"][-1][0])["horizon"], int(r.probes["h"].shape[-1])) for r in v.runs]
+    whole = sum(h is not None and h >= t for h, t in ends)
+    _caption(fig, f"a horizon shorter than the sequence means its first inputs send no learning signal: {whole} of "
+             f"{len(runs)} runs end with the gradient reaching the whole sequence; the diagnosis says why in words "
+             "and what to try.")
 
 
-def _diagnosis_text(fig, runs: list[Run], labels: list, top: float, fontsize: float | None = None) -> None:
+SETTINGS_COLUMNS = ["run", "cell", "units", "layers", "optimizer", "lr", "batch", "steps", "clip", "gate init",
+                    "remedies", "command"]
+
+
+def settings_rows(runs: list[Run]) -> list[list]:
+    """Each run's training settings, in report order (the summary page's last table)."""
+    v = view(runs)
+    rows = []
+    for r, lab in zip(v.runs, v.labels):
+        c = r.cfg
+        command = r.config.get("command") or train_command(c)
+        rows.append([lab.label, c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}", c["batch_size"],
+                     r.summary.get("steps_done", "?"), f"{c['clip']:g}" if c["clip"] else "off", gate_init_text(c),
+                     ", ".join(remedies(c)) or "-", command if len(command) <= 60 else command[:57] + "..."])
+    return rows
+
+
+#: Characters per diagnosis line (monospace, 7.5 points, page width).
+DIAGNOSIS_WIDTH = 165
+#: Height (figure fraction) of a summary table row and of a diagnosis line, and the table's top.
+SUMMARY_ROW_H = 0.0235
+DIAGNOSIS_LINE_H = 0.0155
+SUMMARY_TOP = 0.915
+#: Diagnosis lines on a page of their own.
+DIAGNOSIS_LINES = 56
+
+
+def diagnosis_lines(runs: list[Run], labels: list) -> list[str]:
+    """Each run's diagnosis (seqvg.diagnose, with why an unsolved run did not
+    solve and what to try), wrapped to the page."""
+    import textwrap
+
     lines = []
     for r, lab in zip(runs, labels):
         lines.append(f"{lab.label}:")
-        lines += [f"   - {v.text}" for v in diagnose(r)]
-    if fontsize is None:
-        fig.text(0.04, top, "Diagnosis", fontsize=12, weight="bold")
-        top -= 0.02
-    fig.text(0.04, top, "\n".join(lines), fontsize=fontsize or (7.5 if len(lines) < 30 else 6), va="top",
-             family="monospace", wrap=True)
+        for line in format_diagnosis(r).splitlines():
+            lines += textwrap.wrap(line, DIAGNOSIS_WIDTH, initial_indent="  ", subsequent_indent="      ",
+                                   break_long_words=False, break_on_hyphens=False)
+    return lines
+
+
+def _summary_layout(runs: list[Run]) -> tuple[int, list[list[int]]]:
+    """How many summary pages, and the runs (indices in report order) whose
+    diagnosis goes under the last summary table, then on each Diagnosis page
+    (whole runs, as many as fit)."""
+    v = view(runs)
+    n_pages = math.ceil(len(runs) / SUMMARY_ROWS)
+    last_rows = len(runs) - (n_pages - 1) * SUMMARY_ROWS
+    room = int((SUMMARY_TOP - SUMMARY_ROW_H * (last_rows + 1) - 0.06 - CAPTION_ROOM - 0.02) / DIAGNOSIS_LINE_H)
+    parts, used = [[]], 0
+    for i in range(len(v.runs)):
+        n = len(diagnosis_lines(v.runs[i:i + 1], v.labels[i:i + 1]))
+        if used + n > room and (parts[-1] or len(parts) == 1):
+            parts.append([])
+            used, room = 0, DIAGNOSIS_LINES
+        parts[-1].append(i)
+        used += n
+    return n_pages, parts
+
+
+def _diagnosis_text(fig, lines: list[str], top: float) -> None:
+    fig.text(0.04, top, "\n".join(lines), fontsize=7.5, va="top", family="monospace", linespacing=1.25)
 
 
 def _diagnosis_page(fig, runs: list[Run], part: int) -> None:
     v = view(runs)
-    sl = slice(part * DIAGNOSIS_RUNS, (part + 1) * DIAGNOSIS_RUNS)
-    _diagnosis_text(fig, v.runs[sl], v.labels[sl], 0.92, fontsize=8)
-    pages = math.ceil(len(runs) / DIAGNOSIS_RUNS)
-    fig.suptitle(f"Diagnosis per run ({part + 1}/{pages})", fontsize=14, weight="bold")
+    idx = _summary_layout(runs)[1][part + 1]
+    _diagnosis_text(fig, diagnosis_lines([v.runs[i] for i in idx], [v.labels[i] for i in idx]), 0.92)
+    fig.suptitle(f"Diagnosis per run, continued ({part + 1}/{len(_summary_layout(runs)[1]) - 1})", fontsize=14,
+                 weight="bold")
+    _caption(fig, "each verdict comes from the run's own numbers (decay rate, horizon, gates, loss against the "
+             "trivial baseline); an unsolved run says why and which commands to try next.")
 
 
 PAGES = [
@@ -907,13 +1283,11 @@ def pages(runs: list[Run]) -> list[tuple[str, object]]:
     # The story: gradient flow, then why it flows (or not), then over training.
     at = [title for title, _ in out].index("Gradient flow") + 1
     out[at:at] = why_pages(runs)
-    if len(runs) <= 8:
-        out.append(("Summary", partial(_summary_page, runs=runs)))
-    else:
-        for part in range(math.ceil(len(runs) / SUMMARY_ROWS)):
-            out.append((f"Summary {part + 1}" if part else "Summary", partial(_summary_page, runs=runs, part=part)))
-        for part in range(math.ceil(len(runs) / DIAGNOSIS_RUNS)):
-            out.append((f"Diagnosis {part + 1}", partial(_diagnosis_page, runs=runs, part=part)))
+    n_summary, parts = _summary_layout(runs)
+    for part in range(n_summary):
+        out.append((f"Summary {part + 1}" if part else "Summary", partial(_summary_page, runs=runs, part=part)))
+    for part in range(len(parts) - 1):
+        out.append((f"Diagnosis {part + 1}", partial(_diagnosis_page, runs=runs, part=part)))
     if v.grouped:
         chunks = range(math.ceil(len(runs) / APPENDIX_PANELS))
         for kind, name in (("curves", "learning curves"), ("gradients", "gradient flow")):
@@ -1077,11 +1451,21 @@ def _why_runs(v: View) -> list[int]:
     return [idx[0] for _, idx in v.groups][:WHY_ROWS]
 
 
+#: Height of the figure (fraction) kept free at the foot of a page for its caption.
+CAPTION_ROOM = 0.05
+
+
 def _caption(fig, text: str) -> None:
     """The page's one-sentence caption at its foot, wrapped to the page width."""
     import textwrap
 
-    fig.text(0.01, 0.008, textwrap.fill("What to look for: " + text, 165), fontsize=9, color="0.15", va="bottom")
+    fig.text(0.01, 0.008, textwrap.fill("What to look for: " + text, 150), fontsize=9, color="0.15", va="bottom")
+
+
+def _each_group(v: View, value, fmt: str, limit: int = FINDING_NAMES) -> str:
+    """``value(run)`` for the first seed of each group, as "name value, ..." (None left out)."""
+    got = [(name, value(v.runs[idx[0]])) for name, idx in v.groups]
+    return _listed([f"{name} {fmt.format(x)}" for name, x in got if x is not None and math.isfinite(x)], limit)
 
 
 def _carry_panel(ax, r: Run, color) -> None:

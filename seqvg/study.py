@@ -644,7 +644,24 @@ def results_figure(study: Study, rows: list[dict]):
     if not by_label:
         ax2.legend(fontsize=8, loc="best")
     fig.suptitle(f"{study.name}: {len(rows)} runs", fontsize=11)
+    _results_caption(fig, study, rows)
     return fig
+
+
+def _results_caption(fig, study: Study, rows: list[dict]) -> None:
+    """The results figure's "What to look for" line, with the study's counts."""
+    from seqvg.report import _caption
+    from seqvg.tasks import get_task
+
+    fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
+    if study.probe_only:
+        whole = sum((r["h_horizon"] or 0) >= get_task(r["task"]).seq_len(r["length"]) for r in rows)
+        _caption(fig, "where the decay rate (left) drops below 0 the gradient shrinks on its way back; "
+                 f"{whole} of {len(rows)} probes keep it above 1e-3 of the last step's over the whole sequence.")
+    else:
+        solved = sum(r["solved"] in (True, "True") for r in rows)
+        _caption(fig, f"which cells and lengths solve the task: {solved} of {len(rows)} runs did; the final loss "
+                 "(right) against the trivial baseline shows how close the others came.")
 
 
 def _recurrent_gain_figure(study: Study, rows: list[dict]):
@@ -709,6 +726,15 @@ def probe_curves_figure(study: Study):
     fig.legend(handles, labels, fontsize=8, loc="outside right upper")
     fig.suptitle(f"{study.name}: gradient norm at init against steps back (seed {study.configs[0].seed})",
                  fontsize=11)
+    from seqvg.report import _caption
+
+    fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
+    ends = sorted((float(c[0]), label + (f" T={t}" if len(lengths) > 1 else "")) for (label, t), c in curves.items()
+                  if c[0] > 0)
+    spread = (f"; g_0/g_(T-1) from {ends[0][0]:.1g} ({ends[0][1]}) to {ends[-1][0]:.1g} ({ends[-1][1]})"
+              if len(ends) > 1 else "")
+    _caption(fig, "the further a curve falls from 1 at the last step, the less gradient reaches the first input"
+             + spread + ".")
     return fig
 
 

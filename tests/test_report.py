@@ -3,6 +3,7 @@
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -49,6 +50,29 @@ def test_report_pages_and_determinism(runs, report_pdf, tmp_path):
     one = [t for t, _ in PAGES]
     one[one.index("Gradient flow") + 1:one.index("Gradient flow") + 1] = ["Why: the carry path", "Spectrum"]
     assert make_report(runs[:1], tmp_path / "one.pdf") == one
+    # The README's page count of the demo (three runs that differ by cell) is this report's.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    words = re.findall(r"(\w+)-page PDF", readme)
+    number = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    assert words and {number.index(w) + 1 for w in words} == {len(titles)}
+
+
+def test_every_page_has_a_caption_and_the_title_page_the_outcome(runs):
+    from seqvg.report import outcome_rows, pages
+
+    loaded = [load_run(p) for p in runs]
+    for title, draw in pages(loaded):
+        fig = plt.figure(figsize=(11, 8.5))
+        draw(fig)
+        assert _caption_of(fig), f"{title}: no caption"
+        if title == "Title":
+            text = "\n".join(t.get_text() for t in fig.texts)
+            cells = {c.get_text().get_text() for ax in fig.axes for tb in ax.tables for c in tb.get_celld().values()}
+            assert set(outcome_rows(loaded)[0]) <= cells
+            assert "Findings" in text and "None" not in text
+            # Runs that train() made with no command: the seqvg train command that remakes them.
+            assert "seqvg train --length 10" in text
+        plt.close(fig)
 
 
 @pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="poppler-utils not installed")
@@ -260,6 +284,13 @@ STUDIES = {
 }
 
 
+def _caption_of(fig) -> str | None:
+    """The page's one-line 'What to look for' caption (figure text at its foot)."""
+    texts = [t for t in fig.texts if t.get_text().startswith("What to look for:")]
+    assert len(texts) <= 1
+    return texts[0].get_text() if texts and texts[0].get_position()[1] < 0.05 else None
+
+
 def _legend_texts(fig) -> list[list[str]]:
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     return [[t.get_text() for t in legend.get_texts()] for legend in legends]
@@ -292,6 +323,7 @@ def test_every_page_names_every_run_once(study, tmp_path):
         if title in ("Learning curves", "Gradient flow", "Weight graph"):
             shown = {t for texts in _legend_texts(fig) for t in texts}
             assert set(groups if v.grouped else names) <= shown, title
+        assert _caption_of(fig), f"{title}: no caption"
         plt.close(fig)
     assert titles[:2] == ["Title", "Study"]
     if v.grouped:  # every run on its own: learning curve, gradient flow, heatmap
@@ -314,3 +346,54 @@ def test_study_report_is_byte_identical_whatever_the_input_order(tmp_path):
     write_report(runs, tmp_path / "a.pdf")
     write_report(runs[::-1], tmp_path / "b.pdf")
     assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
+
+
+def test_outcome_table_and_findings_match_the_runs(tmp_path):
+    from seqvg.report import findings, outcome_rows, view
+    from seqvg.tasks import get_task
+
+    runs = [_study_run(tmp_path, f"run{i}", **kw) for i, kw in enumerate(STUDIES["variant only"])]
+    v = view(runs)
+    rows = outcome_rows(runs)
+    assert [row[0] for row in rows] == [lab.label for lab in v.labels]
+    base = get_task("adding").baseline(TINY["length"])
+    for row, r in zip(rows, v.runs):
+        final = r.summary["final"]
+        assert row[3] == (f"solved at step {r.summary['solved_at_step']}" if r.summary["solved"]
+                          else f"not solved in {r.summary['steps_done']} steps")
+        assert row[4] == f"{final['val_metric']:.4g}"
+        assert row[5] == f"{final['val_loss']:.3g} / {base:.3g}"
+        assert row[6] == f"{decay_summary(r.probes['h'][0][0])['rate_per_100']:+.2f}"
+        assert row[7] == f"{decay_summary(r.probes['h'][-1][0])['rate_per_100']:+.2f}"
+    # These runs all end at val loss 0.05 (under 90% of the 1/6 baseline), none solved.
+    first, second, third = findings(runs)
+    assert first.startswith(f"0 of {len(runs)} runs solved adding at T={TINY['length']} (val mse < 0.01).")
+    assert f"The {len(runs)} unsolved ended below the trivial baseline (val loss {base:.3g}" in first
+    lstm = next(r for r, lab in zip(v.runs, v.labels) if lab.label == "lstm s0")
+    assert f"lstm {decay_summary(lstm.probes['h'][0][0])['rate_per_100']:+.2f} -> " in second
+    h = lstm.probes["h"][0][0].astype(np.float64)  # no gate statistics: the measured gain
+    assert f"lstm: measured gain of h {np.exp(np.mean(np.log(h[:-1] / h[1:]))):.2f}" in third
+
+    # One seed solves, one stays at the baseline: counted per group (medians) and in words.
+    seeds = [_study_run(tmp_path, f"s{i}", cell="gru", seed=i) for i in range(2)]
+    seeds[0].summary.update(solved=True, solved_at_step=30)
+    seeds[1].summary["final"]["val_loss"] = base
+    grouped = outcome_rows(seeds, by_group=True)
+    assert len(grouped) == 1 and grouped[0][3] == "1/2 solved, median step 30"
+    assert grouped[0][4] == f"{np.median([s.summary['final']['val_metric'] for s in seeds]):.4g}"
+    first = findings(seeds)[0]
+    assert first.startswith("1 of 2 runs solved") and "1 ended at or above 90% of the trivial baseline" in first
+
+
+def test_title_page_prints_the_recorded_command(tmp_path):
+    from seqvg.report import _title_page
+
+    runs = [_study_run(tmp_path, f"run{i}", cell=c) for i, c in enumerate(("rnn", "gru"))]
+    for r in runs:
+        r.config["command"] = "seqvg run tasks/demo.toml"
+    fig = plt.figure(figsize=(11, 8.5))
+    _title_page(fig, runs)
+    text = [t.get_text() for t in fig.texts]
+    assert any(t.endswith("\nseqvg run tasks/demo.toml") for t in text)  # once, for both runs
+    assert not any("None" in t for t in text)
+    plt.close(fig)
