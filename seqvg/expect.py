@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 
 #: Outcomes an [expect] table may state, in the order lines are shown.
@@ -272,26 +273,29 @@ def expected_figures(columns: list[str], rows: list[list[str]], study_name: str)
     out = []
     for part, chunk in enumerate(chunks):
         fig = plt.figure(figsize=PAGE)
-        ax = fig.add_axes([0.04, 0.08, 0.92, 0.80])
+        ax = fig.add_axes([0.04, 0.1, 0.92, 0.77])
         ax.axis("off")
         if chunk:
             table = ax.table(cellText=chunk, colLabels=columns, loc="upper center", cellLoc="center")
             table.auto_set_font_size(False)
-            table.set_fontsize(8.5)
+            table.set_fontsize(9.5)
             table.auto_set_column_width(list(range(len(columns))))
-            table.scale(1, 1.35)
+            table.scale(1, 1.45)
             for i, row in enumerate(chunk, start=1):
                 if row[-1] != "OK":
                     for j in range(len(columns)):
                         table[i, j].set_facecolor("#f8d0c8")
                     table[i, len(columns) - 1].get_text().set_weight("bold")
-        verdict = ("every outcome as expected" if not deviating
-                   else f"{deviating} of {len(rows)} outcomes DEVIATE from what was measured before")
-        fig.text(0.04, 0.92, f"{study_name}: {verdict}. Each outcome is over the seeds listed: a fraction of "
-                 "them, or the median with the seeds' range (min to max) in brackets.", fontsize=9, color="0.2")
-        fig.text(0.04, 0.03, "Expected: the spec's [expect] tables, measured on the date shown with those seeds. "
-                 "'solved at step': an unsolved seed counts as never. Same seeds give the same numbers on a CPU.",
-                 fontsize=8.5, color="0.3")
+        verdict = (f"all {len(rows)} expected outcomes as measured before" if not deviating
+                   else f"{deviating} of {len(rows)} expected outcomes DEVIATE from what was measured before")
+        fig.text(0.04, 0.915, textwrap.fill(
+            f"{study_name}: {verdict}. Each outcome is taken over the seeds listed: a fraction of them, or the "
+            "median with the seeds' range (min to max) in brackets.", 140), fontsize=10, color="0.15", va="top")
+        fig.text(0.04, 0.02, textwrap.fill(
+            "Expected: the spec's [expect] tables, measured on the date shown with those seeds; 'solved at step' "
+            "counts an unsolved seed as never. The same seed gives the same numbers on one machine, but other "
+            "numerics (another CPU, a new fast path) can move a seed near the edge of the budget: hence outcomes "
+            "over several seeds.", 160), fontsize=8.5, color="0.3", va="bottom")
         title = "Expected and measured" + (f" ({part + 1}/{len(chunks)})" if len(chunks) > 1 else "")
         fig.suptitle(title, fontsize=14, weight="bold")
         out.append((title, fig))
