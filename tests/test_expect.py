@@ -26,6 +26,13 @@ def test_shipped_expectations_parse_and_name_runs_of_the_spec(spec):
         assert len(e.seeds) >= 3, f"{spec.name}: [expect.{e.point}] measured on {len(e.seeds)} seed(s)"
 
 
+def test_assignment_1_states_its_outcomes():
+    study = load_spec(TASKS / "assignment-1-vanishing.toml")
+    stated = {(e.point, e.outcome) for e in study.expectations}
+    for point in ("T25", "T50", "T100", "T200"):
+        assert {(point, "solved_fraction"), (point, "final_val_metric"), (point, "init_decay")} <= stated
+
+
 @pytest.mark.parametrize("text, message", [
     ("[expect.T30]\n" + MEASURED + "solved_fraction = 1.0\n",
      "s.toml:6: [expect.T30]: no run point 'T30' in this spec (a run's directory name without -sN); "
