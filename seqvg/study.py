@@ -713,7 +713,8 @@ def expectation_table(study: Study) -> tuple[list[str], list[list[str]]]:
 
 def write_study_report(study: Study) -> Path:
     """Writes the study's PDF: the runs' report pages (training studies) and
-    the results figure; for probe-only studies the curves and the results."""
+    the results figure; for probe-only studies the curves and the results.
+    A spec with [expect] tables adds the "Expected and measured" page last."""
     import io
 
     import matplotlib

@@ -26,11 +26,13 @@ def test_shipped_expectations_parse_and_name_runs_of_the_spec(spec):
         assert len(e.seeds) >= 3, f"{spec.name}: [expect.{e.point}] measured on {len(e.seeds)} seed(s)"
 
 
-def test_assignment_1_states_its_outcomes():
+def test_the_assignments_state_their_outcomes():
     study = load_spec(TASKS / "assignment-1-vanishing.toml")
     stated = {(e.point, e.outcome) for e in study.expectations}
     for point in ("T25", "T50", "T100", "T200"):
         assert {(point, "solved_fraction"), (point, "final_val_metric"), (point, "init_decay")} <= stated
+    study = load_spec(TASKS / "assignment-2-gating.toml")
+    assert {"rnn", "gru", "gru-chrono"} <= {e.point for e in study.expectations}
 
 
 @pytest.mark.parametrize("text, message", [
