@@ -224,13 +224,15 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
     from seqvg.expect import ExpectError, parse_expect, points
 
-    try:  # validated always; kept only for the spec's own runs (not under --set)
-        expectations = parse_expect(doc.get("expect"), points([n for n, _ in runs], [c.seed for _, c in runs]),
-                                    probe_only, where)
-    except ExpectError as e:
-        raise SpecError(str(e)) from None
+    expectations = ()
+    if not overrides:  # they describe the spec's own runs; --set makes other runs (and points)
+        try:
+            expectations = parse_expect(doc.get("expect"), points([n for n, _ in runs], [c.seed for _, c in runs]),
+                                        probe_only, where)
+        except ExpectError as e:
+            raise SpecError(str(e)) from None
     return Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), Path(out_dir), Path(report_path),
-                 probe_only, str(doc.get("description", "")), expectations=() if overrides else expectations)
+                 probe_only, str(doc.get("description", "")), expectations=expectations)
 
 
 def load_spec(path: str | os.PathLike, **kwargs) -> Study:
