@@ -640,7 +640,9 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PDF to write [default: the spec's 'report', else reports/NAME.pdf].")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
-def run_spec(spec, workers, yes, overrides, out, report_path, quiet, **backend):
+@click.option("--check", is_flag=True,
+              help="Compare the outcomes with the spec's [expect] tables; exit 1 if any deviates.")
+def run_spec(spec, workers, yes, overrides, out, report_path, quiet, check, **backend):
     """Run a study spec (tasks/*.toml): its grid of runs, results and report.
 
     Finished runs are skipped and interrupted ones resumed, so the same
@@ -652,19 +654,41 @@ def run_spec(spec, workers, yes, overrides, out, report_path, quiet, **backend):
       seqvg run tasks/demo.toml
       seqvg run tasks/remedies.toml --workers 2
       seqvg run tasks/assignment-1-vanishing.toml --set steps=500 --out runs/a1-quick
+      seqvg run tasks/assignment-1-vanishing.toml --check
     """
     import dataclasses
 
     from seqvg.study import SpecError, load_spec
 
+    if check and overrides:
+        raise click.UsageError("--check compares with the spec's [expect] tables, measured without --set; "
+                               "drop --set or --check")
     try:
         study = load_spec(spec, overrides=_parse_set(overrides), out=out, report=report_path)
     except SpecError as e:
         raise click.UsageError(str(e)) from None
+    if check and not study.expectations:
+        raise click.UsageError(f"{spec}: no [expect] table, so --check has nothing to compare")
     study = dataclasses.replace(study, command=_command_line())
     click.echo(f"{study.name}: {len(study.configs)} runs in {study.out}"
                + (" (probe only, no training)" if study.probe_only else ""), err=True)
     _run_study(study, workers, quiet, {o: f"--set {o}=..." for o in _CONFIG_FIELDS}, yes, _backend(backend))
+    if check:
+        _check_expectations(study)
+
+
+def _check_expectations(study) -> None:
+    """Prints the expected-vs-measured table; exit 1 when an outcome deviates."""
+    from seqvg.expect import format_table
+    from seqvg.study import expectation_table
+
+    columns, rows = expectation_table(study)
+    click.echo("\nExpected and measured\n" + format_table(columns, rows))
+    bad = [r for r in rows if r[-1] != "OK"]
+    if bad:
+        raise click.ClickException(f"{len(bad)} of {len(rows)} expected outcomes deviate, first: {bad[0][0]} "
+                                   f"{bad[0][1]}: expected {bad[0][3]}, measured {bad[0][4]}")
+    click.echo(f"check: all {len(rows)} expected outcomes as measured before")
 
 
 @cli.command()

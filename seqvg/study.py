@@ -26,7 +26,7 @@ from pathlib import Path
 from seqvg.config import ConfigError, RunConfig, cell_label, is_custom_cell
 
 #: Spec keys that are not run options.
-STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant"}
+STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant", "expect"}
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 #: Run options a spec may set (the seed comes from ``seeds``).
 OPTION_KEYS = set(_FIELDS) - {"seed"}
@@ -48,6 +48,7 @@ class Study:
     probe_only: bool = False
     description: str = ""
     command: str | None = None  # recorded in every run's config.json
+    expectations: tuple = ()  # seqvg.expect.Expectation: the spec's [expect] tables
 
     def run_dirs(self) -> list[Path]:
         """Every run's directory, in spec order."""
@@ -232,8 +233,17 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
         raise SpecError(f"{loc}: {e}") from None
     out_dir = out or Path(doc.get("out", f"runs/{name}"))
     report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
+    from seqvg.expect import ExpectError, parse_expect, points
+
+    expectations = ()
+    if not overrides:  # they describe the spec's own runs; --set makes other runs (and points)
+        try:
+            expectations = parse_expect(doc.get("expect"), points([n for n, _ in runs], [c.seed for _, c in runs]),
+                                        probe_only, where)
+        except ExpectError as e:
+            raise SpecError(str(e)) from None
     return Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), Path(out_dir), Path(report_path),
-                 probe_only, str(doc.get("description", "")))
+                 probe_only, str(doc.get("description", "")), expectations=expectations)
 
 
 def _spec_cell(cell: str, base_dir: Path, where: str) -> str:
@@ -738,9 +748,21 @@ def probe_curves_figure(study: Study):
     return fig
 
 
+def expectation_table(study: Study) -> tuple[list[str], list[list[str]]]:
+    """The spec's expected outcomes against the measured ones (seqvg.expect):
+    the table that ``seqvg run --check`` prints and the report's "Expected
+    and measured" page shows; its last column is OK or DEVIATES."""
+    from seqvg.expect import check, check_table
+
+    rows = results_rows(study)
+    metric = next((r["metric_name"] for r in rows if r.get("metric_name")), "metric")
+    return check_table(check(study.expectations, rows, study.probe_only), metric)
+
+
 def write_study_report(study: Study) -> Path:
     """Writes the study's PDF: the runs' report pages (training studies) and
-    the results figure; for probe-only studies the curves and the results."""
+    the results figure; for probe-only studies the curves and the results.
+    A spec with [expect] tables adds the "Expected and measured" page last."""
     import io
 
     import matplotlib
@@ -752,12 +774,17 @@ def write_study_report(study: Study) -> Path:
     from seqvg import rundir
 
     rows = results_rows(study)
+    expected = []
+    if study.expectations:
+        from seqvg.expect import expected_figures
+
+        expected = expected_figures(*expectation_table(study), study.name)
     if study.probe_only:
         buf = io.BytesIO()
         metadata = {"Title": f"seqvg study {study.name}", "Creator": "seqvg", "Producer": "seqvg",
                     "CreationDate": None}
         with PdfPages(buf, metadata=metadata) as pdf:
-            for fig in (probe_curves_figure(study), results_figure(study, rows)):
+            for fig in (probe_curves_figure(study), results_figure(study, rows), *(f for _, f in expected)):
                 pdf.savefig(fig)
                 plt.close(fig)
         rundir.atomic_write_bytes(study.report, buf.getvalue())
@@ -766,5 +793,5 @@ def write_study_report(study: Study) -> Path:
 
         runs = [rundir.load_run(d) for d in study.run_dirs()]
         # The report's own Study page plots the outcome against what varies.
-        write_report(runs, study.report)
+        write_report(runs, study.report, extra_figures=expected)
     return study.report
