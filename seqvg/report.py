@@ -384,7 +384,7 @@ def _seeds_note(v: View) -> str:
 def _curves_page(fig, runs: list[Run]) -> None:
     v = view(runs)
     ax_loss, ax_metric = fig.subplots(1, 2)
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     _draw_runs(ax_loss, v, lambda r: _series(r, "val_loss"))
     _draw_runs(ax_metric, v, lambda r: _series(r, "val_metric"))
     for i, r in enumerate(v.runs):
@@ -401,6 +401,9 @@ def _curves_page(fig, runs: list[Run]) -> None:
         ax_metric.set_yscale("log")
     else:
         ax_metric.axhline(task.threshold, color="green", linestyle=(0, (2, 2)), linewidth=1)
+        ax_metric.annotate(f"solved: {task.criterion}", (0.99, task.threshold), xycoords=("axes fraction", "data"),
+                           ha="right", va="bottom", fontsize=8, color="green")
+        _metric_baselines(ax_metric, task, sorted({r.cfg["length"] for r in v.runs}))
         ax_metric.set_ylim(-0.02, 1.02)
     ax_loss.set_yscale("log")
     ax_loss.set(xlabel="training step", ylabel="validation loss (log)", title="Validation loss")
@@ -410,6 +413,29 @@ def _curves_page(fig, runs: list[Run]) -> None:
         ax.grid(True, which="major", alpha=0.3)
     _bottom_legend(fig, *_run_handles(v), _seeds_note(v))
     fig.suptitle("Learning curves", fontsize=14, weight="bold")
+
+
+def _plateau_label(task, value: float) -> str:
+    """A few words for the task's partial plateau on a curve's axis."""
+    if task.name == "adding":
+        return "1/12: only the near marker"
+    if task.name == "temporal-order":
+        return f"{value:.3g}: " + ("one of the two symbols" if task.params["symbols"] == 2 else "two of three symbols")
+    if task.name == "recall":
+        return f"{value:.3g}: the values, not which key"
+    return f"plateau {value:.3g}"
+
+
+def _metric_baselines(ax, task, lengths: list[int]) -> None:
+    """The memoryless model's metric (and the partial plateau's) on the metric axis."""
+    for base in sorted({round(task.baseline_metric(length), 12) for length in lengths}):
+        ax.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
+        ax.annotate(f"trivial baseline {base:.3g}", (0.01, base), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=8, color="0.25")
+    for plateau in sorted({task.plateau_metric(length) for length in lengths} - {None}):
+        ax.axhline(plateau, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=1)
+        ax.annotate(_plateau_label(task, plateau), (0.01, plateau), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=8, color="0.45")
 
 
 def _baselines(ax, task, lengths: list[int]) -> None:
@@ -425,7 +451,7 @@ def _baselines(ax, task, lengths: list[int]) -> None:
     plateaus = {task.partial_plateau(length) for length in lengths} - {None}
     for plateau in sorted(plateaus):
         ax.axhline(plateau, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=1)
-        ax.annotate("1/12: only the near marker", (0.01, plateau), xycoords=("axes fraction", "data"),
+        ax.annotate(_plateau_label(task, plateau), (0.01, plateau), xycoords=("axes fraction", "data"),
                     va="bottom", fontsize=8, color="0.45")
 
 
@@ -640,7 +666,7 @@ def _study_page(fig, runs: list[Run]) -> None:
     from matplotlib.ticker import NullLocator
 
     v = view(runs)
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     lab0 = v.labels[0]
     numeric_x = bool(lab0.axes)
     lines = list(dict.fromkeys((lab.series, lab.numeric[1:]) for lab in v.labels))
@@ -762,7 +788,7 @@ def _appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
     rows = max(1, math.ceil(n / cols))
     # One y scale per page, so that runs compare at a glance.
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
-    task = get_task(runs[0].cfg["task"])
+    task = get_task(runs[0].cfg["task"], runs[0].cfg.get("task_args"))
     for ax, r in zip(axes, runs):
         i = v.runs.index(r)
         color = v.colors[i]
@@ -835,7 +861,7 @@ def _summary_page(fig, runs: list[Run], part: int = 0) -> None:
     """The summary table (with each run's directory); with few runs also the
     diagnosis, otherwise that follows on its own pages."""
     v = view(runs)
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     cols = summary_columns(task.metric_name) + ["run directory"]
     rows = [row + [r.name] for row, r in zip(summary_rows(runs), v.runs)]
     compact = len(runs) <= 8
