@@ -5,11 +5,15 @@ Definitions follow docs/design.md exactly so results compare with the literature
 
     seqvg generate adding --length 100 -n 64 --seed 0 -o batch.npz
 
+    seqvg generate temporal-order --length 100 --task-arg symbols=3 -o to.npz
+    seqvg tasks    # every task, its parameters, baseline and solved criterion
+
 Every generator takes an explicit ``np.random.Generator``; the same seed gives
 the same data on every machine (numpy's PCG64 stream is platform-independent).
 Inputs are batch-major float32 exactly as the model sees them; adding targets
-are float32 of shape ``(n,)``, copy targets int32 class ids of shape
-``(n, T+20)``.
+are float32 of shape ``(n,)``; copy, selective-copy and recall targets int32
+class ids per step ``(n, seq_len)``; temporal-order, parity and MNIST targets
+one int32 class id per sample ``(n,)``.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ def test_resume_matches_uninterrupted(task, length, args, tmp_path, mnist):
     gives the same numbers)."""
     from seqvg.training import train
 
-    cfg = RunConfig(task=task, task_args=args, length=length, cell="gru", units=4, steps=4, eval_every=2,
+    cfg = RunConfig(task=task, task_args=args, length=length, cell="rnn", units=4, steps=4, eval_every=2,
                     val_size=8, batch_size=4, probe_batch=2, probe_every=2, early_stop=False).resolved()
     train(cfg, tmp_path / "ref", progress=False)
     out = tmp_path / "run"
@@ -244,3 +244,27 @@ def test_resume_matches_uninterrupted(task, length, args, tmp_path, mnist):
     pr, po = rundir.read_npz(tmp_path / "ref" / "probes.npz"), rundir.read_npz(out / "probes.npz")
     np.testing.assert_array_equal(pr["h"], po["h"])
     np.testing.assert_array_equal(pr["loss"], po["loss"])
+    from seqvg.study import Study, results_rows
+
+    row, = results_rows(Study("s", (cfg,), ("ref",), tmp_path, None))  # results.csv's row
+    t = get_task(task, args)
+    assert row["task_args"] == " ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
+    assert row["baseline"] == t.baseline(length) and row["baseline_metric"] == t.baseline_metric(length)
+    assert row["solved_criterion"] == f"val {t.metric_name} >= {t.threshold:g}"
+
+
+def test_probe_loss_is_the_mean_over_scored_steps():
+    """The probe differentiates training's loss: for recall, the mean cross-entropy over the K queries only."""
+    from seqvg.models import build_model
+    from seqvg.probe import probe
+    from seqvg.tasks import probe_batch
+
+    cfg = RunConfig(task="recall", task_args={"pairs": 2, "vocab": 4}, length=3, cell="gru", units=4,
+                    probe_batch=4).resolved()
+    model = build_model(cfg)
+    x, y = probe_batch(cfg)
+    result = probe(model, get_task(cfg.task, cfg.task_args), x, y)
+    logits = np.asarray(model(x), dtype=np.float64)[:, -2:, :]
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    manual = -np.mean(np.take_along_axis(logp, y[:, -2:, None].astype(int), -1))
+    assert result.loss == pytest.approx(manual, rel=1e-5)
