@@ -381,7 +381,7 @@ def _seeds_note(v: View) -> str:
     return ";  ".join(parts)
 
 
-def _curves_page(fig, runs: list[Run]) -> None:
+def _curves_page(fig, runs: list[Run], title: str = "Learning curves") -> None:
     v = view(runs)
     ax_loss, ax_metric = fig.subplots(1, 2)
     task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
@@ -412,7 +412,7 @@ def _curves_page(fig, runs: list[Run]) -> None:
     for ax in (ax_loss, ax_metric):
         ax.grid(True, which="major", alpha=0.3)
     _bottom_legend(fig, *_run_handles(v), _seeds_note(v))
-    fig.suptitle("Learning curves", fontsize=14, weight="bold")
+    fig.suptitle(title, fontsize=14, weight="bold")
 
 
 def _plateau_label(task, value: float) -> str:
@@ -432,7 +432,9 @@ def _metric_baselines(ax, task, lengths: list[int]) -> None:
         ax.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
         ax.annotate(f"trivial baseline {base:.3g}", (0.01, base), xycoords=("axes fraction", "data"),
                     va="bottom", fontsize=8, color="0.25")
-    for plateau in sorted({task.plateau_metric(length) for length in lengths} - {None}):
+    bases = {round(task.baseline_metric(length), 12) for length in lengths}
+    plateaus = {round(p, 12) for p in (task.plateau_metric(length) for length in lengths) if p is not None}
+    for plateau in sorted(plateaus - bases):
         ax.axhline(plateau, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=1)
         ax.annotate(_plateau_label(task, plateau), (0.01, plateau), xycoords=("axes fraction", "data"),
                     va="bottom", fontsize=8, color="0.45")
@@ -448,7 +450,8 @@ def _baselines(ax, task, lengths: list[int]) -> None:
         ax.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
         ax.annotate(f"trivial baseline {base:.3g}{where}", (0.01, base), xycoords=("axes fraction", "data"),
                     va="bottom", fontsize=8, color="0.25")
-    plateaus = {task.partial_plateau(length) for length in lengths} - {None}
+    plateaus = {round(p, 12) for p in (task.partial_plateau(length) for length in lengths) if p is not None}
+    plateaus -= set(bases)
     for plateau in sorted(plateaus):
         ax.axhline(plateau, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=1)
         ax.annotate(_plateau_label(task, plateau), (0.01, plateau), xycoords=("axes fraction", "data"),
@@ -912,6 +915,16 @@ PAGES = [
 ]
 
 
+def _runs_by_task(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by task and task parameters, named like "recall pairs=2 vocab=8"."""
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        args = r.cfg.get("task_args") or {}
+        name = " ".join([r.cfg["task"], *(f"{k}={v}" for k, v in sorted(args.items()))])
+        out.setdefault(name, []).append(r)
+    return out
+
+
 def pages(runs: list[Run]) -> list[tuple[str, object]]:
     """The report's pages for these runs: (title, draw(fig)) in order.
 
@@ -923,6 +936,12 @@ def pages(runs: list[Run]) -> list[tuple[str, object]]:
 
     v = view(runs)
     out = [(title, partial(draw, runs=runs)) for title, draw in PAGES[:-1]]
+    by_task = _runs_by_task(runs)
+    if len(by_task) > 1:  # each task its own curves: its loss, metric, baseline and solved line
+        at = [title for title, _ in out].index("Learning curves")
+        out[at:at + 1] = [(f"Learning curves: {name}",
+                           partial(_curves_page, runs=group, title=f"Learning curves: {name}"))
+                          for name, group in by_task.items()]
     if len(v.groups) > 1:
         out.insert(1, ("Study", partial(_study_page, runs=runs)))
     # The story: gradient flow, then why it flows (or not), then over training.
