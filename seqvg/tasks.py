@@ -350,8 +350,12 @@ class Task:
         """Why ``length`` is impossible for this task, or None."""
         if self.name in ("smnist", "psmnist") and length != MNIST_PIXELS:
             return f"{self.name} reads an image's {MNIST_PIXELS} pixels one per step: use --length {MNIST_PIXELS}"
-        if self.name == "temporal-order" and length < 10:
-            return f"temporal-order needs --length >= 10 (its windows are tenths of T), got {length}"
+        if self.name == "temporal-order":
+            windows = temporal_positions(length, self.params["symbols"])
+            inside = all(1 <= lo <= hi <= length - 2 for lo, hi in windows)
+            if not inside or any(a[1] >= b[0] for a, b in zip(windows, windows[1:])):
+                return (f"temporal-order T={length}: its windows {windows} must lie between B (step 0) and E "
+                        f"(step T-1) without overlapping; use a longer --length")
         return None
 
     def generate(self, rng: np.random.Generator, n: int, length: int, split: str = "train"

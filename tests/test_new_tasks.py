@@ -188,7 +188,7 @@ def test_task_args_cli_generate_and_help(tmp_path):
         x, _ = get_task("recall", {"pairs": 2, "vocab": 6}).generate(stream(0, 3), 4, 3)
         np.testing.assert_array_equal(f["x"], x)  # the probe batch of seed 0
     for bad in (["--task-arg", "symbols=4"], ["--task-arg", "colour=3"], ["--task-arg", "symbols"],
-                ["--task-arg", "symbols=two"], ["-T", "5"]):
+                ["--task-arg", "symbols=two"], ["-T", "3"]):
         r = CliRunner().invoke(cli, ["train", "--task", "temporal-order", "-T", "20", *bad, "-o", str(tmp_path / "x")])
         assert r.exit_code == 2 and "Traceback" not in r.output, (bad, r.output)
         assert ("--task-arg" in r.output or "--length" in r.output), r.output
@@ -268,3 +268,43 @@ def test_probe_loss_is_the_mean_over_scored_steps():
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     manual = -np.mean(np.take_along_axis(logp, y[:, -2:, None].astype(int), -1))
     assert result.loss == pytest.approx(manual, rel=1e-5)
+
+
+def _fake_run(tmp_path, cfg, val):
+    """A completed, unsolved run built in memory (no training): flat gradient, ``val`` as validation loss."""
+    from seqvg.rundir import Run
+
+    length = cfg.seq_len
+    rows = [{"step": 100 * i, "loss": v, "metric": 0.5, "val_loss": v, "val_metric": 0.5, "grad_norm": 1.0}
+            for i, v in enumerate(val)]
+    summary = {"status": "completed", "solved": False, "solved_at_step": None, "steps_done": 100 * len(val),
+               "final": {"val_loss": val[-1], "val_metric": 0.5}}
+    probes = {"steps": np.array([0, 100]), "h": np.ones((2, 1, length), np.float32),
+              "x": np.ones((2, length), np.float32)}
+    return Run(tmp_path / "run", {"config": cfg.to_dict()}, summary, list(rows[0]), rows, probes)
+
+
+@pytest.mark.parametrize("args,words", [({}, "one of the two"), ({"symbols": 3}, "two of the three")])
+def test_diagnose_names_the_temporal_order_plateau(tmp_path, args, words):
+    """Loss ln 2 / accuracy 0.5: the model that learned one relevant position (6b: two of three)."""
+    from seqvg.diagnose import diagnose, explain
+
+    cfg = RunConfig(task="temporal-order", task_args=args, length=50, cell="rnn").resolved()
+    run = _fake_run(tmp_path, cfg, [math.log(4)] * 3 + [math.log(2)] * 8)
+    plateau = [v.text for v in diagnose(run) if v.key == "plateau"]
+    assert plateau and words in plateau[0] and "0.6931" in plateau[0]
+    assert words in explain(run).why
+    flat = _fake_run(tmp_path, cfg, [math.log(4 if not args else 8)] * 11)
+    assert [v.key for v in diagnose(flat)].count("flat") == 1
+
+
+def test_train_command_carries_task_args():
+    """diagnose's remedy commands rebuild the run's config, task parameters included."""
+    import shlex
+
+    from seqvg.cli import _config, train
+    from seqvg.diagnose import train_command
+
+    cfg = RunConfig(task="recall", task_args={"pairs": 3}, length=7, cell="gru", steps=50).resolved()
+    words = shlex.split(train_command(cfg))
+    assert _config(train.make_context("train", words[2:]).params) == cfg
