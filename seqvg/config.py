@@ -197,7 +197,7 @@ def validate(cfg: RunConfig) -> None:
     if task.check_length(cfg.length):
         raise ConfigError(task.check_length(cfg.length), "length")
     if cfg.task in ("smnist", "psmnist") and cfg.val_size > 10000:
-        raise ConfigError(f"--val-size: MNIST's test split holds 10000 images, got {cfg.val_size}", "val_size")
+        raise ConfigError(f"MNIST's test split holds 10000 images, got {cfg.val_size}", "val_size")
     if cfg.probe_every is not None:
         _positive(cfg, "probe_every")
     if not cfg.lr > 0:
