@@ -153,7 +153,7 @@ def _config(kwargs: dict) -> RunConfig:
 def _given(ctx: click.Context, kwargs: dict) -> list[str]:
     """Run options the user typed (not defaults)."""
     return [
-        "--" + k.replace("_", "-")
+        "--task-arg" if k == "task_args" else "--" + k.replace("_", "-")
         for k in kwargs
         if k in _CONFIG_FIELDS and ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
     ]
