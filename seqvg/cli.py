@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import tomllib
 from pathlib import Path
 
 import click
@@ -32,11 +33,37 @@ from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 from seqvg.tfsetup import import_tensorflow_quietly
 
+
+def _parse_task_args(ctx, param, values) -> dict:
+    """``--task-arg KEY=VALUE`` (repeatable) as a dict; VALUE is read as TOML (3 is an int)."""
+    out = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()  # a bare word: a string
+        out[key.strip()] = value
+    return out
+
+
+def _task_arg_help() -> str:
+    from seqvg.tasks import TASK_ARGS
+
+    listed = "; ".join(f"{t}: " + ", ".join(f"{a.name}={a.default}" for a in args) for t, args in TASK_ARGS.items())
+    return f"Task parameter beyond --length, repeatable [defaults: {listed}]. See `seqvg tasks`."
+
+
 MODEL_OPTIONS = [
-    click.option("--task", type=click.Choice(sorted(TASKS)), default="adding", show_default=True,
-                 help="Long-range task: adding problem or copy memory."),
+    click.option("--task", type=click.Choice(list(TASKS)), default="adding", show_default=True,
+                 help="Long-range task; `seqvg tasks` defines each, with its baseline and solved criterion."),
+    click.option("--task-arg", "task_args", multiple=True, callback=_parse_task_args, metavar="KEY=VALUE",
+                 help=_task_arg_help()),
     click.option("--length", "-T", type=int, default=100, show_default=True,
-                 help="Dependency length T (copy sequences are T+20 long)."),
+                 help="Dependency length T (sequences: copy T+20, selective-copy T+2M, recall 3K+T; "
+                      "smnist and psmnist need 784)."),
     click.option("--cell", default="lstm", show_default=True, metavar="CELL",
                  help=f"Recurrent cell: {', '.join(CELLS + tuple(CELL_REGISTRY))} (irnn = ReLU RNN with identity "
                       "recurrent init, Le et al. 2015), or your own Keras RNN cell as package.module:Class or "
@@ -123,10 +150,17 @@ def _apply(options):
     return decorator
 
 
+#: Config fields whose option is not the field's name with dashes.
+_FLAGS = {"cell_args": "--cell-arg", "task_args": "--task-arg"}
+
+
+def _flag(field: str) -> str:
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
 def _usage(e: ConfigError) -> click.UsageError:
     if e.option:
-        name = "cell-arg" if e.option == "cell_args" else e.option.replace("_", "-")
-        return click.BadParameter(str(e), param_hint=f"'--{name}'")
+        return click.BadParameter(str(e), param_hint=f"'{_flag(e.option)}'")
     return click.UsageError(str(e))
 
 
@@ -155,7 +189,7 @@ def _config(kwargs: dict) -> RunConfig:
 def _given(ctx: click.Context, kwargs: dict) -> list[str]:
     """Run options the user typed (not defaults)."""
     return [
-        "--" + k.replace("_", "-")
+        _flag(k)
         for k in kwargs
         if k in _CONFIG_FIELDS and ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
     ]
@@ -201,6 +235,7 @@ def cli(ctx):
     seqvg sweep --lengths 50,100,200 -j 2    grid of cells x lengths x seeds
     seqvg run tasks/demo.toml                a ready-made study from tasks/
     seqvg generate adding -T 100 -n 64 -o b.npz   the data, for your own models
+    seqvg tasks                              the tasks, their parameters and baselines
     """
     if ctx.invoked_subcommand in _TF_COMMANDS and "--help" not in sys.argv and "-h" not in sys.argv:
         try:
@@ -312,36 +347,57 @@ def format_run_summary(out: Path, summary: dict) -> str:
 
 
 @cli.command()
-@click.argument("task", type=click.Choice(sorted(TASKS)))
+@click.argument("task", type=click.Choice(list(TASKS)))
 @click.option("--length", "-T", type=int, required=True, help="Dependency length T.")
+@click.option("--task-arg", "task_args", multiple=True, callback=_parse_task_args, metavar="KEY=VALUE",
+              help=_task_arg_help())
 @click.option("-n", "n", type=int, default=64, show_default=True, help="Number of samples.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed; -n 64 gives exactly the probe batch of a run with this seed.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output .npz file.")
-def generate(task, length, n, seed, out):
+def generate(task, length, task_args, n, seed, out):
     """Write N samples of TASK to an .npz file (arrays x, y and the parameters).
 
     x holds the inputs exactly as seqvg's models read them (batch, time,
-    features; copy one-hot) and y the targets (adding: sums; copy: class ids
-    per step). The same seed gives the same file on every machine.
+    features; symbols one-hot) and y the targets (adding: sums; copy,
+    selective-copy, recall: class ids per step; the others: one class id per
+    sample). Where only some steps are scored (selective-copy, recall), mask
+    (batch, time) is True at those steps. The same seed gives the same file
+    on every machine.
     """
-    from seqvg.tasks import write_dataset
+    from seqvg.tasks import get_task, write_dataset
 
     if length < 2:
         raise click.BadParameter(f"must be at least 2, got {length}", param_hint="'--length'")
+    try:
+        bound = get_task(task, task_args)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if bound.check_length(length):
+        raise click.BadParameter(bound.check_length(length), param_hint="'--length'")
     if n < 1:
         raise click.BadParameter(f"must be positive, got {n}", param_hint="'-n'")
     from seqvg.config import check_data_memory
     from seqvg.rundir import check_writable
 
     try:
-        check_data_memory(task, n, length)
+        check_data_memory(task, n, length, task_args=task_args)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="'-n'") from None
     check_writable(out)
-    write_dataset(out, task, length, n, seed)
-    click.echo(f"wrote {out}: {n} samples of {task} T={length}, seed {seed}")
+    write_dataset(out, task, length, n, seed, task_args)
+    shown = "".join(f" {k}={v}" for k, v in bound.params.items())
+    click.echo(f"wrote {out}: {n} samples of {task} T={length}{shown}, seed {seed}")
+
+
+@cli.command("tasks")
+def tasks_command():
+    """List the tasks: definition, source, parameters (--task-arg) with their
+    defaults, trivial baseline, classic plateau and solved criterion."""
+    from seqvg.tasks import describe_tasks
+
+    click.echo(describe_tasks())
 
 
 @cli.command()

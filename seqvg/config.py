@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.tasks import TASKS, get_task
+from seqvg.tasks import TASKS, get_task, resolve_task_args
 
 CELLS = ("rnn", "irnn", "lstm", "gru")
 #: Cells seqvg ships as modules of their own, by name. Each name resolves
@@ -59,6 +59,9 @@ class RunConfig:
     """Everything that defines one training run (see ``seqvg train --help``)."""
 
     task: str = "adding"
+    #: Task parameters beyond the length (``--task-arg KEY=VALUE``, a spec's
+    #: ``[task_args]``); resolved() fills in the task's defaults.
+    task_args: dict = dataclasses.field(default_factory=dict)
     length: int = 100
     cell: str = "lstm"
     units: int = 128
@@ -126,6 +129,9 @@ class RunConfig:
                 changes["chrono"] = default_chrono(self)
         if self.probe_every is None:
             changes["probe_every"] = max(1, self.steps // 20)
+        task_args = resolve_task_args(self.task, self.task_args)
+        if task_args != self.task_args:
+            changes["task_args"] = task_args
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -147,7 +153,7 @@ class RunConfig:
     @property
     def seq_len(self) -> int:
         """Timesteps the model reads (copy adds 20 to the length)."""
-        return get_task(self.task).seq_len(self.length)
+        return get_task(self.task, self.task_args).seq_len(self.length)
 
 
 def _check_field_type(name: str, kind: str, value) -> None:
@@ -193,12 +199,12 @@ def default_chrono(cfg: RunConfig) -> int:
     The longest dependency a task can hold is its whole sequence (adding: the
     first marker can sit at step 0 and the answer is read at T-1).
     """
-    return default_chrono_for(cfg.task, cfg.length)
+    return default_chrono_for(cfg.task, cfg.length, cfg.task_args)
 
 
-def default_chrono_for(task: str, length: int) -> int:
+def default_chrono_for(task: str, length: int, task_args: dict | None = None) -> int:
     """``default_chrono`` from the task and length alone (for config dicts)."""
-    return max(3, get_task(task).seq_len(length))
+    return max(3, get_task(task, task_args).seq_len(length))
 
 
 def _positive(cfg: RunConfig, name: str) -> None:
@@ -225,6 +231,14 @@ def validate(cfg: RunConfig) -> None:
         _positive(cfg, name)
     if cfg.length < 2:
         raise ConfigError(f"--length must be at least 2, got {cfg.length}", "length")
+    try:
+        task = get_task(cfg.task, cfg.task_args)
+    except ValueError as e:
+        raise ConfigError(str(e), "task_args") from None
+    if task.check_length(cfg.length):
+        raise ConfigError(task.check_length(cfg.length), "length")
+    if cfg.task in ("smnist", "psmnist") and cfg.val_size > 10000:
+        raise ConfigError(f"MNIST's test split holds 10000 images, got {cfg.val_size}", "val_size")
     if cfg.probe_every is not None:
         _positive(cfg, "probe_every")
     if not cfg.lr > 0:
@@ -390,15 +404,15 @@ def estimate_memory_bytes(cfg: RunConfig) -> int:
 def _activation_bytes(cfg: RunConfig, batch: int) -> int:
     # A custom cell: assumed as large as an LSTM's (a rough bound is all this needs).
     per_step = batch * cfg.layers * cfg.units * _FLOATS_PER_UNIT.get(cfg.cell, 16)
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, cfg.task_args)
     per_step += batch * (task.n_inputs + (task.n_outputs if task.per_step else 0)) * 2
     return 4 * cfg.seq_len * per_step
 
 
-def data_bytes(task: str, n: int, length: int) -> int:
+def data_bytes(task: str, n: int, length: int, task_args: dict | None = None) -> int:
     """Peak memory of generating ``n`` samples: float32 inputs, targets and
     the generator's float64/int temporaries (about twice the result)."""
-    t = get_task(task)
+    t = get_task(task, task_args)
     return 2 * n * t.seq_len(length) * (4 * t.n_inputs + 12)
 
 
@@ -414,11 +428,11 @@ def memory_parts(cfg: RunConfig, training: bool = True, probe_n: int | None = No
     probe_opts = ["probe_batch" if probe_n is None else "data", "length", "units", "layers"]
     # The probe keeps the recurrent states and one tap per step besides the
     # training step's activations: about twice a training step's per sample.
-    probe = 2 * _activation_bytes(cfg, n_probe) + data_bytes(cfg.task, n_probe, cfg.length)
+    probe = 2 * _activation_bytes(cfg, n_probe) + data_bytes(cfg.task, n_probe, cfg.length, cfg.task_args)
     if not training:
         return [("the probe", probe, probe_opts)]
-    step = estimate_memory_bytes(cfg) + data_bytes(cfg.task, cfg.batch_size, cfg.length)
-    parts = [("the validation set", data_bytes(cfg.task, cfg.val_size, cfg.length), ["val_size", "length"])]
+    step = estimate_memory_bytes(cfg) + data_bytes(cfg.task, cfg.batch_size, cfg.length, cfg.task_args)
+    parts = [("the validation set", data_bytes(cfg.task, cfg.val_size, cfg.length, cfg.task_args), ["val_size", "length"])]
     parts.append(("one training step", step, ["length", "batch_size", "units", "layers"]) if step >= probe
                  else ("the probe", probe, probe_opts))
     return sorted(parts, key=lambda p: -p[1])
@@ -473,13 +487,14 @@ def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool
     )
 
 
-def check_data_memory(task: str, n: int, length: int, budget_fraction: float = 0.5) -> None:
+def check_data_memory(task: str, n: int, length: int, budget_fraction: float = 0.5,
+                      task_args: dict | None = None) -> None:
     """Refuses, before any work, ``seqvg generate -n N`` that cannot fit in memory.
 
     Raises:
         ConfigError: option ``n``, with the estimate and the machine's memory.
     """
-    need, have = data_bytes(task, n, length), physical_memory_bytes()
+    need, have = data_bytes(task, n, length, task_args), physical_memory_bytes()
     if need > budget_fraction * have:
         raise ConfigError(f"{n} samples of {task} T={length} need about {_gib(need)} of memory, more than half "
                           f"of this machine's {_gib(have)}; make it smaller with -n or --length", "n")

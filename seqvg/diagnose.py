@@ -71,7 +71,7 @@ def _tail(values: list[float], k: int = 3) -> float:
 def diagnose(run: Run) -> list[Verdict]:
     """All verdicts for one run, most important first."""
     cfg = run.cfg
-    task = get_task(cfg["task"])
+    task = get_task(cfg["task"], cfg.get("task_args"))
     length = run.probes["h"].shape[-1]
     status = run.summary["status"]
     out: list[Verdict] = []
@@ -107,7 +107,7 @@ def diagnose(run: Run) -> list[Verdict]:
                                        f"{baseline:.4g}; the model learned nothing long-range"))
         elif plateau is not None and abs(final_val - plateau) <= NEAR_PLATEAU * plateau:
             out.append(Verdict("plateau", f"plateau at the partial solution: val loss {final_val:.4g} (last evaluations) vs "
-                                          f"{plateau:.4g} (remembers only the near marker)"))
+                                          f"{plateau:.4g} (a model that {task.plateau_text})"))
     recurrent = [c for c in run.columns if c.startswith("weight_change/") and c != "weight_change/head"]
     if len(recurrent) >= 2 and len(run.metrics) >= 3:
         bottom = _tail([r[recurrent[0]] for r in run.metrics])
@@ -161,6 +161,8 @@ def _option(name: str, value) -> list[str]:
     flag = "--" + name.replace("_", "-")
     if value is None:
         return []
+    if isinstance(value, dict):  # task_args: one --task-arg KEY=VALUE each
+        return [w for k, v in sorted(value.items()) for w in ("--task-arg", f"{k}={v}")]
     if isinstance(value, bool):
         if name == "early_stop":
             return [] if value else ["--no-early-stop"]
@@ -182,6 +184,9 @@ def train_command(cfg: RunConfig, out: str | None = None, show: tuple[str, ...] 
         if not differ:
             break
         opts.update({n: getattr(cfg, n) for n in differ})
+    if "task_args" in opts:  # only the parameters that differ from the task's defaults
+        defaults = get_task(cfg.task).params
+        opts["task_args"] = {k: v for k, v in cfg.task_args.items() if defaults.get(k) != v} or None
     words = ["seqvg", "train"]
     for n in sorted(names, key=lambda n: (n not in _FIRST, _FIRST.index(n) if n in _FIRST else 0)):
         if n in opts:
@@ -207,12 +212,18 @@ def _remedy(run: Run, cfg: RunConfig, suffix: str, what: str, spec: str, show=()
     return Remedy(train_command(new, out, show), what, spec)
 
 
-def _where(final_val: float, baseline: float, plateau: float | None) -> str:
+def _where(final_val: float, baseline: float, plateau: float | None, plateau_text: str = "") -> str:
     if abs(final_val - baseline) <= NEAR * baseline:
         return f"val loss {final_val:.3g} sits on the trivial baseline {baseline:.3g} (a model with no memory)"
     if plateau is not None and abs(final_val - plateau) <= NEAR_PLATEAU * plateau:
-        return f"val loss {final_val:.3g} sits on the {plateau:.3g} plateau (it remembers only the near marker)"
+        return f"val loss {final_val:.3g} sits on the {plateau:.3g} plateau (a model that {plateau_text})"
     return f"val loss {final_val:.3g} (baseline {baseline:.3g})"
+
+
+#: What a task must carry back to its output: what a short horizon cuts off.
+_FAR = {"adding": "the first marker", "copy": "the symbols to copy", "temporal-order": "the first X/Y symbol",
+        "selective-copy": "the data tokens", "recall": "the key-value pairs", "parity": "the first bits",
+        "smnist": "the top rows of the image", "psmnist": "the first pixels of the permutation"}
 
 
 def explain(run: Run) -> Explanation | None:
@@ -224,16 +235,16 @@ def explain(run: Run) -> Explanation | None:
     if run.summary.get("status") != "completed" or run.summary.get("solved"):
         return None
     cfg = RunConfig.from_dict(run.cfg).resolved()
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, cfg.task_args)
     seq_len = cfg.seq_len
     end = decay_summary(run.probes["h"][-1][0])
     val = [r["val_loss"] for r in run.metrics if math.isfinite(r.get("val_loss", math.nan))]
     final_val = _tail(val)
     earlier = _tail(val[: max(1, (2 * len(val)) // 3)])
     falling = math.isfinite(final_val) and final_val < STILL_FALLING * earlier
-    where = _where(final_val, task.baseline(cfg.length), task.partial_plateau(cfg.length))
+    where = _where(final_val, task.baseline(cfg.length), task.partial_plateau(cfg.length), task.plateau_text)
     rate, horizon = end.get("rate_per_100"), end.get("horizon")
-    far = "the first marker" if cfg.task == "adding" else "the symbols to copy"
+    far = _FAR.get(cfg.task, "the early inputs")
     if rate is None:
         why = f"the gradient at the last step is 0 or NaN, so nothing was learned from it; {where}."
     elif horizon < seq_len or end.get("underflow"):

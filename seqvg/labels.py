@@ -120,7 +120,8 @@ def _at_default(key: str, c: dict) -> bool:
         from seqvg.config import default_chrono_for
 
         return (c.get("gate_init", "chrono") == "chrono" and c.get("chrono") is not None
-                and c["chrono"] == default_chrono_for(c.get("task", "adding"), c.get("length", 100)))
+                and c["chrono"] == default_chrono_for(c.get("task", "adding"), c.get("length", 100),
+                                                    c.get("task_args")))
     return c.get(key) == _cell_default(key, c.get("cell"))
 
 

@@ -207,7 +207,7 @@ def build_model(cfg: RunConfig):
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, cfg.task_args)
     inputs = keras.Input((cfg.seq_len, task.n_inputs), name="x")
     h = inputs
     for i in range(cfg.layers):
@@ -253,4 +253,4 @@ def make_optimizer(cfg: RunConfig):
 
 def compile_model(model, cfg: RunConfig) -> None:
     """Compiles with built-in Keras loss objects so model.keras loads anywhere."""
-    model.compile(optimizer=make_optimizer(cfg), loss=get_task(cfg.task).keras_loss())
+    model.compile(optimizer=make_optimizer(cfg), loss=get_task(cfg.task, cfg.task_args).keras_loss())

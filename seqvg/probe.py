@@ -406,15 +406,20 @@ def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:
     return Prober(model, task, unroll=False)(x, y)
 
 
+def _args_text(args: dict | None) -> str:
+    return "".join(f" {k}={v}" for k, v in sorted((args or {}).items()))
+
+
 def _batch_for(cfg, batch: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """The seeded probe batch of ``cfg``, or a user's batch checked against it."""
     from seqvg.tasks import probe_batch
 
     if batch is None:
         return probe_batch(cfg)
-    if batch["task"] != cfg.task or batch["length"] != cfg.length:
+    if batch["task"] != cfg.task or batch["length"] != cfg.length or batch.get("task_args", {}) != cfg.task_args:
         raise ValueError(
-            f"--data holds {batch['task']} T={batch['length']}, the model is {cfg.task} T={cfg.length}"
+            f"--data holds {batch['task']} T={batch['length']}{_args_text(batch.get('task_args'))}, the model is "
+            f"{cfg.task} T={cfg.length}{_args_text(cfg.task_args)}"
         )
     return batch["x"], batch["y"]
 
@@ -433,7 +438,7 @@ def probe_untrained(cfg, batch: dict | None = None):
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     check_cell(cfg)
     model = build_model(cfg)
-    return probe(model, get_task(cfg.task), *_batch_for(cfg, batch)), cfg
+    return probe(model, get_task(cfg.task, cfg.task_args), *_batch_for(cfg, batch)), cfg
 
 
 def probe_run(run_dir, batch: dict | None = None):
@@ -477,7 +482,7 @@ def probe_run(run_dir, batch: dict | None = None):
         model = keras.saving.load_model(path, compile=False, custom_objects=custom)
     except Exception as e:  # keras raises many types for a damaged archive
         raise rundir.RunDirError(f"{path}: corrupt ({type(e).__name__})") from None
-    return probe(model, get_task(cfg.task), *_batch_for(cfg, batch)), cfg
+    return probe(model, get_task(cfg.task, cfg.task_args), *_batch_for(cfg, batch)), cfg
 
 
 def format_probe(result: ProbeResult, cfg) -> str:

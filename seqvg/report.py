@@ -657,10 +657,10 @@ def _seeds_note(v: View) -> str:
     return ";  ".join(parts)
 
 
-def _curves_page(fig, runs: list[Run]) -> None:
+def _curves_page(fig, runs: list[Run], title: str = "Learning curves") -> None:
     v = view(runs)
     ax_loss, ax_metric = fig.subplots(1, 2)
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     _draw_runs(ax_loss, v, lambda r: _series(r, "val_loss"))
     _draw_runs(ax_metric, v, lambda r: _series(r, "val_metric"))
     for i, r in enumerate(v.runs):
@@ -677,6 +677,9 @@ def _curves_page(fig, runs: list[Run]) -> None:
         ax_metric.set_yscale("log")
     else:
         ax_metric.axhline(task.threshold, color="green", linestyle=(0, (2, 2)), linewidth=1)
+        ax_metric.annotate(f"solved: {task.criterion}", (0.99, task.threshold), xycoords=("axes fraction", "data"),
+                           ha="right", va="bottom", fontsize=8, color="green")
+        _metric_baselines(ax_metric, task, sorted({r.cfg["length"] for r in v.runs}))
         ax_metric.set_ylim(-0.02, 1.02)
     ax_loss.set_yscale("log")
     ax_loss.set(xlabel="training step", ylabel="validation loss (log)", title="Validation loss")
@@ -685,12 +688,37 @@ def _curves_page(fig, runs: list[Run]) -> None:
     for ax in (ax_loss, ax_metric):
         ax.grid(True, which="major", alpha=0.3)
     _bottom_legend(fig, *_run_handles(v), _seeds_note(v))
-    fig.suptitle("Learning curves", fontsize=14, weight="bold")
+    fig.suptitle(title, fontsize=14, weight="bold")
     solved = sorted((r.summary["solved_at_step"], lab.label) for r, lab in zip(v.runs, v.labels)
                     if r.summary.get("solved"))
     _caption(fig, "a run learns the long-range dependency when its loss leaves the dotted trivial baseline (a model "
              f"with no memory); {len(solved)} of {len(runs)} runs met the solved criterion (star)"
              + (f", the first {solved[0][1]} at step {solved[0][0]}." if solved else "."))
+
+
+def _plateau_label(task, value: float) -> str:
+    """A few words for the task's partial plateau on a curve's axis."""
+    if task.name == "adding":
+        return "1/12: only the near marker"
+    if task.name == "temporal-order":
+        return f"{value:.3g}: " + ("one of the two symbols" if task.params["symbols"] == 2 else "two of three symbols")
+    if task.name == "recall":
+        return f"{value:.3g}: the values, not which key"
+    return f"plateau {value:.3g}"
+
+
+def _metric_baselines(ax, task, lengths: list[int]) -> None:
+    """The memoryless model's metric (and the partial plateau's) on the metric axis."""
+    for base in sorted({round(task.baseline_metric(length), 12) for length in lengths}):
+        ax.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
+        ax.annotate(f"trivial baseline {base:.3g}", (0.01, base), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=8, color="0.25")
+    bases = {round(task.baseline_metric(length), 12) for length in lengths}
+    plateaus = {round(p, 12) for p in (task.plateau_metric(length) for length in lengths) if p is not None}
+    for plateau in sorted(plateaus - bases):
+        ax.axhline(plateau, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=1)
+        ax.annotate(_plateau_label(task, plateau), (0.01, plateau), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=8, color="0.45")
 
 
 def _baselines(ax, task, lengths: list[int]) -> None:
@@ -703,10 +731,11 @@ def _baselines(ax, task, lengths: list[int]) -> None:
         ax.axhline(base, color="0.25", linestyle=(0, (1, 1)), linewidth=1.2)
         ax.annotate(f"trivial baseline {base:.3g}{where}", (0.01, base), xycoords=("axes fraction", "data"),
                     va="bottom", fontsize=8, color="0.25")
-    plateaus = {task.partial_plateau(length) for length in lengths} - {None}
+    plateaus = {round(p, 12) for p in (task.partial_plateau(length) for length in lengths) if p is not None}
+    plateaus -= set(bases)
     for plateau in sorted(plateaus):
         ax.axhline(plateau, color="0.45", linestyle=(0, (4, 2, 1, 2)), linewidth=1)
-        ax.annotate("1/12: only the near marker", (0.01, plateau), xycoords=("axes fraction", "data"),
+        ax.annotate(_plateau_label(task, plateau), (0.01, plateau), xycoords=("axes fraction", "data"),
                     va="bottom", fontsize=8, color="0.45")
 
 
@@ -953,7 +982,7 @@ def _study_page(fig, runs: list[Run]) -> None:
     from matplotlib.ticker import NullLocator
 
     v = view(runs)
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     lab0 = v.labels[0]
     numeric_x = bool(lab0.axes)
     lines = list(dict.fromkeys((lab.series, lab.numeric[1:]) for lab in v.labels))
@@ -1082,7 +1111,7 @@ def _appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
     rows = max(1, math.ceil(n / cols))
     # One y scale per page, so that runs compare at a glance.
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
-    task = get_task(runs[0].cfg["task"])
+    task = get_task(runs[0].cfg["task"], runs[0].cfg.get("task_args"))
     for ax, r in zip(axes, runs):
         i = v.runs.index(r)
         color = v.colors[i]
@@ -1157,7 +1186,7 @@ def _summary_page(fig, runs: list[Run], part: int = 0) -> None:
     under the last part's table the diagnosis of as many runs as fit (the
     rest follow on Diagnosis pages)."""
     v = view(runs)
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     cols = summary_columns(task.metric_name) + ["run directory"]
     rows = [row + [r.name] for row, r in zip(summary_rows(runs), v.runs)]
     n_pages, parts = _summary_layout(runs)
@@ -1267,6 +1296,16 @@ PAGES = [
 ]
 
 
+def _runs_by_task(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by task and task parameters, named like "recall pairs=2 vocab=8"."""
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        args = r.cfg.get("task_args") or {}
+        name = " ".join([r.cfg["task"], *(f"{k}={v}" for k, v in sorted(args.items()))])
+        out.setdefault(name, []).append(r)
+    return out
+
+
 def pages(runs: list[Run]) -> list[tuple[str, object]]:
     """The report's pages for these runs: (title, draw(fig)) in order.
 
@@ -1278,6 +1317,12 @@ def pages(runs: list[Run]) -> list[tuple[str, object]]:
 
     v = view(runs)
     out = [(title, partial(draw, runs=runs)) for title, draw in PAGES[:-1]]
+    by_task = _runs_by_task(runs)
+    if len(by_task) > 1:  # each task its own curves: its loss, metric, baseline and solved line
+        at = [title for title, _ in out].index("Learning curves")
+        out[at:at + 1] = [(f"Learning curves: {name}",
+                           partial(_curves_page, runs=group, title=f"Learning curves: {name}"))
+                          for name, group in by_task.items()]
     if len(v.groups) > 1:
         out.insert(1, ("Study", partial(_study_page, runs=runs)))
     # The story: gradient flow, then why it flows (or not), then over training.

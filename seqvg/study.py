@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqvg.config import ConfigError, RunConfig, cell_label, is_custom_cell
+from seqvg.tasks import get_task
 
 #: Spec keys that are not run options.
 STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant", "expect"}
@@ -99,7 +100,7 @@ def _check_type(name: str, value, where: str):
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
-        "dict": isinstance(value, dict),
+        "dict": isinstance(value, dict),  # task_args: a [task_args] table or an inline {key = value}
     }[base]
     if not ok:
         raise SpecError(f"{where}: expected {base}, got {type(value).__name__} {value!r}")
@@ -133,6 +134,8 @@ def _value_name(key: str, value) -> str:
         return cell_label(str(value))
     if key == "length":
         return f"T{value}"
+    if isinstance(value, dict):  # task_args
+        return "-".join(f"{k}{v}" for k, v in sorted(value.items()))
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return f"{key.replace('_', '-')}{text}"
 
@@ -481,12 +484,13 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
 
 
 # -- results --------------------------------------------------------------------
-OPTION_COLUMNS = ["task", "length", "cell", "units", "layers", "activation", "recurrent_init", "recurrent_gain",
+OPTION_COLUMNS = ["task", "task_args", "length", "cell", "units", "layers", "activation", "recurrent_init", "recurrent_gain",
                   "gate_init", "forget_bias", "chrono", "layer_norm", "batch_norm", "residual",
                   "clip", "optimizer", "lr", "batch_size", "steps", "seed"]
 DECAY = ("rate_per_100", "horizon", "ratio", "underflow")
 TRAIN_COLUMNS = ["run", "label", *OPTION_COLUMNS, "status", "solved", "solved_at_step", "steps_done",
-                 "final_val_loss", "final_val_metric", "metric_name", "baseline",
+                 "final_val_loss", "final_val_metric", "metric_name", "baseline", "baseline_metric",
+                 "solved_criterion",
                  *[f"init_{k}" for k in DECAY], *[f"final_{k}" for k in DECAY]]
 PROBE_COLUMNS = ["run", "label", *OPTION_COLUMNS, "loss", *[f"h_{k}" for k in DECAY], *[f"c_{k}" for k in DECAY]]
 
@@ -514,6 +518,7 @@ def results_rows(study: Study) -> list[dict]:
         if not _finished(d, study.probe_only):
             continue
         row = {"run": d.name, "label": labels[i].label, **{k: getattr(cfg, k) for k in OPTION_COLUMNS}}
+        row["task_args"] = " ".join(f"{k}={v}" for k, v in sorted(cfg.task_args.items()))
         if study.probe_only:
             p = rundir.read_json(d / PROBE_FILE)
             row["loss"] = p["loss"]
@@ -526,6 +531,8 @@ def results_rows(study: Study) -> list[dict]:
                        steps_done=s["steps_done"], final_val_loss=s["final"]["val_loss"],
                        final_val_metric=s["final"]["val_metric"], metric_name=s["metric_name"],
                        baseline=s["baseline"])
+            task = get_task(cfg.task, cfg.task_args)
+            row.update(baseline_metric=task.baseline_metric(cfg.length), solved_criterion=task.criterion)
             for when in ("init", "final"):
                 for k in DECAY:
                     row[f"{when}_{k}"] = (s["decay"].get(when) or {}).get(k)

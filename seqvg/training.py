@@ -321,7 +321,7 @@ def train(
 def _write_config(out: Path, cfg: RunConfig, command: str | None) -> None:
     """config.json: written first, right after the lock, so that a run killed
     at any later moment can be resumed."""
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, cfg.task_args)
     rundir.write_json(
         out / rundir.CONFIG,
         {
@@ -371,7 +371,7 @@ class Trainer:
         # (measured: no cost on the CPU kernels these models use).
         tf.config.experimental.enable_op_determinism()
         self.cfg = cfg
-        self.task = get_task(cfg.task)
+        self.task = get_task(cfg.task, cfg.task_args)
         self.model = build_model(cfg)
         compile_model(self.model, cfg)
         self.optimizer = self.model.optimizer
@@ -406,7 +406,8 @@ class _Run(Trainer):
         self.groups = _weight_groups(self.model)
         self.columns = ["step", "loss", "metric", "val_loss", "val_metric", "grad_norm", "grad_norm_max", "wall_s"]
         self.columns += [name for name, _ in self.groups]
-        self.val = self.task.generate(stream(cfg.seed, STREAM_VAL), cfg.val_size, cfg.length)
+        # sMNIST validates on the test split; the synthetic tasks ignore the split.
+        self.val = self.task.generate(stream(cfg.seed, STREAM_VAL), cfg.val_size, cfg.length, split="test")
         self.probe_xy = probe_batch(cfg)
         self.state = _State()
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)

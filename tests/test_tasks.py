@@ -98,7 +98,7 @@ def test_generate_cli_roundtrip(tmp_path):
 @pytest.mark.parametrize(
     "args",
     [["adding", "--length", "1", "-o", "f.npz"], ["adding", "--length", "10", "-n", "0", "-o", "f.npz"],
-     ["parity", "--length", "10", "-o", "f.npz"], ["adding", "-o", "f.npz"]],
+     ["no-such-task", "--length", "10", "-o", "f.npz"], ["adding", "-o", "f.npz"]],
 )
 def test_generate_bad_input(args, tmp_path):
     r = CliRunner().invoke(cli, ["generate", *args])

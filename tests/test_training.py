@@ -189,7 +189,7 @@ BAD_OPTIONS = [
     (["--cell", "lstm", "--chrono", "1"], "--chrono"),
     (["--cell", "lstm", "--activation", "relu"], "--activation"),
     (["--cell", "gru", "--recurrent-init", "identity"], "--recurrent-init"),
-    (["--task", "parity"], "--task"),
+    (["--task", "no-such-task"], "--task"),
     (["--length", "abc"], "--length"),
     (["--length", "10000000", "--batch-size", "4096"], "GiB"),
 ]
