@@ -126,4 +126,8 @@ def test_no_lstm_no_lstm_path(tmp_path, tiny_cfg, cell):
     from seqvg.training import train
 
     train(tiny_cfg(cell=cell, steps=10), tmp_path / "run", progress=False)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["numerics"]["lstm_path"] is None
+    numerics = json.loads((tmp_path / "run" / "config.json").read_text())["numerics"]
+    assert numerics["lstm_path"] is None
+    from seqvg import fastlstm
+
+    assert numerics["gru_path"] == ("seqvg-op" if fastlstm.fused("float32") else "keras")
