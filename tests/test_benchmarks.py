@@ -39,6 +39,7 @@ def test_probe_benchmark_json():
                   "--batch", "4", "--repeats", "1")
     (row,) = result["cells"]
     assert row["cell"] == "gru" and row["probe_s"] > 0 and row["step_s"] > 0
+    assert row["grad_ratio"] > 0 and row["why_ratio"] > 0  # the probe's two parts, timed alike
 
 
 def test_probe_benchmark_reports_ratio_quartiles():
