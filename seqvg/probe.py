@@ -172,8 +172,8 @@ class Prober:
         if not self.rnns:
             raise ValueError("probe: the model has no recurrent layer")
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
-        # seqvg's norms op where its LSTM ops run, and only for models with an
-        # LSTM: a vanilla or GRU probe must neither compile the ops nor give
+        # seqvg's norms op (per-step taps) where its ops run, only for models
+        # with an LSTM: a vanilla probe must neither compile the ops nor give
         # other numbers on a machine that happens to have them built.
         self.norms_op = any(fastlstm.eligible(layer) for layer in self.rnns) and fastlstm.fused("float32")
         # The layers that train on seqvg's sequence ops, probed by them
