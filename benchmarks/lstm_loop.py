@@ -1,7 +1,8 @@
-"""seqvg's LSTM loop (seqvg/fastlstm.py) against Keras's own, in one run.
+"""seqvg's LSTM (or GRU) loop (seqvg/fastlstm.py) against Keras's own, in one run.
 
     python benchmarks/lstm_loop.py                 # T=200 and T=1000
     python benchmarks/lstm_loop.py --lengths 200 --repeats 25 --json
+    python benchmarks/lstm_loop.py --cell gru --lengths 200   # the GRU op vs Keras's GRU loop
 
 Training paths of the same model (adding, batch 64, 128 units), built from
 the same config: seqvg's compiled step as ``seqvg train`` runs it (its
@@ -46,8 +47,9 @@ def _trainer(cfg, loop: str):
     trainer = Trainer(cfg)
     if loop == "keras":
         for layer in trainer.model.layers:
-            if isinstance(layer, keras.layers.LSTM):
-                layer.inner_loop = types.MethodType(keras.layers.LSTM.inner_loop, layer)
+            for cls in (keras.layers.LSTM, keras.layers.GRU):
+                if isinstance(layer, cls):
+                    layer.inner_loop = types.MethodType(cls.inner_loop, layer)
     ops = kernels.lstm_cell_ops
     if loop == "tfops":
         # Traced without seqvg's ops, as where they cannot be built.
@@ -62,14 +64,15 @@ def _trainer(cfg, loop: str):
     return trainer, first, losses
 
 
-def time_length(length: int, batch: int, units: int, repeats: int, steps: int) -> dict:
+def time_length(length: int, batch: int, units: int, repeats: int, steps: int, cell: str = "lstm") -> dict:
     import numpy as np
 
     from seqvg import fastlstm
     from seqvg.config import RunConfig
 
-    cfg = RunConfig(cell="lstm", length=length, units=units, batch_size=batch).resolved()
-    loops = ("seqvg", "keras", "tfops") if fastlstm.fused("float32") else ("seqvg", "keras")
+    cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch).resolved()
+    # The GRU has no TF-ops loop of seqvg's: without the op it runs Keras's.
+    loops = ("seqvg", "keras", "tfops") if fastlstm.fused("float32") and cell == "lstm" else ("seqvg", "keras")
     built = {loop: _trainer(cfg, loop) for loop in loops}
     counter = iter(range(4, 10**9))
     times = time_interleaved(
@@ -94,18 +97,19 @@ def main() -> None:
     parser.add_argument("--lengths", type=_lengths, default=[200, 1000], help="comma-separated T (200,1000)")
     parser.add_argument("--batch", type=positive_int, default=64, help="batch size (64)")
     parser.add_argument("--units", type=positive_int, default=128, help="LSTM units (128)")
+    parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="the cell (lstm)")
     parser.add_argument("--repeats", type=positive_int, default=11, help="timed rounds; medians are reported (11)")
     parser.add_argument("--steps", type=positive_int, default=3, help="training steps per timed block (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     from seqvg import fastlstm, kernels
 
-    rows = [time_length(n, args.batch, args.units, args.repeats, args.steps) for n in args.lengths]
+    rows = [time_length(n, args.batch, args.units, args.repeats, args.steps, args.cell) for n in args.lengths]
     if args.json:
-        print(json.dumps({"batch": args.batch, "units": args.units,
+        print(json.dumps({"cell": args.cell, "batch": args.batch, "units": args.units,
                           "fused_lstm_op": fastlstm.fused("float32"), "rows": rows}))
         return
-    print(f"LSTM training step, adding, batch {args.batch}, {args.units} units, median of {args.repeats} rounds; "
+    print(f"{args.cell.upper()} training step, adding, batch {args.batch}, {args.units} units, median of {args.repeats} rounds; "
           f"{kernels.kernel_status()}")
     print(f"{'T':>6} {'seqvg ms':>9} {'keras ms':>9} {'speed-up':>9} {'quartiles':>11}"
           f" {'tfops ms':>9} {'op gain':>8} {'1st step s':>15} {'loss diff':>10}")

@@ -7,7 +7,9 @@ For rnn, lstm and gru: the median wall time of one probe (all T per-timestep
 norms, one backward pass) and of one training step through seqvg's own
 compiled step (data generation included, as in `seqvg train`), timed in
 back-to-back pairs, and their ratio (median of the pairs' ratios, with its
-quartiles, so the noise of a shared CPU shows). Then the peak resident
+quartiles, so the noise of a shared CPU shows), and the same ratio for the
+probe's two parts alone: the gradient norms (``grad_ratio``) and the gate and
+step-Jacobian statistics of ``seqvg.why`` (``why_ratio``). Then the peak resident
 memory a probe adds at T=1000, measured in a fresh process per cell (VmHWM
 minus VmRSS before the probe).
 """
@@ -42,6 +44,7 @@ def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> d
     step_fn = make_train_step(model, task, model.optimizer)
     prober = Prober(model, task)
     px, py = probe_batch(cfg)
+    pxc, pyc = tf.constant(px, tf.float32), tf.constant(py)
     counter = [0]
 
     def train_step():
@@ -52,13 +55,19 @@ def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> d
     def one_probe():
         prober(px, py)
 
-    t = time_interleaved({"step": wall(train_step), "probe": wall(one_probe)}, repeats, warmup=3)
+    def grad_part():  # what Prober.__call__ runs besides self.why
+        float(prober._fn(pxc, pyc)[0])
+
+    t = time_interleaved({"step": wall(train_step), "probe": wall(one_probe), "grad": wall(grad_part),
+                          "why": wall(lambda: prober.why(px))}, repeats, warmup=3)
     return {
         "cell": cell,
         "probe_s": statistics.median(t["probe"]),
         "step_s": statistics.median(t["step"]),
         "ratio": paired_ratio(t["probe"], t["step"]),
         "ratio_quartiles": ratio_spread(t["probe"], t["step"]),
+        "grad_ratio": paired_ratio(t["grad"], t["step"]),
+        "why_ratio": paired_ratio(t["why"], t["step"]),
     }
 
 
@@ -117,13 +126,15 @@ def main() -> None:
     print(f"probe vs train step: T={args.length}, batch {args.batch}, {args.units} units, "
           f"median of {args.repeats}, {os.cpu_count()} cores")
     print(f"{'cell':<6} {'probe ms':>9} {'step ms':>9} {'probe/step':>11} {'quartiles':>11} "
-          f"{'peak MiB @T=' + str(args.mem_length):>16}")
+          f"{'grad/step':>10} {'why/step':>9} {'peak MiB @T=' + str(args.mem_length):>16}")
     for r in rows:
         q1, q3 = r["ratio_quartiles"]
         print(f"{r['cell']:<6} {1e3 * r['probe_s']:>9.1f} {1e3 * r['step_s']:>9.1f} {r['ratio']:>11.2f} "
-              f"{f'{q1:.2f}-{q3:.2f}':>11} {r[f'probe_peak_mib_T{args.mem_length}']:>16.0f}")
+              f"{f'{q1:.2f}-{q3:.2f}':>11} {r['grad_ratio']:>10.2f} {r['why_ratio']:>9.2f} "
+              f"{r[f'probe_peak_mib_T{args.mem_length}']:>16.0f}")
     print("probe/step: median over the pairs of probe time / step time (each pair timed back to back); "
-          "quartiles: of those pair ratios")
+          "quartiles: of those pair ratios; grad/step, why/step: the probe's gradient norms and its "
+          "seqvg.why statistics alone, timed alike")
 
 
 if __name__ == "__main__":

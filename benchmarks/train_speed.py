@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py                 # the standard workload
     python benchmarks/train_speed.py --json          # one JSON object
     python benchmarks/train_speed.py --long-length 0 --repeats 7
+    python benchmarks/train_speed.py --threads 1     # both sides on one thread
 
 Standard workload: adding problem, T=200, batch 64, 128 units, one recurrent
 layer + Dense(1), Adam, float32, all cores; plus LSTM at T=1000. Each
@@ -81,14 +82,14 @@ class TorchPartner:
     waits on stdin while seqvg's blocks run, so only one computes at a time.
     """
 
-    def __init__(self, cell: str, length: int, batch: int, units: int, warmup: int):
+    def __init__(self, cell: str, length: int, batch: int, units: int, warmup: int, threads: int):
         script = Path(__file__).with_name("torch_reference.py")
         # stderr to a file, not a pipe: an unread pipe would block torch once
         # its warnings filled the pipe's buffer.
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, str(script), "--cell", cell, "--length", str(length), "--batch", str(batch),
-             "--units", str(units), "--warmup", str(warmup), "--serve"],
+             "--units", str(units), "--warmup", str(warmup), "--threads", str(threads), "--serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
         )
         self._answer()  # {"ready": true} once torch is warm
@@ -124,7 +125,7 @@ class TorchPartner:
 
 
 def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: int, warmup: int,
-           with_torch: bool) -> dict:
+           with_torch: bool, threads: int) -> dict:
     """steps/s of seqvg's training path (and torch's, in alternating blocks) and one probe's time."""
     from seqvg.config import RunConfig
     from seqvg.probe import Prober
@@ -144,7 +145,7 @@ def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: 
 
     time_block(next_step, warmup)
     if with_torch:
-        with TorchPartner(cell, length, batch, units, warmup) as torch_ref:
+        with TorchPartner(cell, length, batch, units, warmup, threads) as torch_ref:
             t = time_interleaved({"seqvg": ours, "torch": lambda: torch_ref.block(steps)}, repeats)
     else:
         t = time_interleaved({"seqvg": ours}, repeats)
@@ -177,8 +178,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (3)")
     ap.add_argument("--run-steps", type=positive_int, default=5000,
                     help="run length for the probe-overhead column (5000)")
+    ap.add_argument("--threads", type=positive_int, default=os.cpu_count(),
+                    help="intra-op threads of TensorFlow and of torch alike (all cores)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
+    import tensorflow as tf
+
+    # Both sides on the same thread count, before TensorFlow starts its pools.
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     has_torch = importlib.util.find_spec("torch") is not None
     if not has_torch and not args.json:
@@ -190,7 +198,8 @@ def main() -> None:
     rows = []
     for cell, length in workloads:
         gate = matmul_gflops(args.batch, N_IN + args.units, GATES[cell] * args.units)
-        ours = speeds(cell, length, args.batch, args.units, args.repeats, args.steps, args.warmup, has_torch)
+        ours = speeds(cell, length, args.batch, args.units, args.repeats, args.steps, args.warmup, has_torch,
+                      args.threads)
         gflop = step_gflop(cell, length, args.batch, args.units)
         sps = ours["steps_per_s"]
         # Default schedule: a probe at step 0, every steps/20, and at the end.
@@ -210,12 +219,13 @@ def main() -> None:
     from seqvg import fastlstm, kernels
 
     if args.json:
-        print(json.dumps({"batch": args.batch, "units": args.units, "cores": os.cpu_count(),
+        print(json.dumps({"batch": args.batch, "units": args.units, "cores": os.cpu_count(), "threads": args.threads,
                           "matmul_peak_gflops": peak, "fused_lstm_op": fastlstm.fused("float32"),
                           "cells": rows}))
         return
     print(f"seqvg training path vs PyTorch: adding, batch {args.batch}, {args.units} units, "
-          f"median of {args.repeats}x{args.steps} steps, {os.cpu_count()} cores")
+          f"median of {args.repeats}x{args.steps} steps, {os.cpu_count()} cores, "
+          f"{args.threads} threads on each side")
     print(f"numpy float32 matmul peak (2048^3): {peak:.0f} GFLOP/s; {kernels.kernel_status()}")
     print(f"{'cell':<5} {'T':>5} {'steps/s':>8} {'GFLOP/s':>8} {'gate mm':>8} {'of limit':>9} "
           f"{'torch/s':>8} {'vs torch':>9} {'probe ms':>9} {'probe +%':>9}")

@@ -1,4 +1,4 @@
-"""A faster CPU loop for Keras's own LSTM layer: same weights, same maths.
+"""Faster CPU loops for Keras's own LSTM and GRU layers: same weights, same maths.
 
     python benchmarks/train_speed.py --cells lstm      # seqvg vs PyTorch
     python benchmarks/lstm_loop.py                     # vs Keras's own loop
@@ -29,6 +29,10 @@ timed in alternation, ``benchmarks/lstm_loop.py``): see the README's
 benchmark table. Outputs and gradients agree with Keras's loop to 1e-5
 relative (``tests/test_fastlstm.py``, with and without the ops; the
 sequence op on 1, 2, 3 and 4 threads in ``tests/test_kernels.py``).
+
+A GRU layer (Keras's ``reset_after=True``, its default) runs seqvg's GRU
+sequence op (``kernels.gru_seq``, the same loop as the LSTM's) where the ops
+are built, else Keras's own loop; it stays a plain ``keras.layers.GRU``.
 
 The layer stays a plain ``keras.layers.LSTM`` (``model.keras`` loads without
 seqvg): ``accelerate(model)`` swaps the loop of each eligible LSTM layer in
@@ -250,6 +254,47 @@ def eligible(layer) -> bool:
     )
 
 
+def gru_eligible(layer) -> bool:
+    """Whether ``layer`` is a Keras GRU whose maths seqvg's GRU sequence op
+    (``kernels.gru_seq``: ``reset_after=True``, Keras's default) computes exactly."""
+    import keras
+
+    cell = getattr(layer, "cell", None)
+    return (
+        isinstance(layer, keras.layers.GRU)
+        and type(cell) is keras.layers.GRUCell
+        and keras.backend.backend() == "tensorflow"
+        and cell.use_bias
+        and cell.reset_after
+        and not cell.dropout
+        and not cell.recurrent_dropout
+        and not layer.go_backwards
+        and not layer.unroll
+        and cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+    )
+
+
+def sequence_op(layer, dtype="float32") -> bool:
+    """Whether ``layer`` runs as one of seqvg's sequence ops (an eligible LSTM
+    or GRU, on a CPU, with the ops built): training and the gradient probe."""
+    return (eligible(layer) or gru_eligible(layer)) and fused(dtype)
+
+
+def _gru_inner_loop(self, sequences, initial_state, mask, training=False):
+    """``GRU.inner_loop`` that runs seqvg's GRU sequence op on a CPU without a
+    mask, where the ops are built; else Keras's own loop (the fallback)."""
+
+    from seqvg import kernels
+
+    if mask is not None or not fused(sequences.dtype):
+        return type(self).inner_loop(self, sequences, initial_state, mask, training)
+    h0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+    cell = self.cell
+    h_seq, h = kernels.gru_seq(sequences, h0, cell.kernel, cell.recurrent_kernel, cell.bias, self.return_sequences)
+    return h, h_seq if self.return_sequences else h[:, None, :], [h]
+
+
 def _inner_loop(self, sequences, initial_state, mask, training=False):
     """``LSTM.inner_loop`` that runs ``lstm_loop`` on a CPU without a mask."""
     import tensorflow as tf
@@ -279,8 +324,9 @@ def _lstm_layers(model):
 
 
 def any_eligible(model) -> bool:
-    """Whether ``model`` has a layer that ``accelerate`` would give seqvg's loop."""
-    return any(eligible(layer) for layer in _lstm_layers(model))
+    """Whether ``model`` has a layer that ``accelerate`` would give seqvg's loop
+    (an LSTM, or a GRU for seqvg's GRU op)."""
+    return any(eligible(layer) or gru_eligible(layer) for layer in _lstm_layers(model))
 
 
 def accelerate(model, unroll: bool = False) -> int:
@@ -299,6 +345,10 @@ def accelerate(model, unroll: bool = False) -> int:
     """
     n = 0
     for layer in _lstm_layers(model):
+        if gru_eligible(layer):
+            # The op where it is built, else Keras's own loop (no TF-ops loop of seqvg's).
+            layer.inner_loop = types.MethodType(_gru_inner_loop, layer)
+            n += 1
         if eligible(layer):
             layer.inner_loop = types.MethodType(_inner_loop, layer)
             layer.seqvg_unroll = unroll
@@ -325,4 +375,15 @@ def lstm_path(model) -> str | None:
             paths.add("seqvg-op")
         else:
             paths.add("tf-ops-unrolled" if getattr(layer, "seqvg_unroll", False) else "tf-ops")
+    return ", ".join(sorted(paths)) if paths else None
+
+
+def gru_path(model) -> str | None:
+    """Which loop the model's GRU layers run (None: no GRU): "seqvg-op" or "keras"."""
+    import keras
+
+    paths = {
+        "seqvg-op" if "inner_loop" in vars(layer) and sequence_op(layer) else "keras"
+        for layer in _lstm_layers(model) if isinstance(layer, keras.layers.GRU)
+    }
     return ", ".join(sorted(paths)) if paths else None

@@ -1,20 +1,22 @@
-"""seqvg's LSTM ops: compiled once per machine, loaded into TensorFlow.
+"""seqvg's LSTM and GRU ops: compiled once per machine, loaded into TensorFlow.
 
     python -m seqvg.kernels             # build (or find) them and say which
     python -m seqvg.kernels --rebuild   # forget a remembered failure, build again
 
 Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
 TensorFlow's per-op cost. ``csrc/lstm_ops.cc`` holds seqvg's own: the whole
-sequence as one op forward and one backward (``lstm_seq``, seqvg's training
-loop), one step's elementwise maths (``lstm_cell``, the gradient probe's
-loop, which must tap every state) and the probe's squared norms. They are
+sequence as one op forward and one backward (``lstm_seq`` and ``gru_seq``,
+seqvg's training loops and, with their ``taps``, the gradient probe's), one
+LSTM step's elementwise maths (``lstm_cell``, the probe's per-step loop,
+kept for LSTM configurations the probe runs step by step) and the probe's
+squared norms. They are
 compiled with the C++ compiler and TensorFlow's own headers
 (``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
 TensorFlow's and Python's versions, the CPU and the compiler.
 
 The build happens at most once per machine and key, and only when a model
-with an LSTM is about to run: a lock makes concurrent first runs (a study's
+with an LSTM or a GRU is about to run: a lock makes concurrent first runs (a study's
 workers) wait for one compile instead of each running their own; the
 library is written atomically; a failed build leaves a ``.failed`` note with
 its reason, so later processes fall back at once instead of retrying (a new
@@ -22,8 +24,8 @@ key, e.g. another compiler, or ``--rebuild`` tries again); a cached library
 that does not load is rebuilt once.
 
 Where they cannot be built (no compiler, other headers), or with
-``SEQVG_KERNELS=0``, seqvg runs the same maths as plain TensorFlow ops,
-slower; ``kernel_status()`` says which and why.
+``SEQVG_KERNELS=0``, seqvg runs the same maths as plain TensorFlow ops
+(the GRU: Keras's own loop), slower; ``kernel_status()`` says which and why.
 """
 
 from __future__ import annotations
@@ -254,6 +256,12 @@ def _register_gradient(tf, module) -> None:
         dz, dc_prev, d_eps = module.seqvg_lstm_cell_grad(op.outputs[2], c_prev, dh, dc, dact, with_eps=with_eps)
         return dz, dc_prev, d_eps
 
+    def _seq_options(op):
+        # The taps' gradient (the probe's squared norms) only where the probe
+        # passes taps; the weights' only where someone may read it.
+        taps = op.inputs[-1]
+        return dict(weight_grad=op.get_attr("weight_grad"), with_taps=taps.shape.num_elements() != 0)
+
     @tf.RegisterGradient("SeqvgLstmSeq")
     def _seq_grad(op, dh_seq, dh_last, dc_last, *_caches):
         h0 = op.inputs[1]
@@ -262,7 +270,16 @@ def _register_gradient(tf, module) -> None:
         # Nothing reads the sequence (no return_sequences, or a zero the tape
         # filled in).
         dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
-        return module.seqvg_lstm_seq_grad(*op.outputs[3:], dh_seq, dh_last, dc_last)
+        *grads, d_taps = module.seqvg_lstm_seq_grad(*op.outputs[3:], dh_seq, dh_last, dc_last, **_seq_options(op))
+        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
+
+    @tf.RegisterGradient("SeqvgGruSeq")
+    def _gru_seq_grad(op, dh_seq, dh_last, *_caches):
+        h0 = op.inputs[1]
+        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
+        dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
+        *grads, d_taps = module.seqvg_gru_seq_grad(*op.outputs[2:], dh_seq, dh_last, **_seq_options(op))
+        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
 
 
 def lstm_cell_ops():
@@ -295,7 +312,14 @@ def lstm_cell(z, c_prev, eps=None):
     return lstm_cell_ops().seqvg_lstm_cell(z, c_prev, eps)
 
 
-def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0):
+def _taps(taps):
+    import tensorflow as tf
+
+    return tf.zeros([0], tf.float64) if taps is None else taps
+
+
+def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
+             taps=None, weight_grad: bool = True):
     """An LSTM over a whole sequence, forward and backward one op each (see ``csrc/lstm_ops.cc``).
 
     Args:
@@ -304,14 +328,42 @@ def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool =
         kernel, recurrent_kernel, bias: Keras's (d, 4u), (u, 4u), (4u,), gate order [i, f, c, o].
         return_sequences: whether to return every h_t.
         max_threads: at most this many threads (0: TensorFlow's intra-op threads).
+        taps: None, or (T, 2) float64 zeros (static shape) whose gradient is,
+            per step t, the squared norms of the total dL/dh_t and dL/dc_t
+            (the gradient probe's).
+        weight_grad: False makes the weights' gradients zeros, not computed
+            (the probe, which never reads them).
 
     Returns:
         (h_seq, h_T, c_T): h_seq is (batch, T, u), or (batch, 0, u) without
         return_sequences.
     """
     h_seq, h_last, c_last, *_ = lstm_cell_ops().seqvg_lstm_seq(
-        x, h0, c0, kernel, recurrent_kernel, bias, return_sequences=return_sequences, max_threads=max_threads)
+        x, h0, c0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
+        max_threads=max_threads, weight_grad=weight_grad)
     return h_seq, h_last, c_last
+
+
+def gru_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
+            taps=None, weight_grad: bool = True):
+    """Keras's GRU (``reset_after=True``) over a whole sequence, one op each way (``csrc/lstm_ops.cc``).
+
+    Args:
+        x: (batch, T, d) float32 inputs.
+        h0: (batch, u) initial state.
+        kernel, recurrent_kernel, bias: Keras's (d, 3u), (u, 3u), (2, 3u), gate order [z, r, h].
+        return_sequences, max_threads, weight_grad: as ``lstm_seq``.
+        taps: None, or (T, 1) float64 zeros whose gradient is the squared
+            norms of the total dL/dh_t.
+
+    Returns:
+        (h_seq, h_T): h_seq is (batch, T, u), or (batch, 0, u) without
+        return_sequences.
+    """
+    h_seq, h_last, *_ = lstm_cell_ops().seqvg_gru_seq(
+        x, h0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
+        max_threads=max_threads, weight_grad=weight_grad)
+    return h_seq, h_last
 
 
 def squared_norms(tensors: list):

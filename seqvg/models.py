@@ -6,8 +6,9 @@
 
 Keras's own recurrent layers are used for every remedy here, so a GPU runs the
 cuDNN kernels. On a CPU, LSTM layers run seqvg's transposed loop
-(``seqvg.fastlstm``: same weights and maths, about 2x faster training);
-they are still ``keras.layers.LSTM`` in the saved model. Gate-bias remedies
+(``seqvg.fastlstm``: same weights and maths, about 2x faster training), and
+GRU layers seqvg's GRU sequence op where its ops are built; they are still
+``keras.layers.LSTM`` and ``keras.layers.GRU`` in the saved model. Gate-bias remedies
 (``forget_bias``, ``chrono``) are written into the built weights instead of
 passed as custom initializers: the saved ``model.keras`` then loads with
 plain Keras, no seqvg import needed.
@@ -225,7 +226,7 @@ def build_model(cfg: RunConfig):
     model = keras.Model(inputs, outputs, name=f"{cfg.task}_{cell_label(cfg.cell)}")
     _set_gate_biases(cfg, model)
     if any_eligible(model):
-        # Only now, with an LSTM to run, may seqvg's ops be compiled. Unrolled
+        # Only now, with an LSTM or GRU to run, may seqvg's ops be compiled. Unrolled
         # loops build slower and run faster: only long runs gain.
         shortest = min_unroll_steps()
         accelerate(model, unroll=shortest is not None and cfg.steps >= shortest)

@@ -10,8 +10,7 @@ custom cell (``seqvg.customcell``) ||dL/ds_t|| of every state s it returns.
 
 Method (docs/design.md, "The gradient probe"): the forward pass re-runs each
 recurrent layer's own cell (the trained weights and the layer's maths on a
-CPU: Keras's ops, or for an LSTM ``seqvg.fastlstm``'s per-step loop, whose
-training runs as one sequence op that could not tap its states) in a
+CPU: Keras's ops, or for an LSTM ``seqvg.fastlstm``'s per-step loop) in a
 ``tf.while_loop``, and after every step passes each state through a *tap*:
 the identity in the forward pass, whose gradient hands the incoming dL/dh_t
 on unchanged and adds its squared norm to a (T, states) accumulator.
@@ -22,6 +21,11 @@ formed, so the backward loop emits T scalars instead of T (batch x units)
 tensors. The gradient with respect to the layer's returned sequence is a
 different quantity (off the recurrent path: it is non-zero only where the
 loss reads the sequence) and is deliberately not what is measured.
+
+An LSTM or GRU layer that trains on seqvg's sequence op (``seqvg.kernels``)
+is probed by that op instead: its ``taps`` input plays the accumulator, its
+backward loop takes the norms, and it skips the weight gradient, so a probe
+costs less than a training step.
 """
 
 from __future__ import annotations
@@ -187,10 +191,15 @@ class Prober:
             raise ValueError("probe: the model has no recurrent layer")
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
         self.state_names = [_state_names(layer.cell, n) for layer, n in zip(self.rnns, self.n_states)]
-        # seqvg's norms op where its LSTM ops run, and only for models with an
-        # LSTM: a vanilla or GRU probe must neither compile the ops nor give
+        # seqvg's norms op (per-step taps) where its ops run, only for models
+        # with an LSTM: a vanilla probe must neither compile the ops nor give
         # other numbers on a machine that happens to have them built.
         self.norms_op = any(fastlstm.eligible(layer) for layer in self.rnns) and fastlstm.fused("float32")
+        # The layers that train on seqvg's sequence ops, probed by them
+        # (resolved here, outside the trace); a first one gives dL/dx from its
+        # input gradient.
+        self.op_layers = [rnn for rnn in self.rnns if fastlstm.sequence_op(rnn)]
+        self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
         self._fn = tf.function(self._measure)
         from seqvg.stepstats import StepStats
 
@@ -212,7 +221,9 @@ class Prober:
 
         from seqvg import fastlstm
 
-        if fastlstm.eligible(layer):  # _chain has refused stateful layers
+        if any(layer is op_layer for op_layer in self.op_layers):  # _chain has refused stateful layers
+            return self._run_sequence_op(layer, h, acc)
+        if fastlstm.eligible(layer):
             return self._run_lstm_transposed(layer, h, acc, tape, direct, tap_input)
         xs = tf.transpose(h, [1, 0, 2])
         steps = h.shape[1]
@@ -262,6 +273,30 @@ class Prober:
         if layer.return_sequences:
             return tf.transpose(out_ta.stack(), [1, 0, 2])
         return last
+
+    def _run_sequence_op(self, layer, h, acc):
+        """``_run_rnn`` for an LSTM or GRU that training runs as seqvg's sequence op.
+
+        The op itself taps: ``acc`` (T, states) is its ``taps`` input, whose
+        gradient is per step the squared norms of the total dL/dh_t (and
+        dL/dc_t) that its backward loop holds anyway; it skips the weight
+        gradient, which the probe never reads. ||dL/dx_t|| comes from its
+        input gradient (``_measure`` does not tap x here).
+        """
+        import tensorflow as tf
+
+        from seqvg import fastlstm, kernels
+
+        cell = layer.cell
+        h0 = tf.zeros(tf.stack([tf.shape(h)[0], cell.units]), h.dtype)
+        seq = layer.return_sequences
+        if fastlstm.eligible(layer):
+            h_seq, h_last, _ = kernels.lstm_seq(h, h0, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq,
+                                                taps=acc, weight_grad=False)
+        else:
+            h_seq, h_last = kernels.gru_seq(h, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq,
+                                            taps=acc, weight_grad=False)
+        return h_seq if seq else h_last
 
     def _run_lstm_transposed(self, layer, h, acc, tape, direct: list, tap_input: bool):
         """``_run_rnn`` for an LSTM, in the transposed loop that training runs.
@@ -338,7 +373,7 @@ class Prober:
         # When the model's input goes straight into a recurrent layer, its loop
         # taps x_t as well (one more accumulator column): cheaper than a
         # gradient TensorArray of dL/dx written per step and stacked after.
-        tap_x = self.plan[0][1] is self.plan[0][0]
+        tap_x = self.plan[0][1] is self.plan[0][0] and not self.op_first
         # Per layer, the (T, states) accumulator the taps add ||dL/ds_t||^2 to.
         accs = [tf.zeros([steps, n + (tap_x and k == 0)], tf.float64) for k, n in enumerate(self.n_states)]
         # Only x and the accumulators are differentiated: watching the weights

@@ -88,14 +88,15 @@ def numerics(model) -> dict:
     """
     import tensorflow as tf
 
-    from seqvg.fastlstm import lstm_path
+    from seqvg.fastlstm import gru_path, lstm_path
 
     return {
         "lstm_path": lstm_path(model),
+        "gru_path": gru_path(model),
         "cpu_isa": cpu_isa(),
         "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
         "identical_across": "thread counts and processes; not across TensorFlow versions, "
-                            "CPU instruction sets, LSTM paths or devices",
+                            "CPU instruction sets, LSTM or GRU paths or devices",
     }
 
 

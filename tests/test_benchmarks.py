@@ -40,6 +40,7 @@ def test_probe_benchmark_json_and_ratio_quartiles():
     assert [row["cell"] for row in result["cells"]] == ["gru", "rnn"]
     for row in result["cells"]:
         assert row["probe_s"] > 0 and row["step_s"] > 0 and row["probe_peak_mib_T8"] > 0
+        assert row["grad_ratio"] > 0 and row["why_ratio"] > 0  # the probe's two parts, timed alike
         q1, q3 = row["ratio_quartiles"]
         assert 0 < q1 <= row["ratio"] <= q3
 

@@ -1,8 +1,8 @@
 """Same config and seed, same numbers, whatever the thread count.
 
 Each thread count runs in a process of its own (TensorFlow's pool size is
-fixed once per process): the LSTM sequence op on its own on 1, 2, 3 and 4
-threads, and tiny LSTM and GRU training runs, whose metrics.csv (all columns
+fixed once per process): the LSTM and GRU sequence ops (the GRU's with its
+probe taps) on their own on 1, 2, 3 and 4 threads, and tiny LSTM and GRU training runs, whose metrics.csv (all columns
 but wall_s) and probes.npz must be bit-identical across 1, 2 and 3 threads;
 the LSTM's TF-ops
 fallback (SEQVG_KERNELS=0, switched in the 1- and 3-thread processes after
@@ -42,7 +42,15 @@ if kernels.lstm_cell_ops() is not None:
         y, h, c = kernels.lstm_seq(x, h0, c0, *w, return_sequences=True)
         loss = tf.reduce_sum(y * y) + tf.reduce_sum(h) + tf.reduce_sum(c * c)
     grads = tape.gradient(loss, [x, h0, c0, *w])
-    np.savez(f"{out}/op.npz", *[v.numpy() for v in [y, h, c, *grads]])
+    # The GRU op, and its probe taps (per-block norms summed in block order).
+    wg = [tf.Variable(rng.normal(size=s).astype(np.float32) * 0.3) for s in [(d, 3 * u), (u, 3 * u), (2, 3 * u)]]
+    taps = tf.zeros([t, 1], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch([x, h0, taps])
+        yg, hg = kernels.gru_seq(x, h0, *wg, return_sequences=True, taps=taps)
+        loss = tf.reduce_sum(yg * yg) + tf.reduce_sum(hg)
+    ggrads = tape.gradient(loss, [x, h0, taps, *wg])
+    np.savez(f"{out}/op.npz", *[v.numpy() for v in [y, h, c, *grads, yg, hg, *ggrads]])
 
 for cell in cells:
     if cell == "lstm-tfops":  # the fallback: seqvg's ops switched off from here on
@@ -117,4 +125,9 @@ def test_config_records_what_identity_depends_on(tiny_run):
 
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
 def test_no_lstm_no_lstm_path(tiny_run, cell):
-    assert json.loads((tiny_run(cell=cell) / "config.json").read_text())["numerics"]["lstm_path"] is None
+    from seqvg import fastlstm
+
+    numerics = json.loads((tiny_run(cell=cell) / "config.json").read_text())["numerics"]
+    assert numerics["lstm_path"] is None
+    if cell == "gru":
+        assert numerics["gru_path"] == ("seqvg-op" if fastlstm.fused("float32") else "keras")

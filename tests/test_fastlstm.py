@@ -193,3 +193,34 @@ def test_seqvg_models_are_accelerated(residual):
 def test_accelerated_run_saves_plain_lstm(tiny_run):
     loaded = keras.saving.load_model(tiny_run(cell="lstm") / "model.keras")
     assert [type(layer) for layer in loaded.layers if "lstm" in layer.name] == [keras.layers.LSTM]
+
+
+@pytest.mark.parametrize("switched_off", [False, True], ids=["op", "kernels-off"])
+def test_gru_model_runs_the_op_and_matches_keras_loop(switched_off, monkeypatch):
+    """A seqvg GRU model (2 layers, chrono gate biases) runs seqvg's GRU op,
+    or with the kernels off Keras's own loop; either way its outputs and all
+    gradients equal Keras's loop on the same model to 1e-5."""
+    if switched_off:
+        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
+    elif kernels.lstm_cell_ops() is None:
+        pytest.skip(kernels.kernel_status())
+    cfg = RunConfig(cell="gru", length=T, units=U + 1, layers=2, chrono=T).resolved()
+    model = build_model(cfg)
+    grus = recurrent_layers(model)
+    assert all(layer.inner_loop.__func__ is fastlstm._gru_inner_loop for layer in grus)
+    ops = {n.op for n in _graph_nodes_of(model, cfg)}
+    assert ("SeqvgGruSeq" in ops) != switched_off
+    x = np.random.default_rng(8).normal(size=(B, cfg.seq_len, 2)).astype(np.float32)
+    got = _outputs_and_grads(model, x)
+    for layer in grus:
+        layer.inner_loop = types.MethodType(keras.layers.GRU.inner_loop, layer)
+    want = _outputs_and_grads(model, x)
+    assert _rel(want[0], got[0]) < 1e-5
+    for a, b in zip(want[1], got[1]):
+        assert _rel(a, b) < 1e-5
+    assert fastlstm.gru_path(build_model(cfg)) == ("keras" if switched_off else "seqvg-op")
+
+
+def _graph_nodes_of(model, cfg) -> list:
+    graph = tf.function(model).get_concrete_function(tf.TensorSpec((B, cfg.seq_len, 2))).graph.as_graph_def()
+    return list(graph.node) + [n for f in graph.library.function for n in f.node_def]

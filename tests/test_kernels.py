@@ -139,7 +139,110 @@ def test_sequence_op_matches_keras_lstm(ops, parts, return_sequences, reads_sequ
         assert _rel(a, b) < 1e-5
     # The layout's blocks are fixed by the unit count (8 units: 4 blocks of
     # two), whatever the thread count.
-    assert int(ops.seqvg_lstm_seq(x, h0, c0, *weights, max_threads=parts)[3]) == 4
+    assert int(ops.seqvg_lstm_seq(x, h0, c0, *weights, tf.zeros([0], tf.float64), max_threads=parts)[3]) == 4
+
+
+@pytest.mark.parametrize("parts", [1, 2, 4])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_gru_sequence_op_matches_keras_gru(ops, parts, return_sequences):
+    """Keras's GRU (reset_after=True) against the GRU sequence op: outputs
+    and every gradient, on 1, 2 and 4 threads (8 units: 4 blocks)."""
+    import keras
+
+    rng = np.random.default_rng(11)
+    x = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_D)).astype(np.float32))
+    h0 = tf.constant(rng.normal(size=(B, SEQ_U)).astype(np.float32))
+    keras.utils.set_random_seed(5)
+    layer = keras.layers.GRU(SEQ_U, return_sequences=return_sequences, return_state=True)
+    layer(x)
+    # Distinct input and recurrent biases: the op sums z's and r's, keeps the candidate's apart.
+    layer.cell.bias.assign(rng.normal(size=(2, 3 * SEQ_U)).astype(np.float32))
+    weights = [layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias]
+    w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
+
+    def run(forward):
+        @tf.function
+        def f():
+            with tf.GradientTape() as tape:
+                tape.watch([x, h0])
+                y, h = forward()
+                loss = tf.reduce_sum(tf.square(h)) + tf.reduce_sum(y * (w_y if return_sequences else w_y[:, -1]))
+            return [y, h] + tape.gradient(loss, [x, h0] + weights)
+
+        return [v.numpy() for v in f()]
+
+    def seq():
+        y, h = kernels.gru_seq(x, h0, *weights, return_sequences=return_sequences, max_threads=parts)
+        return (y if return_sequences else h), h
+
+    want = run(lambda: layer(x, initial_state=h0))
+    got = run(seq)
+    for a, b in zip(want, got):
+        assert a.shape == b.shape
+        assert _rel(a, b) < 1e-5
+
+
+def _per_step_reference(cell, x, h0, c0, weights, w_y):
+    """The total dL/dh_t (and dL/dc_t) of every step, as zero perturbations
+    added to the states of a per-step loop of TF ops (Keras's maths)."""
+    kernel, recurrent, bias = weights
+    steps = x.shape[1]
+    eps = [tf.zeros_like(h0) for _ in range(2 * steps)]
+    with tf.GradientTape() as tape:
+        tape.watch(eps)
+        h, c, ys = h0, c0, []
+        for t in range(steps):
+            if cell == "lstm":
+                i, f, g, o = tf.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=1)
+                c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g) + eps[steps + t]
+                h = tf.sigmoid(o) * tf.tanh(c)
+            else:
+                xz, xr, xh = tf.split(x[:, t] @ kernel + bias[0], 3, axis=1)
+                rz, rr, rh = tf.split(h @ recurrent + bias[1], 3, axis=1)
+                z, r = tf.sigmoid(xz + rz), tf.sigmoid(xr + rr)
+                h = z * h + (1 - z) * tf.tanh(xh + r * rh)
+            h = h + eps[t]
+            ys.append(h)
+        loss = tf.reduce_sum(tf.stack(ys, axis=1) * w_y) + tf.reduce_sum(tf.square(h))
+    grads = tape.gradient(loss, eps, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    sq = [float(np.sum(np.square(g.numpy().astype(np.float64)))) for g in grads]
+    return np.array([sq[:steps], sq[steps:]]).T
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_sequence_op_taps_are_the_probes_squared_norms(ops, cell):
+    """The taps' gradient: per step the squared norms of the total dL/dh_t
+    (and dL/dc_t), against zero perturbations in a per-step loop; and with
+    weight_grad=False the input gradient is unchanged, the weights' zero."""
+    rng = np.random.default_rng(2)
+    g = 4 if cell == "lstm" else 3
+    x = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_D)).astype(np.float32))
+    h0 = tf.constant(rng.normal(size=(B, SEQ_U)).astype(np.float32) * 0.5)
+    bias_shape = (g * SEQ_U,) if cell == "lstm" else (2, g * SEQ_U)
+    weights = [tf.constant(rng.normal(size=s).astype(np.float32) * 0.4)
+               for s in [(SEQ_D, g * SEQ_U), (SEQ_U, g * SEQ_U), bias_shape]]
+    w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
+    states = 2 if cell == "lstm" else 1
+    zero_c = tf.zeros_like(h0)
+
+    def run(taps, weight_grad):
+        with tf.GradientTape() as tape:
+            tape.watch([x, taps, *weights])
+            if cell == "lstm":
+                y, h, _ = kernels.lstm_seq(x, h0, zero_c, *weights, return_sequences=True, taps=taps,
+                                           weight_grad=weight_grad)
+            else:
+                y, h = kernels.gru_seq(x, h0, *weights, return_sequences=True, taps=taps, weight_grad=weight_grad)
+            loss = tf.reduce_sum(y * w_y) + tf.reduce_sum(tf.square(h))
+        return [v.numpy() for v in tape.gradient(loss, [x, taps, *weights])]
+
+    full = run(tf.zeros([0], tf.float64), True)
+    probe = run(tf.zeros([SEQ_T, states], tf.float64), False)
+    want = _per_step_reference(cell, x, h0, zero_c, weights, w_y)[:, :states]
+    assert probe[1].shape == (SEQ_T, states) and probe[1].dtype == np.float64
+    np.testing.assert_allclose(probe[1], want, rtol=2e-5)
+    assert _rel(full[0], probe[0]) < 1e-6
+    assert all(not w.any() for w in probe[2:]) and all(w.any() for w in full[2:])
 
 
 def test_sequence_op_bad_shapes_are_clear_errors(ops):
@@ -252,12 +355,12 @@ def test_a_library_that_does_not_load_is_rebuilt_once(monkeypatch, fresh_load, c
     assert kernels.lstm_cell_ops() is None and builds == [path]
 
 
-def test_models_without_an_lstm_never_compile(monkeypatch, tiny_cfg):
+def test_models_without_an_lstm_or_gru_never_compile(monkeypatch, tiny_cfg):
     from seqvg.models import build_model
     from seqvg.probe import Prober
     from seqvg.tasks import get_task
 
-    monkeypatch.setattr(kernels, "_load", lambda *a, **k: pytest.fail("compiled for a model without an LSTM"))
-    for cell in ("rnn", "irnn", "gru"):
+    monkeypatch.setattr(kernels, "_load", lambda *a, **k: pytest.fail("compiled for a model without an LSTM or GRU"))
+    for cell in ("rnn", "irnn"):
         cfg = tiny_cfg(cell=cell).resolved()
         Prober(build_model(cfg), get_task(cfg.task))

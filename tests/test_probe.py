@@ -156,18 +156,14 @@ def test_lstm_probe_tfops_while_loop_matches_reference(kw, monkeypatch):
 
 
 @pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "tfops"])
-def test_unrolled_lstm_probe_matches_reference(kw, fused, monkeypatch):
-    """The LSTM probe's other path, as a long training run probes (T <=
-    fastlstm.UNROLL_MAX): unrolled, tapping the state tensors directly
-    instead of a while loop with custom-gradient taps; with seqvg's fused
-    cell op, whose c_t tap needs the path through h_t added back, and with
-    TensorFlow's ops where the op is not built."""
-    assert fastlstm.unrolls(10)
-    if not fused:
-        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
-    elif kernels.lstm_cell_ops() is None:
-        pytest.skip(kernels.kernel_status())
+def test_unrolled_lstm_probe_matches_reference(kw, monkeypatch):
+    """The LSTM probe's other path where seqvg's ops are not built, as a long
+    training run probes (T <= fastlstm.UNROLL_MAX): unrolled, tapping the
+    state tensors directly instead of a while loop with custom-gradient taps.
+    (Where they are built, the probe runs the sequence op, unrolled or not:
+    the test above.)"""
+    assert fastlstm.unrolls(16)
+    monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     test_probe_matches_per_timestep_reference(kw, unroll=True)
 
 
@@ -341,7 +337,8 @@ def _prober_ops(prober, x, y) -> set[str]:
 def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not(ops, monkeypatch):
     """Guards the choice of path: a training run's Prober unrolls as its
     model does (a default 5000-step run unrolls only without seqvg's ops);
-    a one-shot probe keeps the while loop, whose graph builds in a second."""
+    a one-shot probe keeps the while loop, whose graph builds in a second.
+    With seqvg's ops there is no loop at all: the sequence op taps."""
     if not ops:
         monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     elif kernels.lstm_cell_ops() is None:
@@ -353,21 +350,27 @@ def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not(ops, 
     def has_while(prober):
         return bool(_prober_ops(prober, x, y) & {"While", "StatelessWhile"})
 
-    assert has_while(Prober(model, task)) == ops
+    assert not has_while(Prober(model, task))
     assert not has_while(Prober(model, task, unroll=True))
-    assert has_while(Prober(model, task, unroll=False))
+    assert has_while(Prober(model, task, unroll=False)) == (not ops)
     short = build_model(RunConfig(cell="lstm", length=12, units=4, steps=100).resolved())
-    assert has_while(Prober(short, task))
+    assert has_while(Prober(short, task)) == (not ops)
 
 
-def test_prober_runs_the_fused_cell_op():
-    """Guards that the fused-op probe paths (and so the tests above) are the
-    ones the Prober takes, unrolled and as a while loop, where the op is built."""
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_prober_runs_the_sequence_op(cell):
+    """Guards that the sequence-op probe path (and so the tests above) is the
+    one the Prober takes, whether or not asked to unroll, where the ops are
+    built: the training op with its taps and without the weight gradient."""
     if kernels.lstm_cell_ops() is None:
         pytest.skip(kernels.kernel_status())
-    cfg = RunConfig(cell="lstm", length=12, units=4).resolved()
+    cfg = RunConfig(cell=cell, length=12, units=4).resolved()
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
-
-    assert "SeqvgLstmCell" in _prober_ops(Prober(model, task, unroll=True), x, y)
-    assert "SeqvgLstmCell" in _prober_ops(Prober(model, task), x, y)
+    name = "SeqvgLstmSeq" if cell == "lstm" else "SeqvgGruSeq"
+    for prober in (Prober(model, task, unroll=True), Prober(model, task)):
+        graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
+        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+        grads = [n for n in nodes if n.op == name + "Grad"]
+        assert grads and all(not n.attr["weight_grad"].b and n.attr["with_taps"].b for n in grads)
+        assert not {n.op for n in nodes} & {"SeqvgLstmCell", "While", "StatelessWhile"}

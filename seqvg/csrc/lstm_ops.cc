@@ -89,8 +89,10 @@ inline void Forward(int64_t n, const float* z, const float* c_prev, const float*
 // gradient carried into c_t on entry and dL/dc_{t-1} on return; dz gets the
 // 4 rows of dL/dz; d_eps (or null) the total dL/dc_t (carried, and through
 // h = o * tanh(c)).
+// dc_sq (or null) gets the squared norm of that total, summed in double (the
+// gradient probe's, see the sequence op).
 inline void Backward(int64_t n, const float* act, const float* c_prev, const float* dh, float* dc, float* dz,
-                     float* d_eps) {
+                     float* d_eps, double* dc_sq = nullptr) {
   CArr i(act, n), f(act + n, n), g(act + 2 * n, n), o(act + 3 * n, n), tc(act + 4 * n, n);
   CArr dhv(dh, n);
   Arr dcv(dc, n);
@@ -100,6 +102,7 @@ inline void Backward(int64_t n, const float* act, const float* c_prev, const flo
   Arr(dz + 2 * n, n) = dcv * i * (1.f - g * g);
   Arr(dz + 3 * n, n) = dhv * tc * o * (1.f - o);
   if (d_eps != nullptr) Arr(d_eps, n) = dcv;
+  if (dc_sq != nullptr) *dc_sq = dcv.cast<double>().square().sum();
   dcv *= f;
 }
 
@@ -256,20 +259,60 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgSquaredNorms").Device(tensorflow::DEVICE_CPU)
 REGISTER_KERNEL_BUILDER(Name("SeqvgLstmCell").Device(tensorflow::DEVICE_CPU), SeqvgLstmCellOp);
 REGISTER_KERNEL_BUILDER(Name("SeqvgLstmCellGrad").Device(tensorflow::DEVICE_CPU), SeqvgLstmCellGradOp);
 
-// ---- The whole sequence as one op: seqvg's LSTM training loop ----
+// ---- The GRU cell's maths (Keras's GRUCell with reset_after=True) ----
+//
+//   z = sigmoid(x W_z + b_z + h R_z + b'_z), r = likewise with _r,
+//   hh = tanh(x W_h + b_h + r * (h R_h + b'_h)),  h_t = z * h_{t-1} + (1 - z) * hh
+// (b the input bias, b' the recurrent one). z and r read [h; x_t; 1] whole;
+// the candidate's two parts are apart, since r scales only the recurrent one.
+namespace grucell {
+
+using Arr = Eigen::Map<Eigen::ArrayXf>;
+using CArr = Eigen::Map<const Eigen::ArrayXf>;
+
+// One step over n = units * batch elements. zm: rows [z, r, hr] of n each,
+// the pre-activations of z and r and hr = h R_h + b'_h; zx: x W_h + b_h.
+// Writes act [z, r, hh, hr] (4 rows of n) and h.
+inline void Forward(int64_t n, const float* zm, const float* zx, const float* h_prev, float* act, float* h) {
+  Arr z(act, n), r(act + n, n), hh(act + 2 * n, n), hr(act + 3 * n, n);
+  z = CArr(zm, n).logistic();
+  r = CArr(zm + n, n).logistic();
+  hr = CArr(zm + 2 * n, n);
+  hh = (CArr(zx, n) + r * hr).tanh();
+  Arr(h, n) = z * CArr(h_prev, n) + (1.f - z) * hh;
+}
+
+// Its backward from dh, the total dL/dh_t: dm gets the 3 rows of dL/d[z, r,
+// hr] pre-activations, dzx dL/d(x W_h + b_h), and carry dh * z, the part of
+// dL/dh_{t-1} that does not pass through the matmul.
+inline void Backward(int64_t n, const float* act, const float* h_prev, const float* dh, float* carry, float* dm,
+                     float* dzx) {
+  CArr z(act, n), r(act + n, n), hh(act + 2 * n, n), hr(act + 3 * n, n), dhv(dh, n);
+  Arr da(dzx, n);
+  da = dhv * (1.f - z) * (1.f - hh * hh);
+  Arr(dm, n) = dhv * (CArr(h_prev, n) - hh) * z * (1.f - z);
+  Arr(dm + n, n) = da * hr * r * (1.f - r);
+  Arr(dm + 2 * n, n) = da * r;
+  Arr(carry, n) = dhv * z;
+}
+
+}  // namespace grucell
+
+// ---- The whole sequence as one op: seqvg's LSTM and GRU training loops ----
 //
 // Per timestep, even with the fused cell above, TensorFlow runs a matmul and
 // a cell op forward and three ops backward, and the weight gradient is a sum
 // of T matmul outputs; each op pays the executor's cost and oneDNN's
-// threading for a (4u x u+d+1) @ (u+d+1 x B) product. Here the whole loop,
+// threading for a (Gu x u+d+1) @ (u+d+1 x B) product. Here the whole loop,
 // forward and backward, is one op each. The units are split into V blocks,
 // V fixed by u alone; P threads (up to TensorFlow's intra-op thread count)
 // each own V/P blocks, run each block's rows of every step's matmul
 // single-threaded with Eigen, and meet once per step at a spin barrier; the
-// weight gradient accumulates in each block's own rows.
+// weight gradient accumulates in each block's own rows. The loop (seqrnn) is
+// shared; a cell supplies its elementwise step and its weight layout.
 //
 // Why blocks and not simply u/P units per thread: the backward products sum
-// over the 4u gate rows, which are laid out block by block. Were the layout
+// over the Gu gate rows, which are laid out block by block. Were the layout
 // cut by thread, the order of those float sums would depend on the thread
 // count, and so would the run's numbers (a run in a study with --workers 2
 // would differ from the same run alone). With a layout fixed by u, each
@@ -277,9 +320,19 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgLstmCellGrad").Device(tensorflow::DEVICE_CPU)
 // covers its blocks' rows, and Eigen's GEMM gives each row the same result
 // whichever rows it is computed with, as long as there are at least two
 // (one row is a matrix-vector product, summed in another order), hence
-// blocks of at least two units (tests/test_determinism.py).
+// blocks of at least two units (tests/test_determinism.py). The GRU's
+// input-only rows (x W_h + b_h) are computed row by row, always as a
+// matrix-vector product, so their order does not depend on the rows either.
+//
+// The gradient probe (seqvg/probe.py) runs the same ops: an input `taps`
+// (T, S) of zeros whose gradient is, per step, the squared norms (summed in
+// double) of the total dL/dh_t (and dL/dc_t for the LSTM), taken where the
+// backward loop holds them; each block sums its own units, and the blocks'
+// sums are added in block order, so they too are thread-count independent.
+// `weight_grad=false` skips the weight gradient, which the probe never reads
+// (its weight outputs are then zeros).
 
-namespace seqlstm {
+namespace seqrnn {
 
 using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MMap = Eigen::Map<Mat>;
@@ -287,12 +340,15 @@ using CMMap = Eigen::Map<const Mat>;
 
 // Sizes. Each of the V blocks holds U/V units: their rows of the gates, of
 // the states and of the caches. Each of the P threads owns V/P consecutive
-// blocks, so that a step needs one barrier.
+// blocks, so that a step needs one barrier. G rows per unit read s_t = [h;
+// x_t; 1] (LSTM 4, GRU 3), X rows per unit read only [x_t; 1] (GRU 1).
 struct Dims {
-  int64_t T, B, N, U, V, P;
-  int64_t K() const { return U + N + 1; }  // rows of s_t = [h; x_t; 1]
+  int64_t T, B, N, U, V, P, G, X;
+  int64_t K() const { return U + N + 1; }   // rows of s_t = [h; x_t; 1]
+  int64_t Kx() const { return N + 1; }      // rows of [x_t; 1]
   int64_t up() const { return U / V; }      // units per block
-  int64_t gp() const { return 4 * U / V; }  // gate rows per block
+  int64_t gp() const { return G * U / V; }  // gate rows per block
+  int64_t xp() const { return X * U / V; }  // input-only rows per block
   int64_t nb() const { return V / P; }      // blocks per thread
 };
 
@@ -362,14 +418,151 @@ inline void Parallel(int P, const Scheduler& schedule, const std::function<void(
 }
 
 // Keras's gate column of row r of the block-major W: block p holds gates
-// [i, f, g, o] of units [p*up, (p+1)*up).
+// 0..G-1 of units [p*up, (p+1)*up).
 inline int64_t KerasColumn(const Dims& d, int64_t r) {
   const int64_t p = r / d.gp(), g = (r % d.gp()) / d.up(), k = r % d.up();
   return g * d.U + p * d.up() + k;
 }
 
+// s (T+1, K, B): x_t transposed and the ones row for every t, h0 as s_0's h.
+inline void FillInputs(const Dims& d, const float* x, const float* h0, float* s) {
+  const int64_t T = d.T, B = d.B, N = d.N, U = d.U, K = d.K();
+  for (int64_t t = 0; t <= T; ++t) {
+    float* st = s + t * K * B;
+    for (int64_t k = 0; k < N; ++k)
+      for (int64_t b = 0; b < B; ++b) st[(U + k) * B + b] = t < T ? x[(b * T + t) * N + k] : 0.f;
+    std::fill(st + (K - 1) * B, st + K * B, 1.f);
+  }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < U; ++k) s[k * B + b] = h0[b * U + k];
+}
+
+// h_T (B, U) and, when h_seq is not null, every h_t (B, T, U) from s.
+inline void Outputs(const Dims& d, const float* s, float* h_last, float* h_seq) {
+  const int64_t T = d.T, B = d.B, U = d.U, K = d.K();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < U; ++k) h_last[b * U + k] = s[(T * K + k) * B + b];
+  if (h_seq != nullptr)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t k = 0; k < U; ++k) h_seq[(b * T + t) * U + k] = s[((t + 1) * K + k) * B + b];
+}
+
+// Forward over all T steps, s from FillInputs. w (GU, K) block-major, wx
+// (XU, Kx) block-major (or null). Per step and block v, step(t, v, zm, zx)
+// gets its G*up rows of w @ s_t and X*up rows of wx @ [x_t; 1] (or null) and
+// writes the block's rows of h_{t+1} into s.
+template <typename Step>
+inline void Forward(const Dims& d, const Scheduler& schedule, const float* w, const float* wx, const float* s,
+                    Step step) {
+  const int64_t T = d.T, B = d.B, U = d.U, K = d.K(), Kx = d.Kx(), gp = d.gp(), xp = d.xp();
+  Barrier barrier(d.P);
+  Parallel(d.P, schedule, [&](int p) {
+    const int64_t nb = d.nb(), v0 = p * nb;
+    CMMap wp(w + v0 * gp * K, nb * gp, K);  // this thread's blocks' rows
+    Mat z(nb * gp, B), zx(nb * xp, B);
+    for (int64_t t = 0; t < T; ++t) {
+      z.noalias() = wp * CMMap(s + t * K * B, K, B);
+      if (xp > 0) {
+        CMMap sx(s + (t * K + U) * B, Kx, B);
+        for (int64_t k = 0; k < nb * xp; ++k) zx.row(k).noalias() = CMMap(wx + (v0 * xp + k) * Kx, 1, Kx) * sx;
+      }
+      for (int64_t v = v0; v < v0 + nb; ++v)
+        step(t, v, z.data() + (v - v0) * gp * B, xp > 0 ? zx.data() + (v - v0) * xp * B : nullptr);
+      barrier.Wait();  // h_{t+1} whole before anyone's next matmul
+    }
+  });
+}
+
+// Backward over all T steps, from the forward's s (and the cell's caches).
+//   dh_seq (B, T, U) or null: dL/d(h_t) through the returned sequence;
+//   dh_last (B, U): through the returned h_T; carry_last (B, U) or null: the
+//   cell's carried gradient at T (the LSTM's dc_T).
+// Per step and block v, step(t, v, dh, carry, dz, dzx, sq) gets the total
+// dL/dh_t of the block's units, its carried gradient (updated in place),
+// writes the block's G*up rows of dL/dz_t and X*up rows of the input-only
+// rows' gradient, and, where sq is not null, the S squared norms of the
+// probe. With carry_into_h, dL/dh_{t-1} = W_h^T dz_t + carry (the GRU's
+// z * dh), else the carry stays the cell's own (the LSTM's c).
+// Out: dx (B, T, N), dh0 (B, U), carry0 (B, U) or null; with weight_grad dw
+// and dwx as w and wx; sq (T, V, S) where given.
+template <typename Step>
+inline void Backward(const Dims& d, const Scheduler& schedule, const float* w, const float* wx, const float* s,
+                     const float* dh_seq, const float* dh_last, const float* carry_last, bool carry_into_h,
+                     bool weight_grad, double* sq, int64_t S, Step step, float* dx, float* dh0, float* carry0,
+                     float* dw, float* dwx) {
+  const int64_t T = d.T, B = d.B, N = d.N, U = d.U, V = d.V, K = d.K(), Kx = d.Kx();
+  const int64_t up = d.up(), gp = d.gp(), xp = d.xp(), n = up * B, GU = d.G * U, XU = d.X * U;
+  const int P = static_cast<int>(d.P);
+  const Mat wt = CMMap(w, GU, K).transpose();                      // (K, GU): ds_t = wt @ dz_t
+  const Mat wxt = XU > 0 ? Mat(CMMap(wx, XU, Kx).transpose()) : Mat();  // (Kx, XU)
+  Mat dz_buf(2 * GU, B), dzx_buf(2 * XU, B);                       // double-buffered across steps
+  Barrier barrier(P);
+  Parallel(P, schedule, [&](int p) {
+    // This thread's blocks v0..v0+nb-1 hold units [u0, u0 + nb*up), gate
+    // rows [g0, g0 + nb*gp) and input-only rows [x0, x0 + nb*xp),
+    // consecutive in the block-major layout.
+    const int64_t nb = d.nb(), v0 = p * nb, u0 = v0 * up, g0 = v0 * gp, x0 = v0 * xp;
+    Mat dh(nb * up, B), carry(nb * up, B), dxt(N, B);
+    Mat dwp = Mat::Zero(weight_grad ? nb * gp : 0, K), dwxp = Mat::Zero(weight_grad ? nb * xp : 0, Kx);
+    for (int64_t k = 0; k < nb * up; ++k)
+      for (int64_t b = 0; b < B; ++b) {
+        dh(k, b) = dh_last[b * U + u0 + k];
+        carry(k, b) = carry_last != nullptr ? carry_last[b * U + u0 + k] : 0.f;
+      }
+    for (int64_t t = T - 1; t >= 0; --t) {
+      if (dh_seq != nullptr)
+        for (int64_t k = 0; k < nb * up; ++k)
+          for (int64_t b = 0; b < B; ++b) dh(k, b) += dh_seq[(b * T + t) * U + u0 + k];
+      float* dz = dz_buf.data() + ((t % 2) * GU + g0) * B;
+      float* dzx = xp > 0 ? dzx_buf.data() + ((t % 2) * XU + x0) * B : nullptr;
+      for (int64_t j = 0; j < nb; ++j)
+        step(t, v0 + j, dh.data() + j * n, carry.data() + j * n, dz + j * gp * B,
+             dzx != nullptr ? dzx + j * xp * B : nullptr, sq != nullptr ? sq + (t * V + v0 + j) * S : nullptr);
+      barrier.Wait();  // dz_t whole before anyone's matmul
+      CMMap dzt(dz_buf.data() + (t % 2) * GU * B, GU, B);
+      dh.noalias() = wt.middleRows(u0, nb * up) * dzt;
+      if (carry_into_h) dh += carry;
+      if (weight_grad) {
+        dwp.noalias() += CMMap(dz, nb * gp, B) * CMMap(s + t * K * B, K, B).transpose();
+        if (xp > 0) {
+          CMMap sx(s + (t * K + U) * B, Kx, B);
+          for (int64_t k = 0; k < nb * xp; ++k) dwxp.row(k).noalias() += CMMap(dzx + k * B, 1, B) * sx.transpose();
+        }
+      }
+      if (p == P - 1) {
+        dxt.noalias() = wt.middleRows(U, N) * dzt;
+        if (XU > 0) dxt.noalias() += wxt.topRows(N) * CMMap(dzx_buf.data() + (t % 2) * XU * B, XU, B);
+        for (int64_t k = 0; k < N; ++k)
+          for (int64_t b = 0; b < B; ++b) dx[(b * T + t) * N + k] = dxt(k, b);
+      }
+    }
+    for (int64_t k = 0; k < nb * up; ++k)
+      for (int64_t b = 0; b < B; ++b) {
+        dh0[b * U + u0 + k] = dh(k, b);
+        if (carry0 != nullptr) carry0[b * U + u0 + k] = carry(k, b);
+      }
+    if (weight_grad) {
+      MMap(dw + g0 * K, nb * gp, K) = dwp;
+      if (xp > 0) MMap(dwx + x0 * Kx, nb * xp, Kx) = dwxp;
+    }
+  });
+}
+
+// The probe's (T, S) squared norms from the blocks' (T, V, S), summed in block order.
+inline void SumBlocks(const Dims& d, int64_t S, const double* sq, double* out) {
+  for (int64_t t = 0; t < d.T; ++t)
+    for (int64_t k = 0; k < S; ++k) {
+      double total = 0.0;
+      for (int64_t v = 0; v < d.V; ++v) total += sq[(t * d.V + v) * S + k];
+      out[t * S + k] = total;
+    }
+}
+
+// ---- LSTM: G = 4 rows [i, f, g, o] per unit, Keras's (d, 4u), (u, 4u), (4u) ----
+
 // w (4U, K): the block-major transposed [R; W; b], so that w @ s_t is z_t.
-inline void PackWeights(const Dims& d, const float* kernel, const float* recurrent, const float* bias, float* w) {
+inline void PackLstm(const Dims& d, const float* kernel, const float* recurrent, const float* bias, float* w) {
   const int64_t K = d.K(), G = 4 * d.U;
   for (int64_t r = 0; r < G; ++r) {
     const int64_t j = KerasColumn(d, r);
@@ -381,7 +574,7 @@ inline void PackWeights(const Dims& d, const float* kernel, const float* recurre
 }
 
 // dw (4U, K) block-major back to Keras's (N, 4U), (U, 4U), (4U).
-inline void UnpackGrad(const Dims& d, const float* dw, float* dkernel, float* drecurrent, float* dbias) {
+inline void UnpackLstm(const Dims& d, const float* dw, float* dkernel, float* drecurrent, float* dbias) {
   const int64_t K = d.K(), G = 4 * d.U;
   for (int64_t r = 0; r < G; ++r) {
     const int64_t j = KerasColumn(d, r);
@@ -392,88 +585,52 @@ inline void UnpackGrad(const Dims& d, const float* dw, float* dkernel, float* dr
   }
 }
 
-// Forward over all T steps.
-//   x (B, T, N), h0 and c0 (B, U), w (4U, K) from PackWeights.
-//   s (T+1, K, B): s_t = [h_t; x_t; 1] transposed (h_0 = h0); c (T+1, U, B);
-//   act (T, 5U, B): per block v, rows [i, f, g, o, tanh c] of its units.
-inline void Forward(const Dims& d, const Scheduler& schedule, const float* x, const float* h0, const float* c0, const float* w,
-                    float* s, float* c, float* act) {
-  const int64_t T = d.T, B = d.B, N = d.N, U = d.U, K = d.K(), up = d.up(), gp = d.gp(), n = up * B;
-  for (int64_t t = 0; t <= T; ++t) {
-    float* st = s + t * K * B;
-    for (int64_t k = 0; k < N; ++k)
-      for (int64_t b = 0; b < B; ++b) st[(U + k) * B + b] = t < T ? x[(b * T + t) * N + k] : 0.f;
-    std::fill(st + (K - 1) * B, st + K * B, 1.f);
+// ---- GRU: G = 3 rows [z, r, hr] per unit read [h; x_t; 1] (hr's x columns
+// are zero), X = 1 row reads [x_t; 1]; Keras's (d, 3u), (u, 3u), (2, 3u) ----
+
+// w (3U, K) and wx (U, Kx). z's and r's biases are Keras's two summed.
+inline void PackGru(const Dims& d, const float* kernel, const float* recurrent, const float* bias, float* w,
+                    float* wx) {
+  const int64_t K = d.K(), Kx = d.Kx(), U = d.U, C = 3 * U;
+  for (int64_t r = 0; r < C; ++r) {
+    const int64_t j = KerasColumn(d, r);
+    const bool candidate = j >= 2 * U;
+    float* row = w + r * K;
+    for (int64_t k = 0; k < U; ++k) row[k] = recurrent[k * C + j];
+    for (int64_t n = 0; n < d.N; ++n) row[U + n] = candidate ? 0.f : kernel[n * C + j];
+    row[K - 1] = candidate ? bias[C + j] : bias[j] + bias[C + j];
   }
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t k = 0; k < U; ++k) { s[k * B + b] = h0[b * U + k]; c[k * B + b] = c0[b * U + k]; }
-  Barrier barrier(d.P);
-  Parallel(d.P, schedule, [&](int p) {
-    const int64_t nb = d.nb(), v0 = p * nb;
-    CMMap wp(w + v0 * gp * K, nb * gp, K);  // this thread's blocks' rows
-    Mat z(nb * gp, B);
-    for (int64_t t = 0; t < T; ++t) {
-      z.noalias() = wp * CMMap(s + t * K * B, K, B);
-      for (int64_t v = v0; v < v0 + nb; ++v) {
-        lstmcell::Forward(n, z.data() + (v - v0) * gp * B, c + (t * U + v * up) * B, nullptr,
-                          act + (t * 5 * U + v * 5 * up) * B, c + ((t + 1) * U + v * up) * B,
-                          s + ((t + 1) * K + v * up) * B);
-      }
-      barrier.Wait();  // h_{t+1} whole before anyone's next matmul
-    }
-  });
+  for (int64_t r = 0; r < U; ++r) {  // block p's rows are units [p*up, (p+1)*up): r is the unit
+    const int64_t j = 2 * U + r;
+    float* row = wx + r * Kx;
+    for (int64_t n = 0; n < d.N; ++n) row[n] = kernel[n * C + j];
+    row[d.N] = bias[j];
+  }
 }
 
-// Backward over all T steps, from the forward's s, c, act.
-//   dh_seq (B, T, U) or null: dL/d(h_t) through the returned sequence;
-//   dh_last, dc_last (B, U): through the returned final states.
-//   Out: dx (B, T, N), dh0 and dc0 (B, U), dw (4U, K) as w.
-inline void Backward(const Dims& d, const Scheduler& schedule, const float* w, const float* s, const float* c, const float* act,
-                     const float* dh_seq, const float* dh_last, const float* dc_last,
-                     float* dx, float* dh0, float* dc0, float* dw) {
-  const int64_t T = d.T, B = d.B, N = d.N, U = d.U, K = d.K(), up = d.up(), gp = d.gp(), n = up * B;
-  const int P = static_cast<int>(d.P);
-  const Mat wt = CMMap(w, 4 * U, K).transpose();  // (K, 4U): ds_t = wt @ dz_t
-  Mat dz_buf(2 * 4 * U, B);                         // dz_t, double-buffered across steps
-  Barrier barrier(P);
-  Parallel(P, schedule, [&](int p) {
-    // This thread's blocks v0..v0+nb-1 hold units [u0, u0 + nb*up) and gate
-    // rows [g0, g0 + nb*gp), consecutive in the block-major layout.
-    const int64_t nb = d.nb(), v0 = p * nb, u0 = v0 * up, g0 = v0 * gp;
-    Mat dh(nb * up, B), dc(nb * up, B), dwp = Mat::Zero(nb * gp, K), dxt(N, B);
-    for (int64_t k = 0; k < nb * up; ++k)
-      for (int64_t b = 0; b < B; ++b) {
-        dh(k, b) = dh_last[b * U + u0 + k];
-        dc(k, b) = dc_last[b * U + u0 + k];
-      }
-    for (int64_t t = T - 1; t >= 0; --t) {
-      if (dh_seq != nullptr)
-        for (int64_t k = 0; k < nb * up; ++k)
-          for (int64_t b = 0; b < B; ++b) dh(k, b) += dh_seq[(b * T + t) * U + u0 + k];
-      float* dz = dz_buf.data() + ((t % 2) * 4 * U + g0) * B;
-      for (int64_t j = 0; j < nb; ++j)
-        lstmcell::Backward(n, act + (t * 5 * U + (v0 + j) * 5 * up) * B, c + (t * U + u0 + j * up) * B,
-                           dh.data() + j * n, dc.data() + j * n, dz + j * gp * B, nullptr);
-      barrier.Wait();  // dz_t whole before anyone's matmul
-      CMMap dzt(dz_buf.data() + (t % 2) * 4 * U * B, 4 * U, B);
-      dh.noalias() = wt.middleRows(u0, nb * up) * dzt;
-      dwp.noalias() += CMMap(dz, nb * gp, B) * CMMap(s + t * K * B, K, B).transpose();
-      if (p == P - 1) {
-        dxt.noalias() = wt.middleRows(U, N) * dzt;
-        for (int64_t k = 0; k < N; ++k)
-          for (int64_t b = 0; b < B; ++b) dx[(b * T + t) * N + k] = dxt(k, b);
-      }
+// dw (3U, K) and dwx (U, Kx) back to Keras's (N, 3U), (U, 3U), (2, 3U).
+inline void UnpackGru(const Dims& d, const float* dw, const float* dwx, float* dkernel, float* drecurrent,
+                      float* dbias) {
+  const int64_t K = d.K(), Kx = d.Kx(), U = d.U, C = 3 * U;
+  for (int64_t r = 0; r < C; ++r) {
+    const int64_t j = KerasColumn(d, r);
+    const float* row = dw + r * K;
+    for (int64_t k = 0; k < U; ++k) drecurrent[k * C + j] = row[k];
+    if (j < 2 * U) {
+      for (int64_t n = 0; n < d.N; ++n) dkernel[n * C + j] = row[U + n];
+      dbias[j] = row[K - 1];
     }
-    for (int64_t k = 0; k < nb * up; ++k)
-      for (int64_t b = 0; b < B; ++b) {
-        dh0[b * U + u0 + k] = dh(k, b);
-        dc0[b * U + u0 + k] = dc(k, b);
-      }
-    MMap(dw + g0 * K, nb * gp, K) = dwp;
-  });
+    dbias[C + j] = row[K - 1];
+  }
+  for (int64_t r = 0; r < U; ++r) {
+    const int64_t j = 2 * U + r;
+    const float* row = dwx + r * Kx;
+    for (int64_t n = 0; n < d.N; ++n) dkernel[n * C + j] = row[n];
+    dbias[j] = row[d.N];
+  }
 }
 
-}  // namespace seqlstm
+}  // namespace seqrnn
 
 namespace {
 
@@ -489,7 +646,7 @@ int Threads(OpKernelContext* ctx, int64_t v, int max_threads) {
   return p;
 }
 
-seqlstm::Scheduler PoolScheduler(OpKernelContext* ctx) {
+seqrnn::Scheduler PoolScheduler(OpKernelContext* ctx) {
   auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
   return [pool](std::function<void()> fn) { pool->Schedule(std::move(fn)); };
 }
@@ -497,13 +654,37 @@ seqlstm::Scheduler PoolScheduler(OpKernelContext* ctx) {
 const float* Data(const Tensor& t) { return t.flat<float>().data(); }
 float* Data(Tensor* t) { return t->flat<float>().data(); }
 
+// The forward ops' shape function: h_seq (B, T or 0, u), then `states`
+// outputs shaped as h0, the scalar blocks, and `caches` of unknown shape.
+absl::Status SeqShape(InferenceContext* ctx, int states, int caches) {
+  ShapeHandle x, h0;
+  bool seq;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("return_sequences", &seq));
+  TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(0), 3, &x));
+  TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(1), 2, &h0));
+  DimensionHandle b = ctx->Dim(x, 0), t = ctx->Dim(x, 1), u = ctx->Dim(h0, 1);
+  ctx->set_output(0, ctx->MakeShape({b, seq ? t : ctx->MakeDim(0), u}));
+  for (int k = 1; k <= states; ++k) ctx->set_output(k, h0);
+  ctx->set_output(states + 1, ctx->Scalar());
+  for (int k = 0; k < caches; ++k) ctx->set_output(states + 2 + k, ctx->UnknownShape());
+  return absl::OkStatus();
+}
+
+// The probe's squared norms: (T, S) from the blocks' sums, or empty.
+struct Taps {
+  bool on;
+  std::vector<double> blocks;
+  Taps(bool with_taps, const seqrnn::Dims& d, int64_t S) : on(with_taps), blocks(with_taps ? d.T * d.V * S : 0) {}
+  double* data() { return on ? blocks.data() : nullptr; }
+};
+
 }  // namespace
 
 // x (B, T, d); h0, c0 (B, u); kernel (d, 4u), recurrent (u, 4u), bias (4u),
-// Keras's layout and gate order. Outputs: h_seq (B, T, u) with
-// return_sequences, else (B, 0, u); h_T and c_T (B, u); then what the
-// gradient reads: blocks, w (4u, K), s (T+1, K, B), c (T+1, u, B), act
-// (T, 5u, B), K = u + d + 1.
+// Keras's layout and gate order; taps (T, 2) float64 zeros, or empty (see
+// above). Outputs: h_seq (B, T, u) with return_sequences, else (B, 0, u); h_T
+// and c_T (B, u); then what the gradient reads: blocks, w (4u, K), s (T+1, K,
+// B), c (T+1, u, B), act (T, 5u, B), K = u + d + 1.
 REGISTER_OP("SeqvgLstmSeq")
     .Input("x: float")
     .Input("h0: float")
@@ -511,8 +692,10 @@ REGISTER_OP("SeqvgLstmSeq")
     .Input("kernel: float")
     .Input("recurrent: float")
     .Input("bias: float")
+    .Input("taps: double")
     .Attr("return_sequences: bool = false")
     .Attr("max_threads: int = 0")
+    .Attr("weight_grad: bool = true")
     .Output("h_seq: float")
     .Output("h_last: float")
     .Output("c_last: float")
@@ -521,22 +704,11 @@ REGISTER_OP("SeqvgLstmSeq")
     .Output("s: float")
     .Output("c: float")
     .Output("act: float")
-    .SetShapeFn([](InferenceContext* ctx) {
-      ShapeHandle x, h0;
-      bool seq;
-      TF_RETURN_IF_ERROR(ctx->GetAttr("return_sequences", &seq));
-      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(0), 3, &x));
-      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(1), 2, &h0));
-      DimensionHandle b = ctx->Dim(x, 0), t = ctx->Dim(x, 1), u = ctx->Dim(h0, 1);
-      ctx->set_output(0, ctx->MakeShape({b, seq ? t : ctx->MakeDim(0), u}));
-      ctx->set_output(1, h0);
-      ctx->set_output(2, h0);
-      ctx->set_output(3, ctx->Scalar());
-      for (int k = 4; k < 8; ++k) ctx->set_output(k, ctx->UnknownShape());
-      return absl::OkStatus();
-    });
+    .SetShapeFn([](InferenceContext* ctx) { return SeqShape(ctx, 2, 4); });
 
-// dh_seq is (B, T, u), or empty when nothing reads the sequence.
+// dh_seq is (B, T, u), or empty when nothing reads the sequence. With
+// with_taps, dtaps is (T, 2): the squared norms of the total dL/dh_t and
+// dL/dc_t; else empty. Without weight_grad the weights' gradients are zeros.
 REGISTER_OP("SeqvgLstmSeqGrad")
     .Input("blocks: int32")
     .Input("w: float")
@@ -546,12 +718,15 @@ REGISTER_OP("SeqvgLstmSeqGrad")
     .Input("dh_seq: float")
     .Input("dh_last: float")
     .Input("dc_last: float")
+    .Attr("weight_grad: bool = true")
+    .Attr("with_taps: bool = false")
     .Output("dx: float")
     .Output("dh0: float")
     .Output("dc0: float")
     .Output("dkernel: float")
     .Output("drecurrent: float")
     .Output("dbias: float")
+    .Output("dtaps: double")
     .SetShapeFn([](InferenceContext* ctx) {
       ShapeHandle h;
       TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(6), 2, &h));
@@ -561,6 +736,7 @@ REGISTER_OP("SeqvgLstmSeqGrad")
       ctx->set_output(3, ctx->UnknownShapeOfRank(2));
       ctx->set_output(4, ctx->UnknownShapeOfRank(2));
       ctx->set_output(5, ctx->UnknownShapeOfRank(1));
+      ctx->set_output(6, ctx->UnknownShape());
       return absl::OkStatus();
     });
 
@@ -574,6 +750,7 @@ class SeqvgLstmSeqOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor &x = ctx->input(0), &h0 = ctx->input(1), &c0 = ctx->input(2);
     const Tensor &kernel = ctx->input(3), &recurrent = ctx->input(4), &bias = ctx->input(5);
+    const Tensor& taps = ctx->input(6);
     OP_REQUIRES(ctx, x.dims() == 3, absl::InvalidArgumentError("x must be (batch, T, features)"));
     const int64_t B = x.dim_size(0), T = x.dim_size(1), N = x.dim_size(2);
     OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == 4 * recurrent.dim_size(0),
@@ -584,8 +761,10 @@ class SeqvgLstmSeqOp : public OpKernel {
                 absl::InvalidArgumentError("kernel must be (features, 4 * units), bias (4 * units)"));
     OP_REQUIRES(ctx, h0.dims() == 2 && h0.dim_size(0) == B && h0.dim_size(1) == U && c0.shape() == h0.shape(),
                 absl::InvalidArgumentError("h0 and c0 must be (batch, units)"));
-    const int64_t V = seqlstm::Blocks(U);
-    const seqlstm::Dims d{T, B, N, U, V, Threads(ctx, V, max_threads_)};
+    OP_REQUIRES(ctx, taps.NumElements() == 0 || taps.NumElements() == 2 * T,
+                absl::InvalidArgumentError("taps must be empty or (T, 2)"));
+    const int64_t V = seqrnn::Blocks(U);
+    const seqrnn::Dims d{T, B, N, U, V, Threads(ctx, V, max_threads_), 4, 0};
     Tensor *h_seq, *h_last, *c_last, *blocks, *w, *s, *c, *act;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, seq_ ? T : 0, U}), &h_seq));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, h0.shape(), &h_last));
@@ -596,19 +775,22 @@ class SeqvgLstmSeqOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({T + 1, U, B}), &c));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(7, TensorShape({T, 5 * U, B}), &act));
     blocks->scalar<int32_t>()() = static_cast<int32_t>(d.V);
-    seqlstm::PackWeights(d, Data(kernel), Data(recurrent), Data(bias), Data(w));
-    seqlstm::Forward(d, PoolScheduler(ctx), Data(x), Data(h0), Data(c0), Data(w), Data(s), Data(c), Data(act));
-    const float *sp = Data(*s), *cp = Data(*c);
-    float *hl = Data(h_last), *cl = Data(c_last), *hs = Data(h_seq);
+    seqrnn::PackLstm(d, Data(kernel), Data(recurrent), Data(bias), Data(w));
+    float *sp = Data(s), *cp = Data(c), *ap = Data(act);
+    seqrnn::FillInputs(d, Data(x), Data(h0), sp);
+    const float* c0p = Data(c0);
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t k = 0; k < U; ++k) {
-        hl[b * U + k] = sp[(T * d.K() + k) * B + b];
-        cl[b * U + k] = cp[(T * U + k) * B + b];
-      }
-    if (seq_)
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t k = 0; k < U; ++k) hs[(b * T + t) * U + k] = sp[((t + 1) * d.K() + k) * B + b];
+      for (int64_t k = 0; k < U; ++k) cp[k * B + b] = c0p[b * U + k];
+    const int64_t K = d.K(), up = d.up(), n = up * B;
+    seqrnn::Forward(d, PoolScheduler(ctx), Data(*w), nullptr, sp,
+                    [&](int64_t t, int64_t v, const float* zm, const float*) {
+                      lstmcell::Forward(n, zm, cp + (t * U + v * up) * B, nullptr, ap + (t * 5 * U + v * 5 * up) * B,
+                                        cp + ((t + 1) * U + v * up) * B, sp + ((t + 1) * K + v * up) * B);
+                    });
+    seqrnn::Outputs(d, sp, Data(h_last), seq_ ? Data(h_seq) : nullptr);
+    float* cl = Data(c_last);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t k = 0; k < U; ++k) cl[b * U + k] = cp[(T * U + k) * B + b];
   }
 
  private:
@@ -618,7 +800,10 @@ class SeqvgLstmSeqOp : public OpKernel {
 
 class SeqvgLstmSeqGradOp : public OpKernel {
  public:
-  explicit SeqvgLstmSeqGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit SeqvgLstmSeqGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("weight_grad", &weight_grad_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("with_taps", &with_taps_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor &blocks = ctx->input(0), &w = ctx->input(1), &s = ctx->input(2), &c = ctx->input(3);
@@ -629,26 +814,206 @@ class SeqvgLstmSeqGradOp : public OpKernel {
     const int64_t T = s.dim_size(0) - 1, K = s.dim_size(1), B = s.dim_size(2), U = c.dim_size(1);
     const int64_t V = blocks.scalar<int32_t>()();
     OP_REQUIRES(ctx, V >= 1 && U % V == 0, absl::InvalidArgumentError("blocks must divide units"));
-    const seqlstm::Dims d{T, B, K - U - 1, U, V, Threads(ctx, V, 0)};
+    const seqrnn::Dims d{T, B, K - U - 1, U, V, Threads(ctx, V, 0), 4, 0};
     OP_REQUIRES(ctx, w.dim_size(0) == 4 * U && w.dim_size(1) == K &&
                          act.NumElements() == T * 5 * U * B && dh_last.dim_size(0) == B &&
                          dh_last.dim_size(1) == U && dc_last.shape() == dh_last.shape() &&
                          (dh_seq.NumElements() == 0 || dh_seq.NumElements() == B * T * U),
                 absl::InvalidArgumentError("inconsistent shapes: not the forward op's outputs"));
-    Tensor *dx, *dh0, *dc0, *dkernel, *drecurrent, *dbias;
+    Tensor *dx, *dh0, *dc0, *dkernel, *drecurrent, *dbias, *dtaps;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, d.N}), &dx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, dh_last.shape(), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, dh_last.shape(), &dc0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({d.N, 4 * U}), &dkernel));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({U, 4 * U}), &drecurrent));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({4 * U}), &dbias));
-    std::vector<float> dw(4 * U * K);
-    seqlstm::Backward(d, PoolScheduler(ctx), Data(w), Data(s), Data(c), Data(act),
-                      dh_seq.NumElements() == 0 ? nullptr : Data(dh_seq), Data(dh_last), Data(dc_last),
-                      Data(dx), Data(dh0), Data(dc0), dw.data());
-    seqlstm::UnpackGrad(d, dw.data(), Data(dkernel), Data(drecurrent), Data(dbias));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, with_taps_ ? TensorShape({T, 2}) : TensorShape({0}), &dtaps));
+    std::vector<float> dw(weight_grad_ ? 4 * U * K : 0);
+    Taps taps(with_taps_, d, 2);
+    const float *cp = Data(c), *ap = Data(act);
+    const int64_t up = d.up(), n = up * B;
+    seqrnn::Backward(d, PoolScheduler(ctx), Data(w), nullptr, Data(s),
+                     dh_seq.NumElements() == 0 ? nullptr : Data(dh_seq), Data(dh_last), Data(dc_last),
+                     /*carry_into_h=*/false, weight_grad_, taps.data(), 2,
+                     [&](int64_t t, int64_t v, float* dh, float* dc, float* dz, float*, double* sq) {
+                       if (sq != nullptr) sq[0] = CArr(dh, n).cast<double>().square().sum();
+                       lstmcell::Backward(n, ap + (t * 5 * U + v * 5 * up) * B, cp + (t * U + v * up) * B, dh, dc,
+                                          dz, nullptr, sq != nullptr ? sq + 1 : nullptr);
+                     },
+                     Data(dx), Data(dh0), Data(dc0), dw.data(), nullptr);
+    if (weight_grad_) {
+      seqrnn::UnpackLstm(d, dw.data(), Data(dkernel), Data(drecurrent), Data(dbias));
+    } else {
+      dkernel->flat<float>().setZero();
+      drecurrent->flat<float>().setZero();
+      dbias->flat<float>().setZero();
+    }
+    if (with_taps_) seqrnn::SumBlocks(d, 2, taps.data(), dtaps->flat<double>().data());
   }
+
+ private:
+  bool weight_grad_, with_taps_;
 };
 
 REGISTER_KERNEL_BUILDER(Name("SeqvgLstmSeq").Device(tensorflow::DEVICE_CPU), SeqvgLstmSeqOp);
 REGISTER_KERNEL_BUILDER(Name("SeqvgLstmSeqGrad").Device(tensorflow::DEVICE_CPU), SeqvgLstmSeqGradOp);
+
+// x (B, T, d); h0 (B, u); kernel (d, 3u), recurrent (u, 3u), bias (2, 3u):
+// Keras's GRU with reset_after=True, gate order [z, r, h]; taps (T, 1)
+// float64 zeros, or empty. Outputs: h_seq (B, T, u) with return_sequences,
+// else (B, 0, u); h_T (B, u); then what the gradient reads: blocks, w (3u,
+// K), wx (u, d+1), s (T+1, K, B), act (T, 4u, B), K = u + d + 1.
+REGISTER_OP("SeqvgGruSeq")
+    .Input("x: float")
+    .Input("h0: float")
+    .Input("kernel: float")
+    .Input("recurrent: float")
+    .Input("bias: float")
+    .Input("taps: double")
+    .Attr("return_sequences: bool = false")
+    .Attr("max_threads: int = 0")
+    .Attr("weight_grad: bool = true")
+    .Output("h_seq: float")
+    .Output("h_last: float")
+    .Output("blocks: int32")
+    .Output("w: float")
+    .Output("wx: float")
+    .Output("s: float")
+    .Output("act: float")
+    .SetShapeFn([](InferenceContext* ctx) { return SeqShape(ctx, 1, 4); });
+
+// As SeqvgLstmSeqGrad; dtaps (T, 1) the squared norms of the total dL/dh_t.
+REGISTER_OP("SeqvgGruSeqGrad")
+    .Input("blocks: int32")
+    .Input("w: float")
+    .Input("wx: float")
+    .Input("s: float")
+    .Input("act: float")
+    .Input("dh_seq: float")
+    .Input("dh_last: float")
+    .Attr("weight_grad: bool = true")
+    .Attr("with_taps: bool = false")
+    .Output("dx: float")
+    .Output("dh0: float")
+    .Output("dkernel: float")
+    .Output("drecurrent: float")
+    .Output("dbias: float")
+    .Output("dtaps: double")
+    .SetShapeFn([](InferenceContext* ctx) {
+      ShapeHandle h;
+      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(6), 2, &h));
+      ctx->set_output(0, ctx->UnknownShapeOfRank(3));
+      ctx->set_output(1, h);
+      ctx->set_output(2, ctx->UnknownShapeOfRank(2));
+      ctx->set_output(3, ctx->UnknownShapeOfRank(2));
+      ctx->set_output(4, ctx->UnknownShapeOfRank(2));
+      ctx->set_output(5, ctx->UnknownShape());
+      return absl::OkStatus();
+    });
+
+class SeqvgGruSeqOp : public OpKernel {
+ public:
+  explicit SeqvgGruSeqOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("return_sequences", &seq_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &x = ctx->input(0), &h0 = ctx->input(1), &kernel = ctx->input(2);
+    const Tensor &recurrent = ctx->input(3), &bias = ctx->input(4), &taps = ctx->input(5);
+    OP_REQUIRES(ctx, x.dims() == 3, absl::InvalidArgumentError("x must be (batch, T, features)"));
+    const int64_t B = x.dim_size(0), T = x.dim_size(1), N = x.dim_size(2);
+    OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == 3 * recurrent.dim_size(0),
+                absl::InvalidArgumentError("recurrent must be (units, 3 * units)"));
+    const int64_t U = recurrent.dim_size(0);
+    OP_REQUIRES(ctx, kernel.dims() == 2 && kernel.dim_size(0) == N && kernel.dim_size(1) == 3 * U &&
+                         bias.dims() == 2 && bias.dim_size(0) == 2 && bias.dim_size(1) == 3 * U,
+                absl::InvalidArgumentError("kernel must be (features, 3 * units), bias (2, 3 * units)"));
+    OP_REQUIRES(ctx, h0.dims() == 2 && h0.dim_size(0) == B && h0.dim_size(1) == U,
+                absl::InvalidArgumentError("h0 must be (batch, units)"));
+    OP_REQUIRES(ctx, taps.NumElements() == 0 || taps.NumElements() == T,
+                absl::InvalidArgumentError("taps must be empty or (T, 1)"));
+    const int64_t V = seqrnn::Blocks(U);
+    const seqrnn::Dims d{T, B, N, U, V, Threads(ctx, V, max_threads_), 3, 1};
+    Tensor *h_seq, *h_last, *blocks, *w, *wx, *s, *act;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, seq_ ? T : 0, U}), &h_seq));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, h0.shape(), &h_last));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({}), &blocks));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({3 * U, d.K()}), &w));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({U, d.Kx()}), &wx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({T + 1, d.K(), B}), &s));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({T, 4 * U, B}), &act));
+    blocks->scalar<int32_t>()() = static_cast<int32_t>(d.V);
+    seqrnn::PackGru(d, Data(kernel), Data(recurrent), Data(bias), Data(w), Data(wx));
+    float *sp = Data(s), *ap = Data(act);
+    seqrnn::FillInputs(d, Data(x), Data(h0), sp);
+    const int64_t K = d.K(), up = d.up(), n = up * B;
+    seqrnn::Forward(d, PoolScheduler(ctx), Data(*w), Data(*wx), sp,
+                    [&](int64_t t, int64_t v, const float* zm, const float* zx) {
+                      grucell::Forward(n, zm, zx, sp + (t * K + v * up) * B, ap + (t * 4 * U + v * 4 * up) * B,
+                                       sp + ((t + 1) * K + v * up) * B);
+                    });
+    seqrnn::Outputs(d, sp, Data(h_last), seq_ ? Data(h_seq) : nullptr);
+  }
+
+ private:
+  bool seq_;
+  int max_threads_;
+};
+
+class SeqvgGruSeqGradOp : public OpKernel {
+ public:
+  explicit SeqvgGruSeqGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("weight_grad", &weight_grad_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("with_taps", &with_taps_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &blocks = ctx->input(0), &w = ctx->input(1), &wx = ctx->input(2), &s = ctx->input(3);
+    const Tensor &act = ctx->input(4), &dh_seq = ctx->input(5), &dh_last = ctx->input(6);
+    OP_REQUIRES(ctx, s.dims() == 3 && w.dims() == 2 && wx.dims() == 2 && dh_last.dims() == 2,
+                absl::InvalidArgumentError("the forward op's s, w, wx and a (batch, units) dh_last"));
+    const int64_t T = s.dim_size(0) - 1, K = s.dim_size(1), B = s.dim_size(2), U = wx.dim_size(0);
+    const int64_t V = blocks.scalar<int32_t>()();
+    OP_REQUIRES(ctx, V >= 1 && U % V == 0, absl::InvalidArgumentError("blocks must divide units"));
+    const seqrnn::Dims d{T, B, K - U - 1, U, V, Threads(ctx, V, 0), 3, 1};
+    OP_REQUIRES(ctx, w.dim_size(0) == 3 * U && w.dim_size(1) == K && wx.dim_size(1) == d.Kx() &&
+                         act.NumElements() == T * 4 * U * B && dh_last.dim_size(0) == B &&
+                         dh_last.dim_size(1) == U && (dh_seq.NumElements() == 0 || dh_seq.NumElements() == B * T * U),
+                absl::InvalidArgumentError("inconsistent shapes: not the forward op's outputs"));
+    Tensor *dx, *dh0, *dkernel, *drecurrent, *dbias, *dtaps;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, d.N}), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, dh_last.shape(), &dh0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({d.N, 3 * U}), &dkernel));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({U, 3 * U}), &drecurrent));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({2, 3 * U}), &dbias));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, with_taps_ ? TensorShape({T, 1}) : TensorShape({0}), &dtaps));
+    std::vector<float> dw(weight_grad_ ? 3 * U * K : 0), dwx(weight_grad_ ? U * d.Kx() : 0);
+    Taps taps(with_taps_, d, 1);
+    const float *sp = Data(s), *ap = Data(act);
+    const int64_t up = d.up(), n = up * B;
+    seqrnn::Backward(d, PoolScheduler(ctx), Data(w), Data(wx), sp,
+                     dh_seq.NumElements() == 0 ? nullptr : Data(dh_seq), Data(dh_last), nullptr,
+                     /*carry_into_h=*/true, weight_grad_, taps.data(), 1,
+                     [&](int64_t t, int64_t v, float* dh, float* carry, float* dz, float* dzx, double* sq) {
+                       if (sq != nullptr) sq[0] = CArr(dh, n).cast<double>().square().sum();
+                       grucell::Backward(n, ap + (t * 4 * U + v * 4 * up) * B, sp + (t * K + v * up) * B, dh, carry,
+                                         dz, dzx);
+                     },
+                     Data(dx), Data(dh0), nullptr, dw.data(), dwx.data());
+    if (weight_grad_) {
+      seqrnn::UnpackGru(d, dw.data(), dwx.data(), Data(dkernel), Data(drecurrent), Data(dbias));
+    } else {
+      dkernel->flat<float>().setZero();
+      drecurrent->flat<float>().setZero();
+      dbias->flat<float>().setZero();
+    }
+    if (with_taps_) seqrnn::SumBlocks(d, 1, taps.data(), dtaps->flat<double>().data());
+  }
+
+ private:
+  bool weight_grad_, with_taps_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("SeqvgGruSeq").Device(tensorflow::DEVICE_CPU), SeqvgGruSeqOp);
+REGISTER_KERNEL_BUILDER(Name("SeqvgGruSeqGrad").Device(tensorflow::DEVICE_CPU), SeqvgGruSeqGradOp);
