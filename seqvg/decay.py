@@ -23,6 +23,11 @@ def decay_summary(g) -> dict:
 
     The curve is normalised by its last value g_{T-1}. Norms that underflowed
     to exactly 0 are left out of the fit and counted in ``underflow``.
+    Where g_{T-1} is exactly 0 but earlier values are not, the state feeds
+    only the next step and the model's output is computed beside it (a custom
+    cell such as the LRU, whose probe taps the state as it leaves the step):
+    the curve is then normalised by its last positive value instead, and the
+    horizon counts from there.
 
     Returns:
         dict with ``rate_per_100`` (slope of the least-squares fit of
@@ -34,8 +39,13 @@ def decay_summary(g) -> dict:
     """
     g = np.asarray(g, dtype=np.float64)
     length = g.shape[0]
+    positive = np.nonzero(np.isfinite(g) & (g > 0))[0]
+    if g.size and g[-1] == 0.0 and positive.size:
+        # A state that only feeds the next step: nothing follows its last value.
+        g = g[: positive[-1] + 1]
+        length = g.shape[0]
     underflow = int(np.sum(g == 0.0))
-    last = g[-1]
+    last = g[-1] if g.size else math.nan
     if not (np.isfinite(last) and last > 0):
         return {"rate_per_100": None, "horizon": None, "ratio": None, "underflow": underflow}
     n = g / last

@@ -272,6 +272,16 @@ def test_underflow_kept_as_zero_and_counted():
     assert decay_summary(np.zeros(5))["rate_per_100"] is None
 
 
+def test_state_beside_the_output_is_summarised_up_to_its_last_step():
+    """A custom cell whose output is computed beside its state (the LRU): the
+    state's gradient is exactly 0 at the last step, where nothing follows it;
+    the summary reads the curve up to its last positive value."""
+    g = np.array([1e-4, 1e-3, 1e-2, 1e-1, 0.0])
+    s = decay_summary(g)
+    assert s["ratio"] == pytest.approx(1e-3) and s["underflow"] == 0 and s["horizon"] == 4
+    assert s["rate_per_100"] == pytest.approx(-100.0)
+
+
 def test_prober_rejects_wrong_shapes():
     cfg = RunConfig(cell="rnn", length=8, units=4).resolved()
     prober = Prober(build_model(cfg), get_task("adding"))
