@@ -15,7 +15,7 @@ from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.tasks import probe_batch
 
-COMMANDS = {"train", "probe", "diagnose", "report", "compare", "sweep", "run", "generate"}
+COMMANDS = {"tasks", "train", "probe", "diagnose", "report", "compare", "sweep", "run", "generate"}
 
 
 def test_help_lists_every_command_with_an_example():
