@@ -213,7 +213,8 @@ def test_report_shows_diverged_status(runs, tmp_path, monkeypatch):
     # in the second column; the diverged run's row says so.
     tables = [rows for _, rows in drawn if rows and rows[0][:2] == ["run", "status"]]
     assert tables, [title for title, _ in drawn]
-    statuses = {row[-1]: row[1] for row in tables[0][1:]}  # run directory -> status
+    names = {r.name for r in runs}
+    statuses = {row[-1]: row[1] for row in tables[0][1:] if row[-1] in names}  # run directory -> status
     assert statuses == {runs[0].name: "completed", runs[1].name: "completed", runs[2].name: "diverged"}
     d = CliRunner().invoke(cli, ["diagnose", str(runs[2])])
     assert d.exit_code == 0 and "diverged" in d.output
