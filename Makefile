@@ -22,7 +22,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: lint
-	MPLBACKEND=Agg $(BIN)/python -m pytest
+	# Two processes, each test file in one of them (its session fixtures stay
+	# shared): most of a test is single-threaded graph building, so two cores
+	# halve the wall time.
+	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The flagship (tasks/demo.toml): vanilla RNN vs LSTM vs GRU on the adding
 # problem, T=100. Finished runs are kept in runs/demo, so a second
