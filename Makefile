@@ -21,10 +21,10 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Two pytest processes, each test file in one of them (its session fixtures
+# stay shared): most of a test is single-threaded graph building, so two
+# cores halve the wall time.
 test: lint
-	# Two processes, each test file in one of them (its session fixtures stay
-	# shared): most of a test is single-threaded graph building, so two cores
-	# halve the wall time.
 	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The flagship (tasks/demo.toml): vanilla RNN vs LSTM vs GRU on the adding
