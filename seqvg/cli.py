@@ -36,17 +36,11 @@ from seqvg.tfsetup import import_tensorflow_quietly
 
 def _parse_task_args(ctx, param, values) -> dict:
     """``--task-arg KEY=VALUE`` (repeatable) as a dict; VALUE is read as TOML (3 is an int)."""
-    out = {}
     for item in values:
         key, sep, text = item.partition("=")
         if not sep or not key.strip() or not text.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        try:
-            value = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()  # a bare word: a string
-        out[key.strip()] = value
-    return out
+    return _parse_set(values, "--task-arg", dashes=False)
 
 
 def _task_arg_help() -> str:
@@ -603,7 +597,6 @@ def _print_summary(study) -> None:
 
 def _parse_set(items, option: str = "--set", dashes: bool = True) -> dict:
     """--set KEY=VALUE pairs; VALUE is read as a TOML value (1e-3, true, "x")."""
-    import tomllib
 
     out = {}
     for item in items:
