@@ -9,9 +9,10 @@ compiled step (data generation included, as in `seqvg train`), timed in
 back-to-back pairs, and their ratio (median of the pairs' ratios, with its
 quartiles, so the noise of a shared CPU shows), and the same ratio for the
 probe's two parts alone: the gradient norms (``grad_ratio``) and the gate and
-step-Jacobian statistics of ``seqvg.why`` (``why_ratio``). Then the peak resident
-memory a probe adds at T=1000, measured in a fresh process per cell (VmHWM
-minus VmRSS before the probe).
+step-Jacobian statistics of ``seqvg.why`` (``why_ratio``), computed from
+what that pass hands them. Then the peak resident memory that one probe and
+one training step add at T=1000, each in a fresh process, after a first call
+that traces (VmHWM, reset, minus VmRSS before the call).
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> d
     def one_probe():
         prober(px, py)
 
-    def grad_part():  # what Prober.__call__ runs besides self.why
+    def grad_part():  # the one forward and backward pass of Prober.__call__
         float(prober._fn(pxc, pyc)[0])
 
+    why_in = prober._fn(pxc, pyc)[3]  # what that pass hands StepStats
+
     t = time_interleaved({"step": wall(train_step), "probe": wall(one_probe), "grad": wall(grad_part),
-                          "why": wall(lambda: prober.why(px))}, repeats, warmup=3)
+                          "why": wall(lambda: prober.stats(why_in, length))}, repeats, warmup=3)
     return {
         "cell": cell,
         "probe_s": statistics.median(t["probe"]),
@@ -79,19 +82,34 @@ def _rss_kib(field: str) -> int:
     return 0
 
 
-def peak_memory_child(cell: str, length: int, batch: int, units: int) -> None:
-    """Runs in a fresh process: prints the probe's added peak memory in MiB."""
+def peak_memory_child(cell: str, length: int, batch: int, units: int, what: str) -> None:
+    """Runs in a fresh process: prints the peak memory in MiB that one probe
+    (``what`` "probe") or one training step ("step") adds, on the same batch
+    size, after a first call that builds the graph."""
+    import tensorflow as tf
+
     from seqvg.config import RunConfig
-    from seqvg.models import build_model
+    from seqvg.models import build_model, compile_model
     from seqvg.probe import Prober
     from seqvg.tasks import get_task, probe_batch
+    from seqvg.training import make_train_step
 
-    cfg = RunConfig(cell=cell, length=length, units=units, probe_batch=batch).resolved()
+    cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
     model = build_model(cfg)
-    prober = Prober(model, get_task(cfg.task))
+    task = get_task(cfg.task)
     px, py = probe_batch(cfg)
+    if what == "probe":
+        prober = Prober(model, task)
+        call = lambda: prober(px, py)  # noqa: E731
+    else:
+        compile_model(model, cfg)
+        step_fn = make_train_step(model, task, model.optimizer)
+        call = lambda: step_fn(tf.constant(px), tf.constant(py))  # noqa: E731
+    call()  # traces: tracing's own memory is not what is compared
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident size (Linux >= 4.0)
     before = _rss_kib("VmRSS")
-    prober(px, py)
+    call()
     peak = _rss_kib("VmHWM")
     print(json.dumps({"cell": cell, "peak_mib": (peak - before) / 1024}))
 
@@ -110,28 +128,31 @@ def main() -> None:
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
-        peak_memory_child(args._child, args.mem_length, args.batch, args.units)
+        cell, what = args._child.split(":")
+        peak_memory_child(cell, args.mem_length, args.batch, args.units, what)
         return
     rows = [time_cell(c, args.length, args.batch, args.units, args.repeats) for c in args.cells]
     for row in rows:
-        out = subprocess.run(
-            [sys.executable, __file__, "--_child", row["cell"], "--mem-length", str(args.mem_length),
-             "--batch", str(args.batch), "--units", str(args.units)],
-            capture_output=True, text=True, check=True,
-        )
-        row[f"probe_peak_mib_T{args.mem_length}"] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+        for what in ("probe", "step"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--_child", f"{row['cell']}:{what}", "--mem-length", str(args.mem_length),
+                 "--batch", str(args.batch), "--units", str(args.units)],
+                capture_output=True, text=True, check=True,
+            )
+            peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+            row[f"{what}_peak_mib_T{args.mem_length}"] = peak
     if args.json:
         print(json.dumps({"length": args.length, "batch": args.batch, "units": args.units, "cells": rows}))
         return
     print(f"probe vs train step: T={args.length}, batch {args.batch}, {args.units} units, "
           f"median of {args.repeats}, {os.cpu_count()} cores")
     print(f"{'cell':<6} {'probe ms':>9} {'step ms':>9} {'probe/step':>11} {'quartiles':>11} "
-          f"{'grad/step':>10} {'why/step':>9} {'peak MiB @T=' + str(args.mem_length):>16}")
+          f"{'grad/step':>10} {'why/step':>9} {'probe/step MiB @T=' + str(args.mem_length):>22}")
     for r in rows:
         q1, q3 = r["ratio_quartiles"]
         print(f"{r['cell']:<6} {1e3 * r['probe_s']:>9.1f} {1e3 * r['step_s']:>9.1f} {r['ratio']:>11.2f} "
               f"{f'{q1:.2f}-{q3:.2f}':>11} {r['grad_ratio']:>10.2f} {r['why_ratio']:>9.2f} "
-              f"{r[f'probe_peak_mib_T{args.mem_length}']:>16.0f}")
+              f"{r[f'probe_peak_mib_T{args.mem_length}']:>12.0f}/{r[f'step_peak_mib_T{args.mem_length}']:<9.0f}")
     print("probe/step: median over the pairs of probe time / step time (each pair timed back to back); "
           "quartiles: of those pair ratios; grad/step, why/step: the probe's gradient norms and its "
           "seqvg.why statistics alone, timed alike")

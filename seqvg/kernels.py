@@ -319,7 +319,7 @@ def _taps(taps):
 
 
 def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
-             taps=None, weight_grad: bool = True):
+             taps=None, weight_grad: bool = True, with_caches: bool = False):
     """An LSTM over a whole sequence, forward and backward one op each (see ``csrc/lstm_ops.cc``).
 
     Args:
@@ -333,37 +333,78 @@ def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool =
             (the gradient probe's).
         weight_grad: False makes the weights' gradients zeros, not computed
             (the probe, which never reads them).
+        with_caches: also return what the forward pass keeps for the
+            backward (read with ``sequence_internals``).
 
     Returns:
-        (h_seq, h_T, c_T): h_seq is (batch, T, u), or (batch, 0, u) without
-        return_sequences.
+        (h_seq, h_T, c_T), and the caches with ``with_caches``: h_seq is
+        (batch, T, u), or (batch, 0, u) without return_sequences.
     """
-    h_seq, h_last, c_last, *_ = lstm_cell_ops().seqvg_lstm_seq(
+    h_seq, h_last, c_last, *caches = lstm_cell_ops().seqvg_lstm_seq(
         x, h0, c0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
         max_threads=max_threads, weight_grad=weight_grad)
-    return h_seq, h_last, c_last
+    return (h_seq, h_last, c_last, caches) if with_caches else (h_seq, h_last, c_last)
 
 
 def gru_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
-            taps=None, weight_grad: bool = True):
+            taps=None, weight_grad: bool = True, with_caches: bool = False):
     """Keras's GRU (``reset_after=True``) over a whole sequence, one op each way (``csrc/lstm_ops.cc``).
 
     Args:
         x: (batch, T, d) float32 inputs.
         h0: (batch, u) initial state.
         kernel, recurrent_kernel, bias: Keras's (d, 3u), (u, 3u), (2, 3u), gate order [z, r, h].
-        return_sequences, max_threads, weight_grad: as ``lstm_seq``.
+        return_sequences, max_threads, weight_grad, with_caches: as ``lstm_seq``.
         taps: None, or (T, 1) float64 zeros whose gradient is the squared
             norms of the total dL/dh_t.
 
     Returns:
-        (h_seq, h_T): h_seq is (batch, T, u), or (batch, 0, u) without
-        return_sequences.
+        (h_seq, h_T), and the caches with ``with_caches``: h_seq is (batch,
+        T, u), or (batch, 0, u) without return_sequences.
     """
-    h_seq, h_last, *_ = lstm_cell_ops().seqvg_gru_seq(
+    h_seq, h_last, *caches = lstm_cell_ops().seqvg_gru_seq(
         x, h0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
         max_threads=max_threads, weight_grad=weight_grad)
-    return h_seq, h_last
+    return (h_seq, h_last, caches) if with_caches else (h_seq, h_last)
+
+
+def sequence_internals(kind: str, caches: list, units: int, points):
+    """The gates and entering states that a sequence op's forward pass kept.
+
+    Reads the caches of ``lstm_seq`` or ``gru_seq`` (``with_caches``) in
+    their layout (``csrc/lstm_ops.cc``): ``s`` (T+1, u+d+1, batch) holds
+    [h_t; x_t; 1] with h_t the state entering step t, the LSTM's ``c`` (T+1,
+    u, batch) likewise, ``act`` (T, G*u, batch) per block of units the G
+    rows [i, f, g, o, tanh c] (LSTM) or [z, r, hh, hr] (GRU), each one row
+    per unit of the block.
+
+    Args:
+        kind: "lstm" or "gru".
+        caches: the ops' caches, as ``with_caches`` returns them.
+        units: the layer's units u.
+        points: (J,) int32 timesteps.
+
+    Returns:
+        ({gate name: (T, ...) values}: LSTM ``forget`` and ``input``, GRU
+        ``keep`` (Keras's z), each holding the batch x units values of every
+        step in some order), [the states entering steps ``points``, each (J,
+        batch, u)]: [h, c] or [h].
+    """
+    import tensorflow as tf
+
+    if kind == "lstm":
+        blocks, _, s, c, act = caches
+        rows, per_unit = {"forget": 1, "input": 0}, 5
+        entering = [tf.gather(s, points)[:, :units], tf.gather(c, points)]
+    else:
+        blocks, _, _, s, act = caches
+        rows, per_unit = {"keep": 0}, 4
+        entering = [tf.gather(s, points)[:, :units]]
+    steps = tf.shape(act)[0]
+    per_block = tf.reshape(act, tf.stack([steps, blocks, per_unit, -1]))
+    gates = {name: per_block[:, :, row] for name, row in rows.items()}
+    states = [tf.transpose(state, [0, 2, 1]) for state in entering]
+    return gates, states
 
 
 def squared_norms(tensors: list):

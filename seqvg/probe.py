@@ -122,20 +122,22 @@ def _state_names(cell, n: int) -> list[str]:
     return state_names(cell, n)
 
 
-def _tap(acc, t, col: int, state, norms_op: bool):
+def _tap(acc, t, col: int, state):
     """Identity on ``state`` whose gradient adds ||dL/d state||^2 to acc[t, col].
 
     The incoming gradient passes through unchanged, so the tap measures the
     total derivative at this point of the loop without altering the backward
     pass; it is what ``tape.gradient(loss, eps_t)`` would give for a zero eps_t
-    added here, reduced to its squared norm inside the backward loop.
+    added here, reduced to its squared norm inside the backward loop. Squared
+    in float64: a float32 gradient of 1e-25 squares to 0 in float32 and would
+    be reported as underflow though it is not.
     """
     import tensorflow as tf
 
     @tf.custom_gradient
     def tap(acc, t, state):
         def grad(d_acc, d_state):
-            square = _squared_norms([d_state], norms_op)[0]
+            square = tf.reduce_sum(tf.square(tf.cast(d_state, tf.float64)))
             index = tf.reshape(tf.stack([t, col]), [1, 2])
             return tf.tensor_scatter_nd_add(d_acc, index, square[None]), None, d_state
 
@@ -144,44 +146,29 @@ def _tap(acc, t, col: int, state, norms_op: bool):
     return tap(acc, t, state)
 
 
-def _squared_norms(grads: list, norms_op: bool):
-    """(T,) float64 squared norms of T (batch, n) gradient tensors.
-
-    Squared in float64: a float32 gradient of 1e-25 squares to 0 in float32
-    and would be reported as underflow though it is not. With ``norms_op``,
-    seqvg's op sums them in one pass, with no (T, ...) float64 copy.
-    """
-    import tensorflow as tf
-
-    from seqvg import kernels
-
-    if norms_op:
-        return kernels.squared_norms(grads)
-    return tf.reduce_sum(tf.square(tf.cast(tf.stack(grads), tf.float64)), axis=[1, 2])
-
-
 class Prober:
     """Measures gradient norms of one model; reuse it to avoid retracing.
+
+    One forward and one backward pass give every norm; the same forward pass
+    hands ``seqvg.stepstats.StepStats`` what it needs for ``seqvg.why``'s
+    gate statistics and step-Jacobian norms (no second loop over the
+    sequence). Each recurrent layer is probed by one of two paths, chosen
+    here once: the sequence op it trains on (``fastlstm.sequence_op``), else
+    a ``tf.while_loop`` of its own cell with taps (``_run_loop``).
 
     Args:
         model: a Keras model that is a chain of layers (as seqvg builds them).
         task: the task whose loss is differentiated.
-        unroll: whether LSTM loops of up to ``fastlstm.UNROLL_MAX`` steps are
-            unrolled; None: as the model's own layers run them
-            (``fastlstm.accelerate``). Unrolled, a probe runs ~15% faster
-            but its graph takes seconds longer to build (7 s at T=200), which
-            only a Prober called many times earns back; one-shot probes
-            (``probe``) pass False.
     """
 
-    def __init__(self, model, task: Task, unroll: bool | None = None):
+    def __init__(self, model, task: Task):
         import tensorflow as tf
 
         from seqvg import fastlstm
+        from seqvg.stepstats import StepStats
 
         self.model = model
         self.task = task
-        self.unroll = unroll
         self.layers = _chain(model)
         # (layer, its recurrent layer or None), resolved here: the traced
         # _measure must not call into seqvg.models (AutoGraph cannot convert it).
@@ -191,67 +178,69 @@ class Prober:
             raise ValueError("probe: the model has no recurrent layer")
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
         self.state_names = [_state_names(layer.cell, n) for layer, n in zip(self.rnns, self.n_states)]
-        # seqvg's norms op (per-step taps) where its ops run, only for models
-        # with an LSTM: a vanilla probe must neither compile the ops nor give
-        # other numbers on a machine that happens to have them built.
-        self.norms_op = any(fastlstm.eligible(layer) for layer in self.rnns) and fastlstm.fused("float32")
-        # The layers that train on seqvg's sequence ops, probed by them
-        # (resolved here, outside the trace); a first one gives dL/dx from its
-        # input gradient.
+        # The one choice of path: layers that train on seqvg's sequence ops
+        # are probed by them (a first one gives dL/dx from its input gradient).
         self.op_layers = [rnn for rnn in self.rnns if fastlstm.sequence_op(rnn)]
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
+        self.stats = StepStats(self.rnns)
         self._fn = tf.function(self._measure)
-        from seqvg.stepstats import StepStats
 
-        self.why = StepStats(self.plan)
+    def _run_rnn(self, layer, h, acc, jac_t, tap_input: bool = False):
+        """Runs recurrent ``layer`` over ``h``, its state k tapped into acc[:, k].
 
-    def _run_rnn(self, layer, h, acc, tape, direct: list, tap_input: bool = False):
-        """Runs ``layer``'s own cell over ``h``, tapping state k into acc[:, k].
+        Returns:
+            (the layer's output, ``StepStats`` inputs: ``gates`` {name: (T, ...)},
+            ``x`` and ``s`` the layer's input and entering state at ``jac_t``).
+        """
+        if any(layer is op_layer for op_layer in self.op_layers):  # _chain has refused stateful layers
+            return self._run_sequence_op(layer, h, acc, jac_t)
+        return self._run_loop(layer, h, acc, jac_t, tap_input)
+
+    def _run_loop(self, layer, h, acc, jac_t, tap_input: bool):
+        """The layer's own cell in a ``tf.while_loop``, every new state tapped.
 
         With ``tap_input`` the input h_t is tapped too, into the last column.
         The taps' squares arrive as the gradient of ``acc``; the accumulator
-        the loop returns carries nothing and is dropped. An unrolled LSTM loop
-        instead appends to ``direct``, per column, the T tapped tensors
-        themselves (watched on ``tape``) for ``_measure`` to differentiate.
-
-        Returns:
-            The layer's output.
+        the loop returns carries nothing and is dropped.
         """
         import tensorflow as tf
 
-        from seqvg import fastlstm
+        from seqvg.why import GATES
 
-        if any(layer is op_layer for op_layer in self.op_layers):  # _chain has refused stateful layers
-            return self._run_sequence_op(layer, h, acc)
-        if fastlstm.eligible(layer):
-            return self._run_lstm_transposed(layer, h, acc, tape, direct, tap_input)
         xs = tf.transpose(h, [1, 0, 2])
-        steps = h.shape[1]
+        steps, batch = h.shape[1], h.shape[0]
         # TensorArrays (not slicing a captured tensor) keep the backward pass
         # O(T): the gradient of a slice would be a dense (T, B, u) per step.
         in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
         # Only a layer that returns its sequence needs every h_t kept; the
         # last state comes out of the loop anyway.
         out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
-        states = initial_states(layer, h.shape[0])
+        states = initial_states(layer, batch)
         kind = _fast_kind(layer.cell)
         n_states = len(states)
+        names = GATES.get(kind, ())
+        gate_tas = [tf.TensorArray(h.dtype, size=steps) for _ in names]
+        # The state entering every step, for StepStats's Jacobian points.
+        state_tas = [tf.TensorArray(h.dtype, size=steps) for _ in range(n_states)]
         # The output of the last step (what the layer returns without
         # return_sequences); Keras's cells output their first state.
-        last = tf.zeros([h.shape[0], output_size(layer.cell)], h.dtype)
+        last = tf.zeros([batch, output_size(layer.cell)], h.dtype)
 
-        def body(t, states, acc, out_ta, last):
+        def body(t, states, acc, out_ta, last, gate_tas, state_tas):
             x_t = in_ta.read(t)
+            state_tas = [ta.write(t, s) for ta, s in zip(state_tas, states)]
             box = [acc]  # the taps thread the accumulator through the step
 
             def tap(k, state):
-                box[0], state = _tap(box[0], t, k, state, self.norms_op)
+                box[0], state = _tap(box[0], t, k, state)
                 return state
 
             if tap_input:
                 x_t = tap(n_states, x_t)
             if kind is not None:
-                new_states = _step(kind, layer.cell, x_t, states, tap)
+                gates: dict = {}
+                new_states = _step(kind, layer.cell, x_t, states, tap, gates)
+                gate_tas = [ta.write(t, gates[name]) for ta, name in zip(gate_tas, names)]
                 output = new_states[0]
             else:
                 # Any cell, by its own call: every state it returns is tapped.
@@ -264,121 +253,76 @@ class Prober:
                 output = next((new for old, new in zip(raw, new_states) if old is output), output)
             if layer.return_sequences:
                 out_ta = out_ta.write(t, output)
-            return t + 1, new_states, box[0], out_ta, output
+            return t + 1, new_states, box[0], out_ta, output, gate_tas, state_tas
 
-        _, states, _, out_ta, last = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta, last), maximum_iterations=steps,
+        _, states, _, out_ta, last, gate_tas, state_tas = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta, last, gate_tas, state_tas),
+            maximum_iterations=steps,
             parallel_iterations=32,  # as Keras: lets input reads and taps run ahead
         )
-        if layer.return_sequences:
-            return tf.transpose(out_ta.stack(), [1, 0, 2])
-        return last
+        points = int(jac_t.shape[0])
+        why_in = {
+            "gates": {name: ta.stack() for name, ta in zip(names, gate_tas)},
+            "x": tf.reshape(tf.gather(xs, jac_t), [points * batch, -1]),
+            "s": tf.concat([tf.reshape(ta.gather(jac_t), [points * batch, -1]) for ta in state_tas], axis=1),
+        }
+        out = tf.transpose(out_ta.stack(), [1, 0, 2]) if layer.return_sequences else last
+        return out, why_in
 
-    def _run_sequence_op(self, layer, h, acc):
+    def _run_sequence_op(self, layer, h, acc, jac_t):
         """``_run_rnn`` for an LSTM or GRU that training runs as seqvg's sequence op.
 
         The op itself taps: ``acc`` (T, states) is its ``taps`` input, whose
         gradient is per step the squared norms of the total dL/dh_t (and
         dL/dc_t) that its backward loop holds anyway; it skips the weight
         gradient, which the probe never reads. ||dL/dx_t|| comes from its
-        input gradient (``_measure`` does not tap x here).
+        input gradient (``_measure`` does not tap x here). The gates and the
+        states at ``jac_t`` are read from what its forward pass keeps for the
+        backward (``kernels.sequence_internals``).
         """
         import tensorflow as tf
 
         from seqvg import fastlstm, kernels
 
         cell = layer.cell
-        h0 = tf.zeros(tf.stack([tf.shape(h)[0], cell.units]), h.dtype)
+        batch = h.shape[0]
+        h0 = tf.zeros([batch, cell.units], h.dtype)
         seq = layer.return_sequences
-        if fastlstm.eligible(layer):
-            h_seq, h_last, _ = kernels.lstm_seq(h, h0, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq,
-                                                taps=acc, weight_grad=False)
+        kind = "lstm" if fastlstm.eligible(layer) else "gru"
+        if kind == "lstm":
+            h_seq, h_last, _, caches = kernels.lstm_seq(
+                h, h0, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq, taps=acc, weight_grad=False,
+                with_caches=True)
         else:
-            h_seq, h_last = kernels.gru_seq(h, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq,
-                                            taps=acc, weight_grad=False)
-        return h_seq if seq else h_last
-
-    def _run_lstm_transposed(self, layer, h, acc, tape, direct: list, tap_input: bool):
-        """``_run_rnn`` for an LSTM, in the transposed loop that training runs.
-
-        The ops are those of ``seqvg.fastlstm.lstm_loop`` (states are
-        (units, batch); a norm does not depend on the layout), with c tapped
-        before h = o*tanh(c) for the reason given in ``_step`` (with the
-        fused cell op: as the zero perturbation eps_t it adds to c_t), and
-        x_t tapped before the ones row of the bias joins it. Unrolled
-        (``fastlstm.unrolls``), every state is a tensor of its own, so the
-        taps are those tensors, differentiated directly: a custom gradient per
-        tap would cost seconds of tracing at T=200.
-        """
-        import tensorflow as tf
-
-        from seqvg import fastlstm, kernels
-
-        cell = layer.cell
-        steps = h.shape[1]
-        if self.unroll is None:
-            unroll = fastlstm.layer_unrolls(layer, steps)
-        else:
-            unroll = self.unroll and fastlstm.unrolls(steps)
-        # With the fused cell op, c_t is computed inside it, so a tap on the c_t
-        # it returns would see only the carried gradient; c is tapped as a
-        # zero perturbation eps_t the op adds to c_t (docs/design.md), whose
-        # gradient is the total dL/dc_t.
-        fuse = fastlstm.fused(h.dtype)
-        x_at, ones, weights, zero = fastlstm.loop_inputs(
-            h, cell.kernel, cell.recurrent_kernel, cell.bias, unroll, fuse
-        )
-        out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
-        state0 = tf.zeros([cell.units, h.shape[0]], h.dtype)
-        def tap(acc, t, col, state):
-            return _tap(acc, t, col, state, self.norms_op)
-
-        if unroll:
-            columns = [[] for _ in range(3 if tap_input else 2)]
-            direct.extend(columns)
-
-            def tap(acc, t, col, state):
-                tape.watch(state)
-                columns[col].append(state)
-                return acc, state
-
-        def body(t, h_t, c_t, acc, out_ta):
-            x_t = x_at(t)
-            if tap_input:
-                acc, x_t = tap(acc, t, 2, x_t)
-            s = tf.concat([h_t, x_t, ones], axis=0)
-            if fuse:
-                # A constant where the shape is static (no per-step ZerosLike).
-                zeros = tf.zeros(c_t.shape, c_t.dtype) if c_t.shape.is_fully_defined() else tf.zeros_like(c_t)
-                acc, eps = tap(acc, t, 1, zeros)
-                h_t, c_t, _ = kernels.lstm_cell(tf.matmul(weights, s), c_t, eps)
-                acc, h_t = tap(acc, t, 0, h_t)
-            else:
-                i, f, o, g = fastlstm.gates(weights, zero, s)
-                acc, c_t = tap(acc, t, 1, f * c_t + i * g)
-                acc, h_t = tap(acc, t, 0, o * tf.tanh(c_t))
-            if layer.return_sequences:
-                out_ta = out_ta.write(t, h_t)
-            return h_t, c_t, acc, out_ta
-
-        h_t, _, _, out_ta = fastlstm.run_loop(body, steps, (state0, state0, acc, out_ta), unroll, parallel_iterations=32)
-        if layer.return_sequences:
-            return tf.transpose(out_ta.stack(), [2, 0, 1])
-        return tf.transpose(h_t)
+            h_seq, h_last, caches = kernels.gru_seq(
+                h, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq, taps=acc, weight_grad=False,
+                with_caches=True)
+        gates, states = kernels.sequence_internals(kind, caches, cell.units, jac_t)
+        points = int(jac_t.shape[0])
+        why_in = {
+            "gates": gates,
+            "x": tf.reshape(tf.gather(tf.transpose(h, [1, 0, 2]), jac_t), [points * batch, -1]),
+            "s": tf.concat([tf.reshape(s, [points * batch, -1]) for s in states], axis=1),
+        }
+        return (h_seq if seq else h_last), why_in
 
     def _measure(self, x, y):
+        """(loss, per layer the norms per state, x norms, per layer ``StepStats`` inputs)."""
         import tensorflow as tf
 
+        from seqvg.why import jacobian_timesteps
+
         steps = x.shape[1]
+        jac_t = tf.constant(jacobian_timesteps(steps), tf.int32)
         # When the model's input goes straight into a recurrent layer, its loop
         # taps x_t as well (one more accumulator column): cheaper than a
         # gradient TensorArray of dL/dx written per step and stacked after.
         tap_x = self.plan[0][1] is self.plan[0][0] and not self.op_first
         # Per layer, the (T, states) accumulator the taps add ||dL/ds_t||^2 to.
         accs = [tf.zeros([steps, n + (tap_x and k == 0)], tf.float64) for k, n in enumerate(self.n_states)]
+        why_in = []
         # Only x and the accumulators are differentiated: watching the weights
         # would make the backward loop accumulate dL/dW at every step for nothing.
-        direct = [[] for _ in accs]  # per layer, per column: tapped tensors (_run_rnn)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             if not tap_x:
                 tape.watch(x)
@@ -386,33 +330,25 @@ class Prober:
             h = x
             k = 0
             for layer, rnn in self.plan:
-                if rnn is layer:
-                    h = self._run_rnn(layer, h, accs[k], tape, direct[k], tap_input=tap_x and k == 0)
-                    k += 1
-                elif rnn is not None:  # Residual: skip + layer(x), as its call
-                    skip = h if rnn.return_sequences else h[:, -1, :]
-                    h = skip + self._run_rnn(rnn, h, accs[k], tape, direct[k])
-                    k += 1
-                else:
+                if rnn is None:
                     h = layer(h, training=False)
+                    continue
+                out, inputs = self._run_rnn(rnn, h, accs[k], jac_t, tap_input=tap_x and k == 0)
+                if rnn is not layer:  # Residual: skip + layer(x), as its call
+                    out = (h if rnn.return_sequences else h[:, -1, :]) + out
+                h = out
+                why_in.append(inputs)
+                k += 1
             loss = self.task.loss_fn(y, h)
         sources = accs if tap_x else [x] + accs
-        tapped = [s for columns in direct for column in columns for s in column]
-        grads = tape.gradient(loss, sources + tapped, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        grads, tapped = grads[: len(sources)], iter(grads[len(sources) :])
+        grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         squares = grads if tap_x else grads[1:]
-        # A layer with direct taps: its (T, columns) squares from their gradients.
-        squares = [
-            tf.stack([_squared_norms([next(tapped) for _ in column], self.norms_op) for column in columns], axis=1)
-            if columns else sq
-            for sq, columns in zip(squares, direct)
-        ]
         norms = [tf.unstack(tf.sqrt(sq[:, :n]), axis=1) for sq, n in zip(squares, self.n_states)]
         if tap_x:
             x_norm = tf.sqrt(squares[0][:, -1])
         else:
             x_norm = tf.sqrt(tf.reduce_sum(tf.square(tf.cast(grads[0], tf.float64)), axis=[0, 2]))
-        return loss, norms, x_norm
+        return loss, norms, x_norm, why_in
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:
         """Probes the model on the batch (x, y)."""
@@ -421,7 +357,7 @@ class Prober:
         expected = tuple(self.model.inputs[0].shape[1:])
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"probe: batch inputs have shape {tuple(x.shape[1:])}, the model reads {expected}")
-        loss, norms, x_norm = self._fn(tf.constant(x, tf.float32), tf.constant(y))
+        loss, norms, x_norm, why_in = self._fn(tf.constant(x, tf.float32), tf.constant(y))
         h = np.stack([per_layer[0].numpy() for per_layer in norms]).astype(np.float32)
         c, states = None, {}
         names = self.state_names[0]
@@ -432,13 +368,13 @@ class Prober:
                     c = values
                 else:
                     states[name] = values
-        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32), self.why(x),
+        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32), self.stats(why_in, x.shape[1]),
                            states or None)
 
 
 def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:
     """One-shot probe of ``model`` on the batch (x, y); see ``Prober``."""
-    return Prober(model, task, unroll=False)(x, y)
+    return Prober(model, task)(x, y)
 
 
 def _args_text(args: dict | None) -> str:

@@ -1,18 +1,21 @@
 """Gate statistics and step-Jacobian norms of a model on a batch (see ``seqvg.why``).
 
-    from seqvg.stepstats import StepStats
-    stats = StepStats(Prober(model, task).plan)(x)
+    from seqvg.probe import Prober
+    why = Prober(model, task)(x, y).why      # this module's numbers
 
 The TensorFlow half of ``seqvg.why``: ``why`` holds the definitions and the
-numpy summaries that reports read; this module measures them.
+numpy summaries that reports read; this module measures them, from what the
+gradient probe's forward pass hands it (``Prober._measure``): each recurrent
+layer's gate values at every step, and its input and entering state at the
+Jacobian timesteps. No second pass over the sequence.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from seqvg.cellstep import call_cell, fast_kind, initial_states, step
-from seqvg.why import GATES, POWER_ITERS, gate_stats, jacobian_timesteps
+from seqvg.cellstep import call_cell, fast_kind, step
+from seqvg.why import GATES, KRYLOV_DIM, gate_stats, jacobian_timesteps
 
 
 def recurrent_sigma_max(layer) -> float:
@@ -20,122 +23,137 @@ def recurrent_sigma_max(layer) -> float:
     return float(np.linalg.norm(np.asarray(layer.cell.recurrent_kernel, dtype=np.float64), 2))
 
 
-class StepStats:
-    """Gate statistics and step-Jacobian norms of a model on a batch.
+#: Relative size below which a Lanczos residual is rounding error (float32).
+BREAKDOWN = 1e-4
 
-    Built by ``seqvg.probe.Prober`` next to its gradient probe; one traced
-    function per model, reused at every probe of a training run.
+
+def lanczos_sigma_max(jvp, vjp, v0, dim: int):
+    """Per row, sigma_max of a linear map J from its products, by Lanczos on J^T J.
+
+    A Krylov space of ``dim`` vectors q_0 = v0/|v0|, ..., each J^T J q_j
+    orthogonalised against all before it (twice, which keeps the basis
+    orthonormal in float32), then the largest eigenvalue of the projected
+    (dim x dim) matrix Q^T J^T J Q (Rayleigh-Ritz). It is a lower bound on
+    sigma_max^2 that, unlike power iteration's, converges fast when the top
+    singular values lie close together; with ``dim`` equal to the width of
+    J it is exact.
 
     Args:
-        plan: the Prober's (layer, its recurrent layer or None) chain.
+        jvp: v -> J v for a (rows, n) batch of vectors, each row its own J.
+        vjp: u -> J^T u, likewise.
+        v0: (rows, n) start vectors.
+        dim: Krylov dimension, at most n.
+
+    Returns:
+        (rows,) float32 estimates of each row's ||J||_2.
+    """
+    import tensorflow as tf
+
+    def unit(v):
+        return tf.math.divide_no_nan(v, tf.norm(v, axis=1, keepdims=True))
+
+    basis, images = [unit(v0)], []
+    for j in range(dim):
+        w = vjp(jvp(basis[-1]))
+        images.append(w)
+        if j == dim - 1:
+            break
+        q = tf.stack(basis, axis=1)  # (rows, j+1, n)
+        residual = w
+        for _ in range(2):
+            residual = residual - tf.einsum("rj,rjn->rn", tf.einsum("rjn,rn->rj", q, residual), q)
+        # A residual at rounding level means the space already holds an
+        # invariant subspace (its Ritz values are exact): a normalised
+        # rounding error would be no direction at all (and its norm, from
+        # squares that flush to zero, not 1), so the row's basis stops there.
+        alive = tf.norm(residual, axis=1, keepdims=True) > BREAKDOWN * tf.norm(w, axis=1, keepdims=True)
+        basis.append(tf.where(alive, unit(residual), tf.zeros_like(residual)))
+    q, aq = tf.stack(basis, axis=1), tf.stack(images, axis=1)
+    projected = tf.cast(tf.einsum("rin,rjn->rij", q, aq), tf.float64)
+    projected = (projected + tf.linalg.matrix_transpose(projected)) / 2
+    top = tf.reduce_max(tf.linalg.eigvalsh(projected), axis=1)
+    return tf.cast(tf.sqrt(tf.maximum(top, 0.0)), tf.float32)
+
+
+class StepStats:
+    """Gate statistics and step-Jacobian norms of a model's recurrent layers.
+
+    Built by ``seqvg.probe.Prober``; one traced function per model, reused at
+    every probe of a training run.
+
+    Args:
+        rnns: the model's ``keras.layers.RNN`` layers, bottom first.
     """
 
-    def __init__(self, plan):
+    def __init__(self, rnns):
         import tensorflow as tf
 
-        self.plan = plan
-        self.rnns = [rnn for _, rnn in plan if rnn is not None]
-        self.kinds = [fast_kind(rnn.cell) for rnn in self.rnns]
-        self._fn = tf.function(self._forward, autograph=False)
+        self.rnns = rnns
+        self.kinds = [fast_kind(rnn.cell) for rnn in rnns]
+        self._fn = tf.function(self._measure, autograph=False)
 
-    def _run(self, layer, kind, h, jac_t, v0):
-        """One recurrent layer: its output sequence, gates (T, B, u) and J_t norms (J, B)."""
+    def _sigma(self, layer, kind, x_j, s_j, v0):
+        """(rows,) ||J_t||_2 of each row of the stacked (J*B) points."""
         import tensorflow as tf
 
         cell = layer.cell
-        steps, batch = h.shape[1], h.shape[0]
-        xs = tf.transpose(h, [1, 0, 2])
-        in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
-        states = initial_states(layer, batch)
-        n_states = len(states)
-        names = GATES.get(kind, ())
-        gate_tas = [tf.TensorArray(h.dtype, size=steps) for _ in names]
-        # s_{t-1} per state for every t (state_tas[k].read(t) is the state
-        # *entering* step t): the Jacobian points are gathered from them after.
-        state_tas = [tf.TensorArray(h.dtype, size=steps) for _ in range(n_states)]
-        out_ta = tf.TensorArray(h.dtype, size=steps)
-
-        def cell_step(x_t, states, gates=None, with_output=False):
-            if kind is not None:
-                new = step(kind, cell, x_t, list(states), lambda k, s: s, gates)
-                return (new[0], new) if with_output else new
-            output, new = call_cell(cell, x_t, states)  # any cell, by its own call
-            return (output, new) if with_output else new
-
-        def body(t, states, gate_tas, state_tas, out_ta):
-            state_tas = [ta.write(t, s) for ta, s in zip(state_tas, states)]
-            gates: dict = {}
-            output, new = cell_step(in_ta.read(t), states, gates, with_output=True)
-            gate_tas = [ta.write(t, gates[name]) for ta, name in zip(gate_tas, names)]
-            return t + 1, new, gate_tas, state_tas, out_ta.write(t, output)
-
-        _, _, gate_tas, state_tas, out_ta = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), states, gate_tas, state_tas, out_ta),
-            maximum_iterations=steps, parallel_iterations=32,
-        )
-        gates = {name: ta.stack() for name, ta in zip(names, gate_tas)}
-        if "dphi" in gates:
-            # The loop kept a_t; phi'(a) for all t at once, for any elementwise
-            # phi: d sum(phi(a)) / da.
-            a = gates["dphi"]
-            with tf.GradientTape() as g:
-                g.watch(a)
-                out = cell.activation(a)
-            gates["dphi"] = g.gradient(out, a)
-
-        # The J timesteps of the whole batch as one batch of J*B rows: a cell
-        # acts on each row alone, so every row's power iteration is its own.
-        points = int(jac_t.shape[0])
-        x_j = tf.reshape(tf.gather(xs, jac_t), [points * batch, -1])
-        s_j = tf.concat([tf.reshape(ta.gather(tf.cast(jac_t, tf.int32)), [points * batch, -1]) for ta in state_tas], axis=1)
-        sizes = [int(s.shape[-1]) for s in states]
+        sizes = [int(s) for s in tf.nest.flatten(cell.state_size)]
 
         def f(s):
-            return tf.concat(cell_step(x_j, tf.split(s, sizes, axis=1)), axis=1)
+            states = tf.split(s, sizes, axis=1)
+            if kind is not None:
+                new = step(kind, cell, x_j, states, lambda k, v: v)
+            else:
+                _, new = call_cell(cell, x_j, states)  # any cell, by its own call
+            return tf.concat(new, axis=1)
 
-        def jvp_vjp(v):
-            with tf.GradientTape() as tape:
-                tape.watch(s_j)
-                with tf.autodiff.ForwardAccumulator(s_j, v) as acc:
-                    out = f(s_j)
-                u = acc.jvp(out)
-            return u, tape.gradient(out, s_j, output_gradients=u)
+        # One forward pass for all products: J^T u from the tape of f, and
+        # J v as the gradient of the (linear) u -> J^T u (the double-backward
+        # trick, which is also how TensorFlow's ForwardAccumulator gets a JVP).
+        dummy = tf.zeros_like(s_j)
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch(dummy)
+            with tf.GradientTape(persistent=True) as inner:
+                inner.watch(s_j)
+                out = f(s_j)
+            transposed = inner.gradient(out, s_j, output_gradients=dummy,
+                                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        zero = tf.UnconnectedGradients.ZERO
 
-        def normalised(v):
-            return tf.math.divide_no_nan(v, tf.norm(v, axis=1, keepdims=True))
+        def jvp(v):
+            return outer.gradient(transposed, dummy, output_gradients=v, unconnected_gradients=zero)
 
-        _, v = tf.while_loop(
-            lambda i, v: i < POWER_ITERS,
-            lambda i, v: (i + 1, normalised(jvp_vjp(v)[1])),  # v <- J^T J v / ||.||
-            (tf.constant(0), normalised(v0)),
-        )
-        # sqrt(||J^T J v||) for a unit v: a lower bound on sigma_max, and a
-        # tighter one than ||J v|| = sqrt(v^T J^T J v).
-        _, w = jvp_vjp(v)
-        sigma = tf.reshape(tf.sqrt(tf.norm(w, axis=1)), [points, batch])
-        return tf.transpose(out_ta.stack(), [1, 0, 2]), gates, sigma
+        def vjp(u):
+            return inner.gradient(out, s_j, output_gradients=u, unconnected_gradients=zero)
 
-    def _forward(self, x, jac_t, v0s):
-        h = x
-        results = []
-        k = 0
-        for layer, rnn in self.plan:
-            if k == len(self.rnns):
-                break  # nothing above the last recurrent layer is needed
-            if rnn is None:
-                h = layer(h, training=False)
-                continue
-            seq, gates, sigma = self._run(rnn, self.kinds[k], h, jac_t, v0s[k])
-            out = seq if rnn.return_sequences else seq[:, -1, :]
-            if rnn is not layer:  # Residual: skip + layer(x), as its call
-                out = (h if rnn.return_sequences else h[:, -1, :]) + out
-            h = out
-            results.append((gates, sigma))
-            k += 1
-        return results
+        return lanczos_sigma_max(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
 
-    def __call__(self, x: np.ndarray) -> dict:
-        """Statistics of every recurrent layer on the batch ``x`` (batch, T, inputs).
+    def _measure(self, inputs, v0s):
+        import tensorflow as tf
+
+        out = []
+        for layer, kind, layer_in, v0 in zip(self.rnns, self.kinds, inputs, v0s):
+            gates = dict(layer_in["gates"])
+            if "dphi" in gates:
+                # The loop kept a_t; phi'(a) for all t at once, for any
+                # elementwise phi: d sum(phi(a)) / da.
+                a = gates["dphi"]
+                with tf.GradientTape() as g:
+                    g.watch(a)
+                    phi = layer.cell.activation(a)
+                gates["dphi"] = g.gradient(phi, a)
+            out.append((gates, self._sigma(layer, kind, layer_in["x"], layer_in["s"], v0)))
+        return out
+
+    def __call__(self, inputs: list[dict], steps: int) -> dict:
+        """Statistics of every recurrent layer from its ``Prober`` forward values.
+
+        Args:
+            steps: the sequence length T.
+            inputs: per layer, ``gates`` {name: (T, ...) values}, ``x`` and
+                ``s``: the layer's input and entering state (all states
+                concatenated) at ``jacobian_timesteps(T)``, batch rows
+                stacked per timestep, (J*B, width).
 
         Returns:
             dict with ``gates`` {name: (layers, 4, T) float32, STATS along
@@ -152,16 +170,10 @@ class StepStats:
             sees. The norm of the batch-mean Jacobian would let samples whose
             directions differ cancel and is not a factor any gradient sees.
         """
-        import tensorflow as tf
-
-        steps = x.shape[1]
         jac_t = jacobian_timesteps(steps)
-        rng = np.random.default_rng(0)  # a fixed start vector: same numbers every probe
-        v0s = []
-        for rnn in self.rnns:
-            width = sum(int(s) for s in tf.nest.flatten(rnn.cell.state_size))
-            v0s.append(tf.constant(rng.standard_normal((len(jac_t) * x.shape[0], width)), tf.float32))
-        results = self._fn(tf.constant(x, tf.float32), tf.constant(jac_t), v0s)
+        rng = np.random.default_rng(0)  # fixed start vectors: the same numbers at every probe
+        v0s = [rng.standard_normal(tuple(layer_in["s"].shape)).astype(np.float32) for layer_in in inputs]
+        results = self._fn(inputs, v0s)
         out: dict = {"gates": {}, "jac_t": jac_t}
         names = {name for kind in self.kinds for name in GATES.get(kind, ())}
         for name in sorted(names):
@@ -169,7 +181,9 @@ class StepStats:
             for gates, _ in results:
                 rows.append(gate_stats(gates[name].numpy()) if name in gates else np.full((4, steps), np.nan, np.float32))
             out["gates"][name] = np.stack(rows)
-        out["jac_sigma"] = np.stack([sigma.numpy().mean(axis=1) for _, sigma in results]).astype(np.float32)
+        # Rows are the J timesteps' batches one after the other.
+        out["jac_sigma"] = np.stack([sigma.numpy().reshape(len(jac_t), -1).mean(axis=1) for _, sigma in results])
+        out["jac_sigma"] = out["jac_sigma"].astype(np.float32)
         if all(isinstance(rnn.cell, _simple_rnn_cell()) for rnn in self.rnns):
             out["sigma_w"] = np.asarray([recurrent_sigma_max(rnn) for rnn in self.rnns], np.float32)
         return out

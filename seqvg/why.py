@@ -27,11 +27,14 @@ import numpy as np
 
 #: Timesteps at which the step Jacobian's spectral norm is measured.
 JAC_POINTS = 5
-#: Power iterations on J^T J; at init the top singular values of a step are
-#: close together (closest with chrono-initialised gates, the default), so
-#: the estimate (always <= sigma_max) needs this many to be within a percent
-#: of the explicit Jacobian's for every cell (tests/test_why.py).
-POWER_ITERS = 60
+#: Krylov dimension of the Lanczos estimate of sigma_max(J_t)
+#: (``stepstats.lanczos_sigma_max``): at init the top singular values of a
+#: step lie close together (closest with chrono-initialised gates, the
+#: default), where power iteration needed 60 steps to come within a percent
+#: of the explicit Jacobian's; a Krylov space of this size comes within
+#: 1e-3 for every cell at 128 units (tests/test_why.py), at a third of the
+#: products.
+KRYLOV_DIM = 20
 #: The statistics of each gate per timestep, in this order along their axis.
 STATS = ("mean", "p10", "p50", "p90")
 #: Gate names per cell kind (``seqvg.cellstep.fast_kind``).

@@ -13,7 +13,6 @@ from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.models import build_model, recurrent_layers
 from seqvg.probe import Prober, probe
-from seqvg.stepstats import StepStats
 from seqvg.tasks import get_task
 from seqvg.training import probe_batch, train
 from seqvg.why import jacobian_timesteps, step_gain
@@ -25,8 +24,8 @@ def _sigmoid(v):
 
 def _stats(cfg):
     model = build_model(cfg)
-    x, _ = probe_batch(cfg)
-    return model, x, StepStats(Prober(model, get_task(cfg.task)).plan)(x)
+    x, y = probe_batch(cfg)
+    return model, x, Prober(model, get_task(cfg.task))(x, y).why
 
 
 @pytest.mark.parametrize("forget_bias, expected", [(None, _sigmoid(1.0)), (3.0, _sigmoid(3.0))])
