@@ -11,8 +11,8 @@ quartiles, so the noise of a shared CPU shows), and the same ratio for the
 probe's two parts alone: the gradient norms (``grad_ratio``) and the gate and
 step-Jacobian statistics of ``seqvg.why`` (``why_ratio``), computed from
 what that pass hands them. Then the peak resident memory that one probe and
-one training step add at T=1000, each in a fresh process, after a first call
-that traces (VmHWM, reset, minus VmRSS before the call).
+one training step add at T=1000, each in a fresh process (VmHWM minus VmRSS
+before the call).
 """
 
 from __future__ import annotations
@@ -84,8 +84,7 @@ def _rss_kib(field: str) -> int:
 
 def peak_memory_child(cell: str, length: int, batch: int, units: int, what: str) -> None:
     """Runs in a fresh process: prints the peak memory in MiB that one probe
-    (``what`` "probe") or one training step ("step") adds, on the same batch
-    size, after a first call that builds the graph."""
+    (``what`` "probe") or one training step ("step") adds, on the same batch."""
     import tensorflow as tf
 
     from seqvg.config import RunConfig
@@ -105,11 +104,8 @@ def peak_memory_child(cell: str, length: int, batch: int, units: int, what: str)
         compile_model(model, cfg)
         step_fn = make_train_step(model, task, model.optimizer)
         call = lambda: step_fn(tf.constant(px), tf.constant(py))  # noqa: E731
-    call()  # traces: tracing's own memory is not what is compared
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current resident size (Linux >= 4.0)
     before = _rss_kib("VmRSS")
-    call()
+    call()  # the first call, tracing included, as a run's first probe or step
     peak = _rss_kib("VmHWM")
     print(json.dumps({"cell": cell, "peak_mib": (peak - before) / 1024}))
 

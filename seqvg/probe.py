@@ -8,24 +8,28 @@ For every recurrent layer and timestep t this measures ||dL/dh_t|| (and
 whole (batch x units) state tensor, and ||dL/dx_t|| for the inputs; for a
 custom cell (``seqvg.customcell``) ||dL/ds_t|| of every state s it returns.
 
-Method (docs/design.md, "The gradient probe"): the forward pass re-runs each
-recurrent layer's own cell (the trained weights and the layer's maths on a
-CPU: Keras's ops, or for an LSTM ``seqvg.fastlstm``'s per-step loop) in a
+Method (docs/design.md, "The gradient probe"): each recurrent layer runs by
+one of two paths. An LSTM or GRU layer that trains on seqvg's sequence op
+(``seqvg.kernels``) is probed by that op: its ``taps`` input, (T, states)
+zeros, has as its gradient the per-step squared norms of the total dL/dh_t
+(and dL/dc_t) that its backward loop holds anyway, and it skips the weight
+gradient. Any other layer re-runs its own cell (the trained weights, Keras's
+maths in ``seqvg.cellstep``, or a custom cell's ``call``) in a
 ``tf.while_loop``, and after every step passes each state through a *tap*:
-the identity in the forward pass, whose gradient hands the incoming dL/dh_t
-on unchanged and adds its squared norm to a (T, states) accumulator.
-``tape.gradient(loss, accumulator)`` then holds ||dL/dh_t||^2
-through the recurrence for all t, from one backward pass. This is the zero
-perturbation eps_t of docs/design.md with the norm taken where dL/d(eps_t) is
-formed, so the backward loop emits T scalars instead of T (batch x units)
-tensors. The gradient with respect to the layer's returned sequence is a
-different quantity (off the recurrent path: it is non-zero only where the
-loss reads the sequence) and is deliberately not what is measured.
+the identity in the forward pass, whose gradient hands the incoming dL/ds_t
+on unchanged and adds its squared norm to a (T, states) accumulator. Either
+way ``tape.gradient(loss, accumulator)`` holds ||dL/ds_t||^2 through the
+recurrence for all t, from one backward pass: the zero perturbation eps_t of
+docs/design.md with the norm taken where dL/d(eps_t) is formed, so the
+backward loop emits T scalars instead of T (batch x units) tensors. The
+gradient with respect to the layer's returned sequence is a different
+quantity (off the recurrent path: it is non-zero only where the loss reads
+the sequence) and is deliberately not what is measured.
 
-An LSTM or GRU layer that trains on seqvg's sequence op (``seqvg.kernels``)
-is probed by that op instead: its ``taps`` input plays the accumulator, its
-backward loop takes the norms, and it skips the weight gradient, so a probe
-costs less than a training step.
+The same forward pass hands ``seqvg.stepstats`` the gate values of every
+step (from the op's caches, or written by the loop) and each layer's input
+and state at the Jacobian timesteps, for ``seqvg.why``'s statistics: no
+second pass over the sequence.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqvg.cellstep import call_cell, fast_kind, step
+from seqvg.cellstep import call_cell, fast_kind
 from seqvg.why import GATES, KRYLOV_DIM, gate_stats, jacobian_timesteps
 
 
@@ -30,13 +30,13 @@ BREAKDOWN = 1e-4
 def lanczos_sigma_max(jvp, vjp, v0, dim: int):
     """Per row, sigma_max of a linear map J from its products, by Lanczos on J^T J.
 
-    A Krylov space of ``dim`` vectors q_0 = v0/|v0|, ..., each J^T J q_j
-    orthogonalised against all before it (twice, which keeps the basis
-    orthonormal in float32), then the largest eigenvalue of the projected
-    (dim x dim) matrix Q^T J^T J Q (Rayleigh-Ritz). It is a lower bound on
-    sigma_max^2 that, unlike power iteration's, converges fast when the top
-    singular values lie close together; with ``dim`` equal to the width of
-    J it is exact.
+    ``dim`` Lanczos steps on A = J^T J from q_0 = v0/|v0| (one product
+    A q = J^T (J q) each) give a (dim x dim) tridiagonal matrix whose largest
+    eigenvalue approaches A's largest from below (Rayleigh-Ritz on the Krylov
+    space; in floating point within a few rounding errors of the spectrum,
+    Paige 1980). Unlike power iteration's, the estimate converges fast when
+    the top singular values lie close together; with ``dim`` equal to the
+    width of J it is exact.
 
     Args:
         jvp: v -> J v for a (rows, n) batch of vectors, each row its own J.
@@ -49,30 +49,114 @@ def lanczos_sigma_max(jvp, vjp, v0, dim: int):
     """
     import tensorflow as tf
 
-    def unit(v):
-        return tf.math.divide_no_nan(v, tf.norm(v, axis=1, keepdims=True))
+    def dot(a, b):
+        return tf.reduce_sum(a * b, axis=1, keepdims=True)
 
-    basis, images = [unit(v0)], []
+    q = tf.math.divide_no_nan(v0, tf.norm(v0, axis=1, keepdims=True))
+    q_prev = tf.zeros_like(q)
+    beta = tf.zeros_like(q[:, :1])
+    alphas, betas = [], []
     for j in range(dim):
-        w = vjp(jvp(basis[-1]))
-        images.append(w)
+        w = vjp(jvp(q))
+        alpha = dot(q, w)
+        alphas.append(alpha)
         if j == dim - 1:
             break
-        q = tf.stack(basis, axis=1)  # (rows, j+1, n)
-        residual = w
-        for _ in range(2):
-            residual = residual - tf.einsum("rj,rjn->rn", tf.einsum("rjn,rn->rj", q, residual), q)
-        # A residual at rounding level means the space already holds an
-        # invariant subspace (its Ritz values are exact): a normalised
-        # rounding error would be no direction at all (and its norm, from
-        # squares that flush to zero, not 1), so the row's basis stops there.
-        alive = tf.norm(residual, axis=1, keepdims=True) > BREAKDOWN * tf.norm(w, axis=1, keepdims=True)
-        basis.append(tf.where(alive, unit(residual), tf.zeros_like(residual)))
-    q, aq = tf.stack(basis, axis=1), tf.stack(images, axis=1)
-    projected = tf.cast(tf.einsum("rin,rjn->rij", q, aq), tf.float64)
-    projected = (projected + tf.linalg.matrix_transpose(projected)) / 2
-    top = tf.reduce_max(tf.linalg.eigvalsh(projected), axis=1)
+        r = w - alpha * q - beta * q_prev
+        norm = tf.norm(r, axis=1, keepdims=True)
+        # A residual at rounding level means the Krylov space is invariant
+        # (its Ritz values are exact): a normalised rounding error would be no
+        # direction at all (and its norm, from squares that flush to zero, not
+        # 1), so the row's recurrence stops there.
+        alive = norm > BREAKDOWN * tf.norm(w, axis=1, keepdims=True)
+        beta = tf.where(alive, norm, 0.0)
+        betas.append(beta)
+        q_prev, q = q, tf.where(alive, tf.math.divide_no_nan(r, norm), 0.0)
+    diagonal = tf.cast(tf.concat(alphas, axis=1), tf.float64)
+    tridiagonal = tf.linalg.diag(diagonal)
+    if betas:
+        off = tf.linalg.diag(tf.cast(tf.concat(betas, axis=1), tf.float64), k=1, num_rows=dim, num_cols=dim)
+        tridiagonal += off + tf.linalg.matrix_transpose(off)
+    top = tf.reduce_max(tf.linalg.eigvalsh(tridiagonal), axis=1)
     return tf.cast(tf.sqrt(tf.maximum(top, 0.0)), tf.float32)
+
+
+def _derivative(fn, a):
+    """fn'(a) of an elementwise ``fn``: d sum(fn(a)) / da."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        out = fn(a)
+    return tape.gradient(out, a)
+
+
+def linearised_step(kind: str, cell, x, states):
+    """(J v, J^T u) of one step of a Keras cell (``cellstep.step``'s maths) at
+    (x, states), w.r.t. the concatenated states; each row its own Jacobian.
+
+    Written out for the built-in kinds so that each product is one matmul
+    with the recurrent matrix and a few elementwise ops, the activations'
+    derivatives taken once (any elementwise activation).
+    """
+    import tensorflow as tf
+
+    h = states[0]
+    rec = cell.recurrent_kernel
+    xp = tf.matmul(x, cell.kernel)
+    if kind == "rnn":
+        a = xp + tf.matmul(h, rec) + (cell.bias if cell.use_bias else 0.0)
+        d = _derivative(cell.activation, a)
+        return (lambda v: d * tf.matmul(v, rec)), (lambda u: tf.matmul(d * u, rec, transpose_b=True))
+    if kind == "lstm":
+        c = states[1]
+        u_ = h.shape[-1]
+        z = xp + tf.matmul(h, rec) + (cell.bias if cell.use_bias else 0.0)
+        z_i, z_f, z_g, z_o = tf.split(z, 4, axis=1)
+        sig, act = cell.recurrent_activation, cell.activation
+        i, f, g, o = sig(z_i), sig(z_f), act(z_g), sig(z_o)
+        c_new = f * c + i * g
+        tc = act(c_new)
+        di, df, dg, do = (_derivative(sig, z_i), _derivative(sig, z_f), _derivative(act, z_g),
+                          _derivative(sig, z_o))
+        dtc = _derivative(act, c_new)
+
+        def jvp(v):
+            v_h, v_c = v[:, :u_], v[:, u_:]
+            e_i, e_f, e_g, e_o = tf.split(tf.matmul(v_h, rec), 4, axis=1)
+            e_c = f * v_c + c * df * e_f + g * di * e_i + i * dg * e_g
+            return tf.concat([tc * do * e_o + o * dtc * e_c, e_c], axis=1)
+
+        def vjp(w):
+            w_h, w_c = w[:, :u_], w[:, u_:]
+            total_c = w_c + w_h * o * dtc
+            dz = tf.concat([total_c * g * di, total_c * c * df, total_c * i * dg, w_h * tc * do], axis=1)
+            return tf.concat([tf.matmul(dz, rec, transpose_b=True), total_c * f], axis=1)
+
+        return jvp, vjp
+    # GRU, Keras's reset_after=True: the recurrent bias inside r's product.
+    inner = tf.matmul(h, rec)
+    if cell.use_bias:
+        xp = xp + cell.bias[0]
+        inner = inner + cell.bias[1]
+    x_z, x_r, x_h = tf.split(xp, 3, axis=1)
+    r_z, r_r, r_h = tf.split(inner, 3, axis=1)
+    sig = cell.recurrent_activation
+    z, r = sig(x_z + r_z), sig(x_r + r_r)
+    a = x_h + r * r_h
+    hh = cell.activation(a)
+    dz, dr, da = _derivative(sig, x_z + r_z), _derivative(sig, x_r + r_r), _derivative(cell.activation, a)
+
+    def jvp(v):
+        e_z, e_r, e_h = tf.split(tf.matmul(v, rec), 3, axis=1)
+        return dz * e_z * (h - hh) + z * v + (1 - z) * da * (dr * e_r * r_h + r * e_h)
+
+    def vjp(w):
+        g_a = w * (1 - z) * da
+        d_inner = tf.concat([w * (h - hh) * dz, g_a * r_h * dr, g_a * r], axis=1)
+        return tf.matmul(d_inner, rec, transpose_b=True) + w * z
+
+    return jvp, vjp
 
 
 class StepStats:
@@ -99,12 +183,12 @@ class StepStats:
         cell = layer.cell
         sizes = [int(s) for s in tf.nest.flatten(cell.state_size)]
 
+        if kind is not None:
+            jvp, vjp = linearised_step(kind, cell, x_j, tf.split(s_j, sizes, axis=1))
+            return lanczos_sigma_max(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
+
         def f(s):
-            states = tf.split(s, sizes, axis=1)
-            if kind is not None:
-                new = step(kind, cell, x_j, states, lambda k, v: v)
-            else:
-                _, new = call_cell(cell, x_j, states)  # any cell, by its own call
+            _, new = call_cell(cell, x_j, tf.split(s, sizes, axis=1))  # any cell, by its own call
             return tf.concat(new, axis=1)
 
         # One forward pass for all products: J^T u from the tape of f, and
