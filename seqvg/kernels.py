@@ -7,9 +7,8 @@ Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
 TensorFlow's per-op cost. ``csrc/lstm_ops.cc`` holds seqvg's own: the whole
 sequence as one op forward and one backward (``lstm_seq`` and ``gru_seq``,
 seqvg's training loops and, with their ``taps``, the gradient probe's), one
-LSTM step's elementwise maths (``lstm_cell``, the probe's per-step loop,
-kept for LSTM configurations the probe runs step by step) and the probe's
-squared norms. They are
+LSTM step's elementwise maths (``lstm_cell``) and a sum of squares
+(``squared_norms``), which seqvg itself no longer calls. They are
 compiled with the C++ compiler and TensorFlow's own headers
 (``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
