@@ -25,7 +25,7 @@ lint: $(STAMP)
 # stay shared): most of a test is single-threaded graph building, so two
 # cores halve the wall time.
 test: lint
-	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadfile
+	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The flagship (tasks/demo.toml): vanilla RNN vs LSTM vs GRU on the adding
 # problem, T=100. Finished runs are kept in runs/demo, so a second

@@ -8,6 +8,7 @@ and 4 threads. Agreement of seqvg's accelerated models with Keras's is in
 test_fastlstm.py.
 """
 
+import functools
 import shutil
 
 import numpy as np
@@ -96,13 +97,24 @@ def test_bad_shapes_are_clear_errors(ops):
 SEQ_T, SEQ_D, SEQ_U = 7, 3, 8
 
 
-@pytest.mark.parametrize("parts", [1, 2, 4, 3])
-@pytest.mark.parametrize("return_sequences,reads_sequence", [(False, False), (True, True), (True, False)])
-def test_sequence_op_matches_keras_lstm(ops, parts, return_sequences, reads_sequence):
-    """Outputs and every gradient (inputs, initial states, weights) against
-    Keras's loop, on as many threads as the op picks: the most, up to
-    ``parts`` and the pool's size, that divide its blocks (3 of 4: 2).
-    Bit-identity across thread counts is in test_determinism.py."""
+def _lstm_outputs_and_grads(forward, x, h0, c0, weights, w_y, reads_sequence):
+    @tf.function
+    def f():
+        with tf.GradientTape() as tape:
+            tape.watch([x, h0, c0])
+            y, h, c = forward()
+            loss = tf.reduce_sum(h * w_y[:, -1]) + tf.reduce_sum(tf.square(c))
+            if reads_sequence:
+                loss += tf.reduce_sum(y * w_y)
+        return [y, h, c] + tape.gradient(loss, [x, h0, c0] + weights)
+
+    return [v.numpy() for v in f()]
+
+
+@functools.cache
+def _keras_lstm(return_sequences, reads_sequence):
+    """The inputs, weights and Keras LSTM's outputs and gradients: computed
+    once, the oracle for every thread count of the op."""
     import keras
 
     rng = np.random.default_rng(7)
@@ -114,26 +126,27 @@ def test_sequence_op_matches_keras_lstm(ops, parts, return_sequences, reads_sequ
     layer.cell.bias.assign(rng.normal(size=(4 * SEQ_U,)).astype(np.float32))
     weights = [layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias]
     w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
+    want = _lstm_outputs_and_grads(lambda: layer(x, initial_state=[h0, c0]), x, h0, c0, weights, w_y,
+                                   reads_sequence)
+    return (x, h0, c0, [w.numpy() for w in weights], w_y), want
 
-    def run(forward):
-        @tf.function
-        def f():
-            with tf.GradientTape() as tape:
-                tape.watch([x, h0, c0])
-                y, h, c = forward()
-                loss = tf.reduce_sum(h * w_y[:, -1]) + tf.reduce_sum(tf.square(c))
-                if reads_sequence:
-                    loss += tf.reduce_sum(y * w_y)
-            return [y, h, c] + tape.gradient(loss, [x, h0, c0] + weights)
 
-        return [v.numpy() for v in f()]
+@pytest.mark.parametrize("parts", [1, 2, 4, 3])
+@pytest.mark.parametrize("return_sequences,reads_sequence", [(False, False), (True, True), (True, False)])
+def test_sequence_op_matches_keras_lstm(ops, parts, return_sequences, reads_sequence):
+    """Outputs and every gradient (inputs, initial states, weights) against
+    Keras's loop, on as many threads as the op picks: the most, up to
+    ``parts`` and the pool's size, that divide its blocks (3 of 4: 2).
+    Bit-identity across thread counts is in test_determinism.py."""
+    (x, h0, c0, values, w_y), want = _keras_lstm(return_sequences, reads_sequence)
+    weights = [tf.Variable(v) for v in values]
 
     def seq():
         y, h, c = kernels.lstm_seq(x, h0, c0, *weights, return_sequences=return_sequences, max_threads=parts)
         return (y if return_sequences else h), h, c
 
-    want = run(lambda: layer(x, initial_state=[h0, c0]))
-    got = run(seq)
+    got = _lstm_outputs_and_grads(seq, x, h0, c0, weights, w_y, reads_sequence)
+    assert len(want) == len(got) == 9
     for a, b in zip(want, got):
         assert a.shape == b.shape
         assert _rel(a, b) < 1e-5
@@ -142,11 +155,21 @@ def test_sequence_op_matches_keras_lstm(ops, parts, return_sequences, reads_sequ
     assert int(ops.seqvg_lstm_seq(x, h0, c0, *weights, tf.zeros([0], tf.float64), max_threads=parts)[3]) == 4
 
 
-@pytest.mark.parametrize("parts", [1, 2, 4])
-@pytest.mark.parametrize("return_sequences", [False, True])
-def test_gru_sequence_op_matches_keras_gru(ops, parts, return_sequences):
-    """Keras's GRU (reset_after=True) against the GRU sequence op: outputs
-    and every gradient, on 1, 2 and 4 threads (8 units: 4 blocks)."""
+def _gru_outputs_and_grads(forward, x, h0, weights, w_y, return_sequences):
+    @tf.function
+    def f():
+        with tf.GradientTape() as tape:
+            tape.watch([x, h0])
+            y, h = forward()
+            loss = tf.reduce_sum(tf.square(h)) + tf.reduce_sum(y * (w_y if return_sequences else w_y[:, -1]))
+        return [y, h] + tape.gradient(loss, [x, h0] + weights)
+
+    return [v.numpy() for v in f()]
+
+
+@functools.cache
+def _keras_gru(return_sequences):
+    """As _keras_lstm, for Keras's GRU (reset_after=True)."""
     import keras
 
     rng = np.random.default_rng(11)
@@ -159,24 +182,24 @@ def test_gru_sequence_op_matches_keras_gru(ops, parts, return_sequences):
     layer.cell.bias.assign(rng.normal(size=(2, 3 * SEQ_U)).astype(np.float32))
     weights = [layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias]
     w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
+    want = _gru_outputs_and_grads(lambda: layer(x, initial_state=h0), x, h0, weights, w_y, return_sequences)
+    return (x, h0, [w.numpy() for w in weights], w_y), want
 
-    def run(forward):
-        @tf.function
-        def f():
-            with tf.GradientTape() as tape:
-                tape.watch([x, h0])
-                y, h = forward()
-                loss = tf.reduce_sum(tf.square(h)) + tf.reduce_sum(y * (w_y if return_sequences else w_y[:, -1]))
-            return [y, h] + tape.gradient(loss, [x, h0] + weights)
 
-        return [v.numpy() for v in f()]
+@pytest.mark.parametrize("parts", [1, 2, 4])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_gru_sequence_op_matches_keras_gru(ops, parts, return_sequences):
+    """Keras's GRU (reset_after=True) against the GRU sequence op: outputs
+    and every gradient, on 1, 2 and 4 threads (8 units: 4 blocks)."""
+    (x, h0, values, w_y), want = _keras_gru(return_sequences)
+    weights = [tf.Variable(v) for v in values]
 
     def seq():
         y, h = kernels.gru_seq(x, h0, *weights, return_sequences=return_sequences, max_threads=parts)
         return (y if return_sequences else h), h
 
-    want = run(lambda: layer(x, initial_state=h0))
-    got = run(seq)
+    got = _gru_outputs_and_grads(seq, x, h0, weights, w_y, return_sequences)
+    assert len(want) == len(got) == 7
     for a, b in zip(want, got):
         assert a.shape == b.shape
         assert _rel(a, b) < 1e-5

@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,27 +53,101 @@ def _fewer_seeds(study):
     first = dataclasses.replace(study.configs[0], seed=seeds[0])
     keep = [i for i, c in enumerate(study.configs)
             if c.seed == seeds[0] or (c.seed in seeds[1:2] and dataclasses.replace(c, seed=seeds[0]) == first)]
+    return _subset(study, keep)
+
+
+def _subset(study, keep):
     return dataclasses.replace(study, configs=tuple(study.configs[i] for i in keep),
                                run_names=tuple(study.run_names[i] for i in keep))
 
 
+#: Options that are a number fed to one code path, not a path of their own:
+#: two of their values still make a study vary along them (its labels and
+#: figures, e.g. the gain figure of a probe-only study over recurrent_gain).
+PARAMETERS = ("activation", "recurrent_gain")
+#: Gate options, written into each cell's own bias layout (seqvg.models):
+#: counted per cell, forget_bias and chrono as set or not (chrono's value
+#: follows the length).
+PER_CELL = ("gate_init", "forget_bias", "chrono")
+
+
+def _covering(study):
+    """The runs that cover every value of every option the study varies (a
+    variant's options or a grid value, after _fewer_seeds), not the whole
+    product: each kept run brings a value no run before it had, so a grid of
+    tasks x cells runs each task and each cell, not every pair (PARAMETERS
+    and PER_CELL say how those count). Every option value still trains (or
+    probes), through the same study, results and report code."""
+    study = _fewer_seeds(study)
+    fields = [f.name for f in dataclasses.fields(study.configs[0]) if f.name != "seed"]
+    value = lambda c, k: repr(getattr(c, k))  # noqa: E731 (dicts such as task_args are not hashable)
+    varied = [k for k in fields if len({value(c, k) for c in study.configs}) > 1]
+    first_two = {k: list(dict.fromkeys(value(c, k) for c in study.configs))[:2] for k in PARAMETERS}
+
+    def feature(c, k):
+        if k in PER_CELL:
+            return k, c.cell, value(c, k) if k == "gate_init" else getattr(c, k) is not None
+        return (k, value(c, k)) if k not in PARAMETERS or value(c, k) in first_two[k] else None
+
+    seen, keep = set(), []
+    for i, c in enumerate(study.configs):
+        features = {feature(c, k) for k in varied} - {None}
+        if not keep or not features <= seen or c.seed != study.configs[0].seed:
+            keep.append(i)
+            seen |= features
+    return _subset(study, keep)
+
+
+@pytest.fixture(scope="module")
+def finished_runs():
+    """(config, probe-only) -> (directory, status) of the runs the tiny-budget
+    spec tests of this module trained (see _run_once)."""
+    return {}
+
+
+def _run_once(monkeypatch, done):
+    """Patches study.run_one, for one test, to remember each finished run:
+    a configuration that an earlier spec of this module already ran (after
+    --set, demo's three runs are defaults' and assignment 2's) is copied, not
+    trained again; its numbers would be the same (same config and seed, same
+    metrics: test_training.py::test_same_seed_same_metrics). In-process runs
+    only (a spec test runs one worker)."""
+    from seqvg import study as study_module
+
+    runner = sys.modules[study_module.run_study.__module__]  # where run_study finds run_one
+    real = runner.run_one
+
+    def run_one(cfg, path, probe_only=False, *args, **kwargs):
+        key = (cfg, probe_only)
+        if key in done:
+            src, status = done[key]
+            shutil.copytree(src, path, dirs_exist_ok=True)
+            return status
+        status = real(cfg, path, probe_only, *args, **kwargs)
+        done[key] = (Path(path), status)
+        return status
+
+    monkeypatch.setattr(runner, "run_one", run_one)
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_spec_runs_with_a_tiny_budget(spec, tmp_path, monkeypatch):
-    """Every shipped spec, through `seqvg run` with --set overrides, every
-    configuration of its grid and variants (see _fewer_seeds)."""
+def test_spec_runs_with_a_tiny_budget(spec, tmp_path, monkeypatch, finished_runs):
+    """Every shipped spec, through `seqvg run` with --set overrides: every
+    value of every option its grid and variants vary (see _covering)."""
     from seqvg import study as study_module
 
     if any(c.task in ("smnist", "psmnist") for c in load_spec(spec).configs):
         pytest.skip("MNIST reads 784 steps whatever --set length says; tests/test_new_tasks.py trains it on a "
                     "synthetic mnist.npz")
     real_load_spec = study_module.load_spec
-    monkeypatch.setattr(study_module, "load_spec", lambda *a, **k: _fewer_seeds(real_load_spec(*a, **k)))
+    monkeypatch.setattr(study_module, "load_spec", lambda *a, **k: _covering(real_load_spec(*a, **k)))
+    _run_once(monkeypatch, finished_runs)
     args = ["run", str(spec), "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "r.pdf"), "-q"]
     for s in TINY_SET:
         args += ["--set", s]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    study = _fewer_seeds(load_spec(spec, overrides={k: int(v) for k, v in (s.split("=") for s in TINY_SET)}))
+    study = _covering(load_spec(spec, overrides={k: int(v) for k, v in (s.split("=") for s in TINY_SET)}))
     rows = _rows(tmp_path / "runs" / "results.csv")
     assert [r["run"] for r in rows] == list(study.run_names)
     if not study.probe_only:  # results.csv names each run as the report does
