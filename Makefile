@@ -34,7 +34,7 @@ demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/seqvg run tasks/demo.toml
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/train_speed.py --runs 3
 	$(BIN)/python benchmarks/probe.py
 	$(BIN)/python benchmarks/lstm_loop.py
 	$(BIN)/python benchmarks/custom_cell.py
