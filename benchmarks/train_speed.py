@@ -183,6 +183,19 @@ def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: 
     return result
 
 
+def op_threads(units: int, threads: int) -> int:
+    """The threads seqvg's LSTM/GRU sequence ops run on: the most, up to
+    ``threads``, that divide their unit blocks evenly (``Blocks`` and
+    ``Threads`` in seqvg/csrc/lstm_ops.cc), which can be fewer than torch's."""
+    blocks = max(1, min(12, units // 2))
+    while units % blocks:
+        blocks -= 1
+    p = max(1, min(threads, blocks))
+    while blocks % p:
+        p -= 1
+    return p
+
+
 def cpu_model() -> str:
     """The CPU's model name (the machine class a figure was measured on)."""
     try:
@@ -246,7 +259,8 @@ def one_run(args: argparse.Namespace) -> dict:
 
         torch_version = torch.__version__
     return {"batch": args.batch, "units": args.units, "cores": os.cpu_count(), "threads": args.threads,
-            "cpu": cpu_model(), "matmul_peak_gflops": peak, "fused_lstm_op": fastlstm.fused("float32"),
+            "cpu": cpu_model(), "op_threads": op_threads(args.units, args.threads), "matmul_peak_gflops": peak,
+            "fused_lstm_op": fastlstm.fused("float32"),
             "kernels": kernels.kernel_status(), "torch": torch_version, "load_avg_start": load_start,
             "load_avg_end": os.getloadavg()[0], "wall_s": time.time() - start, "cells": rows}
 
@@ -255,7 +269,7 @@ def print_run(args: argparse.Namespace, run: dict) -> None:
     """One run's table."""
     print(f"seqvg training path vs PyTorch: adding, batch {args.batch}, {args.units} units, "
           f"median of {args.repeats}x{args.steps} steps, {run['cores']} cores ({run['cpu']}), "
-          f"{args.threads} threads on each side")
+          f"{args.threads} threads on each side (seqvg's sequence ops: {run['op_threads']})")
     print(f"numpy float32 matmul peak (2048^3): {run['matmul_peak_gflops']:.0f} GFLOP/s; {run['kernels']}; "
           f"load average {run['load_avg_start']:.1f} at the start, {run['load_avg_end']:.1f} at the end")
     print(f"{'cell':<5} {'T':>5} {'steps/s':>8} {'GFLOP/s':>8} {'gate mm':>8} {'of limit':>9} "
@@ -335,7 +349,8 @@ def print_ranges(args: argparse.Namespace, runs: list[dict]) -> None:
     print(f"Ranges over {len(runs)} runs of `benchmarks/train_speed.py` (each figure a run's median of "
           f"{args.repeats} rounds of {args.steps} steps; vs PyTorch the median of the rounds' paired ratios), "
           f"adding problem, batch {args.batch}, {args.units} units, Adam. Machine: {first['cpu']}, "
-          f"{first['cores']} cores; {args.threads} threads on each side (TensorFlow and seqvg's ops; "
+          f"{first['cores']} cores; {args.threads} threads on each side (TensorFlow; seqvg's sequence ops "
+          f"{first['op_threads']}; "
           f"PyTorch {first['torch'] or '-'} ran on {','.join(map(str, torch_threads)) or '-'}). "
           f"numpy float32 matmul peak (2048^3) per run: {peaks} GFLOP/s. "
           f"Load average (1 min) at each run's start–end: {loads}; minutes per run: {minutes}.")
