@@ -294,7 +294,7 @@ def _figures(lo: float, hi: float) -> tuple[str, str]:
 
 
 def _ratio(x: float) -> str:
-    return f"{x:#.2g}" if x < 10 else f"{x:.0f}"
+    return f"{x:#.2g}".rstrip(".") if x < 10 else f"{x:.0f}"
 
 
 def _percent(x: float) -> str:
