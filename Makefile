@@ -33,8 +33,11 @@ test: lint
 demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/seqvg run tasks/demo.toml
 
+# train_speed runs its whole comparison three times (each run its own process
+# and matmul peak) and ends with the README's table of ranges over the runs;
+# torch (pip install torch into .venv) adds the PyTorch columns.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/train_speed.py --runs 3
 	$(BIN)/python benchmarks/probe.py
 	$(BIN)/python benchmarks/lstm_loop.py
 	$(BIN)/python benchmarks/custom_cell.py

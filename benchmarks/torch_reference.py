@@ -69,12 +69,17 @@ def make_step(cell: str, length: int, batch: int, units: int, threads: int) -> C
 
 
 def serve(step: Callable[[], float], warmup: int) -> None:
-    """Warms up, then answers each stdin line "N" with the seconds per step of N steps."""
+    """Warms up, then answers each stdin line "N" with the seconds per step of N
+    steps and torch's intra-op thread count."""
     for _ in range(warmup):
         step()
     print(json.dumps({"ready": True}), flush=True)
+    import torch
+
     for line in sys.stdin:
-        print(json.dumps({"seconds_per_step": time_block(step, int(line))}), flush=True)
+        seconds = time_block(step, int(line))
+        # The thread count torch actually ran with, so the caller can show it.
+        print(json.dumps({"seconds_per_step": seconds, "threads": torch.get_num_threads()}), flush=True)
 
 
 def main() -> None:

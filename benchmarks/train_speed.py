@@ -4,6 +4,7 @@
     python benchmarks/train_speed.py --json          # one JSON object
     python benchmarks/train_speed.py --long-length 0 --repeats 7
     python benchmarks/train_speed.py --threads 1     # both sides on one thread
+    python benchmarks/train_speed.py --runs 3        # 3 whole runs: the README's range table
 
 Standard workload: adding problem, T=200, batch 64, 128 units, one recurrent
 layer + Dense(1), Adam, float32, all cores; plus LSTM at T=1000. Each
@@ -20,6 +21,16 @@ in PyTorch (benchmarks/torch_reference.py, in its own process). seqvg's and
 torch's blocks alternate, and "vs torch" is the median over rounds of the
 two blocks' time ratio: a shared CPU's speed drifts by ±20% from minute to
 minute, which would swamp a ratio of figures taken minutes apart.
+
+Both sides run on ``--threads`` threads: TensorFlow's intra- and inter-op
+pools (seqvg's sequence ops take theirs from the intra-op pool), torch's
+``set_num_threads`` (each torch block reports the count it ran with) and
+numpy's BLAS for the matmul figures.
+
+``--runs N`` runs the whole comparison N times, each in a process of its
+own with its own matmul peak, and prints the range over the runs of each
+run's figures as the Markdown table the README carries (``--json``: every
+run's object and the ranges).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import argparse
 import importlib.util
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -93,6 +105,7 @@ class TorchPartner:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
         )
         self._answer()  # {"ready": true} once torch is warm
+        self.threads: set[int] = set()  # torch's thread count in each block
 
     def _answer(self) -> dict:
         line = self.proc.stdout.readline()
@@ -107,7 +120,9 @@ class TorchPartner:
         """Seconds per step of one block of ``steps`` torch training steps."""
         self.proc.stdin.write(f"{steps}\n")
         self.proc.stdin.flush()
-        return self._answer()["seconds_per_step"]
+        answer = self._answer()
+        self.threads.add(answer["threads"])
+        return answer["seconds_per_step"]
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -144,9 +159,11 @@ def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: 
         return time_block(next_step, steps)
 
     time_block(next_step, warmup)
+    torch_threads = None
     if with_torch:
         with TorchPartner(cell, length, batch, units, warmup, threads) as torch_ref:
             t = time_interleaved({"seqvg": ours, "torch": lambda: torch_ref.block(steps)}, repeats)
+        torch_threads = sorted(torch_ref.threads)
     else:
         t = time_interleaved({"seqvg": ours}, repeats)
     prober = Prober(trainer.model, trainer.task)
@@ -158,6 +175,7 @@ def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: 
         "probe_s": statistics.median(probe_times),
         "torch_steps_per_s": None,
         "ratio_vs_torch": None,
+        "torch_threads": torch_threads,
     }
     if with_torch:
         result["torch_steps_per_s"] = 1.0 / statistics.median(t["torch"])
@@ -165,23 +183,39 @@ def speeds(cell: str, length: int, batch: int, units: int, repeats: int, steps: 
     return result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cells", type=cell_list, default="rnn,lstm,gru", help="comma-separated cells (rnn,lstm,gru)")
-    ap.add_argument("--length", type=positive_int, default=200, help="sequence length T (200)")
-    ap.add_argument("--long-length", type=non_negative_int, default=1000,
-                    help="T of the extra LSTM long-sequence workload; 0 skips it (1000)")
-    ap.add_argument("--batch", type=positive_int, default=64, help="batch size (64)")
-    ap.add_argument("--units", type=positive_int, default=128, help="recurrent units (128)")
-    ap.add_argument("--repeats", type=positive_int, default=5, help="timed blocks; the median is reported (5)")
-    ap.add_argument("--steps", type=positive_int, default=5, help="training steps per timed block (5)")
-    ap.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (3)")
-    ap.add_argument("--run-steps", type=positive_int, default=5000,
-                    help="run length for the probe-overhead column (5000)")
-    ap.add_argument("--threads", type=positive_int, default=os.cpu_count(),
-                    help="intra-op threads of TensorFlow and of torch alike (all cores)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    args = ap.parse_args()
+def op_threads(units: int, threads: int) -> int:
+    """The threads seqvg's LSTM/GRU sequence ops run on: the most, up to
+    ``threads``, that divide their unit blocks evenly (``Blocks`` and
+    ``Threads`` in seqvg/csrc/lstm_ops.cc), which can be fewer than torch's."""
+    blocks = max(1, min(12, units // 2))
+    while units % blocks:
+        blocks -= 1
+    p = max(1, min(threads, blocks))
+    while blocks % p:
+        p -= 1
+    return p
+
+
+def cpu_model() -> str:
+    """The CPU's model name (the machine class a figure was measured on)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def one_run(args: argparse.Namespace) -> dict:
+    """The whole comparison once: the matmul peak, then every workload."""
+    # numpy's BLAS on the benchmark's thread count too (its default is all
+    # cores): the matmul limit of --threads 1 is one core's. Read when numpy
+    # (which TensorFlow imports) loads, so set before that.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    start = time.time()
+    load_start = os.getloadavg()[0]
     import tensorflow as tf
 
     # Both sides on the same thread count, before TensorFlow starts its pools.
@@ -213,30 +247,162 @@ def main() -> None:
             "fraction_of_matmul_limit": gflop * sps / gate,
             "torch_steps_per_s": ours["torch_steps_per_s"],
             "ratio_vs_torch": ours["ratio_vs_torch"],
+            "torch_threads": ours["torch_threads"],
             "probe_ms": 1e3 * ours["probe_s"],
             "probe_overhead": probes * ours["probe_s"] * sps / args.run_steps,
         })
     from seqvg import fastlstm, kernels
 
-    if args.json:
-        print(json.dumps({"batch": args.batch, "units": args.units, "cores": os.cpu_count(), "threads": args.threads,
-                          "matmul_peak_gflops": peak, "fused_lstm_op": fastlstm.fused("float32"),
-                          "cells": rows}))
-        return
+    torch_version = None
+    if has_torch:
+        import torch
+
+        torch_version = torch.__version__
+    return {"batch": args.batch, "units": args.units, "cores": os.cpu_count(), "threads": args.threads,
+            "cpu": cpu_model(), "op_threads": op_threads(args.units, args.threads), "matmul_peak_gflops": peak,
+            "fused_lstm_op": fastlstm.fused("float32"),
+            "kernels": kernels.kernel_status(), "torch": torch_version, "load_avg_start": load_start,
+            "load_avg_end": os.getloadavg()[0], "wall_s": time.time() - start, "cells": rows}
+
+
+def print_run(args: argparse.Namespace, run: dict) -> None:
+    """One run's table."""
     print(f"seqvg training path vs PyTorch: adding, batch {args.batch}, {args.units} units, "
-          f"median of {args.repeats}x{args.steps} steps, {os.cpu_count()} cores, "
-          f"{args.threads} threads on each side")
-    print(f"numpy float32 matmul peak (2048^3): {peak:.0f} GFLOP/s; {kernels.kernel_status()}")
+          f"median of {args.repeats}x{args.steps} steps, {run['cores']} cores ({run['cpu']}), "
+          f"{args.threads} threads on each side (seqvg's sequence ops: {run['op_threads']})")
+    print(f"numpy float32 matmul peak (2048^3): {run['matmul_peak_gflops']:.0f} GFLOP/s; {run['kernels']}; "
+          f"load average {run['load_avg_start']:.1f} at the start, {run['load_avg_end']:.1f} at the end")
     print(f"{'cell':<5} {'T':>5} {'steps/s':>8} {'GFLOP/s':>8} {'gate mm':>8} {'of limit':>9} "
-          f"{'torch/s':>8} {'vs torch':>9} {'probe ms':>9} {'probe +%':>9}")
-    for r in rows:
+          f"{'torch/s':>8} {'torch thr':>9} {'vs torch':>9} {'probe ms':>9} {'probe +%':>9}")
+    for r in run["cells"]:
         torch_s = "-" if r["torch_steps_per_s"] is None else f"{r['torch_steps_per_s']:.2f}"
         ratio = "-" if r["ratio_vs_torch"] is None else f"{r['ratio_vs_torch']:.2f}x"
+        thr = "-" if not r["torch_threads"] else ",".join(map(str, r["torch_threads"]))
         print(f"{r['cell']:<5} {r['length']:>5} {r['steps_per_s']:>8.2f} {r['gflops']:>8.1f} "
               f"{r['gate_matmul_gflops']:>8.0f} {100 * r['fraction_of_matmul_limit']:>8.0f}% {torch_s:>8} "
-              f"{ratio:>9} {r['probe_ms']:>9.1f} {100 * r['probe_overhead']:>8.2f}%")
+              f"{thr:>9} {ratio:>9} {r['probe_ms']:>9.1f} {100 * r['probe_overhead']:>8.2f}%")
     print(f"gate mm: numpy matmul GFLOP/s at the cell's gate shape (the matmul limit); "
           f"probe +%: default schedule (21 probes) over a {args.run_steps}-step run")
+
+
+def _figures(lo: float, hi: float) -> tuple[str, str]:
+    """lo and hi with the decimals that give hi three significant figures."""
+    import math
+
+    decimals = max(0, 2 - math.floor(math.log10(abs(hi)))) if hi else 0
+    return f"{lo:.{decimals}f}", f"{hi:.{decimals}f}"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:#.2g}".rstrip(".") if x < 10 else f"{x:.0f}"
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.0f}"
+
+
+def _hundredths(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def span(values: list[float | None], fmt=None, suffix: str = "") -> str:
+    """'lo–hi' over runs (one value where they print alike); '-' when any is missing.
+
+    ``fmt`` formats each end; by default both ends get the decimals that give
+    the higher three significant figures.
+    """
+    if not values or any(v is None for v in values):
+        return "-"
+    lo, hi = _figures(min(values), max(values)) if fmt is None else (fmt(min(values)), fmt(max(values)))
+    return f"{lo}{suffix}" if lo == hi else f"{lo}–{hi}{suffix}"
+
+
+def range_rows(runs: list[dict]) -> list[dict]:
+    """Per workload, the range over runs of each run's figures."""
+    rows = []
+    for i, first in enumerate(runs[0]["cells"]):
+        per_run = [run["cells"][i] for run in runs]
+        rows.append({
+            "cell": first["cell"],
+            "length": first["length"],
+            **{key: [r[key] for r in per_run]
+               for key in ("steps_per_s", "torch_steps_per_s", "ratio_vs_torch", "fraction_of_matmul_limit",
+                           "probe_overhead")},
+        })
+    return rows
+
+
+def print_ranges(args: argparse.Namespace, runs: list[dict]) -> None:
+    """The README's table: each figure the range over ``runs`` of each run's median."""
+    print("| cell | T | seqvg steps/s | PyTorch steps/s | vs PyTorch | of matmul limit | probe overhead |")
+    print("|---|---|---|---|---|---|---|")
+    for r in range_rows(runs):
+        print(f"| {r['cell']} | {r['length']} | {span(r['steps_per_s'])} | {span(r['torch_steps_per_s'])} | "
+              f"{span(r['ratio_vs_torch'], _ratio, 'x')} | {span(r['fraction_of_matmul_limit'], _percent, '%')} | "
+              f"{span(r['probe_overhead'], _hundredths, '%')} |")
+    first = runs[0]
+    torch_threads = sorted({t for run in runs for r in run["cells"] for t in (r["torch_threads"] or [])})
+    peaks = ", ".join(f"{run['matmul_peak_gflops']:.0f}" for run in runs)
+    loads = ", ".join(f"{run['load_avg_start']:.1f}–{run['load_avg_end']:.1f}" for run in runs)
+    minutes = ", ".join(f"{run['wall_s'] / 60:.1f}" for run in runs)
+    print()
+    print(f"Ranges over {len(runs)} runs of `benchmarks/train_speed.py` (each figure a run's median of "
+          f"{args.repeats} rounds of {args.steps} steps; vs PyTorch the median of the rounds' paired ratios), "
+          f"adding problem, batch {args.batch}, {args.units} units, Adam. Machine: {first['cpu']}, "
+          f"{first['cores']} cores; {args.threads} threads on each side (TensorFlow; seqvg's sequence ops "
+          f"{first['op_threads']}; "
+          f"PyTorch {first['torch'] or '-'} ran on {','.join(map(str, torch_threads)) or '-'}). "
+          f"numpy float32 matmul peak (2048^3) per run: {peaks} GFLOP/s. "
+          f"Load average (1 min) at each run's start–end: {loads}; minutes per run: {minutes}.")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", type=cell_list, default="rnn,lstm,gru", help="comma-separated cells (rnn,lstm,gru)")
+    ap.add_argument("--length", type=positive_int, default=200, help="sequence length T (200)")
+    ap.add_argument("--long-length", type=non_negative_int, default=1000,
+                    help="T of the extra LSTM long-sequence workload; 0 skips it (1000)")
+    ap.add_argument("--batch", type=positive_int, default=64, help="batch size (64)")
+    ap.add_argument("--units", type=positive_int, default=128, help="recurrent units (128)")
+    ap.add_argument("--repeats", type=positive_int, default=5, help="timed blocks; the median is reported (5)")
+    ap.add_argument("--steps", type=positive_int, default=5, help="training steps per timed block (5)")
+    ap.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (3)")
+    ap.add_argument("--run-steps", type=positive_int, default=5000,
+                    help="run length for the probe-overhead column (5000)")
+    ap.add_argument("--threads", type=positive_int, default=os.cpu_count(),
+                    help="intra-op threads of TensorFlow and of torch alike (all cores)")
+    ap.add_argument("--runs", type=positive_int, default=1,
+                    help="whole runs, each in its own process; > 1 prints the range table (1)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    if args.runs == 1:
+        run = one_run(args)
+        if args.json:
+            print(json.dumps(run))
+        else:
+            print_run(args, run)
+        return
+    # Each run a process of its own: a fresh TensorFlow, torch and numpy, and
+    # the same command someone checking one figure would type.
+    argv = [a for a in sys.argv[1:] if a != "--json"]
+    argv = [a for i, a in enumerate(argv) if a != "--runs" and not (i > 0 and argv[i - 1] == "--runs")]
+    argv = [a for a in argv if not a.startswith("--runs=")]
+    runs = []
+    for k in range(args.runs):
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--json"], check=True,
+                             stdout=subprocess.PIPE, text=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        if not args.json:
+            print(f"run {k + 1}/{args.runs}:")
+            print_run(args, runs[-1])
+            print()
+    if args.json:
+        ranges = [{"cell": r["cell"], "length": r["length"],
+                   **{key: [min(v), max(v)] if None not in v else None for key, v in r.items()
+                      if key not in ("cell", "length")}} for r in range_rows(runs)]
+        print(json.dumps({"runs": runs, "ranges": ranges}))
+        return
+    print_ranges(args, runs)
 
 
 if __name__ == "__main__":
