@@ -265,3 +265,68 @@ def load_spec(path: str | os.PathLike, **kwargs) -> Study:
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: cannot read ({e})") from None
     return parse_spec(text, str(path), **kwargs)
+
+
+def grid_study(name: str, grid: dict[str, list], seeds: int, options: dict, out: Path,
+               report: Path | None = None, command: str | None = None) -> Study:
+    """The study of every grid point x seed over the other options (``seqvg compare``, ``sweep``).
+
+    Args:
+        name: the study's name, e.g. "sweep".
+        grid: option -> its values, e.g. ``{"cell": ["rnn", "lstm"], "length": [50, 100]}``.
+        seeds: runs per grid point, seeded ``options["seed"]`` (default 0) onwards.
+        options: the other run options (``RunConfig`` fields); a grid option
+            or the seed given here is replaced by the grid's values and seeds.
+        out: the directory of the runs; report: the PDF to write, if any.
+        command: the command line recorded in every run's config.json.
+
+    Raises:
+        ConfigError: naming the option (a grid option when one of its values is bad).
+    """
+    for key, values in grid.items():
+        if key not in OPTION_KEYS:
+            raise ConfigError(f"unknown option {key!r}", key)
+        if not values:
+            raise ConfigError("no values given", key)
+    if seeds < 1:
+        raise ConfigError(f"must be positive, got {seeds}", "seeds")
+    unknown = sorted(set(options) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}", unknown[0])
+    first = options.get("seed", 0)
+    base = {k: v for k, v in options.items() if k not in grid and k != "seed"}
+    runs = expand(base, grid, [], list(range(first, first + seeds)))
+    return Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), Path(out),
+                 None if report is None else Path(report), command=command)
+
+
+def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, empty: bool = True) -> dict:
+    """``KEY=VALUE`` texts (``--set``, ``--cell-arg``, ``--task-arg``) as a dict.
+
+    VALUE is read as a TOML value (``3`` an int, ``1e-3`` a float, ``true``,
+    ``"x"``, ``[1, 2]``); anything else is kept as the text.
+
+    Args:
+        items: the texts, e.g. ``["steps=300", "lr=1e-3"]``.
+        dashes: KEY may be spelled with dashes (``eval-every``: run options).
+        identifiers: each KEY must be a Python name (a constructor's argument).
+        empty: VALUE may be empty (then it is the empty text).
+
+    Raises:
+        ValueError: naming the first item that is not of that form.
+    """
+    if identifiers:
+        for item in items:
+            if not item.partition("=")[0].strip().isidentifier():
+                raise ValueError(f"expected KEY=VALUE with KEY an argument name, got {item!r}")
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_") if dashes else key.strip()
+        if not sep or not key or (not empty and not value.strip()):
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value.strip()
+    return out

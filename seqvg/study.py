@@ -48,12 +48,14 @@ from seqvg.spec import (  # noqa: F401 (the study API)
     SpecError,
     Study,
     expand,
+    grid_study,
     load_spec,
+    parse_assignments,
     parse_spec,
 )
 
 
-def _worker_init(threads: int) -> None:
+def set_worker_threads(threads: int) -> None:
     """Caps a worker's TensorFlow threads so the workers share the cores."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     from seqvg.tfsetup import import_tensorflow_quietly
@@ -63,6 +65,12 @@ def _worker_init(threads: int) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _worker_init(threads: int, pids) -> None:
+    """A local worker process: says its pid (``pids``, a queue), then sets its threads."""
+    pids.put(os.getpid())
+    set_worker_threads(threads)
 
 
 def run_one(cfg: RunConfig, path: Path, probe_only: bool = False, progress: bool = False,
@@ -116,8 +124,9 @@ def _c_summary(result) -> dict | None:
     return None if result.c is None else decay_summary(result.c[0])
 
 
-def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print, backend=None) -> list[Path]:
-    """Runs every unfinished run of a study, then writes its results.
+def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print, backend=None,
+              names: dict[str, str] | None = None, confirm=None) -> list[Path]:
+    """Checks a study (``check_study``), runs every unfinished run, then writes its results.
 
     Args:
         study: the parsed study.
@@ -128,14 +137,27 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print,
         echo: where one line per finished run goes.
         backend: where the runs go instead of this machine's processes, e.g.
             ``seqvg.ray_backend.RayBackend()`` (its ``run`` takes the runs to do).
+        names: how the caller spells each option, for the checks' messages
+            (see ``config.check_memory``).
+        confirm: called as ``confirm(runs_to_do, seconds)`` (``workload``)
+            once the checks pass and before any run starts; raising stops
+            the study there (``seqvg`` asks before a large study).
 
     Returns:
         The run directories in spec order.
+
+    Raises:
+        ConfigError: a run's options cannot run here (custom cell, memory).
+        RunDirError: OUT or a run directory holds what this study must not
+            touch (another run, a user's files, a live run).
+        OSError: OUT or the report cannot be written.
     """
     dirs = study.run_dirs()
-    check_study_dir(study)
+    check_study(study, names)
     for cfg, d in zip(study.configs, dirs):
         _check_same(cfg, d, study.probe_only)
+    if confirm is not None:
+        confirm(*workload(study, workers))
     todo = [(cfg, d) for cfg, d in zip(study.configs, dirs) if not rundir.is_finished(d, study.probe_only)]
     done = len(dirs) - len(todo)
     if done:
@@ -154,6 +176,35 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print,
         _run_parallel(study, todo, workers, done, len(dirs), echo)
     write_results(study)
     return dirs
+
+
+def check_study(study: Study, names: dict[str, str] | None = None) -> None:
+    """Refuses, before anything is written, a study that cannot run to its end.
+
+    Every custom cell is imported and run on one sample; OUT and the report
+    must be writable; OUT may hold only what a study writes
+    (``check_study_dir``); and every run's arrays must fit in memory, the
+    check ``training.train`` makes for each run, made here for all of them
+    before the first starts.
+
+    Args:
+        names: how the caller spells each option in messages, e.g.
+            ``{"steps": "--set steps=..."}`` (default ``--steps``).
+
+    Raises:
+        ConfigError, RunDirError, OSError: naming the option, directory or file.
+    """
+    from seqvg.config import check_memory
+    from seqvg.customcell import check_cell
+
+    for cfg in study.configs:
+        check_cell(cfg)
+    rundir.check_writable(study.out, is_dir=True)
+    if study.report is not None:
+        rundir.check_writable(study.report)
+    check_study_dir(study)
+    for cfg in study.configs:
+        check_memory(cfg, training=not study.probe_only, names=names)
 
 
 def check_study_dir(study: Study) -> None:
@@ -192,7 +243,7 @@ def check_study_dir(study: Study) -> None:
                                   "files: choose another --out")
 
 
-#: Training speed that turns ``_cost`` into seconds: seqvg's LSTM at T=200
+#: Training speed that turns ``run_cost`` into seconds: seqvg's LSTM at T=200
 #: (cost 200 x 4 gates x 128 units per step) trains 27.6 steps/s on 2 cores
 #: (README, train_speed); evaluation and probes add about a third.
 _COST_PER_SECOND = 200 * 4 * 128 * 27.6 / 1.33
@@ -200,7 +251,7 @@ _COST_PER_SECOND = 200 * 4 * 128 * 27.6 / 1.33
 
 def estimate_seconds(configs, workers: int = 1) -> float:
     """A rough wall time of training ``configs`` on this kind of machine."""
-    total = sum(_cost(c) * c.batch_size / 64 for c in configs) / _COST_PER_SECOND
+    total = sum(run_cost(c) * c.batch_size / 64 for c in configs) / _COST_PER_SECOND
     return total / max(1, workers)
 
 
@@ -209,7 +260,17 @@ def unfinished(study: Study) -> list[RunConfig]:
     return [c for c, d in zip(study.configs, study.run_dirs()) if not rundir.is_finished(d, study.probe_only)]
 
 
-def _cost(cfg: RunConfig) -> float:
+def workload(study: Study, workers: int = 1) -> tuple[int, float]:
+    """The runs still to do and roughly how many seconds they take with ``workers``."""
+    import dataclasses
+
+    todo = unfinished(study)
+    if study.probe_only:  # a probe costs about as much as a few training steps
+        todo = [dataclasses.replace(c, steps=3) for c in todo]
+    return len(todo), estimate_seconds(todo, workers)
+
+
+def run_cost(cfg: RunConfig) -> float:
     """Relative cost of a run: steps x timesteps x layers x gate matmul width."""
     gates = {"lstm": 4, "gru": 3}.get(cfg.cell, 1)
     return float(cfg.steps * cfg.seq_len * cfg.layers * gates * cfg.units)
@@ -222,9 +283,10 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")  # no TensorFlow state forked into workers
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,))
+    pids = ctx.SimpleQueue()  # each worker's pid, to pass Ctrl-C on to the runs
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, pids))
     # Longest runs first, so no worker is left with a long run at the end.
-    todo = sorted(todo, key=lambda item: -_cost(item[0]))
+    todo = sorted(todo, key=lambda item: -run_cost(item[0]))
     futures = {pool.submit(run_one, cfg, d, study.probe_only, False, study.command): d for cfg, d in todo}
     try:
         pending = set(futures)
@@ -240,9 +302,11 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
         # its 'interrupted' summary on SIGINT and resumes next time.
         for f in futures:
             f.cancel()
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            if proc.is_alive():
-                os.kill(proc.pid, signal.SIGINT)
+        while not pids.empty():
+            try:
+                os.kill(pids.get(), signal.SIGINT)
+            except ProcessLookupError:  # a worker that has ended
+                pass
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
