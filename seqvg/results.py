@@ -1,11 +1,17 @@
 """What a study's runs came to: results.csv, results.png, the study's PDF and tables.
 
-    seqvg run tasks/demo.toml          # writes runs/demo/results.csv, results.png, reports/demo.pdf
-    python -c "from seqvg.study import load_spec, summary_table; print(summary_table(load_spec('tasks/demo.toml')))"
+    seqvg run tasks/demo.toml     # writes runs/demo/results.csv, results.png, reports/demo.pdf
+
+and afterwards, in Python::
+
+    from seqvg.study import load_spec, results_rows, summary_table
+    study = load_spec("tasks/demo.toml")
+    print(summary_table(study)); rows = results_rows(study)
 
 Everything here is read from the study's run directories alone (results.csv
-is derived, never the only copy), so it can be redrawn at any time, also for
-a study that is half done: unfinished runs are left out.
+is derived, never the only copy), so it can be redrawn at any time.
+results.csv and results.png leave out the runs not finished yet; the study's
+PDF and the summary table of a training study need every run finished.
 """
 
 from __future__ import annotations
