@@ -5,7 +5,9 @@
     seqvg generate adding --length 100 -n 64 --seed 0 -o batch.npz
 
 Options parse into a frozen ``RunConfig``; bad values and combinations are
-usage errors (exit code 2) with a one-line message, never a traceback.
+usage errors (exit code 2) with a one-line message, never a traceback. The
+work is done by the library (training, probe, study, report, diagnose); this
+module is long only because it holds every option's help text.
 """
 
 from __future__ import annotations
@@ -301,42 +303,14 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
         if (out / "config.json").exists():
             hint = f"; files kept: fix that, then continue with: seqvg train --resume --out {out}"
         raise click.ClickException(os_error_message(e) + hint) from None
+    from seqvg.diagnose import format_run_summary
+
     click.echo(format_run_summary(out, summary))
     if summary["status"] == "diverged":
         raise click.ClickException(
             f"the loss diverged (NaN/Inf) at step {summary.get('diverged_at_step')}; files kept in {out}. "
             "Try --clip 1.0 or a lower --lr."
         )
-
-
-def format_run_summary(out: Path, summary: dict) -> str:
-    """A few lines a person reads after a run."""
-    from seqvg.probe import format_summary as f
-
-    final = summary.get("final") or {}
-    decay = summary.get("decay") or {}
-    solved = f"yes, at step {summary['solved_at_step']}" if summary.get("solved") else "no"
-    lines = [
-        f"run       {out}",
-        f"status    {summary['status']} after {summary.get('steps_done')} steps ({f(summary.get('wall_s'))} s)",
-        f"solved    {solved}",
-        f"val       loss {f(final.get('val_loss'))}  {summary.get('metric_name')} {f(final.get('val_metric'))}"
-        f"  (baseline loss {f(summary.get('baseline'))})",
-    ]
-    for key in ("init", "final"):
-        d = decay.get(key) or {}
-        lines.append(
-            f"gradient  {key:5s} decay {f(d.get('rate_per_100'))} decades/100 steps, horizon {f(d.get('horizon'))}, "
-            f"g0/gT {f(d.get('ratio'))}, underflow {f(d.get('underflow'))}"
-        )
-    if summary.get("status") == "completed" and not summary.get("solved"):
-        from seqvg.diagnose import explain, format_explanation
-        from seqvg.rundir import load_run
-
-        explanation = explain(load_run(out))
-        if explanation is not None:
-            lines += format_explanation(explanation)
-    return "\n".join(lines)
 
 
 @cli.command()

@@ -10,7 +10,9 @@ report.pdf); a probe-only study's run directory holds probe.json alone.
 File names and keys are the public format of docs/design.md. Every file is written
 atomically (temp file in the same directory, fsync, rename), so a reader sees
 either the old or the new complete file, never half of one, whenever the
-writer is killed.
+writer is killed. The module is long because it is the whole contract in one
+place: the names, the atomic writers, readers that name a corrupt file, and
+the checks that keep a user's own files and a live run safe.
 """
 
 from __future__ import annotations
