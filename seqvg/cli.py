@@ -5,7 +5,9 @@
     seqvg generate adding --length 100 -n 64 --seed 0 -o batch.npz
 
 Options parse into a frozen ``RunConfig``; bad values and combinations are
-usage errors (exit code 2) with a one-line message, never a traceback.
+usage errors (exit code 2) with a one-line message, never a traceback. The
+work is done by the library (training, probe, study, report, diagnose); this
+module is long only because it holds every option's help text.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import tomllib
 from pathlib import Path
 
 import click
@@ -29,18 +30,19 @@ from seqvg.config import (
     ConfigError,
     RunConfig,
 )
-from seqvg.rundir import RunDirError
+from seqvg.rundir import RESULTS_CSV, RESULTS_PNG, RunDirError
 from seqvg.tasks import TASKS
 from seqvg.tfsetup import import_tensorflow_quietly
 
 
 def _parse_task_args(ctx, param, values) -> dict:
     """``--task-arg KEY=VALUE`` (repeatable) as a dict; VALUE is read as TOML (3 is an int)."""
-    for item in values:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip() or not text.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
-    return _parse_set(values, "--task-arg", dashes=False)
+    from seqvg.spec import parse_assignments
+
+    try:
+        return parse_assignments(values, dashes=False, empty=False)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _task_arg_help() -> str:
@@ -160,16 +162,15 @@ def _usage(e: ConfigError) -> click.UsageError:
 
 def _parse_cell_args(kwargs: dict) -> dict:
     """kwargs with --cell-arg KEY=VALUE pairs as the config's cell_args mapping."""
+    from seqvg.spec import parse_assignments
+
     items = kwargs.get("cell_args") or ()
     if isinstance(items, dict):
         return kwargs
-    for item in items:
-        key = item.partition("=")[0].strip()
-        if not key.isidentifier():
-            raise click.BadParameter(f"expected KEY=VALUE with KEY an argument name, got {item!r}",
-                                     param_hint="'--cell-arg'")
-    out = _parse_set(items, "--cell-arg", dashes=False)
-    return {**kwargs, "cell_args": out}
+    try:
+        return {**kwargs, "cell_args": parse_assignments(items, dashes=False, identifiers=True)}
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--cell-arg'") from None
 
 
 def _config(kwargs: dict) -> RunConfig:
@@ -302,42 +303,14 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
         if (out / "config.json").exists():
             hint = f"; files kept: fix that, then continue with: seqvg train --resume --out {out}"
         raise click.ClickException(os_error_message(e) + hint) from None
+    from seqvg.diagnose import format_run_summary
+
     click.echo(format_run_summary(out, summary))
     if summary["status"] == "diverged":
         raise click.ClickException(
             f"the loss diverged (NaN/Inf) at step {summary.get('diverged_at_step')}; files kept in {out}. "
             "Try --clip 1.0 or a lower --lr."
         )
-
-
-def format_run_summary(out: Path, summary: dict) -> str:
-    """A few lines a person reads after a run."""
-    from seqvg.probe import format_summary as f
-
-    final = summary.get("final") or {}
-    decay = summary.get("decay") or {}
-    solved = f"yes, at step {summary['solved_at_step']}" if summary.get("solved") else "no"
-    lines = [
-        f"run       {out}",
-        f"status    {summary['status']} after {summary.get('steps_done')} steps ({f(summary.get('wall_s'))} s)",
-        f"solved    {solved}",
-        f"val       loss {f(final.get('val_loss'))}  {summary.get('metric_name')} {f(final.get('val_metric'))}"
-        f"  (baseline loss {f(summary.get('baseline'))})",
-    ]
-    for key in ("init", "final"):
-        d = decay.get(key) or {}
-        lines.append(
-            f"gradient  {key:5s} decay {f(d.get('rate_per_100'))} decades/100 steps, horizon {f(d.get('horizon'))}, "
-            f"g0/gT {f(d.get('ratio'))}, underflow {f(d.get('underflow'))}"
-        )
-    if summary.get("status") == "completed" and not summary.get("solved"):
-        from seqvg.diagnose import explain, format_explanation
-        from seqvg.rundir import load_run
-
-        explanation = explain(load_run(out))
-        if explanation is not None:
-            lines += format_explanation(explanation)
-    return "\n".join(lines)
 
 
 @cli.command()
@@ -515,35 +488,31 @@ def compare(ctx, cells, seeds, workers, yes, out, report_path, quiet, **kwargs):
       seqvg compare --task adding --length 100 --cells rnn,lstm,gru --report reports/adding.pdf
     """
     cell_list = [c.strip() for c in cells.split(",") if c.strip()]
-    _run_grid(ctx, "compare", {"cell": cell_list}, seeds, out, report_path or out / "report.pdf", workers, quiet,
+    from seqvg.rundir import COMPARE_REPORT
+
+    _run_grid(ctx, "compare", {"cell": cell_list}, seeds, out, report_path or out / COMPARE_REPORT, workers, quiet,
               kwargs, yes)
 
 
 def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, workers: int, quiet: bool,
               kwargs: dict, yes: bool) -> None:
     """compare and sweep: the grid (plural options) x seeds over the other options."""
-    from seqvg.study import Study, expand
+    from seqvg.study import grid_study
 
-    for key, values in grid.items():
+    for key in grid:
         if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE:
             raise click.UsageError(f"{name} takes --{key}s, not --{key}")
-        if not values:
-            raise click.BadParameter("no values given", param_hint=f"'--{key}s'")
-    if seeds < 1:
-        raise click.BadParameter(f"must be positive, got {seeds}", param_hint="'--seeds'")
     kwargs = _parse_cell_args(kwargs)
-    base = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS and k not in grid and k != "seed"}
+    options = {k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS}
     try:
-        runs = expand(base, grid, [], list(range(kwargs["seed"], kwargs["seed"] + seeds)))
+        study = grid_study(name, grid, seeds, options, out, report_path, command=_command_line())
     except ConfigError as e:
         if e.option in grid:  # a bad value of --cells/--lengths: name the option typed
             plural = f"--{e.option}s"
             raise click.BadParameter(str(e).replace(f"--{e.option} ", "", 1),
                                      param_hint=f"'{plural}'") from None
         raise _usage(e) from None
-    study = Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), out, report_path,
-                  command=_command_line())
-    click.echo(f"{name}: {len(runs)} runs in {out}", err=True)
+    click.echo(f"{name}: {len(study.configs)} runs in {out}", err=True)
     names = {o: "--" + o.replace("_", "-") for o in _CONFIG_FIELDS}
     names.update({k: f"--{k}s" for k in grid})
     _run_study(study, workers, quiet, names, yes, _backend(kwargs))
@@ -575,56 +544,22 @@ def _backend(opts: dict):
     return RayBackend(opts["address"], opts["cpus_per_run"], opts["gpus_per_run"])
 
 
-def _print_summary(study) -> None:
-    """The summary table of a finished study on stdout."""
-    from seqvg.probe import format_summary
-    from seqvg.report import summary_columns, summary_rows
-    from seqvg.rundir import load_run
-    from seqvg.study import results_rows
-
-    if study.probe_only:
-        header = ["run", "decay/100", "horizon", "g0/gT", "underflow"]
-        rows = [[r["run"], format_summary(r["h_rate_per_100"]), format_summary(r["h_horizon"]),
-                 format_summary(r["h_ratio"]), str(r["h_underflow"])] for r in results_rows(study)]
-    else:
-        runs = [load_run(d) for d in study.run_dirs()]
-        header = summary_columns(runs[0].summary.get("metric_name", "metric"))
-        rows = summary_rows(runs)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
-
-
-def _parse_set(items, option: str = "--set", dashes: bool = True) -> dict:
+def _parse_set(items) -> dict:
     """--set KEY=VALUE pairs; VALUE is read as a TOML value (1e-3, true, "x")."""
+    from seqvg.spec import parse_assignments
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_") if dashes else key.strip()
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=f"'{option}'")
-        try:
-            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key] = value.strip()
-    return out
+    try:
+        return parse_assignments(items)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--set'") from None
 
 
-def _confirm_large(study, workers: int, yes: bool) -> None:
+def _confirm_large(study, workers: int, yes: bool, todo: int, seconds: float) -> None:
     """Says how many runs and roughly how long a large study takes; asks first."""
-    import dataclasses
-
-    from seqvg.study import estimate_seconds, unfinished
-
-    todo = unfinished(study)
-    if len(todo) <= LARGE_STUDY:
+    if todo <= LARGE_STUDY:
         return
-    if study.probe_only:  # a probe costs about as much as a few training steps
-        todo = [dataclasses.replace(c, steps=3) for c in todo]
-    seconds = estimate_seconds(todo, workers)
     when = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
-    what = (f"{study.name}: {len(todo)} runs to do, roughly {when} with --workers {workers} "
+    what = (f"{study.name}: {todo} runs to do, roughly {when} with --workers {workers} "
             "(estimated from seqvg's training speed on 2 CPU cores)")
     if yes:
         click.echo(what, err=True)
@@ -636,33 +571,17 @@ def _confirm_large(study, workers: int, yes: bool) -> None:
 
 def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: bool, backend=None) -> None:
     from seqvg.ray_backend import BackendError, RunsFailed
-    from seqvg.study import run_study, write_study_report
+    from seqvg.study import run_study, summary_table, write_study_report
 
     if workers < 1:
         raise click.BadParameter(f"must be at least 1, got {workers}", param_hint="'--workers'")
-    from seqvg.config import check_memory
-    from seqvg.customcell import check_cell
-    from seqvg.rundir import check_writable
-    from seqvg.study import check_study_dir
-
     try:
-        for cfg in study.configs:  # a custom cell imported and run once, before anything is written
-            check_cell(cfg)
-    except ConfigError as e:
-        raise _usage(e) from None
-    check_writable(study.out, is_dir=True)
-    if study.report is not None:
-        check_writable(study.report)
-    try:
-        check_study_dir(study)
-        for cfg in study.configs:
-            check_memory(cfg, training=not study.probe_only, names=names)
-        _confirm_large(study, workers, yes)
         run_study(study, workers=workers, progress=not quiet, echo=lambda m: click.echo(m, err=True),
-                  backend=backend)
+                  backend=backend, names=names,
+                  confirm=lambda todo, seconds: _confirm_large(study, workers, yes, todo, seconds))
         if study.report is not None:
             write_study_report(study)
-        _print_summary(study)
+        click.echo(summary_table(study))
     except ConfigError as e:
         raise _usage(e) from None
     except RunDirError as e:
@@ -672,7 +591,7 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
     except KeyboardInterrupt:
         click.echo("Interrupted. Run the same command again to resume.", err=True)
         sys.exit(130)
-    click.echo(f"results: {study.out / 'results.csv'}  figure: {study.out / 'results.png'}")
+    click.echo(f"results: {study.out / RESULTS_CSV}  figure: {study.out / RESULTS_PNG}")
     if study.report is not None:
         click.echo(f"report: {study.report}")
 

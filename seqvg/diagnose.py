@@ -2,6 +2,8 @@
 
     seqvg diagnose runs/adding-rnn-T100-s0
 
+(``format_run_summary`` is also the text ``seqvg train`` ends with.)
+
 Verdicts follow the seeds' "how to spot it": gradient flow (vanishing /
 exploding / healthy, with decay rate, horizon and underflow as evidence), a
 flat loss at the trivial baseline, a plateau at a partial solution (adding:
@@ -17,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from seqvg.config import RunConfig
-from seqvg.decay import decay_summary
-from seqvg.rundir import Run
+from seqvg.decay import decay_summary, format_summary
+from seqvg.rundir import Run, load_run
 from seqvg.tasks import get_task
 from seqvg.why import explain as explain_gradient
 
@@ -291,3 +294,30 @@ def format_explanation(e: Explanation) -> list[str]:
     for i, r in enumerate(e.remedies):
         lines.append(f"{'try' if i == 0 else '':10s}{r.command}  # {r.what}; see {r.spec}")
     return lines
+
+
+def format_run_summary(out: Path, summary: dict) -> str:
+    """The few lines ``seqvg train`` prints after a run (``summary``: its
+    summary.json), with ``explain``'s lines when it completed unsolved."""
+    f = format_summary
+    final = summary.get("final") or {}
+    decay = summary.get("decay") or {}
+    solved = f"yes, at step {summary['solved_at_step']}" if summary.get("solved") else "no"
+    lines = [
+        f"run       {out}",
+        f"status    {summary['status']} after {summary.get('steps_done')} steps ({f(summary.get('wall_s'))} s)",
+        f"solved    {solved}",
+        f"val       loss {f(final.get('val_loss'))}  {summary.get('metric_name')} {f(final.get('val_metric'))}"
+        f"  (baseline loss {f(summary.get('baseline'))})",
+    ]
+    for key in ("init", "final"):
+        d = decay.get(key) or {}
+        lines.append(
+            f"gradient  {key:5s} decay {f(d.get('rate_per_100'))} decades/100 steps, horizon {f(d.get('horizon'))}, "
+            f"g0/gT {f(d.get('ratio'))}, underflow {f(d.get('underflow'))}"
+        )
+    if summary.get("status") == "completed" and not summary.get("solved"):
+        explanation = explain(load_run(out))
+        if explanation is not None:
+            lines += format_explanation(explanation)
+    return "\n".join(lines)

@@ -211,7 +211,7 @@ def _measure(e: Expectation, rows: list[dict], probe_only: bool) -> tuple[float 
 
 
 def check(expectations, rows: list[dict], probe_only: bool) -> list[Line]:
-    """Compares each expectation with the results rows (``study.results_rows``).
+    """Compares each expectation with the results rows (``results.results_rows``).
 
     A point whose measured seeds have not all finished deviates ("not run").
     """

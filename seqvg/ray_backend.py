@@ -61,10 +61,10 @@ def require_ray():
 def _set_threads(threads: int, gpus: float) -> None:
     """TensorFlow threads = the run's CPUs (a reused worker keeps its count)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    from seqvg.study import _worker_init
+    from seqvg.study import set_worker_threads
 
     try:
-        _worker_init(threads)
+        set_worker_threads(threads)
     except RuntimeError:
         # TF in this worker was initialised with another count: the numbers
         # are bit-identical on any thread count, only the speed differs.
@@ -250,12 +250,12 @@ class RayBackend:
 
     # -- running ----------------------------------------------------------------
     def _run_all(self, ray, study, todo: list, done: int, total: int, cpus: int, echo) -> None:
-        from seqvg.study import _cost, write_results
+        from seqvg.study import run_cost, write_results
 
         task = ray.remote(_run_task).options(num_cpus=cpus, num_gpus=self.gpus_per_run,
                                              max_retries=MAX_RETRIES, retry_exceptions=False)
         # Longest runs first, so no node is left with a long run at the end.
-        todo = sorted(todo, key=lambda item: -_cost(item[0]))
+        todo = sorted(todo, key=lambda item: -run_cost(item[0]))
         refs = {task.remote(cfg, str(Path(d).resolve()), study.probe_only, cpus, self.gpus_per_run): Path(d)
                 for cfg, d in todo}
         pending = list(refs)

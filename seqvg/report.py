@@ -1371,35 +1371,28 @@ def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
 
-    from seqvg.rundir import atomic_write_bytes
+    from seqvg.pdf import pdf_document, write_png
 
     out = Path(out)
     if png_dir is not None:
         Path(png_dir).mkdir(parents=True, exist_ok=True)
-    import io
-
-    buf = io.BytesIO()
     titles = []
-    # A fixed date keeps the PDF byte-identical for the same inputs.
-    metadata = {"Title": "seqvg report", "Creator": "seqvg", "Producer": "seqvg", "CreationDate": None}
     with plt.rc_context({"font.size": 9, "axes.titlesize": 10, "svg.hashsalt": "seqvg"}), \
-            PdfPages(buf, metadata=metadata) as pdf:
+            pdf_document(out, "seqvg report") as pdf:
         for i, (title, draw) in enumerate(pages(runs), start=1):
             fig = plt.figure(figsize=PAGE)
             draw(fig)
             titles.append(title)
             pdf.savefig(fig)
             if png_dir is not None:
-                fig.savefig(Path(png_dir) / f"{i:02d}-{re.sub('[^a-z0-9-]', '', title.lower().replace(' ', '-'))}.png", dpi=100,
-                            metadata={"Software": None})
+                write_png(Path(png_dir) / f"{i:02d}-{re.sub('[^a-z0-9-]', '', title.lower().replace(' ', '-'))}.png",
+                          fig)
             plt.close(fig)
         for title, fig in extra_figures or []:
             titles.append(title)
             pdf.savefig(fig)
             plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
     return titles
 
 

@@ -3,10 +3,16 @@
     runs/<name>/config.json  metrics.csv  probes.npz  summary.json
                 model.keras  checkpoints/state.npz
 
+A study (``seqvg run``, ``sweep``, ``compare``) keeps one such directory per
+run in its OUT, beside results.csv and results.png (and compare's
+report.pdf); a probe-only study's run directory holds probe.json alone.
+
 File names and keys are the public format of docs/design.md. Every file is written
 atomically (temp file in the same directory, fsync, rename), so a reader sees
 either the old or the new complete file, never half of one, whenever the
-writer is killed.
+writer is killed. The module is long because it is the whole contract in one
+place: the names, the atomic writers, readers that name a corrupt file, and
+the checks that keep a user's own files and a live run safe.
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ LOCK = ".lock"
 TENSORBOARD = "tensorboard"
 #: A custom cell's record (cell/cell.json) and, for a file cell, its copy (cell/NAME.py).
 CELL_DIR = "cell"
+#: A probe-only study's run: the probe at init (config, norms, decay summary).
+PROBE = "probe.json"
+#: A study's OUT: one row per finished run, and its figure.
+RESULTS_CSV = "results.csv"
+RESULTS_PNG = "results.png"
+#: The report ``seqvg compare`` writes into its OUT unless told otherwise.
+COMPARE_REPORT = "report.pdf"
 
 STATUSES = ("completed", "diverged", "interrupted", "running")
 
@@ -213,6 +226,18 @@ def zipfile_like(path: Path) -> bool:
         with open(path, "rb") as f:
             return f.read(4) == b"PK\x03\x04"
     except OSError:
+        return False
+
+
+def is_finished(path: Path, probe_only: bool = False) -> bool:
+    """Whether the run in ``path`` is done: probed (probe-only studies), or
+    trained to its end (completed or diverged); False for a missing or
+    unreadable summary, which the run's next start resumes or refuses."""
+    if probe_only:
+        return (path / PROBE).exists()
+    try:
+        return read_json(path / SUMMARY).get("status") in ("completed", "diverged")
+    except RunDirError:
         return False
 
 

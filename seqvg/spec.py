@@ -1,0 +1,332 @@
+"""Study specs: a study's runs from a spec file (tasks/*.toml) or a grid of options.
+
+    seqvg run tasks/demo.toml --set steps=300      # load_spec, with overrides
+    seqvg sweep --cells rnn,lstm --lengths 50,100   # grid_study
+
+A spec names run options at the top level (the base of every run), a
+``[grid]`` of option lists whose product is run, optional ``[[variant]]``
+tables (named option sets, crossed with the grid), the seeds, where the runs
+and the report go, and ``[expect]`` tables (seqvg.expect). Parsing gives a
+``Study``: every run's resolved ``RunConfig`` and its directory name; a
+mistake is a ``SpecError`` naming file, line and key. ``seqvg.study`` runs a
+Study and ``seqvg.results`` gathers what its runs came to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqvg.config import ConfigError, RunConfig, cell_label, is_custom_cell
+
+#: Spec keys that are not run options.
+STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant", "expect"}
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+#: Run options a spec may set (the seed comes from ``seeds``).
+OPTION_KEYS = set(_FIELDS) - {"seed"}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run; the message names file, line and key."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed study: the runs' configs, their directory names and outputs."""
+
+    name: str
+    configs: tuple[RunConfig, ...]
+    run_names: tuple[str, ...]
+    out: Path
+    report: Path | None
+    probe_only: bool = False
+    description: str = ""
+    command: str | None = None  # recorded in every run's config.json
+    expectations: tuple = ()  # seqvg.expect.Expectation: the spec's [expect] tables
+
+    def run_dirs(self) -> list[Path]:
+        """Every run's directory, in spec order."""
+        return [self.out / n for n in self.run_names]
+
+
+# -- parsing ------------------------------------------------------------------
+def _line_of(text: str, key: str, table: str | None, index: int = 0) -> int | None:
+    """1-based line of ``key = ...`` in ``[table]`` (or the top level), if found.
+
+    ``index`` picks the n-th ``[[table]]`` for arrays of tables. A key missing
+    from a table points at the table's header line instead.
+    """
+    current, seen, header_line = None, -1, None
+    for i, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?", stripped)
+        if header:
+            current = header.group(1)
+            if current == table:
+                seen = seen + 1 if stripped.startswith("[[") else 0
+                if seen == index:
+                    header_line = i
+            continue
+        if current == table and (table is None or seen == index) and re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return i
+    return header_line
+
+
+class _Where:
+    """Builds 'file:line: key' prefixes for messages."""
+
+    def __init__(self, path: str, text: str):
+        self.path, self.text = path, text
+
+    def __call__(self, key: str, table: str | None = None, index: int = 0) -> str:
+        line = _line_of(self.text, key, table, index)
+        shown = f"[{table}] {key}" if table else key
+        return f"{self.path}:{line}: {shown}" if line else f"{self.path}: {shown}"
+
+
+def _check_type(name: str, value, where: str):
+    """Checks a TOML value against the RunConfig field's type."""
+    kind = str(_FIELDS[name].type)
+    base = kind.split("|")[0].strip()
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "dict": isinstance(value, dict),  # task_args: a [task_args] table or an inline {key = value}
+    }[base]
+    if not ok:
+        raise SpecError(f"{where}: expected {base}, got {type(value).__name__} {value!r}")
+    return float(value) if base == "float" else value
+
+
+def _options(table: dict, where, table_name: str | None, index: int = 0, skip=()) -> dict:
+    out = {}
+    for key, value in table.items():
+        if key in skip:
+            continue
+        if key not in OPTION_KEYS:
+            hint = "; the seed is set by 'seeds'" if key == "seed" else ""
+            raise SpecError(f"{where(key, table_name, index)}: unknown option{hint}")
+        out[key] = _check_type(key, value, where(key, table_name, index))
+    return out
+
+
+def _seeds(value, where) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise SpecError(f"{where('seeds')}: must be at least 1, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return list(value)
+    raise SpecError(f"{where('seeds')}: expected a count (int) or a non-empty list of ints, got {value!r}")
+
+
+def _value_name(key: str, value) -> str:
+    if key == "cell":
+        return cell_label(str(value))
+    if key == "length":
+        return f"T{value}"
+    if isinstance(value, dict):  # task_args
+        return "-".join(f"{k}{v}" for k, v in sorted(value.items()))
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{key.replace('_', '-')}{text}"
+
+
+def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], seeds: list[int]):
+    """The product variants x grid x seeds as (run name, RunConfig) pairs.
+
+    Raises:
+        ConfigError: a combination of options is invalid (names the option).
+    """
+    keys = list(grid)
+    out = []
+    for label, opts in variants or [("", {})]:
+        for values in itertools.product(*(grid[k] for k in keys)):
+            for seed in seeds:
+                d = {**base, **opts, **dict(zip(keys, values)), "seed": seed}
+                if "cell" in keys and not is_custom_cell(d["cell"]):
+                    d.pop("cell_args", None)  # a grid of cells: the arguments are the custom cells'
+                cfg = RunConfig(**d).resolved()
+                parts = ([label] if label else []) + [_value_name(k, v) for k, v in zip(keys, values)]
+                out.append(("-".join(parts + [f"s{seed}"]), cfg))
+    return out
+
+
+def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, out: Path | None = None,
+               report: Path | None = None) -> Study:
+    """Parses a spec's text; ``overrides`` replace options in every run.
+
+    Raises:
+        SpecError: with file, line and key.
+    """
+    where = _Where(path, text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML ({e})") from None
+    name = doc.get("name", Path(path).stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise SpecError(f"{where('name')}: expected a simple name (letters, digits, _ . -), got {name!r}")
+    base = _options({k: v for k, v in doc.items() if k not in STUDY_KEYS}, where, None)
+    grid_doc = doc.get("grid", {})
+    if not isinstance(grid_doc, dict):
+        raise SpecError(f"{where('grid')}: expected a table [grid]")
+    grid = {}
+    for key, values in grid_doc.items():
+        if key not in OPTION_KEYS:
+            raise SpecError(f"{where(key, 'grid')}: unknown option")
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where(key, 'grid')}: expected a non-empty list of values, got {values!r}")
+        grid[key] = [_check_type(key, v, where(key, "grid")) for v in values]
+    variants = []
+    raw_variants = doc.get("variant", [])
+    if not isinstance(raw_variants, list):
+        raise SpecError(f"{where('variant')}: expected [[variant]] tables")
+    for i, v in enumerate(raw_variants):
+        label = v.get("label")
+        if not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9_.+=-]+", label):
+            raise SpecError(f"{where('label', 'variant', i)}: each [[variant]] needs a label "
+                            f"(letters, digits, _ . + = -), got {label!r}")
+        variants.append((label, _options(v, where, "variant", i, skip=("label",))))
+    labels = [label for label, _ in variants]
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"{path}: [[variant]] labels must differ, got {labels}")
+    # A cell file's path is relative to the spec file.
+    base_dir = Path(path).parent
+    for opts, table, index in [(base, None, 0), *((o, "variant", i) for i, (_, o) in enumerate(variants))]:
+        if isinstance(opts.get("cell"), str) and is_custom_cell(opts["cell"]):
+            opts["cell"] = _spec_cell(opts["cell"], base_dir, where("cell", table, index))
+    if "cell" in grid:
+        grid["cell"] = [_spec_cell(c, base_dir, where("cell", "grid")) if is_custom_cell(c) else c
+                        for c in grid["cell"]]
+    seeds = _seeds(doc.get("seeds", 1), where)
+    probe_only = doc.get("probe_only", False)
+    if not isinstance(probe_only, bool):
+        raise SpecError(f"{where('probe_only')}: expected true or false")
+    for key, value in (overrides or {}).items():
+        if key not in OPTION_KEYS:
+            raise SpecError(f"--set {key}: unknown option")
+        value = _check_type(key, value, f"--set {key}")
+        base[key] = value
+        grid.pop(key, None)
+        for _, opts in variants:
+            opts.pop(key, None)
+    try:
+        runs = expand(base, grid, variants, seeds)
+    except ConfigError as e:
+        key = e.option or ""
+        loc = where(key, "grid") if key in grid else where(key)
+        for i, (_, opts) in enumerate(variants):
+            if key not in grid and key in opts:
+                try:
+                    expand(base, grid, [variants[i]], seeds)
+                except ConfigError:
+                    loc = where(key, "variant", i)  # the first [[variant]] that fails
+                    break
+        if key in (overrides or {}):
+            loc = f"--set {key}"
+        raise SpecError(f"{loc}: {e}") from None
+    out_dir = out or Path(doc.get("out", f"runs/{name}"))
+    report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
+    from seqvg.expect import ExpectError, parse_expect, points
+
+    expectations = ()
+    if not overrides:  # they describe the spec's own runs; --set makes other runs (and points)
+        try:
+            expectations = parse_expect(doc.get("expect"), points([n for n, _ in runs], [c.seed for _, c in runs]),
+                                        probe_only, where)
+        except ExpectError as e:
+            raise SpecError(str(e)) from None
+    return Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), Path(out_dir), Path(report_path),
+                 probe_only, str(doc.get("description", "")), expectations=expectations)
+
+
+def _spec_cell(cell: str, base_dir: Path, where: str) -> str:
+    from seqvg.config import absolute_cell_spec
+
+    try:
+        return absolute_cell_spec(cell, base_dir)
+    except ConfigError as e:
+        raise SpecError(f"{where}: {e}") from None
+
+
+def load_spec(path: str | os.PathLike, **kwargs) -> Study:
+    """Reads and parses a spec file (see ``parse_spec``)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read ({e})") from None
+    return parse_spec(text, str(path), **kwargs)
+
+
+def grid_study(name: str, grid: dict[str, list], seeds: int, options: dict, out: Path,
+               report: Path | None = None, command: str | None = None) -> Study:
+    """The study of every grid point x seed over the other options (``seqvg compare``, ``sweep``).
+
+    Args:
+        name: the study's name, e.g. "sweep".
+        grid: option -> its values, e.g. ``{"cell": ["rnn", "lstm"], "length": [50, 100]}``.
+        seeds: runs per grid point, seeded ``options["seed"]`` (default 0) onwards.
+        options: the other run options (``RunConfig`` fields); a grid option
+            or the seed given here is replaced by the grid's values and seeds.
+        out: the directory of the runs; report: the PDF to write, if any.
+        command: the command line recorded in every run's config.json.
+
+    Raises:
+        ConfigError: naming the option (a grid option when one of its values is bad).
+    """
+    for key, values in grid.items():
+        if key not in OPTION_KEYS:
+            raise ConfigError(f"unknown option {key!r}", key)
+        if not values:
+            raise ConfigError("no values given", key)
+    if seeds < 1:
+        raise ConfigError(f"must be positive, got {seeds}", "seeds")
+    unknown = sorted(set(options) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}", unknown[0])
+    first = options.get("seed", 0)
+    base = {k: v for k, v in options.items() if k not in grid and k != "seed"}
+    runs = expand(base, grid, [], list(range(first, first + seeds)))
+    return Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), Path(out),
+                 None if report is None else Path(report), command=command)
+
+
+def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, empty: bool = True) -> dict:
+    """``KEY=VALUE`` texts (``--set``, ``--cell-arg``, ``--task-arg``) as a dict.
+
+    VALUE is read as a TOML value (``3`` an int, ``1e-3`` a float, ``true``,
+    ``"x"``, ``[1, 2]``); anything else is kept as the text.
+
+    Args:
+        items: the texts, e.g. ``["steps=300", "lr=1e-3"]``.
+        dashes: KEY may be spelled with dashes (``eval-every``: run options).
+        identifiers: each KEY must be a Python name (a constructor's argument).
+        empty: VALUE may be empty (then it is the empty text).
+
+    Raises:
+        ValueError: naming the first item that is not of that form.
+    """
+    if identifiers:
+        for item in items:
+            if not item.partition("=")[0].strip().isidentifier():
+                raise ValueError(f"expected KEY=VALUE with KEY an argument name, got {item!r}")
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_") if dashes else key.strip()
+        if not sep or not key or (not empty and not value.strip()):
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value.strip()
+    return out
