@@ -36,6 +36,7 @@ import numpy as np
 
 from seqvg.cellstep import call_cell, fast_kind as _fast_kind, initial_states, output_size, step as _step
 from seqvg.decay import HORIZON_LEVEL, decay_summary, format_summary  # noqa: F401 (re-exported)
+from seqvg.execpath import ExecutionPath
 from seqvg.tasks import Task
 
 
@@ -166,22 +167,21 @@ class Prober:
     Args:
         model: a Keras model that is a chain of layers (as seqvg builds them).
         task: the task whose loss is differentiated.
-        unroll: whether LSTM loops of up to ``fastlstm.UNROLL_MAX`` steps are
-            unrolled; None: as the model's own layers run them
-            (``fastlstm.accelerate``). Unrolled, a probe runs ~15% faster
-            but its graph takes seconds longer to build (7 s at T=200), which
-            only a Prober called many times earns back; one-shot probes
-            (``probe``) pass False.
+        path: the run's ``seqvg.execpath.ExecutionPath``: its LSTM or GRU
+            layers are probed by seqvg's sequence op where it says so, and an
+            LSTM's TF-ops loop unrolls where it says so (a probe ~15% faster,
+            its graph seconds slower to build: 7 s at T=200). None: the path
+            of a one-shot probe of this model (``execpath.of_model``).
     """
 
-    def __init__(self, model, task: Task, unroll: bool | None = None):
+    def __init__(self, model, task: Task, path: ExecutionPath | None = None):
         import tensorflow as tf
 
-        from seqvg import fastlstm
+        from seqvg import execpath, fastlstm
 
         self.model = model
         self.task = task
-        self.unroll = unroll
+        self.path = execpath.of_model(model) if path is None else path
         self.layers = _chain(model)
         # (layer, its recurrent layer or None), resolved here: the traced
         # _measure must not call into seqvg.models (AutoGraph cannot convert it).
@@ -194,11 +194,11 @@ class Prober:
         # seqvg's norms op (per-step taps) where its ops run, only for models
         # with an LSTM: a vanilla probe must neither compile the ops nor give
         # other numbers on a machine that happens to have them built.
-        self.norms_op = any(fastlstm.eligible(layer) for layer in self.rnns) and fastlstm.fused("float32")
+        self.norms_op = any(fastlstm.eligible(layer) for layer in self.rnns) and self.path.sequence_op
         # The layers that train on seqvg's sequence ops, probed by them
         # (resolved here, outside the trace); a first one gives dL/dx from its
         # input gradient.
-        self.op_layers = [rnn for rnn in self.rnns if fastlstm.sequence_op(rnn)]
+        self.op_layers = [rnn for rnn in self.rnns if self.path.sequence_op and fastlstm.covered(rnn) == self.path.cell]
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
         self._fn = tf.function(self._measure)
         from seqvg.stepstats import StepStats
@@ -306,7 +306,7 @@ class Prober:
         before h = o*tanh(c) for the reason given in ``_step`` (with the
         fused cell op: as the zero perturbation eps_t it adds to c_t), and
         x_t tapped before the ones row of the bias joins it. Unrolled
-        (``fastlstm.unrolls``), every state is a tensor of its own, so the
+        (``ExecutionPath.unroll``), every state is a tensor of its own, so the
         taps are those tensors, differentiated directly: a custom gradient per
         tap would cost seconds of tracing at T=200.
         """
@@ -316,10 +316,7 @@ class Prober:
 
         cell = layer.cell
         steps = h.shape[1]
-        if self.unroll is None:
-            unroll = fastlstm.layer_unrolls(layer, steps)
-        else:
-            unroll = self.unroll and fastlstm.unrolls(steps)
+        unroll = self.path.unroll
         # With the fused cell op, c_t is computed inside it, so a tap on the c_t
         # it returns would see only the carried gradient; c is tapped as a
         # zero perturbation eps_t the op adds to c_t (docs/design.md), whose
@@ -436,9 +433,9 @@ class Prober:
                            states or None)
 
 
-def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:
+def probe(model, task: Task, x: np.ndarray, y: np.ndarray, path: ExecutionPath | None = None) -> ProbeResult:
     """One-shot probe of ``model`` on the batch (x, y); see ``Prober``."""
-    return Prober(model, task, unroll=False)(x, y)
+    return Prober(model, task, path)(x, y)
 
 
 def _args_text(args: dict | None) -> str:
@@ -467,13 +464,15 @@ def probe_untrained(cfg, batch: dict | None = None):
     """
     from seqvg.config import check_memory
     from seqvg.customcell import check_cell
+    from seqvg.execpath import resolve
     from seqvg.models import build_model
     from seqvg.tasks import get_task
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     check_cell(cfg)
-    model = build_model(cfg)
-    return probe(model, get_task(cfg.task, cfg.task_args), *_batch_for(cfg, batch)), cfg
+    path = resolve(cfg, repeated=False)
+    model = build_model(cfg, path)
+    return probe(model, get_task(cfg.task, cfg.task_args), *_batch_for(cfg, batch), path), cfg
 
 
 def probe_run(run_dir, batch: dict | None = None):

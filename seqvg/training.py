@@ -29,6 +29,7 @@ import numpy as np
 from seqvg import rundir, why
 from seqvg.config import ConfigError, RunConfig, check_memory, default_run_name, is_custom_cell  # noqa: F401 (re-exported)
 from seqvg.customcell import check_cell
+from seqvg.execpath import ExecutionPath, resolve
 from seqvg.rundir import RunDirError
 from seqvg.tasks import STREAM_TRAIN, STREAM_VAL, get_task, probe_batch, stream
 
@@ -79,20 +80,20 @@ def cpu_isa() -> str:
     return f"{platform.machine()} {widest}".strip()
 
 
-def numerics(model) -> dict:
+def numerics(path: ExecutionPath) -> dict:
     """What a run's bit-identity depends on, for config.json.
 
     The same config and seed give identical metrics whatever the thread count
     (so ``threads`` is only informative), but not across TensorFlow versions,
-    CPU instruction sets, LSTM loops or a GPU.
+    CPU instruction sets, execution paths (``path``) or a GPU.
+    ``lstm_path`` and ``gru_path`` say ``path`` in the words older runs use.
     """
     import tensorflow as tf
 
-    from seqvg.fastlstm import gru_path, lstm_path
-
     return {
-        "lstm_path": lstm_path(model),
-        "gru_path": gru_path(model),
+        "execution_path": path.to_dict(),
+        "lstm_path": path.lstm_path,
+        "gru_path": path.gru_path,
         "cpu_isa": cpu_isa(),
         "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
         "identical_across": "thread counts and processes; not across TensorFlow versions, "
@@ -361,9 +362,13 @@ class Trainer:
 
         trainer = Trainer(RunConfig(cell="lstm", length=200).resolved())
         loss, metric, grad_norm = trainer.train_batch(1)
+
+    Args:
+        cfg: a resolved config.
+        path: which loop the LSTM or GRU layers run; None: ``execpath.resolve(cfg)``.
     """
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, path: ExecutionPath | None = None):
         import tensorflow as tf
 
         from seqvg.models import build_model, compile_model
@@ -372,8 +377,9 @@ class Trainer:
         # (measured: no cost on the CPU kernels these models use).
         tf.config.experimental.enable_op_determinism()
         self.cfg = cfg
+        self.path = resolve(cfg) if path is None else path
         self.task = get_task(cfg.task, cfg.task_args)
-        self.model = build_model(cfg)
+        self.model = build_model(cfg, self.path)
         compile_model(self.model, cfg)
         self.optimizer = self.model.optimizer
         self.optimizer.build(self.model.trainable_variables)
@@ -403,7 +409,7 @@ class _Run(Trainer):
 
         super().__init__(cfg)
         self.out = out
-        self.prober = Prober(self.model, self.task)
+        self.prober = Prober(self.model, self.task, self.path)
         self.groups = _weight_groups(self.model)
         self.columns = ["step", "loss", "metric", "val_loss", "val_metric", "grad_norm", "grad_norm_max", "wall_s"]
         self.columns += [name for name, _ in self.groups]
@@ -434,7 +440,7 @@ class _Run(Trainer):
         is written before the model exists (``numerics``)."""
         config = rundir.read_json(self.out / rundir.CONFIG)
         if "numerics" not in config:
-            rundir.write_json(self.out / rundir.CONFIG, {**config, "numerics": numerics(self.model)})
+            rundir.write_json(self.out / rundir.CONFIG, {**config, "numerics": numerics(self.path)})
 
     def _write_probes(self) -> None:
         s = self.state

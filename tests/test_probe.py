@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from seqvg import fastlstm, kernels
+from seqvg import execpath, kernels
 from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.models import build_model, compile_model, residual_class
@@ -123,7 +123,7 @@ _REFERENCES: dict = {}
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
 def test_probe_matches_per_timestep_reference(kw, unroll=False):
-    """The while-loop path (one-shot probes, loops over fastlstm.UNROLL_MAX);
+    """The while-loop path (one-shot probes, loops over execpath.UNROLL_MAX);
     an LSTM's runs seqvg's fused cell op where it is built (tfops below)."""
     cfg = RunConfig(**{"length": 10, "units": 6, **kw}).resolved()
     model = build_model(cfg)
@@ -134,7 +134,7 @@ def test_probe_matches_per_timestep_reference(kw, unroll=False):
             w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
     task = get_task(cfg.task)
     x, y = task.generate(stream(1, 3), 8, cfg.length)
-    r = Prober(model, task, unroll=unroll)(x, y)
+    r = Prober(model, task, execpath.of_model(model, repeated=unroll))(x, y)
     key = tuple(sorted(kw.items()))
     if key not in _REFERENCES:
         _REFERENCES[key] = reference_probe(model, task, x, y)
@@ -158,11 +158,11 @@ def test_lstm_probe_tfops_while_loop_matches_reference(kw, monkeypatch):
 @pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
 def test_unrolled_lstm_probe_matches_reference(kw, monkeypatch):
     """The LSTM probe's other path where seqvg's ops are not built, as a long
-    training run probes (T <= fastlstm.UNROLL_MAX): unrolled, tapping the
+    training run probes (T <= execpath.UNROLL_MAX): unrolled, tapping the
     state tensors directly instead of a while loop with custom-gradient taps.
     (Where they are built, the probe runs the sequence op, unrolled or not:
     the test above.)"""
-    assert fastlstm.unrolls(16)
+    assert 16 <= execpath.UNROLL_MAX
     monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     test_probe_matches_per_timestep_reference(kw, unroll=True)
 
@@ -177,7 +177,7 @@ def test_probe_input_gradient_when_first_layer_is_not_recurrent(cell, unroll):
     model = keras.Model(inp, keras.layers.Dense(1, name="head")(h))
     task = get_task("adding")
     x, y = task.generate(stream(2, 3), 8, 10)
-    r = Prober(model, task, unroll=unroll)(x, y)
+    r = Prober(model, task, execpath.of_model(model, repeated=unroll))(x, y)
     ref_h, ref_c, ref_x, ref_loss = reference_probe(model, task, x, y)
     assert r.loss == pytest.approx(ref_loss, rel=1e-5)
     np.testing.assert_allclose(r.h, ref_h, rtol=1e-4, atol=0)
@@ -344,11 +344,11 @@ def _prober_ops(prober, x, y) -> set[str]:
 
 
 @pytest.mark.parametrize("ops", [True, False], ids=["ops", "tfops"])
-def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not(ops, monkeypatch):
+def test_prober_unrolls_lstm_as_the_run_does_and_one_shot_probe_does_not(ops, monkeypatch):
     """Guards the choice of path: a training run's Prober unrolls as its
-    model does (a default 5000-step run unrolls only without seqvg's ops);
-    a one-shot probe keeps the while loop, whose graph builds in a second.
-    With seqvg's ops there is no loop at all: the sequence op taps."""
+    execution path says (without seqvg's ops, T <= UNROLL_MAX, whatever
+    --steps); a one-shot probe keeps the while loop, whose graph builds in a
+    second. With seqvg's ops there is no loop at all: the sequence op taps."""
     if not ops:
         monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     elif kernels.lstm_cell_ops() is None:
@@ -360,11 +360,11 @@ def test_prober_unrolls_lstm_as_the_model_does_and_one_shot_probe_does_not(ops, 
     def has_while(prober):
         return bool(_prober_ops(prober, x, y) & {"While", "StatelessWhile"})
 
-    assert not has_while(Prober(model, task))
-    assert not has_while(Prober(model, task, unroll=True))
-    assert has_while(Prober(model, task, unroll=False)) == (not ops)
-    short = build_model(RunConfig(cell="lstm", length=12, units=4, steps=100).resolved())
-    assert has_while(Prober(short, task)) == (not ops)
+    path = execpath.resolve(cfg)
+    assert path == execpath.resolve(RunConfig(cell="lstm", length=12, units=4, steps=100).resolved())
+    assert not has_while(Prober(model, task, path))
+    assert has_while(Prober(model, task)) == (not ops)
+    assert has_while(Prober(model, task, execpath.resolve(cfg, repeated=False))) == (not ops)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -378,7 +378,7 @@ def test_prober_runs_the_sequence_op(cell):
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
     name = "SeqvgLstmSeq" if cell == "lstm" else "SeqvgGruSeq"
-    for prober in (Prober(model, task, unroll=True), Prober(model, task)):
+    for prober in (Prober(model, task, execpath.resolve(cfg)), Prober(model, task)):
         graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
         nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
         grads = [n for n in nodes if n.op == name + "Grad"]
