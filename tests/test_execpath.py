@@ -5,11 +5,16 @@ not) depends on the cell, the timesteps and whether seqvg's ops are built,
 never on --steps; config.json records it, and old records still read.
 """
 
+import json
+
 import pytest
 
 from seqvg import execpath, kernels
 from seqvg.config import RunConfig
 from seqvg.execpath import ExecutionPath, decide, recorded, resolve
+from seqvg.training import train
+
+from conftest import copy_run
 
 
 @pytest.fixture
@@ -90,3 +95,18 @@ def test_record_round_trips_and_reads_as_older_runs_wrote_it(path, lstm_path, gr
 ])
 def test_runs_that_record_no_readable_path_give_none(config):
     assert recorded(config) is None
+
+
+def test_a_run_resumed_on_another_path_says_so(tiny_run, tmp_path, capsys):
+    out = copy_run(tiny_run(cell="lstm"), tmp_path / "run")
+    config = json.loads((out / "config.json").read_text())
+    other = ExecutionPath("lstm", "keras")
+    config["numerics"] = {**config["numerics"], "execution_path": other.to_dict(), "lstm_path": "keras"}
+    (out / "config.json").write_text(json.dumps(config))
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    assert train(None, out, resume=True, progress=False)["status"] == "completed"
+    err = capsys.readouterr().err
+    assert f"ran on LSTM: Keras's own loop and resumes on {resolve(RunConfig.from_dict(config['config'])).describe()}" in err
+    # What the run first recorded stays recorded.
+    assert json.loads((out / "config.json").read_text())["numerics"]["execution_path"] == other.to_dict()
