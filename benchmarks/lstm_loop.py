@@ -7,9 +7,9 @@
 Training paths of the same model (adding, batch 64, 128 units), built from
 the same config: seqvg's compiled step as ``seqvg train`` runs it (its
 whole-sequence LSTM op where it is built: ``python -m seqvg.kernels``; the
-header line says), the same step with each LSTM layer given Keras's
-``LSTM.inner_loop`` back, and, where the op runs, the loop of TensorFlow ops
-that runs without it ("tfops", unrolled as a default 5000-step run would).
+header line says), the same step on Keras's own loop, and, where the op
+runs, the loop of TensorFlow ops that runs without it ("tfops", unrolled as
+a training run over at most ``execpath.UNROLL_MAX`` timesteps is).
 The first step of each, which traces the graph, is timed too.
 Their blocks of steps are timed in alternation, and the speed-up is the
 median of the per-round time ratios (the machine drifts by ±20% between
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import time
-import types
 
 from common import paired_ratio, positive_int, ratio_spread, time_block, time_interleaved
 
@@ -37,29 +36,31 @@ def _lengths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers >= 1") from None
 
 
-def _trainer(cfg, loop: str):
-    """A Trainer whose LSTM layers run ``loop``, warmed up: (trainer, first-step s, losses)."""
-    import keras
+def _path(cfg, loop: str):
+    """The execution path of ``loop``: seqvg's (as ``seqvg train`` resolves it),
+    Keras's own loop, or the one resolved where seqvg's ops cannot be built."""
+    from seqvg import execpath, kernels
 
-    from seqvg import kernels
-    from seqvg.training import Trainer
-
-    trainer = Trainer(cfg)
     if loop == "keras":
-        for layer in trainer.model.layers:
-            for cls in (keras.layers.LSTM, keras.layers.GRU):
-                if isinstance(layer, cls):
-                    layer.inner_loop = types.MethodType(cls.inner_loop, layer)
+        return execpath.ExecutionPath(cfg.cell, "keras")
+    if loop == "seqvg":
+        return execpath.resolve(cfg)
     ops = kernels.lstm_cell_ops
-    if loop == "tfops":
-        # Traced without seqvg's ops, as where they cannot be built.
-        kernels.lstm_cell_ops = lambda: None
+    kernels.lstm_cell_ops = lambda: None
     try:
-        start = time.perf_counter()
-        losses = [trainer.train_batch(1)[0]]
-        first = time.perf_counter() - start
+        return execpath.resolve(cfg)
     finally:
         kernels.lstm_cell_ops = ops
+
+
+def _trainer(cfg, loop: str):
+    """A Trainer whose LSTM layers run ``loop``, warmed up: (trainer, first-step s, losses)."""
+    from seqvg.training import Trainer
+
+    trainer = Trainer(cfg, _path(cfg, loop))
+    start = time.perf_counter()
+    losses = [trainer.train_batch(1)[0]]
+    first = time.perf_counter() - start
     losses += [trainer.train_batch(k)[0] for k in (2, 3)]
     return trainer, first, losses
 

@@ -18,9 +18,8 @@ Where they are not (no C++ compiler), the same maths runs as a loop of
 TensorFlow ops with the state transposed, (units, batch): the gates as three
 matmuls ([i, f], c, o) into which oneDNN fuses the activation (MatMul + a
 zero BiasAdd + Sigmoid/Tanh), row-block splits that share their buffer, and,
-in a run long enough to pay for building the bigger graph
-(``min_unroll_steps``), loops of up to ``UNROLL_MAX`` timesteps unrolled into
-the graph. The gradient probe (``seqvg.probe``) runs that transposed loop,
+for sequences of up to ``execpath.UNROLL_MAX`` timesteps, the loop unrolled
+into the graph. The gradient probe (``seqvg.probe``) runs that transposed loop,
 with seqvg's fused cell op for the elementwise maths where it is built,
 because it must tap every state.
 
@@ -35,13 +34,16 @@ sequence op (``kernels.gru_seq``, the same loop as the LSTM's) where the ops
 are built, else Keras's own loop; it stays a plain ``keras.layers.GRU``.
 
 The layer stays a plain ``keras.layers.LSTM`` (``model.keras`` loads without
-seqvg): ``accelerate(model)`` swaps the loop of each eligible LSTM layer in
-one model object. On a GPU, or for configurations this loop does not cover
-(masks, dropout, other activations), Keras's own loop (cuDNN on a GPU) runs.
+seqvg): ``accelerate(model, path)`` swaps the loop of each LSTM or GRU layer
+in one model object for the one ``path`` names. Which path that is
+(``seqvg.execpath``) is decided once per run; on a GPU it is Keras's own
+loop (cuDNN), as it is for configurations these loops do not cover (masks,
+dropout, other activations).
 """
 
 from __future__ import annotations
 
+import functools
 import types
 
 
@@ -112,39 +114,15 @@ def gates(weights, zero, s):
     return i, f, o, g
 
 
-# Up to this many timesteps a layer accelerated with unroll=True runs its
-# loop unrolled into the graph instead of as a tf.while_loop: a while loop
-# pays per timestep for its control ops and for pushing, then popping, every
-# intermediate the backward pass needs, which unrolled are plain graph edges;
-# beyond this length the bigger graph costs more than it saves.
-UNROLL_MAX = 256
-# The unrolled graph takes seconds longer to build, so only runs long enough
-# to earn that back unroll. With seqvg's ops training has no loop in its graph
-# and the probe's would not pay for its tracing, so nothing unrolls. (The
-# measurements behind both numbers: README, benchmarks/lstm_loop.py.)
-UNROLL_MIN_STEPS_TFOPS = 3000
-
-
-def min_unroll_steps() -> int | None:
-    """The shortest run (training steps) whose loops unroll: None (never)
-    where seqvg's ops run, else ``UNROLL_MIN_STEPS_TFOPS``."""
-    return None if fused("float32") else UNROLL_MIN_STEPS_TFOPS
-
-
-def unrolls(steps: int) -> bool:
-    """Whether a loop over ``steps`` timesteps is unrolled (``UNROLL_MAX``)."""
-    return steps <= UNROLL_MAX
-
-
-def run_loop(body, steps: int, state: tuple, unroll: bool, parallel_iterations: int = 10) -> tuple:
-    """``state = body(t, *state)`` for t in range(steps), unrolled or as a while loop.
+def run_loop(body, timesteps: int, state: tuple, unroll: bool, parallel_iterations: int = 10) -> tuple:
+    """``state = body(t, *state)`` for t in range(timesteps), unrolled or as a while loop.
 
     Args:
         body: the step; t is a Python int when unrolled, a scalar tensor in a
             while loop.
-        steps: number of timesteps.
+        timesteps: the sequence length.
         state: the loop state (tensors, TensorArrays).
-        unroll: whether to unroll (see ``layer_unrolls``).
+        unroll: whether to unroll (``ExecutionPath.unroll``).
         parallel_iterations: passed to ``tf.while_loop``.
 
     Returns:
@@ -153,12 +131,12 @@ def run_loop(body, steps: int, state: tuple, unroll: bool, parallel_iterations: 
     import tensorflow as tf
 
     if unroll:
-        for t in range(steps):
+        for t in range(timesteps):
             state = body(t, *state)
         return state
     out = tf.while_loop(
-        lambda t, *_: t < steps, lambda t, *s: (t + 1, *body(t, *s)), (tf.constant(0), *state),
-        maximum_iterations=steps, parallel_iterations=parallel_iterations,
+        lambda t, *_: t < timesteps, lambda t, *s: (t + 1, *body(t, *s)), (tf.constant(0), *state),
+        maximum_iterations=timesteps, parallel_iterations=parallel_iterations,
     )
     return tuple(out[1:])
 
@@ -195,7 +173,7 @@ def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool, fuse: b
 
 
 def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool, unroll: bool):
-    """Runs an LSTM over ``sequences`` with the transposed loop.
+    """Runs an LSTM over ``sequences`` with the transposed loop of TensorFlow ops.
 
     Args:
         sequences: (batch, T, d) inputs.
@@ -211,15 +189,9 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
     """
     import tensorflow as tf
 
-    from seqvg import kernels
-
-    if fused(sequences.dtype):
-        # The whole loop, forward and backward, as one op each.
-        h_seq, h, c = kernels.lstm_seq(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequences)
-        return h, h_seq if return_sequences else h[:, None, :], [h, c]
-    steps = sequences.shape[1]
+    timesteps = sequences.shape[1]
     x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll, fuse=False)
-    out_ta = tf.TensorArray(sequences.dtype, size=steps if return_sequences else 0)
+    out_ta = tf.TensorArray(sequences.dtype, size=timesteps if return_sequences else 0)
 
     def body(t, h, c, out_ta):
         i, f, o, g = gates(weights, zero, tf.concat([h, x_at(t), ones], axis=0))
@@ -229,65 +201,67 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
             out_ta = out_ta.write(t, h)
         return h, c, out_ta
 
-    h, c, out_ta = run_loop(body, steps, (tf.transpose(h0), tf.transpose(c0), out_ta), unroll=unroll)
+    h, c, out_ta = run_loop(body, timesteps, (tf.transpose(h0), tf.transpose(c0), out_ta), unroll=unroll)
     h, c = tf.transpose(h), tf.transpose(c)
     outputs = tf.transpose(out_ta.stack(), [2, 0, 1]) if return_sequences else h[:, None, :]
     return h, outputs, [h, c]
 
 
-def eligible(layer) -> bool:
-    """Whether ``layer`` is a Keras LSTM whose maths this loop computes exactly."""
+def covered(layer) -> str | None:
+    """"lstm" or "gru" if ``layer`` is a Keras LSTM or GRU whose maths seqvg's
+    loops compute exactly (the GRU's: ``reset_after=True``, Keras's default),
+    else None."""
     import keras
 
     cell = getattr(layer, "cell", None)
-    return (
-        isinstance(layer, keras.layers.LSTM)
-        and type(cell) is keras.layers.LSTMCell
-        and keras.backend.backend() == "tensorflow"
-        and cell.use_bias
-        and not cell.dropout
-        and not cell.recurrent_dropout
-        and not layer.go_backwards
-        and not layer.unroll
-        and cell.activation is keras.activations.tanh
-        and cell.recurrent_activation is keras.activations.sigmoid
-    )
+    if keras.backend.backend() != "tensorflow" or not isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+        return None
+    if (type(cell) not in (keras.layers.LSTMCell, keras.layers.GRUCell) or not cell.use_bias or cell.dropout
+            or cell.recurrent_dropout or layer.go_backwards or layer.unroll
+            or cell.activation is not keras.activations.tanh
+            or cell.recurrent_activation is not keras.activations.sigmoid):
+        return None
+    if isinstance(layer, keras.layers.LSTM):
+        return "lstm" if type(cell) is keras.layers.LSTMCell else None
+    return "gru" if type(cell) is keras.layers.GRUCell and cell.reset_after else None
+
+
+def eligible(layer) -> bool:
+    """Whether ``layer`` is an LSTM that seqvg's loops run (``covered``)."""
+    return covered(layer) == "lstm"
 
 
 def gru_eligible(layer) -> bool:
-    """Whether ``layer`` is a Keras GRU whose maths seqvg's GRU sequence op
-    (``kernels.gru_seq``: ``reset_after=True``, Keras's default) computes exactly."""
-    import keras
-
-    cell = getattr(layer, "cell", None)
-    return (
-        isinstance(layer, keras.layers.GRU)
-        and type(cell) is keras.layers.GRUCell
-        and keras.backend.backend() == "tensorflow"
-        and cell.use_bias
-        and cell.reset_after
-        and not cell.dropout
-        and not cell.recurrent_dropout
-        and not layer.go_backwards
-        and not layer.unroll
-        and cell.activation is keras.activations.tanh
-        and cell.recurrent_activation is keras.activations.sigmoid
-    )
+    """Whether ``layer`` is a GRU that seqvg's GRU sequence op runs (``covered``)."""
+    return covered(layer) == "gru"
 
 
-def sequence_op(layer, dtype="float32") -> bool:
-    """Whether ``layer`` runs as one of seqvg's sequence ops (an eligible LSTM
-    or GRU, on a CPU, with the ops built): training and the gradient probe."""
-    return (eligible(layer) or gru_eligible(layer)) and fused(dtype)
-
-
-def _gru_inner_loop(self, sequences, initial_state, mask, training=False):
-    """``GRU.inner_loop`` that runs seqvg's GRU sequence op on a CPU without a
-    mask, where the ops are built; else Keras's own loop (the fallback)."""
-
+def _lstm_op_inner_loop(self, sequences, initial_state, mask, training=False):
+    """``LSTM.inner_loop`` as seqvg's sequence op (forward and backward one op each)."""
     from seqvg import kernels
 
-    if mask is not None or not fused(sequences.dtype):
+    if mask is not None:
+        return type(self).inner_loop(self, sequences, initial_state, mask, training)
+    cell = self.cell
+    h_seq, h, c = kernels.lstm_seq(sequences, initial_state[0], initial_state[1], cell.kernel,
+                                   cell.recurrent_kernel, cell.bias, self.return_sequences)
+    return h, h_seq if self.return_sequences else h[:, None, :], [h, c]
+
+
+def _lstm_tfops_inner_loop(self, sequences, initial_state, mask, training=False, *, unroll: bool):
+    """``LSTM.inner_loop`` as ``lstm_loop``, the transposed loop of TensorFlow ops."""
+    if mask is not None:
+        return type(self).inner_loop(self, sequences, initial_state, mask, training)
+    cell = self.cell
+    return lstm_loop(sequences, initial_state[0], initial_state[1], cell.kernel, cell.recurrent_kernel, cell.bias,
+                     self.return_sequences, unroll)
+
+
+def _gru_op_inner_loop(self, sequences, initial_state, mask, training=False):
+    """``GRU.inner_loop`` as seqvg's GRU sequence op."""
+    from seqvg import kernels
+
+    if mask is not None:
         return type(self).inner_loop(self, sequences, initial_state, mask, training)
     h0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
     cell = self.cell
@@ -295,27 +269,8 @@ def _gru_inner_loop(self, sequences, initial_state, mask, training=False):
     return h, h_seq if self.return_sequences else h[:, None, :], [h]
 
 
-def _inner_loop(self, sequences, initial_state, mask, training=False):
-    """``LSTM.inner_loop`` that runs ``lstm_loop`` on a CPU without a mask."""
-    import tensorflow as tf
-
-    if mask is not None or tf.config.list_logical_devices("GPU"):
-        # Keras's loop: masking, and cuDNN on a GPU.
-        return type(self).inner_loop(self, sequences, initial_state, mask, training)
-    cell = self.cell
-    return lstm_loop(
-        sequences, initial_state[0], initial_state[1], cell.kernel, cell.recurrent_kernel, cell.bias,
-        self.return_sequences, layer_unrolls(self, sequences.shape[1]),
-    )
-
-
-def layer_unrolls(layer, steps: int) -> bool:
-    """Whether ``layer``'s accelerated loop over ``steps`` timesteps is unrolled."""
-    return getattr(layer, "seqvg_unroll", False) and unrolls(steps)
-
-
 def _lstm_layers(model):
-    """Every LSTM layer of ``model``, wrapped ones (seqvg's Residual holds its
+    """Every layer of ``model``, wrapped ones (seqvg's Residual holds its
     recurrent layer in ``.layer``) included."""
     for outer in model.layers:
         for layer in (outer, getattr(outer, "layer", None)):
@@ -323,67 +278,31 @@ def _lstm_layers(model):
                 yield layer
 
 
-def any_eligible(model) -> bool:
-    """Whether ``model`` has a layer that ``accelerate`` would give seqvg's loop
-    (an LSTM, or a GRU for seqvg's GRU op)."""
-    return any(eligible(layer) or gru_eligible(layer) for layer in _lstm_layers(model))
-
-
-def accelerate(model, unroll: bool = False) -> int:
-    """Gives every eligible LSTM layer of ``model`` the transposed CPU loop.
+def accelerate(model, path) -> int:
+    """Gives every LSTM or GRU layer of ``model`` the loop ``path`` names.
 
     Only this model object changes (its layers' ``inner_loop``); weights,
-    config and the saved ``model.keras`` stay those of ``keras.layers.LSTM``.
+    config and the saved ``model.keras`` stay those of Keras's layers. A
+    masked call still runs Keras's own loop.
 
     Args:
         model: a Keras model.
-        unroll: unroll the loops of up to ``UNROLL_MAX`` timesteps: faster
-            steps for a slower first step (see ``min_unroll_steps``).
+        path: an ``seqvg.execpath.ExecutionPath``; with "keras" nothing changes.
 
     Returns:
-        How many layers were accelerated.
+        How many layers were given seqvg's loop.
     """
+    if path.cell_path == "keras":
+        return 0
     n = 0
     for layer in _lstm_layers(model):
-        if gru_eligible(layer):
-            # The op where it is built, else Keras's own loop (no TF-ops loop of seqvg's).
-            layer.inner_loop = types.MethodType(_gru_inner_loop, layer)
-            n += 1
-        if eligible(layer):
-            layer.inner_loop = types.MethodType(_inner_loop, layer)
-            layer.seqvg_unroll = unroll
-            n += 1
-    return n
-
-
-def lstm_path(model) -> str | None:
-    """Which loop the model's LSTM layers run, in words (None: no LSTM).
-
-    Recorded in config.json: a run's numbers are bit-identical only on the
-    same path (and TensorFlow version and CPU instruction set).
-    """
-    import keras
-    import tensorflow as tf
-
-    paths = set()
-    for layer in _lstm_layers(model):
-        if not isinstance(layer, keras.layers.LSTM):
+        kind = covered(layer)
+        if kind != path.cell:
             continue
-        if "inner_loop" not in vars(layer) or tf.config.list_logical_devices("GPU"):
-            paths.add("keras")
-        elif fused("float32"):
-            paths.add("seqvg-op")
+        if path.cell_path == "seqvg-op":
+            loop = _lstm_op_inner_loop if kind == "lstm" else _gru_op_inner_loop
         else:
-            paths.add("tf-ops-unrolled" if getattr(layer, "seqvg_unroll", False) else "tf-ops")
-    return ", ".join(sorted(paths)) if paths else None
-
-
-def gru_path(model) -> str | None:
-    """Which loop the model's GRU layers run (None: no GRU): "seqvg-op" or "keras"."""
-    import keras
-
-    paths = {
-        "seqvg-op" if "inner_loop" in vars(layer) and sequence_op(layer) else "keras"
-        for layer in _lstm_layers(model) if isinstance(layer, keras.layers.GRU)
-    }
-    return ", ".join(sorted(paths)) if paths else None
+            loop = functools.partial(_lstm_tfops_inner_loop, unroll=path.unroll)
+        layer.inner_loop = types.MethodType(loop, layer)
+        n += 1
+    return n

@@ -5,10 +5,10 @@
     model = build_model(RunConfig(cell="lstm", forget_bias=3.0).resolved())
 
 Keras's own recurrent layers are used for every remedy here, so a GPU runs the
-cuDNN kernels. On a CPU, LSTM layers run seqvg's transposed loop
-(``seqvg.fastlstm``: same weights and maths, about 2x faster training), and
-GRU layers seqvg's GRU sequence op where its ops are built; they are still
-``keras.layers.LSTM`` and ``keras.layers.GRU`` in the saved model. Gate-bias remedies
+cuDNN kernels. On a CPU, LSTM and GRU layers run seqvg's own loops
+(``seqvg.fastlstm``: same weights and maths, about 2x faster training; which
+one, ``seqvg.execpath``); they are still ``keras.layers.LSTM`` and
+``keras.layers.GRU`` in the saved model. Gate-bias remedies
 (``forget_bias``, ``chrono``) are written into the built weights instead of
 passed as custom initializers: the saved ``model.keras`` then loads with
 plain Keras, no seqvg import needed.
@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from seqvg.config import RunConfig, cell_label, is_custom_cell
-from seqvg.fastlstm import accelerate, any_eligible, min_unroll_steps
+from seqvg.execpath import ExecutionPath, resolve
+from seqvg.fastlstm import accelerate
 from seqvg.tasks import STREAM_INIT, get_task, stream
 
 
@@ -199,11 +200,15 @@ def _set_gate_biases(cfg: RunConfig, model) -> None:
         bias.assign(value)
 
 
-def build_model(cfg: RunConfig):
+def build_model(cfg: RunConfig, path: ExecutionPath | None = None):
     """Builds the (uncompiled) Keras model of a resolved config.
 
     Weights are seeded from ``cfg.seed``: the same config gives the same
     initial weights on every run.
+
+    Args:
+        cfg: a resolved config.
+        path: which loop the LSTM or GRU layers run; None: ``execpath.resolve(cfg)``.
     """
     import keras
 
@@ -225,11 +230,7 @@ def build_model(cfg: RunConfig):
     )(h)
     model = keras.Model(inputs, outputs, name=f"{cfg.task}_{cell_label(cfg.cell)}")
     _set_gate_biases(cfg, model)
-    if any_eligible(model):
-        # Only now, with an LSTM or GRU to run, may seqvg's ops be compiled. Unrolled
-        # loops build slower and run faster: only long runs gain.
-        shortest = min_unroll_steps()
-        accelerate(model, unroll=shortest is not None and cfg.steps >= shortest)
+    accelerate(model, resolve(cfg) if path is None else path)
     return model
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from seqvg.cellstep import call_cell, fast_kind as _fast_kind, initial_states, output_size, step as _step
 from seqvg.decay import HORIZON_LEVEL, decay_summary, format_summary  # noqa: F401 (re-exported)
+from seqvg.execpath import ExecutionPath
 from seqvg.tasks import Task
 
 
@@ -157,22 +158,26 @@ class Prober:
     hands ``seqvg.stepstats.StepStats`` what it needs for ``seqvg.why``'s
     gate statistics and step-Jacobian norms (no second loop over the
     sequence). Each recurrent layer is probed by one of two paths, chosen
-    here once: the sequence op it trains on (``fastlstm.sequence_op``), else
+    here once: the sequence op it trains on (where ``path`` says so), else
     a ``tf.while_loop`` of its own cell with taps (``_run_loop``).
 
     Args:
         model: a Keras model that is a chain of layers (as seqvg builds them).
         task: the task whose loss is differentiated.
+        path: the run's ``seqvg.execpath.ExecutionPath``: its LSTM or GRU
+            layers are probed by seqvg's sequence op where it says so. None:
+            the path of a one-shot probe of this model (``execpath.of_model``).
     """
 
-    def __init__(self, model, task: Task):
+    def __init__(self, model, task: Task, path: ExecutionPath | None = None):
         import tensorflow as tf
 
-        from seqvg import fastlstm
+        from seqvg import execpath, fastlstm
         from seqvg.stepstats import StepStats
 
         self.model = model
         self.task = task
+        self.path = execpath.of_model(model) if path is None else path
         self.layers = _chain(model)
         # (layer, its recurrent layer or None), resolved here: the traced
         # _measure must not call into seqvg.models (AutoGraph cannot convert it).
@@ -183,8 +188,9 @@ class Prober:
         self.n_states = [len(tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
         self.state_names = [_state_names(layer.cell, n) for layer, n in zip(self.rnns, self.n_states)]
         # The one choice of path: layers that train on seqvg's sequence ops
-        # are probed by them (a first one gives dL/dx from its input gradient).
-        self.op_layers = [rnn for rnn in self.rnns if fastlstm.sequence_op(rnn)]
+        # are probed by them (resolved here, outside the trace); a first one
+        # gives dL/dx from its input gradient.
+        self.op_layers = [rnn for rnn in self.rnns if self.path.sequence_op and fastlstm.covered(rnn) == self.path.cell]
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
         self.stats = StepStats(self.rnns)
         self._fn = tf.function(self._measure)
@@ -376,9 +382,9 @@ class Prober:
                            states or None)
 
 
-def probe(model, task: Task, x: np.ndarray, y: np.ndarray) -> ProbeResult:
+def probe(model, task: Task, x: np.ndarray, y: np.ndarray, path: ExecutionPath | None = None) -> ProbeResult:
     """One-shot probe of ``model`` on the batch (x, y); see ``Prober``."""
-    return Prober(model, task)(x, y)
+    return Prober(model, task, path)(x, y)
 
 
 def _args_text(args: dict | None) -> str:
@@ -407,13 +413,15 @@ def probe_untrained(cfg, batch: dict | None = None):
     """
     from seqvg.config import check_memory
     from seqvg.customcell import check_cell
+    from seqvg.execpath import resolve
     from seqvg.models import build_model
     from seqvg.tasks import get_task
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     check_cell(cfg)
-    model = build_model(cfg)
-    return probe(model, get_task(cfg.task, cfg.task_args), *_batch_for(cfg, batch)), cfg
+    path = resolve(cfg, repeated=False)
+    model = build_model(cfg, path)
+    return probe(model, get_task(cfg.task, cfg.task_args), *_batch_for(cfg, batch), path), cfg
 
 
 def probe_run(run_dir, batch: dict | None = None):

@@ -34,6 +34,7 @@ import numpy as np
 from seqvg.config import RunConfig, default_chrono
 from seqvg.decay import decay_summary
 from seqvg.diagnose import format_diagnosis
+from seqvg.execpath import recorded
 from seqvg.labels import RunLabel, axis_name, run_labels, sort_order
 from seqvg.rundir import Run, load_run
 from seqvg.tasks import get_task
@@ -285,6 +286,9 @@ def _title_page(fig, runs: list[Run]) -> None:
     fig.text(0.05, 0.857, "versions: " + ", ".join(f"{k} {versions[k]}" for k in sorted(versions))
              + f"    device: {runs[0].config.get('device', '?')}    newest run: {created}", fontsize=8, va="top",
              color="0.3")
+    paths = dict.fromkeys(p.describe() for p in map(recorded, (r.config for r in runs)) if p is not None)
+    if paths:
+        fig.text(0.05, 0.842, "execution path: " + "; ".join(paths), fontsize=8, va="top", color="0.3")
     task = get_task(v.runs[0].cfg["task"])
     fig.text(0.05, 0.825, "Outcome", fontsize=12, weight="bold", va="top")
     rows = outcome_rows(runs)

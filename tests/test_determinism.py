@@ -109,7 +109,9 @@ def test_bit_identical_across_thread_counts(tmp_path):
             _assert_same_run(tmp_path / "t1" / cell, tmp_path / f"t{n}" / cell)
     _assert_same_run(tmp_path / "t1" / "lstm-tfops", tmp_path / "t3" / "lstm-tfops")
     config = json.loads((tmp_path / "t1" / "lstm-tfops" / "config.json").read_text())
-    assert config["numerics"]["lstm_path"] in ("tf-ops", "tf-ops-unrolled")
+    # A training run over 12 timesteps unrolls the TF-ops loop (execpath.UNROLL_MAX).
+    assert config["numerics"]["execution_path"] == {"cell": "lstm", "cell_path": "tf-ops", "unroll": True}
+    assert config["numerics"]["lstm_path"] == "tf-ops-unrolled"
     # The run is real: it trained, and the probe measured a gradient.
     rows = _metrics(tmp_path / "t1" / "lstm")
     assert len(rows) == 1 + 4 and rows[-1][0] == "30"
@@ -117,8 +119,14 @@ def test_bit_identical_across_thread_counts(tmp_path):
 
 
 def test_config_records_what_identity_depends_on(tiny_run):
-    numerics = json.loads((tiny_run(cell="lstm") / "config.json").read_text())["numerics"]
-    assert numerics["lstm_path"] in ("seqvg-op", "tf-ops", "tf-ops-unrolled")
+    from seqvg.config import RunConfig
+    from seqvg.execpath import resolve
+
+    config = json.loads((tiny_run(cell="lstm") / "config.json").read_text())
+    numerics = config["numerics"]
+    path = resolve(RunConfig.from_dict(config["config"]).resolved())
+    assert numerics["execution_path"] == path.to_dict() and path.cell == "lstm"
+    assert numerics["lstm_path"] == path.lstm_path in ("seqvg-op", "tf-ops", "tf-ops-unrolled")
     assert numerics["cpu_isa"]
     assert "thread counts" in numerics["identical_across"]
 
@@ -129,5 +137,7 @@ def test_no_lstm_no_lstm_path(tiny_run, cell):
 
     numerics = json.loads((tiny_run(cell=cell) / "config.json").read_text())["numerics"]
     assert numerics["lstm_path"] is None
+    if cell == "rnn":
+        assert numerics["execution_path"] == {"cell": None, "cell_path": "keras", "unroll": False}
     if cell == "gru":
         assert numerics["gru_path"] == ("seqvg-op" if fastlstm.fused("float32") else "keras")

@@ -13,8 +13,9 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from seqvg import fastlstm, kernels  # noqa: E402
+from seqvg import execpath, fastlstm, kernels  # noqa: E402
 from seqvg.config import RunConfig  # noqa: E402
+from seqvg.execpath import ExecutionPath  # noqa: E402
 from seqvg.models import build_model, recurrent_layers  # noqa: E402
 
 B, T, D, U = 6, 9, 3, 5
@@ -23,7 +24,7 @@ B, T, D, U = 6, 9, 3, 5
 @pytest.fixture(params=[True, False], ids=["unrolled", "while"])
 def unroll(request):
     """Runs a test with the loop unrolled (T <= UNROLL_MAX) and as a while loop."""
-    assert fastlstm.unrolls(T)
+    assert T <= execpath.UNROLL_MAX
     return request.param
 
 
@@ -37,6 +38,19 @@ def step(request, monkeypatch):
     else:
         monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     return request.param
+
+
+def _lstm_path(step: str, unroll: bool) -> ExecutionPath:
+    """The path of ``step``: the sequence op has no loop to unroll."""
+    if step == "seq" and unroll:
+        pytest.skip("the sequence op has no loop to unroll")
+    return ExecutionPath("lstm", "seqvg-op") if step == "seq" else ExecutionPath("lstm", "tf-ops", unroll)
+
+
+def _loop_of(layer):
+    """The function a layer's ``inner_loop`` runs (a ``functools.partial``'s own)."""
+    func = layer.inner_loop.__func__
+    return getattr(func, "func", func)
 
 
 def _model(layers: int, return_sequences: bool):
@@ -84,8 +98,7 @@ def _rel(a, b):
 def test_same_outputs_and_gradients_as_keras_loop(layers, return_sequences, unroll, step):
     x = np.random.default_rng(1).normal(size=(B, T, D)).astype(np.float32)
     fast = _model(layers, return_sequences)
-    assert fastlstm.accelerate(fast, unroll=unroll) == layers
-    assert all(fastlstm.layer_unrolls(layer, T) == unroll for layer in recurrent_layers(fast))
+    assert fastlstm.accelerate(fast, _lstm_path(step, unroll)) == layers
     ref = _keras_loop(_model(layers, return_sequences))
     y_fast, g_fast = _outputs_and_grads(fast, x)
     y_ref, g_ref = _outputs_and_grads(ref, x)
@@ -103,7 +116,7 @@ def test_initial_state_and_returned_states_match(unroll, step):
     keras.utils.set_random_seed(5)
     layer = keras.layers.LSTM(U, return_state=True)
     ref = layer(x, initial_state=[h0, c0])
-    fastlstm.accelerate(keras.Sequential([layer]), unroll=unroll)
+    fastlstm.accelerate(keras.Sequential([layer]), _lstm_path(step, unroll))
     out = layer(x, initial_state=[h0, c0])
     for a, b in zip(ref, out):
         assert _rel(a.numpy(), b.numpy()) < 1e-5
@@ -119,36 +132,25 @@ def _op_names(model) -> list[str]:
 
 
 def test_unrolled_up_to_unroll_max_then_a_while_loop(monkeypatch):
-    """Guards the switch itself: T <= UNROLL_MAX has no While op, longer has one
-    (the TensorFlow-ops loop; the sequence op has no loop in the graph)."""
+    """Guards the switch itself: without seqvg's ops, a training run's loop
+    over T <= UNROLL_MAX timesteps has no While op, a longer one has one (the
+    sequence op has no loop in the graph); a one-shot graph never unrolls."""
     monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
-    fast = _model(1, False)
-    fastlstm.accelerate(fast, unroll=True)
-    monkeypatch.setattr(fastlstm, "UNROLL_MAX", T)
-    assert not any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
-    monkeypatch.setattr(fastlstm, "UNROLL_MAX", T - 1)
-    assert any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
-    fastlstm.accelerate(fast, unroll=False)
-    monkeypatch.setattr(fastlstm, "UNROLL_MAX", T)
-    assert any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
 
+    def has_while(timesteps: int, repeated: bool = True) -> bool:
+        fast = _model(1, False)
+        fastlstm.accelerate(fast, execpath.decide("lstm", timesteps, repeated=repeated))
+        return any(n.op in ("While", "StatelessWhile") for n in _graph_nodes(fast))
 
-@pytest.mark.parametrize("offset", [-1, 0])
-def test_seqvg_unrolls_only_runs_long_enough_to_gain(offset, step):
-    """Without seqvg's ops, runs of UNROLL_MIN_STEPS_TFOPS steps unroll; with
-    them (training has no loop; the probe's would not earn its tracing) none."""
-    shortest = fastlstm.min_unroll_steps()
-    assert shortest == (None if step == "seq" else fastlstm.UNROLL_MIN_STEPS_TFOPS)
-    steps = (shortest or 10**6) + offset
-    model = build_model(RunConfig(cell="lstm", length=10, units=8, steps=steps).resolved())
-    (layer,) = recurrent_layers(model)
-    assert fastlstm.layer_unrolls(layer, 10) == (step == "tfops" and offset == 0)
+    assert not has_while(T) and has_while(T, repeated=False)
+    monkeypatch.setattr(execpath, "UNROLL_MAX", T - 1)
+    assert has_while(T)
 
 
 def test_fast_loop_runs_and_keras_cell_does_not():
     """Guards the speed-up itself: the accelerated graph has no Keras cell ops."""
     fast = _model(1, False)
-    fastlstm.accelerate(fast)
+    fastlstm.accelerate(fast, execpath.of_model(fast))
     assert not any("lstm_cell" in name for name in _op_names(fast))
     assert any("lstm_cell" in name for name in _op_names(_keras_loop(_model(1, False))))
 
@@ -157,7 +159,7 @@ def test_sequence_op_runs_where_built(step):
     """Guards which loop runs: the sequence op (no per-step ops, no While), or
     (unbuilt) TensorFlow's own ops."""
     fast = _model(1, False)
-    fastlstm.accelerate(fast, unroll=False)
+    fastlstm.accelerate(fast, execpath.of_model(fast))
     ops = {n.op for n in _graph_nodes(fast)}
     assert ("SeqvgLstmSeq" in ops) == (step == "seq")
     assert ("While" in ops or "StatelessWhile" in ops) == (step == "tfops")
@@ -178,16 +180,18 @@ def test_masks_dropout_and_other_activations_keep_keras_loop():
     lstm = keras.layers.LSTM(U)
     model = keras.Model(inp, lstm(keras.layers.Masking()(inp)))
     ref = model(x).numpy()
-    fastlstm.accelerate(model)
+    fastlstm.accelerate(model, execpath.of_model(model))
     np.testing.assert_allclose(model(x).numpy(), ref, rtol=1e-6)
     assert _rel(ref, lstm(x[:, :-3]).numpy()) < 1e-5  # the fast loop on the unmasked steps
 
 
 @pytest.mark.parametrize("residual", [False, True])
 def test_seqvg_models_are_accelerated(residual):
-    model = build_model(RunConfig(cell="lstm", length=10, units=8, layers=3, residual=residual).resolved())
+    cfg = RunConfig(cell="lstm", length=10, units=8, layers=3, residual=residual).resolved()
+    model = build_model(cfg)
     lstms = recurrent_layers(model)  # layers 2 and 3 inside Residual wrappers with residual=True
-    assert len(lstms) == 3 and all(layer.inner_loop.__func__ is fastlstm._inner_loop for layer in lstms)
+    loop = {"seqvg-op": fastlstm._lstm_op_inner_loop, "tf-ops": fastlstm._lstm_tfops_inner_loop}
+    assert len(lstms) == 3 and all(_loop_of(layer) is loop[execpath.resolve(cfg).cell_path] for layer in lstms)
 
 
 def test_accelerated_run_saves_plain_lstm(tiny_run):
@@ -207,7 +211,10 @@ def test_gru_model_runs_the_op_and_matches_keras_loop(switched_off, monkeypatch)
     cfg = RunConfig(cell="gru", length=T, units=U + 1, layers=2, chrono=T).resolved()
     model = build_model(cfg)
     grus = recurrent_layers(model)
-    assert all(layer.inner_loop.__func__ is fastlstm._gru_inner_loop for layer in grus)
+    if switched_off:
+        assert all("inner_loop" not in vars(layer) for layer in grus)  # Keras's own loop
+    else:
+        assert all(_loop_of(layer) is fastlstm._gru_op_inner_loop for layer in grus)
     ops = {n.op for n in _graph_nodes_of(model, cfg)}
     assert ("SeqvgGruSeq" in ops) != switched_off
     x = np.random.default_rng(8).normal(size=(B, cfg.seq_len, 2)).astype(np.float32)
@@ -218,7 +225,7 @@ def test_gru_model_runs_the_op_and_matches_keras_loop(switched_off, monkeypatch)
     assert _rel(want[0], got[0]) < 1e-5
     for a, b in zip(want[1], got[1]):
         assert _rel(a, b) < 1e-5
-    assert fastlstm.gru_path(build_model(cfg)) == ("keras" if switched_off else "seqvg-op")
+    assert execpath.resolve(cfg).gru_path == ("keras" if switched_off else "seqvg-op")
 
 
 def _graph_nodes_of(model, cfg) -> list:

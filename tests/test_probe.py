@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from seqvg import kernels
+from seqvg import execpath, kernels
 from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.models import build_model, compile_model, residual_class
@@ -358,7 +358,7 @@ def test_prober_runs_the_sequence_op(cell):
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
     name = "SeqvgLstmSeq" if cell == "lstm" else "SeqvgGruSeq"
-    for prober in (Prober(model, task),):
+    for prober in (Prober(model, task, execpath.resolve(cfg)), Prober(model, task)):
         graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
         nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
         grads = [n for n in nodes if n.op == name + "Grad"]

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from seqvg.config import RunConfig
-from seqvg.training import LONG_RUN_S, Progress
+from seqvg.progress import LONG_RUN_S, Progress
 
 
 class _Clock:

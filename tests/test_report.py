@@ -398,3 +398,24 @@ def test_title_page_prints_the_recorded_command(tmp_path):
     assert any(t.endswith("\nseqvg run tasks/demo.toml") for t in text)  # once, for both runs
     assert not any("None" in t for t in text)
     plt.close(fig)
+
+
+def test_title_page_names_the_execution_paths_recorded(tmp_path):
+    """One line: each recorded path once, read from new and from older
+    config.json alike; none for runs that record no path."""
+    from seqvg.execpath import ExecutionPath
+    from seqvg.report import _title_page
+
+    runs = [_study_run(tmp_path, f"run{i}", cell=c) for i, c in enumerate(("lstm", "lstm", "gru", "rnn"))]
+    fig = plt.figure(figsize=(11, 8.5))
+    _title_page(fig, runs)
+    assert not any(t.get_text().startswith("execution path") for t in fig.texts)
+    plt.close(fig)
+    runs[0].config["numerics"] = {"execution_path": ExecutionPath("lstm", "tf-ops", True).to_dict()}
+    runs[1].config["numerics"] = {"lstm_path": "tf-ops-unrolled", "gru_path": None}  # as older runs wrote it
+    runs[2].config["numerics"] = {"lstm_path": None, "gru_path": "seqvg-op"}
+    fig = plt.figure(figsize=(11, 8.5))
+    _title_page(fig, runs)
+    (line,) = [t.get_text() for t in fig.texts if t.get_text().startswith("execution path")]
+    assert line == "execution path: LSTM: seqvg's loop of TensorFlow ops, unrolled; GRU: seqvg's sequence op"
+    plt.close(fig)

@@ -1,0 +1,159 @@
+"""Which loop runs a run's LSTM or GRU layers: decided once per run, recorded.
+
+    from seqvg.config import RunConfig
+    from seqvg.execpath import resolve
+    path = resolve(RunConfig(cell="lstm", length=200).resolved())
+    print(path.describe())    # e.g. "LSTM: seqvg's sequence op"
+
+An LSTM or GRU layer gives the same maths on three paths (docs/design.md,
+"Execution paths"): seqvg's compiled sequence op, seqvg's loop of TensorFlow
+ops (LSTM only), or Keras's own loop. Which one runs, and whether the TF-ops
+loop is unrolled into the graph, depends on the cell, the number of
+timesteps and this machine (a GPU; whether seqvg's ops are built), never on
+the number of training steps. ``resolve`` makes that decision once;
+``build_model``, the probe and config.json (``numerics``) all take the value
+it returns, so what is recorded is what ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The paths, and how the report names them.
+CELL_PATHS = {
+    "seqvg-op": "seqvg's sequence op",
+    "tf-ops": "seqvg's loop of TensorFlow ops",
+    "keras": "Keras's own loop",
+}
+#: The cells seqvg can run its own way (Keras's LSTM and GRU layers).
+FAST_CELLS = ("lstm", "gru")
+#: The longest sequence (timesteps) whose TF-ops loop is unrolled: a
+#: tf.while_loop pays per timestep for its control ops and for pushing, then
+#: popping, every intermediate the backward pass needs, which unrolled are
+#: plain graph edges; beyond this length the bigger graph costs more than it
+#: saves.
+UNROLL_MAX = 256
+
+
+@dataclass(frozen=True)
+class ExecutionPath:
+    """How a model's recurrent layers run.
+
+    Attributes:
+        cell: "lstm" or "gru" for a layer seqvg can run its own way; None for
+            every other cell, which runs Keras's loop.
+        cell_path: "seqvg-op", "tf-ops" (LSTM only) or "keras" (``CELL_PATHS``).
+        unroll: the TF-ops loop is unrolled into the graph (a bigger graph,
+            built more slowly, for faster steps).
+    """
+
+    cell: str | None = None
+    cell_path: str = "keras"
+    unroll: bool = False
+
+    def __post_init__(self):
+        if self.cell not in (None, *FAST_CELLS):
+            raise ValueError(f"execution path: cell {self.cell!r} is not one of {FAST_CELLS} or None")
+        if self.cell_path not in CELL_PATHS:
+            raise ValueError(f"execution path: {self.cell_path!r} is not one of {tuple(CELL_PATHS)}")
+        if self.cell is None and self.cell_path != "keras":
+            raise ValueError(f"execution path: only an LSTM or GRU runs {self.cell_path!r}")
+        if self.cell_path == "tf-ops" and self.cell != "lstm":
+            raise ValueError("execution path: the TF-ops loop runs LSTMs only")
+        if self.unroll and self.cell_path != "tf-ops":
+            raise ValueError("execution path: only the TF-ops loop unrolls")
+
+    def to_dict(self) -> dict:
+        """JSON-ready, as config.json's ``numerics.execution_path`` holds it."""
+        return {"cell": self.cell, "cell_path": self.cell_path, "unroll": self.unroll}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExecutionPath:
+        """The inverse of ``to_dict``."""
+        return cls(d.get("cell"), d.get("cell_path", "keras"), bool(d.get("unroll", False)))
+
+    @property
+    def lstm_path(self) -> str | None:
+        """The LSTM's path in config.json's older words (``numerics.lstm_path``)."""
+        if self.cell != "lstm":
+            return None
+        return "tf-ops-unrolled" if self.unroll else self.cell_path
+
+    @property
+    def gru_path(self) -> str | None:
+        """The GRU's path in config.json's older words (``numerics.gru_path``)."""
+        return self.cell_path if self.cell == "gru" else None
+
+    @property
+    def sequence_op(self) -> bool:
+        """Whether the layers run (and are probed by) seqvg's sequence op."""
+        return self.cell_path == "seqvg-op"
+
+    def describe(self) -> str:
+        """The path in words, e.g. "LSTM: seqvg's loop of TensorFlow ops, unrolled"."""
+        where = CELL_PATHS[self.cell_path] + (", unrolled" if self.unroll else "")
+        return f"{self.cell.upper()}: {where}" if self.cell else where
+
+
+def decide(cell: str | None, timesteps: int, *, repeated: bool = True) -> ExecutionPath:
+    """The path of a ``cell`` layer over ``timesteps`` on this machine.
+
+    Args:
+        cell: "lstm", "gru", or None for any other cell.
+        timesteps: the sequence length the layers read.
+        repeated: whether the graph is traced once and run many times (a
+            training run and its probes), so that an unrolled loop's slower
+            build pays; a one-shot probe (``seqvg probe``) does not unroll.
+
+    Only for an LSTM or a GRU on a CPU are seqvg's ops asked for (which
+    compiles them on first use), so other cells never wait for a build.
+    """
+    if cell not in FAST_CELLS:
+        return ExecutionPath()
+    import tensorflow as tf
+
+    from seqvg import kernels
+
+    if tf.config.list_logical_devices("GPU"):
+        return ExecutionPath(cell, "keras")  # cuDNN; seqvg's ops have only CPU kernels
+    if kernels.lstm_cell_ops() is not None:
+        return ExecutionPath(cell, "seqvg-op")
+    if cell == "gru":
+        return ExecutionPath(cell, "keras")  # seqvg has no TF-ops loop of its own for the GRU
+    return ExecutionPath(cell, "tf-ops", unroll=repeated and timesteps <= UNROLL_MAX)
+
+
+def resolve(cfg, *, repeated: bool = True) -> ExecutionPath:
+    """The execution path of a resolved ``RunConfig`` on this machine (``decide``)."""
+    return decide(cfg.cell if cfg.cell in FAST_CELLS else None, cfg.seq_len, repeated=repeated)
+
+
+def recorded(config: dict) -> ExecutionPath | None:
+    """The path a run directory's config.json records, or None where it records none.
+
+    Runs written before ``numerics.execution_path`` existed have only
+    ``lstm_path`` and ``gru_path``; their path is read from those.
+    """
+    numerics = config.get("numerics")
+    if not isinstance(numerics, dict):
+        return None
+    try:
+        if isinstance(numerics.get("execution_path"), dict):
+            return ExecutionPath.from_dict(numerics["execution_path"])
+        if numerics.get("lstm_path"):
+            unroll = numerics["lstm_path"] == "tf-ops-unrolled"
+            return ExecutionPath("lstm", "tf-ops" if unroll else numerics["lstm_path"], unroll)
+        if numerics.get("gru_path"):
+            return ExecutionPath("gru", numerics["gru_path"])
+        return ExecutionPath() if "lstm_path" in numerics else None
+    except (ValueError, TypeError):
+        return None
+
+
+def of_model(model, *, repeated: bool = False) -> ExecutionPath:
+    """The path for a model given without its config (a loaded model.keras, a
+    test's model): ``decide`` for its first LSTM or GRU layer, if any."""
+    from seqvg.fastlstm import _lstm_layers, covered
+
+    cell = next((kind for kind in map(covered, _lstm_layers(model)) if kind), None)
+    return decide(cell, model.inputs[0].shape[1], repeated=repeated)
