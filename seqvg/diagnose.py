@@ -220,7 +220,7 @@ def _where(final_val: float, baseline: float, plateau: float | None, plateau_tex
         return f"val loss {final_val:.3g} sits on the trivial baseline {baseline:.3g} (a model with no memory)"
     if plateau is not None and abs(final_val - plateau) <= NEAR_PLATEAU * plateau:
         return f"val loss {final_val:.3g} sits on the {plateau:.3g} plateau (a model that {plateau_text})"
-    return f"val loss {final_val:.3g} (baseline {baseline:.3g})"
+    return f"val loss {final_val:.3g} over the last 3 evaluations (baseline {baseline:.3g})"
 
 
 #: What a task must carry back to its output: what a short horizon cuts off.
