@@ -19,9 +19,9 @@ TensorFlow ops with the state transposed, (units, batch): the gates as three
 matmuls ([i, f], c, o) into which oneDNN fuses the activation (MatMul + a
 zero BiasAdd + Sigmoid/Tanh), row-block splits that share their buffer, and,
 for sequences of up to ``execpath.UNROLL_MAX`` timesteps, the loop unrolled
-into the graph. The gradient probe (``seqvg.probe``) runs that transposed loop,
-with seqvg's fused cell op for the elementwise maths where it is built,
-because it must tap every state.
+into the graph. The gradient probe (``seqvg.probe``) taps every state
+through the sequence op where training runs it (its ``taps`` input), else
+through its own per-step ``tf.while_loop`` of the Keras cell.
 
 Measured (2 cores, adding T=200, batch 64, 128 units, seqvg's training step,
 timed in alternation, ``benchmarks/lstm_loop.py``): see the README's
