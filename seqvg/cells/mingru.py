@@ -26,19 +26,12 @@ import keras
 from keras import ops
 
 
-@keras.saving.register_keras_serializable(package="seqvg")
-class MinGRUCell(keras.layers.Layer):
-    """minGRU cell: h_t = (1 - z_t) * h_{t-1} + z_t * Linear(x_t), z_t = sigmoid(Linear(x_t)).
+class _InputGatedCell(keras.layers.Layer):
+    """What minGRU and minLSTM share: one state h, gates and candidate that
+    read only x_t, all ``blocks`` linears in one (d, blocks * units) kernel,
+    and chrono init of the gate biases (``_chrono_gates``)."""
 
-    Args:
-        units: state (and output) size.
-        kernel_initializer: initializer of the input weights [W_z, W_h].
-        bias_initializer: initializer of the biases [b_z, b_h] (zeros, as in the paper).
-        chrono: T_MAX of the chrono init of b_z (None: ``bias_initializer``).
-    """
-
-    state_names = ("h",)
-    seqvg_options = ("chrono",)
+    blocks: int
 
     def __init__(self, units: int, kernel_initializer="glorot_uniform", bias_initializer="zeros", chrono=None,
                  **kwargs):
@@ -52,24 +45,18 @@ class MinGRUCell(keras.layers.Layer):
 
     def build(self, input_shape):
         d = input_shape[-1]
-        # Columns [z | h~]: one matmul per step for both linears.
-        self.kernel = self.add_weight(shape=(d, 2 * self.units), initializer=self.kernel_initializer, name="kernel")
-        self.bias = self.add_weight(shape=(2 * self.units,), initializer=self._bias_init, name="bias")
+        # One matmul per step for all linears (column order: the subclass's).
+        n = self.blocks * self.units
+        self.kernel = self.add_weight(shape=(d, n), initializer=self.kernel_initializer, name="kernel")
+        self.bias = self.add_weight(shape=(n,), initializer=self._bias_init, name="bias")
 
     def _bias_init(self, shape, dtype=None):
         bias = self.bias_initializer(shape, dtype=dtype)
         if self.chrono is None:
             return bias
         u = keras.random.uniform((self.units,), 1.0, self.chrono - 1.0, dtype=dtype or "float32")
-        return ops.concatenate([-ops.log(u), bias[self.units :]])
-
-    def call(self, inputs, states, training=False):
-        h_prev = states[0] if isinstance(states, (list, tuple)) else states
-        a = ops.matmul(inputs, self.kernel) + self.bias
-        z = ops.sigmoid(a[:, : self.units])
-        h_tilde = a[:, self.units :]
-        h = (1.0 - z) * h_prev + z * h_tilde
-        return h, [h] if isinstance(states, (list, tuple)) else h
+        gates = self._chrono_gates(u)
+        return ops.concatenate([*gates, bias[len(gates) * self.units :]])
 
     def get_config(self):
         return {
@@ -79,6 +66,33 @@ class MinGRUCell(keras.layers.Layer):
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             "chrono": self.chrono,
         }
+
+
+@keras.saving.register_keras_serializable(package="seqvg")
+class MinGRUCell(_InputGatedCell):
+    """minGRU cell: h_t = (1 - z_t) * h_{t-1} + z_t * Linear(x_t), z_t = sigmoid(Linear(x_t)).
+
+    Args:
+        units: state (and output) size.
+        kernel_initializer: initializer of the input weights [W_z, W_h].
+        bias_initializer: initializer of the biases [b_z, b_h] (zeros, as in the paper).
+        chrono: T_MAX of the chrono init of b_z (None: ``bias_initializer``).
+    """
+
+    state_names = ("h",)
+    seqvg_options = ("chrono",)
+    blocks = 2  # columns [z | h~]
+
+    def _chrono_gates(self, u):
+        return [-ops.log(u)]  # b_z
+
+    def call(self, inputs, states, training=False):
+        h_prev = states[0] if isinstance(states, (list, tuple)) else states
+        a = ops.matmul(inputs, self.kernel) + self.bias
+        z = ops.sigmoid(a[:, : self.units])
+        h_tilde = a[:, self.units :]
+        h = (1.0 - z) * h_prev + z * h_tilde
+        return h, [h] if isinstance(states, (list, tuple)) else h
 
 
 def _check_chrono(chrono):

@@ -25,11 +25,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from seqvg.cells.mingru import _check_chrono
+from seqvg.cells.mingru import _InputGatedCell
 
 
 @keras.saving.register_keras_serializable(package="seqvg")
-class MinLSTMCell(keras.layers.Layer):
+class MinLSTMCell(_InputGatedCell):
     """minLSTM cell: h_t = f'_t * h_{t-1} + i'_t * Linear(x_t), f', i' normalised to sum to 1.
 
     Args:
@@ -41,29 +41,10 @@ class MinLSTMCell(keras.layers.Layer):
 
     state_names = ("h",)
     seqvg_options = ("chrono",)
+    blocks = 3  # columns [f | i | h~]
 
-    def __init__(self, units: int, kernel_initializer="glorot_uniform", bias_initializer="zeros", chrono=None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.units = int(units)
-        self.chrono = _check_chrono(chrono)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.state_size = self.units
-        self.output_size = self.units
-
-    def build(self, input_shape):
-        d = input_shape[-1]
-        # Columns [f | i | h~].
-        self.kernel = self.add_weight(shape=(d, 3 * self.units), initializer=self.kernel_initializer, name="kernel")
-        self.bias = self.add_weight(shape=(3 * self.units,), initializer=self._bias_init, name="bias")
-
-    def _bias_init(self, shape, dtype=None):
-        bias = self.bias_initializer(shape, dtype=dtype)
-        if self.chrono is None:
-            return bias
-        u = keras.random.uniform((self.units,), 1.0, self.chrono - 1.0, dtype=dtype or "float32")
-        return ops.concatenate([ops.log(u), -ops.log(u), bias[2 * self.units :]])
+    def _chrono_gates(self, u):
+        return [ops.log(u), -ops.log(u)]  # b_f, b_i
 
     def call(self, inputs, states, training=False):
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
@@ -75,12 +56,3 @@ class MinLSTMCell(keras.layers.Layer):
         total = f + i  # > 0: both are sigmoids
         h = (f / total) * h_prev + (i / total) * h_tilde
         return h, [h] if isinstance(states, (list, tuple)) else h
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "chrono": self.chrono,
-        }
