@@ -44,4 +44,5 @@ def test_spec_trains_the_starter_against_rnn_and_gru():
     from seqvg.study import load_spec
 
     study = load_spec(ROOT / "tasks" / "assignment-3-gate" / "spec.toml")
-    assert [c.cell for c in study.configs] == [f"{STARTER}:GatedCell", "rnn", "gru"]
+    assert [c.cell for c in study.configs if c.seed == 0] == [f"{STARTER}:GatedCell", "rnn", "gru"]
+    assert sorted({c.seed for c in study.configs}) == [0, 1, 2]
