@@ -266,7 +266,7 @@ def expected_figures(columns: list[str], rows: list[list[str]], study_name: str)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seqvg.report import PAGE, _caption
+    from seqvg.report_view import PAGE, caption
 
     deviating = sum(r[-1] != "OK" for r in rows)
     chunks = [rows[i:i + PAGE_ROWS] for i in range(0, len(rows), PAGE_ROWS)] or [[]]
@@ -291,7 +291,7 @@ def expected_figures(columns: list[str], rows: list[list[str]], study_name: str)
         fig.text(0.04, 0.915, textwrap.fill(
             f"{study_name}: {verdict}. Each outcome is taken over the seeds listed: a fraction of them, or the "
             "median with the seeds' range (min to max) in brackets.", 140), fontsize=10, color="0.15", va="top")
-        _caption(fig, "a shaded row DEVIATES from the spec's [expect] table (measured on the date shown, with "
+        caption(fig, "a shaded row DEVIATES from the spec's [expect] table (measured on the date shown, with "
                       "those seeds; 'solved at step' counts an unsolved seed as never). The same seed gives the same "
                       "numbers on one machine, but other numerics (another CPU, a new fast path) can move a seed near "
                       "the edge of the budget: hence outcomes over several seeds.")

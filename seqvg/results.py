@@ -124,7 +124,7 @@ def results_figure(study: Study, rows: list[dict]):
     import numpy as np
     from matplotlib.ticker import NullLocator
 
-    from seqvg.report import STYLES
+    from seqvg.report_view import STYLES
 
     def median(values):
         values = [v for v in values if v is not None and np.isfinite(v)]
@@ -199,23 +199,23 @@ def results_figure(study: Study, rows: list[dict]):
 
 def _results_caption(fig, study: Study, rows: list[dict]) -> None:
     """The results figure's "What to look for" line, with the study's counts."""
-    from seqvg.report import _caption
+    from seqvg.report_view import caption
     from seqvg.tasks import get_task
 
     fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
     if study.probe_only:
         whole = sum((r["h_horizon"] or 0) >= get_task(r["task"]).seq_len(r["length"]) for r in rows)
-        _caption(fig, "where the decay rate (left) drops below 0 the gradient shrinks on its way back; "
+        caption(fig, "where the decay rate (left) drops below 0 the gradient shrinks on its way back; "
                  f"{whole} of {len(rows)} probes keep it above 1e-3 of the last step's over the whole sequence.")
     else:
         solved = sum(r["solved"] in (True, "True") for r in rows)
-        _caption(fig, f"which cells and lengths solve the task: {solved} of {len(rows)} runs did; the final loss "
+        caption(fig, f"which cells and lengths solve the task: {solved} of {len(rows)} runs did; the final loss "
                  "(right) against the trivial baseline shows how close the others came.")
 
 
 def _recurrent_gain_figure(study: Study, rows: list[dict]):
-    """Probe-only studies over --recurrent-gain: g_0/g_{T-1} against G (seqvg.report)."""
-    from seqvg.report import recurrent_gain_figure
+    """Probe-only studies over --recurrent-gain: g_0/g_{T-1} against G (seqvg.report_why)."""
+    from seqvg.report_why import recurrent_gain_figure
 
     series = _series_of(study)
     lengths = sorted({r["length"] for r in rows})
@@ -238,7 +238,7 @@ def probe_curves_figure(study: Study):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from seqvg.report import STYLES
+    from seqvg.report_view import STYLES
 
     series = _series_of(study)
     runs = [(series[d.name] or cfg.cell, cfg, d) for cfg, d in zip(study.configs, study.run_dirs())
@@ -274,14 +274,14 @@ def probe_curves_figure(study: Study):
     fig.legend(handles, labels, fontsize=8, loc="outside right upper")
     fig.suptitle(f"{study.name}: gradient norm at init against steps back (seed {study.configs[0].seed})",
                  fontsize=11)
-    from seqvg.report import _caption
+    from seqvg.report_view import caption
 
     fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
     ends = sorted((float(c[0]), label + (f" T={t}" if len(lengths) > 1 else "")) for (label, t), c in curves.items()
                   if c[0] > 0)
     spread = (f"; g_0/g_(T-1) from {ends[0][0]:.1g} ({ends[0][1]}) to {ends[-1][0]:.1g} ({ends[-1][1]})"
               if len(ends) > 1 else "")
-    _caption(fig, "the further a curve falls from 1 at the last step, the less gradient reaches the first input"
+    caption(fig, "the further a curve falls from 1 at the last step, the less gradient reaches the first input"
              + spread + ".")
     return fig
 
@@ -335,7 +335,7 @@ def summary_table(study: Study) -> str:
         rows = [[r["run"], format_summary(r["h_rate_per_100"]), format_summary(r["h_horizon"]),
                  format_summary(r["h_ratio"]), str(r["h_underflow"])] for r in results_rows(study)]
     else:
-        from seqvg.report import summary_columns, summary_rows
+        from seqvg.report_text import summary_columns, summary_rows
 
         runs = [rundir.load_run(d) for d in study.run_dirs()]
         header = summary_columns(runs[0].summary.get("metric_name", "metric"))
