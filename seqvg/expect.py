@@ -249,6 +249,40 @@ def check_table(lines: list[Line], metric_name: str = "metric") -> tuple[list[st
     return COLUMNS, rows
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A check table (``check_table``) and what it comes to.
+
+    Attributes:
+        columns, rows: the expected-vs-measured table; a row's last column is
+            OK or DEVIATES.
+    """
+
+    columns: list[str]
+    rows: list[list[str]]
+
+    @property
+    def deviating(self) -> list[list[str]]:
+        """The rows whose outcome is not what was measured before."""
+        return [r for r in self.rows if r[-1] != "OK"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.deviating
+
+    def table(self) -> str:
+        """The table as plain text (what ``seqvg run --check`` prints)."""
+        return format_table(self.columns, self.rows)
+
+    def summary(self) -> str:
+        """One line: every outcome as measured before, or how many deviate and the first."""
+        bad = self.deviating
+        if not bad:
+            return f"check: all {len(self.rows)} expected outcomes as measured before"
+        return (f"{len(bad)} of {len(self.rows)} expected outcomes deviate, first: {bad[0][0]} {bad[0][1]}: "
+                f"expected {bad[0][3]}, measured {bad[0][4]}")
+
+
 def format_table(columns: list[str], rows: list[list[str]]) -> str:
     """A plain-text table with aligned columns."""
     widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows)]

@@ -297,6 +297,14 @@ def expectation_table(study: Study) -> tuple[list[str], list[list[str]]]:
     return check_table(check(study.expectations, rows, study.probe_only), metric)
 
 
+def check_expectations(study: Study):
+    """The study's outcomes against its spec's [expect] tables, as an
+    ``expect.Verdict`` (the table, whether all hold, a one-line summary)."""
+    from seqvg.expect import Verdict
+
+    return Verdict(*expectation_table(study))
+
+
 def write_study_report(study: Study) -> Path:
     """Writes the study's PDF: the runs' report pages (training studies) and
     the results figure; for probe-only studies the curves and the results.

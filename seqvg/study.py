@@ -32,6 +32,7 @@ from seqvg.results import (  # noqa: F401 (the study API)
     OPTION_COLUMNS,
     PROBE_COLUMNS,
     TRAIN_COLUMNS,
+    check_expectations,
     expectation_table,
     label_of,
     probe_curves_figure,
