@@ -289,7 +289,7 @@ class RayBackend:
 
     # -- running ----------------------------------------------------------------
     def _run_all(self, ray, study, todo: list, done: int, total: int, cpus: int, echo) -> None:
-        from seqvg.study import run_cost, write_results
+        from seqvg.study import ResultsWriter, run_cost
 
         task = ray.remote(_run_task).options(num_cpus=cpus, num_gpus=self.gpus_per_run,
                                              max_retries=MAX_RETRIES, retry_exceptions=False)
@@ -299,6 +299,7 @@ class RayBackend:
                 for cfg, d in todo}
         pending = list(refs)
         failed = []
+        results = ResultsWriter(study)
         try:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
@@ -311,7 +312,7 @@ class RayBackend:
                         status = f"failed ({_one_line(e)})"
                     done += 1
                     echo(f"[{done}/{total}] {name}: {status}  ({_in_flight(ray, len(pending), cpus)} in flight)")
-                    write_results(study)
+                    results.run_finished()
         except BaseException:
             # Ctrl-C: a cancelled run gets KeyboardInterrupt in its worker,
             # writes its 'interrupted' summary and resumes next time.

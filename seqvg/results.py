@@ -16,6 +16,7 @@ PDF and the summary table of a training study need every run finished.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from seqvg import rundir
@@ -76,12 +77,16 @@ def results_rows(study: Study) -> list[dict]:
     return rows
 
 
-def write_results(study: Study) -> list[dict]:
-    """Atomically (re)writes OUT/results.csv and OUT/results.png."""
+#: Seconds between redraws of results.png while a study runs.
+FIGURE_EVERY_S = 120.0
+
+
+def write_results(study: Study, figure: bool = True) -> list[dict]:
+    """Atomically (re)writes OUT/results.csv and, with ``figure``, OUT/results.png."""
     rows = results_rows(study)
     columns = PROBE_COLUMNS if study.probe_only else TRAIN_COLUMNS
     rundir.write_csv(study.out / rundir.RESULTS_CSV, columns, rows)
-    if rows:
+    if rows and figure:
         import matplotlib.pyplot as plt
 
         from seqvg.pdf import write_png
@@ -90,6 +95,25 @@ def write_results(study: Study) -> list[dict]:
         write_png(study.out / rundir.RESULTS_PNG, fig)
         plt.close(fig)
     return rows
+
+
+class ResultsWriter:
+    """Writes a running study's results after each finished run: results.csv
+    every time, so an interruption loses no finished run, and results.png at
+    most every ``every`` seconds, since drawing it costs more than a tiny run
+    and a long study's figure still shows how it is going. The study draws
+    the last one, with every run, when it ends (``write_results``)."""
+
+    def __init__(self, study: Study, every: float = FIGURE_EVERY_S):
+        self.study, self.every = study, every
+        self._drawn = time.monotonic()
+
+    def run_finished(self) -> None:
+        """results.csv now; results.png too if the last drawing is ``every`` seconds old."""
+        figure = time.monotonic() - self._drawn >= self.every
+        write_results(self.study, figure=figure)
+        if figure:
+            self._drawn = time.monotonic()
 
 
 def _series_of(study: Study) -> dict[str, str]:

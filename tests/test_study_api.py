@@ -125,3 +125,16 @@ def test_verdict_of_a_check_table():
     assert not v.ok and v.deviating == [bad]
     assert v.summary() == "1 of 2 expected outcomes deviate, first: T25 solved at step: expected <= 2500, measured never"
     assert v.table().splitlines()[0].split()[:2] == ["run", "outcome"]
+
+
+def test_results_writer_writes_the_csv_every_run_and_the_figure_at_most_every_n_seconds(tmp_path, monkeypatch):
+    from seqvg import results
+
+    calls = []
+    monkeypatch.setattr(results, "write_results", lambda study, figure=True: calls.append(figure))
+    slow = results.ResultsWriter(_tiny(tmp_path / "s"), every=3600)
+    slow.run_finished()
+    slow.run_finished()
+    fast = results.ResultsWriter(_tiny(tmp_path / "s"), every=0)
+    fast.run_finished()
+    assert calls == [False, False, True]
