@@ -519,29 +519,17 @@ def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, wo
 
 
 def _backend(opts: dict):
-    """The Ray backend the options ask for, or None for the local process pool."""
-    from seqvg.ray_backend import RayBackend, require_ray
+    """The backend the options ask for (seqvg.ray_backend.make_backend), None for the local pool."""
+    from seqvg.ray_backend import RAY_OPTIONS, make_backend
 
     ctx = click.get_current_context()
-    given = {k for k in ("workers", "address", "cpus_per_run", "gpus_per_run")
-             if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
-    if opts["backend"] == "local":
-        ray_only = sorted(given - {"workers"})
-        if ray_only:
-            raise click.UsageError(", ".join("--" + k.replace("_", "-") for k in ray_only)
-                                   + (" needs" if len(ray_only) == 1 else " need") + " --backend ray")
-        return None
-    if "workers" in given:
-        raise click.UsageError("--workers is for --backend local; on Ray, --cpus-per-run sets the share of a node")
-    if opts["cpus_per_run"] is not None and opts["cpus_per_run"] < 1:
-        raise click.BadParameter(f"must be at least 1, got {opts['cpus_per_run']}", param_hint="'--cpus-per-run'")
-    if opts["gpus_per_run"] < 0:
-        raise click.BadParameter(f"must be at least 0, got {opts['gpus_per_run']:g}", param_hint="'--gpus-per-run'")
+    given = {k for k in ("workers", *RAY_OPTIONS) if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     try:
-        require_ray()
+        return make_backend(opts["backend"], opts["address"], opts["cpus_per_run"], opts["gpus_per_run"], given)
+    except ConfigError as e:
+        raise _usage(e) from None
     except ImportError as e:
         raise click.UsageError(str(e)) from None
-    return RayBackend(opts["address"], opts["cpus_per_run"], opts["gpus_per_run"])
 
 
 def _parse_set(items) -> dict:
@@ -626,7 +614,7 @@ def run_spec(spec, workers, yes, overrides, out, report_path, quiet, check, **ba
     """
     import dataclasses
 
-    from seqvg.study import SpecError, load_spec
+    from seqvg.study import SpecError, check_expectations, load_spec
 
     if check and overrides:
         raise click.UsageError("--check compares with the spec's [expect] tables, measured without --set; "
@@ -642,21 +630,11 @@ def run_spec(spec, workers, yes, overrides, out, report_path, quiet, check, **ba
                + (" (probe only, no training)" if study.probe_only else ""), err=True)
     _run_study(study, workers, quiet, {o: f"--set {o}=..." for o in _CONFIG_FIELDS}, yes, _backend(backend))
     if check:
-        _check_expectations(study)
-
-
-def _check_expectations(study) -> None:
-    """Prints the expected-vs-measured table; exit 1 when an outcome deviates."""
-    from seqvg.expect import format_table
-    from seqvg.study import expectation_table
-
-    columns, rows = expectation_table(study)
-    click.echo("\nExpected and measured\n" + format_table(columns, rows))
-    bad = [r for r in rows if r[-1] != "OK"]
-    if bad:
-        raise click.ClickException(f"{len(bad)} of {len(rows)} expected outcomes deviate, first: {bad[0][0]} "
-                                   f"{bad[0][1]}: expected {bad[0][3]}, measured {bad[0][4]}")
-    click.echo(f"check: all {len(rows)} expected outcomes as measured before")
+        verdict = check_expectations(study)
+        click.echo("\nExpected and measured\n" + verdict.table())
+        if not verdict.ok:
+            raise click.ClickException(verdict.summary())
+        click.echo(verdict.summary())
 
 
 @cli.command()

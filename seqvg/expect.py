@@ -249,6 +249,40 @@ def check_table(lines: list[Line], metric_name: str = "metric") -> tuple[list[st
     return COLUMNS, rows
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A check table (``check_table``) and what it comes to.
+
+    Attributes:
+        columns, rows: the expected-vs-measured table; a row's last column is
+            OK or DEVIATES.
+    """
+
+    columns: list[str]
+    rows: list[list[str]]
+
+    @property
+    def deviating(self) -> list[list[str]]:
+        """The rows whose outcome is not what was measured before."""
+        return [r for r in self.rows if r[-1] != "OK"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.deviating
+
+    def table(self) -> str:
+        """The table as plain text (what ``seqvg run --check`` prints)."""
+        return format_table(self.columns, self.rows)
+
+    def summary(self) -> str:
+        """One line: every outcome as measured before, or how many deviate and the first."""
+        bad = self.deviating
+        if not bad:
+            return f"check: all {len(self.rows)} expected outcomes as measured before"
+        return (f"{len(bad)} of {len(self.rows)} expected outcomes deviate, first: {bad[0][0]} {bad[0][1]}: "
+                f"expected {bad[0][3]}, measured {bad[0][4]}")
+
+
 def format_table(columns: list[str], rows: list[list[str]]) -> str:
     """A plain-text table with aligned columns."""
     widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows)]
@@ -266,7 +300,7 @@ def expected_figures(columns: list[str], rows: list[list[str]], study_name: str)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seqvg.report import PAGE, _caption
+    from seqvg.report_view import PAGE, caption
 
     deviating = sum(r[-1] != "OK" for r in rows)
     chunks = [rows[i:i + PAGE_ROWS] for i in range(0, len(rows), PAGE_ROWS)] or [[]]
@@ -291,7 +325,7 @@ def expected_figures(columns: list[str], rows: list[list[str]], study_name: str)
         fig.text(0.04, 0.915, textwrap.fill(
             f"{study_name}: {verdict}. Each outcome is taken over the seeds listed: a fraction of them, or the "
             "median with the seeds' range (min to max) in brackets.", 140), fontsize=10, color="0.15", va="top")
-        _caption(fig, "a shaded row DEVIATES from the spec's [expect] table (measured on the date shown, with "
+        caption(fig, "a shaded row DEVIATES from the spec's [expect] table (measured on the date shown, with "
                       "those seeds; 'solved at step' counts an unsolved seed as never). The same seed gives the same "
                       "numbers on one machine, but other numerics (another CPU, a new fast path) can move a seed near "
                       "the edge of the budget: hence outcomes over several seeds.")

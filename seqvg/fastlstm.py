@@ -23,11 +23,11 @@ into the graph. The gradient probe (``seqvg.probe``) taps every state
 through the sequence op where training runs it (its ``taps`` input), else
 through its own per-step ``tf.while_loop`` of the Keras cell.
 
-Measured (2 cores, adding T=200, batch 64, 128 units, seqvg's training step,
-timed in alternation, ``benchmarks/lstm_loop.py``): see the README's
-benchmark table. Outputs and gradients agree with Keras's loop to 1e-5
-relative (``tests/test_fastlstm.py``, with and without the ops; the
-sequence op on 1, 2, 3 and 4 threads in ``tests/test_kernels.py``).
+Their speed against Keras's loop and PyTorch is the README's benchmark
+table (``benchmarks/lstm_loop.py``, ``benchmarks/train_speed.py``). Outputs
+and gradients agree with Keras's loop to 1e-5 relative
+(``tests/test_fastlstm.py``, with and without the ops; the sequence op on 1,
+2, 3 and 4 threads in ``tests/test_kernels.py``).
 
 A GRU layer (Keras's ``reset_after=True``, its default) runs seqvg's GRU
 sequence op (``kernels.gru_seq``, the same loop as the LSTM's) where the ops
@@ -76,10 +76,10 @@ def transposed_weights(kernel, recurrent_kernel, bias):
 
 
 def fused(dtype) -> bool:
-    """Whether the loop runs seqvg's fused cell op (``seqvg.kernels``) for ``dtype``.
+    """Whether seqvg's sequence ops (``seqvg.kernels``) can run a layer of ``dtype`` here.
 
-    Not with a GPU: the op has only a CPU kernel (a GPU runs Keras's cuDNN
-    loop for training; the probe then keeps TensorFlow's ops, on the GPU).
+    Not with a GPU: the ops have only CPU kernels (a GPU runs Keras's cuDNN
+    loop).
     """
     import tensorflow as tf
 
@@ -141,21 +141,18 @@ def run_loop(body, timesteps: int, state: tuple, unroll: bool, parallel_iteratio
     return tuple(out[1:])
 
 
-def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool, fuse: bool):
+def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool):
     """What the transposed loop reads at every step.
 
     Args:
         sequences: (batch, T, d) inputs.
         kernel, recurrent_kernel, bias: the layer's weights (Keras layout).
         unroll: whether the loop is unrolled.
-        fuse: whether the step is the fused cell op (``fused``).
 
     Returns:
         (x_at, ones, weights, zero): ``x_at(t)`` gives the (d, batch) x_t^T,
-        then the (1, batch) ones row, the gate matrices (``W_all`` from
-        ``transposed_matrix`` when fused, else the blocks of
-        ``transposed_weights``) and the (batch,) zeros of the fusing BiasAdd
-        (``gates``).
+        then the (1, batch) ones row, the gate matrices (``transposed_weights``)
+        and the (batch,) zeros of the fusing BiasAdd (``gates``).
     """
     import tensorflow as tf
 
@@ -168,7 +165,7 @@ def loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll: bool, fuse: b
         x_at = tf.TensorArray(xs.dtype, size=xs.shape[0], element_shape=xs.shape[1:]).unstack(xs).read
     batch = tf.shape(sequences)[:1]
     ones = tf.ones(tf.concat([[1], batch], axis=0), xs.dtype)
-    weights = (transposed_matrix if fuse else transposed_weights)(kernel, recurrent_kernel, bias)
+    weights = transposed_weights(kernel, recurrent_kernel, bias)
     return x_at, ones, weights, tf.zeros(batch, xs.dtype)
 
 
@@ -190,7 +187,7 @@ def lstm_loop(sequences, h0, c0, kernel, recurrent_kernel, bias, return_sequence
     import tensorflow as tf
 
     timesteps = sequences.shape[1]
-    x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll, fuse=False)
+    x_at, ones, weights, zero = loop_inputs(sequences, kernel, recurrent_kernel, bias, unroll)
     out_ta = tf.TensorArray(sequences.dtype, size=timesteps if return_sequences else 0)
 
     def body(t, h, c, out_ta):

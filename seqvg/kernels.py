@@ -6,10 +6,8 @@
 Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
 TensorFlow's per-op cost. ``csrc/lstm_ops.cc`` holds seqvg's own: the whole
 sequence as one op forward and one backward (``lstm_seq`` and ``gru_seq``,
-seqvg's training loops and, with their ``taps``, the gradient probe's), one
-LSTM step's elementwise maths (``lstm_cell``) and a sum of squares
-(``squared_norms``), which seqvg itself no longer calls. They are
-compiled with the C++ compiler and TensorFlow's own headers
+seqvg's training loops and, with their ``taps``, the gradient probe's). They
+are compiled with the C++ compiler and TensorFlow's own headers
 (``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
 TensorFlow's and Python's versions, the CPU and the compiler.
@@ -41,11 +39,12 @@ import tempfile
 from pathlib import Path
 
 SOURCE = Path(__file__).parent / "csrc" / "lstm_ops.cc"
-#: Set to 0 to run the plain-TensorFlow LSTM step instead of the op.
+#: Set to 0 to run the plain-TensorFlow loops instead of the ops.
 ENV_SWITCH = "SEQVG_KERNELS"
-# Most specific first. -march=native: Eigen's AVX-512 logistic/tanh take the
-# step from 68 us (SSE2) to 18 us. GCC 12 cannot compile Eigen's AVX512-FP16
-# code, hence -mno-avx512fp16 where the compiler knows the flag.
+# Most specific first. -march=native: Eigen's logistic and tanh then use the
+# CPU's widest vectors (AVX-512 where there is, not SSE2). GCC 12 cannot
+# compile Eigen's AVX512-FP16 code, hence -mno-avx512fp16 where the compiler
+# knows the flag.
 _ARCH_FLAGS = (["-march=native", "-mno-avx512fp16"], ["-march=native"], [])
 
 
@@ -243,18 +242,6 @@ def _empty_if_zero(tf, grad, dtype):
 
 
 def _register_gradient(tf, module) -> None:
-    @tf.RegisterGradient("SeqvgLstmCell")
-    def _cell_grad(op, dh, dc, dact):
-        c_prev, eps = op.inputs[1], op.inputs[2]
-        dh = tf.zeros_like(c_prev) if dh is None else dh
-        dc = tf.zeros_like(c_prev) if dc is None else dc
-        # The tape hands a zero gradient for the cache `act` (only this
-        # function reads it).
-        dact = _empty_if_zero(tf, dact, c_prev.dtype)
-        with_eps = eps.shape.num_elements() != 0
-        dz, dc_prev, d_eps = module.seqvg_lstm_cell_grad(op.outputs[2], c_prev, dh, dc, dact, with_eps=with_eps)
-        return dz, dc_prev, d_eps
-
     def _seq_options(op):
         # The taps' gradient (the probe's squared norms) only where the probe
         # passes taps; the weights' only where someone may read it.
@@ -282,33 +269,13 @@ def _register_gradient(tf, module) -> None:
 
 
 def lstm_cell_ops():
-    """The loaded op module (``seqvg_lstm_cell``), or None where it is unavailable."""
+    """The loaded op module (``lstm_seq``, ``gru_seq``), or None where it is unavailable."""
     return _load()[0]
 
 
 def kernel_status() -> str:
     """One line: whether seqvg's LSTM ops are in use, and why not if not."""
     return f"seqvg's LSTM ops: {_load()[1]}"
-
-
-def lstm_cell(z, c_prev, eps=None):
-    """One LSTM step's elementwise maths, transposed (see ``csrc/lstm_ops.cc``).
-
-    Args:
-        z: (4u, batch) float32 pre-activations, row blocks [i, f, g, o].
-        c_prev: (u, batch) float32 cell state.
-        eps: None, or (u, batch) zeros added to c_t, whose gradient is the
-            total dL/dc_t (the gradient probe's perturbation).
-
-    Returns:
-        (h, c, act): the new states, and the (5u, batch) cache
-        [i, f, g, o, tanh(c)] the gradient reads.
-    """
-    import tensorflow as tf
-
-    if eps is None:
-        eps = tf.zeros([0], c_prev.dtype)
-    return lstm_cell_ops().seqvg_lstm_cell(z, c_prev, eps)
 
 
 def _taps(taps):
@@ -404,11 +371,6 @@ def sequence_internals(kind: str, caches: list, units: int, points):
     gates = {name: per_block[:, :, row] for name, row in rows.items()}
     states = [tf.transpose(state, [0, 2, 1]) for state in entering]
     return gates, states
-
-
-def squared_norms(tensors: list):
-    """(len(tensors),) float64 sums of squares of float32 tensors (the probe's norms)."""
-    return lstm_cell_ops().seqvg_squared_norms(tensors)
 
 
 def main(argv: list[str] | None = None) -> int:

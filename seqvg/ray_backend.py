@@ -58,6 +58,45 @@ def require_ray():
     return ray
 
 
+#: Options that only the Ray backend reads (``--workers`` is the local pool's).
+RAY_OPTIONS = ("address", "cpus_per_run", "gpus_per_run")
+
+
+def make_backend(backend: str = "local", address: str | None = None, cpus_per_run: int | None = None,
+                 gpus_per_run: float = 0.0, given=()) -> RayBackend | None:
+    """The backend a study's options ask for: None (the local process pool) or a RayBackend.
+
+    Args:
+        backend: "local" or "ray".
+        address, cpus_per_run, gpus_per_run: the Ray options (see RayBackend).
+        given: names of the options the user set (of "workers" and
+            RAY_OPTIONS): a Ray option without Ray, or workers with Ray, is
+            a mistake worth saying rather than ignoring.
+
+    Raises:
+        ConfigError: options that do not fit together or a bad value (its
+            ``option`` names the one at fault, if one is).
+        ImportError: Ray is not installed (the message says how to install it).
+    """
+    from seqvg.config import ConfigError
+
+    given = set(given)
+    if backend == "local":
+        ray_only = [k for k in RAY_OPTIONS if k in given]
+        if ray_only:
+            raise ConfigError(", ".join("--" + k.replace("_", "-") for k in ray_only)
+                              + (" needs" if len(ray_only) == 1 else " need") + " --backend ray")
+        return None
+    if "workers" in given:
+        raise ConfigError("--workers is for --backend local; on Ray, --cpus-per-run sets the share of a node")
+    if cpus_per_run is not None and cpus_per_run < 1:
+        raise ConfigError(f"must be at least 1, got {cpus_per_run}", "cpus_per_run")
+    if gpus_per_run < 0:
+        raise ConfigError(f"must be at least 0, got {gpus_per_run:g}", "gpus_per_run")
+    require_ray()
+    return RayBackend(address, cpus_per_run, gpus_per_run)
+
+
 def _set_threads(threads: int, gpus: float) -> None:
     """TensorFlow threads = the run's CPUs (a reused worker keeps its count)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -250,7 +289,7 @@ class RayBackend:
 
     # -- running ----------------------------------------------------------------
     def _run_all(self, ray, study, todo: list, done: int, total: int, cpus: int, echo) -> None:
-        from seqvg.study import run_cost, write_results
+        from seqvg.study import ResultsWriter, run_cost
 
         task = ray.remote(_run_task).options(num_cpus=cpus, num_gpus=self.gpus_per_run,
                                              max_retries=MAX_RETRIES, retry_exceptions=False)
@@ -260,6 +299,7 @@ class RayBackend:
                 for cfg, d in todo}
         pending = list(refs)
         failed = []
+        results = ResultsWriter(study)
         try:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
@@ -272,7 +312,7 @@ class RayBackend:
                         status = f"failed ({_one_line(e)})"
                     done += 1
                     echo(f"[{done}/{total}] {name}: {status}  ({_in_flight(ray, len(pending), cpus)} in flight)")
-                    write_results(study)
+                    results.run_finished()
         except BaseException:
             # Ctrl-C: a cancelled run gets KeyboardInterrupt in its worker,
             # writes its 'interrupted' summary and resumes next time.

@@ -16,6 +16,7 @@ PDF and the summary table of a training study need every run finished.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from seqvg import rundir
@@ -76,12 +77,16 @@ def results_rows(study: Study) -> list[dict]:
     return rows
 
 
-def write_results(study: Study) -> list[dict]:
-    """Atomically (re)writes OUT/results.csv and OUT/results.png."""
+#: Seconds between redraws of results.png while a study runs.
+FIGURE_EVERY_S = 120.0
+
+
+def write_results(study: Study, figure: bool = True) -> list[dict]:
+    """Atomically (re)writes OUT/results.csv and, with ``figure``, OUT/results.png."""
     rows = results_rows(study)
     columns = PROBE_COLUMNS if study.probe_only else TRAIN_COLUMNS
     rundir.write_csv(study.out / rundir.RESULTS_CSV, columns, rows)
-    if rows:
+    if rows and figure:
         import matplotlib.pyplot as plt
 
         from seqvg.pdf import write_png
@@ -90,6 +95,25 @@ def write_results(study: Study) -> list[dict]:
         write_png(study.out / rundir.RESULTS_PNG, fig)
         plt.close(fig)
     return rows
+
+
+class ResultsWriter:
+    """Writes a running study's results after each finished run: results.csv
+    every time, so an interruption loses no finished run, and results.png at
+    most every ``every`` seconds, since drawing it costs more than a tiny run
+    and a long study's figure still shows how it is going. The study draws
+    the last one, with every run, when it ends (``write_results``)."""
+
+    def __init__(self, study: Study, every: float = FIGURE_EVERY_S):
+        self.study, self.every = study, every
+        self._drawn = time.monotonic()
+
+    def run_finished(self) -> None:
+        """results.csv now; results.png too if the last drawing is ``every`` seconds old."""
+        figure = time.monotonic() - self._drawn >= self.every
+        write_results(self.study, figure=figure)
+        if figure:
+            self._drawn = time.monotonic()
 
 
 def _series_of(study: Study) -> dict[str, str]:
@@ -124,7 +148,7 @@ def results_figure(study: Study, rows: list[dict]):
     import numpy as np
     from matplotlib.ticker import NullLocator
 
-    from seqvg.report import STYLES
+    from seqvg.report_view import STYLES
 
     def median(values):
         values = [v for v in values if v is not None and np.isfinite(v)]
@@ -199,23 +223,23 @@ def results_figure(study: Study, rows: list[dict]):
 
 def _results_caption(fig, study: Study, rows: list[dict]) -> None:
     """The results figure's "What to look for" line, with the study's counts."""
-    from seqvg.report import _caption
+    from seqvg.report_view import caption
     from seqvg.tasks import get_task
 
     fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
     if study.probe_only:
         whole = sum((r["h_horizon"] or 0) >= get_task(r["task"]).seq_len(r["length"]) for r in rows)
-        _caption(fig, "where the decay rate (left) drops below 0 the gradient shrinks on its way back; "
+        caption(fig, "where the decay rate (left) drops below 0 the gradient shrinks on its way back; "
                  f"{whole} of {len(rows)} probes keep it above 1e-3 of the last step's over the whole sequence.")
     else:
         solved = sum(r["solved"] in (True, "True") for r in rows)
-        _caption(fig, f"which cells and lengths solve the task: {solved} of {len(rows)} runs did; the final loss "
+        caption(fig, f"which cells and lengths solve the task: {solved} of {len(rows)} runs did; the final loss "
                  "(right) against the trivial baseline shows how close the others came.")
 
 
 def _recurrent_gain_figure(study: Study, rows: list[dict]):
-    """Probe-only studies over --recurrent-gain: g_0/g_{T-1} against G (seqvg.report)."""
-    from seqvg.report import recurrent_gain_figure
+    """Probe-only studies over --recurrent-gain: g_0/g_{T-1} against G (seqvg.report_why)."""
+    from seqvg.report_why import recurrent_gain_figure
 
     series = _series_of(study)
     lengths = sorted({r["length"] for r in rows})
@@ -238,7 +262,7 @@ def probe_curves_figure(study: Study):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from seqvg.report import STYLES
+    from seqvg.report_view import STYLES
 
     series = _series_of(study)
     runs = [(series[d.name] or cfg.cell, cfg, d) for cfg, d in zip(study.configs, study.run_dirs())
@@ -274,14 +298,14 @@ def probe_curves_figure(study: Study):
     fig.legend(handles, labels, fontsize=8, loc="outside right upper")
     fig.suptitle(f"{study.name}: gradient norm at init against steps back (seed {study.configs[0].seed})",
                  fontsize=11)
-    from seqvg.report import _caption
+    from seqvg.report_view import caption
 
     fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
     ends = sorted((float(c[0]), label + (f" T={t}" if len(lengths) > 1 else "")) for (label, t), c in curves.items()
                   if c[0] > 0)
     spread = (f"; g_0/g_(T-1) from {ends[0][0]:.1g} ({ends[0][1]}) to {ends[-1][0]:.1g} ({ends[-1][1]})"
               if len(ends) > 1 else "")
-    _caption(fig, "the further a curve falls from 1 at the last step, the less gradient reaches the first input"
+    caption(fig, "the further a curve falls from 1 at the last step, the less gradient reaches the first input"
              + spread + ".")
     return fig
 
@@ -295,6 +319,14 @@ def expectation_table(study: Study) -> tuple[list[str], list[list[str]]]:
     rows = results_rows(study)
     metric = next((r["metric_name"] for r in rows if r.get("metric_name")), "metric")
     return check_table(check(study.expectations, rows, study.probe_only), metric)
+
+
+def check_expectations(study: Study):
+    """The study's outcomes against its spec's [expect] tables, as an
+    ``expect.Verdict`` (the table, whether all hold, a one-line summary)."""
+    from seqvg.expect import Verdict
+
+    return Verdict(*expectation_table(study))
 
 
 def write_study_report(study: Study) -> Path:
@@ -335,7 +367,7 @@ def summary_table(study: Study) -> str:
         rows = [[r["run"], format_summary(r["h_rate_per_100"]), format_summary(r["h_horizon"]),
                  format_summary(r["h_ratio"]), str(r["h_underflow"])] for r in results_rows(study)]
     else:
-        from seqvg.report import summary_columns, summary_rows
+        from seqvg.report_text import summary_columns, summary_rows
 
         runs = [rundir.load_run(d) for d in study.run_dirs()]
         header = summary_columns(runs[0].summary.get("metric_name", "metric"))

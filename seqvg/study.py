@@ -13,8 +13,9 @@ From a notebook, the same as ``seqvg run``::
 
 Every run gets its own run directory under the study's OUT; finished runs
 are skipped and interrupted ones resumed, so the same call after a crash or
-Ctrl-C finishes the work without repeating it. OUT/results.csv and
-OUT/results.png are rewritten atomically after every finished run. This
+Ctrl-C finishes the work without repeating it. OUT/results.csv is rewritten
+atomically after every finished run, OUT/results.png every two minutes
+while the study runs and when it ends (``results.ResultsWriter``). This
 module is the study API: it also offers the names of ``seqvg.spec`` (specs
 and grids into a Study) and ``seqvg.results`` (results.csv, figures, the
 study's PDF and tables).
@@ -32,6 +33,8 @@ from seqvg.results import (  # noqa: F401 (the study API)
     OPTION_COLUMNS,
     PROBE_COLUMNS,
     TRAIN_COLUMNS,
+    ResultsWriter,
+    check_expectations,
     expectation_table,
     label_of,
     probe_curves_figure,
@@ -167,11 +170,12 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print,
         if todo:
             backend.run(study, todo, done, len(dirs), echo)
     elif workers <= 1 or len(todo) <= 1:
+        results = ResultsWriter(study)
         for cfg, d in todo:
             status = run_one(cfg, d, study.probe_only, progress, study.command)
             done += 1
             echo(f"[{done}/{len(dirs)}] {d.name}: {status}")
-            write_results(study)
+            results.run_finished()
     else:
         _run_parallel(study, todo, workers, done, len(dirs), echo)
     write_results(study)
@@ -288,6 +292,7 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
     # Longest runs first, so no worker is left with a long run at the end.
     todo = sorted(todo, key=lambda item: -run_cost(item[0]))
     futures = {pool.submit(run_one, cfg, d, study.probe_only, False, study.command): d for cfg, d in todo}
+    results = ResultsWriter(study)
     try:
         pending = set(futures)
         while pending:
@@ -296,7 +301,7 @@ def _run_parallel(study: Study, todo, workers: int, done: int, total: int, echo)
                 status = f.result()  # re-raises a worker's error here
                 done += 1
                 echo(f"[{done}/{total}] {futures[f].name}: {status}")
-                write_results(study)
+                results.run_finished()
     except BaseException:
         # Ctrl-C (or a failed run): stop the workers; each one's run writes
         # its 'interrupted' summary on SIGINT and resumes next time.

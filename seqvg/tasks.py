@@ -94,7 +94,7 @@ def generate_copy(rng: np.random.Generator, n: int, length: int) -> tuple[np.nda
     return x, y
 
 
-# -- the tasks of issue 21 -------------------------------------------------------
+# -- temporal order, selective copy, associative recall, parity ------------------
 #: Temporal order (Hochreiter & Schmidhuber 1997, exp. 6a/6b): symbols a,b,c,d
 #: are noise, X/Y the relevant ones, B and E mark start and end.
 TEMPORAL_ALPHABET = ("a", "b", "c", "d", "X", "Y", "B", "E")

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from seqvg.cli import cli
 from seqvg.config import ConfigError, RunConfig
-from seqvg.report import gate_init_text, remedies
+from seqvg.report_text import gate_init_text, remedies
 
 from conftest import TINY
 

@@ -14,7 +14,8 @@ from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.diagnose import diagnose, gradient_verdict
 from seqvg.probe import decay_summary
-from seqvg.report import PAGES, _gradient_page, _heatmap_page, make_report
+from seqvg.report import PAGES, make_report
+from seqvg.report_flow import gradient_page, heatmap_page
 from seqvg.rundir import Run, load_run
 
 from conftest import TINY
@@ -58,7 +59,8 @@ def test_report_pages_and_determinism(runs, report_pdf, tmp_path):
 
 
 def test_every_page_has_a_caption_and_the_title_page_the_outcome(runs):
-    from seqvg.report import outcome_rows, pages
+    from seqvg.report import pages
+    from seqvg.report_text import outcome_rows
 
     loaded = [load_run(p) for p in runs]
     for title, draw in pages(loaded):
@@ -87,7 +89,7 @@ def test_report_renders(report_pdf, tmp_path):
 def test_gradient_page_draws_the_run_data(runs):
     loaded = [load_run(p) for p in runs]
     fig = plt.figure()
-    _gradient_page(fig, loaded)
+    gradient_page(fig, loaded)
     ax_h = fig.axes[0]
     lines = {line.get_label(): line for line in ax_h.get_lines()}
     rnn = loaded[0]
@@ -104,7 +106,7 @@ def test_gradient_page_draws_the_run_data(runs):
 def test_heatmap_shares_one_colour_scale(runs):
     loaded = [load_run(p) for p in runs]
     fig = plt.figure()
-    _heatmap_page(fig, loaded)
+    heatmap_page(fig, loaded)
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == len(loaded)
     assert len({im.get_clim() for im in images}) == 1
@@ -115,7 +117,7 @@ def test_heatmap_shares_one_colour_scale(runs):
 def test_underflow_drawn_at_floor(tmp_path):
     run = _constructed(tmp_path, h_init=np.r_[np.zeros(3), np.logspace(-20, 0, 7)])
     fig = plt.figure()
-    _gradient_page(fig, [run])
+    gradient_page(fig, [run])
     ax = fig.axes[0]
     xs = [line for line in ax.get_lines() if line.get_marker() == "x"]
     assert xs and np.array_equal(xs[0].get_xdata(), [0, 1, 2])
@@ -299,7 +301,8 @@ def _legend_texts(fig) -> list[list[str]]:
 
 @pytest.mark.parametrize("study", list(STUDIES))
 def test_every_page_names_every_run_once(study, tmp_path):
-    from seqvg.report import pages, view
+    from seqvg.report import pages
+    from seqvg.report_view import view
 
     runs = [_study_run(tmp_path, f"run{i}", **kw) for i, kw in enumerate(STUDIES[study])]
     v = view(runs)
@@ -333,7 +336,7 @@ def test_every_page_names_every_run_once(study, tmp_path):
 
 
 def test_report_order_and_labels_for_a_length_study(tmp_path):
-    from seqvg.report import summary_rows
+    from seqvg.report_text import summary_rows
 
     runs = [_study_run(tmp_path, f"run{i}", **kw) for i, kw in enumerate(STUDIES["length only"])]
     assert [row[0] for row in summary_rows(runs)] == ["T=10 s0", "T=10 s1", "T=20 s0", "T=20 s1", "T=40 s0",
@@ -350,7 +353,9 @@ def test_study_report_is_byte_identical_whatever_the_input_order(tmp_path):
 
 
 def test_outcome_table_and_findings_match_the_runs(tmp_path):
-    from seqvg.report import findings, outcome_rows, view
+    from seqvg.report_findings import findings
+    from seqvg.report_text import outcome_rows
+    from seqvg.report_view import view
     from seqvg.tasks import get_task
 
     runs = [_study_run(tmp_path, f"run{i}", **kw) for i, kw in enumerate(STUDIES["variant only"])]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from seqvg import rundir
 from seqvg.cli import cli
-from seqvg.report import summary_rows
+from seqvg.report_text import summary_rows
 from seqvg.study import SpecError, load_spec, parse_spec
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"

@@ -94,3 +94,47 @@ def test_summary_table_of_a_probe_only_study(tmp_path):
     assert lines[0].split() == ["run", "decay/100", "horizon", "g0/gT", "underflow"]
     assert [line.split()[0] for line in lines[1:]] == list(study.run_names)
     assert lines[1].split()[1:] == ["-1.5", "4", "0.01", "0"]
+
+
+def test_make_backend_checks_the_options_that_go_together(monkeypatch):
+    import sys
+
+    from seqvg.ray_backend import make_backend
+
+    assert make_backend("local", given={"workers"}) is None
+    with pytest.raises(ConfigError, match="^--address, --gpus-per-run need --backend ray$"):
+        make_backend("local", given={"gpus_per_run", "address", "workers"})
+    with pytest.raises(ConfigError, match="^--workers is for --backend local"):
+        make_backend("ray", given={"workers"})
+    with pytest.raises(ConfigError, match="^must be at least 1, got 0$") as e:
+        make_backend("ray", cpus_per_run=0)
+    assert e.value.option == "cpus_per_run"
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ImportError, match=r"pip install 'seqvg\[ray\]'"):
+        make_backend("ray")
+
+
+def test_verdict_of_a_check_table():
+    from seqvg.expect import COLUMNS, Verdict
+
+    ok = ["all", "solved fraction", "0", "0.00 ± 0.01", "0/1 = 0.00", "2026-11-30", "OK"]
+    bad = ["T25", "solved at step", "0,1", "<= 2500", "never", "2026-11-30", "DEVIATES"]
+    assert Verdict(COLUMNS, [ok, ok]).ok
+    assert Verdict(COLUMNS, [ok, ok]).summary() == "check: all 2 expected outcomes as measured before"
+    v = Verdict(COLUMNS, [ok, bad])
+    assert not v.ok and v.deviating == [bad]
+    assert v.summary() == "1 of 2 expected outcomes deviate, first: T25 solved at step: expected <= 2500, measured never"
+    assert v.table().splitlines()[0].split()[:2] == ["run", "outcome"]
+
+
+def test_results_writer_writes_the_csv_every_run_and_the_figure_at_most_every_n_seconds(tmp_path, monkeypatch):
+    from seqvg import results
+
+    calls = []
+    monkeypatch.setattr(results, "write_results", lambda study, figure=True: calls.append(figure))
+    slow = results.ResultsWriter(_tiny(tmp_path / "s"), every=3600)
+    slow.run_finished()
+    slow.run_finished()
+    fast = results.ResultsWriter(_tiny(tmp_path / "s"), every=0)
+    fast.run_finished()
+    assert calls == [False, False, True]

@@ -234,7 +234,8 @@ def test_why_pages_draw_the_recorded_numbers(tiny_run):
     import matplotlib.pyplot as plt
 
     from seqvg import rundir
-    from seqvg.report import _carry_page, _gain_page, _spectrum_page, pages
+    from seqvg.report import pages
+    from seqvg.report_why import carry_page, gain_page, spectrum_page
 
     dirs = {}
     for name, kw in {"lstm": dict(cell="lstm"), "rnn": dict(cell="rnn"),
@@ -243,7 +244,7 @@ def test_why_pages_draw_the_recorded_numbers(tiny_run):
     lstm, rnn = dirs["lstm"], dirs["rnn"]
 
     fig = plt.figure()
-    _carry_page(fig, [lstm, rnn])
+    carry_page(fig, [lstm, rnn])
     lines = [np.asarray(line.get_ydata(), dtype=np.float64) for ax in fig.axes for line in ax.lines]
 
     def drawn(values):
@@ -257,7 +258,7 @@ def test_why_pages_draw_the_recorded_numbers(tiny_run):
     plt.close(fig)
 
     fig = plt.figure()
-    _spectrum_page(fig, [lstm, rnn])
+    spectrum_page(fig, [lstm, rnn])
     lines = [np.asarray(line.get_ydata(), dtype=np.float64) for ax in fig.axes for line in ax.lines]
     assert drawn(rnn.probes["sigma_w"][:, 0])
     assert drawn(lstm.probes["jac_sigma"][:, 0].mean(axis=1))
@@ -267,7 +268,7 @@ def test_why_pages_draw_the_recorded_numbers(tiny_run):
     runs = [rnn, dirs["rnn-g2"]]
     assert [t for t, _ in pages(runs)].count("Spectrum") == 1
     fig = plt.figure()
-    _gain_page(fig, runs)
+    gain_page(fig, runs)
     xs = {float(x) for ax in fig.axes for line in ax.lines for x in np.atleast_1d(line.get_xdata())}
     assert {1.0, 2.0} <= xs
     plt.close(fig)
@@ -277,7 +278,7 @@ def test_why_pages_draw_the_recorded_numbers(tiny_run):
     legacy = rundir.Run(lstm.path, lstm.config, lstm.summary, lstm.columns, lstm.metrics, old)
     assert "Spectrum" not in [t for t, _ in pages([legacy])]
     fig = plt.figure()
-    _carry_page(fig, [legacy])
+    carry_page(fig, [legacy])
     assert any("no gate statistics" in t.get_text() for ax in fig.axes for t in ax.texts)
     plt.close(fig)
 
@@ -312,7 +313,7 @@ def test_diagnose_explains_from_the_recorded_numbers(tmp_path):
 def test_train_command_remakes_the_config():
     """The title page's command for study runs: parsing it gives the same config."""
     from seqvg import cli as cli_module
-    from seqvg.report import train_command
+    from seqvg.report_text import train_command
 
     cfg = RunConfig(cell="rnn", length=30, units=8, recurrent_gain=0.5, activation="relu", layer_norm=True,
                     early_stop=False, lr=0.01, seed=2).resolved()
