@@ -11,6 +11,8 @@ os.environ.setdefault("SEQVG_MNIST", os.path.join(os.sep, "nonexistent", "seqvg-
 import fcntl  # noqa: E402
 import hashlib  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -19,6 +21,23 @@ from seqvg.config import RunConfig  # noqa: E402
 
 #: Options of a run small enough for a test: seconds on 2 cores.
 TINY = dict(length=10, units=8, steps=30, eval_every=10, val_size=64, batch_size=16, probe_batch=8)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, the controller (which runs no test) starts
+    `python -m seqvg.kernels` at once: on a machine without the ops in its
+    cache, the one build (seqvg's lock: once per machine) runs while the
+    workers import and collect, instead of one worker compiling while the
+    other waits for the lock at its first LSTM."""
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        config.seqvg_kernel_build = subprocess.Popen([sys.executable, "-m", "seqvg.kernels"],
+                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pytest_unconfigure(config):
+    build = getattr(config, "seqvg_kernel_build", None)
+    if build is not None:
+        build.wait()
 
 
 @pytest.fixture
