@@ -21,11 +21,12 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Two pytest processes, each test file in one of them (its session fixtures
-# stay shared): most of a test is single-threaded graph building, so two
-# cores halve the wall time.
+# Two pytest processes, each test file in one of them (its module fixtures
+# built once), except the long independent cases tests/conftest.py splits
+# off (xdist groups): most of a test is single-threaded graph building, so
+# two cores halve the wall time.
 test: lint
-	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 # The flagship (tasks/demo.toml): vanilla RNN vs LSTM vs GRU on the adding
 # problem, T=100. Finished runs are kept in runs/demo, so a second

@@ -193,7 +193,9 @@ class Prober:
         self.op_layers = [rnn for rnn in self.rnns if self.path.sequence_op and fastlstm.covered(rnn) == self.path.cell]
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
         self.stats = StepStats(self.rnns)
-        self._fn = tf.function(self._measure)
+        # No autograph: the loops are explicit tf.while_loops, and converting
+        # the probe's functions costs each new process about a second of CPU.
+        self._fn = tf.function(self._measure, autograph=False)
 
     def _run_rnn(self, layer, h, acc, jac_t, tap_input: bool = False):
         """Runs recurrent ``layer`` over ``h``, its state k tapped into acc[:, k].

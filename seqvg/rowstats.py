@@ -85,7 +85,7 @@ class Validation:
         self.task = task
         # sMNIST validates on the test split; the synthetic tasks ignore the split.
         self.x, self.y = task.generate(stream(cfg.seed, STREAM_VAL), cfg.val_size, cfg.length, split="test")
-        self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True, autograph=False)
 
     def evaluate(self) -> tuple[float, float]:
         """Validation loss and metric, in chunks of ``EVAL_CHUNK`` samples."""

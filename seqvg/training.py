@@ -132,7 +132,10 @@ def make_train_step(model, task, optimizer):
         optimizer.apply(grads, model.trainable_variables)
         return loss, task.metric_fn(y, pred), gnorm
 
-    return tf.function(step)
+    # No autograph (as Keras's own fit): the step has no Python control flow
+    # on tensors, and converting it and every function it calls costs each
+    # new process about a second of CPU.
+    return tf.function(step, autograph=False)
 
 
 class Trainer:

@@ -11,6 +11,8 @@ os.environ.setdefault("SEQVG_MNIST", os.path.join(os.sep, "nonexistent", "seqvg-
 import fcntl  # noqa: E402
 import hashlib  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -19,6 +21,23 @@ from seqvg.config import RunConfig  # noqa: E402
 
 #: Options of a run small enough for a test: seconds on 2 cores.
 TINY = dict(length=10, units=8, steps=30, eval_every=10, val_size=64, batch_size=16, probe_batch=8)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, the controller (which runs no test) starts
+    `python -m seqvg.kernels` at once: on a machine without the ops in its
+    cache, the one build (seqvg's lock: once per machine) runs while the
+    workers import and collect, instead of one worker compiling while the
+    other waits for the lock at its first LSTM."""
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        config.seqvg_kernel_build = subprocess.Popen([sys.executable, "-m", "seqvg.kernels"],
+                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pytest_unconfigure(config):
+    build = getattr(config, "seqvg_kernel_build", None)
+    if build is not None:
+        build.wait()
 
 
 @pytest.fixture
@@ -67,16 +86,50 @@ def copy_run(src, dst):
     return dst
 
 
-#: The slowest test files, slowest first (seconds on an idle 2-core machine,
-#: 2026-11-30). `make test` hands files to its two workers in collection order
-#: (--no-loadscope-reorder): the long ones start first, so the last file to
-#: finish is a short one and neither worker idles long at the end. A file not
-#: listed keeps its place after these; a stale list costs time, not results.
-SLOW_FIRST = ["test_study.py", "test_faults.py", "test_probe.py", "test_training.py", "test_report.py",
+#: How `make test` (pytest-xdist, --dist loadgroup) hands tests to its two
+#: workers: each test file is one unit (its module fixtures built once), except
+#: the tests named here, which are many independent, long cases: each case is
+#: a unit of its own, so the two workers share them instead of one worker
+#: running the whole file while the other idles. A value groups the cases
+#: that must stay together: the spec tests whose runs repeat each other's
+#: (see test_study._run_once) and a probe case with its TF-ops twin, which
+#: reuses its reference (test_probe._REFERENCES).
+SPLIT = {
+    "test_spec_runs_with_a_tiny_budget": lambda case: "spec-" + (
+        "demo+defaults+assignment-2-gating" if case in ("demo", "defaults", "assignment-2-gating") else case),
+    "test_probe_matches_per_timestep_reference": lambda case: "probe-reference-" + case,
+    "test_lstm_probe_tfops_while_loop_matches_reference": lambda case: "probe-reference-" + case,
+    "test_random_kill9_and_resume_equals_uninterrupted": lambda case: "kill-9",
+}
+
+#: Units in the order the workers take them: the longest first (CPU seconds
+#: of a loaded 2-core machine, 2026-11-30; the spec cases first, then whole
+#: files, slowest first), so that the last unit to finish is a short one and
+#: neither worker idles long at the end. A unit not listed keeps its place
+#: after these; a stale list costs time, not results.
+SLOW_FIRST = ["spec-remedies", "spec-demo+defaults+assignment-2-gating", "kill-9", "spec-tour", "spec-modern-cells",
+              "spec-tcn-table1", "probe-reference-rnn-3-True-True", "probe-reference-irnn-True-2",
+              "probe-reference-gru-2-copy-6", "spec-spectrum", "probe-reference-lstm-2-True",
+              "test_study.py", "test_faults.py", "test_probe.py", "test_training.py", "test_report.py",
               "test_benchmarks.py", "test_kernels.py", "test_ray.py", "test_new_tasks.py", "test_determinism.py",
               "test_customcell.py", "test_why.py", "test_fastlstm.py", "test_assignment3.py", "test_expect.py"]
 
 
+def _unit(item) -> str:
+    """The xdist group of ``item``: its file, or a case of a SPLIT test."""
+    name = getattr(item, "originalname", item.name)
+    if name in SPLIT:
+        return SPLIT[name](item.callspec.id if hasattr(item, "callspec") else "")
+    return item.path.name
+
+
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: a file's own order stays
+
+    def order(item):
+        unit = _unit(item)
+        return rank.get(unit, rank.get(item.path.name, len(SLOW_FIRST)))
+
+    items.sort(key=order)  # stable: a unit's own order stays
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_unit(item)))
