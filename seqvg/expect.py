@@ -75,6 +75,7 @@ class Line:
     expectation: Expectation
     measured: str
     ok: bool
+    metric_name: str | None = None  # the point's own task metric (a spec may mix tasks)
 
 
 def point_of(run_name: str, seed: int) -> str:
@@ -226,7 +227,8 @@ def check(expectations, rows: list[dict], probe_only: bool) -> list[Line]:
             lines.append(Line(e, f"not run ({done} of {len(mine)} seeds finished)", False))
             continue
         value, shown = _measure(e, mine, probe_only)
-        lines.append(Line(e, shown, value is not None and e.low <= value <= e.high))
+        lines.append(Line(e, shown, value is not None and e.low <= value <= e.high,
+                          next((r["metric_name"] for r in mine if r.get("metric_name")), None)))
     return lines
 
 
@@ -244,7 +246,7 @@ def check_table(lines: list[Line], metric_name: str = "metric") -> tuple[list[st
     rows = []
     for line in lines:
         e = line.expectation
-        rows.append([e.point, outcome_name(e.outcome, metric_name), ",".join(map(str, e.seeds)), e.shown,
+        rows.append([e.point, outcome_name(e.outcome, line.metric_name or metric_name), ",".join(map(str, e.seeds)), e.shown,
                      line.measured, e.measured_on, "OK" if line.ok else "DEVIATES"])
     return COLUMNS, rows
 

@@ -101,6 +101,19 @@ def test_check_takes_fractions_and_medians_over_the_measured_seeds():
     assert math.isclose(study.expectations[0].low, 0.33) and study.expectations[0].high == 1.0
 
 
+def test_each_point_names_its_own_task_metric():
+    # A spec may mix tasks (the tour): a point's final metric is named after
+    # its own runs' metric, not the first task's.
+    study = parse_spec("cell = 'rnn'\nseeds = 3\n[[variant]]\nlabel = 'a'\ntask = 'adding'\n"
+                       "[[variant]]\nlabel = 'b'\ntask = 'parity'\nlength = 4\n"
+                       "[expect.a]\n" + MEASURED + "final_val_metric = [0.1, 0.2]\n"
+                       "[expect.b]\n" + MEASURED + "final_val_metric = [0.4, 0.6]\n", "s.toml")
+    rows = [dict(run=f"{p}-s{s}", seed=s, solved=False, solved_at_step=None, final_val_metric=v, metric_name=m)
+            for p, v, m in (("a", 0.15, "mse"), ("b", 0.5, "acc")) for s in (0, 1, 2)]
+    _, table = check_table(check(study.expectations, rows, probe_only=False), "mse")
+    assert [r[1] for r in table] == ["final val mse", "final val acc"]
+
+
 def test_the_report_page_shows_the_console_table():
     columns = ["run", "outcome", "seeds", "expected", "measured", "measured on", "result"]
     rows = [["T25", "solved fraction", "0,1,2", "1.00 ± 0.01", "3/3 = 1.00", "2026-11-30", "OK"],
