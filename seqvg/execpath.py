@@ -105,8 +105,9 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True) -> Execut
             training run and its probes), so that an unrolled loop's slower
             build pays; a one-shot probe (``seqvg probe``) does not unroll.
 
-    Only for an LSTM or a GRU on a CPU are seqvg's ops asked for (which
-    compiles them on first use), so other cells never wait for a build.
+    Only for an LSTM or a GRU on a CPU are seqvg's ops asked for here (which
+    compiles them on first use), so other cells never wait for a build to
+    train (the probe of a tanh vanilla RNN asks for them: ``seqvg.probe``).
     """
     if cell not in FAST_CELLS:
         return ExecutionPath()

@@ -20,8 +20,9 @@ matmuls ([i, f], c, o) into which oneDNN fuses the activation (MatMul + a
 zero BiasAdd + Sigmoid/Tanh), row-block splits that share their buffer, and,
 for sequences of up to ``execpath.UNROLL_MAX`` timesteps, the loop unrolled
 into the graph. The gradient probe (``seqvg.probe``) taps every state
-through the sequence op where training runs it (its ``taps`` input), else
-through its own per-step ``tf.while_loop`` of the Keras cell.
+through the sequence op where training runs it (its ``taps`` input; a tanh
+vanilla layer through the RNN op, ``vanilla_covered``), else through its
+own per-step ``tf.while_loop`` of the Keras cell.
 
 Their speed against Keras's loop and PyTorch is the README's benchmark
 table (``benchmarks/lstm_loop.py``, ``benchmarks/train_speed.py``). Outputs
@@ -221,6 +222,19 @@ def covered(layer) -> str | None:
     if isinstance(layer, keras.layers.LSTM):
         return "lstm" if type(cell) is keras.layers.LSTMCell else None
     return "gru" if type(cell) is keras.layers.GRUCell and cell.reset_after else None
+
+
+def vanilla_covered(layer) -> bool:
+    """Whether ``layer`` is a Keras SimpleRNN whose maths seqvg's RNN op
+    (``kernels.rnn_seq``, the gradient probe's) computes exactly: tanh, a
+    bias, no dropout."""
+    import keras
+
+    cell = getattr(layer, "cell", None)
+    return (keras.backend.backend() == "tensorflow" and isinstance(layer, keras.layers.SimpleRNN)
+            and type(cell) is keras.layers.SimpleRNNCell and cell.use_bias and not cell.dropout
+            and not cell.recurrent_dropout and not layer.go_backwards and not layer.unroll
+            and cell.activation is keras.activations.tanh)
 
 
 def eligible(layer) -> bool:

@@ -1,4 +1,4 @@
-"""seqvg's LSTM and GRU ops: compiled once per machine, loaded into TensorFlow.
+"""seqvg's LSTM, GRU and vanilla RNN ops: compiled once per machine, loaded into TensorFlow.
 
     python -m seqvg.kernels             # build (or find) them and say which
     python -m seqvg.kernels --rebuild   # forget a remembered failure, build again
@@ -6,14 +6,15 @@
 Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
 TensorFlow's per-op cost. ``csrc/lstm_ops.cc`` holds seqvg's own: the whole
 sequence as one op forward and one backward (``lstm_seq`` and ``gru_seq``,
-seqvg's training loops and, with their ``taps``, the gradient probe's). They
-are compiled with the C++ compiler and TensorFlow's own headers
+seqvg's training loops and, with their ``taps``, the gradient probe's;
+``rnn_seq``, a tanh vanilla RNN, the probe's only). They are compiled with
+the C++ compiler and TensorFlow's own headers
 (``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
 TensorFlow's and Python's versions, the CPU and the compiler.
 
 The build happens at most once per machine and key, and only when a model
-with an LSTM or a GRU is about to run: a lock makes concurrent first runs (a study's
+with an LSTM or a GRU is about to run, or a tanh vanilla RNN to be probed: a lock makes concurrent first runs (a study's
 workers) wait for one compile instead of each running their own; the
 library is written atomically; a failed build leaves a ``.failed`` note with
 its reason, so later processes fall back at once instead of retrying (a new
@@ -268,6 +269,15 @@ def _register_gradient(tf, module) -> None:
         return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
 
 
+    @tf.RegisterGradient("SeqvgRnnSeq")
+    def _rnn_seq_grad(op, dh_seq, dh_last, *_caches):
+        h0 = op.inputs[1]
+        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
+        dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
+        *grads, d_taps = module.seqvg_rnn_seq_grad(*op.outputs[2:], dh_seq, dh_last, **_seq_options(op))
+        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
+
+
 def lstm_cell_ops():
     """The loaded op module (``lstm_seq``, ``gru_seq``), or None where it is unavailable."""
     return _load()[0]
@@ -334,43 +344,90 @@ def gru_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = Fals
     return (h_seq, h_last, caches) if with_caches else (h_seq, h_last)
 
 
-def sequence_internals(kind: str, caches: list, units: int, points):
-    """The gates and entering states that a sequence op's forward pass kept.
+def rnn_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
+            taps=None, weight_grad: bool = True, with_caches: bool = False):
+    """Keras's SimpleRNN with tanh over a whole sequence, one op each way (``csrc/lstm_ops.cc``).
 
-    Reads the caches of ``lstm_seq`` or ``gru_seq`` (``with_caches``) in
-    their layout (``csrc/lstm_ops.cc``): ``s`` (T+1, u+d+1, batch) holds
+    The gradient probe's (a vanilla layer trains on Keras's loop).
+
+    Args:
+        x: (batch, T, d) float32 inputs.
+        h0: (batch, u) initial state.
+        kernel, recurrent_kernel, bias: Keras's (d, u), (u, u), (u,).
+        return_sequences, max_threads, weight_grad, with_caches: as ``lstm_seq``.
+        taps: None, or (T, 1) float64 zeros whose gradient is the squared
+            norms of the total dL/dh_t.
+
+    Returns:
+        (h_seq, h_T), and the caches with ``with_caches``: h_seq is (batch,
+        T, u), or (batch, 0, u) without return_sequences.
+    """
+    h_seq, h_last, *caches = lstm_cell_ops().seqvg_rnn_seq(
+        x, h0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
+        max_threads=max_threads, weight_grad=weight_grad)
+    return (h_seq, h_last, caches) if with_caches else (h_seq, h_last)
+
+
+def sequence_internals(kind: str, caches: list, units: int, points):
+    """What the probe reads from a sequence op's forward pass (in the graph).
+
+    Reads the caches of ``lstm_seq``, ``gru_seq`` or ``rnn_seq``
+    (``with_caches``) in their layout (``csrc/lstm_ops.cc``): ``s`` (T+1, u+d+1, batch) holds
     [h_t; x_t; 1] with h_t the state entering step t, the LSTM's ``c`` (T+1,
     u, batch) likewise, ``act`` (T, G*u, batch) per block of units the G
     rows [i, f, g, o, tanh c] (LSTM) or [z, r, hh, hr] (GRU), each one row
     per unit of the block.
 
     Args:
-        kind: "lstm" or "gru".
+        kind: "lstm", "gru" or "rnn".
         caches: the ops' caches, as ``with_caches`` returns them.
         units: the layer's units u.
         points: (J,) int32 timesteps.
 
     Returns:
-        ({gate name: (T, ...) values}: LSTM ``forget`` and ``input``, GRU
-        ``keep`` (Keras's z), each holding the batch x units values of every
-        step in some order), [the states entering steps ``points``, each (J,
-        batch, u)]: [h, c] or [h].
+        ({"blocks", "values"}: the cache that holds the gate values (the
+        RNN's: s), for ``gate_views`` outside the graph (no copy of them is
+        made here), [the states entering steps ``points``, each (J, batch,
+        u)]: [h, c] or [h].
     """
     import tensorflow as tf
 
-    if kind == "lstm":
+    if kind == "rnn":  # tanh's derivative comes from h_t: s is the cache
+        blocks, _, s = caches
+        entering, act = [tf.gather(s, points)[:, :units]], s
+    elif kind == "lstm":
         blocks, _, s, c, act = caches
-        rows, per_unit = {"forget": 1, "input": 0}, 5
         entering = [tf.gather(s, points)[:, :units], tf.gather(c, points)]
     else:
         blocks, _, _, s, act = caches
-        rows, per_unit = {"keep": 0}, 4
         entering = [tf.gather(s, points)[:, :units]]
-    steps = tf.shape(act)[0]
-    per_block = tf.reshape(act, tf.stack([steps, blocks, per_unit, -1]))
-    gates = {name: per_block[:, :, row] for name, row in rows.items()}
-    states = [tf.transpose(state, [0, 2, 1]) for state in entering]
-    return gates, states
+    return {"blocks": blocks, "values": act}, [tf.transpose(state, [0, 2, 1]) for state in entering]
+
+
+def gate_views(kind: str, blocks: int, values, units: int) -> dict:
+    """The gate values of every step in a sequence op's cache, as numpy views.
+
+    Args:
+        kind: "lstm", "gru" or "rnn".
+        blocks: the op's unit blocks (its ``blocks`` output).
+        values: the cache as numpy (``sequence_internals``): ``act`` (T,
+            G*u, batch), the RNN's ``s``.
+        units: the layer's units u.
+
+    Returns:
+        {gate name: ((T, ...) strided view, transform)}: LSTM ``forget``
+        and ``input``, GRU ``keep`` (Keras's z), the RNN's ``dphi``
+        (tanh'(a_t)), each holding the batch x units values of every step
+        in some order; the transform (None, or the RNN's h -> 1 - h^2) is
+        ``why.gate_stats``'s.
+    """
+    if kind == "rnn":
+        # s (T+1, u+d+1, batch): h_t = tanh(a_t) in rows [0, u) of s[t+1];
+        # tanh'(a_t) = 1 - h_t^2, as TensorFlow's TanhGrad computes it.
+        return {"dphi": (values[1:, :units], lambda h: 1.0 - h * h)}
+    rows, per_unit = ({"forget": 1, "input": 0}, 5) if kind == "lstm" else ({"keep": 0}, 4)
+    per_block = values.reshape(values.shape[0], blocks, per_unit, units // blocks * values.shape[-1])
+    return {name: (per_block[:, :, row], None) for name, row in rows.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

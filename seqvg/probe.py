@@ -10,7 +10,8 @@ custom cell (``seqvg.customcell``) ||dL/ds_t|| of every state s it returns.
 
 Method (docs/design.md, "The gradient probe"): each recurrent layer runs by
 one of two paths. An LSTM or GRU layer that trains on seqvg's sequence op
-(``seqvg.kernels``) is probed by that op: its ``taps`` input, (T, states)
+(``seqvg.kernels``), or a tanh vanilla layer where the ops are built, is
+probed by that op (the vanilla layer's: ``kernels.rnn_seq``): its ``taps`` input, (T, states)
 zeros, has as its gradient the per-step squared norms of the total dL/dh_t
 (and dL/dc_t) that its backward loop holds anyway, and it skips the weight
 gradient. Any other layer re-runs its own cell (the trained weights, Keras's
@@ -27,9 +28,9 @@ quantity (off the recurrent path: it is non-zero only where the loss reads
 the sequence) and is deliberately not what is measured.
 
 The same forward pass hands ``seqvg.stepstats`` the gate values of every
-step (from the op's caches, or written by the loop) and each layer's input
-and state at the Jacobian timesteps, for ``seqvg.why``'s statistics: no
-second pass over the sequence.
+step (the op's cache, read in place, or written by the loop) and each
+layer's input and state at the Jacobian timesteps, for ``seqvg.why``'s
+statistics: no second pass over the sequence.
 """
 
 from __future__ import annotations
@@ -189,8 +190,14 @@ class Prober:
         self.state_names = [_state_names(layer.cell, n) for layer, n in zip(self.rnns, self.n_states)]
         # The one choice of path: layers that train on seqvg's sequence ops
         # are probed by them (resolved here, outside the trace); a first one
-        # gives dL/dx from its input gradient.
+        # gives dL/dx from its input gradient. A tanh vanilla layer, which
+        # trains on Keras's loop, is probed by seqvg's RNN op where the ops
+        # are built: a loop of TensorFlow ops costs as much as its training
+        # step, the op a fraction (same maths, tested against Keras's).
         self.op_layers = [rnn for rnn in self.rnns if self.path.sequence_op and fastlstm.covered(rnn) == self.path.cell]
+        vanilla = [rnn for rnn in self.rnns if fastlstm.vanilla_covered(rnn)]
+        if vanilla and fastlstm.fused("float32"):
+            self.op_layers += vanilla
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
         self.stats = StepStats(self.rnns)
         # No autograph: the loops are explicit tf.while_loops, and converting
@@ -201,8 +208,9 @@ class Prober:
         """Runs recurrent ``layer`` over ``h``, its state k tapped into acc[:, k].
 
         Returns:
-            (the layer's output, ``StepStats`` inputs: ``gates`` {name: (T, ...)},
-            ``x`` and ``s`` the layer's input and entering state at ``jac_t``).
+            (the layer's output, ``StepStats`` inputs: ``gates`` {name: (T, ...)}
+            from a loop or the op's ``cache`` that holds them, ``x`` and ``s``
+            the layer's input and entering state at ``jac_t``).
         """
         if any(layer is op_layer for op_layer in self.op_layers):  # _chain has refused stateful layers
             return self._run_sequence_op(layer, h, acc, jac_t)
@@ -282,15 +290,17 @@ class Prober:
         return out, why_in
 
     def _run_sequence_op(self, layer, h, acc, jac_t):
-        """``_run_rnn`` for an LSTM or GRU that training runs as seqvg's sequence op.
+        """``_run_rnn`` for an LSTM or GRU that training runs as seqvg's sequence op,
+        or a tanh vanilla layer run by seqvg's RNN op.
 
         The op itself taps: ``acc`` (T, states) is its ``taps`` input, whose
         gradient is per step the squared norms of the total dL/dh_t (and
         dL/dc_t) that its backward loop holds anyway; it skips the weight
         gradient, which the probe never reads. ||dL/dx_t|| comes from its
-        input gradient (``_measure`` does not tap x here). The gates and the
-        states at ``jac_t`` are read from what its forward pass keeps for the
-        backward (``kernels.sequence_internals``).
+        input gradient (``_measure`` does not tap x here). The states at
+        ``jac_t`` are read from what its forward pass keeps for the backward
+        (``kernels.sequence_internals``), and so are the gates: the cache
+        itself leaves the graph, to be read in place (``kernels.gate_views``).
         """
         import tensorflow as tf
 
@@ -300,8 +310,12 @@ class Prober:
         batch = h.shape[0]
         h0 = tf.zeros([batch, cell.units], h.dtype)
         seq = layer.return_sequences
-        kind = "lstm" if fastlstm.eligible(layer) else "gru"
-        if kind == "lstm":
+        kind = fastlstm.covered(layer) or "rnn"
+        if kind == "rnn":
+            h_seq, h_last, caches = kernels.rnn_seq(
+                h, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq, taps=acc, weight_grad=False,
+                with_caches=True)
+        elif kind == "lstm":
             h_seq, h_last, _, caches = kernels.lstm_seq(
                 h, h0, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq, taps=acc, weight_grad=False,
                 with_caches=True)
@@ -309,12 +323,12 @@ class Prober:
             h_seq, h_last, caches = kernels.gru_seq(
                 h, h0, cell.kernel, cell.recurrent_kernel, cell.bias, seq, taps=acc, weight_grad=False,
                 with_caches=True)
-        gates, states = kernels.sequence_internals(kind, caches, cell.units, jac_t)
+        cache, states = kernels.sequence_internals(kind, caches, cell.units, jac_t)
         points = int(jac_t.shape[0])
         why_in = {
-            "gates": gates,
+            "cache": cache,
             "x": tf.reshape(tf.gather(tf.transpose(h, [1, 0, 2]), jac_t), [points * batch, -1]),
-            "s": tf.concat([tf.reshape(s, [points * batch, -1]) for s in states], axis=1),
+            "s": tf.concat([tf.reshape(s, [points * batch, cell.units]) for s in states], axis=1),
         }
         return (h_seq if seq else h_last), why_in
 

@@ -15,12 +15,22 @@ from __future__ import annotations
 import numpy as np
 
 from seqvg.cellstep import call_cell, fast_kind
-from seqvg.why import GATES, KRYLOV_DIM, gate_stats, jacobian_timesteps
+from seqvg.why import GATES, KRYLOV_DIM, jacobian_timesteps
 
 
-def recurrent_sigma_max(layer) -> float:
-    """sigma_max of the recurrent matrix of a vanilla layer (numpy's 2-norm)."""
-    return float(np.linalg.norm(np.asarray(layer.cell.recurrent_kernel, dtype=np.float64), 2))
+def recurrent_sigma_max(layer):
+    """sigma_max of the recurrent matrix W of a vanilla layer, in float64 (a tensor).
+
+    The square root of the largest eigenvalue of W^T W (symmetric, so
+    ``eigvalsh``): numpy's 2-norm to rounding (tested), without a full SVD,
+    and in TensorFlow's graph: numpy's SVD, on its BLAS's own threads beside
+    TensorFlow's, took up to 90 ms at 128 units on a loaded 2-core machine,
+    several times a vanilla RNN's training step.
+    """
+    import tensorflow as tf
+
+    w = tf.cast(layer.cell.recurrent_kernel, tf.float64)
+    return tf.sqrt(tf.maximum(tf.reduce_max(tf.linalg.eigvalsh(tf.matmul(w, w, transpose_a=True))), 0.0))
 
 
 #: Relative size below which a Lanczos residual is rounding error (float32).
@@ -162,8 +172,9 @@ def linearised_step(kind: str, cell, x, states):
 class StepStats:
     """Gate statistics and step-Jacobian norms of a model's recurrent layers.
 
-    Built by ``seqvg.probe.Prober``; one traced function per model, reused at
-    every probe of a training run.
+    Built by ``seqvg.probe.Prober``; one traced function per model (the
+    Jacobian norms), reused at every probe of a training run, while the gate
+    statistics are computed on the host from the probe's forward values.
 
     Args:
         rnns: the model's ``keras.layers.RNN`` layers, bottom first.
@@ -174,6 +185,7 @@ class StepStats:
 
         self.rnns = rnns
         self.kinds = [fast_kind(rnn.cell) for rnn in rnns]
+        self._v0: dict = {}
         self._fn = tf.function(self._measure, autograph=False)
 
     def _sigma(self, layer, kind, x_j, s_j, v0):
@@ -212,32 +224,53 @@ class StepStats:
 
         return lanczos_sigma_max(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
 
-    def _measure(self, inputs, v0s):
+    def _measure(self, inputs: list[dict], v0s: list) -> list[dict]:
+        """Per layer {"sigma": (J*B,) ||J_t||_2 per row}, for a vanilla layer
+        "sigma_w" (``recurrent_sigma_max``) and, for a loop's vanilla layer,
+        "dphi": phi'(a_t) (T, batch, units)."""
         import tensorflow as tf
 
         out = []
         for layer, kind, layer_in, v0 in zip(self.rnns, self.kinds, inputs, v0s):
-            gates = dict(layer_in["gates"])
-            if "dphi" in gates:
+            got = {"sigma": self._sigma(layer, kind, layer_in["x"], layer_in["s"], v0)}
+            if "a" in layer_in:
                 # The loop kept a_t; phi'(a) for all t at once, for any
                 # elementwise phi: d sum(phi(a)) / da.
-                a = gates["dphi"]
+                a = layer_in["a"]
                 with tf.GradientTape() as g:
                     g.watch(a)
                     phi = layer.cell.activation(a)
-                gates["dphi"] = g.gradient(phi, a)
-            out.append((gates, self._sigma(layer, kind, layer_in["x"], layer_in["s"], v0)))
+                got["dphi"] = g.gradient(phi, a)
+            if isinstance(layer.cell, _simple_rnn_cell()):
+                got["sigma_w"] = recurrent_sigma_max(layer)
+            out.append(got)
         return out
 
+    def _start_vectors(self, inputs: list[dict]) -> list[np.ndarray]:
+        """Lanczos's fixed start vectors (the same numbers at every probe), made once per shape."""
+        import tensorflow as tf
+
+        # Rows J*B (static: the probe's batch is), columns the states' widths.
+        shapes = tuple((int(layer_in["x"].shape[0]), sum(int(n) for n in tf.nest.flatten(layer.cell.state_size)))
+                       for layer, layer_in in zip(self.rnns, inputs))
+        if shapes not in self._v0:
+            rng = np.random.default_rng(0)
+            self._v0[shapes] = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+        return self._v0[shapes]
+
     def __call__(self, inputs: list[dict], steps: int) -> dict:
-        """Statistics of every recurrent layer from its ``Prober`` forward values.
+        """Statistics of every recurrent layer from its ``Prober`` values.
 
         Args:
             steps: the sequence length T.
-            inputs: per layer, ``gates`` {name: (T, ...) values}, ``x`` and
-                ``s``: the layer's input and entering state (all states
-                concatenated) at ``jacobian_timesteps(T)``, batch rows
-                stacked per timestep, (J*B, width).
+            inputs: per layer, ``x`` and ``s``: the layer's input and
+                entering state (all states concatenated) at
+                ``jacobian_timesteps(T)``, batch rows stacked per timestep,
+                (J*B, width); and the gate values of every step: ``gates``
+                {name: (T, ...) values} (for ``dphi`` the pre-activation
+                a_t) from a loop, or ``cache`` {"blocks", "values"}, the
+                sequence op's cache that holds them (read in place by
+                ``kernels.gate_views``).
 
         Returns:
             dict with ``gates`` {name: (layers, 4, T) float32, STATS along
@@ -254,23 +287,66 @@ class StepStats:
             sees. The norm of the batch-mean Jacobian would let samples whose
             directions differ cancel and is not a factor any gradient sees.
         """
+        from seqvg import kernels
+        from seqvg.why import gate_stats_async
+
         jac_t = jacobian_timesteps(steps)
-        rng = np.random.default_rng(0)  # fixed start vectors: the same numbers at every probe
-        v0s = [rng.standard_normal(tuple(layer_in["s"].shape)).astype(np.float32) for layer_in in inputs]
-        results = self._fn(inputs, v0s)
+        # The gate statistics (numpy, on the pool) run while TensorFlow
+        # computes the Jacobian norms; phi'(a_t) of a loop comes from the latter.
+        pending: list[dict] = []
+        tf_inputs = []
+        for layer, kind, layer_in in zip(self.rnns, self.kinds, inputs):
+            if "cache" in layer_in:
+                cache = layer_in["cache"]
+                views = kernels.gate_views(kind, int(cache["blocks"]), host_view(cache["values"]), layer.cell.units)
+            else:
+                views = {name: (host_view(v), None) for name, v in layer_in["gates"].items() if name != "dphi"}
+            pending.append({name: gate_stats_async(v, transform) for name, (v, transform) in views.items()})
+            tf_inputs.append({k: layer_in[k] for k in ("x", "s")}
+                             | ({"a": layer_in["gates"]["dphi"]} if "dphi" in layer_in.get("gates", {}) else {}))
+        results = self._fn(tf_inputs, self._start_vectors(inputs))
+        for stats, got in zip(pending, results):
+            if "dphi" in got:
+                stats["dphi"] = gate_stats_async(host_view(got["dphi"]))
         out: dict = {"gates": {}, "jac_t": jac_t}
         names = {name for kind in self.kinds for name in GATES.get(kind, ())}
         for name in sorted(names):
-            rows = []
-            for gates, _ in results:
-                rows.append(gate_stats(gates[name].numpy()) if name in gates else np.full((4, steps), np.nan, np.float32))
-            out["gates"][name] = np.stack(rows)
+            out["gates"][name] = np.stack([
+                stats[name]() if name in stats else np.full((4, steps), np.nan, np.float32) for stats in pending])
         # Rows are the J timesteps' batches one after the other.
-        out["jac_sigma"] = np.stack([sigma.numpy().reshape(len(jac_t), -1).mean(axis=1) for _, sigma in results])
-        out["jac_sigma"] = out["jac_sigma"].astype(np.float32)
+        out["jac_sigma"] = np.stack([got["sigma"].numpy().reshape(len(jac_t), -1).mean(axis=1)
+                                     for got in results]).astype(np.float32)
         if all(isinstance(rnn.cell, _simple_rnn_cell()) for rnn in self.rnns):
-            out["sigma_w"] = np.asarray([recurrent_sigma_max(rnn) for rnn in self.rnns], np.float32)
+            out["sigma_w"] = np.asarray([float(got["sigma_w"]) for got in results], np.float32)
         return out
+
+
+class _DLPack:
+    """A tensor as numpy's ``from_dlpack`` takes it (a CPU tensor)."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __dlpack__(self, **_):
+        import tensorflow as tf
+
+        return tf.experimental.dlpack.to_dlpack(self.tensor)
+
+    def __dlpack_device__(self):
+        return (1, 0)  # DLPack's kDLCPU
+
+
+def host_view(tensor) -> np.ndarray:
+    """A read-only numpy view of a CPU tensor's own buffer.
+
+    ``Tensor.numpy()`` copies (TensorFlow 2.21): for a sequence op's cache at
+    T=1000 that copy was 164 MiB, more than the rest of a probe adds. Where
+    DLPack cannot share the buffer (another device), a copy.
+    """
+    try:
+        return np.from_dlpack(_DLPack(tensor))
+    except (BufferError, RuntimeError, TypeError, ValueError):
+        return tensor.numpy()
 
 
 def _simple_rnn_cell():

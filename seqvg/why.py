@@ -72,25 +72,67 @@ def geometric_mean(values) -> float | None:
     return float(np.exp(np.mean(np.log(v)))) if v.size else None
 
 
-def gate_stats(values: np.ndarray) -> np.ndarray:
+#: Values (float32) one task of ``gate_stats`` copies and sorts at a time:
+#: bounds the memory the statistics add to a probe at long T.
+CHUNK_VALUES = 1 << 18
+
+_pool: list = []
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The process's pool for ``gate_stats`` (made once: starting threads at
+    every probe cost a few ms)."""
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="seqvg-gate-stats"))
+    return _pool[0]
+
+
+def gate_stats_async(values: np.ndarray, transform=None):
+    """``gate_stats`` started on the pool; call the result for the (4, T) array."""
+    steps = values.shape[0]
+    n = int(np.prod(values.shape[1:]))
+    out = np.empty((4, steps), np.float32)
+    per_task = max(1, min(-(-steps // (os.cpu_count() or 1)), CHUNK_VALUES // max(n, 1)))
+    pos = np.array([0.1, 0.5, 0.9]) * (n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+
+    def work(a: int) -> None:
+        b = min(a + per_task, steps)
+        # A copy of these steps (``values`` may be a strided view of a
+        # cache), sorted in place: numpy's float32 sort releases the GIL and
+        # is several times faster than np.percentile's partitions here.
+        flat = np.array(values[a:b], dtype=np.float32).reshape(b - a, n)
+        if transform is not None:
+            flat = transform(flat)
+        flat.sort(axis=1)
+        # np.percentile's linear interpolation on the sorted rows.
+        out[1:, a:b] = (flat[:, lo] + (flat[:, hi] - flat[:, lo]) * (pos - lo)).T
+        out[0, a:b] = flat.mean(axis=1, dtype=np.float64)
+
+    futures = [_threads().submit(work, a) for a in range(0, steps, per_task)]
+
+    def result() -> np.ndarray:
+        for f in futures:
+            f.result()
+        return out
+
+    return result
+
+
+def gate_stats(values: np.ndarray, transform=None) -> np.ndarray:
     """(4, T) mean, 10th, 50th and 90th percentile per timestep of a (T, batch, units) gate.
 
-    Any (T, ...) array: each step's values are pooled, in whatever order.
-    The rows are sorted in chunks on all cores (numpy's sort releases the
-    GIL): the sort is most of the cost of a probe's gate statistics.
+    Any (T, ...) array, a strided view included: each step's values are
+    pooled, in whatever order. Steps are copied and sorted a chunk at a time
+    on all cores (the sort is most of the cost of a probe's gate statistics).
+
+    Args:
+        values: (T, ...) values.
+        transform: None, or a function applied to each (steps, values)
+            float32 copy before its statistics (e.g. phi' from phi).
     """
-    flat = np.array(values, dtype=np.float32).reshape(values.shape[0], -1)  # a copy, sorted in place
-    bounds = np.linspace(0, flat.shape[0], min(os.cpu_count() or 1, flat.shape[0]) + 1).astype(int)
-    with ThreadPoolExecutor(len(bounds) - 1) as pool:
-        list(pool.map(lambda k: flat[bounds[k] : bounds[k + 1]].sort(axis=1), range(len(bounds) - 1)))
-    # np.percentile's linear interpolation on the sorted rows (numpy's float32
-    # sort is several times faster than np.percentile's partitions here).
-    pos = np.array([0.1, 0.5, 0.9]) * (flat.shape[1] - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, flat.shape[1] - 1)
-    pct = flat[:, lo] + (flat[:, hi] - flat[:, lo]) * (pos - lo)
-    mean = flat.mean(axis=1, dtype=np.float64)
-    return np.concatenate([mean[None], pct.T]).astype(np.float32)
+    return gate_stats_async(values, transform)()
 
 
 def to_json(why: dict | None, h: np.ndarray, c: np.ndarray | None) -> dict:

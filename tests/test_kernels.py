@@ -142,6 +142,46 @@ def test_gru_sequence_op_matches_keras_gru(ops, parts, return_sequences):
         assert _rel(a, b) < 1e-5
 
 
+@functools.cache
+def _keras_rnn(return_sequences):
+    """As _keras_gru, for Keras's SimpleRNN (tanh)."""
+    import keras
+
+    rng = np.random.default_rng(13)
+    x = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_D)).astype(np.float32))
+    h0 = tf.constant(rng.normal(size=(B, SEQ_U)).astype(np.float32))
+    keras.utils.set_random_seed(9)
+    layer = keras.layers.SimpleRNN(SEQ_U, return_sequences=return_sequences, return_state=True)
+    layer(x)
+    layer.cell.bias.assign(rng.normal(size=(SEQ_U,)).astype(np.float32))
+    weights = [layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias]
+    w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
+    want = _gru_outputs_and_grads(lambda: layer(x, initial_state=h0), x, h0, weights, w_y, return_sequences)
+    return (x, h0, [w.numpy() for w in weights], w_y), want
+
+
+@pytest.mark.parametrize("parts", [1, 2, 4])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_rnn_sequence_op_matches_keras_simple_rnn(ops, parts, return_sequences):
+    """Keras's SimpleRNN against the RNN sequence op (the probe's): outputs
+    and every gradient, on 1, 2 and 4 threads (8 units: 4 blocks), and the
+    same bits on each."""
+    (x, h0, values, w_y), want = _keras_rnn(return_sequences)
+    weights = [tf.Variable(v) for v in values]
+
+    def seq():
+        y, h = kernels.rnn_seq(x, h0, *weights, return_sequences=return_sequences, max_threads=parts)
+        return (y if return_sequences else h), h
+
+    got = _gru_outputs_and_grads(seq, x, h0, weights, w_y, return_sequences)
+    assert len(want) == len(got) == 7
+    for a, b in zip(want, got):
+        assert a.shape == b.shape
+        assert _rel(a, b) < 1e-5
+    one = kernels.rnn_seq(x, h0, *weights, return_sequences=True, max_threads=1)[0].numpy()
+    assert np.array_equal(one, kernels.rnn_seq(x, h0, *weights, return_sequences=True, max_threads=parts)[0].numpy())
+
+
 def _per_step_reference(cell, x, h0, c0, weights, w_y):
     """The total dL/dh_t (and dL/dc_t) of every step, as zero perturbations
     added to the states of a per-step loop of TF ops (Keras's maths)."""
@@ -156,6 +196,8 @@ def _per_step_reference(cell, x, h0, c0, weights, w_y):
                 i, f, g, o = tf.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=1)
                 c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g) + eps[steps + t]
                 h = tf.sigmoid(o) * tf.tanh(c)
+            elif cell == "rnn":
+                h = tf.tanh(x[:, t] @ kernel + h @ recurrent + bias)
             else:
                 xz, xr, xh = tf.split(x[:, t] @ kernel + bias[0], 3, axis=1)
                 rz, rr, rh = tf.split(h @ recurrent + bias[1], 3, axis=1)
@@ -169,16 +211,16 @@ def _per_step_reference(cell, x, h0, c0, weights, w_y):
     return np.array([sq[:steps], sq[steps:]]).T
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_sequence_op_taps_are_the_probes_squared_norms(ops, cell):
     """The taps' gradient: per step the squared norms of the total dL/dh_t
     (and dL/dc_t), against zero perturbations in a per-step loop; and with
     weight_grad=False the input gradient is unchanged, the weights' zero."""
     rng = np.random.default_rng(2)
-    g = 4 if cell == "lstm" else 3
+    g = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     x = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_D)).astype(np.float32))
     h0 = tf.constant(rng.normal(size=(B, SEQ_U)).astype(np.float32) * 0.5)
-    bias_shape = (g * SEQ_U,) if cell == "lstm" else (2, g * SEQ_U)
+    bias_shape = (2, g * SEQ_U) if cell == "gru" else (g * SEQ_U,)
     weights = [tf.constant(rng.normal(size=s).astype(np.float32) * 0.4)
                for s in [(SEQ_D, g * SEQ_U), (SEQ_U, g * SEQ_U), bias_shape]]
     w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
@@ -192,7 +234,8 @@ def test_sequence_op_taps_are_the_probes_squared_norms(ops, cell):
                 y, h, _ = kernels.lstm_seq(x, h0, zero_c, *weights, return_sequences=True, taps=taps,
                                            weight_grad=weight_grad)
             else:
-                y, h = kernels.gru_seq(x, h0, *weights, return_sequences=True, taps=taps, weight_grad=weight_grad)
+                seq = kernels.gru_seq if cell == "gru" else kernels.rnn_seq
+                y, h = seq(x, h0, *weights, return_sequences=True, taps=taps, weight_grad=weight_grad)
             loss = tf.reduce_sum(y * w_y) + tf.reduce_sum(tf.square(h))
         return [v.numpy() for v in tape.gradient(loss, [x, taps, *weights])]
 
@@ -315,12 +358,14 @@ def test_a_library_that_does_not_load_is_rebuilt_once(monkeypatch, fresh_load, c
     assert kernels.lstm_cell_ops() is None and builds == [path]
 
 
-def test_models_without_an_lstm_or_gru_never_compile(monkeypatch, tiny_cfg):
+def test_models_without_an_op_never_compile(monkeypatch, tiny_cfg):
+    """A model with no layer that seqvg's ops run (an LSTM, a GRU, or, for
+    the probe, a tanh vanilla RNN) never waits for a build."""
     from seqvg.models import build_model
     from seqvg.probe import Prober
     from seqvg.tasks import get_task
 
-    monkeypatch.setattr(kernels, "_load", lambda *a, **k: pytest.fail("compiled for a model without an LSTM or GRU"))
-    for cell in ("rnn", "irnn"):
+    monkeypatch.setattr(kernels, "_load", lambda *a, **k: pytest.fail("compiled for a model without an op"))
+    for cell in ("irnn",):
         cfg = tiny_cfg(cell=cell).resolved()
         Prober(build_model(cfg), get_task(cfg.task))

@@ -148,9 +148,11 @@ def test_probe_matches_per_timestep_reference(kw):
         assert r.c is None
 
 
-@pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm"], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+@pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm" or kw == dict(cell="rnn")],
+                         ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
 def test_lstm_probe_tfops_while_loop_matches_reference(kw, monkeypatch):
-    """The LSTM probe's tapped loop of TensorFlow ops, where seqvg's ops are not built."""
+    """The LSTM's (and the tanh RNN's) probe by the tapped loop of
+    TensorFlow ops, where seqvg's ops are not built."""
     monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
     test_probe_matches_per_timestep_reference(kw)
 
@@ -347,17 +349,18 @@ def test_prober_has_one_path_per_layer(ops, monkeypatch):
         assert bool(_prober_ops(Prober(model, task), x, y) & {"While", "StatelessWhile"}) == (not ops)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_prober_runs_the_sequence_op(cell):
     """Guards that the sequence-op probe path (and so the tests above) is the
     one the Prober takes where the ops are
-    built: the training op with its taps and without the weight gradient."""
+    built: the training op (a tanh RNN: the RNN op) with its taps and
+    without the weight gradient."""
     if kernels.lstm_cell_ops() is None:
         pytest.skip(kernels.kernel_status())
     cfg = RunConfig(cell=cell, length=12, units=4).resolved()
     model, task = build_model(cfg), get_task(cfg.task)
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
-    name = "SeqvgLstmSeq" if cell == "lstm" else "SeqvgGruSeq"
+    name = {"lstm": "SeqvgLstmSeq", "gru": "SeqvgGruSeq", "rnn": "SeqvgRnnSeq"}[cell]
     for prober in (Prober(model, task, execpath.resolve(cfg)), Prober(model, task)):
         graph = prober._fn.get_concrete_function(tf.cast(x, tf.float32), y).graph.as_graph_def()
         nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]

@@ -133,6 +133,23 @@ def test_step_jacobian_norms_at_128_units(cell):
     assert np.all(why["jac_sigma"][0] <= expected * (1 + 1e-5))
 
 
+def test_gate_stats_against_numpy_on_strided_chunks(monkeypatch):
+    """Per step mean and np.percentile's 10/50/90th percentiles, from a
+    strided view (as of a sequence op's cache) read in chunks of a few
+    steps, with and without a transform."""
+    from seqvg import why
+
+    rng = np.random.default_rng(4)
+    cache = rng.random((23, 3, 5, 40)).astype(np.float32)
+    view = cache[:, :, 1]  # (T, blocks, values) not contiguous
+    flat = np.ascontiguousarray(view).reshape(23, -1).astype(np.float64)
+    want = np.concatenate([flat.mean(axis=1)[None], np.percentile(flat, [10, 50, 90], axis=1)])
+    monkeypatch.setattr(why, "CHUNK_VALUES", 250)  # 2 steps a chunk
+    np.testing.assert_allclose(why.gate_stats(view), want, rtol=1e-6)
+    np.testing.assert_allclose(why.gate_stats(view, lambda h: 1.0 - h * h)[[0, 2]],
+                               [(1 - flat**2).mean(axis=1), np.percentile(1 - flat**2, 50, axis=1)], rtol=1e-5)
+
+
 def test_lanczos_sigma_max_against_numpy_svd():
     from seqvg.stepstats import lanczos_sigma_max
 

@@ -1,9 +1,11 @@
-// seqvg's LSTM ops for TensorFlow on a CPU, built and loaded by
+// seqvg's recurrent sequence ops for TensorFlow on a CPU, built and loaded by
 // seqvg/kernels.py, which registers their gradients:
 //   SeqvgLstmSeq / SeqvgLstmSeqGrad: the whole sequence, forward and
 //     backward, one op each; the LSTM training loop (seqvg/fastlstm.py)
 //     and, with its taps, the gradient probe's (seqvg/probe.py).
 //   SeqvgGruSeq / SeqvgGruSeqGrad: the same for Keras's GRU.
+//   SeqvgRnnSeq / SeqvgRnnSeqGrad: the same for Keras's tanh SimpleRNN
+//     (the probe's only; training keeps Keras's loop).
 // Tests: tests/test_kernels.py (against TF ops and Keras's LSTM loop).
 //
 // Layout is transposed, (rows, batch) row-major, as in seqvg/fastlstm.py:
@@ -896,3 +898,172 @@ class SeqvgGruSeqGradOp : public OpKernel {
 
 REGISTER_KERNEL_BUILDER(Name("SeqvgGruSeq").Device(tensorflow::DEVICE_CPU), SeqvgGruSeqOp);
 REGISTER_KERNEL_BUILDER(Name("SeqvgGruSeqGrad").Device(tensorflow::DEVICE_CPU), SeqvgGruSeqGradOp);
+
+// ---- The vanilla RNN: Keras's SimpleRNN with tanh, G = 1 row per unit ----
+//
+//   h_t = tanh(x_t W + h_{t-1} R + b)
+// Only the gradient probe (seqvg/probe.py) runs it: a vanilla layer trains
+// on Keras's loop. The backward needs only h_t (tanh' = 1 - h_t^2), which s
+// holds, so s is the one cache. With G = 1 the block-major row r is unit r.
+// x (B, T, d); h0 (B, u); kernel (d, u), recurrent (u, u), bias (u); taps
+// (T, 1) float64 zeros, or empty. Outputs: h_seq (B, T, u) with
+// return_sequences, else (B, 0, u); h_T (B, u); then what the gradient
+// reads: blocks, w (u, K), s (T+1, K, B), K = u + d + 1.
+REGISTER_OP("SeqvgRnnSeq")
+    .Input("x: float")
+    .Input("h0: float")
+    .Input("kernel: float")
+    .Input("recurrent: float")
+    .Input("bias: float")
+    .Input("taps: double")
+    .Attr("return_sequences: bool = false")
+    .Attr("max_threads: int = 0")
+    .Attr("weight_grad: bool = true")
+    .Output("h_seq: float")
+    .Output("h_last: float")
+    .Output("blocks: int32")
+    .Output("w: float")
+    .Output("s: float")
+    .SetShapeFn([](InferenceContext* ctx) { return SeqShape(ctx, 1, 2); });
+
+// As SeqvgLstmSeqGrad; dtaps (T, 1) the squared norms of the total dL/dh_t.
+REGISTER_OP("SeqvgRnnSeqGrad")
+    .Input("blocks: int32")
+    .Input("w: float")
+    .Input("s: float")
+    .Input("dh_seq: float")
+    .Input("dh_last: float")
+    .Attr("weight_grad: bool = true")
+    .Attr("with_taps: bool = false")
+    .Output("dx: float")
+    .Output("dh0: float")
+    .Output("dkernel: float")
+    .Output("drecurrent: float")
+    .Output("dbias: float")
+    .Output("dtaps: double")
+    .SetShapeFn([](InferenceContext* ctx) {
+      ShapeHandle h;
+      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(4), 2, &h));
+      ctx->set_output(0, ctx->UnknownShapeOfRank(3));
+      ctx->set_output(1, h);
+      ctx->set_output(2, ctx->UnknownShapeOfRank(2));
+      ctx->set_output(3, ctx->UnknownShapeOfRank(2));
+      ctx->set_output(4, ctx->UnknownShapeOfRank(1));
+      ctx->set_output(5, ctx->UnknownShape());
+      return absl::OkStatus();
+    });
+
+class SeqvgRnnSeqOp : public OpKernel {
+ public:
+  explicit SeqvgRnnSeqOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("return_sequences", &seq_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &x = ctx->input(0), &h0 = ctx->input(1), &kernel = ctx->input(2);
+    const Tensor &recurrent = ctx->input(3), &bias = ctx->input(4), &taps = ctx->input(5);
+    OP_REQUIRES(ctx, x.dims() == 3, absl::InvalidArgumentError("x must be (batch, T, features)"));
+    const int64_t B = x.dim_size(0), T = x.dim_size(1), N = x.dim_size(2);
+    OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == recurrent.dim_size(0),
+                absl::InvalidArgumentError("recurrent must be (units, units)"));
+    const int64_t U = recurrent.dim_size(0);
+    OP_REQUIRES(ctx, kernel.dims() == 2 && kernel.dim_size(0) == N && kernel.dim_size(1) == U &&
+                         bias.dims() == 1 && bias.dim_size(0) == U,
+                absl::InvalidArgumentError("kernel must be (features, units), bias (units)"));
+    OP_REQUIRES(ctx, h0.dims() == 2 && h0.dim_size(0) == B && h0.dim_size(1) == U,
+                absl::InvalidArgumentError("h0 must be (batch, units)"));
+    OP_REQUIRES(ctx, taps.NumElements() == 0 || taps.NumElements() == T,
+                absl::InvalidArgumentError("taps must be empty or (T, 1)"));
+    const int64_t V = seqrnn::Blocks(U);
+    const seqrnn::Dims d{T, B, N, U, V, Threads(ctx, V, max_threads_), 1, 0};
+    Tensor *h_seq, *h_last, *blocks, *w, *s;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, seq_ ? T : 0, U}), &h_seq));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, h0.shape(), &h_last));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({}), &blocks));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({U, d.K()}), &w));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({T + 1, d.K(), B}), &s));
+    blocks->scalar<int32_t>()() = static_cast<int32_t>(d.V);
+    const int64_t K = d.K(), up = d.up(), n = up * B;
+    const float *kp = Data(kernel), *rp = Data(recurrent), *bp = Data(bias);
+    float* wp = Data(w);
+    for (int64_t r = 0; r < U; ++r) {  // w = [R; W; b]^T
+      float* row = wp + r * K;
+      for (int64_t k = 0; k < U; ++k) row[k] = rp[k * U + r];
+      for (int64_t m = 0; m < N; ++m) row[U + m] = kp[m * U + r];
+      row[K - 1] = bp[r];
+    }
+    float* sp = Data(s);
+    seqrnn::FillInputs(d, Data(x), Data(h0), sp);
+    seqrnn::Forward(d, PoolScheduler(ctx), wp, nullptr, sp, [&](int64_t t, int64_t v, const float* zm, const float*) {
+      Arr(sp + ((t + 1) * K + v * up) * B, n) = CArr(zm, n).tanh();
+    });
+    seqrnn::Outputs(d, sp, Data(h_last), seq_ ? Data(h_seq) : nullptr);
+  }
+
+ private:
+  bool seq_;
+  int max_threads_;
+};
+
+class SeqvgRnnSeqGradOp : public OpKernel {
+ public:
+  explicit SeqvgRnnSeqGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("weight_grad", &weight_grad_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("with_taps", &with_taps_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &blocks = ctx->input(0), &w = ctx->input(1), &s = ctx->input(2);
+    const Tensor &dh_seq = ctx->input(3), &dh_last = ctx->input(4);
+    OP_REQUIRES(ctx, s.dims() == 3 && w.dims() == 2 && dh_last.dims() == 2,
+                absl::InvalidArgumentError("the forward op's s, w and a (batch, units) dh_last"));
+    const int64_t T = s.dim_size(0) - 1, K = s.dim_size(1), B = s.dim_size(2), U = w.dim_size(0);
+    const int64_t V = blocks.scalar<int32_t>()();
+    OP_REQUIRES(ctx, V >= 1 && U % V == 0 && K > U, absl::InvalidArgumentError("blocks must divide units"));
+    const seqrnn::Dims d{T, B, K - U - 1, U, V, Threads(ctx, V, 0), 1, 0};
+    OP_REQUIRES(ctx, w.dim_size(1) == K && dh_last.dim_size(0) == B && dh_last.dim_size(1) == U &&
+                         (dh_seq.NumElements() == 0 || dh_seq.NumElements() == B * T * U),
+                absl::InvalidArgumentError("inconsistent shapes: not the forward op's outputs"));
+    Tensor *dx, *dh0, *dkernel, *drecurrent, *dbias, *dtaps;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, d.N}), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, dh_last.shape(), &dh0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({d.N, U}), &dkernel));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({U, U}), &drecurrent));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({U}), &dbias));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, with_taps_ ? TensorShape({T, 1}) : TensorShape({0}), &dtaps));
+    std::vector<float> dw(weight_grad_ ? U * K : 0);
+    Taps taps(with_taps_, d, 1);
+    const float* sp = Data(s);
+    const int64_t up = d.up(), n = up * B;
+    seqrnn::Backward(d, PoolScheduler(ctx), Data(w), nullptr, sp,
+                     dh_seq.NumElements() == 0 ? nullptr : Data(dh_seq), Data(dh_last), nullptr,
+                     /*carry_into_h=*/false, weight_grad_, taps.data(), 1,
+                     [&](int64_t t, int64_t v, float* dh, float*, float* dz, float*, double* sq) {
+                       if (sq != nullptr) sq[0] = CArr(dh, n).cast<double>().square().sum();
+                       CArr h(sp + ((t + 1) * K + v * up) * B, n);
+                       Arr(dz, n) = CArr(dh, n) * (1.f - h * h);
+                     },
+                     Data(dx), Data(dh0), nullptr, dw.data(), nullptr);
+    float *dk = Data(dkernel), *dr = Data(drecurrent), *db = Data(dbias);
+    if (weight_grad_) {
+      for (int64_t r = 0; r < U; ++r) {
+        const float* row = dw.data() + r * K;
+        for (int64_t k = 0; k < U; ++k) dr[k * U + r] = row[k];
+        for (int64_t m = 0; m < d.N; ++m) dk[m * U + r] = row[U + m];
+        db[r] = row[K - 1];
+      }
+    } else {
+      dkernel->flat<float>().setZero();
+      drecurrent->flat<float>().setZero();
+      dbias->flat<float>().setZero();
+    }
+    if (with_taps_) seqrnn::SumBlocks(d, 1, taps.data(), dtaps->flat<double>().data());
+  }
+
+ private:
+  bool weight_grad_, with_taps_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeq").Device(tensorflow::DEVICE_CPU), SeqvgRnnSeqOp);
+REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), SeqvgRnnSeqGradOp);
