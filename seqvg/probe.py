@@ -193,7 +193,8 @@ class Prober:
         self.op_layers = [rnn for rnn in self.rnns if self.path.sequence_op and fastlstm.covered(rnn) == self.path.cell]
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
         self.stats = StepStats(self.rnns)
-        self._fn = tf.function(self._measure)
+        # XLA where the run's path says so (a custom cell's training run).
+        self._fn = tf.function(self._measure, jit_compile=self.path.xla)
 
     def _run_rnn(self, layer, h, acc, jac_t, tap_input: bool = False):
         """Runs recurrent ``layer`` over ``h``, its state k tapped into acc[:, k].
@@ -224,21 +225,27 @@ class Prober:
         in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
         # Only a layer that returns its sequence needs every h_t kept; the
         # last state comes out of the loop anyway.
-        out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         states = initial_states(layer, batch)
+        out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0,
+                                element_shape=[batch, output_size(layer.cell)])
         kind = _fast_kind(layer.cell)
         n_states = len(states)
         names = GATES.get(kind, ())
         gate_tas = [tf.TensorArray(h.dtype, size=steps) for _ in names]
-        # The state entering every step, for StepStats's Jacobian points.
-        state_tas = [tf.TensorArray(h.dtype, size=steps) for _ in range(n_states)]
+        # The state entering the step at each of StepStats's Jacobian points,
+        # picked by a select as the loop passes them: a (J, B, n) buffer,
+        # where a TensorArray of every step's state would cost an XLA-compiled
+        # loop a copy of the whole array per step.
+        points = int(jac_t.shape[0])
+        picked = [tf.zeros([points, *s.shape], s.dtype) for s in states]
         # The output of the last step (what the layer returns without
         # return_sequences); Keras's cells output their first state.
         last = tf.zeros([batch, output_size(layer.cell)], h.dtype)
 
-        def body(t, states, acc, out_ta, last, gate_tas, state_tas):
+        def body(t, states, acc, out_ta, last, gate_tas, picked):
             x_t = in_ta.read(t)
-            state_tas = [ta.write(t, s) for ta, s in zip(state_tas, states)]
+            here = tf.reshape(tf.equal(jac_t, t), [points, 1, 1])
+            picked = [tf.where(here, s[None], p) for s, p in zip(states, picked)]
             box = [acc]  # the taps thread the accumulator through the step
 
             def tap(k, state):
@@ -263,18 +270,17 @@ class Prober:
                 output = next((new for old, new in zip(raw, new_states) if old is output), output)
             if layer.return_sequences:
                 out_ta = out_ta.write(t, output)
-            return t + 1, new_states, box[0], out_ta, output, gate_tas, state_tas
+            return t + 1, new_states, box[0], out_ta, output, gate_tas, picked
 
-        _, states, _, out_ta, last, gate_tas, state_tas = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta, last, gate_tas, state_tas),
+        _, states, _, out_ta, last, gate_tas, picked = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta, last, gate_tas, picked),
             maximum_iterations=steps,
             parallel_iterations=32,  # as Keras: lets input reads and taps run ahead
         )
-        points = int(jac_t.shape[0])
         why_in = {
             "gates": {name: ta.stack() for name, ta in zip(names, gate_tas)},
             "x": tf.reshape(tf.gather(xs, jac_t), [points * batch, -1]),
-            "s": tf.concat([tf.reshape(ta.gather(jac_t), [points * batch, -1]) for ta in state_tas], axis=1),
+            "s": tf.concat([tf.reshape(p, [points * batch, -1]) for p in picked], axis=1),
         }
         out = tf.transpose(out_ta.stack(), [1, 0, 2]) if layer.return_sequences else last
         return out, why_in
