@@ -192,9 +192,15 @@ class Prober:
         # gives dL/dx from its input gradient.
         self.op_layers = [rnn for rnn in self.rnns if self.path.sequence_op and fastlstm.covered(rnn) == self.path.cell]
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
-        self.stats = StepStats(self.rnns)
+        self.stats = StepStats(self.rnns, jit_compile=self.path.xla)
+        self.state_widths = [sum(int(s) for s in tf.nest.flatten(layer.cell.state_size)) for layer in self.rnns]
         # XLA where the run's path says so (a custom cell's training run).
+        # _fn: the gradient pass alone; _all: the probe, the gradient pass and
+        # StepStats's Jacobian products in one function (under XLA one
+        # compiled program; its small eigenproblems stay outside, in
+        # ``StepStats.finish``).
         self._fn = tf.function(self._measure, jit_compile=self.path.xla)
+        self._all = tf.function(self._measure_all, jit_compile=self.path.xla)
 
     def _run_rnn(self, layer, h, acc, jac_t, tap_input: bool = False):
         """Runs recurrent ``layer`` over ``h``, its state k tapped into acc[:, k].
@@ -366,6 +372,20 @@ class Prober:
             x_norm = tf.sqrt(tf.reduce_sum(tf.square(tf.cast(grads[0], tf.float64)), axis=[0, 2]))
         return loss, norms, x_norm, why_in
 
+    def _measure_all(self, x, y, v0s):
+        """``_measure``, then ``StepStats``'s gates and Lanczos matrices from its forward values."""
+        loss, norms, x_norm, why_in = self._measure(x, y)
+        return loss, norms, x_norm, self.stats._measure(why_in, v0s)
+
+    def start_vectors(self, batch: int, steps: int) -> list:
+        """The ``StepStats`` start vectors of a (batch, steps) probe, as tensors."""
+        import tensorflow as tf
+
+        from seqvg.why import jacobian_timesteps
+
+        rows = len(jacobian_timesteps(steps)) * batch
+        return [tf.constant(v) for v in self.stats.start_vectors([(rows, w) for w in self.state_widths])]
+
     def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:
         """Probes the model on the batch (x, y)."""
         import tensorflow as tf
@@ -373,7 +393,8 @@ class Prober:
         expected = tuple(self.model.inputs[0].shape[1:])
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"probe: batch inputs have shape {tuple(x.shape[1:])}, the model reads {expected}")
-        loss, norms, x_norm, why_in = self._fn(tf.constant(x, tf.float32), tf.constant(y))
+        v0s = self.start_vectors(x.shape[0], x.shape[1])
+        loss, norms, x_norm, products = self._all(tf.constant(x, tf.float32), tf.constant(y), v0s)
         h = np.stack([per_layer[0].numpy() for per_layer in norms]).astype(np.float32)
         c, states = None, {}
         names = self.state_names[0]
@@ -384,8 +405,8 @@ class Prober:
                     c = values
                 else:
                     states[name] = values
-        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32), self.stats(why_in, x.shape[1]),
-                           states or None)
+        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32),
+                           self.stats.finish(products, x.shape[1]), states or None)
 
 
 def probe(model, task: Task, x: np.ndarray, y: np.ndarray, path: ExecutionPath | None = None) -> ProbeResult:

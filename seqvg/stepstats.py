@@ -30,6 +30,23 @@ BREAKDOWN = 1e-4
 def lanczos_sigma_max(jvp, vjp, v0, dim: int):
     """Per row, sigma_max of a linear map J from its products, by Lanczos on J^T J.
 
+    ``sigma_from_tridiagonal(lanczos_tridiagonal(...))``; see there.
+    """
+    return sigma_from_tridiagonal(lanczos_tridiagonal(jvp, vjp, v0, dim))
+
+
+def sigma_from_tridiagonal(tridiagonal):
+    """(rows,) float32 sqrt of the largest eigenvalue of each (dim x dim)
+    Lanczos matrix of J^T J (``lanczos_tridiagonal``): the estimate of ||J||_2."""
+    import tensorflow as tf
+
+    top = tf.reduce_max(tf.linalg.eigvalsh(tridiagonal), axis=1)
+    return tf.cast(tf.sqrt(tf.maximum(top, 0.0)), tf.float32)
+
+
+def lanczos_tridiagonal(jvp, vjp, v0, dim: int):
+    """Per row, the Lanczos matrix of J^T J whose top eigenvalue estimates ||J||_2^2.
+
     ``dim`` Lanczos steps on A = J^T J from q_0 = v0/|v0| (one product
     A q = J^T (J q) each) give a (dim x dim) tridiagonal matrix whose largest
     eigenvalue approaches A's largest from below (Rayleigh-Ritz on the Krylov
@@ -45,7 +62,7 @@ def lanczos_sigma_max(jvp, vjp, v0, dim: int):
         dim: Krylov dimension, at most n.
 
     Returns:
-        (rows,) float32 estimates of each row's ||J||_2.
+        (rows, dim, dim) float64 symmetric tridiagonal matrices.
     """
     import tensorflow as tf
 
@@ -77,8 +94,7 @@ def lanczos_sigma_max(jvp, vjp, v0, dim: int):
     if betas:
         off = tf.linalg.diag(tf.cast(tf.concat(betas, axis=1), tf.float64), k=1, num_rows=dim, num_cols=dim)
         tridiagonal += off + tf.linalg.matrix_transpose(off)
-    top = tf.reduce_max(tf.linalg.eigvalsh(tridiagonal), axis=1)
-    return tf.cast(tf.sqrt(tf.maximum(top, 0.0)), tf.float32)
+    return tridiagonal
 
 
 def _derivative(fn, a):
@@ -167,17 +183,41 @@ class StepStats:
 
     Args:
         rnns: the model's ``keras.layers.RNN`` layers, bottom first.
+        jit_compile: compile the Jacobian products with XLA (the probe of a
+            run on an XLA path, ``ExecutionPath.xla``). The small
+            eigenproblems that end each estimate stay outside: XLA's
+            eigensolver costs more than all the products.
     """
 
-    def __init__(self, rnns):
+    def __init__(self, rnns, jit_compile: bool = False):
         import tensorflow as tf
 
         self.rnns = rnns
         self.kinds = [fast_kind(rnn.cell) for rnn in rnns]
-        self._fn = tf.function(self._measure, autograph=False)
+        #: gates and Lanczos matrices; ``_fn``, the whole measurement, calls it.
+        self.products = tf.function(self._measure, autograph=False, jit_compile=jit_compile)
+        self._fn = tf.function(lambda inputs, v0s: self._sigmas(self.products(inputs, v0s)), autograph=False)
+        self._finish = tf.function(self._sigmas, autograph=False)
+
+    @staticmethod
+    def _sigmas(products):
+        return [(gates, sigma_from_tridiagonal(tridiagonal)) for gates, tridiagonal in products]
+
+    @staticmethod
+    def start_vectors(shapes) -> list[np.ndarray]:
+        """The Lanczos start vectors, one (rows, width) array per layer: fixed,
+        so that every probe gives the same numbers for the same model."""
+        rng = np.random.default_rng(0)
+        return [rng.standard_normal(tuple(shape)).astype(np.float32) for shape in shapes]
+
+    def finish(self, products, steps: int) -> dict:
+        """``__call__``'s result from products computed elsewhere: what
+        ``_measure`` returns, run inside the probe's own pass (``Prober``)."""
+        return self._summarise(self._finish(products), steps)
 
     def _sigma(self, layer, kind, x_j, s_j, v0):
-        """(rows,) ||J_t||_2 of each row of the stacked (J*B) points."""
+        """(rows, dim, dim) Lanczos matrices of J_t^T J_t, one per row of the
+        stacked (J*B) points (``lanczos_tridiagonal``)."""
         import tensorflow as tf
 
         cell = layer.cell
@@ -185,7 +225,7 @@ class StepStats:
 
         if kind is not None:
             jvp, vjp = linearised_step(kind, cell, x_j, tf.split(s_j, sizes, axis=1))
-            return lanczos_sigma_max(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
+            return lanczos_tridiagonal(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
 
         def f(s):
             _, new = call_cell(cell, x_j, tf.split(s, sizes, axis=1))  # any cell, by its own call
@@ -210,7 +250,7 @@ class StepStats:
         def vjp(u):
             return inner.gradient(out, s_j, output_gradients=u, unconnected_gradients=zero)
 
-        return lanczos_sigma_max(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
+        return lanczos_tridiagonal(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
 
     def _measure(self, inputs, v0s):
         import tensorflow as tf
@@ -254,10 +294,12 @@ class StepStats:
             sees. The norm of the batch-mean Jacobian would let samples whose
             directions differ cancel and is not a factor any gradient sees.
         """
+        v0s = self.start_vectors([layer_in["s"].shape for layer_in in inputs])
+        return self._summarise(self._fn(inputs, v0s), steps)
+
+    def _summarise(self, results, steps: int) -> dict:
+        """The numpy half of ``__call__``: per-step gate statistics, the mean sigma per Jacobian point."""
         jac_t = jacobian_timesteps(steps)
-        rng = np.random.default_rng(0)  # fixed start vectors: the same numbers at every probe
-        v0s = [rng.standard_normal(tuple(layer_in["s"].shape)).astype(np.float32) for layer_in in inputs]
-        results = self._fn(inputs, v0s)
         out: dict = {"gates": {}, "jac_t": jac_t}
         names = {name for kind in self.kinds for name in GATES.get(kind, ())}
         for name in sorted(names):

@@ -187,8 +187,9 @@ class Trainer:
         cfg = self.cfg
         x, y = self.task.generate(stream(cfg.seed, STREAM_TRAIN, 1), cfg.batch_size, cfg.length)
         px, py = probe_batch(cfg)
+        v0s = self.prober.start_vectors(px.shape[0], px.shape[1])
         why = xla_refusal([(self._train_step, (tf.constant(x), tf.constant(y))),
-                           (self.prober._fn, (tf.constant(px, tf.float32), tf.constant(py)))])
+                           (self.prober._all, (tf.constant(px, tf.float32), tf.constant(py), v0s))])
         if why is not None:
             self.path = self.path.refuse_xla(why)
             self._build_steps()
