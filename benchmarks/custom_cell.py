@@ -6,13 +6,16 @@ and the generic probe of the custom cell in training steps, in one run.
 
 The custom cell is ``docs/examples/my_gru.py:MyGRU`` (Keras's GRU maths in
 plain Keras ops), loaded through ``--cell file.py:Class``'s own path and
-trained by ``seqvg.training.Trainer``, the object ``seqvg train`` runs. Blocks
+trained by ``seqvg.training.Trainer``, the object ``seqvg train`` runs, on
+the path it decides (a custom cell: Keras's loop, XLA-compiled; printed).
+Blocks
 of ``--steps`` training steps of the built-in ``gru`` and of the custom cell,
 one probe of each (what ``seqvg train`` records: gradient norms plus
 ``seqvg.why``'s gate and step-Jacobian statistics) and the gradient norms
-alone (``Prober._fn``: one forward and one backward pass) are timed in alternation (``common.time_interleaved``),
-so the ratios hold on a shared CPU whose speed drifts; each ratio is the
-median over rounds of the round's ratio, with its quartiles.
+alone (``Prober._fn``: one forward and one backward pass) are timed in
+alternation (``common.time_interleaved``), so the ratios hold on a shared
+CPU whose speed drifts; each ratio is the median over rounds of the round's
+ratio, with its quartiles. The 1-minute load average is printed beside them.
 """
 
 from __future__ import annotations
@@ -34,15 +37,15 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> di
     import tensorflow as tf
 
     from seqvg.config import RunConfig
-    from seqvg.probe import Prober
     from seqvg.tasks import probe_batch
     from seqvg.training import Trainer
 
-    fns, counters = {}, {}
+    fns, counters, paths = {}, {}, {}
     for name, cell in (("gru", "gru"), ("custom", CUSTOM)):
         cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
         trainer = Trainer(cfg)
-        prober = Prober(trainer.model, trainer.task)
+        prober = trainer.prober  # the probe seqvg train records, on the run's execution path
+        paths[name] = trainer.path.describe()
         px, py = probe_batch(cfg)
         counters[name] = [0]
 
@@ -84,7 +87,7 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> di
     ratios = {k: {"median": paired_ratio(t[a], t[b]), "quartiles": ratio_spread(t[a], t[b])}
               for k, (a, b) in pairs.items()}
     return {"length": length, "batch": batch, "units": units, "repeats": repeats, "steps_per_block": steps,
-            "cores": os.cpu_count(), "seconds": out, "ratios": ratios}
+            "cores": os.cpu_count(), "load": os.getloadavg()[0], "paths": paths, "seconds": out, "ratios": ratios}
 
 
 def main() -> None:
@@ -102,7 +105,9 @@ def main() -> None:
         return
     s = r["seconds"]
     print(f"custom cell vs built-in gru: T={r['length']}, batch {r['batch']}, {r['units']} units, "
-          f"median of {r['repeats']} rounds, {r['cores']} cores")
+          f"median of {r['repeats']} rounds, {r['cores']} cores, load {r['load']:.1f}")
+    for name, where in r["paths"].items():
+        print(f"{name}: {where}")
     print(f"{'':<10} {'step ms':>9} {'probe ms':>9} {'norms ms':>9}")
     for name in ("gru", "custom"):
         print(f"{name:<10} {1e3 * s[name + '_step']:>9.1f} {1e3 * s[name + '_probe']:>9.1f} "

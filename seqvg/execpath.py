@@ -13,11 +13,18 @@ timesteps and this machine (a GPU; whether seqvg's ops are built), never on
 the number of training steps. ``resolve`` makes that decision once;
 ``build_model``, the probe and config.json (``numerics``) all take the value
 it returns, so what is recorded is what ran.
+
+A custom cell (``seqvg.customcell``) runs Keras's loop; a training run
+compiles its step and its probe's gradient pass with XLA (``xla``), which
+fuses the many small per-timestep ops of a cell written in Keras ops. A cell
+XLA cannot compile (an op without an XLA kernel, e.g. ``tf.numpy_function``)
+runs without it; ``seqvg.training.Trainer`` finds that out once, before the
+first step (``xla_refusal``), and the path records why (``xla_refused``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: The paths, and how the report names them.
 CELL_PATHS = {
@@ -45,11 +52,17 @@ class ExecutionPath:
         cell_path: "seqvg-op", "tf-ops" (LSTM only) or "keras" (``CELL_PATHS``).
         unroll: the TF-ops loop is unrolled into the graph (a bigger graph,
             built more slowly, for faster steps).
+        xla: the training step and the probe's gradient pass are compiled
+            with XLA (custom cells, on Keras's loop).
+        xla_refused: why XLA was wanted but could not compile this model (one
+            line), else None.
     """
 
     cell: str | None = None
     cell_path: str = "keras"
     unroll: bool = False
+    xla: bool = False
+    xla_refused: str | None = None
 
     def __post_init__(self):
         if self.cell not in (None, *FAST_CELLS):
@@ -62,15 +75,28 @@ class ExecutionPath:
             raise ValueError("execution path: the TF-ops loop runs LSTMs only")
         if self.unroll and self.cell_path != "tf-ops":
             raise ValueError("execution path: only the TF-ops loop unrolls")
+        if self.xla and self.cell is not None:
+            raise ValueError("execution path: XLA compiles only Keras's loop of a custom cell")
+        if self.xla and self.xla_refused:
+            raise ValueError("execution path: XLA both used and refused")
 
     def to_dict(self) -> dict:
         """JSON-ready, as config.json's ``numerics.execution_path`` holds it."""
-        return {"cell": self.cell, "cell_path": self.cell_path, "unroll": self.unroll}
+        d = {"cell": self.cell, "cell_path": self.cell_path, "unroll": self.unroll}
+        if self.xla or self.xla_refused:  # absent where XLA never applied: such records read as before
+            d.update(xla=self.xla, xla_refused=self.xla_refused)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ExecutionPath:
-        """The inverse of ``to_dict``."""
-        return cls(d.get("cell"), d.get("cell_path", "keras"), bool(d.get("unroll", False)))
+        """The inverse of ``to_dict`` (records written before ``xla`` existed: no XLA)."""
+        refused = d.get("xla_refused")
+        return cls(d.get("cell"), d.get("cell_path", "keras"), bool(d.get("unroll", False)), bool(d.get("xla", False)),
+                   None if refused is None else str(refused))
+
+    def refuse_xla(self, why: str) -> ExecutionPath:
+        """This path without XLA, recording ``why``."""
+        return replace(self, xla=False, xla_refused=why)
 
     @property
     def lstm_path(self) -> str | None:
@@ -91,11 +117,13 @@ class ExecutionPath:
 
     def describe(self) -> str:
         """The path in words, e.g. "LSTM: seqvg's loop of TensorFlow ops, unrolled"."""
-        where = CELL_PATHS[self.cell_path] + (", unrolled" if self.unroll else "")
+        where = CELL_PATHS[self.cell_path] + (", unrolled" if self.unroll else "") + (", XLA-compiled" if self.xla else "")
+        if self.xla_refused:
+            where += f", without XLA ({self.xla_refused})"
         return f"{self.cell.upper()}: {where}" if self.cell else where
 
 
-def decide(cell: str | None, timesteps: int, *, repeated: bool = True) -> ExecutionPath:
+def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: bool = False) -> ExecutionPath:
     """The path of a ``cell`` layer over ``timesteps`` on this machine.
 
     Args:
@@ -103,14 +131,19 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True) -> Execut
         timesteps: the sequence length the layers read.
         repeated: whether the graph is traced once and run many times (a
             training run and its probes), so that an unrolled loop's slower
-            build pays; a one-shot probe (``seqvg probe``) does not unroll.
+            build, or XLA's compilation, pays; a one-shot probe (``seqvg
+            probe``) neither unrolls nor compiles.
+        custom: the cell is a custom cell (``seqvg.customcell``): XLA where
+            ``repeated`` (subject to ``xla_refusal``, checked by the trainer).
 
     Only for an LSTM or a GRU on a CPU are seqvg's ops asked for here (which
     compiles them on first use), so other cells never wait for a build to
     train (the probe of a tanh vanilla RNN asks for them: ``seqvg.probe``).
     """
     if cell not in FAST_CELLS:
-        return ExecutionPath()
+        # XLA for a custom cell only: seqvg's other cells on Keras's loop
+        # keep the numbers they have always given.
+        return ExecutionPath(xla=custom and repeated)
     import tensorflow as tf
 
     from seqvg import kernels
@@ -126,7 +159,34 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True) -> Execut
 
 def resolve(cfg, *, repeated: bool = True) -> ExecutionPath:
     """The execution path of a resolved ``RunConfig`` on this machine (``decide``)."""
-    return decide(cfg.cell if cfg.cell in FAST_CELLS else None, cfg.seq_len, repeated=repeated)
+    from seqvg.config import is_custom_cell
+
+    return decide(cfg.cell if cfg.cell in FAST_CELLS else None, cfg.seq_len, repeated=repeated,
+                  custom=is_custom_cell(cfg.cell))
+
+
+def xla_refusal(functions) -> str | None:
+    """Why XLA cannot compile one of ``functions``, in one line; None if it can.
+
+    Each is lowered to XLA's HLO, which converts every op (where a cell's op
+    without an XLA kernel fails) but neither runs nor changes anything.
+
+    Args:
+        functions: (``tf.function`` made with ``jit_compile=True``, its args) pairs.
+    """
+    import re
+
+    for fn, args in functions:
+        try:
+            fn.experimental_get_compiler_ir(*args)(stage="hlo")
+        except Exception as e:  # TensorFlow raises several types for what XLA cannot compile
+            text = str(e)
+            ops = sorted(set(re.findall(r"No registered '(\w+)' OpKernel for XLA", text)))
+            if ops:
+                return "no XLA kernel for " + ", ".join(ops)
+            first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+            return f"{type(e).__name__}: {first[:200]}"
+    return None
 
 
 def recorded(config: dict) -> ExecutionPath | None:

@@ -199,10 +199,17 @@ class Prober:
         if vanilla and fastlstm.fused("float32"):
             self.op_layers += vanilla
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
-        self.stats = StepStats(self.rnns)
+        self.stats = StepStats(self.rnns, jit_compile=self.path.xla)
         # No autograph: the loops are explicit tf.while_loops, and converting
         # the probe's functions costs each new process about a second of CPU.
-        self._fn = tf.function(self._measure, autograph=False)
+        # XLA where the run's path says so (a custom cell's training run).
+        # _fn: the gradient pass alone; StepStats then measures from its
+        # forward values, the gate statistics on the host overlapping the
+        # Jacobian products. _all, on an XLA path: the gradient pass and
+        # StepStats's Jacobian products as one compiled program (its small
+        # eigenproblems stay outside, in ``StepStats.finish``).
+        self._fn = tf.function(self._measure, autograph=False, jit_compile=self.path.xla)
+        self._all = tf.function(self._measure_all, autograph=False, jit_compile=self.path.xla)
 
     def _run_rnn(self, layer, h, acc, jac_t, tap_input: bool = False):
         """Runs recurrent ``layer`` over ``h``, its state k tapped into acc[:, k].
@@ -234,21 +241,27 @@ class Prober:
         in_ta = tf.TensorArray(xs.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
         # Only a layer that returns its sequence needs every h_t kept; the
         # last state comes out of the loop anyway.
-        out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0)
         states = initial_states(layer, batch)
+        out_ta = tf.TensorArray(h.dtype, size=steps if layer.return_sequences else 0,
+                                element_shape=[batch, output_size(layer.cell)])
         kind = _fast_kind(layer.cell)
         n_states = len(states)
         names = GATES.get(kind, ())
         gate_tas = [tf.TensorArray(h.dtype, size=steps) for _ in names]
-        # The state entering every step, for StepStats's Jacobian points.
-        state_tas = [tf.TensorArray(h.dtype, size=steps) for _ in range(n_states)]
+        # The state entering the step at each of StepStats's Jacobian points,
+        # picked by a select as the loop passes them: a (J, B, n) buffer,
+        # where a TensorArray of every step's state would cost an XLA-compiled
+        # loop a copy of the whole array per step.
+        points = int(jac_t.shape[0])
+        picked = [tf.zeros([points, *s.shape], s.dtype) for s in states]
         # The output of the last step (what the layer returns without
         # return_sequences); Keras's cells output their first state.
         last = tf.zeros([batch, output_size(layer.cell)], h.dtype)
 
-        def body(t, states, acc, out_ta, last, gate_tas, state_tas):
+        def body(t, states, acc, out_ta, last, gate_tas, picked):
             x_t = in_ta.read(t)
-            state_tas = [ta.write(t, s) for ta, s in zip(state_tas, states)]
+            here = tf.reshape(tf.equal(jac_t, t), [points, 1, 1])
+            picked = [tf.where(here, s[None], p) for s, p in zip(states, picked)]
             box = [acc]  # the taps thread the accumulator through the step
 
             def tap(k, state):
@@ -273,18 +286,17 @@ class Prober:
                 output = next((new for old, new in zip(raw, new_states) if old is output), output)
             if layer.return_sequences:
                 out_ta = out_ta.write(t, output)
-            return t + 1, new_states, box[0], out_ta, output, gate_tas, state_tas
+            return t + 1, new_states, box[0], out_ta, output, gate_tas, picked
 
-        _, states, _, out_ta, last, gate_tas, state_tas = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta, last, gate_tas, state_tas),
+        _, states, _, out_ta, last, gate_tas, picked = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), states, acc, out_ta, last, gate_tas, picked),
             maximum_iterations=steps,
             parallel_iterations=32,  # as Keras: lets input reads and taps run ahead
         )
-        points = int(jac_t.shape[0])
         why_in = {
             "gates": {name: ta.stack() for name, ta in zip(names, gate_tas)},
             "x": tf.reshape(tf.gather(xs, jac_t), [points * batch, -1]),
-            "s": tf.concat([tf.reshape(ta.gather(jac_t), [points * batch, -1]) for ta in state_tas], axis=1),
+            "s": tf.concat([tf.reshape(p, [points * batch, -1]) for p in picked], axis=1),
         }
         out = tf.transpose(out_ta.stack(), [1, 0, 2]) if layer.return_sequences else last
         return out, why_in
@@ -376,6 +388,19 @@ class Prober:
             x_norm = tf.sqrt(tf.reduce_sum(tf.square(tf.cast(grads[0], tf.float64)), axis=[0, 2]))
         return loss, norms, x_norm, why_in
 
+    def _measure_all(self, x, y, v0s):
+        """``_measure``, then ``StepStats``'s Jacobian products from its forward values."""
+        loss, norms, x_norm, why_in = self._measure(x, y)
+        return loss, norms, x_norm, why_in, self.stats._measure(self.stats.tf_inputs(why_in), v0s)
+
+    def start_vectors(self, batch: int, steps: int) -> list:
+        """The ``StepStats`` start vectors of a (batch, steps) probe, as tensors."""
+        import tensorflow as tf
+
+        from seqvg.why import jacobian_timesteps
+
+        return [tf.constant(v) for v in self.stats.start_vectors(len(jacobian_timesteps(steps)) * batch)]
+
     def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:
         """Probes the model on the batch (x, y)."""
         import tensorflow as tf
@@ -383,7 +408,13 @@ class Prober:
         expected = tuple(self.model.inputs[0].shape[1:])
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"probe: batch inputs have shape {tuple(x.shape[1:])}, the model reads {expected}")
-        loss, norms, x_norm, why_in = self._fn(tf.constant(x, tf.float32), tf.constant(y))
+        xt, yt = tf.constant(x, tf.float32), tf.constant(y)
+        if self.path.xla:
+            loss, norms, x_norm, why_in, products = self._all(xt, yt, self.start_vectors(x.shape[0], x.shape[1]))
+            why = self.stats.finish(why_in, products, x.shape[1])
+        else:
+            loss, norms, x_norm, why_in = self._fn(xt, yt)
+            why = self.stats(why_in, x.shape[1])
         h = np.stack([per_layer[0].numpy() for per_layer in norms]).astype(np.float32)
         c, states = None, {}
         names = self.state_names[0]
@@ -394,8 +425,8 @@ class Prober:
                     c = values
                 else:
                     states[name] = values
-        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32), self.stats(why_in, x.shape[1]),
-                           states or None)
+        return ProbeResult(float(loss.numpy()), h, c, x_norm.numpy().astype(np.float32),
+                           why, states or None)
 
 
 def probe(model, task: Task, x: np.ndarray, y: np.ndarray, path: ExecutionPath | None = None) -> ProbeResult:

@@ -86,7 +86,7 @@ def numerics(path: ExecutionPath) -> dict:
         "cpu_isa": cpu_isa(),
         "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
         "identical_across": "thread counts and processes; not across TensorFlow versions, "
-                            "CPU instruction sets, LSTM or GRU paths or devices",
+                            "CPU instruction sets, execution paths (seqvg's ops, Keras's loop, XLA) or devices",
     }
 
 

@@ -40,6 +40,23 @@ BREAKDOWN = 1e-4
 def lanczos_sigma_max(jvp, vjp, v0, dim: int):
     """Per row, sigma_max of a linear map J from its products, by Lanczos on J^T J.
 
+    ``sigma_from_tridiagonal(lanczos_tridiagonal(...))``; see there.
+    """
+    return sigma_from_tridiagonal(lanczos_tridiagonal(jvp, vjp, v0, dim))
+
+
+def sigma_from_tridiagonal(tridiagonal):
+    """(rows,) float32 sqrt of the largest eigenvalue of each (dim x dim)
+    Lanczos matrix of J^T J (``lanczos_tridiagonal``): the estimate of ||J||_2."""
+    import tensorflow as tf
+
+    top = tf.reduce_max(tf.linalg.eigvalsh(tridiagonal), axis=1)
+    return tf.cast(tf.sqrt(tf.maximum(top, 0.0)), tf.float32)
+
+
+def lanczos_tridiagonal(jvp, vjp, v0, dim: int):
+    """Per row, the Lanczos matrix of J^T J whose top eigenvalue estimates ||J||_2^2.
+
     ``dim`` Lanczos steps on A = J^T J from q_0 = v0/|v0| (one product
     A q = J^T (J q) each) give a (dim x dim) tridiagonal matrix whose largest
     eigenvalue approaches A's largest from below (Rayleigh-Ritz on the Krylov
@@ -55,7 +72,7 @@ def lanczos_sigma_max(jvp, vjp, v0, dim: int):
         dim: Krylov dimension, at most n.
 
     Returns:
-        (rows,) float32 estimates of each row's ||J||_2.
+        (rows, dim, dim) float64 symmetric tridiagonal matrices.
     """
     import tensorflow as tf
 
@@ -87,8 +104,7 @@ def lanczos_sigma_max(jvp, vjp, v0, dim: int):
     if betas:
         off = tf.linalg.diag(tf.cast(tf.concat(betas, axis=1), tf.float64), k=1, num_rows=dim, num_cols=dim)
         tridiagonal += off + tf.linalg.matrix_transpose(off)
-    top = tf.reduce_max(tf.linalg.eigvalsh(tridiagonal), axis=1)
-    return tf.cast(tf.sqrt(tf.maximum(top, 0.0)), tf.float32)
+    return tridiagonal
 
 
 def _derivative(fn, a):
@@ -178,18 +194,35 @@ class StepStats:
 
     Args:
         rnns: the model's ``keras.layers.RNN`` layers, bottom first.
+        jit_compile: compile the Jacobian products with XLA (the probe of a
+            run on an XLA path, ``ExecutionPath.xla``). The small
+            eigenproblems that end each estimate stay outside: XLA's
+            eigensolver costs more than all the products.
     """
 
-    def __init__(self, rnns):
+    def __init__(self, rnns, jit_compile: bool = False):
         import tensorflow as tf
 
         self.rnns = rnns
         self.kinds = [fast_kind(rnn.cell) for rnn in rnns]
         self._v0: dict = {}
-        self._fn = tf.function(self._measure, autograph=False)
+        #: The Jacobian products of ``_measure`` (Lanczos matrices, phi',
+        #: sigma_max(W)), under XLA where the run's path says so; the small
+        #: eigenproblems that end each estimate (``_sigmas``) stay outside.
+        self.products = tf.function(self._measure, autograph=False, jit_compile=jit_compile)
+        self._fn = tf.function(lambda inputs, v0s: self._sigmas(self.products(inputs, v0s)), autograph=False)
+        self._finish = tf.function(self._sigmas, autograph=False)
+
+    @staticmethod
+    def _sigmas(products):
+        """``_measure``'s per-layer results with each Lanczos matrix "tri"
+        replaced by its estimate "sigma" of ||J_t||_2 per row."""
+        return [{k: v for k, v in got.items() if k != "tri"} | {"sigma": sigma_from_tridiagonal(got["tri"])}
+                for got in products]
 
     def _sigma(self, layer, kind, x_j, s_j, v0):
-        """(rows,) ||J_t||_2 of each row of the stacked (J*B) points."""
+        """(rows, dim, dim) Lanczos matrices of J_t^T J_t, one per row of the
+        stacked (J*B) points (``lanczos_tridiagonal``)."""
         import tensorflow as tf
 
         cell = layer.cell
@@ -197,7 +230,7 @@ class StepStats:
 
         if kind is not None:
             jvp, vjp = linearised_step(kind, cell, x_j, tf.split(s_j, sizes, axis=1))
-            return lanczos_sigma_max(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
+            return lanczos_tridiagonal(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
 
         def f(s):
             _, new = call_cell(cell, x_j, tf.split(s, sizes, axis=1))  # any cell, by its own call
@@ -222,17 +255,17 @@ class StepStats:
         def vjp(u):
             return inner.gradient(out, s_j, output_gradients=u, unconnected_gradients=zero)
 
-        return lanczos_sigma_max(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
+        return lanczos_tridiagonal(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
 
     def _measure(self, inputs: list[dict], v0s: list) -> list[dict]:
-        """Per layer {"sigma": (J*B,) ||J_t||_2 per row}, for a vanilla layer
+        """Per layer {"tri": (J*B, dim, dim) Lanczos matrices of J_t^T J_t}, for a vanilla layer
         "sigma_w" (``recurrent_sigma_max``) and, for a loop's vanilla layer,
         "dphi": phi'(a_t) (T, batch, units)."""
         import tensorflow as tf
 
         out = []
         for layer, kind, layer_in, v0 in zip(self.rnns, self.kinds, inputs, v0s):
-            got = {"sigma": self._sigma(layer, kind, layer_in["x"], layer_in["s"], v0)}
+            got = {"tri": self._sigma(layer, kind, layer_in["x"], layer_in["s"], v0)}
             if "a" in layer_in:
                 # The loop kept a_t; phi'(a) for all t at once, for any
                 # elementwise phi: d sum(phi(a)) / da.
@@ -246,13 +279,13 @@ class StepStats:
             out.append(got)
         return out
 
-    def _start_vectors(self, inputs: list[dict]) -> list[np.ndarray]:
-        """Lanczos's fixed start vectors (the same numbers at every probe), made once per shape."""
+    def start_vectors(self, rows: int) -> list[np.ndarray]:
+        """Lanczos's fixed start vectors for ``rows`` = J*B stacked points, one
+        (rows, state width) array per layer: the same numbers at every probe,
+        made once per shape."""
         import tensorflow as tf
 
-        # Rows J*B (static: the probe's batch is), columns the states' widths.
-        shapes = tuple((int(layer_in["x"].shape[0]), sum(int(n) for n in tf.nest.flatten(layer.cell.state_size)))
-                       for layer, layer_in in zip(self.rnns, inputs))
+        shapes = tuple((rows, sum(int(n) for n in tf.nest.flatten(layer.cell.state_size))) for layer in self.rnns)
         if shapes not in self._v0:
             rng = np.random.default_rng(0)
             self._v0[shapes] = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
@@ -287,14 +320,32 @@ class StepStats:
             sees. The norm of the batch-mean Jacobian would let samples whose
             directions differ cancel and is not a factor any gradient sees.
         """
+        pending, tf_inputs = self._gates(inputs)
+        rows = int(inputs[0]["x"].shape[0])
+        return self._summarise(pending, self._fn(tf_inputs, self.start_vectors(rows)), steps)
+
+    def finish(self, inputs: list[dict], products, steps: int) -> dict:
+        """``__call__``'s result where ``products`` (what ``self.products``
+        returns for ``tf_inputs(inputs)``) were computed inside the probe's
+        own pass (``Prober`` on an XLA path)."""
+        pending, _ = self._gates(inputs)
+        return self._summarise(pending, self._finish(products), steps)
+
+    @staticmethod
+    def tf_inputs(inputs: list[dict]) -> list[dict]:
+        """What ``products`` reads of the ``Prober`` values: ``x``, ``s`` and a loop's a_t as ``a``."""
+        return [{k: layer_in[k] for k in ("x", "s")}
+                | ({"a": layer_in["gates"]["dphi"]} if "dphi" in layer_in.get("gates", {}) else {})
+                for layer_in in inputs]
+
+    def _gates(self, inputs: list[dict]) -> tuple[list[dict], list[dict]]:
+        """Starts the gate statistics (numpy, on the pool), so that they run
+        while TensorFlow computes the Jacobian norms; returns them pending,
+        per layer {name: result()}, and ``tf_inputs(inputs)``."""
         from seqvg import kernels
         from seqvg.why import gate_stats_async
 
-        jac_t = jacobian_timesteps(steps)
-        # The gate statistics (numpy, on the pool) run while TensorFlow
-        # computes the Jacobian norms; phi'(a_t) of a loop comes from the latter.
         pending: list[dict] = []
-        tf_inputs = []
         for layer, kind, layer_in in zip(self.rnns, self.kinds, inputs):
             if "cache" in layer_in:
                 cache = layer_in["cache"]
@@ -302,9 +353,14 @@ class StepStats:
             else:
                 views = {name: (host_view(v), None) for name, v in layer_in["gates"].items() if name != "dphi"}
             pending.append({name: gate_stats_async(v, transform) for name, (v, transform) in views.items()})
-            tf_inputs.append({k: layer_in[k] for k in ("x", "s")}
-                             | ({"a": layer_in["gates"]["dphi"]} if "dphi" in layer_in.get("gates", {}) else {}))
-        results = self._fn(tf_inputs, self._start_vectors(inputs))
+        return pending, self.tf_inputs(inputs)
+
+    def _summarise(self, pending: list[dict], results, steps: int) -> dict:
+        """The numpy half: per-step gate statistics (phi'(a_t) of a loop's
+        vanilla layer from ``results``), the mean sigma per Jacobian point."""
+        from seqvg.why import gate_stats_async
+
+        jac_t = jacobian_timesteps(steps)
         for stats, got in zip(pending, results):
             if "dphi" in got:
                 stats["dphi"] = gate_stats_async(host_view(got["dphi"]))

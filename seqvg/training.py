@@ -115,11 +115,12 @@ def train(
         return _Run(cfg, out).run(resume=resume, progress=progress)
 
 
-def make_train_step(model, task, optimizer):
+def make_train_step(model, task, optimizer, jit_compile: bool = False):
     """The compiled training step ``(x, y) -> (loss, metric, grad_norm)``.
 
     ``grad_norm`` is the global norm of the weight gradient before clipping:
-    the exploding-gradient symptom is this number.
+    the exploding-gradient symptom is this number. ``jit_compile``: compiled
+    with XLA (``ExecutionPath.xla``).
     """
     import tensorflow as tf
 
@@ -135,7 +136,7 @@ def make_train_step(model, task, optimizer):
     # No autograph (as Keras's own fit): the step has no Python control flow
     # on tensors, and converting it and every function it calls costs each
     # new process about a second of CPU.
-    return tf.function(step, autograph=False)
+    return tf.function(step, autograph=False, jit_compile=jit_compile)
 
 
 class Trainer:
@@ -167,7 +168,34 @@ class Trainer:
         compile_model(self.model, cfg)
         self.optimizer = self.model.optimizer
         self.optimizer.build(self.model.trainable_variables)
-        self._train_step = make_train_step(self.model, self.task, self.optimizer)
+        self._build_steps()
+        if self.path.xla:
+            self._settle_xla()
+
+    def _build_steps(self) -> None:
+        """The compiled training step and the probe, both on ``self.path``."""
+        from seqvg.probe import Prober
+
+        self._train_step = make_train_step(self.model, self.task, self.optimizer, self.path.xla)
+        #: The probe of this run (``seqvg train`` probes with it): on the same path as training.
+        self.prober = Prober(self.model, self.task, self.path)
+
+    def _settle_xla(self) -> None:
+        """Keeps XLA only if it compiles both the step and the probe; else
+        records why not in ``self.path`` and builds both without it."""
+        import tensorflow as tf
+
+        from seqvg.execpath import xla_refusal
+
+        cfg = self.cfg
+        x, y = self.task.generate(stream(cfg.seed, STREAM_TRAIN, 1), cfg.batch_size, cfg.length)
+        px, py = probe_batch(cfg)
+        v0s = self.prober.start_vectors(px.shape[0], px.shape[1])
+        why = xla_refusal([(self._train_step, (tf.constant(x), tf.constant(y))),
+                           (self.prober._all, (tf.constant(px, tf.float32), tf.constant(py), v0s))])
+        if why is not None:
+            self.path = self.path.refuse_xla(why)
+            self._build_steps()
 
     def train_batch(self, step: int) -> tuple[float, float, float]:
         """Draws training batch ``step`` (1-based) and takes one optimizer step.
@@ -216,12 +244,10 @@ class _Run:
     """One training run (see ``train``): the loop, handing each job on."""
 
     def __init__(self, cfg: RunConfig, out: Path):
-        from seqvg.probe import Prober
-
         self.cfg = cfg
         self.trainer = Trainer(cfg)
         self.task = self.trainer.task
-        self.prober = Prober(self.trainer.model, self.task, self.trainer.path)
+        self.prober = self.trainer.prober
         self.weights = WeightChange(self.trainer.model)
         self.files = RunFiles(out, METRIC_COLUMNS + self.weights.columns)
         self.validation = Validation(self.trainer.model, self.task, cfg)
@@ -329,6 +355,9 @@ class _Run:
         path says so, since its numbers from here on differ in the last bits."""
         before = self.files.recorded_path() if resume else None
         self.files.record_numerics(self.trainer.path)
+        if self.trainer.path.xla_refused and before is None:
+            print(f"note: XLA cannot compile this cell ({self.trainer.path.xla_refused}); it trains without XLA, "
+                  "more slowly", file=sys.stderr)
         if before is not None and before != self.trainer.path:
             print(f"note: {self.files.out} ran on {before.describe()} and resumes on {self.trainer.path.describe()}: "
                   "from here on its numbers may differ in the last bits from an uninterrupted run's", file=sys.stderr)

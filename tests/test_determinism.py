@@ -6,7 +6,8 @@ probe taps) on their own on 1, 2, 3 and 4 threads, and tiny LSTM and GRU trainin
 but wall_s) and probes.npz must be bit-identical across 1, 2 and 3 threads;
 the LSTM's TF-ops
 fallback (SEQVG_KERNELS=0, switched in the 1- and 3-thread processes after
-their other runs) across 1 and 3 threads. 24 units make 12 blocks
+their other runs) and a custom cell's XLA-compiled run (mingru) across 1 and
+3 threads. 24 units make 12 blocks
 in the op's layout, so each of those thread counts is really used.
 """
 
@@ -97,8 +98,9 @@ def _assert_same_run(a, b):
 def test_bit_identical_across_thread_counts(tmp_path):
     # Training runs on 1, 2 and 3 threads; the op alone on 4 as well; the
     # TF-ops fallback after the rest, in the 1- and 3-thread processes.
-    jobs = [(f"t{n}", n, {1: "lstm,gru,lstm-tfops", 3: "lstm,gru,lstm-tfops", 4: ""}.get(n, "lstm,gru"), {})
-            for n in (1, 2, 3, 4)]
+    # mingru, a custom cell, trains XLA-compiled (1 and 3 threads).
+    jobs = [(f"t{n}", n, {1: "lstm,gru,mingru,lstm-tfops", 3: "lstm,gru,mingru,lstm-tfops", 4: ""}.get(n, "lstm,gru"),
+             {}) for n in (1, 2, 3, 4)]
     _run_all(tmp_path, jobs)
     for n in (2, 3, 4):
         if (tmp_path / "t1" / "op.npz").exists():
@@ -108,6 +110,9 @@ def test_bit_identical_across_thread_counts(tmp_path):
         for cell in ("lstm", "gru") if n < 4 else ():
             _assert_same_run(tmp_path / "t1" / cell, tmp_path / f"t{n}" / cell)
     _assert_same_run(tmp_path / "t1" / "lstm-tfops", tmp_path / "t3" / "lstm-tfops")
+    _assert_same_run(tmp_path / "t1" / "mingru", tmp_path / "t3" / "mingru")
+    mingru = json.loads((tmp_path / "t1" / "mingru" / "config.json").read_text())
+    assert mingru["numerics"]["execution_path"]["xla"] is True
     config = json.loads((tmp_path / "t1" / "lstm-tfops" / "config.json").read_text())
     # A training run over 12 timesteps unrolls the TF-ops loop (execpath.UNROLL_MAX).
     assert config["numerics"]["execution_path"] == {"cell": "lstm", "cell_path": "tf-ops", "unroll": True}

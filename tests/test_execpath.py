@@ -25,8 +25,13 @@ def no_ops(monkeypatch):
 
 def test_other_cells_run_keras_loop_without_asking_for_the_ops(monkeypatch):
     monkeypatch.setattr(kernels, "_load", lambda *a, **k: pytest.fail("asked for seqvg's ops"))
-    for cell in ("rnn", "irnn", "mingru", "keras.layers:LSTMCell"):
+    for cell in ("rnn", "irnn"):
         assert resolve(RunConfig(cell=cell, length=10).resolved()) == ExecutionPath(None, "keras", False)
+    # A custom cell (seqvg's own modern cells take that path) runs Keras's
+    # loop compiled with XLA in a training run; a one-shot probe compiles nothing.
+    for cell in ("mingru", "keras.layers:LSTMCell"):
+        assert resolve(RunConfig(cell=cell, length=10).resolved()) == ExecutionPath(None, "keras", False, xla=True)
+        assert resolve(RunConfig(cell=cell, length=10).resolved(), repeated=False) == ExecutionPath()
 
 
 def test_without_the_ops_lstm_runs_tf_ops_unrolled_up_to_unroll_max(no_ops):
@@ -66,6 +71,7 @@ def test_copy_task_counts_its_timesteps(no_ops):
 @pytest.mark.parametrize("args", [
     ("rnn", "keras", False), (None, "seqvg-op", False), (None, "tf-ops", False), ("gru", "tf-ops", False),
     ("lstm", "seqvg-op", True), ("lstm", "keras", True), ("lstm", "cudnn", False),
+    ("lstm", "seqvg-op", False, True), ("gru", "keras", False, True), (None, "keras", False, True, "no kernel"),
 ])
 def test_impossible_paths_are_refused(args):
     with pytest.raises(ValueError, match="execution path"):
@@ -80,13 +86,18 @@ def test_impossible_paths_are_refused(args):
     (ExecutionPath("lstm", "keras"), "keras", None, "LSTM: Keras's own loop"),
     (ExecutionPath("gru", "seqvg-op"), None, "seqvg-op", "GRU: seqvg's sequence op"),
     (ExecutionPath("gru", "keras"), None, "keras", "GRU: Keras's own loop"),
+    (ExecutionPath(xla=True), None, None, "Keras's own loop, XLA-compiled"),
+    (ExecutionPath(xla=True).refuse_xla("no XLA kernel for PyFuncStateless"), None, None,
+     "Keras's own loop, without XLA (no XLA kernel for PyFuncStateless)"),
 ])
 def test_record_round_trips_and_reads_as_older_runs_wrote_it(path, lstm_path, gru_path, words):
     assert ExecutionPath.from_dict(path.to_dict()) == path
     assert (path.lstm_path, path.gru_path, path.describe()) == (lstm_path, gru_path, words)
     new = {"numerics": {"execution_path": path.to_dict(), "lstm_path": lstm_path, "gru_path": gru_path}}
     old = {"numerics": {"lstm_path": lstm_path, "gru_path": gru_path, "cpu_isa": "x86_64 avx2"}}
-    assert recorded(new) == recorded(old) == path
+    assert recorded(new) == path
+    if not (path.xla or path.xla_refused):  # older runs had no XLA to record
+        assert recorded(old) == path
 
 
 @pytest.mark.parametrize("config", [
@@ -110,3 +121,72 @@ def test_a_run_resumed_on_another_path_says_so(tiny_run, tmp_path, capsys):
     assert f"ran on LSTM: Keras's own loop and resumes on {resolve(RunConfig.from_dict(config['config'])).describe()}" in err
     # What the run first recorded stays recorded.
     assert json.loads((out / "config.json").read_text())["numerics"]["execution_path"] == other.to_dict()
+
+
+NO_XLA_CELL = """
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class NumpyTanh(keras.layers.Layer):
+    \"\"\"h = tanh(x W + h U), the tanh taken by numpy: an op XLA has no kernel for.\"\"\"
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform")
+        self.u = self.add_weight(shape=(self.units, self.units), initializer="orthogonal")
+
+    def call(self, inputs, states):
+        a = tf.matmul(inputs, self.w) + tf.matmul(states[0], self.u)
+        h = tf.numpy_function(np.tanh, [a], tf.float32, stateful=False)
+        h = tf.ensure_shape(h, a.shape)
+        return h, [h]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+"""
+
+
+def test_a_cell_xla_cannot_compile_trains_without_it_and_says_why(tmp_path, capsys):
+    """Decided once, before the first step: the run records why, config.json
+    and the report's title page carry it, and the run trains as before."""
+    from seqvg.training import Trainer
+
+    (tmp_path / "np_cell.py").write_text(NO_XLA_CELL)
+    cfg = RunConfig(cell=f"{tmp_path / 'np_cell.py'}:NumpyTanh", length=6, units=4, steps=4, eval_every=2,
+                    probe_every=2, batch_size=4, probe_batch=4, val_size=8)
+    trainer = Trainer(cfg.resolved())
+    assert not trainer.path.xla and trainer.path.xla_refused == "no XLA kernel for PyFuncStateless"
+    assert trainer.prober.path == trainer.path
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["status"] == "completed"
+    assert "XLA cannot compile this cell (no XLA kernel for PyFuncStateless)" in capsys.readouterr().err
+    path = recorded(json.loads((tmp_path / "run" / "config.json").read_text()))
+    assert path == ExecutionPath().refuse_xla("no XLA kernel for PyFuncStateless")
+    assert path.describe() == "Keras's own loop, without XLA (no XLA kernel for PyFuncStateless)"
+
+
+def test_custom_cell_run_records_xla_and_its_probe_matches_the_graph_probe(tmp_path):
+    """XLA compiles the step and the probe's gradient pass; the probe's numbers
+    agree with the same probe without XLA to float32 rounding."""
+    import numpy as np
+
+    from seqvg.probe import Prober
+    from seqvg.tasks import probe_batch
+    from seqvg.training import Trainer
+
+    cfg = RunConfig(cell="mingru", length=8, units=6, batch_size=4, probe_batch=4).resolved()
+    trainer = Trainer(cfg)
+    assert trainer.path == ExecutionPath(xla=True)
+    x, y = probe_batch(cfg)
+    fast, plain = trainer.prober(x, y), Prober(trainer.model, trainer.task, ExecutionPath())(x, y)
+    assert np.isclose(fast.loss, plain.loss, rtol=1e-6)
+    for a, b in [(fast.h, plain.h), (fast.x, plain.x), (fast.why["jac_sigma"], plain.why["jac_sigma"])]:
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    loss, _, _ = trainer.train_batch(1)
+    assert np.isfinite(loss)
