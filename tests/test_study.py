@@ -108,7 +108,7 @@ def finished_runs():
 def _run_once(monkeypatch, done):
     """Patches study.run_one, for one test, to remember each finished run:
     a configuration that an earlier spec of this module already ran (after
-    --set, demo's three runs are defaults' and assignment 2's) is copied, not
+    --set, demo's three runs are defaults') is copied, not
     trained again; its numbers would be the same (same config and seed, same
     metrics: test_training.py::test_same_seed_same_metrics). In-process runs
     only (a spec test runs one worker)."""
