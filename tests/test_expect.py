@@ -21,7 +21,7 @@ def test_shipped_expectations_parse_and_name_runs_of_the_spec(spec):
     study = load_spec(spec)  # parsing validates points, keys, ranges and seeds
     run_points = points(study.run_names, [c.seed for c in study.configs])
     for e in study.expectations:
-        assert e.point in run_points and set(e.seeds) <= set(run_points[e.point])
+        assert e.point in run_points and e.checked and set(e.checked) <= set(run_points[e.point])
         # Robust claims: an expected outcome rests on at least 3 seeds.
         assert len(e.seeds) >= 3, f"{spec.name}: [expect.{e.point}] measured on {len(e.seeds)} seed(s)"
 
@@ -51,8 +51,11 @@ def test_the_assignments_state_their_outcomes():
      "s.toml:9: [expect.T25] solved_fraction: expected a fraction between 0 and 1, got 1.5"),
     ("[expect.T25]\n" + MEASURED + "solved_before = 0\n",
      "s.toml:9: [expect.T25] solved_before: expected a step (an int >= 1), got 0"),
-    ("[expect.T25]\nmeasured_seeds = [0, 5]\nmeasured_on = '2026-11-30'\nsolved_fraction = 1.0\n",
-     "s.toml:7: [expect.T25] measured_seeds: seed 5 is not among this spec's seeds [0, 1, 2]"),
+    ("[expect.T25]\nmeasured_seeds = [5, 6]\nmeasured_on = '2026-11-30'\nsolved_fraction = 1.0\n",
+     "s.toml:7: [expect.T25] measured_seeds: none of the seeds [5, 6] is among this spec's seeds [0, 1, 2]"),
+    ("[expect.T25]\nmeasured_seeds = [0, 1, 2, 3]\nmeasured_on = '2026-11-30'\nsolved_fraction = 0.75\n",
+     "s.toml:9: [expect.T25] solved_fraction: measured on seeds [0, 1, 2, 3] but checked on [0, 1, 2] (the seeds "
+     "this spec runs), so it must hold seed by seed: 0 or 1, got 0.75"),
     ("[expect.T25]\nmeasured_on = '2026-11-30'\nsolved_fraction = 1.0\n",
      "s.toml:6: [expect.T25] measured_seeds: required: the seeds the outcomes were measured with, "
      "a list of distinct ints, got None"),
@@ -99,6 +102,24 @@ def test_check_takes_fractions_and_medians_over_the_measured_seeds():
     assert [r[-1] for r in table] == ["OK", "DEVIATES", "OK", "OK", "DEVIATES"]
     assert point_of("lstm-fb3-s12", 12) == "lstm-fb3" and point_of("s0", 0) == "all"
     assert math.isclose(study.expectations[0].low, 0.33) and study.expectations[0].high == 1.0
+
+
+def test_a_one_seed_spec_checks_its_seed_against_a_claim_measured_on_more():
+    # The demo runs one seed; its claim rests on five (run with --set seeds=5).
+    text = GRID.replace("seeds = 3", "seeds = 1") + (
+        "[expect.T25]\nmeasured_seeds = [0, 1, 2, 3, 4]\nmeasured_on = '2026-11-30'\nsolved_fraction = 1.0\n"
+        "final_val_metric = [0.004, 0.006]\n")
+    [frac, final] = parse_spec(text, "s.toml").expectations
+    assert frac.seeds == (0, 1, 2, 3, 4) and frac.checked == (0,)
+    rows = [dict(run="T25-s0", seed=0, solved=True, solved_at_step=800, final_val_metric=0.005, metric_name="mse")]
+    lines = check([frac, final], rows, probe_only=False)
+    assert [(line.measured, line.ok) for line in lines] == [("1/1 = 1.00", True), ("median 0.005", True)]
+    _, table = check_table(lines)
+    assert [r[2] for r in table] == ["0 of 0,1,2,3,4"] * 2
+    # Run with all five seeds, the same table checks all five.
+    [frac5, _] = parse_spec(text.replace("seeds = 1", "seeds = 5"), "s.toml").expectations
+    assert frac5.checked == (0, 1, 2, 3, 4)
+    assert check([frac5], rows, probe_only=False)[0].measured == "not run (1 of 5 seeds finished)"
 
 
 def test_each_point_names_its_own_task_metric():
