@@ -218,8 +218,9 @@ def _measure(e: Expectation, rows: list[dict], probe_only: bool) -> tuple[float 
                  else math.inf for r in rows]
         m = _median(steps)
         show = lambda s: "never" if s == math.inf else f"{s:g}"  # noqa: E731
-        spread = f" ({show(min(steps))} to {show(max(steps))})" if len(steps) > 1 else ""
-        return m, f"median {show(m)}{spread}"
+        if len(steps) == 1:
+            return m, show(m)
+        return m, f"median {show(m)} ({show(min(steps))} to {show(max(steps))})"
     column = {"final_val_metric": "final_val_metric",
               "init_decay": "h_rate_per_100" if probe_only else "init_rate_per_100"}[e.outcome]
     values = [float(r[column]) for r in rows if r.get(column) is not None and math.isfinite(float(r[column]))]
@@ -227,8 +228,9 @@ def _measure(e: Expectation, rows: list[dict], probe_only: bool) -> tuple[float 
         return None, "none finite"
     m = _median(values)
     fmt = "{:+.2f}" if e.outcome == "init_decay" else "{:.3g}"
-    spread = f" ({fmt.format(min(values))} to {fmt.format(max(values))})" if len(values) > 1 else ""
-    return m, f"median {fmt.format(m)}{spread}"
+    if len(values) == 1:
+        return m, fmt.format(m)
+    return m, f"median {fmt.format(m)} ({fmt.format(min(values))} to {fmt.format(max(values))})"
 
 
 def check(expectations, rows: list[dict], probe_only: bool) -> list[Line]:
