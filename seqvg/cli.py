@@ -591,6 +591,9 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 @_apply(BACKEND_OPTIONS)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a run option in every run, e.g. --set steps=300 (repeatable).")
+@click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Run every point with seeds 0..N-1 instead of the spec's seeds (finished runs are kept), "
+                   "e.g. --seeds 5 --check to test a one-seed spec's claim on the five seeds it was measured on.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory of the runs [default: the spec's 'out', else runs/NAME].")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -598,7 +601,7 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
 @click.option("--check", is_flag=True,
               help="Compare the outcomes with the spec's [expect] tables; exit 1 if any deviates.")
-def run_spec(spec, workers, yes, overrides, out, report_path, quiet, check, **backend):
+def run_spec(spec, workers, yes, overrides, n_seeds, out, report_path, quiet, check, **backend):
     """Run a study spec (tasks/*.toml): its grid of runs, results and report.
 
     Finished runs are skipped and interrupted ones resumed, so the same
@@ -611,6 +614,7 @@ def run_spec(spec, workers, yes, overrides, out, report_path, quiet, check, **ba
       seqvg run tasks/remedies.toml --workers 2
       seqvg run tasks/assignment-1-vanishing.toml --set steps=500 --out runs/a1-quick
       seqvg run tasks/assignment-1-vanishing.toml --check
+      seqvg run tasks/demo.toml --seeds 5 --check
     """
     import dataclasses
 
@@ -620,7 +624,7 @@ def run_spec(spec, workers, yes, overrides, out, report_path, quiet, check, **ba
         raise click.UsageError("--check compares with the spec's [expect] tables, measured without --set; "
                                "drop --set or --check")
     try:
-        study = load_spec(spec, overrides=_parse_set(overrides), out=out, report=report_path)
+        study = load_spec(spec, overrides=_parse_set(overrides), out=out, report=report_path, seeds=n_seeds)
     except SpecError as e:
         raise click.UsageError(str(e)) from None
     if check and not study.expectations:

@@ -19,7 +19,7 @@ of seeds, or a median (the spread, min to max, is shown beside it).
 
 A spec that runs one seed (the demo, the tour) can still rest its claim on
 several: ``measured_seeds`` may name seeds the spec does not run (measured
-with ``--set seeds=N``), and ``check`` then takes the outcome over the seeds
+with ``seqvg run --seeds N``), and ``check`` then takes the outcome over the seeds
 that ran. Such an expectation must hold seed by seed: its solved_fraction is
 0 or 1, and its ranges cover every measured seed, not just their median.
 ``check``

@@ -159,8 +159,12 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
 
 
 def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, out: Path | None = None,
-               report: Path | None = None) -> Study:
+               report: Path | None = None, seeds: int | None = None) -> Study:
     """Parses a spec's text; ``overrides`` replace options in every run.
+
+    ``seeds`` (N) runs every point with seeds 0..N-1 instead of the spec's
+    own: the same runs with more (or fewer) seeds, so its [expect] tables
+    still apply, checked on the measured seeds that run.
 
     Raises:
         SpecError: with file, line and key.
@@ -205,7 +209,12 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     if "cell" in grid:
         grid["cell"] = [_spec_cell(c, base_dir, where("cell", "grid")) if is_custom_cell(c) else c
                         for c in grid["cell"]]
-    seeds = _seeds(doc.get("seeds", 1), where)
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise SpecError(f"--seeds: must be at least 1, got {seeds!r}")
+        seeds = list(range(seeds))
+    else:
+        seeds = _seeds(doc.get("seeds", 1), where)
     probe_only = doc.get("probe_only", False)
     if not isinstance(probe_only, bool):
         raise SpecError(f"{where('probe_only')}: expected true or false")

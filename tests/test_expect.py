@@ -105,7 +105,7 @@ def test_check_takes_fractions_and_medians_over_the_measured_seeds():
 
 
 def test_a_one_seed_spec_checks_its_seed_against_a_claim_measured_on_more():
-    # The demo runs one seed; its claim rests on five (run with --set seeds=5).
+    # The demo runs one seed; its claim rests on five (seqvg run --seeds 5).
     text = GRID.replace("seeds = 3", "seeds = 1") + (
         "[expect.T25]\nmeasured_seeds = [0, 1, 2, 3, 4]\nmeasured_on = '2026-11-30'\nsolved_fraction = 1.0\n"
         "final_val_metric = [0.004, 0.006]\n")
@@ -116,9 +116,10 @@ def test_a_one_seed_spec_checks_its_seed_against_a_claim_measured_on_more():
     assert [(line.measured, line.ok) for line in lines] == [("1/1 = 1.00", True), ("0.005", True)]
     _, table = check_table(lines)
     assert [r[2] for r in table] == ["0 of 0,1,2,3,4"] * 2
-    # Run with all five seeds, the same table checks all five.
-    [frac5, _] = parse_spec(text.replace("seeds = 1", "seeds = 5"), "s.toml").expectations
+    # Run with all five seeds (seqvg run --seeds 5), the same table checks all five.
+    [frac5, _] = parse_spec(text, "s.toml", seeds=5).expectations
     assert frac5.checked == (0, 1, 2, 3, 4)
+    assert len(parse_spec(text, "s.toml", seeds=5).configs) == 10  # 2 lengths x 5 seeds
     assert check([frac5], rows, probe_only=False)[0].measured == "not run (1 of 5 seeds finished)"
 
 
@@ -192,3 +193,18 @@ def test_check_usage_errors(tmp_path):
     spec.write_text(TINY_SPEC.split("[expect")[0])
     r = CliRunner().invoke(cli, ["run", str(spec), "--check"])
     assert r.exit_code == 2 and "no [expect] table, so --check has nothing to compare" in r.output
+
+
+def test_seeds_runs_the_spec_with_more_seeds_and_checks_them_all(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_SPEC.format(fraction="0.0").replace("measured_seeds = [0]", "measured_seeds = [0, 1]"))
+    args = ["run", str(spec), "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "r.pdf"), "-q", "--check"]
+    r = CliRunner().invoke(cli, args)  # the spec runs seed 0 of the two measured
+    assert r.exit_code == 0, r.output
+    assert "0 of 0,1" in r.output and "0/1 = 0.00" in r.output
+    r = CliRunner().invoke(cli, args + ["--seeds", "2"])  # seed 0 is kept, seed 1 is run
+    assert r.exit_code == 0, r.output
+    assert "1 of 2 runs already finished" in r.output and "0/2 = 0.00" in r.output and " of 0,1" not in r.output
+    assert sorted(p.name for p in (tmp_path / "runs").glob("s*")) == ["s0", "s1"]
+    r = CliRunner().invoke(cli, args + ["--seeds", "0"])
+    assert r.exit_code == 2 and "--seeds" in r.output
