@@ -333,7 +333,8 @@ def generate(task, length, task_args, n, seed, out):
     (batch, time) is True at those steps. The same seed gives the same file
     on every machine.
     """
-    from seqvg.tasks import get_task, write_dataset
+    from seqvg.datasets import write_dataset
+    from seqvg.tasks import get_task
 
     if length < 2:
         raise click.BadParameter(f"must be at least 2, got {length}", param_hint="'--length'")
@@ -389,8 +390,8 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
       seqvg probe runs/adding-gru-T100-s0 --json
       seqvg probe --cell docs/examples/my_gru.py:MyGRU --length 100
     """
+    from seqvg.datasets import read_dataset
     from seqvg.probe import format_probe, probe_run, probe_untrained
-    from seqvg.tasks import read_dataset
 
     try:
         batch = read_dataset(data) if data else None
