@@ -346,7 +346,7 @@ def generate(task, length, task_args, n, seed, out):
         raise click.BadParameter(bound.check_length(length), param_hint="'--length'")
     if n < 1:
         raise click.BadParameter(f"must be positive, got {n}", param_hint="'-n'")
-    from seqvg.config import check_data_memory
+    from seqvg.memory import check_data_memory
     from seqvg.rundir import check_writable
 
     try:

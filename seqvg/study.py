@@ -141,7 +141,7 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print,
         backend: where the runs go instead of this machine's processes, e.g.
             ``seqvg.ray_backend.RayBackend()`` (its ``run`` takes the runs to do).
         names: how the caller spells each option, for the checks' messages
-            (see ``config.check_memory``).
+            (see ``memory.check_memory``).
         confirm: called as ``confirm(runs_to_do, seconds)`` (``workload``)
             once the checks pass and before any run starts; raising stops
             the study there (``seqvg`` asks before a large study).
@@ -198,8 +198,8 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     Raises:
         ConfigError, RunDirError, OSError: naming the option, directory or file.
     """
-    from seqvg.config import check_memory
     from seqvg.customcell import check_cell
+    from seqvg.memory import check_memory
 
     for cfg in study.configs:
         check_cell(cfg)
