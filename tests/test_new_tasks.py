@@ -327,9 +327,10 @@ def test_train_command_carries_task_args():
     """diagnose's remedy commands rebuild the run's config, task parameters included."""
     import shlex
 
-    from seqvg.cli import _config, train
+    from seqvg.cli_options import run_config
+    from seqvg.cli_runs import train
     from seqvg.diagnose import train_command
 
     cfg = RunConfig(task="recall", task_args={"pairs": 3}, length=7, cell="gru", steps=50).resolved()
     words = shlex.split(train_command(cfg))
-    assert _config(train.make_context("train", words[2:]).params) == cfg
+    assert run_config(train.make_context("train", words[2:]).params) == cfg
