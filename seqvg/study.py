@@ -17,8 +17,8 @@ Ctrl-C finishes the work without repeating it. OUT/results.csv is rewritten
 atomically after every finished run, OUT/results.png every two minutes
 while the study runs and when it ends (``results.ResultsWriter``). This
 module is the study API: it also offers the names of ``seqvg.spec`` (specs
-and grids into a Study) and ``seqvg.results`` (results.csv, figures, the
-study's PDF and tables).
+and grids into a Study), ``seqvg.results`` (results.csv, the study's PDF and
+tables) and ``seqvg.results_figures`` (results.png).
 """
 
 from __future__ import annotations
@@ -36,15 +36,12 @@ from seqvg.results import (  # noqa: F401 (the study API)
     ResultsWriter,
     check_expectations,
     expectation_table,
-    label_of,
-    probe_curves_figure,
-    results_figure,
     results_rows,
-    study_labels,
     summary_table,
     write_results,
     write_study_report,
 )
+from seqvg.results_figures import probe_curves_figure, results_figure  # noqa: F401 (the study API)
 from seqvg.spec import (  # noqa: F401 (the study API)
     OPTION_KEYS,
     STUDY_KEYS,
@@ -52,9 +49,11 @@ from seqvg.spec import (  # noqa: F401 (the study API)
     Study,
     expand,
     grid_study,
+    label_of,
     load_spec,
     parse_assignments,
     parse_spec,
+    study_labels,
 )
 
 
