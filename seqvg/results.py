@@ -163,7 +163,7 @@ def summary_table(study: Study) -> str:
         from seqvg.report_text import summary_columns, summary_rows
 
         runs = [rundir.load_run(d) for d in study.run_dirs()]
-        header = summary_columns(runs[0].summary.get("metric_name", "metric"))
+        header = summary_columns(runs)
         rows = summary_rows(runs)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(row, widths)) for row in [header, *rows])

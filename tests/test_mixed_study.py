@@ -1,0 +1,45 @@
+"""A study over several tasks, as a user meets it: `seqvg run`'s console
+summary, its results.png, and `seqvg report` of its directory (or a shell
+glob over it, which also matches results.csv and results.png).
+
+The study's two runs are the session's shared tiny runs, copied into place,
+so `seqvg run` finds them finished and trains nothing.
+"""
+
+import pytest
+from click.testing import CliRunner
+
+from seqvg.cli import cli
+from seqvg.study import load_spec
+
+from conftest import TINY, copy_run
+
+SPEC = "\n".join(['name = "mixed"', "seeds = 1", 'cell = "rnn"', *(f"{k} = {v}" for k, v in TINY.items()),
+                  "", "[grid]", 'task = ["adding", "parity"]', ""])
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory, tiny_run):
+    """(the spec, its OUT, what `seqvg run` printed, the PDF it wrote) of the finished two-task study."""
+    d = tmp_path_factory.mktemp("mixed")
+    spec = d / "mixed.toml"
+    spec.write_text(SPEC)
+    out = d / "runs"
+    study = load_spec(spec, out=out)
+    for cfg, run in zip(study.configs, study.run_dirs()):
+        copy_run(tiny_run(task=cfg.task, cell="rnn"), run)
+    r = CliRunner().invoke(cli, ["run", str(spec), "--out", str(out), "--report", str(d / "run.pdf"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "2 of 2 runs already finished" in r.output  # nothing trained here
+    return spec, out, r.stdout, d / "run.pdf"
+
+
+def test_run_summary_names_each_row_s_own_metric(study_dir):
+    _, _, stdout, _ = study_dir
+    lines = stdout.splitlines()
+    header = next(line for line in lines if line.startswith("run "))
+    assert "val metric" in header and "val mse" not in header and "val acc" not in header
+    rows = {line.split()[0]: line for line in lines[lines.index(header) + 1:] if line.startswith(("adding", "parity"))}
+    assert set(rows) == {"adding", "parity"}
+    assert " mse " in rows["adding"] and " acc " not in rows["adding"]
+    assert " acc " in rows["parity"] and " mse " not in rows["parity"]
