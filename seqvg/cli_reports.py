@@ -17,13 +17,14 @@ from seqvg.rundir import RunDirError
 
 
 @click.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/report.pdf"),
               show_default=True, help="The PDF to write.")
 @click.option("--png", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write each page as a PNG into this directory.")
 def report(run_dirs, out, png):
-    """Write a multi-page PDF report from one or more run directories.
+    """Write a multi-page PDF report from run directories, or from a study's
+    directory (all its runs).
 
     Pages: title (configs, versions, device), learning curves with the
     task's baselines, gradient norm per timestep at init and end, heatmaps of
@@ -32,10 +33,11 @@ def report(run_dirs, out, png):
     the same runs give a byte-identical PDF.
 
     \b
-    Example:
+    Examples:
       seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf --png reports/adding
+      seqvg report runs/demo -o reports/demo.pdf
     """
-    from seqvg.report import make_report
+    from seqvg.report import find_runs, make_report
     from seqvg.rundir import check_writable
 
     # Before the work: a report that cannot be saved is not worth drawing.
@@ -43,7 +45,10 @@ def report(run_dirs, out, png):
     if png is not None:
         check_writable(png, is_dir=True)
     try:
-        titles = make_report(list(run_dirs), out, png)
+        found, notes = find_runs(run_dirs)
+        for note in notes:
+            click.echo(note, err=True)
+        titles = make_report(found, out, png)
     except RunDirError as e:
         raise click.UsageError(str(e)) from None
     click.echo(f"wrote {out} ({len(titles)} pages: {', '.join(titles)})")

@@ -43,3 +43,32 @@ def test_run_summary_names_each_row_s_own_metric(study_dir):
     assert set(rows) == {"adding", "parity"}
     assert " mse " in rows["adding"] and " acc " not in rows["adding"]
     assert " acc " in rows["parity"] and " mse " not in rows["parity"]
+
+
+def test_report_of_a_study_directory_reports_its_runs(study_dir, tmp_path):
+    _, out, _, run_pdf = study_dir
+    r = CliRunner().invoke(cli, ["report", str(out), "-o", str(tmp_path / "dir.pdf")])
+    assert r.exit_code == 0, r.output
+    assert "left out" not in r.output  # the study's own files are not news
+    # The same report `seqvg run` wrote of the same runs (byte-identical).
+    assert (tmp_path / "dir.pdf").read_bytes() == run_pdf.read_bytes()
+
+
+def test_report_of_a_glob_leaves_out_the_study_s_files_with_a_note(study_dir, tmp_path):
+    _, out, _, run_pdf = study_dir
+    paths = sorted(str(p) for p in out.iterdir())  # what the shell makes of runs/mixed/*
+    assert any(p.endswith("results.csv") for p in paths)
+    r = CliRunner().invoke(cli, ["report", *paths, "-o", str(tmp_path / "glob.pdf")])
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output
+    assert f"{out / 'results.csv'}: a file, not a run directory; left out" in r.stderr
+    assert f"{out / 'results.png'}: a file, not a run directory; left out" in r.stderr
+    assert (tmp_path / "glob.pdf").read_bytes() == run_pdf.read_bytes()
+
+
+def test_report_of_files_alone_is_a_usage_error(study_dir, tmp_path):
+    _, out, _, _ = study_dir
+    r = CliRunner().invoke(cli, ["report", str(out / "results.csv"), "-o", str(tmp_path / "x.pdf")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "nothing to report" in r.output and "results.csv: a file, not a run directory" in r.output
+    assert not (tmp_path / "x.pdf").exists()
