@@ -4,7 +4,8 @@
 
 Drawn from results.csv's rows (``seqvg.results.results_rows``) and the run
 directories alone, so they can be redrawn at any time. Training studies:
-solved fraction and final loss against length, per cell or variant.
+solved fraction and final loss against length, per cell or variant; a
+study over several tasks, one panel per task in that task's own metric.
 Probe-only studies: decay rate and horizon against length, the gain figure
 (over --recurrent-gain) and the curves g_t / g_{T-1} against steps back.
 """
@@ -55,6 +56,8 @@ def results_figure(study: Study, rows: list[dict]):
 
     if study.probe_only and len({r["recurrent_gain"] for r in rows}) > 1:
         return _recurrent_gain_figure(study, rows)
+    if not study.probe_only and len({(r["task"], r["task_args"]) for r in rows}) > 1:
+        return tasks_figure(study, rows)
     groups = _groups(study, rows)
     all_lengths = sorted({r["length"] for r in rows})
     by_label = len(all_lengths) == 1
@@ -117,6 +120,112 @@ def results_figure(study: Study, rows: list[dict]):
         ax2.legend(fontsize=8, loc="best")
     fig.suptitle(f"{study.name}: {len(rows)} runs", fontsize=11)
     _results_caption(fig, study, rows)
+    return fig
+
+
+#: Options named in a task panel's title when all its runs share them: (key, how to write the value).
+_SHARED = (("lr", "lr={:g}"), ("clip", "clip={:g}"), ("optimizer", "{}"), ("batch_size", "batch={}"),
+           ("units", "{} units"), ("layers", "{} layers"), ("steps", "{} steps"))
+#: Of those, the ones named even at their default: what sets a task's training apart in a tour.
+_ALWAYS = ("lr", "steps")
+
+
+def tasks_figure(study: Study, rows: list[dict]):
+    """A training study over several tasks: one panel per task, each in its
+    own metric (the final validation metric of every run against the task's
+    solved criterion and trivial baseline), titled with the settings its runs
+    share (length, lr, clip, steps, ...) and its runs named by what tells
+    them apart within the task. Against length where a task has several."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from seqvg.config import RunConfig
+    from seqvg.labels import run_labels
+    from seqvg.report_view import STYLES, caption
+    from seqvg.tasks import get_task
+
+    configs = dict(zip(study.run_names, study.configs))
+    tasks: dict[tuple, list[dict]] = {}
+    for row in rows:
+        tasks.setdefault((row["task"], row["task_args"]), []).append(row)
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows + 1.1), layout="constrained",
+                             squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    default = RunConfig()
+    for ax, ((name, args), group) in zip(axes.flat, tasks.items()):
+        cfgs = [configs[r["run"]] for r in group]
+        task = get_task(name, cfgs[0].task_args)
+        labels = run_labels([c.to_dict() for c in cfgs], [r["run"] for r in group])
+        lengths = sorted({c.length for c in cfgs})
+        shared = [f"T={lengths[0]}"] if len(lengths) == 1 else []
+        for key, fmt in _SHARED:
+            values = {getattr(c, key) for c in cfgs}
+            if len(values) == 1 and (key in _ALWAYS or values != {getattr(default, key)}):
+                shared.append(fmt.format(values.pop()))
+        if {c.gate_init for c in cfgs if c.gate_init is not None} == {"keras"}:  # chrono is the default
+            shared.append("keras gates")
+        # One point per group of seeds: the median, each seed a dot, filled where all solved.
+        points: dict[str, list[tuple[dict, object]]] = {}
+        for row, lab in zip(group, labels):
+            key = lab.series if len(lengths) > 1 else lab.group
+            points.setdefault(key or row["cell"], []).append((row, lab))
+        for i, (series, members) in enumerate(points.items()):
+            style = {"color": colors[i % len(colors)], "marker": "os^vD<>"[i % 7]}
+            at = {t: [r for r, _ in members if r["length"] == t] for t in sorted({r["length"] for r, _ in members})}
+            xs = list(at) if len(lengths) > 1 else [i]
+            for x, runs in zip(xs, at.values()):
+                values = [r["final_val_metric"] for r in runs if r["final_val_metric"] is not None]
+                solved = sum(r["solved"] in (True, "True") for r in runs)
+                y = float(np.median(values)) if values else np.nan
+                ax.plot([x], [y], markersize=8, linestyle="none",
+                        markerfacecolor=style["color"] if solved == len(runs) else "white", **style)
+                if len(runs) > 1:
+                    ax.plot([x] * len(values), values, linestyle="none", marker=style["marker"], markersize=3.5,
+                            color=style["color"], alpha=0.55)
+                note = (f"solved at {runs[0]['solved_at_step']}" if len(runs) == 1
+                        else f"{solved}/{len(runs)} solved") if solved else ""
+                if note and np.isfinite(y):
+                    ax.annotate(note, (x, y), fontsize=7, xytext=(0, 7), textcoords="offset points", ha="center",
+                                color="0.25")
+            if len(lengths) > 1:
+                ax.plot(xs, [np.median([r["final_val_metric"] for r in at[t] if r["final_val_metric"] is not None]
+                                       or [np.nan]) for t in at],
+                        linestyle=STYLES[i % len(STYLES)], color=style["color"], label=series)
+        for y, ls, what in ((task.threshold, "--", "solved"), (task.baseline_metric(lengths[0]), ":", "baseline")):
+            ax.axhline(y, color="0.4", ls=ls, lw=0.9)
+            ax.annotate(what, (0, y), xycoords=("axes fraction", "data"), xytext=(3, 2), textcoords="offset points",
+                        ha="left", va="bottom", fontsize=7, color="0.35")
+        if task.higher_is_better:
+            ax.set_ylim(-0.03, 1.1)
+        else:
+            ax.set_yscale("log")
+        ax.set_ylabel(f"final validation {task.metric_name}", fontsize=8)
+        title = name + (f" {args}" if args else "")
+        ax.set_title(title + "\n" + ", ".join(shared), fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(lengths) > 1:
+            ax.set_xscale("log")
+            ax.set_xticks(lengths, [str(t) for t in lengths])
+            ax.set_xlabel("length T")
+            ax.legend(fontsize=7, loc="best")
+        else:
+            ax.set_xticks(range(len(points)), list(points), fontsize=8)
+            ax.set_xlim(-0.6, len(points) - 0.4)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    solved = sum(r["solved"] in (True, "True") for r in rows)
+    fig.suptitle(f"{study.name}: {len(rows)} runs on {len(tasks)} tasks, each scored by its own metric",
+                 fontsize=11)
+    fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
+    caption(fig, f"which cells solve which task: a filled marker met the task's solved criterion (dashed line), "
+                 f"a hollow one did not; dotted: the trivial baseline. {solved} of {len(rows)} runs solved.")
     return fig
 
 

@@ -6,10 +6,13 @@ The study's two runs are the session's shared tiny runs, copied into place,
 so `seqvg run` finds them finished and trains nothing.
 """
 
+import matplotlib.pyplot as plt
 import pytest
 from click.testing import CliRunner
 
 from seqvg.cli import cli
+from seqvg.results import results_rows
+from seqvg.results_figures import results_figure
 from seqvg.study import load_spec
 
 from conftest import TINY, copy_run
@@ -43,6 +46,20 @@ def test_run_summary_names_each_row_s_own_metric(study_dir):
     assert set(rows) == {"adding", "parity"}
     assert " mse " in rows["adding"] and " acc " not in rows["adding"]
     assert " acc " in rows["parity"] and " mse " not in rows["parity"]
+
+
+def test_results_figure_of_several_tasks_has_a_panel_per_task_in_its_metric(study_dir):
+    spec, out, _, _ = study_dir
+    study = load_spec(spec, out=out)
+    fig = results_figure(study, results_rows(study))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    titles = [ax.get_title() for ax in panels]
+    assert [t.splitlines()[0] for t in titles] == ["adding", "parity"], titles
+    for title in titles:  # the settings the task's runs share, lr among them
+        assert "T=10" in title and "lr=0.001" in title and "30 steps" in title, title
+    assert [ax.get_ylabel() for ax in panels] == ["final validation mse", "final validation acc"]
+    assert [[t.get_text() for t in ax.get_xticklabels()] for ax in panels] == [["rnn"], ["rnn"]]
+    plt.close(fig)
 
 
 def test_report_of_a_study_directory_reports_its_runs(study_dir, tmp_path):
