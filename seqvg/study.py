@@ -246,16 +246,31 @@ def check_study_dir(study: Study) -> None:
                                   "files: choose another --out")
 
 
-#: Training speed that turns ``run_cost`` into seconds: seqvg's LSTM at T=200
-#: (cost 200 x 4 gates x 128 units per step) trains 27.6 steps/s on 2 cores
-#: (README, train_speed); evaluation and probes add about a third.
-_COST_PER_SECOND = 200 * 4 * 128 * 27.6 / 1.33
+#: Seconds of one training step on one TensorFlow thread: a fixed part and a
+#: part per unit of ``run_cost`` (evaluation and probes spread over the
+#: steps). Fitted by least squares to the 18 runs of tasks/tour.toml (rnn,
+#: lstm and gru, 4 to 120 timesteps; each run's wall_s over its steps_done;
+#: 2026-11-30, idle 2-core machine, --workers 2, so one thread per run):
+#: every run within 0.6-1.3x of its fit, 691 s fitted against 704 s measured
+#: in all.
+_STEP_SECONDS = 8.4e-3
+_COST_SECONDS = 9.3e-7
+#: Seconds a run costs beyond its steps (building and tracing the model,
+#: saving it, the results): that study took 437 s of wall time with 2
+#: workers, where its runs' wall_s add up to 704 s: (2 x 437 - 704) / 18.
+_RUN_SECONDS = 9.4
 
 
 def estimate_seconds(configs, workers: int = 1) -> float:
-    """A rough wall time of training ``configs`` on this kind of machine."""
-    total = sum(run_cost(c) * c.batch_size / 64 for c in configs) / _COST_PER_SECOND
-    return total / max(1, workers)
+    """A rough wall time of training ``configs`` with ``workers`` processes.
+
+    Runs at one thread each, as many at a time as there are workers and cores
+    (see _STEP_SECONDS). With fewer workers than cores it errs high for the
+    LSTM and GRU, whose ops use every thread of a run.
+    """
+    total = sum(_RUN_SECONDS + c.steps * _STEP_SECONDS + run_cost(c) * c.batch_size / 64 * _COST_SECONDS
+                for c in configs)
+    return total / max(1, min(workers, os.cpu_count() or 1))
 
 
 def unfinished(study: Study) -> list[RunConfig]:
