@@ -1,6 +1,6 @@
 """Multi-page PDF report (and PNG figures) from run directories alone.
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf --png reports/demo-png
+    seqvg report runs/demo -o reports/demo.pdf --png reports/demo-png
 
 Pages, in the order of the story: the title page (the outcome per run or
 group, three findings computed from the runs, the pages that follow, the

@@ -1,7 +1,7 @@
 """The report's closing pages: the summary table with each run's directory,
 settings and diagnosis, continued on Diagnosis pages when it does not fit.
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf
+    seqvg report runs/demo -o reports/demo.pdf
 """
 
 from __future__ import annotations

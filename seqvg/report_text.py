@@ -3,7 +3,7 @@ and gate init, the outcome, summary and settings rows, the command that
 makes a run, each run's diagnosis wrapped to the page, and the small
 number and list formats the captions share.
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf
+    seqvg report runs/demo -o reports/demo.pdf
 """
 
 from __future__ import annotations
