@@ -220,6 +220,10 @@ def find_runs(paths: list) -> tuple[list[Path], list[str]]:
             continue
         runs = sorted(p for p in path.iterdir() if p.is_dir()) \
             if path.is_dir() and not (path / rundir.CONFIG).exists() else []
+        if runs and all((p / rundir.PROBE).is_file() for p in runs):
+            notes.append(f"{path}: a probe-only study (its runs hold probe.json alone); left out, the PDF "
+                         "that seqvg run writes shows it")
+            continue
         if not any((p / rundir.CONFIG).exists() for p in runs):
             if (path / rundir.PROBE).is_file() and not (path / rundir.CONFIG).exists():
                 notes.append(f"{path}: a probe-only run (probe.json); left out, its study's PDF shows it")
@@ -234,7 +238,8 @@ def find_runs(paths: list) -> tuple[list[Path], list[str]]:
             else:
                 notes.append(f"{run}: no config.json (a run not started yet); left out")
     if not found:
-        raise RunDirError("nothing to report: " + "; ".join(notes) if notes else "no run directories given")
+        more = f" (and {len(notes) - 1} more left out)" if len(notes) > 1 else ""
+        raise RunDirError(f"nothing to report: {notes[0]}{more}" if notes else "no run directories given")
     return list(dict.fromkeys(found)), notes
 
 

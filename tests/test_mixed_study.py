@@ -89,3 +89,13 @@ def test_report_of_files_alone_is_a_usage_error(study_dir, tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "nothing to report" in r.output and "results.csv: a file, not a run directory" in r.output
     assert not (tmp_path / "x.pdf").exists()
+
+
+def test_report_of_a_probe_only_study_says_where_its_report_is(tmp_path):
+    for name in ("rnn-s0", "lstm-s0"):
+        (tmp_path / "probes" / name).mkdir(parents=True)
+        (tmp_path / "probes" / name / "probe.json").write_text("{}")
+    (tmp_path / "probes" / "results.csv").write_text("run,label\n")
+    r = CliRunner().invoke(cli, ["report", str(tmp_path / "probes"), "-o", str(tmp_path / "x.pdf")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "nothing to report" in r.output and "a probe-only study" in r.output and "seqvg run" in r.output
