@@ -458,9 +458,9 @@ def probe_untrained(cfg, batch: dict | None = None):
     Returns:
         (ProbeResult, cfg).
     """
-    from seqvg.config import check_memory
     from seqvg.customcell import check_cell
     from seqvg.execpath import resolve
+    from seqvg.memory import check_memory
     from seqvg.models import build_model
     from seqvg.tasks import get_task
 
@@ -487,7 +487,7 @@ def probe_run(run_dir, batch: dict | None = None):
 
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(rundir.read_json(run_dir / rundir.CONFIG)["config"])
-    from seqvg.config import check_memory
+    from seqvg.memory import check_memory
 
     # A run is probed with its own options; only --data can make this smaller.
     check_memory(cfg.resolved(), training=False, probe_n=None if batch is None else len(batch["x"]),

@@ -2,7 +2,7 @@
 the outcome, the gradient flow behind it, and what carries (or loses) the
 gradient at each step back.
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf
+    seqvg report runs/demo -o reports/demo.pdf
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The report's gradient-flow pages: ||dL/dh_t|| over timesteps at init and
 at the end of training, and as heatmaps over training on one colour scale.
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf
+    seqvg report runs/demo -o reports/demo.pdf
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 against what varies, every seed a point) and the appendix (every run on
 its own).
 
-    seqvg report runs/sweep/* -o reports/sweep.pdf
+    seqvg report runs/sweep -o reports/sweep.pdf
 """
 
 from __future__ import annotations

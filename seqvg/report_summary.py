@@ -1,7 +1,7 @@
 """The report's closing pages: the summary table with each run's directory,
 settings and diagnosis, continued on Diagnosis pages when it does not fit.
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf
+    seqvg report runs/demo -o reports/demo.pdf
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from seqvg.decay import decay_summary
 from seqvg.report_text import SETTINGS_COLUMNS, diagnosis_lines, settings_rows, summary_columns, summary_rows
 from seqvg.report_view import CAPTION_ROOM, caption, draw_table, view
 from seqvg.rundir import Run
-from seqvg.tasks import get_task
 
 #: Summary table rows per page.
 SUMMARY_ROWS = 26
@@ -29,8 +28,7 @@ def summary_page(fig, runs: list[Run], part: int = 0) -> None:
     under the last part's table the diagnosis of as many runs as fit (the
     rest follow on Diagnosis pages)."""
     v = view(runs)
-    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
-    cols = summary_columns(task.metric_name) + ["run directory"]
+    cols = summary_columns(runs) + ["run directory"]
     rows = [row + [r.name] for row, r in zip(summary_rows(runs), v.runs)]
     n_pages, parts = summary_layout(runs)
     fig.text(0.04, 0.935, "decay: decades per 100 steps back in time (negative = vanishing); "

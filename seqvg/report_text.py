@@ -3,7 +3,7 @@ and gate init, the outcome, summary and settings rows, the command that
 makes a run, each run's diagnosis wrapped to the page, and the small
 number and list formats the captions share.
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf
+    seqvg report runs/demo -o reports/demo.pdf
 """
 
 from __future__ import annotations
@@ -163,9 +163,18 @@ def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str
     return rows
 
 
-def summary_columns(metric_name: str) -> list[str]:
-    """Column names of ``summary_rows``."""
-    return ["run", "status", "solved?", "solved at", f"val {metric_name}", "decay init", "horizon init",
+def metric_name(run: Run) -> str:
+    """The name of a run's task metric, e.g. "mse", "acc"."""
+    return get_task(run.cfg["task"], run.cfg.get("task_args")).metric_name
+
+
+def summary_columns(runs: list[Run]) -> list[str]:
+    """Column names of ``summary_rows``: the metric's column is named after
+    the runs' metric, or "val metric" where the runs' tasks score different
+    metrics (each row then names its own)."""
+    names = {metric_name(r) for r in runs}
+    metric = f"val {names.pop()}" if len(names) == 1 else "val metric"
+    return ["run", "status", "solved?", "solved at", metric, "decay init", "horizon init",
             "decay end", "horizon end"]
 
 
@@ -176,15 +185,16 @@ def summary_rows(runs: list[Run]) -> list[list[str]]:
         return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
 
     v = view(runs)
+    mixed = len({metric_name(r) for r in runs}) > 1
     rows = []
     for r, lab in zip(v.runs, v.labels):
         s = r.summary
+        value = f((s.get("final") or {}).get("val_metric"), "{:.4g}")
         init = decay_summary(r.probes["h"][0][0])
         end = decay_summary(r.probes["h"][-1][0])
-        final = s.get("final") or {}
         rows.append([
             lab.label, s["status"], "yes" if s.get("solved") else "no", f(s.get("solved_at_step"), "{}"),
-            f(final.get("val_metric"), "{:.4g}"), f(init["rate_per_100"], "{:+.2f}"), f(init["horizon"], "{}"),
+            f"{metric_name(r)} {value}" if mixed else value, f(init["rate_per_100"], "{:+.2f}"), f(init["horizon"], "{}"),
             f(end["rate_per_100"], "{:+.2f}"), f(end["horizon"], "{}"),
         ])
     return rows

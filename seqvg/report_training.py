@@ -1,7 +1,7 @@
 """The report's pages on training itself: learning curves against the
 task's baselines, and the weight graph (how much each layer still moves).
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf
+    seqvg report runs/demo -o reports/demo.pdf
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 into a median and band, and the drawing helpers every page shares (legend,
 caption, table, log-axis gradient curves).
 
-    seqvg report runs/demo/*/ -o reports/demo.pdf
+    seqvg report runs/demo -o reports/demo.pdf
 
 Pages (seqvg.report_*) draw through ``view(runs)``, so every page orders,
 names and colours the same runs alike.

@@ -54,6 +54,19 @@ class Study:
         return [self.out / n for n in self.run_names]
 
 
+def study_labels(study: Study) -> list:
+    """Every run's RunLabel (seqvg.labels), computed over all the study's runs:
+    the names its report gives them."""
+    from seqvg.labels import run_labels
+
+    return run_labels([c.to_dict() for c in study.configs], list(study.run_names))
+
+
+def label_of(study: Study, index: int) -> str:
+    """A run's label as the report names it, e.g. "rnn T=50 s1"."""
+    return study_labels(study)[index].label
+
+
 # -- parsing ------------------------------------------------------------------
 def _line_of(text: str, key: str, table: str | None, index: int = 0) -> int | None:
     """1-based line of ``key = ...`` in ``[table]`` (or the top level), if found.

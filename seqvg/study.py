@@ -17,8 +17,8 @@ Ctrl-C finishes the work without repeating it. OUT/results.csv is rewritten
 atomically after every finished run, OUT/results.png every two minutes
 while the study runs and when it ends (``results.ResultsWriter``). This
 module is the study API: it also offers the names of ``seqvg.spec`` (specs
-and grids into a Study) and ``seqvg.results`` (results.csv, figures, the
-study's PDF and tables).
+and grids into a Study), ``seqvg.results`` (results.csv, the study's PDF and
+tables) and ``seqvg.results_figures`` (results.png).
 """
 
 from __future__ import annotations
@@ -36,15 +36,12 @@ from seqvg.results import (  # noqa: F401 (the study API)
     ResultsWriter,
     check_expectations,
     expectation_table,
-    label_of,
-    probe_curves_figure,
-    results_figure,
     results_rows,
-    study_labels,
     summary_table,
     write_results,
     write_study_report,
 )
+from seqvg.results_figures import probe_curves_figure, results_figure  # noqa: F401 (the study API)
 from seqvg.spec import (  # noqa: F401 (the study API)
     OPTION_KEYS,
     STUDY_KEYS,
@@ -52,9 +49,11 @@ from seqvg.spec import (  # noqa: F401 (the study API)
     Study,
     expand,
     grid_study,
+    label_of,
     load_spec,
     parse_assignments,
     parse_spec,
+    study_labels,
 )
 
 
@@ -141,7 +140,7 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print,
         backend: where the runs go instead of this machine's processes, e.g.
             ``seqvg.ray_backend.RayBackend()`` (its ``run`` takes the runs to do).
         names: how the caller spells each option, for the checks' messages
-            (see ``config.check_memory``).
+            (see ``memory.check_memory``).
         confirm: called as ``confirm(runs_to_do, seconds)`` (``workload``)
             once the checks pass and before any run starts; raising stops
             the study there (``seqvg`` asks before a large study).
@@ -198,8 +197,8 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     Raises:
         ConfigError, RunDirError, OSError: naming the option, directory or file.
     """
-    from seqvg.config import check_memory
     from seqvg.customcell import check_cell
+    from seqvg.memory import check_memory
 
     for cfg in study.configs:
         check_cell(cfg)
@@ -247,16 +246,31 @@ def check_study_dir(study: Study) -> None:
                                   "files: choose another --out")
 
 
-#: Training speed that turns ``run_cost`` into seconds: seqvg's LSTM at T=200
-#: (cost 200 x 4 gates x 128 units per step) trains 27.6 steps/s on 2 cores
-#: (README, train_speed); evaluation and probes add about a third.
-_COST_PER_SECOND = 200 * 4 * 128 * 27.6 / 1.33
+#: Seconds of one training step on one TensorFlow thread: a fixed part and a
+#: part per unit of ``run_cost`` (evaluation and probes spread over the
+#: steps). Fitted by least squares to the 18 runs of tasks/tour.toml (rnn,
+#: lstm and gru, 4 to 120 timesteps; each run's wall_s over its steps_done;
+#: 2026-11-30, idle 2-core machine, --workers 2, so one thread per run):
+#: every run within 0.6-1.3x of its fit, 691 s fitted against 704 s measured
+#: in all.
+_STEP_SECONDS = 8.4e-3
+_COST_SECONDS = 9.3e-7
+#: Seconds a run costs beyond its steps (building and tracing the model,
+#: saving it, the results): that study took 437 s of wall time with 2
+#: workers, where its runs' wall_s add up to 704 s: (2 x 437 - 704) / 18.
+_RUN_SECONDS = 9.4
 
 
 def estimate_seconds(configs, workers: int = 1) -> float:
-    """A rough wall time of training ``configs`` on this kind of machine."""
-    total = sum(run_cost(c) * c.batch_size / 64 for c in configs) / _COST_PER_SECOND
-    return total / max(1, workers)
+    """A rough wall time of training ``configs`` with ``workers`` processes.
+
+    Runs at one thread each, as many at a time as there are workers and cores
+    (see _STEP_SECONDS). With fewer workers than cores it errs high for the
+    LSTM and GRU, whose ops use every thread of a run.
+    """
+    total = sum(_RUN_SECONDS + c.steps * _STEP_SECONDS + run_cost(c) * c.batch_size / 64 * _COST_SECONDS
+                for c in configs)
+    return total / max(1, min(workers, os.cpu_count() or 1))
 
 
 def unfinished(study: Study) -> list[RunConfig]:

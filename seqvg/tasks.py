@@ -1,34 +1,41 @@
 """Long-range tasks: adding, copy, temporal order, selective copy, recall, parity, (p)sMNIST.
 
-Definitions follow docs/design.md exactly so results compare with the literature
-(Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016; Bai et al. 2018)::
-
-    seqvg generate adding --length 100 -n 64 --seed 0 -o batch.npz
-
-    seqvg generate temporal-order --length 100 --task-arg symbols=3 -o to.npz
     seqvg tasks    # every task, its parameters, baseline and solved criterion
+    seqvg generate temporal-order --length 100 --task-arg symbols=3 -o to.npz
 
-Every generator takes an explicit ``np.random.Generator``; the same seed gives
-the same data on every machine (numpy's PCG64 stream is platform-independent).
-Inputs are batch-major float32 exactly as the model sees them; adding targets
-are float32 of shape ``(n,)``; copy, selective-copy and recall targets int32
-class ids per step ``(n, seq_len)``; temporal-order, parity and MNIST targets
-one int32 class id per sample ``(n,)``.
+A ``Task`` (``get_task(name, args)``) is a task bound to its parameters: its
+data, loss, metric, trivial baseline, classic plateau and solved criterion.
+Here too are the seeded sub-streams every run draws from (``stream``) and a
+run's fixed probe batch. The data of each task is drawn in
+``seqvg.generators`` ((p)sMNIST in ``seqvg.mnist``), exactly as
+docs/design.md defines it, so results compare with the literature
+(Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016; Bai et al. 2018);
+``seqvg.datasets`` writes and reads ``seqvg generate``'s files.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import math
 import numbers
-import os
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from seqvg.generators import (
+    COPY_ALPHABET,
+    COPY_SYMBOLS,
+    TEMPORAL_WINDOWS,
+    generate_adding,
+    generate_copy,
+    generate_parity,
+    generate_recall,
+    generate_selective_copy,
+    generate_temporal_order,
+    temporal_positions,
+)
+from seqvg.mnist import MNIST_PIXELS, PSMNIST_SEED, generate_mnist
 
 #: Sub-streams of one run seed. Keeping them separate means the validation set
 #: and the probe batch do not change when the number of training steps does.
@@ -36,10 +43,6 @@ STREAM_TRAIN = 1
 STREAM_VAL = 2
 STREAM_PROBE = 3
 STREAM_INIT = 4
-
-COPY_SYMBOLS = 10  # symbols to remember
-COPY_ALPHABET = 10  # 0 blank, 1..8 data, 9 delimiter
-COPY_DELIMITER = 9
 
 
 def stream(seed: int, kind: int, step: int | None = None) -> np.random.Generator:
@@ -52,229 +55,6 @@ def stream(seed: int, kind: int, step: int | None = None) -> np.random.Generator
     key = [int(seed), int(kind)] if step is None else [int(seed), int(kind), int(step)]
     return np.random.default_rng(key)
 
-
-def generate_adding(rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Adding problem: returns ``x`` of shape (n, T, 2) and ``y`` of shape (n,).
-
-    Channel 0 is U[0, 1]; channel 1 is zero except two markers, one uniform in
-    ``[0, T//2)`` and one in ``[T//2, T)``; the target is the sum of the two
-    marked values.
-    """
-    if length < 2:
-        raise ValueError("the adding problem needs length >= 2")
-    half = length // 2
-    values = rng.uniform(0.0, 1.0, size=(n, length)).astype(np.float32)
-    first = rng.integers(0, half, size=n)
-    second = rng.integers(half, length, size=n)
-    markers = np.zeros((n, length), dtype=np.float32)
-    rows = np.arange(n)
-    markers[rows, first] = 1.0
-    markers[rows, second] = 1.0
-    x = np.stack([values, markers], axis=-1)
-    y = (values[rows, first] + values[rows, second]).astype(np.float32)
-    return x, y
-
-
-def generate_copy(rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Copy memory: returns one-hot ``x`` (n, T+20, 10) and int32 ``y`` (n, T+20).
-
-    Input: 10 symbols from 1..8, T-1 blanks, the delimiter 9, 10 blanks.
-    Target: T+10 blanks, then the 10 data symbols.
-    """
-    if length < 1:
-        raise ValueError("the copy task needs length >= 1")
-    total = length + 2 * COPY_SYMBOLS
-    data = rng.integers(1, 9, size=(n, COPY_SYMBOLS))
-    seq = np.zeros((n, total), dtype=np.int32)
-    seq[:, :COPY_SYMBOLS] = data
-    seq[:, COPY_SYMBOLS + length - 1] = COPY_DELIMITER
-    y = np.zeros((n, total), dtype=np.int32)
-    y[:, -COPY_SYMBOLS:] = data
-    x = np.eye(COPY_ALPHABET, dtype=np.float32)[seq]
-    return x, y
-
-
-# -- temporal order, selective copy, associative recall, parity ------------------
-#: Temporal order (Hochreiter & Schmidhuber 1997, exp. 6a/6b): symbols a,b,c,d
-#: are noise, X/Y the relevant ones, B and E mark start and end.
-TEMPORAL_ALPHABET = ("a", "b", "c", "d", "X", "Y", "B", "E")
-#: Windows (fractions of T, both ends included) of the relevant positions:
-#: exp. 6a puts them in [10, 20] and [50, 60] of a ~100-step sequence, exp. 6b
-#: in [10, 20], [33, 43] and [66, 76].
-TEMPORAL_WINDOWS = {2: ((0.1, 0.2), (0.5, 0.6)), 3: ((0.1, 0.2), (0.33, 0.43), (0.66, 0.76))}
-#: MNIST read one pixel per step.
-MNIST_PIXELS = 784
-#: The pixel permutation of psmnist is ``np.random.default_rng(PSMNIST_SEED).permutation(784)``.
-PSMNIST_SEED = 0
-#: Where seqvg looks for MNIST when $SEQVG_MNIST is not set: Keras's cache.
-MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
-
-
-def _window(frac: tuple[float, float], length: int) -> tuple[int, int]:
-    """The integer positions [lo, hi] (both included) of a window of T."""
-    lo, hi = (int(math.floor(f * length + 0.5)) for f in frac)
-    return lo, hi
-
-
-def temporal_positions(length: int, symbols: int = 2) -> list[tuple[int, int]]:
-    """The windows [lo, hi] (both included) of the relevant positions at length T."""
-    return [_window(f, length) for f in TEMPORAL_WINDOWS[symbols]]
-
-
-def generate_temporal_order(rng: np.random.Generator, n: int, length: int, symbols: int = 2
-                            ) -> tuple[np.ndarray, np.ndarray]:
-    """Temporal order: one-hot ``x`` (n, T, 8) and int32 class ids ``y`` (n,).
-
-    Step 0 is B, step T-1 is E, the others are drawn from {a, b, c, d} except
-    one position in each window of ``temporal_positions`` that holds X or Y.
-    The class is the X/Y sequence read as binary digits (X = 0, Y = 1, the
-    first position most significant): XX=0, XY=1, YX=2, YY=3 for exp. 6a.
-    """
-    seq = rng.integers(0, 4, size=(n, length))
-    seq[:, 0], seq[:, -1] = 6, 7
-    rows = np.arange(n)
-    y = np.zeros(n, dtype=np.int32)
-    for lo, hi in temporal_positions(length, symbols):
-        pos = rng.integers(lo, hi + 1, size=n)
-        bit = rng.integers(0, 2, size=n)
-        seq[rows, pos] = 4 + bit
-        y = 2 * y + bit.astype(np.int32)
-    return np.eye(8, dtype=np.float32)[seq], y
-
-
-def generate_selective_copy(rng: np.random.Generator, n: int, length: int, tokens: int = 16, vocab: int = 16
-                            ) -> tuple[np.ndarray, np.ndarray]:
-    """Selective copy: one-hot ``x`` (n, T+2M, V) and int32 ``y`` (n, T+2M).
-
-    Symbols: 0 blank, 1..V-2 data, V-1 marker. The M data tokens (uniform,
-    independent) sit at M random distinct positions of the first T+M steps
-    (in order), the other T of those steps are blank; then M markers. The
-    target is blank except at the markers, which hold the data in order.
-    """
-    slots = length + tokens
-    data = rng.integers(1, vocab - 1, size=(n, tokens))
-    # M distinct positions per row: the M smallest of T+M random keys.
-    pos = np.sort(np.argsort(rng.random((n, slots)), axis=1)[:, :tokens], axis=1)
-    seq = np.zeros((n, slots + tokens), dtype=np.int64)
-    np.put_along_axis(seq, pos, data, axis=1)
-    seq[:, slots:] = vocab - 1
-    y = np.zeros((n, slots + tokens), dtype=np.int32)
-    y[:, slots:] = data
-    return np.eye(vocab, dtype=np.float32)[seq], y
-
-
-def generate_recall(rng: np.random.Generator, n: int, length: int, pairs: int = 8, vocab: int = 64
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Multi-query associative recall: one-hot ``x`` (n, 3K+T, V+1), int32 ``y`` (n, 3K+T).
-
-    Keys are K distinct symbols of 0..V/2-1, values K distinct symbols of
-    V/2..V-1 (as Zoology's generator draws them); symbol V is blank. Input:
-    k1 v1 k2 v2 ... kK vK, T blanks, then the K keys in a random order. The
-    target is blank (V) except at the queries, which hold each key's value.
-    """
-    half = vocab // 2
-    keys = np.argsort(rng.random((n, half)), axis=1)[:, :pairs]
-    values = half + np.argsort(rng.random((n, half)), axis=1)[:, :pairs]
-    order = np.argsort(rng.random((n, pairs)), axis=1)
-    total = 3 * pairs + length
-    seq = np.full((n, total), vocab, dtype=np.int64)
-    seq[:, 0 : 2 * pairs : 2] = keys
-    seq[:, 1 : 2 * pairs : 2] = values
-    seq[:, 2 * pairs + length :] = np.take_along_axis(keys, order, axis=1)
-    y = np.full((n, total), vocab, dtype=np.int32)
-    y[:, 2 * pairs + length :] = np.take_along_axis(values, order, axis=1)
-    return np.eye(vocab + 1, dtype=np.float32)[seq], y
-
-
-def generate_parity(rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Parity: bits ``x`` (n, T, 1) in {0, 1} and int32 ``y`` (n,) = their sum mod 2."""
-    bits = rng.integers(0, 2, size=(n, length))
-    return bits.astype(np.float32)[:, :, None], (bits.sum(axis=1) % 2).astype(np.int32)
-
-
-_MNIST: dict = {}
-
-
-def mnist_path() -> Path:
-    """Where seqvg reads MNIST: $SEQVG_MNIST, else Keras's cache
-    ($KERAS_HOME or ~/.keras, then datasets/mnist.npz)."""
-    if os.environ.get("SEQVG_MNIST"):
-        return Path(os.environ["SEQVG_MNIST"])
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "datasets" / "mnist.npz"
-
-
-def _download_mnist() -> None:
-    """Keras's download into its cache (needs the network)."""
-    import keras
-
-    keras.datasets.mnist.load_data()
-
-
-def _bad_file(path, reason: str) -> OSError:
-    # An OSError, so every command reports it in one line like any other bad file.
-    return OSError(errno.EINVAL, reason, str(path))
-
-
-def load_mnist() -> dict[str, np.ndarray]:
-    """MNIST as uint8 images (n, 28, 28) and labels: x_train, y_train, x_test, y_test.
-
-    Read once per process from ``mnist_path()``; a missing file in Keras's
-    cache is downloaded with ``keras.datasets.mnist.load_data()``.
-
-    Raises:
-        FileNotFoundError: no file and no download; the message says where to put it.
-        OSError: the file is not MNIST in Keras's format (EINVAL, naming the file).
-    """
-    path = mnist_path()
-    if str(path) in _MNIST:
-        return _MNIST[str(path)]
-    if not path.exists() and not os.environ.get("SEQVG_MNIST"):
-        try:
-            _download_mnist()
-        except Exception:  # no network, a proxy, a full disk: all end in the same advice
-            pass
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, f"MNIST not found and not downloadable; put mnist.npz ({MNIST_URL}) "
-                                "there, or name it with SEQVG_MNIST=FILE", str(path))
-    try:
-        with np.load(path) as f:
-            d = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise _bad_file(path, f"not Keras's mnist.npz ({type(e).__name__})") from None
-    for split in ("train", "test"):
-        x, y = d[f"x_{split}"], d[f"y_{split}"]
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(y) != len(x) or len(x) == 0:
-            raise _bad_file(path, f"x_{split} has shape {x.shape}, MNIST needs (n, 28, 28) and n labels")
-        if y.min() < 0 or y.max() > 9:
-            raise _bad_file(path, f"y_{split} holds labels outside 0..9")
-    _MNIST[str(path)] = d
-    return d
-
-
-def psmnist_permutation() -> np.ndarray:
-    """The fixed pixel order of psmnist: ``default_rng(PSMNIST_SEED).permutation(784)``."""
-    return np.random.default_rng(PSMNIST_SEED).permutation(MNIST_PIXELS)
-
-
-def generate_mnist(rng: np.random.Generator, n: int, split: str = "train", permuted: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Sequential MNIST: pixels ``x`` (n, 784, 1) in [0, 1], int32 labels ``y`` (n,).
-
-    Training batches are n distinct images of the training split; the
-    validation set ("test") is n distinct images of the test split (all of
-    them, shuffled, for n = its size). Row-major pixel order, or psmnist's
-    fixed permutation.
-    """
-    d = load_mnist()
-    images, labels = d[f"x_{split}"], d[f"y_{split}"]
-    if n > len(images):
-        raise _bad_file(mnist_path(), f"{n} samples asked of the {split} split, which holds {len(images)}")
-    idx = rng.choice(len(images), size=n, replace=False)
-    x = images[idx].reshape(n, MNIST_PIXELS).astype(np.float32) / 255.0
-    if permuted:
-        x = x[:, psmnist_permutation()]
-    return x[:, :, None], labels[idx].astype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -590,67 +370,6 @@ def describe_tasks() -> str:
             lines.append(f"  --task-arg {a.name}={a.default}  {a.help}")
         lines.append("")
     return "\n".join(lines).rstrip()
-
-
-def write_dataset(path, task: str, length: int, n: int, seed: int, args: dict | None = None) -> None:
-    """Writes ``n`` samples to an .npz: ``x``, ``y``, the task's parameters and,
-    for tasks that score only some steps, ``mask`` (n, seq_len), True where scored.
-
-    Drawn from the probe stream of ``seed``, so ``n`` = the probe batch size
-    reproduces the exact batch a run with that seed is probed on.
-    """
-    import json
-
-    from seqvg.rundir import write_npz
-
-    t = get_task(task, args)
-    x, y = t.generate(stream(seed, STREAM_PROBE), n, length)
-    extra = {}
-    mask = t.target_mask(length)
-    if mask is not None:
-        extra["mask"] = np.broadcast_to(mask, y.shape).copy()
-    write_npz(path, x=x, y=y, task=np.str_(task), length=np.int64(length), seed=np.int64(seed), n=np.int64(n),
-              task_args=np.str_(json.dumps(t.params, sort_keys=True)), **extra)
-
-
-def read_dataset(path) -> dict:
-    """Reads a file written by ``write_dataset``.
-
-    Raises:
-        ValueError: the file is not such a dataset.
-    """
-    from seqvg.rundir import RunDirError, read_npz
-
-    try:
-        d = read_npz(path)
-    except RunDirError as e:
-        raise ValueError(str(e)) from None
-    missing = [k for k in ("x", "y", "task", "length") if k not in d]
-    if missing:
-        raise ValueError(f"{path}: not a seqvg dataset (missing {', '.join(missing)})")
-    task = str(d["task"])
-    if task not in TASKS:
-        raise ValueError(f"{path}: unknown task {task!r}")
-    try:
-        x, y = d["x"].astype(np.float32), d["y"].astype(np.float32 if task == "adding" else np.int32)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: x and y must be numeric arrays") from None
-    try:
-        import json
-
-        args = json.loads(str(d["task_args"])) if "task_args" in d else {}
-        t = get_task(task, args)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: bad task_args ({e})") from None
-    length = int(d["length"])
-    want = (t.seq_len(length), t.n_inputs)
-    if x.ndim != 3 or x.shape[1:] != want or len(y) != len(x) or len(x) == 0:
-        raise ValueError(f"{path}: x has shape {x.shape}, {task} T={length} needs (n, {want[0]}, {want[1]}) "
-                         f"with n >= 1 and as many targets")
-    for name, a in (("x", x), ("y", y)):
-        if not np.isfinite(a).all():
-            raise ValueError(f"{path}: {name} holds NaN or Inf; the probe needs finite inputs and targets")
-    return {"x": x, "y": d["y"], "task": task, "length": length, "task_args": t.params}
 
 
 def probe_batch(cfg) -> tuple[np.ndarray, np.ndarray]:

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from seqvg import rundir
-from seqvg.config import ConfigError, RunConfig, check_memory, default_run_name, is_custom_cell  # noqa: F401 (re-exported)
+from seqvg.config import ConfigError, RunConfig, default_run_name, is_custom_cell  # noqa: F401 (re-exported)
 from seqvg.customcell import check_cell
 from seqvg.execpath import ExecutionPath, resolve
+from seqvg.memory import check_memory
 from seqvg.probelog import ProbeLog
 from seqvg.progress import Progress
 from seqvg.rowstats import Validation, WeightChange, Window

@@ -1,7 +1,7 @@
-"""RunConfig: defaults filled by resolved(), validation, the JSON round trip, the memory check.
+"""RunConfig: defaults filled by resolved(), validation, the JSON round trip.
 
-Gate initialisation defaults are in test_defaults.py; type checks of the
-Python API in test_faults.py.
+Gate initialisation defaults are in test_defaults.py, the memory check in
+test_memory.py, type checks of the Python API in test_faults.py.
 """
 
 import dataclasses
@@ -72,25 +72,3 @@ def test_copy_task_reads_twenty_more_steps():
     assert RunConfig(task="copy", length=30).seq_len == 50
     assert RunConfig(task="adding", length=30).seq_len == 30
     assert config.default_run_name(RunConfig(task="copy", cell="gru", length=30, seed=2)) == "copy-gru-T30-s2"
-
-
-def test_memory_estimate_grows_with_the_work():
-    base = RunConfig(cell="lstm", length=100, units=64).resolved()
-    b = config.estimate_memory_bytes(base)
-    assert config.estimate_memory_bytes(dataclasses.replace(base, length=200)) == 2 * b
-    assert config.estimate_memory_bytes(dataclasses.replace(base, cell="gru")) < b
-    assert config.estimate_memory_bytes(dataclasses.replace(base, batch_size=128)) > 1.9 * b
-
-
-def test_memory_check_names_the_options_that_shrink_it(monkeypatch):
-    monkeypatch.setattr(config, "physical_memory_bytes", lambda: 2**30)  # a 1 GiB machine
-    config.check_memory(RunConfig(length=100, units=32).resolved())
-    huge = RunConfig(length=10000, units=256, batch_size=256).resolved()
-    with pytest.raises(ConfigError) as e:
-        config.check_memory(huge)
-    assert e.value.option == "length"
-    assert "more than half of this machine's 1.0 GiB" in str(e.value)
-    assert "make it smaller with --length, --batch-size, --units, --layers" in str(e.value)
-    with pytest.raises(ConfigError) as e:  # a command that spells its options otherwise
-        config.check_memory(huge, names={"length": "-T", "units": "--units"})
-    assert str(e.value).endswith("make it smaller with -T, --units") and e.value.option is None

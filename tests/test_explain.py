@@ -33,12 +33,13 @@ def _run(tmp_path, cell="rnn", length=200, rate=-5.0, val=None, status="complete
 
 def _parse(command: str) -> RunConfig:
     """The config `seqvg train` would run for a command line (click's own parser)."""
-    from seqvg.cli import _config, train
+    from seqvg.cli_options import run_config
+    from seqvg.cli_runs import train
 
     words = shlex.split(command)
     assert words[:2] == ["seqvg", "train"]
     ctx = train.make_context("train", words[2:])
-    return _config(ctx.params)
+    return run_config(ctx.params)
 
 
 def test_vanilla_rnn_at_the_baseline_explains_vanishing_and_offers_gated_cells(tmp_path):

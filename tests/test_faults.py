@@ -35,7 +35,7 @@ from click.testing import CliRunner
 from seqvg import rundir
 from seqvg.cli import cli
 from seqvg.config import ConfigError, RunConfig
-from seqvg.tasks import write_dataset
+from seqvg.datasets import write_dataset
 from seqvg.training import train
 
 from conftest import TINY

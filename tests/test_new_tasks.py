@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from seqvg import rundir
 from seqvg.cli import cli
 from seqvg.config import RunConfig
-from seqvg.tasks import get_task, read_dataset, stream
+from seqvg.datasets import read_dataset
+from seqvg.tasks import get_task, stream
 
 NEW = ["temporal-order", "selective-copy", "recall", "parity", "smnist", "psmnist"]
 
@@ -158,7 +159,7 @@ def test_mnist_pixels_and_splits(mnist):
 
 
 def test_mnist_missing_says_where(tmp_path, monkeypatch):
-    from seqvg import tasks
+    from seqvg import mnist
 
     monkeypatch.delenv("SEQVG_MNIST", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
@@ -166,7 +167,7 @@ def test_mnist_missing_says_where(tmp_path, monkeypatch):
     def offline():
         raise OSError("no network")
 
-    monkeypatch.setattr(tasks, "_download_mnist", offline)
+    monkeypatch.setattr(mnist, "_download_mnist", offline)
     r = CliRunner().invoke(cli, ["generate", "smnist", "-T", "784", "-o", str(tmp_path / "m.npz")])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert str(tmp_path / "kh" / "datasets" / "mnist.npz") in r.output and len(r.output.strip().splitlines()) == 1
@@ -326,9 +327,10 @@ def test_train_command_carries_task_args():
     """diagnose's remedy commands rebuild the run's config, task parameters included."""
     import shlex
 
-    from seqvg.cli import _config, train
+    from seqvg.cli_options import run_config
+    from seqvg.cli_runs import train
     from seqvg.diagnose import train_command
 
     cfg = RunConfig(task="recall", task_args={"pairs": 3}, length=7, cell="gru", steps=50).resolved()
     words = shlex.split(train_command(cfg))
-    assert _config(train.make_context("train", words[2:]).params) == cfg
+    assert run_config(train.make_context("train", words[2:]).params) == cfg

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from seqvg import config, rundir
+from seqvg import memory, rundir
 from seqvg.config import ConfigError
 from seqvg.study import grid_study, parse_assignments, run_study, summary_table, workload
 
@@ -67,7 +67,7 @@ def test_confirm_sees_the_workload_and_can_stop_before_anything_is_written(tmp_p
 
 
 def test_run_study_checks_every_run_s_memory_first_in_the_caller_s_words(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "physical_memory_bytes", lambda: 2**30)  # a 1 GiB machine
+    monkeypatch.setattr(memory, "physical_memory_bytes", lambda: 2**30)  # a 1 GiB machine
     study = grid_study("t", {"length": [5, 6]}, 1, {"units": 4, "val_size": 10**7}, tmp_path / "s")
     with pytest.raises(ConfigError, match="^needs about .*make it smaller with --set val_size=") as e:
         run_study(study, names={"val_size": "--set val_size=..."},

@@ -7,7 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from seqvg.cli import cli
-from seqvg.tasks import COPY_DELIMITER, generate_adding, generate_copy, get_task, read_dataset, stream
+from seqvg.datasets import read_dataset
+from seqvg.generators import COPY_DELIMITER, generate_adding, generate_copy
+from seqvg.tasks import get_task, stream
 
 
 @pytest.mark.parametrize("length", [2, 7, 100])

@@ -1,0 +1,72 @@
+"""The ``seqvg`` commands that read run directories: report, diagnose.
+
+    seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf
+    seqvg diagnose runs/adding-gru-T100-s0
+
+Nothing here trains or rebuilds a model: the PDF (``seqvg.report``) and the
+diagnosis (``seqvg.diagnose``) come from the files of the runs alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from seqvg.rundir import RunDirError
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/report.pdf"),
+              show_default=True, help="The PDF to write.")
+@click.option("--png", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each page as a PNG into this directory.")
+def report(run_dirs, out, png):
+    """Write a multi-page PDF report from run directories, or from a study's
+    directory (all its runs).
+
+    Pages: title (configs, versions, device), learning curves with the
+    task's baselines, gradient norm per timestep at init and end, heatmaps of
+    the gradient over training, the weight graph, and a summary table with a
+    diagnosis per run. Made from the run directories alone (no retraining);
+    the same runs give a byte-identical PDF.
+
+    \b
+    Examples:
+      seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf --png reports/adding
+      seqvg report runs/demo -o reports/demo.pdf
+    """
+    from seqvg.report import find_runs, make_report
+    from seqvg.rundir import check_writable
+
+    # Before the work: a report that cannot be saved is not worth drawing.
+    check_writable(out)
+    if png is not None:
+        check_writable(png, is_dir=True)
+    try:
+        found, notes = find_runs(run_dirs)
+        for note in notes:
+            click.echo(note, err=True)
+        titles = make_report(found, out, png)
+    except RunDirError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(f"wrote {out} ({len(titles)} pages: {', '.join(titles)})")
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+def diagnose(run_dirs):
+    """Print a text diagnosis of each run: vanishing / exploding / healthy
+    gradient flow with its evidence, a flat loss at the baseline, a plateau
+    at a partial solution, lower layers that stopped changing, divergence."""
+    from seqvg.diagnose import format_diagnosis
+    from seqvg.rundir import load_run
+
+    for path in run_dirs:
+        try:
+            run = load_run(path)
+        except RunDirError as e:
+            raise click.UsageError(str(e)) from None
+        click.echo(f"{path}:")
+        click.echo(format_diagnosis(run))

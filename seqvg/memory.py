@@ -1,0 +1,126 @@
+"""Will a run fit in memory? Estimates of what a run or a probe allocates, checked before any work.
+
+    seqvg train --length 100000 --units 4096    # refused at once: needs ... GiB, this machine has ...
+
+``check_memory`` (training, ``seqvg probe``, every run of a study before the
+first starts) and ``check_data_memory`` (``seqvg generate``) raise a
+``ConfigError`` that names the estimate, the machine's memory and the
+options that make it smaller. The estimates are rough bounds: they only have
+to catch runs that cannot work.
+"""
+
+from __future__ import annotations
+
+import os
+
+from seqvg.config import ConfigError, RunConfig
+from seqvg.tasks import get_task
+
+#: Float32 values kept per timestep, sample and unit for the backward pass of
+#: one cell (gate pre-activations, activations and states). Measured orders of
+#: magnitude, rounded up; the estimate only has to catch impossible runs.
+_FLOATS_PER_UNIT = {"rnn": 4, "irnn": 4, "gru": 12, "lstm": 16}
+
+
+def estimate_memory_bytes(cfg: RunConfig) -> int:
+    """Estimates the peak activation memory of one training step in bytes."""
+    return _activation_bytes(cfg, cfg.batch_size)
+
+
+def _activation_bytes(cfg: RunConfig, batch: int) -> int:
+    # A custom cell: assumed as large as an LSTM's (a rough bound is all this needs).
+    per_step = batch * cfg.layers * cfg.units * _FLOATS_PER_UNIT.get(cfg.cell, 16)
+    task = get_task(cfg.task, cfg.task_args)
+    per_step += batch * (task.n_inputs + (task.n_outputs if task.per_step else 0)) * 2
+    return 4 * cfg.seq_len * per_step
+
+
+def data_bytes(task: str, n: int, length: int, task_args: dict | None = None) -> int:
+    """Peak memory of generating ``n`` samples: float32 inputs, targets and
+    the generator's float64/int temporaries (about twice the result)."""
+    t = get_task(task, task_args)
+    return 2 * n * t.seq_len(length) * (4 * t.n_inputs + 12)
+
+
+def memory_parts(cfg: RunConfig, training: bool = True, probe_n: int | None = None) -> list[tuple[str, int, list[str]]]:
+    """What a run (or, ``training=False``, a probe) allocates: (part, bytes, the
+    options that shrink it), largest first.
+
+    Training holds the validation set and the probe batch for the whole run;
+    the training step and the probe run one after the other, so only the
+    larger of the two counts. Validation runs in fixed chunks (bounded).
+    """
+    n_probe = cfg.probe_batch if probe_n is None else probe_n
+    probe_opts = ["probe_batch" if probe_n is None else "data", "length", "units", "layers"]
+    # The probe keeps the recurrent states and one tap per step besides the
+    # training step's activations: about twice a training step's per sample.
+    probe = 2 * _activation_bytes(cfg, n_probe) + data_bytes(cfg.task, n_probe, cfg.length, cfg.task_args)
+    if not training:
+        return [("the probe", probe, probe_opts)]
+    step = estimate_memory_bytes(cfg) + data_bytes(cfg.task, cfg.batch_size, cfg.length, cfg.task_args)
+    parts = [("the validation set", data_bytes(cfg.task, cfg.val_size, cfg.length, cfg.task_args), ["val_size", "length"])]
+    parts.append(("one training step", step, ["length", "batch_size", "units", "layers"]) if step >= probe
+                 else ("the probe", probe, probe_opts))
+    return sorted(parts, key=lambda p: -p[1])
+
+
+def physical_memory_bytes() -> int:
+    """Total physical memory of this machine, in bytes."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16 * 2**30
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool = True,
+                 probe_n: int | None = None, names: dict[str, str] | None = None) -> None:
+    """Refuses, before any work, a run (or probe) whose arrays cannot fit in memory.
+
+    Args:
+        cfg: the resolved config.
+        budget_fraction: share of physical memory a run may plan to use.
+        training: False for ``seqvg probe`` (no training step, no validation set).
+        probe_n: samples of a user's probe batch (``--data``), if any.
+        names: how the command spells each option (default ``--field-name``);
+            None for an option the command does not have.
+
+    Raises:
+        ConfigError: with the estimate, the machine's memory and the options
+            (of this command) that make it smaller.
+    """
+    parts = memory_parts(cfg, training, probe_n)
+    need = sum(b for _, b, _ in parts)
+    have = physical_memory_bytes()
+    if need <= budget_fraction * have:
+        return
+    what, _, options = parts[0]
+
+    def name(o: str) -> str | None:
+        if names is None:
+            return "-" * (1 + (o != "n")) + o.replace("_", "-")
+        return names.get(o)
+
+    shown = [n for n in map(name, options) if n]
+    detail = ", ".join(f"{w} {_gib(b)}" for w, b, _ in parts)
+    advice = f"; make it smaller with {', '.join(shown)}" if shown else ""
+    raise ConfigError(
+        f"needs about {_gib(need)} of memory ({detail}), more than half of this machine's {_gib(have)}{advice}",
+        options[0] if names is None else None,
+    )
+
+
+def check_data_memory(task: str, n: int, length: int, budget_fraction: float = 0.5,
+                      task_args: dict | None = None) -> None:
+    """Refuses, before any work, ``seqvg generate -n N`` that cannot fit in memory.
+
+    Raises:
+        ConfigError: option ``n``, with the estimate and the machine's memory.
+    """
+    need, have = data_bytes(task, n, length, task_args), physical_memory_bytes()
+    if need > budget_fraction * have:
+        raise ConfigError(f"{n} samples of {task} T={length} need about {_gib(need)} of memory, more than half "
+                          f"of this machine's {_gib(have)}; make it smaller with -n or --length", "n")

@@ -1,0 +1,30 @@
+"""The memory estimate and the check that refuses, before any work, a run that cannot fit."""
+
+import dataclasses
+
+import pytest
+
+from seqvg import memory
+from seqvg.config import ConfigError, RunConfig
+
+
+def test_memory_estimate_grows_with_the_work():
+    base = RunConfig(cell="lstm", length=100, units=64).resolved()
+    b = memory.estimate_memory_bytes(base)
+    assert memory.estimate_memory_bytes(dataclasses.replace(base, length=200)) == 2 * b
+    assert memory.estimate_memory_bytes(dataclasses.replace(base, cell="gru")) < b
+    assert memory.estimate_memory_bytes(dataclasses.replace(base, batch_size=128)) > 1.9 * b
+
+
+def test_memory_check_names_the_options_that_shrink_it(monkeypatch):
+    monkeypatch.setattr(memory, "physical_memory_bytes", lambda: 2**30)  # a 1 GiB machine
+    memory.check_memory(RunConfig(length=100, units=32).resolved())
+    huge = RunConfig(length=10000, units=256, batch_size=256).resolved()
+    with pytest.raises(ConfigError) as e:
+        memory.check_memory(huge)
+    assert e.value.option == "length"
+    assert "more than half of this machine's 1.0 GiB" in str(e.value)
+    assert "make it smaller with --length, --batch-size, --units, --layers" in str(e.value)
+    with pytest.raises(ConfigError) as e:  # a command that spells its options otherwise
+        memory.check_memory(huge, names={"length": "-T", "units": "--units"})
+    assert str(e.value).endswith("make it smaller with -T, --units") and e.value.option is None
