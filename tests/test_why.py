@@ -329,7 +329,7 @@ def test_diagnose_explains_from_the_recorded_numbers(tmp_path):
 
 def test_train_command_remakes_the_config():
     """The title page's command for study runs: parsing it gives the same config."""
-    from seqvg import cli as cli_module
+    from seqvg import cli_runs
     from seqvg.report_text import train_command
 
     cfg = RunConfig(cell="rnn", length=30, units=8, recurrent_gain=0.5, activation="relu", layer_norm=True,
@@ -338,7 +338,7 @@ def test_train_command_remakes_the_config():
     assert command.startswith("seqvg train ") and "--recurrent-gain 0.5" in command and "--no-early-stop" in command
     assert "--probe-every" not in command  # implied by --steps
     seen = {}
-    real = cli_module._config
+    real = cli_runs.run_config
 
     def capture(kwargs):
         seen["cfg"] = real(kwargs)
@@ -346,7 +346,7 @@ def test_train_command_remakes_the_config():
 
     import unittest.mock
 
-    with unittest.mock.patch.object(cli_module, "_config", capture):
+    with unittest.mock.patch.object(cli_runs, "run_config", capture):
         CliRunner().invoke(cli, command.split()[1:])
     assert seen["cfg"] == cfg
 
