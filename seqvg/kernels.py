@@ -7,7 +7,8 @@ Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
 TensorFlow's per-op cost. ``csrc/lstm_ops.cc`` holds seqvg's own: the whole
 sequence as one op forward and one backward (``lstm_seq`` and ``gru_seq``,
 seqvg's training loops and, with their ``taps``, the gradient probe's;
-``rnn_seq``, a tanh vanilla RNN, the probe's only). They are compiled with
+``rnn_seq``, a tanh vanilla RNN, the probe's only), and ``step_sigma``, the
+step Jacobian's norm of ``seqvg.why``. They are compiled with
 the C++ compiler and TensorFlow's own headers
 (``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
@@ -243,6 +244,8 @@ def _empty_if_zero(tf, grad, dtype):
 
 
 def _register_gradient(tf, module) -> None:
+    tf.no_gradient("SeqvgStepSigma")  # a statistic of the probe, never differentiated
+
     def _seq_options(op):
         # The taps' gradient (the probe's squared norms) only where the probe
         # passes taps; the weights' only where someone may read it.
@@ -366,6 +369,32 @@ def rnn_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = Fals
         x, h0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
         max_threads=max_threads, weight_grad=weight_grad)
     return (h_seq, h_last, caches) if with_caches else (h_seq, h_last)
+
+
+def step_sigma(kind: str, cell, x, s, v0, dim: int, max_threads: int = 0):
+    """Per row, ||J||_2 of one step of ``cell`` linearised in its state, by
+    ``dim`` Lanczos steps on J^T J (``csrc/lstm_ops.cc``).
+
+    For the cells the sequence ops run (``fastlstm.covered``, a tanh
+    SimpleRNN): the same maths, and the products of
+    ``stepstats.step_coefficients`` and ``stepstats.jacobian_products``.
+
+    Args:
+        kind: "rnn", "gru" or "lstm".
+        cell: the Keras cell (its kernel, recurrent kernel and bias).
+        x: (rows, d) each row's input.
+        s: (rows, state width) each row's entering state ([h; c] for the LSTM).
+        v0: (rows, state width) start vectors.
+        dim: Krylov dimension, at most the state width.
+        max_threads: as ``lstm_seq``'s; the rows are cut into blocks fixed
+            by their number, so any thread count gives the same numbers.
+
+    Returns:
+        (rows,) float32: the square root of the largest eigenvalue of each
+        row's Lanczos matrix of J^T J (``stepstats.lanczos_tridiagonal``).
+    """
+    return lstm_cell_ops().seqvg_step_sigma(x, s, cell.kernel, cell.recurrent_kernel, cell.bias, v0, cell=kind,
+                                            dim=dim, max_threads=max_threads)
 
 
 def sequence_internals(kind: str, caches: list, units: int, points):

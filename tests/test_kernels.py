@@ -248,6 +248,49 @@ def test_sequence_op_taps_are_the_probes_squared_norms(ops, cell):
     assert all(not w.any() for w in probe[2:]) and all(w.any() for w in full[2:])
 
 
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_step_sigma_op_against_explicit_jacobians_and_tf_lanczos(ops, cell):
+    """seqvg's step-Jacobian norm op: with the Krylov space the whole state,
+    each row's ||J||_2 from numpy's SVD of the explicit Jacobian of Keras's
+    own cell (tf.GradientTape.batch_jacobian); with a smaller one, the TF
+    ops' Lanczos estimate (stepstats) of the same products; on 1, 2 and 4
+    threads the same numbers (70 rows: three blocks, the last one partial)."""
+    import keras
+
+    from seqvg.stepstats import lanczos_sigma_max, linearised_step
+
+    rng = np.random.default_rng(4)
+    rows, units, d = 70, 6, 3
+    keras.utils.set_random_seed(2)
+    make = {"rnn": keras.layers.SimpleRNNCell, "gru": keras.layers.GRUCell, "lstm": keras.layers.LSTMCell}[cell]
+    layer_cell = make(units)
+    layer_cell.build((None, d))
+    for w in layer_cell.weights:  # away from init: gates and derivatives spread out
+        w.assign(rng.normal(size=w.shape).astype(np.float32) * 0.7)
+    n = 2 * units if cell == "lstm" else units
+    x = tf.constant(rng.normal(size=(rows, d)).astype(np.float32))
+    s = tf.constant(rng.normal(size=(rows, n)).astype(np.float32))
+    v0 = tf.constant(rng.normal(size=(rows, n)).astype(np.float32))
+    states = tf.split(s, 2, axis=1) if cell == "lstm" else [s]
+    with tf.GradientTape() as tape:
+        tape.watch(s)
+        parts = tf.split(s, 2, axis=1) if cell == "lstm" else [s]
+        _, new = layer_cell(x, parts if cell == "lstm" else parts[0])
+        new = tf.concat(tf.nest.flatten(new), axis=1)
+    exact = np.linalg.norm(tape.batch_jacobian(new, s).numpy().astype(np.float64), 2, axis=(1, 2))
+    full = [kernels.step_sigma(cell, layer_cell, x, s, v0, n, max_threads=p).numpy() for p in (1, 2, 4)]
+    np.testing.assert_allclose(full[0], exact, rtol=1e-4)
+    jvp, vjp = linearised_step(cell, layer_cell, x, states)
+    want = lanczos_sigma_max(jvp, vjp, v0, 3).numpy()
+    part = [kernels.step_sigma(cell, layer_cell, x, s, v0, 3, max_threads=p).numpy() for p in (1, 2, 4)]
+    # Two float32 recurrences whose sums differ in order: Lanczos carries
+    # their rounding along, a few parts in 1e5 after three steps here.
+    np.testing.assert_allclose(part[0], want, rtol=2e-4)
+    assert np.all(part[0] <= exact * (1 + 1e-5))
+    for got in (full, part):
+        assert all(np.array_equal(got[0], other) for other in got[1:])
+
+
 def test_sequence_op_bad_shapes_are_clear_errors(ops):
     x, h = tf.zeros((B, SEQ_T, SEQ_D)), tf.zeros((B, SEQ_U))
     weights = [tf.zeros((SEQ_D, 4 * SEQ_U)), tf.zeros((SEQ_U, 4 * SEQ_U)), tf.zeros((4 * SEQ_U,))]

@@ -6,6 +6,8 @@
 //   SeqvgGruSeq / SeqvgGruSeqGrad: the same for Keras's GRU.
 //   SeqvgRnnSeq / SeqvgRnnSeqGrad: the same for Keras's tanh SimpleRNN
 //     (the probe's only; training keeps Keras's loop).
+//   SeqvgStepSigma: the step Jacobian's spectral norm per sample, for
+//     seqvg.why's statistics (seqvg/stepstats.py).
 // Tests: tests/test_kernels.py (against TF ops and Keras's LSTM loop).
 //
 // Layout is transposed, (rows, batch) row-major, as in seqvg/fastlstm.py:
@@ -19,7 +21,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cfenv>
+#include <cmath>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 #if defined(__x86_64__) || defined(__i386__)
@@ -39,6 +43,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "Eigen/Eigenvalues"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace {
@@ -1067,3 +1072,227 @@ class SeqvgRnnSeqGradOp : public OpKernel {
 
 REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeq").Device(tensorflow::DEVICE_CPU), SeqvgRnnSeqOp);
 REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), SeqvgRnnSeqGradOp);
+
+// ---- The step Jacobian's spectral norm per row (seqvg/stepstats.py) ----
+//
+// sigma_max(J) of one step of a cell the sequence ops run (the same maths,
+// tanh and sigmoid), linearised in its whole state, one J per row (a sample
+// at a Jacobian point), by `dim` Lanczos steps on J^T J from the row of v0:
+// the top eigenvalue of each row's (dim x dim) tridiagonal matrix, the
+// recurrence of stepstats.lanczos_tridiagonal, whose TensorFlow ops this
+// replaces for these cells (there, ~80 small ops per Lanczos step cost three
+// times its two matmuls). J v and J^T u are one GEMM each with Keras's
+// recurrent matrix R (u, G u) and elementwise factors, the activations'
+// derivatives at the point (stepstats.step_coefficients, in the same order):
+//   rnn  [d]:                 J v = d (v R),  J^T w = (d w) R^T
+//   gru  [cz, z, cr, ch]:     J v = cz E_z + z v + cr E_r + ch E_h, E = v R
+//                             J^T w = [w cz, w cr, w ch] R^T + w z
+//   lstm [f, af, ai, ag, ao, bc], state [h; c]:
+//                             e = f v_c + ai E_i + af E_f + ag E_g, E = v_h R
+//                             J v = [ao E_o + bc e; e]
+//                             k = w_c + bc w_h,  J^T w = [[k ai, k af, k ag, w_h ao] R^T; k f]
+// Rows are cut into blocks of kRows fixed by the row count and handed to the
+// threads as they come free: a row's numbers do not depend on the threads.
+namespace stepjac {
+
+using Mat = seqrnn::Mat;
+using CMMap = seqrnn::CMMap;
+using RArr = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+constexpr int64_t kRows = 32;
+
+enum Kind { kRnn = 0, kGru = 1, kLstm = 2 };
+
+struct Cell {
+  Kind kind;
+  int64_t u, d;
+  const float *x, *s, *bias;  // x (rows, d), s (rows, n), bias (G u) or the GRU's (2, G u)
+  CMMap kernel, r;            // (d, G u), (u, G u)
+  int64_t G() const { return kind == kRnn ? 1 : kind == kGru ? 3 : 4; }
+  int64_t n() const { return kind == kLstm ? 2 * u : u; }
+};
+
+inline RArr Sigmoid(const RArr& a) { return a.logistic(); }
+
+// The factors of rows [r0, r0 + m), each (m, u): the step's forward maths
+// at (x, s) as the sequence ops compute it, then the derivatives.
+inline std::vector<RArr> Coefficients(const Cell& c, int64_t r0, int64_t m) {
+  const int64_t u = c.u, gu = c.G() * u, n = c.n();
+  const CMMap s(c.s + r0 * n, m, n);
+  Mat zx = CMMap(c.x + r0 * c.d, m, c.d) * c.kernel;
+  Mat zh = s.leftCols(u) * c.r;
+  const Eigen::Map<const Eigen::RowVectorXf> b(c.bias, gu);
+  if (c.kind == kRnn) {
+    RArr h = ((zx + zh).rowwise() + b).array().tanh();
+    return {1.f - h * h};
+  }
+  if (c.kind == kLstm) {
+    const RArr z = (zx + zh).rowwise() + b;
+    const RArr i = Sigmoid(z.leftCols(u)), f = Sigmoid(z.middleCols(u, u)), o = Sigmoid(z.rightCols(u));
+    const RArr g = z.middleCols(2 * u, u).tanh();
+    const RArr cp = s.rightCols(u).array();
+    const RArr tc = (f * cp + i * g).tanh();
+    return {f, cp * f * (1.f - f), g * i * (1.f - i), i * (1.f - g * g), tc * o * (1.f - o), o * (1.f - tc * tc)};
+  }
+  // Keras's GRU, reset_after=True: the recurrent bias inside r's product.
+  const Eigen::Map<const Eigen::RowVectorXf> b_in(c.bias + gu, gu);
+  const RArr xp = zx.rowwise() + b, inner = zh.rowwise() + b_in;
+  const RArr z = Sigmoid(xp.leftCols(u) + inner.leftCols(u)), r = Sigmoid(xp.middleCols(u, u) + inner.middleCols(u, u));
+  const RArr hh = (xp.rightCols(u) + r * inner.rightCols(u)).tanh();
+  const RArr keep = (1.f - z) * (1.f - hh * hh);
+  return {z * (1.f - z) * (s.leftCols(u).array() - hh), z, keep * r * (1.f - r) * inner.rightCols(u), keep * r};
+}
+
+inline void Jvp(const Cell& c, const std::vector<RArr>& k, const Mat& v, Mat& e, Mat& out) {
+  const int64_t u = c.u;
+  if (c.kind == kRnn) {
+    e.noalias() = v * c.r;
+    out.array() = k[0] * e.array();
+  } else if (c.kind == kGru) {
+    e.noalias() = v * c.r;
+    out.array() = k[0] * e.leftCols(u).array() + k[1] * v.array() + k[2] * e.middleCols(u, u).array() +
+                  k[3] * e.rightCols(u).array();
+  } else {
+    e.noalias() = v.leftCols(u) * c.r;
+    out.rightCols(u).array() = k[0] * v.rightCols(u).array() + k[2] * e.leftCols(u).array() +
+                               k[1] * e.middleCols(u, u).array() + k[3] * e.middleCols(2 * u, u).array();
+    out.leftCols(u).array() = k[4] * e.rightCols(u).array() + k[5] * out.rightCols(u).array();
+  }
+}
+
+inline void Vjp(const Cell& c, const std::vector<RArr>& k, const Mat& w, Mat& d, Mat& out) {
+  const int64_t u = c.u;
+  if (c.kind == kRnn) {
+    d.array() = k[0] * w.array();
+    out.noalias() = d * c.r.transpose();
+  } else if (c.kind == kGru) {
+    d.leftCols(u).array() = w.array() * k[0];
+    d.middleCols(u, u).array() = w.array() * k[2];
+    d.rightCols(u).array() = w.array() * k[3];
+    out.noalias() = d * c.r.transpose();
+    out.array() += w.array() * k[1];
+  } else {
+    const RArr carry = w.rightCols(u).array() + k[5] * w.leftCols(u).array();
+    d.leftCols(u).array() = carry * k[2];
+    d.middleCols(u, u).array() = carry * k[1];
+    d.middleCols(2 * u, u).array() = carry * k[3];
+    d.rightCols(u).array() = w.leftCols(u).array() * k[4];
+    out.leftCols(u).noalias() = d * c.r.transpose();
+    out.rightCols(u).array() = carry * k[0];
+  }
+}
+
+// Rows [r0, r0 + m): their sigma_max estimates into sigma.
+inline void Block(const Cell& c, int64_t r0, int64_t m, const float* v0, int64_t dim, float* sigma) {
+  const int64_t n = c.n(), gu = c.G() * c.u;
+  const std::vector<RArr> k = Coefficients(c, r0, m);
+  Mat q = CMMap(v0 + r0 * n, m, n), q_prev = Mat::Zero(m, n), w(m, n), jq(m, n), e(m, gu), d(m, gu);
+  std::vector<double> beta(m, 0.0);
+  Eigen::MatrixXd alphas = Eigen::MatrixXd::Zero(dim, m), betas = Eigen::MatrixXd::Zero(dim, m);
+  for (int64_t r = 0; r < m; ++r) {
+    const double norm = std::sqrt(q.row(r).cast<double>().squaredNorm());
+    if (norm > 0) q.row(r) *= static_cast<float>(1.0 / norm); else q.row(r).setZero();
+  }
+  for (int64_t j = 0; j < dim; ++j) {
+    Jvp(c, k, q, e, jq);
+    Vjp(c, k, jq, d, w);
+    for (int64_t r = 0; r < m; ++r) {
+      // Float32 vectors, as the TF version's; their sums in double.
+      const float alpha = static_cast<float>(q.row(r).cast<double>().dot(w.row(r).cast<double>()));
+      alphas(j, r) = alpha;
+      if (j == dim - 1) continue;
+      const double w_norm = std::sqrt(w.row(r).cast<double>().squaredNorm());
+      w.row(r) -= alpha * q.row(r) + static_cast<float>(beta[r]) * q_prev.row(r);
+      const double norm = std::sqrt(w.row(r).cast<double>().squaredNorm());
+      // A residual at rounding level: the Krylov space is invariant and the
+      // row's Ritz values exact; its recurrence stops (as the TF version's).
+      const bool alive = norm > 1e-4 * w_norm;
+      beta[r] = alive ? norm : 0.0;
+      betas(j, r) = beta[r];
+      q_prev.row(r) = q.row(r);
+      if (alive) q.row(r) = w.row(r) * static_cast<float>(1.0 / norm); else q.row(r).setZero();
+    }
+  }
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver;
+  for (int64_t r = 0; r < m; ++r) {
+    const Eigen::VectorXd diag = alphas.col(r), off = betas.col(r).head(dim - 1);
+    solver.computeFromTridiagonal(diag, off, Eigen::EigenvaluesOnly);
+    sigma[r0 + r] = static_cast<float>(std::sqrt(std::max(solver.eigenvalues().maxCoeff(), 0.0)));
+  }
+}
+
+}  // namespace stepjac
+
+// x (rows, d) and s (rows, n) the input and the entering state ([h] or [h;
+// c], n = 2u for the LSTM) of each row's step; kernel (d, G u), recurrent
+// (u, G u), bias (G u) or the GRU's (2, G u), Keras's; v0 (rows, n) the start
+// vectors; at most max_threads threads (0: TensorFlow's intra-op threads).
+// Output: sigma (rows,), the square root of the largest eigenvalue of each
+// row's Lanczos matrix.
+REGISTER_OP("SeqvgStepSigma")
+    .Input("x: float")
+    .Input("s: float")
+    .Input("kernel: float")
+    .Input("recurrent: float")
+    .Input("bias: float")
+    .Input("v0: float")
+    .Attr("cell: {'rnn', 'gru', 'lstm'}")
+    .Attr("dim: int >= 1")
+    .Attr("max_threads: int = 0")
+    .Output("sigma: float")
+    .SetShapeFn([](InferenceContext* ctx) {
+      ShapeHandle v0;
+      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(5), 2, &v0));
+      ctx->set_output(0, ctx->Vector(ctx->Dim(v0, 0)));
+      return absl::OkStatus();
+    });
+
+class SeqvgStepSigmaOp : public OpKernel {
+ public:
+  explicit SeqvgStepSigmaOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::string cell;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("cell", &cell));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("dim", &dim_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
+    kind_ = cell == "rnn" ? stepjac::kRnn : cell == "gru" ? stepjac::kGru : stepjac::kLstm;
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &x = ctx->input(0), &s = ctx->input(1), &kernel = ctx->input(2), &recurrent = ctx->input(3);
+    const Tensor &bias = ctx->input(4), &v0 = ctx->input(5);
+    const int64_t G = kind_ == stepjac::kRnn ? 1 : kind_ == stepjac::kGru ? 3 : 4;
+    OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == G * recurrent.dim_size(0),
+                absl::InvalidArgumentError("recurrent must be (units, G * units) for the cell"));
+    const int64_t u = recurrent.dim_size(0), n = kind_ == stepjac::kLstm ? 2 * u : u;
+    OP_REQUIRES(ctx, x.dims() == 2 && kernel.dims() == 2 && kernel.dim_size(0) == x.dim_size(1) &&
+                         kernel.dim_size(1) == G * u && bias.NumElements() == (kind_ == stepjac::kGru ? 2 : 1) * G * u,
+                absl::InvalidArgumentError("x (rows, d), kernel (d, G * units) and the cell's bias"));
+    const int64_t rows = x.dim_size(0);
+    OP_REQUIRES(ctx, s.dims() == 2 && s.dim_size(0) == rows && s.dim_size(1) == n && v0.shape() == s.shape(),
+                absl::InvalidArgumentError("s and v0 must be (rows, state width)"));
+    OP_REQUIRES(ctx, dim_ <= n, absl::InvalidArgumentError("dim must be at most the state width"));
+    Tensor* sigma;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({rows}), &sigma));
+    const stepjac::Cell cell{kind_, u, x.dim_size(1), Data(x), Data(s), Data(bias),
+                             seqrnn::CMMap(Data(kernel), x.dim_size(1), G * u),
+                             seqrnn::CMMap(Data(recurrent), u, G * u)};
+    const int64_t blocks = (rows + stepjac::kRows - 1) / stepjac::kRows;
+    int P = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+    if (max_threads_ > 0) P = std::min(P, max_threads_);
+    P = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(P, blocks)));
+    std::atomic<int64_t> next{0};
+    const float* v0p = Data(v0);
+    float* out = Data(sigma);
+    seqrnn::Parallel(P, PoolScheduler(ctx), [&](int) {
+      for (int64_t b = next++; b < blocks; b = next++) {
+        const int64_t r0 = b * stepjac::kRows;
+        stepjac::Block(cell, r0, std::min(stepjac::kRows, rows - r0), v0p, dim_, out);
+      }
+    });
+  }
+
+ private:
+  stepjac::Kind kind_;
+  int dim_, max_threads_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("SeqvgStepSigma").Device(tensorflow::DEVICE_CPU), SeqvgStepSigmaOp);
