@@ -245,44 +245,33 @@ def _empty_if_zero(tf, grad, dtype):
 
 def _register_gradient(tf, module) -> None:
     tf.no_gradient("SeqvgStepSigma")  # a statistic of the probe, never differentiated
+    for cell, states in (("lstm", 2), ("gru", 1), ("rnn", 1)):
+        grad_op = getattr(module, f"seqvg_{cell}_seq_grad")
+        tf.RegisterGradient(f"Seqvg{cell.capitalize()}Seq")(_sequence_grad(tf, grad_op, states))
 
-    def _seq_options(op):
-        # The taps' gradient (the probe's squared norms) only where the probe
-        # passes taps; the weights' only where someone may read it.
-        taps = op.inputs[-1]
-        return dict(weight_grad=op.get_attr("weight_grad"), with_taps=taps.shape.num_elements() != 0)
 
-    @tf.RegisterGradient("SeqvgLstmSeq")
-    def _seq_grad(op, dh_seq, dh_last, dc_last, *_caches):
+def _sequence_grad(tf, grad_op, states: int):
+    """The registered gradient of a sequence op with ``states`` states
+    (``csrc/lstm_ops.cc``): its gradient op on the forward's caches."""
+
+    def grad(op, dh_seq, *rest):
         h0 = op.inputs[1]
-        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
-        dc_last = tf.zeros_like(h0) if dc_last is None else dc_last
+        d_last = [tf.zeros_like(h0) if d is None else d for d in rest[:states]]
         # Nothing reads the sequence (no return_sequences, or a zero the tape
         # filled in).
         dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
-        *grads, d_taps = module.seqvg_lstm_seq_grad(*op.outputs[3:], dh_seq, dh_last, dc_last, **_seq_options(op))
-        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
+        taps = op.inputs[-1]
+        # The taps' gradient (the probe's squared norms) only where the probe
+        # passes taps; the weights' only where someone may read it.
+        *grads, d_taps = grad_op(*op.outputs[1 + states:], dh_seq, *d_last, weight_grad=op.get_attr("weight_grad"),
+                                 with_taps=taps.shape.num_elements() != 0)
+        return (*grads, tf.ensure_shape(d_taps, taps.shape))
 
-    @tf.RegisterGradient("SeqvgGruSeq")
-    def _gru_seq_grad(op, dh_seq, dh_last, *_caches):
-        h0 = op.inputs[1]
-        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
-        dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
-        *grads, d_taps = module.seqvg_gru_seq_grad(*op.outputs[2:], dh_seq, dh_last, **_seq_options(op))
-        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
+    return grad
 
 
-    @tf.RegisterGradient("SeqvgRnnSeq")
-    def _rnn_seq_grad(op, dh_seq, dh_last, *_caches):
-        h0 = op.inputs[1]
-        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
-        dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
-        *grads, d_taps = module.seqvg_rnn_seq_grad(*op.outputs[2:], dh_seq, dh_last, **_seq_options(op))
-        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
-
-
-def lstm_cell_ops():
-    """The loaded op module (``lstm_seq``, ``gru_seq``), or None where it is unavailable."""
+def op_module():
+    """The loaded module of seqvg's ops (``seqvg_lstm_seq``, ...), or None where they are unavailable."""
     return _load()[0]
 
 
@@ -291,10 +280,18 @@ def kernel_status() -> str:
     return f"seqvg's LSTM ops: {_load()[1]}"
 
 
-def _taps(taps):
+def _sequence_op(cell: str, x, initial: list, weights: list, return_sequences: bool, max_threads: int, taps,
+                 weight_grad: bool, with_caches: bool):
+    """Runs ``seqvg_<cell>_seq``: (h_seq, the last states), and the caches
+    (its blocks first) with ``with_caches``; the arguments as ``lstm_seq``'s."""
     import tensorflow as tf
 
-    return tf.zeros([0], tf.float64) if taps is None else taps
+    taps = tf.zeros([0], tf.float64) if taps is None else taps
+    outputs = getattr(op_module(), f"seqvg_{cell}_seq")(
+        x, *initial, *weights, taps, return_sequences=return_sequences, max_threads=max_threads,
+        weight_grad=weight_grad)
+    head, caches = tuple(outputs[:1 + len(initial)]), list(outputs[1 + len(initial):])
+    return (*head, caches) if with_caches else head
 
 
 def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
@@ -319,10 +316,8 @@ def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool =
         (h_seq, h_T, c_T), and the caches with ``with_caches``: h_seq is
         (batch, T, u), or (batch, 0, u) without return_sequences.
     """
-    h_seq, h_last, c_last, *caches = lstm_cell_ops().seqvg_lstm_seq(
-        x, h0, c0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
-        max_threads=max_threads, weight_grad=weight_grad)
-    return (h_seq, h_last, c_last, caches) if with_caches else (h_seq, h_last, c_last)
+    return _sequence_op("lstm", x, [h0, c0], [kernel, recurrent_kernel, bias], return_sequences, max_threads, taps,
+                        weight_grad, with_caches)
 
 
 def gru_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
@@ -341,10 +336,8 @@ def gru_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = Fals
         (h_seq, h_T), and the caches with ``with_caches``: h_seq is (batch,
         T, u), or (batch, 0, u) without return_sequences.
     """
-    h_seq, h_last, *caches = lstm_cell_ops().seqvg_gru_seq(
-        x, h0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
-        max_threads=max_threads, weight_grad=weight_grad)
-    return (h_seq, h_last, caches) if with_caches else (h_seq, h_last)
+    return _sequence_op("gru", x, [h0], [kernel, recurrent_kernel, bias], return_sequences, max_threads, taps,
+                        weight_grad, with_caches)
 
 
 def rnn_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
@@ -365,10 +358,8 @@ def rnn_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = Fals
         (h_seq, h_T), and the caches with ``with_caches``: h_seq is (batch,
         T, u), or (batch, 0, u) without return_sequences.
     """
-    h_seq, h_last, *caches = lstm_cell_ops().seqvg_rnn_seq(
-        x, h0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
-        max_threads=max_threads, weight_grad=weight_grad)
-    return (h_seq, h_last, caches) if with_caches else (h_seq, h_last)
+    return _sequence_op("rnn", x, [h0], [kernel, recurrent_kernel, bias], return_sequences, max_threads, taps,
+                        weight_grad, with_caches)
 
 
 def step_sigma(kind: str, cell, x, s, v0, dim: int, max_threads: int = 0):
@@ -393,7 +384,7 @@ def step_sigma(kind: str, cell, x, s, v0, dim: int, max_threads: int = 0):
         (rows,) float32: the square root of the largest eigenvalue of each
         row's Lanczos matrix of J^T J (``stepstats.lanczos_tridiagonal``).
     """
-    return lstm_cell_ops().seqvg_step_sigma(x, s, cell.kernel, cell.recurrent_kernel, cell.bias, v0, cell=kind,
+    return op_module().seqvg_step_sigma(x, s, cell.kernel, cell.recurrent_kernel, cell.bias, v0, cell=kind,
                                             dim=dim, max_threads=max_threads)
 
 
