@@ -51,6 +51,18 @@ def wall(fn: Callable[[], object]) -> Callable[[], float]:
     return timed
 
 
+def cpu(fn: Callable[[], object]) -> Callable[[], float]:
+    """``fn`` made to return the CPU time it took, in seconds: the process's,
+    all threads together (a thread spinning at a barrier counts)."""
+
+    def timed() -> float:
+        t0 = time.process_time()
+        fn()
+        return time.process_time() - t0
+
+    return timed
+
+
 def time_block(step: Callable[[], object], steps: int) -> float:
     """Seconds per step over a block of ``steps`` calls of ``step``."""
     t0 = time.perf_counter()

@@ -45,12 +45,12 @@ def _path(cfg, loop: str):
         return execpath.ExecutionPath(cfg.cell, "keras")
     if loop == "seqvg":
         return execpath.resolve(cfg)
-    ops = kernels.lstm_cell_ops
-    kernels.lstm_cell_ops = lambda: None
+    ops = kernels.op_module
+    kernels.op_module = lambda: None
     try:
         return execpath.resolve(cfg)
     finally:
-        kernels.lstm_cell_ops = ops
+        kernels.op_module = ops
 
 
 def _trainer(cfg, loop: str):

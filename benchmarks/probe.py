@@ -2,6 +2,7 @@
 
     python benchmarks/probe.py            # T=200, batch 64, 128 units
     python benchmarks/probe.py --repeats 20 --length 200 --mem-length 1000
+    python benchmarks/probe.py --clock cpu    # CPU time: steadier on a loaded machine
 
 For rnn, lstm and gru: the median wall time of one probe (all T per-timestep
 norms, one backward pass) and of one training step through seqvg's own
@@ -12,7 +13,9 @@ probe's two parts alone: the gradient norms (``grad_ratio``) and the gate and
 step-Jacobian statistics of ``seqvg.why`` (``why_ratio``), computed from
 what that pass hands them. Then the peak resident memory that one probe and
 one training step add at T=1000, each in a fresh process (VmHWM minus VmRSS
-before the call).
+before the call). Times are wall-clock (issue 22's figure), or with ``--clock
+cpu`` the CPU time of all the process's threads: on a loaded shared machine
+the wall ratio swings with what else runs, the CPU ratio much less.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ import statistics
 import subprocess
 import sys
 
-from common import cell_list, paired_ratio, positive_int, ratio_spread, time_interleaved, wall
+from common import cell_list, cpu, paired_ratio, positive_int, ratio_spread, time_interleaved, wall
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> dict:
+def time_cell(cell: str, length: int, batch: int, units: int, repeats: int, clock=wall) -> dict:
     import tensorflow as tf
 
     from seqvg.config import RunConfig
@@ -61,8 +64,8 @@ def time_cell(cell: str, length: int, batch: int, units: int, repeats: int) -> d
 
     why_in = prober._fn(pxc, pyc)[3]  # what that pass hands StepStats
 
-    t = time_interleaved({"step": wall(train_step), "probe": wall(one_probe), "grad": wall(grad_part),
-                          "why": wall(lambda: prober.stats(why_in, length))}, repeats, warmup=3)
+    t = time_interleaved({"step": clock(train_step), "probe": clock(one_probe), "grad": clock(grad_part),
+                          "why": clock(lambda: prober.stats(why_in, length))}, repeats, warmup=3)
     return {
         "cell": cell,
         "probe_s": statistics.median(t["probe"]),
@@ -120,6 +123,9 @@ def main() -> None:
     ap.add_argument("--mem-length", type=positive_int, default=1000,
                     help="sequence length of the peak-memory measurement (1000)")
     ap.add_argument("--cells", type=cell_list, default="rnn,lstm,gru", help="comma-separated cells (rnn,lstm,gru)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time each call by the wall clock (the figure of issue 22), or by the CPU time of the "
+                         "process's threads together, steadier than the wall clock on a loaded machine (wall)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -127,7 +133,8 @@ def main() -> None:
         cell, what = args._child.split(":")
         peak_memory_child(cell, args.mem_length, args.batch, args.units, what)
         return
-    rows = [time_cell(c, args.length, args.batch, args.units, args.repeats) for c in args.cells]
+    clock = cpu if args.clock == "cpu" else wall
+    rows = [time_cell(c, args.length, args.batch, args.units, args.repeats, clock) for c in args.cells]
     for row in rows:
         for what in ("probe", "step"):
             out = subprocess.run(
@@ -138,10 +145,11 @@ def main() -> None:
             peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
             row[f"{what}_peak_mib_T{args.mem_length}"] = peak
     if args.json:
-        print(json.dumps({"length": args.length, "batch": args.batch, "units": args.units, "cells": rows}))
+        print(json.dumps({"length": args.length, "batch": args.batch, "units": args.units, "clock": args.clock,
+                          "load": os.getloadavg()[0], "cells": rows}))
         return
     print(f"probe vs train step: T={args.length}, batch {args.batch}, {args.units} units, "
-          f"median of {args.repeats}, {os.cpu_count()} cores")
+          f"median of {args.repeats}, {os.cpu_count()} cores, {args.clock} clock, load {os.getloadavg()[0]:.1f}")
     print(f"{'cell':<6} {'probe ms':>9} {'step ms':>9} {'probe/step':>11} {'quartiles':>11} "
           f"{'grad/step':>10} {'why/step':>9} {'probe/step MiB @T=' + str(args.mem_length):>22}")
     for r in rows:

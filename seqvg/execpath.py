@@ -150,7 +150,7 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: b
 
     if tf.config.list_logical_devices("GPU"):
         return ExecutionPath(cell, "keras")  # cuDNN; seqvg's ops have only CPU kernels
-    if kernels.lstm_cell_ops() is not None:
+    if kernels.op_module() is not None:
         return ExecutionPath(cell, "seqvg-op")
     if cell == "gru":
         return ExecutionPath(cell, "keras")  # seqvg has no TF-ops loop of its own for the GRU

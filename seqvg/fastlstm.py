@@ -87,7 +87,7 @@ def fused(dtype) -> bool:
     from seqvg import kernels
 
     return (dtype == "float32" and not tf.config.list_logical_devices("GPU")
-            and kernels.lstm_cell_ops() is not None)
+            and kernels.op_module() is not None)
 
 
 def gates(weights, zero, s):

@@ -7,7 +7,8 @@ Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
 TensorFlow's per-op cost. ``csrc/lstm_ops.cc`` holds seqvg's own: the whole
 sequence as one op forward and one backward (``lstm_seq`` and ``gru_seq``,
 seqvg's training loops and, with their ``taps``, the gradient probe's;
-``rnn_seq``, a tanh vanilla RNN, the probe's only). They are compiled with
+``rnn_seq``, a tanh vanilla RNN, the probe's only), and ``step_sigma``, the
+step Jacobian's norm of ``seqvg.why``. They are compiled with
 the C++ compiler and TensorFlow's own headers
 (``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
@@ -243,43 +244,34 @@ def _empty_if_zero(tf, grad, dtype):
 
 
 def _register_gradient(tf, module) -> None:
-    def _seq_options(op):
-        # The taps' gradient (the probe's squared norms) only where the probe
-        # passes taps; the weights' only where someone may read it.
-        taps = op.inputs[-1]
-        return dict(weight_grad=op.get_attr("weight_grad"), with_taps=taps.shape.num_elements() != 0)
+    tf.no_gradient("SeqvgStepSigma")  # a statistic of the probe, never differentiated
+    for cell, states in (("lstm", 2), ("gru", 1), ("rnn", 1)):
+        grad_op = getattr(module, f"seqvg_{cell}_seq_grad")
+        tf.RegisterGradient(f"Seqvg{cell.capitalize()}Seq")(_sequence_grad(tf, grad_op, states))
 
-    @tf.RegisterGradient("SeqvgLstmSeq")
-    def _seq_grad(op, dh_seq, dh_last, dc_last, *_caches):
+
+def _sequence_grad(tf, grad_op, states: int):
+    """The registered gradient of a sequence op with ``states`` states
+    (``csrc/lstm_ops.cc``): its gradient op on the forward's caches."""
+
+    def grad(op, dh_seq, *rest):
         h0 = op.inputs[1]
-        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
-        dc_last = tf.zeros_like(h0) if dc_last is None else dc_last
+        d_last = [tf.zeros_like(h0) if d is None else d for d in rest[:states]]
         # Nothing reads the sequence (no return_sequences, or a zero the tape
         # filled in).
         dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
-        *grads, d_taps = module.seqvg_lstm_seq_grad(*op.outputs[3:], dh_seq, dh_last, dc_last, **_seq_options(op))
-        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
+        taps = op.inputs[-1]
+        # The taps' gradient (the probe's squared norms) only where the probe
+        # passes taps; the weights' only where someone may read it.
+        *grads, d_taps = grad_op(*op.outputs[1 + states:], dh_seq, *d_last, weight_grad=op.get_attr("weight_grad"),
+                                 with_taps=taps.shape.num_elements() != 0)
+        return (*grads, tf.ensure_shape(d_taps, taps.shape))
 
-    @tf.RegisterGradient("SeqvgGruSeq")
-    def _gru_seq_grad(op, dh_seq, dh_last, *_caches):
-        h0 = op.inputs[1]
-        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
-        dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
-        *grads, d_taps = module.seqvg_gru_seq_grad(*op.outputs[2:], dh_seq, dh_last, **_seq_options(op))
-        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
+    return grad
 
 
-    @tf.RegisterGradient("SeqvgRnnSeq")
-    def _rnn_seq_grad(op, dh_seq, dh_last, *_caches):
-        h0 = op.inputs[1]
-        dh_last = tf.zeros_like(h0) if dh_last is None else dh_last
-        dh_seq = _empty_if_zero(tf, dh_seq, h0.dtype)
-        *grads, d_taps = module.seqvg_rnn_seq_grad(*op.outputs[2:], dh_seq, dh_last, **_seq_options(op))
-        return (*grads, tf.ensure_shape(d_taps, op.inputs[-1].shape))
-
-
-def lstm_cell_ops():
-    """The loaded op module (``lstm_seq``, ``gru_seq``), or None where it is unavailable."""
+def op_module():
+    """The loaded module of seqvg's ops (``seqvg_lstm_seq``, ...), or None where they are unavailable."""
     return _load()[0]
 
 
@@ -288,10 +280,18 @@ def kernel_status() -> str:
     return f"seqvg's LSTM ops: {_load()[1]}"
 
 
-def _taps(taps):
+def _sequence_op(cell: str, x, initial: list, weights: list, return_sequences: bool, max_threads: int, taps,
+                 weight_grad: bool, with_caches: bool):
+    """Runs ``seqvg_<cell>_seq``: (h_seq, the last states), and the caches
+    (its blocks first) with ``with_caches``; the arguments as ``lstm_seq``'s."""
     import tensorflow as tf
 
-    return tf.zeros([0], tf.float64) if taps is None else taps
+    taps = tf.zeros([0], tf.float64) if taps is None else taps
+    outputs = getattr(op_module(), f"seqvg_{cell}_seq")(
+        x, *initial, *weights, taps, return_sequences=return_sequences, max_threads=max_threads,
+        weight_grad=weight_grad)
+    head, caches = tuple(outputs[:1 + len(initial)]), list(outputs[1 + len(initial):])
+    return (*head, caches) if with_caches else head
 
 
 def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
@@ -316,10 +316,8 @@ def lstm_seq(x, h0, c0, kernel, recurrent_kernel, bias, return_sequences: bool =
         (h_seq, h_T, c_T), and the caches with ``with_caches``: h_seq is
         (batch, T, u), or (batch, 0, u) without return_sequences.
     """
-    h_seq, h_last, c_last, *caches = lstm_cell_ops().seqvg_lstm_seq(
-        x, h0, c0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
-        max_threads=max_threads, weight_grad=weight_grad)
-    return (h_seq, h_last, c_last, caches) if with_caches else (h_seq, h_last, c_last)
+    return _sequence_op("lstm", x, [h0, c0], [kernel, recurrent_kernel, bias], return_sequences, max_threads, taps,
+                        weight_grad, with_caches)
 
 
 def gru_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
@@ -338,10 +336,8 @@ def gru_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = Fals
         (h_seq, h_T), and the caches with ``with_caches``: h_seq is (batch,
         T, u), or (batch, 0, u) without return_sequences.
     """
-    h_seq, h_last, *caches = lstm_cell_ops().seqvg_gru_seq(
-        x, h0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
-        max_threads=max_threads, weight_grad=weight_grad)
-    return (h_seq, h_last, caches) if with_caches else (h_seq, h_last)
+    return _sequence_op("gru", x, [h0], [kernel, recurrent_kernel, bias], return_sequences, max_threads, taps,
+                        weight_grad, with_caches)
 
 
 def rnn_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = False, max_threads: int = 0,
@@ -362,10 +358,34 @@ def rnn_seq(x, h0, kernel, recurrent_kernel, bias, return_sequences: bool = Fals
         (h_seq, h_T), and the caches with ``with_caches``: h_seq is (batch,
         T, u), or (batch, 0, u) without return_sequences.
     """
-    h_seq, h_last, *caches = lstm_cell_ops().seqvg_rnn_seq(
-        x, h0, kernel, recurrent_kernel, bias, _taps(taps), return_sequences=return_sequences,
-        max_threads=max_threads, weight_grad=weight_grad)
-    return (h_seq, h_last, caches) if with_caches else (h_seq, h_last)
+    return _sequence_op("rnn", x, [h0], [kernel, recurrent_kernel, bias], return_sequences, max_threads, taps,
+                        weight_grad, with_caches)
+
+
+def step_sigma(kind: str, cell, x, s, v0, dim: int, max_threads: int = 0):
+    """Per row, ||J||_2 of one step of ``cell`` linearised in its state, by
+    ``dim`` Lanczos steps on J^T J (``csrc/lstm_ops.cc``).
+
+    For the cells the sequence ops run (``fastlstm.covered``, a tanh
+    SimpleRNN): the same maths, and the products of
+    ``stepstats.step_coefficients`` and ``stepstats.jacobian_products``.
+
+    Args:
+        kind: "rnn", "gru" or "lstm".
+        cell: the Keras cell (its kernel, recurrent kernel and bias).
+        x: (rows, d) each row's input.
+        s: (rows, state width) each row's entering state ([h; c] for the LSTM).
+        v0: (rows, state width) start vectors.
+        dim: Krylov dimension, at most the state width.
+        max_threads: as ``lstm_seq``'s; the rows are cut into blocks fixed
+            by their number, so any thread count gives the same numbers.
+
+    Returns:
+        (rows,) float32: the square root of the largest eigenvalue of each
+        row's Lanczos matrix of J^T J (``stepstats.lanczos_tridiagonal``).
+    """
+    return op_module().seqvg_step_sigma(x, s, cell.kernel, cell.recurrent_kernel, cell.bias, v0, cell=kind,
+                                            dim=dim, max_threads=max_threads)
 
 
 def sequence_internals(kind: str, caches: list, units: int, points):

@@ -199,7 +199,10 @@ class Prober:
         if vanilla and fastlstm.fused("float32"):
             self.op_layers += vanilla
         self.op_first = any(self.plan[0][1] is layer for layer in self.op_layers)
-        self.stats = StepStats(self.rnns, jit_compile=self.path.xla)
+        # The layers probed by seqvg's ops have their step-Jacobian norms
+        # from its op too; the ops are loaded for them anyway.
+        self.stats = StepStats(self.rnns, jit_compile=self.path.xla,
+                               sigma_op=[any(rnn is layer for layer in self.op_layers) for rnn in self.rnns])
         # No autograph: the loops are explicit tf.while_loops, and converting
         # the probe's functions costs each new process about a second of CPU.
         # XLA where the run's path says so (a custom cell's training run).

@@ -117,13 +117,22 @@ def _derivative(fn, a):
     return tape.gradient(out, a)
 
 
-def linearised_step(kind: str, cell, x, states):
-    """(J v, J^T u) of one step of a Keras cell (``cellstep.step``'s maths) at
-    (x, states), w.r.t. the concatenated states; each row its own Jacobian.
+def step_coefficients(kind: str, cell, x, states) -> list:
+    """The elementwise factors of one step's Jacobian products, (rows, u) each.
 
-    Written out for the built-in kinds so that each product is one matmul
-    with the recurrent matrix and a few elementwise ops, the activations'
-    derivatives taken once (any elementwise activation).
+    One step of a Keras cell (``cellstep.step``'s maths) at (x, states),
+    linearised in the concatenated states: each product J v or J^T u is one
+    matmul with the recurrent matrix R and these factors (the activations'
+    derivatives at the point, any elementwise activation):
+
+    - rnn ``[d]``: J v = d (v R);
+    - gru ``[cz, z, cr, ch]`` (Keras's ``reset_after=True``): J v = cz E_z
+      + z v + cr E_r + ch E_h with E = v R;
+    - lstm ``[f, af, ai, ag, ao, bc]``, state [h; c]: e = f v_c + ai E_i
+      + af E_f + ag E_g with E = v_h R, J v = [ao E_o + bc e; e].
+
+    ``jacobian_products`` reads them; seqvg's ``SeqvgStepSigma`` op
+    (``kernels.step_sigma``) computes the same factors in C++.
     """
     import tensorflow as tf
 
@@ -132,34 +141,16 @@ def linearised_step(kind: str, cell, x, states):
     xp = tf.matmul(x, cell.kernel)
     if kind == "rnn":
         a = xp + tf.matmul(h, rec) + (cell.bias if cell.use_bias else 0.0)
-        d = _derivative(cell.activation, a)
-        return (lambda v: d * tf.matmul(v, rec)), (lambda u: tf.matmul(d * u, rec, transpose_b=True))
+        return [_derivative(cell.activation, a)]
     if kind == "lstm":
         c = states[1]
-        u_ = h.shape[-1]
         z = xp + tf.matmul(h, rec) + (cell.bias if cell.use_bias else 0.0)
         z_i, z_f, z_g, z_o = tf.split(z, 4, axis=1)
         sig, act = cell.recurrent_activation, cell.activation
         i, f, g, o = sig(z_i), sig(z_f), act(z_g), sig(z_o)
-        c_new = f * c + i * g
-        tc = act(c_new)
-        di, df, dg, do = (_derivative(sig, z_i), _derivative(sig, z_f), _derivative(act, z_g),
-                          _derivative(sig, z_o))
-        dtc = _derivative(act, c_new)
-
-        def jvp(v):
-            v_h, v_c = v[:, :u_], v[:, u_:]
-            e_i, e_f, e_g, e_o = tf.split(tf.matmul(v_h, rec), 4, axis=1)
-            e_c = f * v_c + c * df * e_f + g * di * e_i + i * dg * e_g
-            return tf.concat([tc * do * e_o + o * dtc * e_c, e_c], axis=1)
-
-        def vjp(w):
-            w_h, w_c = w[:, :u_], w[:, u_:]
-            total_c = w_c + w_h * o * dtc
-            dz = tf.concat([total_c * g * di, total_c * c * df, total_c * i * dg, w_h * tc * do], axis=1)
-            return tf.concat([tf.matmul(dz, rec, transpose_b=True), total_c * f], axis=1)
-
-        return jvp, vjp
+        tc = act(f * c + i * g)
+        return [f, c * _derivative(sig, z_f), g * _derivative(sig, z_i), i * _derivative(act, z_g),
+                tc * _derivative(sig, z_o), o * _derivative(act, f * c + i * g)]
     # GRU, Keras's reset_after=True: the recurrent bias inside r's product.
     inner = tf.matmul(h, rec)
     if cell.use_bias:
@@ -170,19 +161,50 @@ def linearised_step(kind: str, cell, x, states):
     sig = cell.recurrent_activation
     z, r = sig(x_z + r_z), sig(x_r + r_r)
     a = x_h + r * r_h
-    hh = cell.activation(a)
-    dz, dr, da = _derivative(sig, x_z + r_z), _derivative(sig, x_r + r_r), _derivative(cell.activation, a)
+    keep = (1 - z) * _derivative(cell.activation, a)
+    return [_derivative(sig, x_z + r_z) * (h - cell.activation(a)), z, keep * _derivative(sig, x_r + r_r) * r_h,
+            keep * r]
+
+
+def jacobian_products(kind: str, rec, coefficients: list):
+    """(J v, J^T u) from ``step_coefficients``; each row its own Jacobian."""
+    import tensorflow as tf
+
+    if kind == "rnn":
+        (d,) = coefficients
+        return (lambda v: d * tf.matmul(v, rec)), (lambda u: tf.matmul(d * u, rec, transpose_b=True))
+    if kind == "lstm":
+        f, af, ai, ag, ao, bc = coefficients
+        units = f.shape[-1]
+
+        def jvp(v):
+            e_i, e_f, e_g, e_o = tf.split(tf.matmul(v[:, :units], rec), 4, axis=1)
+            e_c = f * v[:, units:] + af * e_f + ai * e_i + ag * e_g
+            return tf.concat([ao * e_o + bc * e_c, e_c], axis=1)
+
+        def vjp(w):
+            w_h = w[:, :units]
+            k = w[:, units:] + bc * w_h
+            dz = tf.concat([k * ai, k * af, k * ag, w_h * ao], axis=1)
+            return tf.concat([tf.matmul(dz, rec, transpose_b=True), k * f], axis=1)
+
+        return jvp, vjp
+    cz, z, cr, ch = coefficients
 
     def jvp(v):
         e_z, e_r, e_h = tf.split(tf.matmul(v, rec), 3, axis=1)
-        return dz * e_z * (h - hh) + z * v + (1 - z) * da * (dr * e_r * r_h + r * e_h)
+        return cz * e_z + z * v + cr * e_r + ch * e_h
 
     def vjp(w):
-        g_a = w * (1 - z) * da
-        d_inner = tf.concat([w * (h - hh) * dz, g_a * r_h * dr, g_a * r], axis=1)
-        return tf.matmul(d_inner, rec, transpose_b=True) + w * z
+        return tf.matmul(tf.concat([w * cz, w * cr, w * ch], axis=1), rec, transpose_b=True) + w * z
 
     return jvp, vjp
+
+
+def linearised_step(kind: str, cell, x, states):
+    """(J v, J^T u) of one step of a Keras cell at (x, states), w.r.t. the
+    concatenated states; each row its own Jacobian (``step_coefficients``)."""
+    return jacobian_products(kind, cell.recurrent_kernel, step_coefficients(kind, cell, x, states))
 
 
 class StepStats:
@@ -200,15 +222,21 @@ class StepStats:
             eigensolver costs more than all the products.
     """
 
-    def __init__(self, rnns, jit_compile: bool = False):
+    def __init__(self, rnns, jit_compile: bool = False, sigma_op=None):
         import tensorflow as tf
 
         self.rnns = rnns
         self.kinds = [fast_kind(rnn.cell) for rnn in rnns]
+        # seqvg's SeqvgStepSigma for a built-in cell's layer where the caller
+        # runs seqvg's ops anyway (so no other probe compiles them); not
+        # under XLA, which has no kernel for it.
+        self.sigma_op = [bool(use) and kind is not None and not jit_compile
+                         for use, kind in zip(sigma_op or [False] * len(rnns), self.kinds)]
         self._v0: dict = {}
-        #: The Jacobian products of ``_measure`` (Lanczos matrices, phi',
-        #: sigma_max(W)), under XLA where the run's path says so; the small
-        #: eigenproblems that end each estimate (``_sigmas``) stay outside.
+        #: The Jacobian products of ``_measure`` (Lanczos matrices, or the
+        #: op's estimates; phi', sigma_max(W)), under XLA where the run's path
+        #: says so; the small eigenproblems that end each estimate
+        #: (``_sigmas``) stay outside.
         self.products = tf.function(self._measure, autograph=False, jit_compile=jit_compile)
         self._fn = tf.function(lambda inputs, v0s: self._sigmas(self.products(inputs, v0s)), autograph=False)
         self._finish = tf.function(self._sigmas, autograph=False)
@@ -218,19 +246,26 @@ class StepStats:
         """``_measure``'s per-layer results with each Lanczos matrix "tri"
         replaced by its estimate "sigma" of ||J_t||_2 per row."""
         return [{k: v for k, v in got.items() if k != "tri"} | {"sigma": sigma_from_tridiagonal(got["tri"])}
-                for got in products]
+                if "tri" in got else got for got in products]
 
-    def _sigma(self, layer, kind, x_j, s_j, v0):
-        """(rows, dim, dim) Lanczos matrices of J_t^T J_t, one per row of the
-        stacked (J*B) points (``lanczos_tridiagonal``)."""
+    def _sigma(self, layer, kind, x_j, s_j, v0, op: bool) -> dict:
+        """{"tri": (rows, dim, dim) Lanczos matrices of J_t^T J_t}, one per
+        row of the stacked (J*B) points (``lanczos_tridiagonal``), or with
+        ``op`` {"sigma": (rows,)} their estimates from seqvg's op, the same
+        recurrence without TensorFlow's per-op cost."""
         import tensorflow as tf
 
         cell = layer.cell
         sizes = [int(s) for s in tf.nest.flatten(cell.state_size)]
+        dim = min(KRYLOV_DIM, sum(sizes))
 
+        if op:
+            from seqvg import kernels
+
+            return {"sigma": kernels.step_sigma(kind, cell, x_j, s_j, v0, dim)}
         if kind is not None:
             jvp, vjp = linearised_step(kind, cell, x_j, tf.split(s_j, sizes, axis=1))
-            return lanczos_tridiagonal(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
+            return {"tri": lanczos_tridiagonal(jvp, vjp, v0, dim)}
 
         def f(s):
             _, new = call_cell(cell, x_j, tf.split(s, sizes, axis=1))  # any cell, by its own call
@@ -255,17 +290,18 @@ class StepStats:
         def vjp(u):
             return inner.gradient(out, s_j, output_gradients=u, unconnected_gradients=zero)
 
-        return lanczos_tridiagonal(jvp, vjp, v0, min(KRYLOV_DIM, sum(sizes)))
+        return {"tri": lanczos_tridiagonal(jvp, vjp, v0, dim)}
 
     def _measure(self, inputs: list[dict], v0s: list) -> list[dict]:
-        """Per layer {"tri": (J*B, dim, dim) Lanczos matrices of J_t^T J_t}, for a vanilla layer
+        """Per layer {"tri": (J*B, dim, dim) Lanczos matrices of J_t^T J_t} (or
+        {"sigma": (J*B,)}, see ``_sigma``), for a vanilla layer
         "sigma_w" (``recurrent_sigma_max``) and, for a loop's vanilla layer,
         "dphi": phi'(a_t) (T, batch, units)."""
         import tensorflow as tf
 
         out = []
-        for layer, kind, layer_in, v0 in zip(self.rnns, self.kinds, inputs, v0s):
-            got = {"tri": self._sigma(layer, kind, layer_in["x"], layer_in["s"], v0)}
+        for layer, kind, layer_in, v0, op in zip(self.rnns, self.kinds, inputs, v0s, self.sigma_op):
+            got = self._sigma(layer, kind, layer_in["x"], layer_in["s"], v0, op)
             if "a" in layer_in:
                 # The loop kept a_t; phi'(a) for all t at once, for any
                 # elementwise phi: d sum(phi(a)) / da.

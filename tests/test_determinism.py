@@ -32,7 +32,7 @@ from seqvg import kernels
 from seqvg.config import RunConfig
 from seqvg.training import train
 
-if kernels.lstm_cell_ops() is not None:
+if kernels.op_module() is not None:
     rng = np.random.default_rng(0)
     b, t, d, u = 5, 9, 3, 24
     x = tf.constant(rng.normal(size=(b, t, d)).astype(np.float32))
@@ -57,7 +57,7 @@ for cell in cells:
     if cell == "lstm-tfops":  # the fallback: seqvg's ops switched off from here on
         os.environ[kernels.ENV_SWITCH] = "0"
         kernels._load.cache_clear()
-        assert kernels.lstm_cell_ops() is None
+        assert kernels.op_module() is None
     cfg = RunConfig(cell=cell.split("-")[0], length=12, units=24, steps=30, eval_every=10, val_size=32,
                     probe_every=10, batch_size=16, probe_batch=8, early_stop=False)
     train(cfg, f"{out}/{cell}", progress=False)

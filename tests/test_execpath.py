@@ -20,7 +20,7 @@ from conftest import copy_run
 @pytest.fixture
 def no_ops(monkeypatch):
     """As on a machine where seqvg's ops cannot be built."""
-    monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
+    monkeypatch.setattr(kernels, "op_module", lambda: None)
 
 
 def test_other_cells_run_keras_loop_without_asking_for_the_ops(monkeypatch):
@@ -44,7 +44,7 @@ def test_without_the_ops_lstm_runs_tf_ops_unrolled_up_to_unroll_max(no_ops):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_with_the_ops_lstm_and_gru_run_the_sequence_op(cell):
-    if kernels.lstm_cell_ops() is None:
+    if kernels.op_module() is None:
         pytest.skip(kernels.kernel_status())
     for repeated in (True, False):
         assert decide(cell, 10, repeated=repeated) == ExecutionPath(cell, "seqvg-op")
@@ -53,8 +53,8 @@ def test_with_the_ops_lstm_and_gru_run_the_sequence_op(cell):
 @pytest.mark.parametrize("ops", [True, False], ids=["ops", "tfops"])
 def test_path_does_not_depend_on_training_steps(ops, monkeypatch):
     if not ops:
-        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
-    elif kernels.lstm_cell_ops() is None:
+        monkeypatch.setattr(kernels, "op_module", lambda: None)
+    elif kernels.op_module() is None:
         pytest.skip(kernels.kernel_status())
     for cell in ("lstm", "gru"):
         paths = {resolve(RunConfig(cell=cell, length=30, steps=steps).resolved()) for steps in (10, 3000, 10**6)}

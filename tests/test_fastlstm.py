@@ -33,10 +33,10 @@ def step(request, monkeypatch):
     """Runs a test with seqvg's whole-sequence op (``seqvg.kernels``) and with
     the plain-TensorFlow loop that runs where the ops cannot be built."""
     if request.param == "seq":
-        if kernels.lstm_cell_ops() is None:
+        if kernels.op_module() is None:
             pytest.skip(kernels.kernel_status())
     else:
-        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
+        monkeypatch.setattr(kernels, "op_module", lambda: None)
     return request.param
 
 
@@ -135,7 +135,7 @@ def test_unrolled_up_to_unroll_max_then_a_while_loop(monkeypatch):
     """Guards the switch itself: without seqvg's ops, a training run's loop
     over T <= UNROLL_MAX timesteps has no While op, a longer one has one (the
     sequence op has no loop in the graph); a one-shot graph never unrolls."""
-    monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
+    monkeypatch.setattr(kernels, "op_module", lambda: None)
 
     def has_while(timesteps: int, repeated: bool = True) -> bool:
         fast = _model(1, False)
@@ -205,8 +205,8 @@ def test_gru_model_runs_the_op_and_matches_keras_loop(switched_off, monkeypatch)
     or with the kernels off Keras's own loop; either way its outputs and all
     gradients equal Keras's loop on the same model to 1e-5."""
     if switched_off:
-        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
-    elif kernels.lstm_cell_ops() is None:
+        monkeypatch.setattr(kernels, "op_module", lambda: None)
+    elif kernels.op_module() is None:
         pytest.skip(kernels.kernel_status())
     cfg = RunConfig(cell="gru", length=T, units=U + 1, layers=2, chrono=T).resolved()
     model = build_model(cfg)

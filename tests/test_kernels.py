@@ -1,7 +1,8 @@
-"""seqvg's LSTM ops against the same maths in TensorFlow ops.
+"""seqvg's C++ ops against the same maths in TensorFlow ops.
 
-Oracle: Keras's own LSTM and GRU loops; the whole-sequence ops and their
-registered gradients agree to 1e-5 relative, split over 1, 2 and 4 threads.
+Oracle: Keras's own LSTM, GRU and SimpleRNN loops; the whole-sequence ops and
+their registered gradients agree to 1e-5 relative, split over 1, 2 and 4
+threads; the step-Jacobian norm op against numpy's SVD of explicit Jacobians.
 Agreement of seqvg's accelerated models with Keras's is in test_fastlstm.py.
 """
 
@@ -20,11 +21,11 @@ B = 5
 
 @pytest.fixture
 def ops():
-    if kernels.lstm_cell_ops() is None:
+    if kernels.op_module() is None:
         if shutil.which("g++") or shutil.which("c++"):
             pytest.fail(f"a compiler is here but {kernels.kernel_status()}")
         pytest.skip(kernels.kernel_status())
-    return kernels.lstm_cell_ops()
+    return kernels.op_module()
 
 
 def _rel(a, b):
@@ -92,7 +93,9 @@ def test_sequence_op_matches_keras_lstm(ops, parts, return_sequences, reads_sequ
     assert int(ops.seqvg_lstm_seq(x, h0, c0, *weights, tf.zeros([0], tf.float64), max_threads=parts)[3]) == 4
 
 
-def _gru_outputs_and_grads(forward, x, h0, weights, w_y, return_sequences):
+def _outputs_and_grads(forward, x, h0, weights, w_y, return_sequences):
+    """A one-state cell's outputs and the gradients of a loss on both with
+    respect to the inputs, h0 and the weights."""
     @tf.function
     def f():
         with tf.GradientTape() as tape:
@@ -104,82 +107,56 @@ def _gru_outputs_and_grads(forward, x, h0, weights, w_y, return_sequences):
     return [v.numpy() for v in f()]
 
 
-@functools.cache
-def _keras_gru(return_sequences):
-    """As _keras_lstm, for Keras's GRU (reset_after=True)."""
-    import keras
-
-    rng = np.random.default_rng(11)
-    x = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_D)).astype(np.float32))
-    h0 = tf.constant(rng.normal(size=(B, SEQ_U)).astype(np.float32))
-    keras.utils.set_random_seed(5)
-    layer = keras.layers.GRU(SEQ_U, return_sequences=return_sequences, return_state=True)
-    layer(x)
+#: The one-state cells: Keras's layer, its bias's shape, the seeds of the
+#: inputs and of the layer's weights.
+_ONE_STATE = {
     # Distinct input and recurrent biases: the op sums z's and r's, keeps the candidate's apart.
-    layer.cell.bias.assign(rng.normal(size=(2, 3 * SEQ_U)).astype(np.float32))
-    weights = [layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias]
-    w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
-    want = _gru_outputs_and_grads(lambda: layer(x, initial_state=h0), x, h0, weights, w_y, return_sequences)
-    return (x, h0, [w.numpy() for w in weights], w_y), want
-
-
-@pytest.mark.parametrize("parts", [1, 2, 4])
-@pytest.mark.parametrize("return_sequences", [False, True])
-def test_gru_sequence_op_matches_keras_gru(ops, parts, return_sequences):
-    """Keras's GRU (reset_after=True) against the GRU sequence op: outputs
-    and every gradient, on 1, 2 and 4 threads (8 units: 4 blocks)."""
-    (x, h0, values, w_y), want = _keras_gru(return_sequences)
-    weights = [tf.Variable(v) for v in values]
-
-    def seq():
-        y, h = kernels.gru_seq(x, h0, *weights, return_sequences=return_sequences, max_threads=parts)
-        return (y if return_sequences else h), h
-
-    got = _gru_outputs_and_grads(seq, x, h0, weights, w_y, return_sequences)
-    assert len(want) == len(got) == 7
-    for a, b in zip(want, got):
-        assert a.shape == b.shape
-        assert _rel(a, b) < 1e-5
+    "gru": ("GRU", (2, 3 * SEQ_U), 11, 5),
+    "rnn": ("SimpleRNN", (SEQ_U,), 13, 9),
+}
 
 
 @functools.cache
-def _keras_rnn(return_sequences):
-    """As _keras_gru, for Keras's SimpleRNN (tanh)."""
+def _keras_one_state(cell, return_sequences):
+    """As _keras_lstm, for Keras's GRU (reset_after=True) or SimpleRNN (tanh)."""
     import keras
 
-    rng = np.random.default_rng(13)
+    layer_name, bias_shape, data_seed, weight_seed = _ONE_STATE[cell]
+    rng = np.random.default_rng(data_seed)
     x = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_D)).astype(np.float32))
     h0 = tf.constant(rng.normal(size=(B, SEQ_U)).astype(np.float32))
-    keras.utils.set_random_seed(9)
-    layer = keras.layers.SimpleRNN(SEQ_U, return_sequences=return_sequences, return_state=True)
+    keras.utils.set_random_seed(weight_seed)
+    layer = getattr(keras.layers, layer_name)(SEQ_U, return_sequences=return_sequences, return_state=True)
     layer(x)
-    layer.cell.bias.assign(rng.normal(size=(SEQ_U,)).astype(np.float32))
+    layer.cell.bias.assign(rng.normal(size=bias_shape).astype(np.float32))
     weights = [layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias]
     w_y = tf.constant(rng.normal(size=(B, SEQ_T, SEQ_U)).astype(np.float32))
-    want = _gru_outputs_and_grads(lambda: layer(x, initial_state=h0), x, h0, weights, w_y, return_sequences)
+    want = _outputs_and_grads(lambda: layer(x, initial_state=h0), x, h0, weights, w_y, return_sequences)
     return (x, h0, [w.numpy() for w in weights], w_y), want
 
 
 @pytest.mark.parametrize("parts", [1, 2, 4])
 @pytest.mark.parametrize("return_sequences", [False, True])
-def test_rnn_sequence_op_matches_keras_simple_rnn(ops, parts, return_sequences):
-    """Keras's SimpleRNN against the RNN sequence op (the probe's): outputs
-    and every gradient, on 1, 2 and 4 threads (8 units: 4 blocks), and the
-    same bits on each."""
-    (x, h0, values, w_y), want = _keras_rnn(return_sequences)
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_one_state_sequence_op_matches_keras(ops, cell, parts, return_sequences):
+    """Keras's GRU (reset_after=True) and SimpleRNN against seqvg's GRU and
+    RNN sequence ops (the RNN's is the probe's): outputs and every gradient,
+    on 1, 2 and 4 threads (8 units: 4 blocks), and the same bits on each."""
+    (x, h0, values, w_y), want = _keras_one_state(cell, return_sequences)
     weights = [tf.Variable(v) for v in values]
+    op = {"gru": kernels.gru_seq, "rnn": kernels.rnn_seq}[cell]
 
     def seq():
-        y, h = kernels.rnn_seq(x, h0, *weights, return_sequences=return_sequences, max_threads=parts)
+        y, h = op(x, h0, *weights, return_sequences=return_sequences, max_threads=parts)
         return (y if return_sequences else h), h
 
-    got = _gru_outputs_and_grads(seq, x, h0, weights, w_y, return_sequences)
+    got = _outputs_and_grads(seq, x, h0, weights, w_y, return_sequences)
     assert len(want) == len(got) == 7
     for a, b in zip(want, got):
         assert a.shape == b.shape
         assert _rel(a, b) < 1e-5
-    one = kernels.rnn_seq(x, h0, *weights, return_sequences=True, max_threads=1)[0].numpy()
-    assert np.array_equal(one, kernels.rnn_seq(x, h0, *weights, return_sequences=True, max_threads=parts)[0].numpy())
+    one = op(x, h0, *weights, return_sequences=True, max_threads=1)[0].numpy()
+    assert np.array_equal(one, op(x, h0, *weights, return_sequences=True, max_threads=parts)[0].numpy())
 
 
 def _per_step_reference(cell, x, h0, c0, weights, w_y):
@@ -248,6 +225,49 @@ def test_sequence_op_taps_are_the_probes_squared_norms(ops, cell):
     assert all(not w.any() for w in probe[2:]) and all(w.any() for w in full[2:])
 
 
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_step_sigma_op_against_explicit_jacobians_and_tf_lanczos(ops, cell):
+    """seqvg's step-Jacobian norm op: with the Krylov space the whole state,
+    each row's ||J||_2 from numpy's SVD of the explicit Jacobian of Keras's
+    own cell (tf.GradientTape.batch_jacobian); with a smaller one, the TF
+    ops' Lanczos estimate (stepstats) of the same products; on 1, 2 and 4
+    threads the same numbers (70 rows: three blocks, the last one partial)."""
+    import keras
+
+    from seqvg.stepstats import lanczos_sigma_max, linearised_step
+
+    rng = np.random.default_rng(4)
+    rows, units, d = 70, 6, 3
+    keras.utils.set_random_seed(2)
+    make = {"rnn": keras.layers.SimpleRNNCell, "gru": keras.layers.GRUCell, "lstm": keras.layers.LSTMCell}[cell]
+    layer_cell = make(units)
+    layer_cell.build((None, d))
+    for w in layer_cell.weights:  # away from init: gates and derivatives spread out
+        w.assign(rng.normal(size=w.shape).astype(np.float32) * 0.7)
+    n = 2 * units if cell == "lstm" else units
+    x = tf.constant(rng.normal(size=(rows, d)).astype(np.float32))
+    s = tf.constant(rng.normal(size=(rows, n)).astype(np.float32))
+    v0 = tf.constant(rng.normal(size=(rows, n)).astype(np.float32))
+    states = tf.split(s, 2, axis=1) if cell == "lstm" else [s]
+    with tf.GradientTape() as tape:
+        tape.watch(s)
+        parts = tf.split(s, 2, axis=1) if cell == "lstm" else [s]
+        _, new = layer_cell(x, parts if cell == "lstm" else parts[0])
+        new = tf.concat(tf.nest.flatten(new), axis=1)
+    exact = np.linalg.norm(tape.batch_jacobian(new, s).numpy().astype(np.float64), 2, axis=(1, 2))
+    full = [kernels.step_sigma(cell, layer_cell, x, s, v0, n, max_threads=p).numpy() for p in (1, 2, 4)]
+    np.testing.assert_allclose(full[0], exact, rtol=1e-4)
+    jvp, vjp = linearised_step(cell, layer_cell, x, states)
+    want = lanczos_sigma_max(jvp, vjp, v0, 3).numpy()
+    part = [kernels.step_sigma(cell, layer_cell, x, s, v0, 3, max_threads=p).numpy() for p in (1, 2, 4)]
+    # Two float32 recurrences whose sums differ in order: Lanczos carries
+    # their rounding along, a few parts in 1e5 after three steps here.
+    np.testing.assert_allclose(part[0], want, rtol=2e-4)
+    assert np.all(part[0] <= exact * (1 + 1e-5))
+    for got in (full, part):
+        assert all(np.array_equal(got[0], other) for other in got[1:])
+
+
 def test_sequence_op_bad_shapes_are_clear_errors(ops):
     x, h = tf.zeros((B, SEQ_T, SEQ_D)), tf.zeros((B, SEQ_U))
     weights = [tf.zeros((SEQ_D, 4 * SEQ_U)), tf.zeros((SEQ_U, 4 * SEQ_U)), tf.zeros((4 * SEQ_U,))]
@@ -272,13 +292,13 @@ def fresh_load(monkeypatch, tmp_path):
 
 def test_switched_off(monkeypatch, fresh_load):
     monkeypatch.setenv(kernels.ENV_SWITCH, "0")
-    assert kernels.lstm_cell_ops() is None
+    assert kernels.op_module() is None
     assert "disabled (SEQVG_KERNELS=0)" in kernels.kernel_status()
 
 
 def test_failed_build_falls_back_and_leaves_nothing(monkeypatch, fresh_load, capsys):
     monkeypatch.setenv("CXX", "false")
-    assert kernels.lstm_cell_ops() is None
+    assert kernels.op_module() is None
     assert "compiling its LSTM ops" in capsys.readouterr().err  # the pause is explained
     assert "unavailable: compiling lstm_ops.cc failed" in kernels.kernel_status()
     # No half-written library to load later; the failure is remembered.
@@ -318,7 +338,7 @@ def test_library_is_keyed_by_source_tensorflow_cpu_and_compiler(monkeypatch, tmp
 def test_failure_is_remembered_until_the_key_changes_or_rebuild(monkeypatch, fresh_load, capsys):
     """No compiler: one message, then no retries, in this or any later process."""
     monkeypatch.setenv("CXX", "false")
-    assert kernels.lstm_cell_ops() is None
+    assert kernels.op_module() is None
     assert capsys.readouterr().err.count("compiling its LSTM ops") == 1
     calls = []
 
@@ -328,7 +348,7 @@ def test_failure_is_remembered_until_the_key_changes_or_rebuild(monkeypatch, fre
 
     monkeypatch.setattr(kernels, "build", failing_build)
     kernels._load.cache_clear()  # as a new process would
-    assert kernels.lstm_cell_ops() is None
+    assert kernels.op_module() is None
     assert calls == [] and "remembered" in kernels.kernel_status() and "--rebuild" in kernels.kernel_status()
     assert "compiling" not in capsys.readouterr().err
     kernels._load.cache_clear()
@@ -349,13 +369,13 @@ def test_a_library_that_does_not_load_is_rebuilt_once(monkeypatch, fresh_load, c
         return ""
 
     monkeypatch.setattr(kernels, "build", fake_build)
-    assert kernels.lstm_cell_ops() is None
+    assert kernels.op_module() is None
     assert builds == [path]
     assert "rebuilding them" in capsys.readouterr().err
     assert "does not load either" in kernels.kernel_status()
     assert not path.exists() and kernels._failure_note(path).exists()
     kernels._load.cache_clear()  # a later process does not try again
-    assert kernels.lstm_cell_ops() is None and builds == [path]
+    assert kernels.op_module() is None and builds == [path]
 
 
 def test_models_without_an_op_never_compile(monkeypatch, tiny_cfg):

@@ -153,7 +153,7 @@ def test_probe_matches_per_timestep_reference(kw):
 def test_lstm_probe_tfops_while_loop_matches_reference(kw, monkeypatch):
     """The LSTM's (and the tanh RNN's) probe by the tapped loop of
     TensorFlow ops, where seqvg's ops are not built."""
-    monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
+    monkeypatch.setattr(kernels, "op_module", lambda: None)
     test_probe_matches_per_timestep_reference(kw)
 
 
@@ -339,8 +339,8 @@ def test_prober_has_one_path_per_layer(ops, monkeypatch):
     sequence op (no loop in the graph), without them by the tapped while
     loop, whatever the run's length in training steps."""
     if not ops:
-        monkeypatch.setattr(kernels, "lstm_cell_ops", lambda: None)
-    elif kernels.lstm_cell_ops() is None:
+        monkeypatch.setattr(kernels, "op_module", lambda: None)
+    elif kernels.op_module() is None:
         pytest.skip(kernels.kernel_status())
     task = get_task("adding")
     x, y = (tf.constant(a) for a in task.generate(stream(0, 3), 4, 12))
@@ -355,7 +355,7 @@ def test_prober_runs_the_sequence_op(cell):
     one the Prober takes where the ops are
     built: the training op (a tanh RNN: the RNN op) with its taps and
     without the weight gradient."""
-    if kernels.lstm_cell_ops() is None:
+    if kernels.op_module() is None:
         pytest.skip(kernels.kernel_status())
     cfg = RunConfig(cell=cell, length=12, units=4).resolved()
     model, task = build_model(cfg), get_task(cfg.task)

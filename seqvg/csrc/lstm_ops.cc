@@ -6,6 +6,8 @@
 //   SeqvgGruSeq / SeqvgGruSeqGrad: the same for Keras's GRU.
 //   SeqvgRnnSeq / SeqvgRnnSeqGrad: the same for Keras's tanh SimpleRNN
 //     (the probe's only; training keeps Keras's loop).
+//   SeqvgStepSigma: the step Jacobian's spectral norm per sample, for
+//     seqvg.why's statistics (seqvg/stepstats.py).
 // Tests: tests/test_kernels.py (against TF ops and Keras's LSTM loop).
 //
 // Layout is transposed, (rows, batch) row-major, as in seqvg/fastlstm.py:
@@ -19,7 +21,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cfenv>
+#include <cmath>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 #if defined(__x86_64__) || defined(__i386__)
@@ -39,6 +43,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "Eigen/Eigenvalues"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace {
@@ -511,6 +516,31 @@ inline void UnpackGru(const Dims& d, const float* dw, const float* dwx, float* d
   }
 }
 
+
+// ---- RNN: G = 1 row per unit (the block-major row r is unit r), Keras's (d, u), (u, u), (u) ----
+
+// w (U, K) = [R; W; b]^T.
+inline void PackRnn(const Dims& d, const float* kernel, const float* recurrent, const float* bias, float* w) {
+  const int64_t K = d.K(), U = d.U;
+  for (int64_t r = 0; r < U; ++r) {
+    float* row = w + r * K;
+    for (int64_t k = 0; k < U; ++k) row[k] = recurrent[k * U + r];
+    for (int64_t m = 0; m < d.N; ++m) row[U + m] = kernel[m * U + r];
+    row[K - 1] = bias[r];
+  }
+}
+
+// dw (U, K) back to Keras's (N, U), (U, U), (U).
+inline void UnpackRnn(const Dims& d, const float* dw, float* dkernel, float* drecurrent, float* dbias) {
+  const int64_t K = d.K(), U = d.U;
+  for (int64_t r = 0; r < U; ++r) {
+    const float* row = dw + r * K;
+    for (int64_t k = 0; k < U; ++k) drecurrent[k * U + r] = row[k];
+    for (int64_t m = 0; m < d.N; ++m) dkernel[m * U + r] = row[U + m];
+    dbias[r] = row[K - 1];
+  }
+}
+
 }  // namespace seqrnn
 
 namespace {
@@ -535,21 +565,96 @@ seqrnn::Scheduler PoolScheduler(OpKernelContext* ctx) {
 const float* Data(const Tensor& t) { return t.flat<float>().data(); }
 float* Data(Tensor* t) { return t->flat<float>().data(); }
 
-// The forward ops' shape function: h_seq (B, T or 0, u), then `states`
-// outputs shaped as h0, the scalar blocks, and `caches` of unknown shape.
-absl::Status SeqShape(InferenceContext* ctx, int states, int caches) {
-  ShapeHandle x, h0;
-  bool seq;
-  TF_RETURN_IF_ERROR(ctx->GetAttr("return_sequences", &seq));
-  TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(0), 3, &x));
-  TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(1), 2, &h0));
-  DimensionHandle b = ctx->Dim(x, 0), t = ctx->Dim(x, 1), u = ctx->Dim(h0, 1);
-  ctx->set_output(0, ctx->MakeShape({b, seq ? t : ctx->MakeDim(0), u}));
-  for (int k = 1; k <= states; ++k) ctx->set_output(k, h0);
-  ctx->set_output(states + 1, ctx->Scalar());
-  for (int k = 0; k < caches; ++k) ctx->set_output(states + 2 + k, ctx->UnknownShape());
-  return absl::OkStatus();
+// ---- What the three cells' sequence ops share ----
+//
+// Each cell is a pair of ops, `Name` and `NameGrad`, of one shape:
+//   Name(x (B, T, d), <state>0 (B, u) per state, kernel, recurrent, bias:
+//        Keras's layout and gate order, taps (T, states) float64 zeros or
+//        empty)
+//     -> h_seq (B, T, u) with return_sequences, else (B, 0, u);
+//        <state>_last (B, u) per state; blocks; the caches the gradient reads
+//   NameGrad(blocks, the caches, dh_seq (B, T, u) or empty when nothing
+//            reads the sequence, d<state>_last (B, u) per state)
+//     -> dx, d<state>0 per state, dkernel, drecurrent, dbias, and with
+//        with_taps dtaps (T, states): per step the squared norms of the total
+//        dL/d<state>_t (see above), else empty. Without weight_grad the
+//        weights' gradients are zeros.
+// A cell states the differences (Spec); SeqForwardOp and SeqGradOp check
+// the inputs and make the outputs they share; the cell's ops keep its maths.
+struct Spec {
+  const char* name;
+  std::vector<std::string> states;  // "h", then the LSTM's "c"
+  std::vector<std::string> caches;  // the forward's outputs the gradient reads; w first
+  int64_t G, X;                     // seqrnn::Dims's rows per unit
+  int64_t gates;                    // Keras's kernel is (d, gates * u)
+  int bias_rows;                    // Keras's bias: (gates * u), or the GRU's (2, gates * u)
+
+  int S() const { return static_cast<int>(states.size()); }
+  int C() const { return static_cast<int>(caches.size()); }
+  int Cache(const std::string& name) const {
+    return static_cast<int>(std::find(caches.begin(), caches.end(), name) - caches.begin());
+  }
+  std::string Cols() const { return gates == 1 ? "units" : std::to_string(gates) + " * units"; }
+  std::string BiasShape() const { return bias_rows == 2 ? "(2, " + Cols() + ")" : "(" + Cols() + ")"; }
+};
+
+const Spec kLstm{"SeqvgLstmSeq", {"h", "c"}, {"w", "s", "c", "act"}, 4, 0, 4, 1};
+const Spec kGru{"SeqvgGruSeq", {"h"}, {"w", "wx", "s", "act"}, 3, 1, 3, 2};
+const Spec kRnn{"SeqvgRnnSeq", {"h"}, {"w", "s"}, 1, 0, 1, 1};
+
+// Registers a cell's pair of ops.
+bool Register(const Spec& c) {
+  using tensorflow::register_op::OpDefBuilderWrapper;
+  const int S = c.S(), C = c.C(), bias_rank = c.bias_rows == 2 ? 2 : 1;
+  OpDefBuilderWrapper fwd(c.name);
+  fwd.Input("x: float");
+  for (const auto& s : c.states) fwd.Input(s + "0: float");
+  fwd.Input("kernel: float").Input("recurrent: float").Input("bias: float").Input("taps: double");
+  fwd.Attr("return_sequences: bool = false").Attr("max_threads: int = 0").Attr("weight_grad: bool = true");
+  fwd.Output("h_seq: float");
+  for (const auto& s : c.states) fwd.Output(s + "_last: float");
+  fwd.Output("blocks: int32");
+  for (const auto& k : c.caches) fwd.Output(k + ": float");
+  fwd.SetShapeFn([S, C](InferenceContext* ctx) {
+    ShapeHandle x, h0;
+    bool seq;
+    TF_RETURN_IF_ERROR(ctx->GetAttr("return_sequences", &seq));
+    TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(0), 3, &x));
+    TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(1), 2, &h0));
+    DimensionHandle b = ctx->Dim(x, 0), t = ctx->Dim(x, 1), u = ctx->Dim(h0, 1);
+    ctx->set_output(0, ctx->MakeShape({b, seq ? t : ctx->MakeDim(0), u}));
+    for (int k = 1; k <= S; ++k) ctx->set_output(k, h0);
+    ctx->set_output(S + 1, ctx->Scalar());
+    for (int k = 0; k < C; ++k) ctx->set_output(S + 2 + k, ctx->UnknownShape());
+    return absl::OkStatus();
+  });
+  fwd();
+  const std::string grad_name = std::string(c.name) + "Grad";
+  OpDefBuilderWrapper grad(grad_name.c_str());
+  grad.Input("blocks: int32");
+  for (const auto& k : c.caches) grad.Input(k + ": float");
+  grad.Input("dh_seq: float");
+  for (const auto& s : c.states) grad.Input("d" + s + "_last: float");
+  grad.Attr("weight_grad: bool = true").Attr("with_taps: bool = false");
+  grad.Output("dx: float");
+  for (const auto& s : c.states) grad.Output("d" + s + "0: float");
+  grad.Output("dkernel: float").Output("drecurrent: float").Output("dbias: float").Output("dtaps: double");
+  grad.SetShapeFn([S, C, bias_rank](InferenceContext* ctx) {
+    ShapeHandle h;
+    TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(C + 2), 2, &h));
+    ctx->set_output(0, ctx->UnknownShapeOfRank(3));
+    for (int k = 1; k <= S; ++k) ctx->set_output(k, h);
+    ctx->set_output(S + 1, ctx->UnknownShapeOfRank(2));
+    ctx->set_output(S + 2, ctx->UnknownShapeOfRank(2));
+    ctx->set_output(S + 3, ctx->UnknownShapeOfRank(bias_rank));
+    ctx->set_output(S + 4, ctx->UnknownShape());
+    return absl::OkStatus();
+  });
+  grad();
+  return true;
 }
+
+[[maybe_unused]] const bool kRegistered = Register(kLstm) && Register(kGru) && Register(kRnn);
 
 // The probe's squared norms: (T, S) from the blocks' sums, or empty.
 struct Taps {
@@ -559,511 +664,578 @@ struct Taps {
   double* data() { return on ? blocks.data() : nullptr; }
 };
 
-}  // namespace
+// What a cell's forward maths reads and writes.
+struct ForwardIO {
+  seqrnn::Dims d;
+  const float *x, *kernel, *recurrent, *bias;
+  std::vector<const float*> init;  // per state, (B, u)
+  float* h_seq;                    // null without return_sequences
+  std::vector<float*> last;        // per state, (B, u)
+  std::vector<Tensor*> caches;     // as Spec::caches
+};
 
-// x (B, T, d); h0, c0 (B, u); kernel (d, 4u), recurrent (u, 4u), bias (4u),
-// Keras's layout and gate order; taps (T, 2) float64 zeros, or empty (see
-// above). Outputs: h_seq (B, T, u) with return_sequences, else (B, 0, u); h_T
-// and c_T (B, u); then what the gradient reads: blocks, w (4u, K), s (T+1, K,
-// B), c (T+1, u, B), act (T, 5u, B), K = u + d + 1.
-REGISTER_OP("SeqvgLstmSeq")
-    .Input("x: float")
-    .Input("h0: float")
-    .Input("c0: float")
-    .Input("kernel: float")
-    .Input("recurrent: float")
-    .Input("bias: float")
-    .Input("taps: double")
-    .Attr("return_sequences: bool = false")
-    .Attr("max_threads: int = 0")
-    .Attr("weight_grad: bool = true")
-    .Output("h_seq: float")
-    .Output("h_last: float")
-    .Output("c_last: float")
-    .Output("blocks: int32")
-    .Output("w: float")
-    .Output("s: float")
-    .Output("c: float")
-    .Output("act: float")
-    .SetShapeFn([](InferenceContext* ctx) { return SeqShape(ctx, 2, 4); });
-
-// dh_seq is (B, T, u), or empty when nothing reads the sequence. With
-// with_taps, dtaps is (T, 2): the squared norms of the total dL/dh_t and
-// dL/dc_t; else empty. Without weight_grad the weights' gradients are zeros.
-REGISTER_OP("SeqvgLstmSeqGrad")
-    .Input("blocks: int32")
-    .Input("w: float")
-    .Input("s: float")
-    .Input("c: float")
-    .Input("act: float")
-    .Input("dh_seq: float")
-    .Input("dh_last: float")
-    .Input("dc_last: float")
-    .Attr("weight_grad: bool = true")
-    .Attr("with_taps: bool = false")
-    .Output("dx: float")
-    .Output("dh0: float")
-    .Output("dc0: float")
-    .Output("dkernel: float")
-    .Output("drecurrent: float")
-    .Output("dbias: float")
-    .Output("dtaps: double")
-    .SetShapeFn([](InferenceContext* ctx) {
-      ShapeHandle h;
-      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(6), 2, &h));
-      ctx->set_output(0, ctx->UnknownShapeOfRank(3));
-      ctx->set_output(1, h);
-      ctx->set_output(2, h);
-      ctx->set_output(3, ctx->UnknownShapeOfRank(2));
-      ctx->set_output(4, ctx->UnknownShapeOfRank(2));
-      ctx->set_output(5, ctx->UnknownShapeOfRank(1));
-      ctx->set_output(6, ctx->UnknownShape());
-      return absl::OkStatus();
-    });
-
-class SeqvgLstmSeqOp : public OpKernel {
+// A forward sequence op: checks the inputs, makes the outputs (the caches
+// with the cell's shapes) and leaves the maths to Run.
+class SeqForwardOp : public OpKernel {
  public:
-  explicit SeqvgLstmSeqOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  SeqForwardOp(OpKernelConstruction* ctx, const Spec& spec) : OpKernel(ctx), spec_(spec) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("return_sequences", &seq_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &x = ctx->input(0), &h0 = ctx->input(1), &c0 = ctx->input(2);
-    const Tensor &kernel = ctx->input(3), &recurrent = ctx->input(4), &bias = ctx->input(5);
-    const Tensor& taps = ctx->input(6);
+  void Compute(OpKernelContext* ctx) final {
+    const int S = spec_.S();
+    const int64_t g = spec_.gates;
+    const Tensor& x = ctx->input(0);
+    const Tensor &kernel = ctx->input(S + 1), &recurrent = ctx->input(S + 2), &bias = ctx->input(S + 3);
+    const Tensor& taps = ctx->input(S + 4);
     OP_REQUIRES(ctx, x.dims() == 3, absl::InvalidArgumentError("x must be (batch, T, features)"));
     const int64_t B = x.dim_size(0), T = x.dim_size(1), N = x.dim_size(2);
-    OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == 4 * recurrent.dim_size(0),
-                absl::InvalidArgumentError("recurrent must be (units, 4 * units)"));
+    OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == g * recurrent.dim_size(0),
+                absl::InvalidArgumentError("recurrent must be (units, " + spec_.Cols() + ")"));
     const int64_t U = recurrent.dim_size(0);
-    OP_REQUIRES(ctx, kernel.dims() == 2 && kernel.dim_size(0) == N && kernel.dim_size(1) == 4 * U &&
-                         bias.dims() == 1 && bias.dim_size(0) == 4 * U,
-                absl::InvalidArgumentError("kernel must be (features, 4 * units), bias (4 * units)"));
-    OP_REQUIRES(ctx, h0.dims() == 2 && h0.dim_size(0) == B && h0.dim_size(1) == U && c0.shape() == h0.shape(),
-                absl::InvalidArgumentError("h0 and c0 must be (batch, units)"));
-    OP_REQUIRES(ctx, taps.NumElements() == 0 || taps.NumElements() == 2 * T,
-                absl::InvalidArgumentError("taps must be empty or (T, 2)"));
+    const bool bias_ok = spec_.bias_rows == 2
+                             ? bias.dims() == 2 && bias.dim_size(0) == 2 && bias.dim_size(1) == g * U
+                             : bias.dims() == 1 && bias.dim_size(0) == g * U;
+    OP_REQUIRES(ctx, kernel.dims() == 2 && kernel.dim_size(0) == N && kernel.dim_size(1) == g * U && bias_ok,
+                absl::InvalidArgumentError("kernel must be (features, " + spec_.Cols() + "), bias " +
+                                           spec_.BiasShape()));
+    std::string names;
+    bool states_ok = true;
+    for (int k = 0; k < S; ++k) {
+      const Tensor& s0 = ctx->input(1 + k);
+      states_ok = states_ok && s0.dims() == 2 && s0.dim_size(0) == B && s0.dim_size(1) == U;
+      names += (k > 0 ? " and " : "") + spec_.states[k] + "0";
+    }
+    OP_REQUIRES(ctx, states_ok, absl::InvalidArgumentError(names + " must be (batch, units)"));
+    OP_REQUIRES(ctx, taps.NumElements() == 0 || taps.NumElements() == S * T,
+                absl::InvalidArgumentError("taps must be empty or (T, " + std::to_string(S) + ")"));
     const int64_t V = seqrnn::Blocks(U);
-    const seqrnn::Dims d{T, B, N, U, V, Threads(ctx, V, max_threads_), 4, 0};
-    Tensor *h_seq, *h_last, *c_last, *blocks, *w, *s, *c, *act;
+    ForwardIO io{{T, B, N, U, V, Threads(ctx, V, max_threads_), spec_.G, spec_.X},
+                 Data(x), Data(kernel), Data(recurrent), Data(bias), {}, nullptr, {}, {}};
+    Tensor *h_seq, *blocks;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, seq_ ? T : 0, U}), &h_seq));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, h0.shape(), &h_last));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, h0.shape(), &c_last));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({}), &blocks));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({4 * U, d.K()}), &w));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({T + 1, d.K(), B}), &s));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({T + 1, U, B}), &c));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(7, TensorShape({T, 5 * U, B}), &act));
-    blocks->scalar<int32_t>()() = static_cast<int32_t>(d.V);
-    seqrnn::PackLstm(d, Data(kernel), Data(recurrent), Data(bias), Data(w));
-    float *sp = Data(s), *cp = Data(c), *ap = Data(act);
-    seqrnn::FillInputs(d, Data(x), Data(h0), sp);
-    const float* c0p = Data(c0);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t k = 0; k < U; ++k) cp[k * B + b] = c0p[b * U + k];
-    const int64_t K = d.K(), up = d.up(), n = up * B;
-    seqrnn::Forward(d, PoolScheduler(ctx), Data(*w), nullptr, sp,
-                    [&](int64_t t, int64_t v, const float* zm, const float*) {
-                      lstmcell::Forward(n, zm, cp + (t * U + v * up) * B, nullptr, ap + (t * 5 * U + v * 5 * up) * B,
-                                        cp + ((t + 1) * U + v * up) * B, sp + ((t + 1) * K + v * up) * B);
-                    });
-    seqrnn::Outputs(d, sp, Data(h_last), seq_ ? Data(h_seq) : nullptr);
-    float* cl = Data(c_last);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t k = 0; k < U; ++k) cl[b * U + k] = cp[(T * U + k) * B + b];
+    if (seq_) io.h_seq = Data(h_seq);
+    for (int k = 0; k < S; ++k) {
+      Tensor* last;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(1 + k, TensorShape({B, U}), &last));
+      io.init.push_back(Data(ctx->input(1 + k)));
+      io.last.push_back(Data(last));
+    }
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(S + 1, TensorShape({}), &blocks));
+    blocks->scalar<int32_t>()() = static_cast<int32_t>(V);
+    const std::vector<TensorShape> shapes = CacheShapes(io.d);
+    for (int k = 0; k < spec_.C(); ++k) {
+      Tensor* cache;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(S + 2 + k, shapes[k], &cache));
+      io.caches.push_back(cache);
+    }
+    Run(ctx, io);
   }
 
+ protected:
+  // Shapes of the caches, in Spec::caches's order.
+  virtual std::vector<TensorShape> CacheShapes(const seqrnn::Dims& d) const = 0;
+  // The cell's forward maths: fills io.caches, io.last and io.h_seq.
+  virtual void Run(OpKernelContext* ctx, const ForwardIO& io) = 0;
+
  private:
+  const Spec& spec_;
   bool seq_;
   int max_threads_;
 };
 
-class SeqvgLstmSeqGradOp : public OpKernel {
+// What a cell's backward maths reads and writes.
+struct GradIO {
+  seqrnn::Dims d;
+  std::vector<const float*> caches;  // as Spec::caches
+  const float* dh_seq;               // null when nothing reads the sequence
+  std::vector<const float*> dlast;   // per state, (B, u)
+  float* dx;
+  std::vector<float*> d0;            // per state, (B, u)
+  double* taps;                      // (T, V, states) or null
+  float *dw, *dwx;                   // the packed weights' gradients, or null without weight_grad
+};
+
+// A gradient op: checks the forward op's caches and the incoming
+// gradients, makes the outputs, runs the cell's Run and unpacks its weight
+// gradient (Unpack) or zeros it.
+class SeqGradOp : public OpKernel {
  public:
-  explicit SeqvgLstmSeqGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  SeqGradOp(OpKernelConstruction* ctx, const Spec& spec) : OpKernel(ctx), spec_(spec) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("weight_grad", &weight_grad_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("with_taps", &with_taps_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &blocks = ctx->input(0), &w = ctx->input(1), &s = ctx->input(2), &c = ctx->input(3);
-    const Tensor &act = ctx->input(4), &dh_seq = ctx->input(5), &dh_last = ctx->input(6),
-                 &dc_last = ctx->input(7);
-    OP_REQUIRES(ctx, s.dims() == 3 && c.dims() == 3 && w.dims() == 2 && dh_last.dims() == 2,
-                absl::InvalidArgumentError("the forward op's s, c, w and a (batch, units) dh_last"));
-    const int64_t T = s.dim_size(0) - 1, K = s.dim_size(1), B = s.dim_size(2), U = c.dim_size(1);
+  void Compute(OpKernelContext* ctx) final {
+    const int S = spec_.S(), C = spec_.C();
+    const Tensor &blocks = ctx->input(0), &w = ctx->input(1), &s = ctx->input(1 + spec_.Cache("s"));
+    const Tensor& dh_seq = ctx->input(C + 1);
+    bool ranks = s.dims() == 3 && w.dims() == 2;
+    for (int k = 0; k < S; ++k) ranks = ranks && ctx->input(C + 2 + k).dims() == 2;
+    OP_REQUIRES(ctx, ranks, absl::InvalidArgumentError("the forward op's caches and (batch, units) gradients"));
+    const int64_t T = s.dim_size(0) - 1, K = s.dim_size(1), B = s.dim_size(2), U = w.dim_size(0) / spec_.G;
     const int64_t V = blocks.scalar<int32_t>()();
-    OP_REQUIRES(ctx, V >= 1 && U % V == 0, absl::InvalidArgumentError("blocks must divide units"));
-    const seqrnn::Dims d{T, B, K - U - 1, U, V, Threads(ctx, V, 0), 4, 0};
-    OP_REQUIRES(ctx, w.dim_size(0) == 4 * U && w.dim_size(1) == K &&
-                         act.NumElements() == T * 5 * U * B && dh_last.dim_size(0) == B &&
-                         dh_last.dim_size(1) == U && dc_last.shape() == dh_last.shape() &&
-                         (dh_seq.NumElements() == 0 || dh_seq.NumElements() == B * T * U),
-                absl::InvalidArgumentError("inconsistent shapes: not the forward op's outputs"));
-    Tensor *dx, *dh0, *dc0, *dkernel, *drecurrent, *dbias, *dtaps;
+    OP_REQUIRES(ctx, V >= 1 && U >= 1 && U % V == 0 && K > U, absl::InvalidArgumentError("blocks must divide units"));
+    GradIO io{{T, B, K - U - 1, U, V, Threads(ctx, V, 0), spec_.G, spec_.X}, {}, nullptr, {}, nullptr, {},
+              nullptr, nullptr, nullptr};
+    const seqrnn::Dims& d = io.d;
+    bool fits = w.dim_size(0) == spec_.G * U && w.dim_size(1) == K &&
+                (dh_seq.NumElements() == 0 || dh_seq.NumElements() == B * T * U) && CachesFit(d, ctx, 1);
+    for (int k = 0; k < S; ++k)
+      fits = fits && ctx->input(C + 2 + k).dim_size(0) == B && ctx->input(C + 2 + k).dim_size(1) == U;
+    OP_REQUIRES(ctx, fits, absl::InvalidArgumentError("inconsistent shapes: not the forward op's outputs"));
+    for (int k = 0; k < C; ++k) io.caches.push_back(Data(ctx->input(1 + k)));
+    if (dh_seq.NumElements() != 0) io.dh_seq = Data(dh_seq);
+    for (int k = 0; k < S; ++k) io.dlast.push_back(Data(ctx->input(C + 2 + k)));
+    const int64_t g = spec_.gates;
+    Tensor *dx, *dkernel, *drecurrent, *dbias, *dtaps;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, d.N}), &dx));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, dh_last.shape(), &dh0));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, dh_last.shape(), &dc0));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({d.N, 4 * U}), &dkernel));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({U, 4 * U}), &drecurrent));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({4 * U}), &dbias));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, with_taps_ ? TensorShape({T, 2}) : TensorShape({0}), &dtaps));
-    std::vector<float> dw(weight_grad_ ? 4 * U * K : 0);
-    Taps taps(with_taps_, d, 2);
-    const float *cp = Data(c), *ap = Data(act);
-    const int64_t up = d.up(), n = up * B;
-    seqrnn::Backward(d, PoolScheduler(ctx), Data(w), nullptr, Data(s),
-                     dh_seq.NumElements() == 0 ? nullptr : Data(dh_seq), Data(dh_last), Data(dc_last),
-                     /*carry_into_h=*/false, weight_grad_, taps.data(), 2,
+    io.dx = Data(dx);
+    for (int k = 0; k < S; ++k) {
+      Tensor* d0;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(1 + k, TensorShape({B, U}), &d0));
+      io.d0.push_back(Data(d0));
+    }
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(S + 1, TensorShape({d.N, g * U}), &dkernel));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(S + 2, TensorShape({U, g * U}), &drecurrent));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(S + 3, spec_.bias_rows == 2 ? TensorShape({2, g * U})
+                                                                         : TensorShape({g * U}), &dbias));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(S + 4, with_taps_ ? TensorShape({T, S}) : TensorShape({0}), &dtaps));
+    std::vector<float> dw(weight_grad_ ? d.G * U * K : 0), dwx(weight_grad_ ? d.X * U * d.Kx() : 0);
+    Taps taps(with_taps_, d, S);
+    io.taps = taps.data();
+    io.dw = weight_grad_ ? dw.data() : nullptr;
+    io.dwx = weight_grad_ && d.X > 0 ? dwx.data() : nullptr;
+    Run(ctx, io);
+    if (weight_grad_) {
+      Unpack(d, io.dw, io.dwx, Data(dkernel), Data(drecurrent), Data(dbias));
+    } else {
+      dkernel->flat<float>().setZero();
+      drecurrent->flat<float>().setZero();
+      dbias->flat<float>().setZero();
+    }
+    if (with_taps_) seqrnn::SumBlocks(d, S, taps.data(), dtaps->flat<double>().data());
+  }
+
+ protected:
+  // Whether the caches from input `first` on fit d (beyond w and s).
+  virtual bool CachesFit(const seqrnn::Dims& d, OpKernelContext* ctx, int first) const = 0;
+  // The cell's backward loop (seqrnn::Backward with its step).
+  virtual void Run(OpKernelContext* ctx, const GradIO& io) = 0;
+  // The packed weight gradient back to Keras's kernel, recurrent and bias.
+  virtual void Unpack(const seqrnn::Dims& d, const float* dw, const float* dwx, float* dkernel, float* drecurrent,
+                      float* dbias) const = 0;
+
+ private:
+  const Spec& spec_;
+  bool weight_grad_, with_taps_;
+};
+
+}  // namespace
+
+// ---- LSTM: the caches w (4u, K), s (T+1, K, B), c (T+1, u, B), act (T, 5u, B), K = u + d + 1 ----
+
+class SeqvgLstmSeqOp : public SeqForwardOp {
+ public:
+  explicit SeqvgLstmSeqOp(OpKernelConstruction* ctx) : SeqForwardOp(ctx, kLstm) {}
+
+ protected:
+  std::vector<TensorShape> CacheShapes(const seqrnn::Dims& d) const override {
+    return {TensorShape({4 * d.U, d.K()}), TensorShape({d.T + 1, d.K(), d.B}), TensorShape({d.T + 1, d.U, d.B}),
+            TensorShape({d.T, 5 * d.U, d.B})};
+  }
+
+  void Run(OpKernelContext* ctx, const ForwardIO& io) override {
+    const seqrnn::Dims& d = io.d;
+    const int64_t T = d.T, B = d.B, U = d.U, K = d.K(), up = d.up(), n = up * B;
+    float *w = Data(io.caches[0]), *sp = Data(io.caches[1]), *cp = Data(io.caches[2]), *ap = Data(io.caches[3]);
+    seqrnn::PackLstm(d, io.kernel, io.recurrent, io.bias, w);
+    seqrnn::FillInputs(d, io.x, io.init[0], sp);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t k = 0; k < U; ++k) cp[k * B + b] = io.init[1][b * U + k];
+    seqrnn::Forward(d, PoolScheduler(ctx), w, nullptr, sp, [&](int64_t t, int64_t v, const float* zm, const float*) {
+      lstmcell::Forward(n, zm, cp + (t * U + v * up) * B, nullptr, ap + (t * 5 * U + v * 5 * up) * B,
+                        cp + ((t + 1) * U + v * up) * B, sp + ((t + 1) * K + v * up) * B);
+    });
+    seqrnn::Outputs(d, sp, io.last[0], io.h_seq);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t k = 0; k < U; ++k) io.last[1][b * U + k] = cp[(T * U + k) * B + b];
+  }
+};
+
+class SeqvgLstmSeqGradOp : public SeqGradOp {
+ public:
+  explicit SeqvgLstmSeqGradOp(OpKernelConstruction* ctx) : SeqGradOp(ctx, kLstm) {}
+
+ protected:
+  bool CachesFit(const seqrnn::Dims& d, OpKernelContext* ctx, int first) const override {
+    return ctx->input(first + 2).NumElements() == (d.T + 1) * d.U * d.B &&
+           ctx->input(first + 3).NumElements() == d.T * 5 * d.U * d.B;
+  }
+
+  void Run(OpKernelContext* ctx, const GradIO& io) override {
+    const seqrnn::Dims& d = io.d;
+    const int64_t U = d.U, B = d.B, up = d.up(), n = up * B;
+    const float *cp = io.caches[2], *ap = io.caches[3];
+    seqrnn::Backward(d, PoolScheduler(ctx), io.caches[0], nullptr, io.caches[1], io.dh_seq, io.dlast[0], io.dlast[1],
+                     /*carry_into_h=*/false, io.dw != nullptr, io.taps, 2,
                      [&](int64_t t, int64_t v, float* dh, float* dc, float* dz, float*, double* sq) {
                        if (sq != nullptr) sq[0] = CArr(dh, n).cast<double>().square().sum();
                        lstmcell::Backward(n, ap + (t * 5 * U + v * 5 * up) * B, cp + (t * U + v * up) * B, dh, dc,
                                           dz, nullptr, sq != nullptr ? sq + 1 : nullptr);
                      },
-                     Data(dx), Data(dh0), Data(dc0), dw.data(), nullptr);
-    if (weight_grad_) {
-      seqrnn::UnpackLstm(d, dw.data(), Data(dkernel), Data(drecurrent), Data(dbias));
-    } else {
-      dkernel->flat<float>().setZero();
-      drecurrent->flat<float>().setZero();
-      dbias->flat<float>().setZero();
-    }
-    if (with_taps_) seqrnn::SumBlocks(d, 2, taps.data(), dtaps->flat<double>().data());
+                     io.dx, io.d0[0], io.d0[1], io.dw, nullptr);
   }
 
- private:
-  bool weight_grad_, with_taps_;
+  void Unpack(const seqrnn::Dims& d, const float* dw, const float*, float* dkernel, float* drecurrent,
+              float* dbias) const override {
+    seqrnn::UnpackLstm(d, dw, dkernel, drecurrent, dbias);
+  }
 };
 
 REGISTER_KERNEL_BUILDER(Name("SeqvgLstmSeq").Device(tensorflow::DEVICE_CPU), SeqvgLstmSeqOp);
 REGISTER_KERNEL_BUILDER(Name("SeqvgLstmSeqGrad").Device(tensorflow::DEVICE_CPU), SeqvgLstmSeqGradOp);
 
-// x (B, T, d); h0 (B, u); kernel (d, 3u), recurrent (u, 3u), bias (2, 3u):
-// Keras's GRU with reset_after=True, gate order [z, r, h]; taps (T, 1)
-// float64 zeros, or empty. Outputs: h_seq (B, T, u) with return_sequences,
-// else (B, 0, u); h_T (B, u); then what the gradient reads: blocks, w (3u,
-// K), wx (u, d+1), s (T+1, K, B), act (T, 4u, B), K = u + d + 1.
-REGISTER_OP("SeqvgGruSeq")
-    .Input("x: float")
-    .Input("h0: float")
-    .Input("kernel: float")
-    .Input("recurrent: float")
-    .Input("bias: float")
-    .Input("taps: double")
-    .Attr("return_sequences: bool = false")
-    .Attr("max_threads: int = 0")
-    .Attr("weight_grad: bool = true")
-    .Output("h_seq: float")
-    .Output("h_last: float")
-    .Output("blocks: int32")
-    .Output("w: float")
-    .Output("wx: float")
-    .Output("s: float")
-    .Output("act: float")
-    .SetShapeFn([](InferenceContext* ctx) { return SeqShape(ctx, 1, 4); });
+// ---- GRU (Keras's reset_after=True, gate order [z, r, h]; bias (2, 3u)):
+// the caches w (3u, K), wx (u, d+1), s (T+1, K, B), act (T, 4u, B) ----
 
-// As SeqvgLstmSeqGrad; dtaps (T, 1) the squared norms of the total dL/dh_t.
-REGISTER_OP("SeqvgGruSeqGrad")
-    .Input("blocks: int32")
-    .Input("w: float")
-    .Input("wx: float")
-    .Input("s: float")
-    .Input("act: float")
-    .Input("dh_seq: float")
-    .Input("dh_last: float")
-    .Attr("weight_grad: bool = true")
-    .Attr("with_taps: bool = false")
-    .Output("dx: float")
-    .Output("dh0: float")
-    .Output("dkernel: float")
-    .Output("drecurrent: float")
-    .Output("dbias: float")
-    .Output("dtaps: double")
-    .SetShapeFn([](InferenceContext* ctx) {
-      ShapeHandle h;
-      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(6), 2, &h));
-      ctx->set_output(0, ctx->UnknownShapeOfRank(3));
-      ctx->set_output(1, h);
-      ctx->set_output(2, ctx->UnknownShapeOfRank(2));
-      ctx->set_output(3, ctx->UnknownShapeOfRank(2));
-      ctx->set_output(4, ctx->UnknownShapeOfRank(2));
-      ctx->set_output(5, ctx->UnknownShape());
-      return absl::OkStatus();
-    });
-
-class SeqvgGruSeqOp : public OpKernel {
+class SeqvgGruSeqOp : public SeqForwardOp {
  public:
-  explicit SeqvgGruSeqOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("return_sequences", &seq_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
+  explicit SeqvgGruSeqOp(OpKernelConstruction* ctx) : SeqForwardOp(ctx, kGru) {}
+
+ protected:
+  std::vector<TensorShape> CacheShapes(const seqrnn::Dims& d) const override {
+    return {TensorShape({3 * d.U, d.K()}), TensorShape({d.U, d.Kx()}), TensorShape({d.T + 1, d.K(), d.B}),
+            TensorShape({d.T, 4 * d.U, d.B})};
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &x = ctx->input(0), &h0 = ctx->input(1), &kernel = ctx->input(2);
-    const Tensor &recurrent = ctx->input(3), &bias = ctx->input(4), &taps = ctx->input(5);
-    OP_REQUIRES(ctx, x.dims() == 3, absl::InvalidArgumentError("x must be (batch, T, features)"));
-    const int64_t B = x.dim_size(0), T = x.dim_size(1), N = x.dim_size(2);
-    OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == 3 * recurrent.dim_size(0),
-                absl::InvalidArgumentError("recurrent must be (units, 3 * units)"));
-    const int64_t U = recurrent.dim_size(0);
-    OP_REQUIRES(ctx, kernel.dims() == 2 && kernel.dim_size(0) == N && kernel.dim_size(1) == 3 * U &&
-                         bias.dims() == 2 && bias.dim_size(0) == 2 && bias.dim_size(1) == 3 * U,
-                absl::InvalidArgumentError("kernel must be (features, 3 * units), bias (2, 3 * units)"));
-    OP_REQUIRES(ctx, h0.dims() == 2 && h0.dim_size(0) == B && h0.dim_size(1) == U,
-                absl::InvalidArgumentError("h0 must be (batch, units)"));
-    OP_REQUIRES(ctx, taps.NumElements() == 0 || taps.NumElements() == T,
-                absl::InvalidArgumentError("taps must be empty or (T, 1)"));
-    const int64_t V = seqrnn::Blocks(U);
-    const seqrnn::Dims d{T, B, N, U, V, Threads(ctx, V, max_threads_), 3, 1};
-    Tensor *h_seq, *h_last, *blocks, *w, *wx, *s, *act;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, seq_ ? T : 0, U}), &h_seq));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, h0.shape(), &h_last));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({}), &blocks));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({3 * U, d.K()}), &w));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({U, d.Kx()}), &wx));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({T + 1, d.K(), B}), &s));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({T, 4 * U, B}), &act));
-    blocks->scalar<int32_t>()() = static_cast<int32_t>(d.V);
-    seqrnn::PackGru(d, Data(kernel), Data(recurrent), Data(bias), Data(w), Data(wx));
-    float *sp = Data(s), *ap = Data(act);
-    seqrnn::FillInputs(d, Data(x), Data(h0), sp);
-    const int64_t K = d.K(), up = d.up(), n = up * B;
-    seqrnn::Forward(d, PoolScheduler(ctx), Data(*w), Data(*wx), sp,
-                    [&](int64_t t, int64_t v, const float* zm, const float* zx) {
-                      grucell::Forward(n, zm, zx, sp + (t * K + v * up) * B, ap + (t * 4 * U + v * 4 * up) * B,
-                                       sp + ((t + 1) * K + v * up) * B);
-                    });
-    seqrnn::Outputs(d, sp, Data(h_last), seq_ ? Data(h_seq) : nullptr);
+  void Run(OpKernelContext* ctx, const ForwardIO& io) override {
+    const seqrnn::Dims& d = io.d;
+    const int64_t U = d.U, B = d.B, K = d.K(), up = d.up(), n = up * B;
+    float *w = Data(io.caches[0]), *wx = Data(io.caches[1]), *sp = Data(io.caches[2]), *ap = Data(io.caches[3]);
+    seqrnn::PackGru(d, io.kernel, io.recurrent, io.bias, w, wx);
+    seqrnn::FillInputs(d, io.x, io.init[0], sp);
+    seqrnn::Forward(d, PoolScheduler(ctx), w, wx, sp, [&](int64_t t, int64_t v, const float* zm, const float* zx) {
+      grucell::Forward(n, zm, zx, sp + (t * K + v * up) * B, ap + (t * 4 * U + v * 4 * up) * B,
+                       sp + ((t + 1) * K + v * up) * B);
+    });
+    seqrnn::Outputs(d, sp, io.last[0], io.h_seq);
   }
-
- private:
-  bool seq_;
-  int max_threads_;
 };
 
-class SeqvgGruSeqGradOp : public OpKernel {
+class SeqvgGruSeqGradOp : public SeqGradOp {
  public:
-  explicit SeqvgGruSeqGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("weight_grad", &weight_grad_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("with_taps", &with_taps_));
+  explicit SeqvgGruSeqGradOp(OpKernelConstruction* ctx) : SeqGradOp(ctx, kGru) {}
+
+ protected:
+  bool CachesFit(const seqrnn::Dims& d, OpKernelContext* ctx, int first) const override {
+    const Tensor& wx = ctx->input(first + 1);
+    return wx.dims() == 2 && wx.dim_size(0) == d.U && wx.dim_size(1) == d.Kx() &&
+           ctx->input(first + 3).NumElements() == d.T * 4 * d.U * d.B;
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &blocks = ctx->input(0), &w = ctx->input(1), &wx = ctx->input(2), &s = ctx->input(3);
-    const Tensor &act = ctx->input(4), &dh_seq = ctx->input(5), &dh_last = ctx->input(6);
-    OP_REQUIRES(ctx, s.dims() == 3 && w.dims() == 2 && wx.dims() == 2 && dh_last.dims() == 2,
-                absl::InvalidArgumentError("the forward op's s, w, wx and a (batch, units) dh_last"));
-    const int64_t T = s.dim_size(0) - 1, K = s.dim_size(1), B = s.dim_size(2), U = wx.dim_size(0);
-    const int64_t V = blocks.scalar<int32_t>()();
-    OP_REQUIRES(ctx, V >= 1 && U % V == 0, absl::InvalidArgumentError("blocks must divide units"));
-    const seqrnn::Dims d{T, B, K - U - 1, U, V, Threads(ctx, V, 0), 3, 1};
-    OP_REQUIRES(ctx, w.dim_size(0) == 3 * U && w.dim_size(1) == K && wx.dim_size(1) == d.Kx() &&
-                         act.NumElements() == T * 4 * U * B && dh_last.dim_size(0) == B &&
-                         dh_last.dim_size(1) == U && (dh_seq.NumElements() == 0 || dh_seq.NumElements() == B * T * U),
-                absl::InvalidArgumentError("inconsistent shapes: not the forward op's outputs"));
-    Tensor *dx, *dh0, *dkernel, *drecurrent, *dbias, *dtaps;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, d.N}), &dx));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, dh_last.shape(), &dh0));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({d.N, 3 * U}), &dkernel));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({U, 3 * U}), &drecurrent));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({2, 3 * U}), &dbias));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, with_taps_ ? TensorShape({T, 1}) : TensorShape({0}), &dtaps));
-    std::vector<float> dw(weight_grad_ ? 3 * U * K : 0), dwx(weight_grad_ ? U * d.Kx() : 0);
-    Taps taps(with_taps_, d, 1);
-    const float *sp = Data(s), *ap = Data(act);
-    const int64_t up = d.up(), n = up * B;
-    seqrnn::Backward(d, PoolScheduler(ctx), Data(w), Data(wx), sp,
-                     dh_seq.NumElements() == 0 ? nullptr : Data(dh_seq), Data(dh_last), nullptr,
-                     /*carry_into_h=*/true, weight_grad_, taps.data(), 1,
+  void Run(OpKernelContext* ctx, const GradIO& io) override {
+    const seqrnn::Dims& d = io.d;
+    const int64_t U = d.U, B = d.B, K = d.K(), up = d.up(), n = up * B;
+    const float *sp = io.caches[2], *ap = io.caches[3];
+    seqrnn::Backward(d, PoolScheduler(ctx), io.caches[0], io.caches[1], sp, io.dh_seq, io.dlast[0], nullptr,
+                     /*carry_into_h=*/true, io.dw != nullptr, io.taps, 1,
                      [&](int64_t t, int64_t v, float* dh, float* carry, float* dz, float* dzx, double* sq) {
                        if (sq != nullptr) sq[0] = CArr(dh, n).cast<double>().square().sum();
                        grucell::Backward(n, ap + (t * 4 * U + v * 4 * up) * B, sp + (t * K + v * up) * B, dh, carry,
                                          dz, dzx);
                      },
-                     Data(dx), Data(dh0), nullptr, dw.data(), dwx.data());
-    if (weight_grad_) {
-      seqrnn::UnpackGru(d, dw.data(), dwx.data(), Data(dkernel), Data(drecurrent), Data(dbias));
-    } else {
-      dkernel->flat<float>().setZero();
-      drecurrent->flat<float>().setZero();
-      dbias->flat<float>().setZero();
-    }
-    if (with_taps_) seqrnn::SumBlocks(d, 1, taps.data(), dtaps->flat<double>().data());
+                     io.dx, io.d0[0], nullptr, io.dw, io.dwx);
   }
 
- private:
-  bool weight_grad_, with_taps_;
+  void Unpack(const seqrnn::Dims& d, const float* dw, const float* dwx, float* dkernel, float* drecurrent,
+              float* dbias) const override {
+    seqrnn::UnpackGru(d, dw, dwx, dkernel, drecurrent, dbias);
+  }
 };
 
 REGISTER_KERNEL_BUILDER(Name("SeqvgGruSeq").Device(tensorflow::DEVICE_CPU), SeqvgGruSeqOp);
 REGISTER_KERNEL_BUILDER(Name("SeqvgGruSeqGrad").Device(tensorflow::DEVICE_CPU), SeqvgGruSeqGradOp);
 
-// ---- The vanilla RNN: Keras's SimpleRNN with tanh, G = 1 row per unit ----
+// ---- The vanilla RNN: Keras's SimpleRNN with tanh, h_t = tanh(x_t W + h_{t-1} R + b) ----
 //
-//   h_t = tanh(x_t W + h_{t-1} R + b)
 // Only the gradient probe (seqvg/probe.py) runs it: a vanilla layer trains
 // on Keras's loop. The backward needs only h_t (tanh' = 1 - h_t^2), which s
-// holds, so s is the one cache. With G = 1 the block-major row r is unit r.
-// x (B, T, d); h0 (B, u); kernel (d, u), recurrent (u, u), bias (u); taps
-// (T, 1) float64 zeros, or empty. Outputs: h_seq (B, T, u) with
-// return_sequences, else (B, 0, u); h_T (B, u); then what the gradient
-// reads: blocks, w (u, K), s (T+1, K, B), K = u + d + 1.
-REGISTER_OP("SeqvgRnnSeq")
-    .Input("x: float")
-    .Input("h0: float")
-    .Input("kernel: float")
-    .Input("recurrent: float")
-    .Input("bias: float")
-    .Input("taps: double")
-    .Attr("return_sequences: bool = false")
-    .Attr("max_threads: int = 0")
-    .Attr("weight_grad: bool = true")
-    .Output("h_seq: float")
-    .Output("h_last: float")
-    .Output("blocks: int32")
-    .Output("w: float")
-    .Output("s: float")
-    .SetShapeFn([](InferenceContext* ctx) { return SeqShape(ctx, 1, 2); });
+// holds, so the caches are w (u, K) and s (T+1, K, B).
 
-// As SeqvgLstmSeqGrad; dtaps (T, 1) the squared norms of the total dL/dh_t.
-REGISTER_OP("SeqvgRnnSeqGrad")
-    .Input("blocks: int32")
-    .Input("w: float")
-    .Input("s: float")
-    .Input("dh_seq: float")
-    .Input("dh_last: float")
-    .Attr("weight_grad: bool = true")
-    .Attr("with_taps: bool = false")
-    .Output("dx: float")
-    .Output("dh0: float")
-    .Output("dkernel: float")
-    .Output("drecurrent: float")
-    .Output("dbias: float")
-    .Output("dtaps: double")
-    .SetShapeFn([](InferenceContext* ctx) {
-      ShapeHandle h;
-      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(4), 2, &h));
-      ctx->set_output(0, ctx->UnknownShapeOfRank(3));
-      ctx->set_output(1, h);
-      ctx->set_output(2, ctx->UnknownShapeOfRank(2));
-      ctx->set_output(3, ctx->UnknownShapeOfRank(2));
-      ctx->set_output(4, ctx->UnknownShapeOfRank(1));
-      ctx->set_output(5, ctx->UnknownShape());
-      return absl::OkStatus();
-    });
-
-class SeqvgRnnSeqOp : public OpKernel {
+class SeqvgRnnSeqOp : public SeqForwardOp {
  public:
-  explicit SeqvgRnnSeqOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("return_sequences", &seq_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
+  explicit SeqvgRnnSeqOp(OpKernelConstruction* ctx) : SeqForwardOp(ctx, kRnn) {}
+
+ protected:
+  std::vector<TensorShape> CacheShapes(const seqrnn::Dims& d) const override {
+    return {TensorShape({d.U, d.K()}), TensorShape({d.T + 1, d.K(), d.B})};
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &x = ctx->input(0), &h0 = ctx->input(1), &kernel = ctx->input(2);
-    const Tensor &recurrent = ctx->input(3), &bias = ctx->input(4), &taps = ctx->input(5);
-    OP_REQUIRES(ctx, x.dims() == 3, absl::InvalidArgumentError("x must be (batch, T, features)"));
-    const int64_t B = x.dim_size(0), T = x.dim_size(1), N = x.dim_size(2);
-    OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == recurrent.dim_size(0),
-                absl::InvalidArgumentError("recurrent must be (units, units)"));
-    const int64_t U = recurrent.dim_size(0);
-    OP_REQUIRES(ctx, kernel.dims() == 2 && kernel.dim_size(0) == N && kernel.dim_size(1) == U &&
-                         bias.dims() == 1 && bias.dim_size(0) == U,
-                absl::InvalidArgumentError("kernel must be (features, units), bias (units)"));
-    OP_REQUIRES(ctx, h0.dims() == 2 && h0.dim_size(0) == B && h0.dim_size(1) == U,
-                absl::InvalidArgumentError("h0 must be (batch, units)"));
-    OP_REQUIRES(ctx, taps.NumElements() == 0 || taps.NumElements() == T,
-                absl::InvalidArgumentError("taps must be empty or (T, 1)"));
-    const int64_t V = seqrnn::Blocks(U);
-    const seqrnn::Dims d{T, B, N, U, V, Threads(ctx, V, max_threads_), 1, 0};
-    Tensor *h_seq, *h_last, *blocks, *w, *s;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, seq_ ? T : 0, U}), &h_seq));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, h0.shape(), &h_last));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({}), &blocks));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({U, d.K()}), &w));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({T + 1, d.K(), B}), &s));
-    blocks->scalar<int32_t>()() = static_cast<int32_t>(d.V);
-    const int64_t K = d.K(), up = d.up(), n = up * B;
-    const float *kp = Data(kernel), *rp = Data(recurrent), *bp = Data(bias);
-    float* wp = Data(w);
-    for (int64_t r = 0; r < U; ++r) {  // w = [R; W; b]^T
-      float* row = wp + r * K;
-      for (int64_t k = 0; k < U; ++k) row[k] = rp[k * U + r];
-      for (int64_t m = 0; m < N; ++m) row[U + m] = kp[m * U + r];
-      row[K - 1] = bp[r];
-    }
-    float* sp = Data(s);
-    seqrnn::FillInputs(d, Data(x), Data(h0), sp);
-    seqrnn::Forward(d, PoolScheduler(ctx), wp, nullptr, sp, [&](int64_t t, int64_t v, const float* zm, const float*) {
+  void Run(OpKernelContext* ctx, const ForwardIO& io) override {
+    const seqrnn::Dims& d = io.d;
+    const int64_t B = d.B, K = d.K(), up = d.up(), n = up * B;
+    float *w = Data(io.caches[0]), *sp = Data(io.caches[1]);
+    seqrnn::PackRnn(d, io.kernel, io.recurrent, io.bias, w);
+    seqrnn::FillInputs(d, io.x, io.init[0], sp);
+    seqrnn::Forward(d, PoolScheduler(ctx), w, nullptr, sp, [&](int64_t t, int64_t v, const float* zm, const float*) {
       Arr(sp + ((t + 1) * K + v * up) * B, n) = CArr(zm, n).tanh();
     });
-    seqrnn::Outputs(d, sp, Data(h_last), seq_ ? Data(h_seq) : nullptr);
+    seqrnn::Outputs(d, sp, io.last[0], io.h_seq);
   }
-
- private:
-  bool seq_;
-  int max_threads_;
 };
 
-class SeqvgRnnSeqGradOp : public OpKernel {
+class SeqvgRnnSeqGradOp : public SeqGradOp {
  public:
-  explicit SeqvgRnnSeqGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("weight_grad", &weight_grad_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("with_taps", &with_taps_));
-  }
+  explicit SeqvgRnnSeqGradOp(OpKernelConstruction* ctx) : SeqGradOp(ctx, kRnn) {}
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &blocks = ctx->input(0), &w = ctx->input(1), &s = ctx->input(2);
-    const Tensor &dh_seq = ctx->input(3), &dh_last = ctx->input(4);
-    OP_REQUIRES(ctx, s.dims() == 3 && w.dims() == 2 && dh_last.dims() == 2,
-                absl::InvalidArgumentError("the forward op's s, w and a (batch, units) dh_last"));
-    const int64_t T = s.dim_size(0) - 1, K = s.dim_size(1), B = s.dim_size(2), U = w.dim_size(0);
-    const int64_t V = blocks.scalar<int32_t>()();
-    OP_REQUIRES(ctx, V >= 1 && U % V == 0 && K > U, absl::InvalidArgumentError("blocks must divide units"));
-    const seqrnn::Dims d{T, B, K - U - 1, U, V, Threads(ctx, V, 0), 1, 0};
-    OP_REQUIRES(ctx, w.dim_size(1) == K && dh_last.dim_size(0) == B && dh_last.dim_size(1) == U &&
-                         (dh_seq.NumElements() == 0 || dh_seq.NumElements() == B * T * U),
-                absl::InvalidArgumentError("inconsistent shapes: not the forward op's outputs"));
-    Tensor *dx, *dh0, *dkernel, *drecurrent, *dbias, *dtaps;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, d.N}), &dx));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, dh_last.shape(), &dh0));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({d.N, U}), &dkernel));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({U, U}), &drecurrent));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({U}), &dbias));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, with_taps_ ? TensorShape({T, 1}) : TensorShape({0}), &dtaps));
-    std::vector<float> dw(weight_grad_ ? U * K : 0);
-    Taps taps(with_taps_, d, 1);
-    const float* sp = Data(s);
-    const int64_t up = d.up(), n = up * B;
-    seqrnn::Backward(d, PoolScheduler(ctx), Data(w), nullptr, sp,
-                     dh_seq.NumElements() == 0 ? nullptr : Data(dh_seq), Data(dh_last), nullptr,
-                     /*carry_into_h=*/false, weight_grad_, taps.data(), 1,
+ protected:
+  bool CachesFit(const seqrnn::Dims&, OpKernelContext*, int) const override { return true; }
+
+  void Run(OpKernelContext* ctx, const GradIO& io) override {
+    const seqrnn::Dims& d = io.d;
+    const int64_t B = d.B, K = d.K(), up = d.up(), n = up * B;
+    const float* sp = io.caches[1];
+    seqrnn::Backward(d, PoolScheduler(ctx), io.caches[0], nullptr, sp, io.dh_seq, io.dlast[0], nullptr,
+                     /*carry_into_h=*/false, io.dw != nullptr, io.taps, 1,
                      [&](int64_t t, int64_t v, float* dh, float*, float* dz, float*, double* sq) {
                        if (sq != nullptr) sq[0] = CArr(dh, n).cast<double>().square().sum();
                        CArr h(sp + ((t + 1) * K + v * up) * B, n);
                        Arr(dz, n) = CArr(dh, n) * (1.f - h * h);
                      },
-                     Data(dx), Data(dh0), nullptr, dw.data(), nullptr);
-    float *dk = Data(dkernel), *dr = Data(drecurrent), *db = Data(dbias);
-    if (weight_grad_) {
-      for (int64_t r = 0; r < U; ++r) {
-        const float* row = dw.data() + r * K;
-        for (int64_t k = 0; k < U; ++k) dr[k * U + r] = row[k];
-        for (int64_t m = 0; m < d.N; ++m) dk[m * U + r] = row[U + m];
-        db[r] = row[K - 1];
-      }
-    } else {
-      dkernel->flat<float>().setZero();
-      drecurrent->flat<float>().setZero();
-      dbias->flat<float>().setZero();
-    }
-    if (with_taps_) seqrnn::SumBlocks(d, 1, taps.data(), dtaps->flat<double>().data());
+                     io.dx, io.d0[0], nullptr, io.dw, nullptr);
   }
 
- private:
-  bool weight_grad_, with_taps_;
+  void Unpack(const seqrnn::Dims& d, const float* dw, const float*, float* dkernel, float* drecurrent,
+              float* dbias) const override {
+    seqrnn::UnpackRnn(d, dw, dkernel, drecurrent, dbias);
+  }
 };
 
 REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeq").Device(tensorflow::DEVICE_CPU), SeqvgRnnSeqOp);
 REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), SeqvgRnnSeqGradOp);
+
+// ---- The step Jacobian's spectral norm per row (seqvg/stepstats.py) ----
+//
+// sigma_max(J) of one step of a cell the sequence ops run (the same maths,
+// tanh and sigmoid), linearised in its whole state, one J per row (a sample
+// at a Jacobian point), by `dim` Lanczos steps on J^T J from the row of v0:
+// the top eigenvalue of each row's (dim x dim) tridiagonal matrix, the
+// recurrence of stepstats.lanczos_tridiagonal, whose TensorFlow ops this
+// replaces for these cells (there, ~80 small ops per Lanczos step cost three
+// times its two matmuls). J v and J^T u are one GEMM each with Keras's
+// recurrent matrix R (u, G u) and elementwise factors, the activations'
+// derivatives at the point (stepstats.step_coefficients, in the same order):
+//   rnn  [d]:                 J v = d (v R),  J^T w = (d w) R^T
+//   gru  [cz, z, cr, ch]:     J v = cz E_z + z v + cr E_r + ch E_h, E = v R
+//                             J^T w = [w cz, w cr, w ch] R^T + w z
+//   lstm [f, af, ai, ag, ao, bc], state [h; c]:
+//                             e = f v_c + ai E_i + af E_f + ag E_g, E = v_h R
+//                             J v = [ao E_o + bc e; e]
+//                             k = w_c + bc w_h,  J^T w = [[k ai, k af, k ag, w_h ao] R^T; k f]
+// Rows are cut into blocks of kRows fixed by the row count and handed to the
+// threads as they come free: a row's numbers do not depend on the threads.
+namespace stepjac {
+
+using Mat = seqrnn::Mat;
+using CMMap = seqrnn::CMMap;
+using RArr = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+constexpr int64_t kRows = 32;
+
+enum Kind { kRnn = 0, kGru = 1, kLstm = 2 };
+
+struct Cell {
+  Kind kind;
+  int64_t u, d;
+  const float *x, *s, *bias;  // x (rows, d), s (rows, n), bias (G u) or the GRU's (2, G u)
+  CMMap kernel, r;            // (d, G u), (u, G u)
+  int64_t G() const { return kind == kRnn ? 1 : kind == kGru ? 3 : 4; }
+  int64_t n() const { return kind == kLstm ? 2 * u : u; }
+};
+
+inline RArr Sigmoid(const RArr& a) { return a.logistic(); }
+
+// The factors of rows [r0, r0 + m), each (m, u): the step's forward maths
+// at (x, s) as the sequence ops compute it, then the derivatives.
+inline std::vector<RArr> Coefficients(const Cell& c, int64_t r0, int64_t m) {
+  const int64_t u = c.u, gu = c.G() * u, n = c.n();
+  const CMMap s(c.s + r0 * n, m, n);
+  Mat zx = CMMap(c.x + r0 * c.d, m, c.d) * c.kernel;
+  Mat zh = s.leftCols(u) * c.r;
+  const Eigen::Map<const Eigen::RowVectorXf> b(c.bias, gu);
+  if (c.kind == kRnn) {
+    RArr h = ((zx + zh).rowwise() + b).array().tanh();
+    return {1.f - h * h};
+  }
+  if (c.kind == kLstm) {
+    const RArr z = (zx + zh).rowwise() + b;
+    const RArr i = Sigmoid(z.leftCols(u)), f = Sigmoid(z.middleCols(u, u)), o = Sigmoid(z.rightCols(u));
+    const RArr g = z.middleCols(2 * u, u).tanh();
+    const RArr cp = s.rightCols(u).array();
+    const RArr tc = (f * cp + i * g).tanh();
+    return {f, cp * f * (1.f - f), g * i * (1.f - i), i * (1.f - g * g), tc * o * (1.f - o), o * (1.f - tc * tc)};
+  }
+  // Keras's GRU, reset_after=True: the recurrent bias inside r's product.
+  const Eigen::Map<const Eigen::RowVectorXf> b_in(c.bias + gu, gu);
+  const RArr xp = zx.rowwise() + b, inner = zh.rowwise() + b_in;
+  const RArr z = Sigmoid(xp.leftCols(u) + inner.leftCols(u)), r = Sigmoid(xp.middleCols(u, u) + inner.middleCols(u, u));
+  const RArr hh = (xp.rightCols(u) + r * inner.rightCols(u)).tanh();
+  const RArr keep = (1.f - z) * (1.f - hh * hh);
+  return {z * (1.f - z) * (s.leftCols(u).array() - hh), z, keep * r * (1.f - r) * inner.rightCols(u), keep * r};
+}
+
+inline void Jvp(const Cell& c, const std::vector<RArr>& k, const Mat& v, Mat& e, Mat& out) {
+  const int64_t u = c.u;
+  if (c.kind == kRnn) {
+    e.noalias() = v * c.r;
+    out.array() = k[0] * e.array();
+  } else if (c.kind == kGru) {
+    e.noalias() = v * c.r;
+    out.array() = k[0] * e.leftCols(u).array() + k[1] * v.array() + k[2] * e.middleCols(u, u).array() +
+                  k[3] * e.rightCols(u).array();
+  } else {
+    e.noalias() = v.leftCols(u) * c.r;
+    out.rightCols(u).array() = k[0] * v.rightCols(u).array() + k[2] * e.leftCols(u).array() +
+                               k[1] * e.middleCols(u, u).array() + k[3] * e.middleCols(2 * u, u).array();
+    out.leftCols(u).array() = k[4] * e.rightCols(u).array() + k[5] * out.rightCols(u).array();
+  }
+}
+
+inline void Vjp(const Cell& c, const std::vector<RArr>& k, const Mat& w, Mat& d, Mat& out) {
+  const int64_t u = c.u;
+  if (c.kind == kRnn) {
+    d.array() = k[0] * w.array();
+    out.noalias() = d * c.r.transpose();
+  } else if (c.kind == kGru) {
+    d.leftCols(u).array() = w.array() * k[0];
+    d.middleCols(u, u).array() = w.array() * k[2];
+    d.rightCols(u).array() = w.array() * k[3];
+    out.noalias() = d * c.r.transpose();
+    out.array() += w.array() * k[1];
+  } else {
+    const RArr carry = w.rightCols(u).array() + k[5] * w.leftCols(u).array();
+    d.leftCols(u).array() = carry * k[2];
+    d.middleCols(u, u).array() = carry * k[1];
+    d.middleCols(2 * u, u).array() = carry * k[3];
+    d.rightCols(u).array() = w.leftCols(u).array() * k[4];
+    out.leftCols(u).noalias() = d * c.r.transpose();
+    out.rightCols(u).array() = carry * k[0];
+  }
+}
+
+// Rows [r0, r0 + m): their sigma_max estimates into sigma.
+inline void Block(const Cell& c, int64_t r0, int64_t m, const float* v0, int64_t dim, float* sigma) {
+  const int64_t n = c.n(), gu = c.G() * c.u;
+  const std::vector<RArr> k = Coefficients(c, r0, m);
+  Mat q = CMMap(v0 + r0 * n, m, n), q_prev = Mat::Zero(m, n), w(m, n), jq(m, n), e(m, gu), d(m, gu);
+  std::vector<double> beta(m, 0.0);
+  Eigen::MatrixXd alphas = Eigen::MatrixXd::Zero(dim, m), betas = Eigen::MatrixXd::Zero(dim, m);
+  for (int64_t r = 0; r < m; ++r) {
+    const double norm = std::sqrt(q.row(r).cast<double>().squaredNorm());
+    if (norm > 0) q.row(r) *= static_cast<float>(1.0 / norm); else q.row(r).setZero();
+  }
+  for (int64_t j = 0; j < dim; ++j) {
+    Jvp(c, k, q, e, jq);
+    Vjp(c, k, jq, d, w);
+    for (int64_t r = 0; r < m; ++r) {
+      // Float32 vectors, as the TF version's; their sums in double.
+      const float alpha = static_cast<float>(q.row(r).cast<double>().dot(w.row(r).cast<double>()));
+      alphas(j, r) = alpha;
+      if (j == dim - 1) continue;
+      const double w_norm = std::sqrt(w.row(r).cast<double>().squaredNorm());
+      w.row(r) -= alpha * q.row(r) + static_cast<float>(beta[r]) * q_prev.row(r);
+      const double norm = std::sqrt(w.row(r).cast<double>().squaredNorm());
+      // A residual at rounding level: the Krylov space is invariant and the
+      // row's Ritz values exact; its recurrence stops (as the TF version's).
+      const bool alive = norm > 1e-4 * w_norm;
+      beta[r] = alive ? norm : 0.0;
+      betas(j, r) = beta[r];
+      q_prev.row(r) = q.row(r);
+      if (alive) q.row(r) = w.row(r) * static_cast<float>(1.0 / norm); else q.row(r).setZero();
+    }
+  }
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver;
+  for (int64_t r = 0; r < m; ++r) {
+    const Eigen::VectorXd diag = alphas.col(r), off = betas.col(r).head(dim - 1);
+    solver.computeFromTridiagonal(diag, off, Eigen::EigenvaluesOnly);
+    sigma[r0 + r] = static_cast<float>(std::sqrt(std::max(solver.eigenvalues().maxCoeff(), 0.0)));
+  }
+}
+
+}  // namespace stepjac
+
+// x (rows, d) and s (rows, n) the input and the entering state ([h] or [h;
+// c], n = 2u for the LSTM) of each row's step; kernel (d, G u), recurrent
+// (u, G u), bias (G u) or the GRU's (2, G u), Keras's; v0 (rows, n) the start
+// vectors; at most max_threads threads (0: TensorFlow's intra-op threads).
+// Output: sigma (rows,), the square root of the largest eigenvalue of each
+// row's Lanczos matrix.
+REGISTER_OP("SeqvgStepSigma")
+    .Input("x: float")
+    .Input("s: float")
+    .Input("kernel: float")
+    .Input("recurrent: float")
+    .Input("bias: float")
+    .Input("v0: float")
+    .Attr("cell: {'rnn', 'gru', 'lstm'}")
+    .Attr("dim: int >= 1")
+    .Attr("max_threads: int = 0")
+    .Output("sigma: float")
+    .SetShapeFn([](InferenceContext* ctx) {
+      ShapeHandle v0;
+      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(5), 2, &v0));
+      ctx->set_output(0, ctx->Vector(ctx->Dim(v0, 0)));
+      return absl::OkStatus();
+    });
+
+class SeqvgStepSigmaOp : public OpKernel {
+ public:
+  explicit SeqvgStepSigmaOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::string cell;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("cell", &cell));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("dim", &dim_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
+    kind_ = cell == "rnn" ? stepjac::kRnn : cell == "gru" ? stepjac::kGru : stepjac::kLstm;
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &x = ctx->input(0), &s = ctx->input(1), &kernel = ctx->input(2), &recurrent = ctx->input(3);
+    const Tensor &bias = ctx->input(4), &v0 = ctx->input(5);
+    const int64_t G = kind_ == stepjac::kRnn ? 1 : kind_ == stepjac::kGru ? 3 : 4;
+    OP_REQUIRES(ctx, recurrent.dims() == 2 && recurrent.dim_size(1) == G * recurrent.dim_size(0),
+                absl::InvalidArgumentError("recurrent must be (units, G * units) for the cell"));
+    const int64_t u = recurrent.dim_size(0), n = kind_ == stepjac::kLstm ? 2 * u : u;
+    OP_REQUIRES(ctx, x.dims() == 2 && kernel.dims() == 2 && kernel.dim_size(0) == x.dim_size(1) &&
+                         kernel.dim_size(1) == G * u && bias.NumElements() == (kind_ == stepjac::kGru ? 2 : 1) * G * u,
+                absl::InvalidArgumentError("x (rows, d), kernel (d, G * units) and the cell's bias"));
+    const int64_t rows = x.dim_size(0);
+    OP_REQUIRES(ctx, s.dims() == 2 && s.dim_size(0) == rows && s.dim_size(1) == n && v0.shape() == s.shape(),
+                absl::InvalidArgumentError("s and v0 must be (rows, state width)"));
+    OP_REQUIRES(ctx, dim_ <= n, absl::InvalidArgumentError("dim must be at most the state width"));
+    Tensor* sigma;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({rows}), &sigma));
+    const stepjac::Cell cell{kind_, u, x.dim_size(1), Data(x), Data(s), Data(bias),
+                             seqrnn::CMMap(Data(kernel), x.dim_size(1), G * u),
+                             seqrnn::CMMap(Data(recurrent), u, G * u)};
+    const int64_t blocks = (rows + stepjac::kRows - 1) / stepjac::kRows;
+    int P = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+    if (max_threads_ > 0) P = std::min(P, max_threads_);
+    P = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(P, blocks)));
+    std::atomic<int64_t> next{0};
+    const float* v0p = Data(v0);
+    float* out = Data(sigma);
+    seqrnn::Parallel(P, PoolScheduler(ctx), [&](int) {
+      for (int64_t b = next++; b < blocks; b = next++) {
+        const int64_t r0 = b * stepjac::kRows;
+        stepjac::Block(cell, r0, std::min(stepjac::kRows, rows - r0), v0p, dim_, out);
+      }
+    });
+  }
+
+ private:
+  stepjac::Kind kind_;
+  int dim_, max_threads_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("SeqvgStepSigma").Device(tensorflow::DEVICE_CPU), SeqvgStepSigmaOp);
