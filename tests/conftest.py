@@ -50,6 +50,15 @@ def tiny_cfg():
     return make
 
 
+@pytest.fixture
+def xla_always(monkeypatch):
+    """A custom cell's tiny run takes XLA as a run long enough to repay it
+    does (execpath.XLA_MIN_WORK): for the tests of that path."""
+    from seqvg import execpath
+
+    monkeypatch.setattr(execpath, "XLA_MIN_WORK", 0)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """Factory: the directory of a finished tiny run (TINY plus keyword
