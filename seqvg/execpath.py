@@ -26,7 +26,7 @@ op without an XLA kernel, e.g. ``tf.numpy_function``) runs without it;
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 #: The paths, and how the report names them.
 CELL_PATHS = {
@@ -80,7 +80,9 @@ class ExecutionPath:
     unroll: bool = False
     xla: bool = False
     xla_refused: str | None = None
-    xla_skipped: str | None = None
+    #: Not compared: it says why, while the path (what ran, which a resumed
+    #: run checks) is the same whatever the budget in its reason.
+    xla_skipped: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
         if self.cell not in (None, *FAST_CELLS):

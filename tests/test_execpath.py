@@ -120,7 +120,7 @@ def test_record_round_trips_and_reads_as_older_runs_wrote_it(path, lstm_path, gr
     assert (path.lstm_path, path.gru_path, path.describe()) == (lstm_path, gru_path, words)
     new = {"numerics": {"execution_path": path.to_dict(), "lstm_path": lstm_path, "gru_path": gru_path}}
     old = {"numerics": {"lstm_path": lstm_path, "gru_path": gru_path, "cpu_isa": "x86_64 avx2"}}
-    assert recorded(new) == path
+    assert recorded(new) == path and recorded(new).describe() == words
     if not (path.xla or path.xla_refused or path.xla_skipped):  # older runs had no XLA to record
         assert recorded(old) == path
 
