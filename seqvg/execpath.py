@@ -10,7 +10,8 @@ An LSTM or GRU layer gives the same maths on three paths (docs/design.md,
 ops (LSTM only), or Keras's own loop. Which one runs, and whether the TF-ops
 loop is unrolled into the graph, depends on the cell, the number of
 timesteps and this machine (a GPU; whether seqvg's ops are built), never on
-the number of training steps. ``resolve`` makes that decision once;
+the number of training steps (which only decides whether a custom cell's
+loop is XLA-compiled, below). ``resolve`` makes that decision once;
 ``build_model``, the probe and config.json (``numerics``) all take the value
 it returns, so what is recorded is what ran.
 
