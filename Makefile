@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/probe.py
 	$(BIN)/python benchmarks/lstm_loop.py
 	$(BIN)/python benchmarks/custom_cell.py
+	$(BIN)/python benchmarks/xla_payoff.py
 
 clean:
 	rm -rf $(VENV) runs

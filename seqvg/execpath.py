@@ -10,21 +10,24 @@ An LSTM or GRU layer gives the same maths on three paths (docs/design.md,
 ops (LSTM only), or Keras's own loop. Which one runs, and whether the TF-ops
 loop is unrolled into the graph, depends on the cell, the number of
 timesteps and this machine (a GPU; whether seqvg's ops are built), never on
-the number of training steps. ``resolve`` makes that decision once;
+the number of training steps (which only decides whether a custom cell's
+loop is XLA-compiled, below). ``resolve`` makes that decision once;
 ``build_model``, the probe and config.json (``numerics``) all take the value
 it returns, so what is recorded is what ran.
 
 A custom cell (``seqvg.customcell``) runs Keras's loop; a training run
-compiles its step and its probe's gradient pass with XLA (``xla``), which
-fuses the many small per-timestep ops of a cell written in Keras ops. A cell
-XLA cannot compile (an op without an XLA kernel, e.g. ``tf.numpy_function``)
-runs without it; ``seqvg.training.Trainer`` finds that out once, before the
-first step (``xla_refusal``), and the path records why (``xla_refused``).
+long enough to repay the compilation (``XLA_MIN_WORK``) compiles its step and
+its probe's gradient pass with XLA (``xla``), which fuses the many small
+per-timestep ops of a cell written in Keras ops; a shorter one runs without
+it and the path records why (``xla_skipped``). A cell XLA cannot compile (an
+op without an XLA kernel, e.g. ``tf.numpy_function``) runs without it;
+``seqvg.training.Trainer`` finds that out once, before the first step
+(``xla_refusal``), and the path records why (``xla_refused``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 #: The paths, and how the report names them.
 CELL_PATHS = {
@@ -40,6 +43,18 @@ FAST_CELLS = ("lstm", "gru")
 #: plain graph edges; beyond this length the bigger graph costs more than it
 #: saves.
 UNROLL_MAX = 256
+#: The least work, training steps x timesteps per sequence (``--steps`` x
+#: the task's sequence length: the budget, not the steps an early stop
+#: leaves), for which a custom cell's run is compiled with XLA. XLA costs a
+#: fixed compilation per process, before the first step (lowering, then
+#: compiling the step and the probe: the same whatever the length, since
+#: Keras's loop is one while loop), and saves a little at every timestep of
+#: every step; a short run pays more than it saves. Measured for seqvg's
+#: four modern cells and docs/examples/my_gru.py (benchmarks/xla_payoff.py;
+#: docs/design.md, "Custom cells and XLA"): XLA breaks even after 22,000 to
+#: 72,000 steps x timesteps; from 100,000 (e.g. 1000 steps at T=100) it pays
+#: for each of them, and a shorter run (a quick look, a test) starts at once.
+XLA_MIN_WORK = 100_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,9 @@ class ExecutionPath:
             with XLA (custom cells, on Keras's loop).
         xla_refused: why XLA was wanted but could not compile this model (one
             line), else None.
+        xla_skipped: why a custom cell's run goes without XLA although it
+            could take it (a budget too short to repay the compilation,
+            ``XLA_MIN_WORK``; one line), else None.
     """
 
     cell: str | None = None
@@ -63,6 +81,9 @@ class ExecutionPath:
     unroll: bool = False
     xla: bool = False
     xla_refused: str | None = None
+    #: Not compared: it says why, while the path (what ran, which a resumed
+    #: run checks) is the same whatever the budget in its reason.
+    xla_skipped: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
         if self.cell not in (None, *FAST_CELLS):
@@ -77,22 +98,26 @@ class ExecutionPath:
             raise ValueError("execution path: only the TF-ops loop unrolls")
         if self.xla and self.cell is not None:
             raise ValueError("execution path: XLA compiles only Keras's loop of a custom cell")
-        if self.xla and self.xla_refused:
-            raise ValueError("execution path: XLA both used and refused")
+        if self.xla and (self.xla_refused or self.xla_skipped):
+            raise ValueError("execution path: XLA both used and refused or skipped")
+        if self.xla_skipped and self.cell is not None:
+            raise ValueError("execution path: XLA compiles only Keras's loop of a custom cell")
 
     def to_dict(self) -> dict:
         """JSON-ready, as config.json's ``numerics.execution_path`` holds it."""
         d = {"cell": self.cell, "cell_path": self.cell_path, "unroll": self.unroll}
-        if self.xla or self.xla_refused:  # absent where XLA never applied: such records read as before
+        if self.xla or self.xla_refused or self.xla_skipped:  # absent where XLA never applied: read as before
             d.update(xla=self.xla, xla_refused=self.xla_refused)
+        if self.xla_skipped:
+            d["xla_skipped"] = self.xla_skipped
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ExecutionPath:
         """The inverse of ``to_dict`` (records written before ``xla`` existed: no XLA)."""
-        refused = d.get("xla_refused")
+        refused, skipped = d.get("xla_refused"), d.get("xla_skipped")
         return cls(d.get("cell"), d.get("cell_path", "keras"), bool(d.get("unroll", False)), bool(d.get("xla", False)),
-                   None if refused is None else str(refused))
+                   None if refused is None else str(refused), None if skipped is None else str(skipped))
 
     def refuse_xla(self, why: str) -> ExecutionPath:
         """This path without XLA, recording ``why``."""
@@ -118,12 +143,13 @@ class ExecutionPath:
     def describe(self) -> str:
         """The path in words, e.g. "LSTM: seqvg's loop of TensorFlow ops, unrolled"."""
         where = CELL_PATHS[self.cell_path] + (", unrolled" if self.unroll else "") + (", XLA-compiled" if self.xla else "")
-        if self.xla_refused:
-            where += f", without XLA ({self.xla_refused})"
+        if self.xla_refused or self.xla_skipped:
+            where += f", without XLA ({self.xla_refused or self.xla_skipped})"
         return f"{self.cell.upper()}: {where}" if self.cell else where
 
 
-def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: bool = False) -> ExecutionPath:
+def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: bool = False,
+           steps: int | None = None) -> ExecutionPath:
     """The path of a ``cell`` layer over ``timesteps`` on this machine.
 
     Args:
@@ -134,7 +160,11 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: b
             build, or XLA's compilation, pays; a one-shot probe (``seqvg
             probe``) neither unrolls nor compiles.
         custom: the cell is a custom cell (``seqvg.customcell``): XLA where
-            ``repeated`` (subject to ``xla_refusal``, checked by the trainer).
+            ``repeated`` and the run's ``steps`` x ``timesteps`` reach
+            ``XLA_MIN_WORK`` (subject to ``xla_refusal``, checked by the
+            trainer).
+        steps: the run's budget of training steps (``--steps``); None: as
+            long as needed to repay XLA.
 
     Only for an LSTM or a GRU on a CPU are seqvg's ops asked for here (which
     compiles them on first use), so other cells never wait for a build to
@@ -143,7 +173,12 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: b
     if cell not in FAST_CELLS:
         # XLA for a custom cell only: seqvg's other cells on Keras's loop
         # keep the numbers they have always given.
-        return ExecutionPath(xla=custom and repeated)
+        if not (custom and repeated):
+            return ExecutionPath()
+        if steps is not None and steps * timesteps < XLA_MIN_WORK:
+            return ExecutionPath(xla_skipped=f"{steps} steps x {timesteps} timesteps, under {XLA_MIN_WORK:,}: "
+                                             "too short to repay its compilation")
+        return ExecutionPath(xla=True)
     import tensorflow as tf
 
     from seqvg import kernels
@@ -158,11 +193,15 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: b
 
 
 def resolve(cfg, *, repeated: bool = True) -> ExecutionPath:
-    """The execution path of a resolved ``RunConfig`` on this machine (``decide``)."""
+    """The execution path of a resolved ``RunConfig`` on this machine (``decide``).
+
+    XLA's threshold reads the whole budget (``cfg.steps``), so that a resumed
+    run keeps the path it started on.
+    """
     from seqvg.config import is_custom_cell
 
     return decide(cfg.cell if cfg.cell in FAST_CELLS else None, cfg.seq_len, repeated=repeated,
-                  custom=is_custom_cell(cfg.cell))
+                  custom=is_custom_cell(cfg.cell), steps=cfg.steps)
 
 
 def xla_refusal(functions) -> str | None:

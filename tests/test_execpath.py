@@ -2,7 +2,9 @@
 
 The path (seqvg's sequence op, its TF-ops loop or Keras's loop; unrolled or
 not) depends on the cell, the timesteps and whether seqvg's ops are built,
-never on --steps; config.json records it, and old records still read.
+never on --steps; only a custom cell's XLA reads the budget (--steps x
+timesteps, execpath.XLA_MIN_WORK). config.json records it, and old records
+still read.
 """
 
 import json
@@ -28,10 +30,31 @@ def test_other_cells_run_keras_loop_without_asking_for_the_ops(monkeypatch):
     for cell in ("rnn", "irnn"):
         assert resolve(RunConfig(cell=cell, length=10).resolved()) == ExecutionPath(None, "keras", False)
     # A custom cell (seqvg's own modern cells take that path) runs Keras's
-    # loop compiled with XLA in a training run; a one-shot probe compiles nothing.
+    # loop compiled with XLA in a training run long enough to repay it; a
+    # one-shot probe compiles nothing.
     for cell in ("mingru", "keras.layers:LSTMCell"):
-        assert resolve(RunConfig(cell=cell, length=10).resolved()) == ExecutionPath(None, "keras", False, xla=True)
-        assert resolve(RunConfig(cell=cell, length=10).resolved(), repeated=False) == ExecutionPath()
+        long = RunConfig(cell=cell, length=10, steps=execpath.XLA_MIN_WORK // 10).resolved()
+        assert resolve(long) == ExecutionPath(None, "keras", False, xla=True)
+        assert resolve(long, repeated=False) == ExecutionPath()
+
+
+def test_a_short_custom_cell_run_takes_the_loop_and_a_long_one_xla():
+    """XLA's fixed compilation pays only over enough steps x timesteps
+    (XLA_MIN_WORK): the last step under it goes without XLA and says why,
+    the first at it compiles; the length counts as much as the steps."""
+    work = execpath.XLA_MIN_WORK
+    for length in (20, 100):
+        steps = work // length
+        short = resolve(RunConfig(cell="mingru", length=length, steps=steps - 1).resolved())
+        assert not short.xla and not short.xla_refused
+        assert short.xla_skipped == f"{steps - 1} steps x {length} timesteps, under {work:,}: too short to repay " \
+                                    "its compilation"
+        assert short.describe() == f"Keras's own loop, without XLA ({short.xla_skipped})"
+        assert resolve(RunConfig(cell="mingru", length=length, steps=steps).resolved()) == ExecutionPath(xla=True)
+    # The built-in cells never take XLA, however long the run.
+    assert resolve(RunConfig(cell="rnn", length=100, steps=10**6).resolved()) == ExecutionPath()
+    # decide() without a budget: as long as needed.
+    assert decide(None, 10, custom=True) == ExecutionPath(xla=True)
 
 
 def test_without_the_ops_lstm_runs_tf_ops_unrolled_up_to_unroll_max(no_ops):
@@ -72,6 +95,7 @@ def test_copy_task_counts_its_timesteps(no_ops):
     ("rnn", "keras", False), (None, "seqvg-op", False), (None, "tf-ops", False), ("gru", "tf-ops", False),
     ("lstm", "seqvg-op", True), ("lstm", "keras", True), ("lstm", "cudnn", False),
     ("lstm", "seqvg-op", False, True), ("gru", "keras", False, True), (None, "keras", False, True, "no kernel"),
+    (None, "keras", False, True, None, "too short"), ("gru", "keras", False, False, None, "too short"),
 ])
 def test_impossible_paths_are_refused(args):
     with pytest.raises(ValueError, match="execution path"):
@@ -89,14 +113,15 @@ def test_impossible_paths_are_refused(args):
     (ExecutionPath(xla=True), None, None, "Keras's own loop, XLA-compiled"),
     (ExecutionPath(xla=True).refuse_xla("no XLA kernel for PyFuncStateless"), None, None,
      "Keras's own loop, without XLA (no XLA kernel for PyFuncStateless)"),
+    (ExecutionPath(xla_skipped="too short"), None, None, "Keras's own loop, without XLA (too short)"),
 ])
 def test_record_round_trips_and_reads_as_older_runs_wrote_it(path, lstm_path, gru_path, words):
     assert ExecutionPath.from_dict(path.to_dict()) == path
     assert (path.lstm_path, path.gru_path, path.describe()) == (lstm_path, gru_path, words)
     new = {"numerics": {"execution_path": path.to_dict(), "lstm_path": lstm_path, "gru_path": gru_path}}
     old = {"numerics": {"lstm_path": lstm_path, "gru_path": gru_path, "cpu_isa": "x86_64 avx2"}}
-    assert recorded(new) == path
-    if not (path.xla or path.xla_refused):  # older runs had no XLA to record
+    assert recorded(new) == path and recorded(new).describe() == words
+    if not (path.xla or path.xla_refused or path.xla_skipped):  # older runs had no XLA to record
         assert recorded(old) == path
 
 
@@ -152,7 +177,7 @@ class NumpyTanh(keras.layers.Layer):
 """
 
 
-def test_a_cell_xla_cannot_compile_trains_without_it_and_says_why(tmp_path, capsys):
+def test_a_cell_xla_cannot_compile_trains_without_it_and_says_why(tmp_path, capsys, xla_always):
     """Decided once, before the first step: the run records why, config.json
     and the report's title page carry it, and the run trains as before."""
     from seqvg.training import Trainer
@@ -172,15 +197,17 @@ def test_a_cell_xla_cannot_compile_trains_without_it_and_says_why(tmp_path, caps
 
 
 def test_custom_cell_run_records_xla_and_its_probe_matches_the_graph_probe(tmp_path):
-    """XLA compiles the step and the probe's gradient pass; the probe's numbers
-    agree with the same probe without XLA to float32 rounding."""
+    """XLA compiles the step and the probe's gradient pass of a run long
+    enough to repay it; the probe's numbers agree with the same probe
+    without XLA to float32 rounding."""
     import numpy as np
 
     from seqvg.probe import Prober
     from seqvg.tasks import probe_batch
     from seqvg.training import Trainer
 
-    cfg = RunConfig(cell="mingru", length=8, units=6, batch_size=4, probe_batch=4).resolved()
+    cfg = RunConfig(cell="mingru", length=8, units=6, batch_size=4, probe_batch=4,
+                    steps=execpath.XLA_MIN_WORK // 8).resolved()
     trainer = Trainer(cfg)
     assert trainer.path == ExecutionPath(xla=True)
     x, y = probe_batch(cfg)

@@ -75,6 +75,11 @@ def world(tmp_path_factory, tiny_run) -> Path:
     """Files a user might have: a finished run, data, specs, their own work."""
     w = tmp_path_factory.mktemp("world")
     shutil.copytree(tiny_run(cell="rnn"), w / "run")  # steps 0, 10, 20, 30
+    # The lock records its last holder's PID (rundir.locked), which a command
+    # refused after taking it writes again. The shared run may come from the
+    # other xdist worker: record this process, as for a run trained here, so
+    # that an unchanged tree means unchanged files.
+    (w / "run" / ".lock").write_text(f"{os.getpid()}\n")
     write_dataset(w / "data.npz", "adding", 10, 4, 0)
     (w / "spec.toml").write_text(SPEC)
     (w / "variant.toml").write_text(VARIANT_SPEC)
