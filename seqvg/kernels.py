@@ -25,6 +25,9 @@ that does not load is rebuilt once.
 Where they cannot be built (no compiler, other headers), or with
 ``SEQVG_KERNELS=0``, seqvg runs the same maths as plain TensorFlow ops
 (the GRU: Keras's own loop), slower; ``kernel_status()`` says which and why.
+
+It is long because it is one job whole: the build's cache key, lock, failure note and rebuild, and
+the Python face of each op (its wrapper and registered gradient); the ops' maths is in csrc/.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ The same forward pass hands ``seqvg.stepstats`` the gate values of every
 step (the op's cache, read in place, or written by the loop) and each
 layer's input and state at the Jacobian timesteps, for ``seqvg.why``'s
 statistics: no second pass over the sequence.
+
+It is long because the one backward pass has two paths (the sequence ops' taps, the tapped
+while loop) and two compilations (plain, XLA) that share their setup; the statistics it hands on
+are ``seqvg.stepstats``'s.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ numpy summaries that reports read; this module measures them, from what the
 gradient probe's forward pass hands it (``Prober._measure``): each recurrent
 layer's gate values at every step, and its input and entering state at the
 Jacobian timesteps. No second pass over the sequence.
+
+It is long because each kind of layer (LSTM, GRU, vanilla, custom cell) hands over its gates
+and Jacobian inputs in its own way; the definitions and summaries are ``seqvg.why``'s.
 """
 
 from __future__ import annotations

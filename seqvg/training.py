@@ -17,6 +17,9 @@ done: same data, same weights, same metrics.csv rows (wall_s aside).
 row's statistics: the window of batches, validation, weight change),
 ``seqvg.probelog.ProbeLog`` (the probes), ``seqvg.runfiles.RunFiles`` (the
 files) and ``TensorBoardLog``.
+
+It is long because the loop's order of events (step, row, probe, checkpoint, early stop, resume)
+is the run's contract and reads best in one place; each job it calls lives elsewhere (above).
 """
 
 from __future__ import annotations
