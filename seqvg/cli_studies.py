@@ -52,18 +52,28 @@ BACKEND_OPTIONS = [
 ]
 
 
+
+def grid_study_options(out_default: str, out_help: str, report_help: str, quiet_help: str) -> list:
+    """The options compare and sweep share after their grid options, in
+    --help order: --workers, --yes, the backend, --out, --report, --quiet."""
+    return [
+        WORKERS_OPTION,
+        YES_OPTION,
+        *BACKEND_OPTIONS,
+        click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path(out_default),
+                     show_default=True, help=out_help),
+        click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help=report_help),
+        click.option("--quiet", "-q", is_flag=True, help=quiet_help),
+    ]
+
 @click.command()
 @apply_options(MODEL_OPTIONS + TRAIN_OPTIONS)
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells to compare.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell (seeds SEED..SEED+N-1).")
-@WORKERS_OPTION
-@YES_OPTION
-@apply_options(BACKEND_OPTIONS)
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/compare"),
-              show_default=True, help="Directory of the runs (one sub-directory per cell and seed).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the comparison report here [default: OUT/report.pdf].")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@apply_options(grid_study_options(
+    "runs/compare", out_help="Directory of the runs (one sub-directory per cell and seed).",
+    report_help="Write the comparison report here [default: OUT/report.pdf].", quiet_help="No progress output."))
 @click.pass_context
 def compare(ctx, cells, seeds, workers, yes, out, report_path, quiet, **kwargs):
     """Train several cells on the same task and report them side by side.
@@ -235,14 +245,9 @@ def run_spec(spec, workers, yes, overrides, n_seeds, out, report_path, quiet, ch
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells.")
 @click.option("--lengths", default="50,100,200,400", show_default=True, help="Comma-separated lengths T.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per cell and length (SEED..SEED+N-1).")
-@WORKERS_OPTION
-@YES_OPTION
-@apply_options(BACKEND_OPTIONS)
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"),
-              show_default=True, help="Directory of the runs, results.csv and results.png.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a PDF report of all runs here.")
-@click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
+@apply_options(grid_study_options(
+    "runs/sweep", out_help="Directory of the runs, results.csv and results.png.",
+    report_help="Also write a PDF report of all runs here.", quiet_help="No per-run progress bars."))
 @click.pass_context
 def sweep(ctx, cells, lengths, seeds, workers, yes, out, report_path, quiet, **kwargs):
     """Train every cell at every length and seed; tabulate and plot the outcome.
