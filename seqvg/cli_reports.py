@@ -2,6 +2,7 @@
 
     seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf
     seqvg diagnose runs/adding-gru-T100-s0
+    seqvg diagnose runs/demo
 
 Nothing here trains or rebuilds a model: the PDF (``seqvg.report``) and the
 diagnosis (``seqvg.diagnose``) come from the files of the runs alone.
@@ -37,8 +38,8 @@ def report(run_dirs, out, png):
       seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf --png reports/adding
       seqvg report runs/demo -o reports/demo.pdf
     """
-    from seqvg.report import find_runs, make_report
-    from seqvg.rundir import check_writable
+    from seqvg.report import make_report
+    from seqvg.rundir import check_writable, find_runs
 
     # Before the work: a report that cannot be saved is not worth drawing.
     check_writable(out)
@@ -55,15 +56,29 @@ def report(run_dirs, out, png):
 
 
 @click.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 def diagnose(run_dirs):
     """Print a text diagnosis of each run: vanishing / exploding / healthy
     gradient flow with its evidence, a flat loss at the baseline, a plateau
-    at a partial solution, lower layers that stopped changing, divergence."""
-    from seqvg.diagnose import format_diagnosis
-    from seqvg.rundir import load_run
+    at a partial solution, lower layers that stopped changing, divergence.
 
-    for path in run_dirs:
+    Takes run directories, or a study's directory (all its runs).
+
+    \b
+    Examples:
+      seqvg diagnose runs/adding-gru-T100-s0
+      seqvg diagnose runs/demo
+    """
+    from seqvg.diagnose import format_diagnosis
+    from seqvg.rundir import find_runs, load_run
+
+    try:
+        found, notes = find_runs(run_dirs, what="diagnose")
+    except RunDirError as e:
+        raise click.UsageError(str(e)) from None
+    for note in notes:
+        click.echo(note, err=True)
+    for path in found:
         try:
             run = load_run(path)
         except RunDirError as e:

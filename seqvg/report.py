@@ -36,7 +36,6 @@ import math
 import re
 from pathlib import Path
 
-from seqvg import rundir
 from seqvg.execpath import recorded
 from seqvg.report_findings import findings
 from seqvg.report_flow import gradient_page, heatmap_page
@@ -46,7 +45,7 @@ from seqvg.report_text import common_settings, outcome_columns, outcome_rows, tr
 from seqvg.report_training import curves_page, weights_page
 from seqvg.report_view import APPENDIX_PANELS, PAGE, caption, draw_table, view
 from seqvg.report_why import why_pages
-from seqvg.rundir import Run, RunDirError, load_run
+from seqvg.rundir import Run, load_run
 from seqvg.tasks import get_task
 
 
@@ -197,50 +196,6 @@ def pages(runs: list[Run]) -> list[tuple[str, object]]:
             out += [(f"Appendix gradient flow over training {part + 1}", partial(heatmap_page, runs=runs, part=part))
                     for part in chunks]
     return out
-
-
-def find_runs(paths: list) -> tuple[list[Path], list[str]]:
-    """The run directories that ``paths`` (``seqvg report``'s arguments) name,
-    and a note for each path left out.
-
-    A run directory stands for itself. A study's directory (the OUT of
-    ``seqvg run``, ``sweep`` or ``compare``: no config.json of its own, run
-    directories in it) stands for its runs, in name order. A file, such as
-    the results.csv that the glob ``runs/demo/*`` also matches, is left out
-    with a note, as is a probe-only run (probe.json alone: its study's PDF
-    shows it) and a study's run that has not started.
-
-    Raises:
-        RunDirError: nothing left to report (the notes say why).
-    """
-    found, notes = [], []
-    for path in map(Path, paths):
-        if path.is_file():
-            notes.append(f"{path}: a file, not a run directory; left out")
-            continue
-        runs = sorted(p for p in path.iterdir() if p.is_dir()) \
-            if path.is_dir() and not (path / rundir.CONFIG).exists() else []
-        if runs and all((p / rundir.PROBE).is_file() for p in runs):
-            notes.append(f"{path}: a probe-only study (its runs hold probe.json alone); left out, the PDF "
-                         "that seqvg run writes shows it")
-            continue
-        if not any((p / rundir.CONFIG).exists() for p in runs):
-            if (path / rundir.PROBE).is_file() and not (path / rundir.CONFIG).exists():
-                notes.append(f"{path}: a probe-only run (probe.json); left out, its study's PDF shows it")
-            else:
-                found.append(path)  # a run, or load_run's message says what is missing
-            continue
-        for run in runs:
-            if (run / rundir.CONFIG).exists():
-                found.append(run)
-            elif (run / rundir.PROBE).is_file():
-                notes.append(f"{run}: a probe-only run (probe.json); left out, its study's PDF shows it")
-            else:
-                notes.append(f"{run}: no config.json (a run not started yet); left out")
-    if not found:
-        more = f" (and {len(notes) - 1} more left out)" if len(notes) > 1 else ""
-        raise RunDirError(f"nothing to report: {notes[0]}{more}" if notes else "no run directories given")
-    return list(dict.fromkeys(found)), notes
 
 
 def make_report(run_dirs: list, out: str | Path, png_dir: str | Path | None = None) -> list:

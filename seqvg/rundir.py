@@ -298,6 +298,50 @@ def load_run(path: Path) -> Run:
 RUN_FILES = (CONFIG, METRICS, PROBES, SUMMARY, MODEL)
 
 
+def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]:
+    """The run directories that ``paths`` (the arguments of ``seqvg report``
+    and ``seqvg diagnose``) name, and a note for each path left out.
+
+    A run directory stands for itself. A study's directory (the OUT of
+    ``seqvg run``, ``sweep`` or ``compare``: no config.json of its own, run
+    directories in it) stands for its runs, in name order. A file, such as
+    the results.csv that the glob ``runs/demo/*`` also matches, is left out
+    with a note, as is a probe-only run (probe.json alone: its study's PDF
+    shows it) and a study's run that has not started.
+
+    Raises:
+        RunDirError: nothing left to ``what`` (the notes say why).
+    """
+    found, notes = [], []
+    for path in map(Path, paths):
+        if path.is_file():
+            notes.append(f"{path}: a file, not a run directory; left out")
+            continue
+        runs = sorted(p for p in path.iterdir() if p.is_dir()) \
+            if path.is_dir() and not (path / CONFIG).exists() else []
+        if runs and all((p / PROBE).is_file() for p in runs):
+            notes.append(f"{path}: a probe-only study (its runs hold probe.json alone); left out, the PDF "
+                         "that seqvg run writes shows it")
+            continue
+        if not any((p / CONFIG).exists() for p in runs):
+            if (path / PROBE).is_file() and not (path / CONFIG).exists():
+                notes.append(f"{path}: a probe-only run (probe.json); left out, its study's PDF shows it")
+            else:
+                found.append(path)  # a run, or load_run's message says what is missing
+            continue
+        for run in runs:
+            if (run / CONFIG).exists():
+                found.append(run)
+            elif (run / PROBE).is_file():
+                notes.append(f"{run}: a probe-only run (probe.json); left out, its study's PDF shows it")
+            else:
+                notes.append(f"{run}: no config.json (a run not started yet); left out")
+    if not found:
+        more = f" (and {len(notes) - 1} more left out)" if len(notes) > 1 else ""
+        raise RunDirError(f"nothing to {what}: {notes[0]}{more}" if notes else "no run directories given")
+    return list(dict.fromkeys(found)), notes
+
+
 class NotARunError(RunDirError):
     """A directory holding files seqvg did not write: seqvg never replaces it."""
 

@@ -245,6 +245,13 @@ def test_compare_trains_reports_and_resumes(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "cmp" / "report.pdf").exists()
     assert "rnn s0" in r.output and "gru s0" in r.output
+    # diagnose, like report, takes the study's directory for all its runs.
+    d = CliRunner().invoke(cli, ["diagnose", str(tmp_path / "cmp"), str(tmp_path / "cmp" / "results.csv")])
+    assert d.exit_code == 0, d.output
+    assert f"{tmp_path / 'cmp' / 'gru-s0'}:" in d.output and f"{tmp_path / 'cmp' / 'rnn-s0'}:" in d.output
+    assert "results.csv: a file, not a run directory; left out" in d.output
+    nothing = CliRunner().invoke(cli, ["diagnose", str(tmp_path / "cmp" / "results.csv")])
+    assert nothing.exit_code == 2 and "nothing to diagnose" in nothing.output
     before = (tmp_path / "cmp" / "gru-s0" / "metrics.csv").read_bytes()
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0
