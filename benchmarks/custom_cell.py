@@ -7,8 +7,9 @@ and the generic probe of the custom cell in training steps, in one run.
 The custom cell is ``docs/examples/my_gru.py:MyGRU`` (Keras's GRU maths in
 plain Keras ops), loaded through ``--cell file.py:Class``'s own path and
 trained by ``seqvg.training.Trainer``, the object ``seqvg train`` runs, on
-the path it decides (a custom cell: Keras's loop, XLA-compiled; printed).
-Blocks
+the path it decides (a custom cell: Keras's loop, without XLA since MyGRU
+does not declare that XLA pays for it; ``--xla`` compiles it anyway;
+printed). Blocks
 of ``--steps`` training steps of the built-in ``gru`` and of the custom cell,
 one probe of each (what ``seqvg train`` records: gradient norms plus
 ``seqvg.why``'s gate and step-Jacobian statistics) and the gradient norms
@@ -33,17 +34,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CUSTOM = str(Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru.py") + ":MyGRU"
 
 
-def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> dict:
+def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: bool = False) -> dict:
     import tensorflow as tf
 
     from seqvg.config import RunConfig
+    from seqvg.execpath import ExecutionPath
     from seqvg.tasks import probe_batch
     from seqvg.training import Trainer
 
     fns, counters, paths = {}, {}, {}
     for name, cell in (("gru", "gru"), ("custom", CUSTOM)):
         cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, ExecutionPath(xla=True) if xla and name == "custom" else None)
         prober = trainer.prober  # the probe seqvg train records, on the run's execution path
         paths[name] = trainer.path.describe()
         px, py = probe_batch(cfg)
@@ -97,9 +99,10 @@ def main() -> None:
     ap.add_argument("--units", type=positive_int, default=128, help="recurrent units (128)")
     ap.add_argument("--repeats", type=positive_int, default=7, help="timed rounds after 2 warm-up rounds (7)")
     ap.add_argument("--steps", type=positive_int, default=5, help="training steps per timed block (5)")
+    ap.add_argument("--xla", action="store_true", help="compile the custom cell's step and probe with XLA")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
-    r = measure(args.length, args.batch, args.units, args.repeats, args.steps)
+    r = measure(args.length, args.batch, args.units, args.repeats, args.steps, args.xla)
     if args.json:
         print(json.dumps(r))
         return
