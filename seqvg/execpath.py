@@ -50,15 +50,17 @@ FAST_CELLS = ("lstm", "gru")
 UNROLL_MAX = 256
 #: The least work, training steps x timesteps per sequence (``--steps`` x
 #: the task's sequence length: the budget, not the steps an early stop
-#: leaves), for which a custom cell's run is compiled with XLA. XLA costs a
+#: leaves), for which a custom cell that declares XLA pays for it
+#: (``XLA_ATTRIBUTE``) has its run compiled with XLA. XLA costs a
 #: fixed compilation per process, before the first step (lowering, then
 #: compiling the step and the probe: the same whatever the length, since
 #: Keras's loop is one while loop), and saves a little at every timestep of
-#: every step; a short run pays more than it saves. Measured for seqvg's
-#: four modern cells and docs/examples/my_gru.py (benchmarks/xla_payoff.py;
-#: docs/design.md, "Custom cells and XLA"): XLA breaks even after 22,000 to
-#: 72,000 steps x timesteps; from 100,000 (e.g. 1000 steps at T=100) it pays
-#: for each of them, and a shorter run (a quick look, a test) starts at once.
+#: every step; a short run pays more than it saves. Measured for the cells
+#: that declare it (benchmarks/xla_payoff.py; docs/design.md, "Custom cells
+#: and XLA"): XLA breaks even after 18,000 to 37,000 steps x timesteps idle
+#: (mingru, minlstm, indrnn at T=100; up to 68,000 under load); from 100,000
+#: (e.g. 1000 steps at T=100) it pays for each of them, and a shorter run (a
+#: quick look, a test) starts at once.
 XLA_MIN_WORK = 100_000
 #: The class attribute by which a custom cell declares that XLA pays for it
 #: (``seqvg_xla = True``): its XLA step costs less CPU than Keras's plain
