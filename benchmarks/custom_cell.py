@@ -3,19 +3,23 @@ and the generic probe of the custom cell in training steps, in one run.
 
     python benchmarks/custom_cell.py                  # T=100, batch 64, 128 units
     python benchmarks/custom_cell.py --length 200 --repeats 9
+    python benchmarks/custom_cell.py --clock cpu      # CPU time: steadier on a loaded machine
 
 The custom cell is ``docs/examples/my_gru.py:MyGRU`` (Keras's GRU maths in
 plain Keras ops), loaded through ``--cell file.py:Class``'s own path and
 trained by ``seqvg.training.Trainer``, the object ``seqvg train`` runs, on
-the path it decides (a custom cell: Keras's loop, XLA-compiled; printed).
-Blocks
+the path it decides (a custom cell: Keras's loop, without XLA since MyGRU
+does not declare that XLA pays for it; ``--xla`` compiles it anyway;
+printed). Blocks
 of ``--steps`` training steps of the built-in ``gru`` and of the custom cell,
 one probe of each (what ``seqvg train`` records: gradient norms plus
 ``seqvg.why``'s gate and step-Jacobian statistics) and the gradient norms
 alone (``Prober._fn``: one forward and one backward pass) are timed in
 alternation (``common.time_interleaved``), so the ratios hold on a shared
 CPU whose speed drifts; each ratio is the median over rounds of the round's
-ratio, with its quartiles. The 1-minute load average is printed beside them.
+ratio, with its quartiles. Times are wall-clock, or with ``--clock cpu``
+the CPU time of the process's threads together. The 1-minute load average
+is printed beside them.
 """
 
 from __future__ import annotations
@@ -26,24 +30,25 @@ import os
 import statistics
 from pathlib import Path
 
-from common import paired_ratio, positive_int, ratio_spread, time_block, time_interleaved
+from common import cpu, paired_ratio, positive_int, ratio_spread, time_interleaved, wall
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CUSTOM = str(Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru.py") + ":MyGRU"
 
 
-def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> dict:
+def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: bool = False, clock=wall) -> dict:
     import tensorflow as tf
 
     from seqvg.config import RunConfig
+    from seqvg.execpath import ExecutionPath
     from seqvg.tasks import probe_batch
     from seqvg.training import Trainer
 
     fns, counters, paths = {}, {}, {}
     for name, cell in (("gru", "gru"), ("custom", CUSTOM)):
         cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, ExecutionPath(xla=True) if xla and name == "custom" else None)
         prober = trainer.prober  # the probe seqvg train records, on the run's execution path
         paths[name] = trainer.path.describe()
         px, py = probe_batch(cfg)
@@ -54,13 +59,13 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> di
                 counter[0] += 1
                 trainer.train_batch(counter[0])
 
-            return time_block(one, steps)
+            return clock(lambda: [one() for _ in range(steps)])() / steps
 
         def probe(prober=prober, px=px, py=py):
             def one():
                 prober(px, py)
 
-            return time_block(one, 1)
+            return clock(one)()
 
         tx, ty = tf.constant(px, tf.float32), tf.constant(py)
 
@@ -70,7 +75,7 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> di
             def one():
                 [v.numpy() for v in tf.nest.flatten(prober._fn(x, y))]
 
-            return time_block(one, 1)
+            return clock(one)()
 
         fns[f"{name}_step"] = train
         fns[f"{name}_probe"] = probe
@@ -87,7 +92,8 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int) -> di
     ratios = {k: {"median": paired_ratio(t[a], t[b]), "quartiles": ratio_spread(t[a], t[b])}
               for k, (a, b) in pairs.items()}
     return {"length": length, "batch": batch, "units": units, "repeats": repeats, "steps_per_block": steps,
-            "cores": os.cpu_count(), "load": os.getloadavg()[0], "paths": paths, "seconds": out, "ratios": ratios}
+            "cores": os.cpu_count(), "load": os.getloadavg()[0], "clock": clock.__name__, "paths": paths,
+            "seconds": out, "ratios": ratios}
 
 
 def main() -> None:
@@ -97,15 +103,18 @@ def main() -> None:
     ap.add_argument("--units", type=positive_int, default=128, help="recurrent units (128)")
     ap.add_argument("--repeats", type=positive_int, default=7, help="timed rounds after 2 warm-up rounds (7)")
     ap.add_argument("--steps", type=positive_int, default=5, help="training steps per timed block (5)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time by the wall clock, or by the CPU time of the process's threads together (wall)")
+    ap.add_argument("--xla", action="store_true", help="compile the custom cell's step and probe with XLA")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
-    r = measure(args.length, args.batch, args.units, args.repeats, args.steps)
+    r = measure(args.length, args.batch, args.units, args.repeats, args.steps, args.xla, cpu if args.clock == "cpu" else wall)
     if args.json:
         print(json.dumps(r))
         return
     s = r["seconds"]
     print(f"custom cell vs built-in gru: T={r['length']}, batch {r['batch']}, {r['units']} units, "
-          f"median of {r['repeats']} rounds, {r['cores']} cores, load {r['load']:.1f}")
+          f"median of {r['repeats']} rounds, {r['cores']} cores, load {r['load']:.1f}, {r['clock']} clock")
     for name, where in r["paths"].items():
         print(f"{name}: {where}")
     print(f"{'':<10} {'step ms':>9} {'probe ms':>9} {'norms ms':>9}")

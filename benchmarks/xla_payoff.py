@@ -12,6 +12,14 @@ that checks it compiles), the first training step and the first probe
 three probes. The extra first-use cost of XLA divided by its saving per
 step is the break-even budget in steps; times the length, the
 steps x timesteps that ``seqvg.execpath.XLA_MIN_WORK`` must exceed.
+
+This is how a cell's author decides whether to declare ``seqvg_xla = True``
+on its class (``seqvg.execpath.XLA_ATTRIBUTE``), without which seqvg trains
+it on Keras's plain loop: run it on the cell, at the lengths it is meant
+for, on an idle machine; the last column says "yes" where XLA saves CPU per
+step and breaks even within ``XLA_MIN_WORK``.
+
+    python benchmarks/xla_payoff.py --cells path/to/my_cell.py:MyCell
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import sys
 from pathlib import Path
 
 from common import positive_int
+
+from seqvg.execpath import XLA_MIN_WORK
 
 MY_GRU = str(Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru.py") + ":MyGRU"
 
@@ -78,19 +88,20 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.1f}; CPU seconds", file=sys.stderr)
     if not args.json:
         print(f"{'cell':<10} {'extra first-use s':>17} {'step ms plain':>13} {'step ms XLA':>11} "
-              f"{'break-even steps':>16} {'steps x T':>10}")
+              f"{'break-even steps':>16} {'steps x T':>10} {'seqvg_xla':>9}")
     for cell in args.cells.split(","):
         plain, fast = (measure(cell, args.length, xla, args.steps, args.units, args.batch) for xla in (False, True))
         extra, saved = fast["first"] - plain["first"], plain["step"] - fast["step"]
         steps = extra / saved if saved > 0 else float("inf")
         name = Path(cell.split(":")[0]).stem if ":" in cell else cell
+        pays = steps * args.length <= XLA_MIN_WORK
         row = dict(cell=name, length=args.length, extra_first_s=extra, plain=plain, xla=fast, break_even_steps=steps,
-                   break_even_work=steps * args.length)
+                   break_even_work=steps * args.length, xla_pays=pays)
         if args.json:
             print(json.dumps(row))
         else:
             print(f"{name:<10} {extra:>17.1f} {1e3 * plain['step']:>13.1f} {1e3 * fast['step']:>11.1f} "
-                  f"{steps:>16.0f} {steps * args.length:>10.0f}")
+                  f"{steps:>16.0f} {steps * args.length:>10.0f} {'yes' if pays else 'no':>9}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from seqvg.config import (
     ConfigError,
     RunConfig,
 )
+from seqvg.execpath import XLA_MIN_WORK
 from seqvg.tasks import TASKS
 
 
@@ -60,7 +61,8 @@ MODEL_OPTIONS = [
     click.option("--cell", default="lstm", show_default=True, metavar="CELL",
                  help=f"Recurrent cell: {', '.join(CELLS + tuple(CELL_REGISTRY))} (irnn = ReLU RNN with identity "
                       "recurrent init, Le et al. 2015), or your own Keras RNN cell as package.module:Class or "
-                      "path/to/file.py:Class."),
+                      "path/to/file.py:Class. A custom cell trains on Keras's loop; with XLA only if its class sets "
+                      f"seqvg_xla = True (measure with benchmarks/xla_payoff.py) and --steps x T >= {XLA_MIN_WORK:,}."),
     click.option("--cell-arg", "cell_args", multiple=True, metavar="KEY=VALUE",
                  help="Constructor argument of a custom cell, Class(units, KEY=VALUE, ...); VALUE is read as a "
                       "TOML value (0.5, true, \"relu\", [1, 2]). Repeatable."),

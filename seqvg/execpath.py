@@ -15,11 +15,16 @@ loop is XLA-compiled, below). ``resolve`` makes that decision once;
 ``build_model``, the probe and config.json (``numerics``) all take the value
 it returns, so what is recorded is what ran.
 
-A custom cell (``seqvg.customcell``) runs Keras's loop; a training run
-long enough to repay the compilation (``XLA_MIN_WORK``) compiles its step and
-its probe's gradient pass with XLA (``xla``), which fuses the many small
-per-timestep ops of a cell written in Keras ops; a shorter one runs without
-it and the path records why (``xla_skipped``). A cell XLA cannot compile (an
+A custom cell (``seqvg.customcell``) runs Keras's loop. Its training run
+compiles its step and its probe's gradient pass with XLA (``xla``), which
+fuses the many small per-timestep ops of a cell written in Keras ops, only
+where both hold: the cell's class declares that XLA pays for it
+(``XLA_ATTRIBUTE``, ``seqvg_xla = True``: measured with
+benchmarks/xla_payoff.py, since for some cells XLA saves nothing per step)
+and the budget repays the compilation (``XLA_MIN_WORK``). Otherwise the run
+goes without it and the path records why (``xla_skipped``). Both are read
+from the cell's code and the options, never from a timing, so a seed gives
+the same numbers on any machine and under any load. A cell XLA cannot compile (an
 op without an XLA kernel, e.g. ``tf.numpy_function``) runs without it;
 ``seqvg.training.Trainer`` finds that out once, before the first step
 (``xla_refusal``), and the path records why (``xla_refused``).
@@ -45,16 +50,25 @@ FAST_CELLS = ("lstm", "gru")
 UNROLL_MAX = 256
 #: The least work, training steps x timesteps per sequence (``--steps`` x
 #: the task's sequence length: the budget, not the steps an early stop
-#: leaves), for which a custom cell's run is compiled with XLA. XLA costs a
+#: leaves), for which a custom cell that declares XLA pays for it
+#: (``XLA_ATTRIBUTE``) has its run compiled with XLA. XLA costs a
 #: fixed compilation per process, before the first step (lowering, then
 #: compiling the step and the probe: the same whatever the length, since
 #: Keras's loop is one while loop), and saves a little at every timestep of
-#: every step; a short run pays more than it saves. Measured for seqvg's
-#: four modern cells and docs/examples/my_gru.py (benchmarks/xla_payoff.py;
-#: docs/design.md, "Custom cells and XLA"): XLA breaks even after 22,000 to
-#: 72,000 steps x timesteps; from 100,000 (e.g. 1000 steps at T=100) it pays
-#: for each of them, and a shorter run (a quick look, a test) starts at once.
+#: every step; a short run pays more than it saves. Measured for the cells
+#: that declare it (benchmarks/xla_payoff.py; docs/design.md, "Custom cells
+#: and XLA"): XLA breaks even after 18,000 to 37,000 steps x timesteps idle
+#: (mingru, minlstm, indrnn at T=100; up to 68,000 under load); from 100,000
+#: (e.g. 1000 steps at T=100) it pays for each of them, and a shorter run (a
+#: quick look, a test) starts at once.
 XLA_MIN_WORK = 100_000
+#: The class attribute by which a custom cell declares that XLA pays for it
+#: (``seqvg_xla = True``): its XLA step costs less CPU than Keras's plain
+#: loop, by enough to repay the compilation within ``XLA_MIN_WORK``
+#: (benchmarks/xla_payoff.py tells; docs/design.md, "Custom cells and XLA").
+#: XLA saves a cell of a few wide ops nothing (LRU, a GRU written in Keras
+#: ops: measured), so a cell that does not declare it runs Keras's loop.
+XLA_ATTRIBUTE = "seqvg_xla"
 
 
 @dataclass(frozen=True)
@@ -71,9 +85,10 @@ class ExecutionPath:
             with XLA (custom cells, on Keras's loop).
         xla_refused: why XLA was wanted but could not compile this model (one
             line), else None.
-        xla_skipped: why a custom cell's run goes without XLA although it
-            could take it (a budget too short to repay the compilation,
-            ``XLA_MIN_WORK``; one line), else None.
+        xla_skipped: why a custom cell's training run goes without XLA
+            (its class does not declare that XLA pays for it,
+            ``XLA_ATTRIBUTE``; or a budget too short to repay the
+            compilation, ``XLA_MIN_WORK``; one line), else None.
     """
 
     cell: str | None = None
@@ -149,7 +164,7 @@ class ExecutionPath:
 
 
 def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: bool = False,
-           steps: int | None = None) -> ExecutionPath:
+           steps: int | None = None, xla_pays: bool | str = True) -> ExecutionPath:
     """The path of a ``cell`` layer over ``timesteps`` on this machine.
 
     Args:
@@ -160,11 +175,14 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: b
             build, or XLA's compilation, pays; a one-shot probe (``seqvg
             probe``) neither unrolls nor compiles.
         custom: the cell is a custom cell (``seqvg.customcell``): XLA where
-            ``repeated`` and the run's ``steps`` x ``timesteps`` reach
-            ``XLA_MIN_WORK`` (subject to ``xla_refusal``, checked by the
-            trainer).
+            ``repeated``, ``xla_pays`` and the run's ``steps`` x
+            ``timesteps`` reach ``XLA_MIN_WORK`` (subject to
+            ``xla_refusal``, checked by the trainer).
         steps: the run's budget of training steps (``--steps``); None: as
             long as needed to repay XLA.
+        xla_pays: True if the custom cell declares that XLA pays for it
+            (``XLA_ATTRIBUTE``); else the cell's name for the reason, e.g.
+            "MyGRU" (or False).
 
     Only for an LSTM or a GRU on a CPU are seqvg's ops asked for here (which
     compiles them on first use), so other cells never wait for a build to
@@ -175,6 +193,9 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: b
         # keep the numbers they have always given.
         if not (custom and repeated):
             return ExecutionPath()
+        if xla_pays is not True:
+            who = xla_pays if isinstance(xla_pays, str) and xla_pays else "the cell"
+            return ExecutionPath(xla_skipped=f"{who} does not declare {XLA_ATTRIBUTE} = True, that XLA pays for it")
         if steps is not None and steps * timesteps < XLA_MIN_WORK:
             return ExecutionPath(xla_skipped=f"{steps} steps x {timesteps} timesteps, under {XLA_MIN_WORK:,}: "
                                              "too short to repay its compilation")
@@ -192,16 +213,44 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: b
     return ExecutionPath(cell, "tf-ops", unroll=repeated and timesteps <= UNROLL_MAX)
 
 
-def resolve(cfg, *, repeated: bool = True) -> ExecutionPath:
+def declares_xla(cls: type) -> bool:
+    """Whether a custom cell's class declares that XLA pays for it (``XLA_ATTRIBUTE``)."""
+    return getattr(cls, XLA_ATTRIBUTE, False) is True
+
+
+def resolve(cfg, *, repeated: bool = True, before: ExecutionPath | None = None) -> ExecutionPath:
     """The execution path of a resolved ``RunConfig`` on this machine (``decide``).
 
-    XLA's threshold reads the whole budget (``cfg.steps``), so that a resumed
-    run keeps the path it started on.
+    XLA's threshold reads the whole budget (``cfg.steps``) and the cell's
+    class (``declares_xla``: loaded here, a bound run's copy if any), so that
+    a resumed run keeps the path it started on.
+
+    Args:
+        cfg: the run's resolved config.
+        repeated: see ``decide``.
+        before: the path a resumed run recorded (``recorded``), if any: a
+            custom cell's run keeps whether it compiles with XLA from it,
+            whatever the rule gives today (a run started under an older rule,
+            or before a module cell's class changed, resumes as it ran).
     """
     from seqvg.config import is_custom_cell
 
-    return decide(cfg.cell if cfg.cell in FAST_CELLS else None, cfg.seq_len, repeated=repeated,
-                  custom=is_custom_cell(cfg.cell), steps=cfg.steps)
+    custom = is_custom_cell(cfg.cell)
+    pays: bool | str = True
+    if custom and repeated:
+        from seqvg.customcell import load_class
+
+        cls = load_class(cfg.cell)
+        pays = True if declares_xla(cls) else cls.__name__
+    path = decide(cfg.cell if cfg.cell in FAST_CELLS else None, cfg.seq_len, repeated=repeated,
+                  custom=custom, steps=cfg.steps, xla_pays=pays)
+    if custom and repeated and before is not None and before.cell is None and before.cell_path == "keras":
+        wanted = before.xla or before.xla_refused is not None
+        if wanted and not path.xla:
+            path = ExecutionPath(xla=True)  # the trainer checks again that XLA compiles it
+        elif not wanted and path.xla:
+            path = ExecutionPath(xla_skipped=before.xla_skipped or "the run started without XLA")
+    return path
 
 
 def xla_refusal(functions) -> str | None:

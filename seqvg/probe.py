@@ -268,7 +268,9 @@ class Prober:
         def body(t, states, acc, out_ta, last, gate_tas, picked):
             x_t = in_ta.read(t)
             here = tf.reshape(tf.equal(jac_t, t), [points, 1, 1])
-            picked = [tf.where(here, s[None], p) for s, p in zip(states, picked)]
+            # Read, never differentiated: without stop_gradient the backward
+            # loop would carry a zero gradient through two selects per step.
+            picked = [tf.stop_gradient(tf.where(here, s[None], p)) for s, p in zip(states, picked)]
             box = [acc]  # the taps thread the accumulator through the step
 
             def tap(k, state):

@@ -37,7 +37,7 @@ import numpy as np
 from seqvg import rundir
 from seqvg.config import ConfigError, RunConfig, default_run_name, is_custom_cell  # noqa: F401 (re-exported)
 from seqvg.customcell import check_cell
-from seqvg.execpath import ExecutionPath, resolve
+from seqvg.execpath import ExecutionPath, recorded, resolve
 from seqvg.memory import check_memory
 from seqvg.probelog import ProbeLog
 from seqvg.progress import Progress
@@ -116,7 +116,7 @@ def train(
             from seqvg.customcell import write_run_files
 
             write_run_files(cfg, out)  # a new run, or one stopped before its cell was recorded
-        return _Run(cfg, out).run(resume=resume, progress=progress)
+        return _Run(cfg, out, resume=resume).run(resume=resume, progress=progress)
 
 
 def make_train_step(model, task, optimizer, jit_compile: bool = False):
@@ -247,9 +247,12 @@ class _State:
 class _Run:
     """One training run (see ``train``): the loop, handing each job on."""
 
-    def __init__(self, cfg: RunConfig, out: Path):
+    def __init__(self, cfg: RunConfig, out: Path, *, resume: bool = False):
         self.cfg = cfg
-        self.trainer = Trainer(cfg)
+        # A resumed run keeps the path it recorded where the rule leaves a
+        # choice (a custom cell's XLA), so its numbers go on as they started.
+        before = recorded(rundir.read_json(Path(out) / rundir.CONFIG)) if resume else None
+        self.trainer = Trainer(cfg, resolve(cfg, before=before))
         self.task = self.trainer.task
         self.prober = self.trainer.prober
         self.weights = WeightChange(self.trainer.model)

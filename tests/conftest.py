@@ -52,8 +52,9 @@ def tiny_cfg():
 
 @pytest.fixture
 def xla_always(monkeypatch):
-    """A custom cell's tiny run takes XLA as a run long enough to repay it
-    does (execpath.XLA_MIN_WORK): for the tests of that path."""
+    """A tiny run of a custom cell that declares XLA pays for it (seqvg_xla)
+    takes XLA as a run long enough to repay it does (execpath.XLA_MIN_WORK):
+    for the tests of that path."""
     from seqvg import execpath
 
     monkeypatch.setattr(execpath, "XLA_MIN_WORK", 0)

@@ -3,15 +3,16 @@
 The path (seqvg's sequence op, its TF-ops loop or Keras's loop; unrolled or
 not) depends on the cell, the timesteps and whether seqvg's ops are built,
 never on --steps; only a custom cell's XLA reads the budget (--steps x
-timesteps, execpath.XLA_MIN_WORK). config.json records it, and old records
-still read.
+timesteps, execpath.XLA_MIN_WORK) and the cell's class (seqvg_xla,
+execpath.XLA_ATTRIBUTE). config.json records it, and old records still read.
 """
 
+import dataclasses
 import json
 
 import pytest
 
-from seqvg import execpath, kernels
+from seqvg import cells, execpath, kernels
 from seqvg.config import RunConfig
 from seqvg.execpath import ExecutionPath, decide, recorded, resolve
 from seqvg.training import train
@@ -30,11 +31,11 @@ def test_other_cells_run_keras_loop_without_asking_for_the_ops(monkeypatch):
     for cell in ("rnn", "irnn"):
         assert resolve(RunConfig(cell=cell, length=10).resolved()) == ExecutionPath(None, "keras", False)
     # A custom cell (seqvg's own modern cells take that path) runs Keras's
-    # loop compiled with XLA in a training run long enough to repay it; a
-    # one-shot probe compiles nothing.
-    for cell in ("mingru", "keras.layers:LSTMCell"):
+    # loop, compiled with XLA in a training run long enough to repay it if
+    # its class declares that XLA pays for it; a one-shot probe compiles nothing.
+    for cell, xla in (("mingru", True), ("keras.layers:LSTMCell", False)):
         long = RunConfig(cell=cell, length=10, steps=execpath.XLA_MIN_WORK // 10).resolved()
-        assert resolve(long) == ExecutionPath(None, "keras", False, xla=True)
+        assert resolve(long) == ExecutionPath(None, "keras", False, xla=xla)
         assert resolve(long, repeated=False) == ExecutionPath()
 
 
@@ -55,6 +56,47 @@ def test_a_short_custom_cell_run_takes_the_loop_and_a_long_one_xla():
     assert resolve(RunConfig(cell="rnn", length=100, steps=10**6).resolved()) == ExecutionPath()
     # decide() without a budget: as long as needed.
     assert decide(None, 10, custom=True) == ExecutionPath(xla=True)
+
+
+def test_xla_only_for_a_cell_that_declares_it_pays(tmp_path):
+    """XLA saves some cells nothing per step (benchmarks/xla_payoff.py): a
+    cell's class says whether it pays (seqvg_xla = True), read from its code,
+    never timed, so a seed gives the same path, and numbers, anywhere."""
+    work = execpath.XLA_MIN_WORK
+    declared = {name: execpath.declares_xla(cells.load(name)) for name in cells.BUILTIN}
+    assert declared == {"mingru": True, "minlstm": True, "indrnn": True, "lru": False}
+    # modern-cells.toml: 2500 steps x T=100.
+    for name, xla in declared.items():
+        path = resolve(RunConfig(cell=name, length=100, steps=2500).resolved())
+        assert path.xla is xla, name
+    lru = resolve(RunConfig(cell="lru", length=100, steps=10 * work).resolved())
+    assert lru.xla_skipped == "LRUCell does not declare seqvg_xla = True, that XLA pays for it"
+    assert lru.describe() == f"Keras's own loop, without XLA ({lru.xla_skipped})"
+    # A user's cell: Keras's loop, unless it declares it (only True counts).
+    for line, xla in (("", False), ("    seqvg_xla = 1\n", False), ("    seqvg_xla = True\n", True)):
+        source = NO_XLA_CELL.replace(NO_XLA_DECLARED, line)
+        (tmp_path / f"c{len(line)}.py").write_text(source)
+        cfg = RunConfig(cell=f"{tmp_path / f'c{len(line)}.py'}:NumpyTanh", length=100, steps=work // 100).resolved()
+        assert resolve(cfg).xla is xla, line
+        # ... and with a budget too short to repay it, never.
+        assert not resolve(dataclasses.replace(cfg, steps=work // 100 - 1)).xla
+
+
+def test_a_resumed_custom_cell_run_keeps_its_xla():
+    """Whether a custom cell's run compiles with XLA comes from what it
+    recorded when resumed: one started under an older rule (lru took XLA
+    from 100,000 steps x T) goes on as it ran, and the other way round."""
+    lru = RunConfig(cell="lru", length=100, steps=2500).resolved()
+    assert not resolve(lru).xla
+    for before in (ExecutionPath(xla=True), ExecutionPath().refuse_xla("no XLA kernel for X")):
+        assert resolve(lru, before=before) == ExecutionPath(xla=True)
+    mingru = RunConfig(cell="mingru", length=100, steps=2500).resolved()
+    assert resolve(mingru, before=ExecutionPath(xla=True)) == ExecutionPath(xla=True)
+    for before in (ExecutionPath(), ExecutionPath(xla_skipped="too short")):  # a record from before XLA; skipped
+        path = resolve(mingru, before=before)
+        assert not path.xla and path.xla_skipped == (before.xla_skipped or "the run started without XLA")
+    assert resolve(lru, before=ExecutionPath(xla_skipped="too short")).xla_skipped.startswith("LRUCell does not")
+    assert resolve(lru, before=ExecutionPath(xla=True), repeated=False) == ExecutionPath()
 
 
 def test_without_the_ops_lstm_runs_tf_ops_unrolled_up_to_unroll_max(no_ops):
@@ -148,6 +190,7 @@ def test_a_run_resumed_on_another_path_says_so(tiny_run, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["numerics"]["execution_path"] == other.to_dict()
 
 
+NO_XLA_DECLARED = "    seqvg_xla = True  # so that a long run asks for XLA, which cannot compile it\n"
 NO_XLA_CELL = """
 import keras
 import numpy as np
@@ -156,6 +199,8 @@ import tensorflow as tf
 
 class NumpyTanh(keras.layers.Layer):
     \"\"\"h = tanh(x W + h U), the tanh taken by numpy: an op XLA has no kernel for.\"\"\"
+
+    seqvg_xla = True  # so that a long run asks for XLA, which cannot compile it
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
@@ -217,3 +262,22 @@ def test_custom_cell_run_records_xla_and_its_probe_matches_the_graph_probe(tmp_p
         np.testing.assert_allclose(a, b, rtol=1e-5)
     loss, _, _ = trainer.train_batch(1)
     assert np.isfinite(loss)
+
+
+def test_a_run_resumed_under_another_xla_rule_goes_on_as_it_started(tmp_path, capsys, xla_always):
+    """A short mingru run (no XLA: under XLA_MIN_WORK), resumed where the
+    rule would now compile it, resumes on Keras's loop, without a note."""
+    cfg = RunConfig(cell="mingru", length=6, units=4, steps=2, eval_every=2, probe_every=2, batch_size=4,
+                    probe_batch=4, val_size=8)
+    execpath.XLA_MIN_WORK = 10**9
+    train(cfg, tmp_path / "run", progress=False)
+    execpath.XLA_MIN_WORK = 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["numerics"]["execution_path"]["xla_skipped"].startswith("2 steps x 6 timesteps")
+    config["config"]["steps"] = 4
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    assert resolve(RunConfig.from_dict(config["config"])).xla
+    assert train(None, tmp_path / "run", resume=True, progress=False)["status"] == "completed"
+    assert "resumes on" not in capsys.readouterr().err

@@ -60,6 +60,8 @@ class IndRNNCell(keras.layers.Layer):
 
     state_names = ("h",)
     seqvg_options = ("activation",)  # --activation (relu in the paper)
+    # XLA pays: 6 against 17 ms a step at T=100, idle (benchmarks/xla_payoff.py).
+    seqvg_xla = True
 
     def __init__(self, units: int, t_max: int = 100, magnitude: float = 2.0, activation="relu",
                  kernel_initializer="glorot_uniform", recurrent_initializer=None, **kwargs):
