@@ -268,6 +268,27 @@ def test_step_sigma_op_against_explicit_jacobians_and_tf_lanczos(ops, cell):
         assert all(np.array_equal(got[0], other) for other in got[1:])
 
 
+def test_step_sigma_op_where_the_krylov_space_closes_early(ops):
+    """A step whose J^T J has two eigenvalues (0 and 0.49): Lanczos breaks
+    down after two steps and its matrix decouples into blocks; the op's
+    largest eigenvalue must still be exact (0.7), also from a start vector
+    in the null space's complement and one with a zero component."""
+    import keras
+
+    units = 8
+    layer_cell = keras.layers.SimpleRNNCell(units)
+    layer_cell.build((None, 2))
+    layer_cell.kernel.assign(np.zeros((2, units), np.float32))
+    layer_cell.recurrent_kernel.assign(np.diag(np.repeat([0.0, 0.7], units // 2)).astype(np.float32))
+    layer_cell.bias.assign(np.zeros(units, np.float32))
+    rng = np.random.default_rng(1)
+    v0 = rng.normal(size=(3, units)).astype(np.float32)
+    v0[1, : units // 2] = 0.0
+    v0[2, 0] = 0.0
+    sigma = kernels.step_sigma("rnn", layer_cell, tf.zeros((3, 2)), tf.zeros((3, units)), tf.constant(v0), 6).numpy()
+    np.testing.assert_allclose(sigma, 0.7, rtol=1e-6)
+
+
 def _awkward_steps(rng, n: int, steps: int) -> np.ndarray:
     """(steps, n) float32 rows that exercise every path of the gate-statistics
     op: spread values, a tight cluster (its bins split again), ties, a
