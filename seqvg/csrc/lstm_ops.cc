@@ -1382,9 +1382,22 @@ inline bool HasNaN(const float* a, int64_t n) {
   return nan != 0;
 }
 
+// Buffers of Select, one set per level of its recursion, kept by a thread
+// from row to row (allocating and zeroing them per row cost a tenth of it).
+struct Scratch {
+  std::vector<uint16_t> bin, mixed_bin;
+  std::vector<float> mixed, sub;
+  template <typename T>
+  static T* Sized(std::vector<T>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+    return v.data();
+  }
+};
+constexpr int kDepth = 6;
+
 // out[k] = the value at sorted position ranks[k] of a[0..n) (no NaN), for
-// m ranks; a is reordered.
-inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out, int depth = 0) {
+// m <= 8 ranks; a is reordered. scratch: kDepth levels.
+inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out, Scratch* scratch, int depth = 0) {
   float lo, hi;
   MinMax(a, n, &lo, &hi);
   if (lo == hi) {
@@ -1393,14 +1406,15 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
   }
   const int bins = static_cast<int>(std::min<int64_t>(kBins, std::max<int64_t>(16, n / 8)));
   const float scale = static_cast<float>(bins) / (hi - lo);
-  if (n <= kSortBelow || depth >= 6 || !std::isfinite(scale) || !(scale > 0.f)) {
+  if (n <= kSortBelow || depth >= kDepth || !std::isfinite(scale) || !(scale > 0.f)) {
     std::sort(a, a + n);
     for (int k = 0; k < m; ++k) out[k] = a[ranks[k]];
     return;
   }
   // x - lo >= 0 and its product with scale > 0 are monotone in x, and so is
   // the truncation: a value in a lower bin is smaller than one in a higher.
-  std::vector<uint16_t> bin(n);
+  Scratch& own = scratch[depth];
+  uint16_t* bin = Scratch::Sized(own.bin, n);
   for (int64_t i = 0; i < n; ++i) {
     const int b = static_cast<int>((a[i] - lo) * scale);
     bin[i] = static_cast<uint16_t>(b < bins ? b : bins - 1);
@@ -1428,8 +1442,8 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
   }
   // The wanted bins' values, mixed, without a branch per value (which bins a
   // value falls in is as unpredictable as the value), then apart.
-  std::vector<float> mixed(n + 1);
-  std::vector<uint16_t> mixed_bin(n + 1);
+  float* mixed = Scratch::Sized(own.mixed, n + 1);
+  uint16_t* mixed_bin = Scratch::Sized(own.mixed_bin, n + 1);
   int64_t taken = 0;
   for (int64_t i = 0; i < n; ++i) {
     mixed[taken] = a[i];
@@ -1437,10 +1451,10 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
     taken += keep[bin[i]];
   }
   for (int b : wanted) {
-    std::vector<float> sub;
-    sub.reserve(below[b + 1] - below[b]);
+    float* sub = Scratch::Sized(own.sub, below[b + 1] - below[b]);
+    int64_t size = 0;
     for (int64_t i = 0; i < taken; ++i)
-      if (mixed_bin[i] == b) sub.push_back(mixed[i]);
+      if (mixed_bin[i] == b) sub[size++] = mixed[i];
     int64_t local[8];
     int which[8], l = 0;
     for (int k = 0; k < m; ++k)
@@ -1449,7 +1463,7 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
         which[l++] = k;
       }
     float got[8];
-    Select(sub.data(), static_cast<int64_t>(sub.size()), local, l, got, depth + 1);
+    Select(sub, size, local, l, got, scratch, depth + 1);
     for (int j = 0; j < l; ++j) out[which[j]] = got[j];
   }
 }
@@ -1465,7 +1479,7 @@ inline float Interpolate(float lo, float hi, double frac) {
 // out[0..4): the mean and the 10th, 50th and 90th percentiles of a[0..n)
 // (reordered), as seqvg.why's numpy version computes them: a row with a NaN
 // is sorted whole, NaNs last, as numpy sorts it.
-inline void Row(float* a, int64_t n, float* out) {
+inline void Row(float* a, int64_t n, float* out, Scratch* scratch) {
   out[0] = static_cast<float>(Mean(a, n));
   const double q[3] = {0.1, 0.5, 0.9};
   int64_t ranks[6];
@@ -1482,7 +1496,7 @@ inline void Row(float* a, int64_t n, float* out) {
     std::sort(a, a + n, [](float x, float y) { return x < y || (y != y && x == x); });
     for (int k = 0; k < 6; ++k) v[k] = a[ranks[k]];
   } else {
-    Select(a, n, ranks, 6, v);
+    Select(a, n, ranks, 6, v, scratch);
   }
   for (int k = 0; k < 3; ++k) out[1 + k] = Interpolate(v[2 * k], v[2 * k + 1], frac[k]);
 }
@@ -1543,11 +1557,13 @@ class SeqvgGateStatsOp : public OpKernel {
     const float* src = Data(values);
     float* out = Data(stats);
     const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
-    std::vector<std::vector<float>> scratch(std::max(threads, 1));
+    std::vector<std::vector<float>> values_of(std::max(threads, 1));
+    std::vector<std::vector<gatestats::Scratch>> scratch(std::max(threads, 1),
+                                                          std::vector<gatestats::Scratch>(gatestats::kDepth));
     ForBlocks(ctx, max_threads_, gates * T, [&](int p, int64_t item) {
       const int g = static_cast<int>(item / std::max<int64_t>(T, 1));
       const int64_t t = item % T;
-      std::vector<float>& a = scratch[p];
+      std::vector<float>& a = values_of[p];
       a.resize(n);
       if (rnn) {
         // tanh'(a_t) = 1 - h_t^2, each rounded in float32 as numpy's
@@ -1560,7 +1576,7 @@ class SeqvgGateStatsOp : public OpKernel {
           std::copy_n(src + (t * rows + (v * per_unit + gate_row[g]) * up) * B, up * B, a.data() + v * up * B);
       }
       float row[4];
-      gatestats::Row(a.data(), n, row);
+      gatestats::Row(a.data(), n, row, scratch[p].data());
       for (int k = 0; k < 4; ++k) out[(g * 4 + k) * T + t] = row[k];
     });
   }
