@@ -1385,6 +1385,14 @@ inline bool HasNaN(const float* a, int64_t n) {
   return nan != 0;
 }
 
+// A value's bin: x - lo >= 0 and its product with scale > 0 are monotone in
+// x, and so is the truncation, so a value in a lower bin is smaller than
+// one in a higher.
+inline uint16_t BinOf(float x, float lo, float scale, int bins) {
+  const int b = static_cast<int>((x - lo) * scale);
+  return static_cast<uint16_t>(b < bins ? b : bins - 1);
+}
+
 // Buffers of Select, one set per level of its recursion, kept by a thread
 // from row to row (allocating and zeroing them per row cost a tenth of it).
 struct Scratch {
@@ -1414,14 +1422,9 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
     for (int k = 0; k < m; ++k) out[k] = a[ranks[k]];
     return;
   }
-  // x - lo >= 0 and its product with scale > 0 are monotone in x, and so is
-  // the truncation: a value in a lower bin is smaller than one in a higher.
   Scratch& own = scratch[depth];
   uint16_t* bin = Scratch::Sized(own.bin, n);
-  for (int64_t i = 0; i < n; ++i) {
-    const int b = static_cast<int>((a[i] - lo) * scale);
-    bin[i] = static_cast<uint16_t>(b < bins ? b : bins - 1);
-  }
+  for (int64_t i = 0; i < n; ++i) bin[i] = BinOf(a[i], lo, scale, bins);
   // Four partial counts: neighbouring values often share a bin, and one
   // count would wait on its own last increment.
   int32_t part[4][kBins];
@@ -1445,10 +1448,28 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
   }
   // The wanted bins' values, mixed, without a branch per value (which bins a
   // value falls in is as unpredictable as the value), then apart.
-  float* mixed = Scratch::Sized(own.mixed, n + 1);
-  uint16_t* mixed_bin = Scratch::Sized(own.mixed_bin, n + 1);
-  int64_t taken = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  float* mixed = Scratch::Sized(own.mixed, n + 16);
+  uint16_t* mixed_bin = Scratch::Sized(own.mixed_bin, n + 16);
+  int64_t taken = 0, i = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  // 32 bins a step: compared with the wanted ones, their values compressed
+  // into place (16 lanes a half; a store may run 15 past, hence n + 16).
+  __m512i wanted_v[8];
+  for (size_t w = 0; w < wanted.size(); ++w) wanted_v[w] = _mm512_set1_epi16(static_cast<int16_t>(wanted[w]));
+  for (; i + 32 <= n; i += 32) {
+    const __m512i b = _mm512_loadu_si512(bin + i);
+    __mmask32 hit = 0;
+    for (size_t w = 0; w < wanted.size(); ++w) hit |= _mm512_cmpeq_epi16_mask(b, wanted_v[w]);
+    if (hit == 0) continue;
+    for (int half = 0; half < 2; ++half) {
+      const __mmask16 m = static_cast<__mmask16>(hit >> (16 * half));
+      _mm512_storeu_ps(mixed + taken, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(a + i + 16 * half)));
+      taken += __builtin_popcount(m);
+    }
+  }
+  for (int64_t j = 0; j < taken; ++j) mixed_bin[j] = BinOf(mixed[j], lo, scale, bins);
+#endif
+  for (; i < n; ++i) {
     mixed[taken] = a[i];
     mixed_bin[taken] = bin[i];
     taken += keep[bin[i]];
@@ -1456,8 +1477,8 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
   for (int b : wanted) {
     float* sub = Scratch::Sized(own.sub, below[b + 1] - below[b]);
     int64_t size = 0;
-    for (int64_t i = 0; i < taken; ++i)
-      if (mixed_bin[i] == b) sub[size++] = mixed[i];
+    for (int64_t j = 0; j < taken; ++j)
+      if (mixed_bin[j] == b) sub[size++] = mixed[j];
     int64_t local[8];
     int which[8], l = 0;
     for (int k = 0; k < m; ++k)
