@@ -214,8 +214,9 @@ class StepStats:
     """Gate statistics and step-Jacobian norms of a model's recurrent layers.
 
     Built by ``seqvg.probe.Prober``; one traced function per model (the
-    Jacobian norms), reused at every probe of a training run, while the gate
-    statistics are computed on the host from the probe's forward values.
+    Jacobian norms, and the gate statistics of layers on seqvg's ops),
+    reused at every probe of a training run; a loop's gate statistics are
+    computed on the host from the probe's forward values meanwhile.
 
     Args:
         rnns: the model's ``keras.layers.RNN`` layers, bottom first.
