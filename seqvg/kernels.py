@@ -7,8 +7,9 @@ Keras's LSTM on a CPU runs about fourteen small ops per timestep, each paying
 TensorFlow's per-op cost. ``csrc/lstm_ops.cc`` holds seqvg's own: the whole
 sequence as one op forward and one backward (``lstm_seq`` and ``gru_seq``,
 seqvg's training loops and, with their ``taps``, the gradient probe's;
-``rnn_seq``, a tanh vanilla RNN, the probe's only), and ``step_sigma``, the
-step Jacobian's norm of ``seqvg.why``. They are compiled with
+``rnn_seq``, a tanh vanilla RNN, the probe's only), and ``step_sigma`` and
+``gate_stats``, the step Jacobian's norm and the gates' statistics of
+``seqvg.why``. They are compiled with
 the C++ compiler and TensorFlow's own headers
 (``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
@@ -247,7 +248,8 @@ def _empty_if_zero(tf, grad, dtype):
 
 
 def _register_gradient(tf, module) -> None:
-    tf.no_gradient("SeqvgStepSigma")  # a statistic of the probe, never differentiated
+    for name in ("SeqvgStepSigma", "SeqvgGateStats"):  # statistics of the probe, never differentiated
+        tf.no_gradient(name)
     for cell, states in (("lstm", 2), ("gru", 1), ("rnn", 1)):
         grad_op = getattr(module, f"seqvg_{cell}_seq_grad")
         tf.RegisterGradient(f"Seqvg{cell.capitalize()}Seq")(_sequence_grad(tf, grad_op, states))
@@ -389,6 +391,28 @@ def step_sigma(kind: str, cell, x, s, v0, dim: int, max_threads: int = 0):
     """
     return op_module().seqvg_step_sigma(x, s, cell.kernel, cell.recurrent_kernel, cell.bias, v0, cell=kind,
                                             dim=dim, max_threads=max_threads)
+
+
+def gate_stats(kind: str, blocks, values, units: int, max_threads: int = 0):
+    """Per step, the mean and 10/50/90th percentiles of the gates in a
+    sequence op's cache, computed in place (``csrc/lstm_ops.cc``).
+
+    ``why.gate_stats``'s numbers, bit for bit, from the values that
+    ``gate_views`` reads (the RNN's through its h -> 1 - h^2).
+
+    Args:
+        kind: "lstm", "gru" or "rnn".
+        blocks, values: ``sequence_internals``'s cache: the op's unit blocks
+            and its ``act`` (the RNN's ``s``).
+        units: the layer's units u.
+        max_threads: as ``lstm_seq``'s; each step's numbers are one
+            thread's, so any thread count gives the same.
+
+    Returns:
+        (gates, 4, T) float32: the gates of ``why.GATES[kind]`` in order,
+        ``why.STATS`` along axis 1.
+    """
+    return op_module().seqvg_gate_stats(values, blocks, cell=kind, units=units, max_threads=max_threads)
 
 
 def sequence_internals(kind: str, caches: list, units: int, points):

@@ -211,8 +211,8 @@ class Prober:
         # the probe's functions costs each new process about a second of CPU.
         # XLA where the run's path says so (a custom cell's training run).
         # _fn: the gradient pass alone; StepStats then measures from its
-        # forward values, the gate statistics on the host overlapping the
-        # Jacobian products. _all, on an XLA path: the gradient pass and
+        # forward values, the gate statistics beside the Jacobian products
+        # (an op's, or numpy's on the host for a loop's gates). _all, on an XLA path: the gradient pass and
         # StepStats's Jacobian products as one compiled program (its small
         # eigenproblems stay outside, in ``StepStats.finish``).
         self._fn = tf.function(self._measure, autograph=False, jit_compile=self.path.xla)

@@ -214,8 +214,9 @@ class StepStats:
     """Gate statistics and step-Jacobian norms of a model's recurrent layers.
 
     Built by ``seqvg.probe.Prober``; one traced function per model (the
-    Jacobian norms), reused at every probe of a training run, while the gate
-    statistics are computed on the host from the probe's forward values.
+    Jacobian norms, and the gate statistics of layers on seqvg's ops),
+    reused at every probe of a training run; a loop's gate statistics are
+    computed on the host from the probe's forward values meanwhile.
 
     Args:
         rnns: the model's ``keras.layers.RNN`` layers, bottom first.
@@ -231,8 +232,9 @@ class StepStats:
         self.rnns = rnns
         self.kinds = [fast_kind(rnn.cell) for rnn in rnns]
         # seqvg's SeqvgStepSigma for a built-in cell's layer where the caller
-        # runs seqvg's ops anyway (so no other probe compiles them); not
-        # under XLA, which has no kernel for it.
+        # runs seqvg's ops anyway (so no other probe compiles them), and
+        # SeqvgGateStats for its gates where they come in the sequence op's
+        # cache; not under XLA, which has no kernel for them.
         self.sigma_op = [bool(use) and kind is not None and not jit_compile
                          for use, kind in zip(sigma_op or [False] * len(rnns), self.kinds)]
         self._v0: dict = {}
@@ -298,13 +300,20 @@ class StepStats:
     def _measure(self, inputs: list[dict], v0s: list) -> list[dict]:
         """Per layer {"tri": (J*B, dim, dim) Lanczos matrices of J_t^T J_t} (or
         {"sigma": (J*B,)}, see ``_sigma``), for a vanilla layer
-        "sigma_w" (``recurrent_sigma_max``) and, for a loop's vanilla layer,
-        "dphi": phi'(a_t) (T, batch, units)."""
+        "sigma_w" (``recurrent_sigma_max``), for a loop's vanilla layer
+        "dphi": phi'(a_t) (T, batch, units) and, where the layer's input has
+        the sequence op's ``cache``, "gates": its gates' statistics
+        (``kernels.gate_stats``, beside the Jacobian products in one call)."""
         import tensorflow as tf
 
         out = []
         for layer, kind, layer_in, v0, op in zip(self.rnns, self.kinds, inputs, v0s, self.sigma_op):
             got = self._sigma(layer, kind, layer_in["x"], layer_in["s"], v0, op)
+            if "cache" in layer_in:
+                from seqvg import kernels
+
+                cache = layer_in["cache"]
+                got["gates"] = kernels.gate_stats(kind, cache["blocks"], cache["values"], layer.cell.units)
             if "a" in layer_in:
                 # The loop kept a_t; phi'(a) for all t at once, for any
                 # elementwise phi: d sum(phi(a)) / da.
@@ -378,21 +387,29 @@ class StepStats:
                 for layer_in in inputs]
 
     def _gates(self, inputs: list[dict]) -> tuple[list[dict], list[dict]]:
-        """Starts the gate statistics (numpy, on the pool), so that they run
-        while TensorFlow computes the Jacobian norms; returns them pending,
-        per layer {name: result()}, and ``tf_inputs(inputs)``."""
+        """Starts the gate statistics of the layers whose gates TensorFlow
+        does not summarise (numpy, on the pool), so that they run while it
+        computes the Jacobian norms; returns them pending, per layer {name:
+        result()}, and what ``products`` reads: ``tf_inputs(inputs)`` and,
+        for a layer on seqvg's ops, its sequence op's ``cache``, whose gates
+        ``kernels.gate_stats`` summarises in place beside the products."""
         from seqvg import kernels
         from seqvg.why import gate_stats_async
 
         pending: list[dict] = []
-        for layer, kind, layer_in in zip(self.rnns, self.kinds, inputs):
+        tf_inputs = self.tf_inputs(inputs)
+        for layer, kind, layer_in, tf_in, op in zip(self.rnns, self.kinds, inputs, tf_inputs, self.sigma_op):
+            if "cache" in layer_in and op:
+                tf_in["cache"] = layer_in["cache"]
+                pending.append({})
+                continue
             if "cache" in layer_in:
                 cache = layer_in["cache"]
                 views = kernels.gate_views(kind, int(cache["blocks"]), host_view(cache["values"]), layer.cell.units)
             else:
                 views = {name: (host_view(v), None) for name, v in layer_in["gates"].items() if name != "dphi"}
             pending.append({name: gate_stats_async(v, transform) for name, (v, transform) in views.items()})
-        return pending, self.tf_inputs(inputs)
+        return pending, tf_inputs
 
     def _summarise(self, pending: list[dict], results, steps: int) -> dict:
         """The numpy half: per-step gate statistics (phi'(a_t) of a loop's
@@ -400,9 +417,12 @@ class StepStats:
         from seqvg.why import gate_stats_async
 
         jac_t = jacobian_timesteps(steps)
-        for stats, got in zip(pending, results):
+        for stats, got, kind in zip(pending, results, self.kinds):
             if "dphi" in got:
                 stats["dphi"] = gate_stats_async(host_view(got["dphi"]))
+            if "gates" in got:
+                summarised = got["gates"].numpy()
+                stats.update({name: (lambda a=summarised[k]: a) for k, name in enumerate(GATES[kind])})
         out: dict = {"gates": {}, "jac_t": jac_t}
         names = {name for kind in self.kinds for name in GATES.get(kind, ())}
         for name in sorted(names):

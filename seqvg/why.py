@@ -128,6 +128,9 @@ def gate_stats(values: np.ndarray, transform=None) -> np.ndarray:
     Any (T, ...) array, a strided view included: each step's values are
     pooled, in whatever order. Steps are copied and sorted a chunk at a time
     on all cores (the sort is most of the cost of a probe's gate statistics).
+    A layer on seqvg's sequence ops has the same numbers, bit for bit, from
+    ``kernels.gate_stats`` (tests/test_kernels.py); this is the loops' path
+    and that op's reference.
 
     Args:
         values: (T, ...) values.

@@ -231,13 +231,13 @@ def test_step_sigma_op_against_explicit_jacobians_and_tf_lanczos(ops, cell):
     each row's ||J||_2 from numpy's SVD of the explicit Jacobian of Keras's
     own cell (tf.GradientTape.batch_jacobian); with a smaller one, the TF
     ops' Lanczos estimate (stepstats) of the same products; on 1, 2 and 4
-    threads the same numbers (70 rows: three blocks, the last one partial)."""
+    threads the same numbers (170 rows: three blocks, the last one partial)."""
     import keras
 
     from seqvg.stepstats import lanczos_sigma_max, linearised_step
 
     rng = np.random.default_rng(4)
-    rows, units, d = 70, 6, 3
+    rows, units, d = 170, 6, 3
     keras.utils.set_random_seed(2)
     make = {"rnn": keras.layers.SimpleRNNCell, "gru": keras.layers.GRUCell, "lstm": keras.layers.LSTMCell}[cell]
     layer_cell = make(units)
@@ -268,6 +268,80 @@ def test_step_sigma_op_against_explicit_jacobians_and_tf_lanczos(ops, cell):
         assert all(np.array_equal(got[0], other) for other in got[1:])
 
 
+def test_step_sigma_op_where_the_krylov_space_closes_early(ops):
+    """A step whose J^T J has two eigenvalues (0 and 0.49): Lanczos breaks
+    down after two steps and its matrix decouples into blocks; the op's
+    largest eigenvalue must still be exact (0.7), also from a start vector
+    in the null space's complement and one with a zero component."""
+    import keras
+
+    units = 8
+    layer_cell = keras.layers.SimpleRNNCell(units)
+    layer_cell.build((None, 2))
+    layer_cell.kernel.assign(np.zeros((2, units), np.float32))
+    layer_cell.recurrent_kernel.assign(np.diag(np.repeat([0.0, 0.7], units // 2)).astype(np.float32))
+    layer_cell.bias.assign(np.zeros(units, np.float32))
+    rng = np.random.default_rng(1)
+    v0 = rng.normal(size=(3, units)).astype(np.float32)
+    v0[1, : units // 2] = 0.0
+    v0[2, 0] = 0.0
+    sigma = kernels.step_sigma("rnn", layer_cell, tf.zeros((3, 2)), tf.zeros((3, units)), tf.constant(v0), 6).numpy()
+    np.testing.assert_allclose(sigma, 0.7, rtol=1e-6)
+
+
+def _awkward_steps(rng, n: int, steps: int) -> np.ndarray:
+    """(steps, n) float32 rows that exercise every path of the gate-statistics
+    op: spread values, a tight cluster (its bins split again), ties, a
+    constant row, a NaN, infinities, values one float apart, signs and zeros."""
+    rows = [
+        rng.random(n),
+        0.99 + 1e-5 * rng.normal(size=n),
+        rng.integers(0, 5, n) / 4,
+        np.full(n, 0.25),
+        np.where(rng.random(n) < 0.3, 1.0, 1 / (1 + np.exp(-rng.normal(2, 1, n)))),
+        np.where(np.arange(n) == n // 3, np.nan, rng.random(n)),
+        np.where(np.arange(n) % 97 == 0, np.inf, rng.normal(size=n)),
+        np.nextafter(np.float32(0.5), np.float32(1), dtype=np.float32) * (rng.random(n) < 0.5)
+        + np.float32(0.5) * (rng.random(n) >= 0.5),
+        np.where(rng.random(n) < 0.2, 0.0, rng.normal(size=n)),
+    ]
+    return np.stack([rows[t % len(rows)] for t in range(steps)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("units,batch", [(12, 7), (24, 400)])
+def test_gate_stats_op_is_numpys_bit_for_bit(ops, cell, units, batch):
+    """seqvg's gate-statistics op against seqvg.why's numpy statistics (mean,
+    np.percentile's linear 10/50/90th) of the values that kernels.gate_views
+    reads from the same cache, bit for bit, on 1, 2 and 4 threads; with
+    batch x units both below and above numpy's casting buffer (8192 values,
+    the chunks of its mean), and rows of every awkward kind."""
+    from seqvg import why
+
+    rng = np.random.default_rng(5)
+    steps, blocks = 11, 3
+    n = units * batch
+    if cell == "rnn":  # s (T+1, K, B): rows [0, u) of s[t+1] hold h_t in (-1, 1), and specials
+        d = 2
+        values = rng.uniform(-1, 1, (steps + 1, units + d + 1, batch)).astype(np.float32)
+        awkward = _awkward_steps(rng, n, steps)
+        values[1:, :units] = np.where(np.isfinite(awkward), np.clip(awkward, -1, 1), awkward).reshape(steps, units, batch)
+    else:  # act (T, G u, B), G rows per unit of each block
+        per_unit = 5 if cell == "lstm" else 4
+        values = rng.random((steps, per_unit * units, batch)).astype(np.float32)
+        for row in (0, 1):
+            block_rows = values.reshape(steps, blocks, per_unit, units // blocks * batch)
+            block_rows[:, :, row] = _awkward_steps(rng, n, steps).reshape(steps, blocks, -1)
+    views = kernels.gate_views(cell, blocks, values, units)
+    want = np.stack([why.gate_stats(v, transform) for v, transform in views.values()])
+    assert list(views) == list(why.GATES[cell])
+    got = [kernels.gate_stats(cell, tf.constant(blocks), tf.constant(values), units, max_threads=p).numpy()
+           for p in (1, 2, 4)]
+    assert got[0].shape == (len(views), 4, steps)
+    for g in got:
+        np.testing.assert_array_equal(g, want)
+
+
 def test_sequence_op_bad_shapes_are_clear_errors(ops):
     x, h = tf.zeros((B, SEQ_T, SEQ_D)), tf.zeros((B, SEQ_U))
     weights = [tf.zeros((SEQ_D, 4 * SEQ_U)), tf.zeros((SEQ_U, 4 * SEQ_U)), tf.zeros((4 * SEQ_U,))]
@@ -277,6 +351,8 @@ def test_sequence_op_bad_shapes_are_clear_errors(ops):
         kernels.lstm_seq(x, tf.zeros((B + 1, SEQ_U)), h, *weights)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=r"x must be \(batch, T, features\)|rank 3"):
         kernels.lstm_seq(tf.zeros((B, SEQ_D)), h, h, *weights)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="values do not hold this cell's gates"):
+        kernels.gate_stats("lstm", tf.constant(3), tf.zeros((SEQ_T, 4 * 6, B)), 6)  # a GRU's cache
 
 
 @pytest.fixture

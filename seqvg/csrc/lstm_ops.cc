@@ -6,9 +6,11 @@
 //   SeqvgGruSeq / SeqvgGruSeqGrad: the same for Keras's GRU.
 //   SeqvgRnnSeq / SeqvgRnnSeqGrad: the same for Keras's tanh SimpleRNN
 //     (the probe's only; training keeps Keras's loop).
-//   SeqvgStepSigma: the step Jacobian's spectral norm per sample, for
-//     seqvg.why's statistics (seqvg/stepstats.py).
-// Tests: tests/test_kernels.py (against TF ops and Keras's LSTM loop).
+//   SeqvgStepSigma: the step Jacobian's spectral norm per sample, and
+//   SeqvgGateStats: the gates' per-step mean and percentiles, read in place
+//     from a sequence op's cache, for seqvg.why's statistics
+//     (seqvg/stepstats.py).
+// Tests: tests/test_kernels.py (against TF ops, Keras's LSTM loop and numpy).
 //
 // Layout is transposed, (rows, batch) row-major, as in seqvg/fastlstm.py:
 //   z       (4u, B) gate pre-activations, row blocks [i, f, g, o] (Keras order)
@@ -22,7 +24,9 @@
 #include <atomic>
 #include <cfenv>
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1036,12 +1040,15 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), 
 //                             k = w_c + bc w_h,  J^T w = [[k ai, k af, k ag, w_h ao] R^T; k f]
 // Rows are cut into blocks of kRows fixed by the row count and handed to the
 // threads as they come free: a row's numbers do not depend on the threads.
+// Each product packs R anew (Eigen's GEMM), so blocks are no smaller than
+// they need to be: 80 rows (a probe's 5 x 64 in four blocks, even on 2 or 4
+// threads) cost 10% less than 32-row blocks.
 namespace stepjac {
 
 using Mat = seqrnn::Mat;
 using CMMap = seqrnn::CMMap;
 using RArr = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-constexpr int64_t kRows = 32;
+constexpr int64_t kRows = 80;
 
 enum Kind { kRnn = 0, kGru = 1, kLstm = 2 };
 
@@ -1124,6 +1131,40 @@ inline void Vjp(const Cell& c, const std::vector<RArr>& k, const Mat& w, Mat& d,
   }
 }
 
+// The largest eigenvalue of the symmetric tridiagonal matrix with diagonal
+// a and off-diagonal b (m rows), or NaN where the iteration does not settle.
+// Newton's iteration on the characteristic polynomial from above the
+// spectrum (Gershgorin's bound) descends monotonically onto its largest root
+// (all its roots are real); each step reads the pivots d_k of T - x I, all
+// negative above the spectrum, and their derivatives: det'/det = sum d_k'/d_k.
+// It stops where a step no longer descends or a pivot is no longer negative
+// (x at the eigenvalue to rounding). Eigen's QR, all m eigenvalues, cost
+// more than the Lanczos products of a 12 x 12 matrix.
+inline double TopEigenvalue(const double* a, const double* b, int64_t m) {
+  double x = -std::numeric_limits<double>::infinity();
+  for (int64_t k = 0; k < m; ++k)
+    x = std::max(x, a[k] + (k > 0 ? std::abs(b[k - 1]) : 0.0) + (k + 1 < m ? std::abs(b[k]) : 0.0));
+  for (int it = 0; it < 200 && std::isfinite(x); ++it) {
+    double d = 0.0, dd = 0.0, sum = 0.0;
+    for (int64_t k = 0; k < m; ++k) {
+      if (k == 0 || b[k - 1] == 0.0) {
+        d = a[k] - x;
+        dd = -1.0;
+      } else {
+        const double q = b[k - 1] * b[k - 1] / d;
+        dd = -1.0 + q * dd / d;
+        d = a[k] - x - q;
+      }
+      if (!(d < 0.0)) return x;
+      sum += dd / d;
+    }
+    const double next = x - 1.0 / sum;
+    if (!(next < x)) return x;
+    x = next;
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
 // Rows [r0, r0 + m): their sigma_max estimates into sigma.
 inline void Block(const Cell& c, int64_t r0, int64_t m, const float* v0, int64_t dim, float* sigma) {
   const int64_t n = c.n(), gu = c.G() * c.u;
@@ -1157,13 +1198,35 @@ inline void Block(const Cell& c, int64_t r0, int64_t m, const float* v0, int64_t
   }
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver;
   for (int64_t r = 0; r < m; ++r) {
-    const Eigen::VectorXd diag = alphas.col(r), off = betas.col(r).head(dim - 1);
-    solver.computeFromTridiagonal(diag, off, Eigen::EigenvaluesOnly);
-    sigma[r0 + r] = static_cast<float>(std::sqrt(std::max(solver.eigenvalues().maxCoeff(), 0.0)));
+    double top = TopEigenvalue(alphas.col(r).data(), betas.col(r).data(), dim);
+    if (std::isnan(top)) {  // not settled: all eigenvalues by QR
+      const Eigen::VectorXd diag = alphas.col(r), off = betas.col(r).head(dim - 1);
+      solver.computeFromTridiagonal(diag, off, Eigen::EigenvaluesOnly);
+      top = solver.eigenvalues().maxCoeff();
+    }
+    sigma[r0 + r] = static_cast<float>(std::sqrt(std::max(top, 0.0)));
   }
 }
 
 }  // namespace stepjac
+
+namespace {
+
+// fn(p, b) for the work items b in [0, items), on up to max_threads threads
+// (0: TensorFlow's intra-op threads), p the thread: each takes the next item
+// as it comes free. An item is computed by one thread alone, so its numbers
+// do not depend on the thread count.
+void ForBlocks(OpKernelContext* ctx, int max_threads, int64_t items, const std::function<void(int, int64_t)>& fn) {
+  int P = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+  if (max_threads > 0) P = std::min(P, max_threads);
+  P = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(P, items)));
+  std::atomic<int64_t> next{0};
+  seqrnn::Parallel(P, PoolScheduler(ctx), [&](int p) {
+    for (int64_t b = next++; b < items; b = next++) fn(p, b);
+  });
+}
+
+}  // namespace
 
 // x (rows, d) and s (rows, n) the input and the entering state ([h] or [h;
 // c], n = 2u for the LSTM) of each row's step; kernel (d, G u), recurrent
@@ -1219,17 +1282,11 @@ class SeqvgStepSigmaOp : public OpKernel {
                              seqrnn::CMMap(Data(kernel), x.dim_size(1), G * u),
                              seqrnn::CMMap(Data(recurrent), u, G * u)};
     const int64_t blocks = (rows + stepjac::kRows - 1) / stepjac::kRows;
-    int P = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
-    if (max_threads_ > 0) P = std::min(P, max_threads_);
-    P = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(P, blocks)));
-    std::atomic<int64_t> next{0};
     const float* v0p = Data(v0);
     float* out = Data(sigma);
-    seqrnn::Parallel(P, PoolScheduler(ctx), [&](int) {
-      for (int64_t b = next++; b < blocks; b = next++) {
-        const int64_t r0 = b * stepjac::kRows;
-        stepjac::Block(cell, r0, std::min(stepjac::kRows, rows - r0), v0p, dim_, out);
-      }
+    ForBlocks(ctx, max_threads_, blocks, [&](int, int64_t b) {
+      const int64_t r0 = b * stepjac::kRows;
+      stepjac::Block(cell, r0, std::min(stepjac::kRows, rows - r0), v0p, dim_, out);
     });
   }
 
@@ -1239,3 +1296,319 @@ class SeqvgStepSigmaOp : public OpKernel {
 };
 
 REGISTER_KERNEL_BUILDER(Name("SeqvgStepSigma").Device(tensorflow::DEVICE_CPU), SeqvgStepSigmaOp);
+
+// ---- The gates' statistics per timestep (seqvg/why.py, gate_stats) ----
+//
+// Per timestep, over batch x units: the mean and the 10th, 50th and 90th
+// percentiles of a gate, read in place from a sequence op's cache (the
+// layout of kernels.gate_views): numpy's numbers, bit for bit. The mean is
+// numpy's float64 pairwise sum of the float32 values (the same sums in the
+// same order) over n; a percentile is np.percentile's linear interpolation
+// between the values at sorted positions floor(q (n-1)) and the next,
+// rounded as numpy rounds it. Those positions are found without sorting the
+// n values (numpy's vectorised sort was most of a probe's statistics): a
+// histogram of the values over [min, max], whose bin index is monotone in
+// the value, says which bins hold them, and only those bins' values are
+// sorted (a crowded bin is split again the same way).
+namespace gatestats {
+
+// numpy's pairwise_sum (umath loops_utils) of float32 values cast to double.
+inline double PairwiseSum(const float* a, int64_t n) {
+  if (n < 8) {
+    double res = 0.;
+    for (int64_t i = 0; i < n; ++i) res += a[i];
+    return res;
+  }
+  if (n <= 128) {
+    double r[8];
+    for (int k = 0; k < 8; ++k) r[k] = a[k];
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int k = 0; k < 8; ++k) r[k] += a[i + k];
+    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += a[i];
+    return res;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return PairwiseSum(a, n2) + PairwiseSum(a + n2, n - n2);
+}
+
+// numpy's mean(dtype=float64) of float32 values: the reduction adds the
+// pairwise sums of its casting buffer's chunks (NPY_BUFSIZE values) in turn.
+inline double Mean(const float* a, int64_t n) {
+  constexpr int64_t kBuffer = 8192;
+  double sum = 0.;
+  for (int64_t i = 0; i < n; i += kBuffer) sum += PairwiseSum(a + i, std::min(kBuffer, n - i));
+  return sum / static_cast<double>(n);
+}
+
+constexpr int kBins = 1024;  // at most; n / 8 for fewer values
+constexpr int64_t kSortBelow = 64;
+
+// A float's bits as an integer in the floats' order (negatives reversed),
+// so that the scans below are integer minima and maxima, which a compiler
+// vectorises (a float minimum it may not reorder).
+inline int32_t OrderKey(float x) {
+  int32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b ^ ((b >> 31) & 0x7fffffff);
+}
+
+inline float FromKey(int32_t k) {
+  const int32_t b = k ^ ((k >> 31) & 0x7fffffff);
+  float x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+// The smallest and largest of a[0..n), n >= 1, no NaN.
+inline void MinMax(const float* a, int64_t n, float* lo, float* hi) {
+  int32_t l = OrderKey(a[0]), h = l;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t k = OrderKey(a[i]);
+    l = std::min(l, k);
+    h = std::max(h, k);
+  }
+  *lo = FromKey(l);
+  *hi = FromKey(h);
+}
+
+// Whether a[0..n) holds a NaN (an exponent of all ones, a mantissa not 0).
+inline bool HasNaN(const float* a, int64_t n) {
+  int32_t nan = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t b;
+    std::memcpy(&b, a + i, sizeof b);
+    nan |= (b & 0x7fffffff) > 0x7f800000;
+  }
+  return nan != 0;
+}
+
+// A value's bin: x - lo >= 0 and its product with scale > 0 are monotone in
+// x, and so is the truncation, so a value in a lower bin is smaller than
+// one in a higher.
+inline uint16_t BinOf(float x, float lo, float scale, int bins) {
+  const int b = static_cast<int>((x - lo) * scale);
+  return static_cast<uint16_t>(b < bins ? b : bins - 1);
+}
+
+// Buffers of Select, one set per level of its recursion, kept by a thread
+// from row to row (allocating and zeroing them per row cost a tenth of it).
+struct Scratch {
+  std::vector<uint16_t> bin, mixed_bin;
+  std::vector<float> mixed, sub;
+  template <typename T>
+  static T* Sized(std::vector<T>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+    return v.data();
+  }
+};
+constexpr int kDepth = 6;
+
+// out[k] = the value at sorted position ranks[k] of a[0..n) (no NaN), for
+// m <= 8 ranks; a is reordered. scratch: kDepth levels.
+inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out, Scratch* scratch, int depth = 0) {
+  float lo, hi;
+  MinMax(a, n, &lo, &hi);
+  if (lo == hi) {
+    for (int k = 0; k < m; ++k) out[k] = lo;
+    return;
+  }
+  const int bins = static_cast<int>(std::min<int64_t>(kBins, std::max<int64_t>(16, n / 8)));
+  const float scale = static_cast<float>(bins) / (hi - lo);
+  if (n <= kSortBelow || depth >= kDepth || !std::isfinite(scale) || !(scale > 0.f)) {
+    std::sort(a, a + n);
+    for (int k = 0; k < m; ++k) out[k] = a[ranks[k]];
+    return;
+  }
+  Scratch& own = scratch[depth];
+  uint16_t* bin = Scratch::Sized(own.bin, n);
+  for (int64_t i = 0; i < n; ++i) bin[i] = BinOf(a[i], lo, scale, bins);
+  // Four partial counts: neighbouring values often share a bin, and one
+  // count would wait on its own last increment.
+  int32_t part[4][kBins];
+  for (auto& counts : part) std::fill(counts, counts + bins, 0);
+  int64_t i4 = 0;
+  for (; i4 + 4 <= n; i4 += 4)
+    for (int k = 0; k < 4; ++k) ++part[k][bin[i4 + k]];
+  for (; i4 < n; ++i4) ++part[0][bin[i4]];
+  int64_t below[kBins + 1];  // values in the bins below each
+  below[0] = 0;
+  for (int b = 0; b < bins; ++b) below[b + 1] = below[b] + part[0][b] + part[1][b] + part[2][b] + part[3][b];
+  // The bin of each rank; the bins wanted, once each.
+  int bin_of[8];
+  std::vector<int> wanted;
+  uint8_t keep[kBins];
+  std::fill(keep, keep + bins, uint8_t{0});
+  for (int k = 0; k < m; ++k) {
+    bin_of[k] = static_cast<int>(std::upper_bound(below, below + bins + 1, ranks[k]) - below) - 1;
+    if (!keep[bin_of[k]]) wanted.push_back(bin_of[k]);
+    keep[bin_of[k]] = 1;
+  }
+  // The wanted bins' values, mixed, without a branch per value (which bins a
+  // value falls in is as unpredictable as the value), then apart.
+  float* mixed = Scratch::Sized(own.mixed, n + 16);
+  uint16_t* mixed_bin = Scratch::Sized(own.mixed_bin, n + 16);
+  int64_t taken = 0, i = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  // 32 bins a step: compared with the wanted ones, their values compressed
+  // into place (16 lanes a half; a store may run 15 past, hence n + 16).
+  __m512i wanted_v[8];
+  for (size_t w = 0; w < wanted.size(); ++w) wanted_v[w] = _mm512_set1_epi16(static_cast<int16_t>(wanted[w]));
+  for (; i + 32 <= n; i += 32) {
+    const __m512i b = _mm512_loadu_si512(bin + i);
+    __mmask32 hit = 0;
+    for (size_t w = 0; w < wanted.size(); ++w) hit |= _mm512_cmpeq_epi16_mask(b, wanted_v[w]);
+    if (hit == 0) continue;
+    for (int half = 0; half < 2; ++half) {
+      const __mmask16 m = static_cast<__mmask16>(hit >> (16 * half));
+      _mm512_storeu_ps(mixed + taken, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(a + i + 16 * half)));
+      taken += __builtin_popcount(m);
+    }
+  }
+  for (int64_t j = 0; j < taken; ++j) mixed_bin[j] = BinOf(mixed[j], lo, scale, bins);
+#endif
+  for (; i < n; ++i) {
+    mixed[taken] = a[i];
+    mixed_bin[taken] = bin[i];
+    taken += keep[bin[i]];
+  }
+  for (int b : wanted) {
+    float* sub = Scratch::Sized(own.sub, below[b + 1] - below[b]);
+    int64_t size = 0;
+    for (int64_t j = 0; j < taken; ++j)
+      if (mixed_bin[j] == b) sub[size++] = mixed[j];
+    int64_t local[8];
+    int which[8], l = 0;
+    for (int k = 0; k < m; ++k)
+      if (bin_of[k] == b) {
+        local[l] = ranks[k] - below[b];
+        which[l++] = k;
+      }
+    float got[8];
+    Select(sub, size, local, l, got, scratch, depth + 1);
+    for (int j = 0; j < l; ++j) out[which[j]] = got[j];
+  }
+}
+
+// numpy's lo + (hi - lo) * frac for float32 lo, hi and a float64 frac: the
+// difference in float32, the rest in float64 (the volatile keeps a compiler
+// from fusing the product and the sum, which numpy rounds apart).
+inline float Interpolate(float lo, float hi, double frac) {
+  volatile double step = static_cast<double>(hi - lo) * frac;
+  return static_cast<float>(static_cast<double>(lo) + step);
+}
+
+// out[0..4): the mean and the 10th, 50th and 90th percentiles of a[0..n)
+// (reordered), as seqvg.why's numpy version computes them: a row with a NaN
+// is sorted whole, NaNs last, as numpy sorts it.
+inline void Row(float* a, int64_t n, float* out, Scratch* scratch) {
+  out[0] = static_cast<float>(Mean(a, n));
+  const double q[3] = {0.1, 0.5, 0.9};
+  int64_t ranks[6];
+  double frac[3];
+  for (int k = 0; k < 3; ++k) {
+    const double pos = q[k] * static_cast<double>(n - 1);
+    const int64_t lo = static_cast<int64_t>(std::floor(pos));
+    ranks[2 * k] = lo;
+    ranks[2 * k + 1] = std::min(lo + 1, n - 1);
+    frac[k] = pos - static_cast<double>(lo);
+  }
+  float v[6];
+  if (HasNaN(a, n)) {
+    std::sort(a, a + n, [](float x, float y) { return x < y || (y != y && x == x); });
+    for (int k = 0; k < 6; ++k) v[k] = a[ranks[k]];
+  } else {
+    Select(a, n, ranks, 6, v, scratch);
+  }
+  for (int k = 0; k < 3; ++k) out[1 + k] = Interpolate(v[2 * k], v[2 * k + 1], frac[k]);
+}
+
+}  // namespace gatestats
+
+// values: the cache that holds a sequence op's gates (kernels.gate_views):
+// act (T, G u, B), G rows [i, f, g, o, tanh c] (LSTM) or [z, r, hh, hr]
+// (GRU) per unit of each of the `blocks` blocks; the RNN's s (T+1, K, B),
+// whose rows [0, u) of s[t+1] hold h_t, whose gate is tanh'(a_t) = 1 - h_t^2.
+// Output: stats (gates, 4, T), the gates of why.GATES in its order (LSTM
+// forget, input; GRU keep z; RNN dphi), along axis 1 mean, p10, p50, p90.
+// Each (gate, t) row is computed by one thread: any thread count gives the
+// same numbers.
+REGISTER_OP("SeqvgGateStats")
+    .Input("values: float")
+    .Input("blocks: int32")
+    .Attr("cell: {'rnn', 'gru', 'lstm'}")
+    .Attr("units: int >= 1")
+    .Attr("max_threads: int = 0")
+    .Output("stats: float")
+    .SetShapeFn([](InferenceContext* ctx) {
+      ShapeHandle values;
+      TF_RETURN_IF_ERROR(ctx->WithRank(ctx->input(0), 3, &values));
+      std::string cell;
+      TF_RETURN_IF_ERROR(ctx->GetAttr("cell", &cell));
+      DimensionHandle steps = ctx->Dim(values, 0);
+      if (cell == "rnn") TF_RETURN_IF_ERROR(ctx->Subtract(steps, 1, &steps));
+      ctx->set_output(0, ctx->MakeShape({cell == "lstm" ? 2 : 1, 4, steps}));
+      return absl::OkStatus();
+    });
+
+class SeqvgGateStatsOp : public OpKernel {
+ public:
+  explicit SeqvgGateStatsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("cell", &cell_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("units", &units_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& values = ctx->input(0);
+    const Tensor& blocks = ctx->input(1);
+    const bool rnn = cell_ == "rnn", lstm = cell_ == "lstm";
+    const int64_t U = units_, per_unit = rnn ? 1 : lstm ? 5 : 4;
+    OP_REQUIRES(ctx, values.dims() == 3 && blocks.NumElements() == 1,
+                absl::InvalidArgumentError("values must be a sequence op's cache, blocks its block count"));
+    const int64_t V = blocks.flat<int32_t>()(0), rows = values.dim_size(1), B = values.dim_size(2);
+    const int64_t T = values.dim_size(0) - (rnn ? 1 : 0);
+    OP_REQUIRES(ctx, V >= 1 && U % V == 0 && T >= 0 && (rnn ? rows > U : rows == per_unit * U),
+                absl::InvalidArgumentError("values do not hold this cell's gates for these units and blocks"));
+    const int gates = lstm ? 2 : 1;
+    // The gate's row within a block's per_unit rows: LSTM forget 1, input 0; GRU z 0.
+    const int64_t gate_row[2] = {lstm ? 1 : 0, 0};
+    Tensor* stats;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({gates, 4, T}), &stats));
+    const int64_t n = U * B, up = U / V;
+    const float* src = Data(values);
+    float* out = Data(stats);
+    const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+    std::vector<std::vector<float>> values_of(std::max(threads, 1));
+    std::vector<std::vector<gatestats::Scratch>> scratch(std::max(threads, 1),
+                                                          std::vector<gatestats::Scratch>(gatestats::kDepth));
+    ForBlocks(ctx, max_threads_, gates * T, [&](int p, int64_t item) {
+      const int g = static_cast<int>(item / std::max<int64_t>(T, 1));
+      const int64_t t = item % T;
+      std::vector<float>& a = values_of[p];
+      a.resize(n);
+      if (rnn) {
+        // tanh'(a_t) = 1 - h_t^2, each rounded in float32 as numpy's
+        // 1.0 - h * h: the square stored first, so that no compiler fuses it.
+        const float* h = src + (t + 1) * rows * B;
+        for (int64_t i = 0; i < n; ++i) a[i] = h[i] * h[i];
+        for (int64_t i = 0; i < n; ++i) a[i] = 1.f - a[i];
+      } else {
+        for (int64_t v = 0; v < V; ++v)
+          std::copy_n(src + (t * rows + (v * per_unit + gate_row[g]) * up) * B, up * B, a.data() + v * up * B);
+      }
+      float row[4];
+      gatestats::Row(a.data(), n, row, scratch[p].data());
+      for (int k = 0; k < 4; ++k) out[(g * 4 + k) * T + t] = row[k];
+    });
+  }
+
+ private:
+  std::string cell_;
+  int64_t units_;
+  int max_threads_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("SeqvgGateStats").Device(tensorflow::DEVICE_CPU), SeqvgGateStatsOp);
