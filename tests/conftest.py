@@ -101,13 +101,10 @@ def copy_run(src, dst):
 #: a unit of its own, so the two workers share them instead of one worker
 #: running the whole file while the other idles. A value groups the cases
 #: that must stay together: the spec tests whose runs repeat each other's
-#: (see test_study._run_once) and a probe case with its TF-ops twin, which
-#: reuses its reference (test_probe._REFERENCES).
+#: (see test_study._run_once).
 SPLIT = {
     "test_spec_runs_with_a_tiny_budget": lambda case: "spec-" + (
         "demo+defaults+assignment-2-gating" if case in ("demo", "defaults", "assignment-2-gating") else case),
-    "test_probe_matches_per_timestep_reference": lambda case: "probe-reference-" + case,
-    "test_lstm_probe_tfops_while_loop_matches_reference": lambda case: "probe-reference-" + case,
     "test_random_kill9_and_resume_equals_uninterrupted": lambda case: "kill-9",
 }
 
@@ -115,15 +112,12 @@ SPLIT = {
 #: last unit to finish is a short one and neither worker idles long at the
 #: end. Measured in CPU seconds per unit on the loaded 2-core machine
 #: (2026-11-30, a CPU-time plugin over `make test`'s command): the spec cases
-#: and the slowest per-timestep references, test_kernels.py (a real compile
-#: of seqvg's ops, the longest single test) early among them; then whole
-#: files, slowest first. A unit not listed keeps its place after these; a
-#: stale list costs time, not results.
+#: and test_kernels.py (a real compile of seqvg's ops, the longest single
+#: test) early among them; then whole files, slowest first. A unit not listed
+#: keeps its place after these; a stale list costs time, not results.
 SLOW_FIRST = ["spec-remedies", "spec-tour", "test_kernels.py", "spec-demo+defaults+assignment-2-gating", "kill-9",
-              "probe-reference-gru-2-copy-6", "probe-reference-rnn-3-True-True", "probe-reference-irnn-True-2",
-              "probe-reference-gru-2-True-copy-6", "spec-modern-cells", "spec-tcn-table1",
-              "probe-reference-lstm-2", "probe-reference-lstm-2-True", "probe-reference-lstm-2-True-True",
-              "spec-init-gradients", "spec-assignment-1-vanishing", "spec-spectrum",
+              "spec-modern-cells", "spec-tcn-table1", "spec-init-gradients", "spec-assignment-1-vanishing",
+              "spec-spectrum",
               "test_training.py", "test_report.py", "test_determinism.py", "test_benchmarks.py", "test_faults.py",
               "test_study.py", "test_probe.py", "test_customcell.py", "test_new_tasks.py", "test_why.py",
               "test_ray.py", "test_fastlstm.py", "test_assignment3.py", "test_expect.py"]
