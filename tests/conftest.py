@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# numpy's OpenBLAS on its own thread pool beside TensorFlow's (which keeps
+# spinning between ops) runs a 256 x 256 SVD ten times slower on 2 cores;
+# the tests' numpy oracles are small, so one thread. Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # Nothing in the tests downloads MNIST: without a file of one's own, the MNIST
 # tasks find none (tests that need one make a small synthetic mnist.npz).
 os.environ.setdefault("SEQVG_MNIST", os.path.join(os.sep, "nonexistent", "seqvg-tests", "mnist.npz"))
