@@ -103,12 +103,10 @@ def copy_run(src, dst):
 #: workers: each test file is one unit (its module fixtures built once), except
 #: the tests named here, which are many independent, long cases: each case is
 #: a unit of its own, so the two workers share them instead of one worker
-#: running the whole file while the other idles. A value groups the cases
-#: that must stay together: the spec tests whose runs repeat each other's
-#: (see test_study._run_once).
+#: running the whole file while the other idles. (The spec tests share the
+#: runs they repeat across workers: test_study._run_once.)
 SPLIT = {
-    "test_spec_runs_with_a_tiny_budget": lambda case: "spec-" + (
-        "demo+defaults+assignment-2-gating" if case in ("demo", "defaults", "assignment-2-gating") else case),
+    "test_spec_runs_with_a_tiny_budget": lambda case: "spec-" + case,
     "test_random_kill9_and_resume_equals_uninterrupted": lambda case: "kill-9",
 }
 
