@@ -132,6 +132,10 @@ def _unit(item) -> str:
     return item.path.name
 
 
+# First: pytest-xdist's worker reads the xdist_group markers in its own
+# hook of this name, and a marker added after it is ignored (each test would
+# then be a unit of its own, its file's module fixtures built in both workers).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
 
