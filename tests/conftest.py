@@ -104,10 +104,15 @@ def copy_run(src, dst):
 #: the tests named here, which are many independent, long cases: each case is
 #: a unit of its own, so the two workers share them instead of one worker
 #: running the whole file while the other idles. (The spec tests share the
-#: runs they repeat across workers: test_study._run_once.)
+#: runs they repeat across workers: test_study._run_once.) "report-drawn"
+#: holds test_report.py's reports of runs made of numbers, which need no
+#: compiled op: listed first, they run while a new machine's one build of the
+#: ops (pytest_configure) holds back every test that trains or probes.
 SPLIT = {
     "test_spec_runs_with_a_tiny_budget": lambda case: "spec-" + case,
     "test_random_kill9_and_resume_equals_uninterrupted": lambda case: "kill-9",
+    "test_every_page_names_every_run_once": lambda case: "report-drawn",
+    "test_study_report_is_byte_identical_whatever_the_input_order": lambda case: "report-drawn",
 }
 
 #: Units in the order the workers take them: the longest first, so that the
@@ -115,9 +120,9 @@ SPLIT = {
 #: end. Measured in CPU seconds per unit on the loaded 2-core machine
 #: (2026-11-30, a CPU-time plugin over `make test`'s command), 35-42 s down to
 #: 8 s; test_ray.py by its wall time (its Ray workers' CPU is not the test
-#: process's). A unit not listed keeps its place after these; a stale list
-#: costs time, not results.
-SLOW_FIRST = ["test_benchmarks.py", "test_ray.py", "test_training.py", "test_report.py", "test_determinism.py",
+#: process's); "report-drawn" first (see SPLIT). A unit not listed keeps its
+#: place after these; a stale list costs time, not results.
+SLOW_FIRST = ["report-drawn", "test_benchmarks.py", "test_ray.py", "test_training.py", "test_report.py", "test_determinism.py",
               "test_probe.py", "spec-remedies", "test_study.py", "test_faults.py", "test_why.py", "test_fastlstm.py",
               "spec-modern-cells", "spec-tour", "kill-9", "test_customcell.py", "test_cells.py", "test_new_tasks.py",
               "test_expect.py", "test_mixed_study.py", "test_kernels.py", "test_assignment3.py",
