@@ -18,7 +18,8 @@ TensorFlow's and Python's versions, the CPU and the compiler.
 The build happens at most once per machine and key, and only when a model
 with an LSTM or a GRU is about to run, or a tanh vanilla RNN to be probed: a lock makes concurrent first runs (a study's
 workers) wait for one compile instead of each running their own; the
-library is written atomically; a failed build leaves a ``.failed`` note with
+library is written atomically, with the compiler's warnings on seqvg's
+source beside it (``.log``); a failed build leaves a ``.failed`` note with
 its reason, so later processes fall back at once instead of retrying (a new
 key, e.g. another compiler, or ``--rebuild`` tries again); a cached library
 that does not load is rebuilt once.
@@ -52,6 +53,9 @@ ENV_SWITCH = "SEQVG_KERNELS"
 # compile Eigen's AVX512-FP16 code, hence -mno-avx512fp16 where the compiler
 # knows the flag.
 _ARCH_FLAGS = (["-march=native", "-mno-avx512fp16"], ["-march=native"], [])
+# Warnings on for seqvg's own source (TensorFlow's headers stay quiet, as
+# system headers): the build's log (next to the library) holds them.
+_WARNINGS = ["-Wall", "-Wextra"]
 
 
 def cache_dir() -> Path:
@@ -88,22 +92,20 @@ def _compiler_key(cxx: str | None) -> str:
 
 
 def _library_path(tf) -> Path:
-    parts = (SOURCE.read_text(), tf.__version__, sys.version, _cpu_key(), _compiler_key(compiler()))
+    parts = (SOURCE.read_text(), tf.__version__, sys.version, _cpu_key(), _compiler_key(compiler()), *_WARNINGS)
     key = hashlib.sha256(b"\0".join(s.encode() for s in parts)).hexdigest()[:16]
     return cache_dir() / f"lstm_ops-{key}.so"
 
 
-def build(tf, target: Path, warnings: bool = False) -> str:
+def build(tf, target: Path) -> str:
     """Compiles ``SOURCE`` into ``target`` (atomically), trying ``_ARCH_FLAGS`` in turn.
 
     Args:
         tf: the tensorflow module (its headers and flags).
         target: the library to write.
-        warnings: compile with ``-Wall -Wextra`` on seqvg's source (TensorFlow's
-            headers stay quiet, as system headers), as the tests do.
 
     Returns:
-        The compiler's diagnostics (empty without ``warnings``).
+        The compiler's diagnostics (``-Wall -Wextra`` on seqvg's source).
 
     Raises:
         RuntimeError: no compiler, or every attempt failed (the last error).
@@ -115,12 +117,11 @@ def build(tf, target: Path, warnings: bool = False) -> str:
     # TensorFlow's headers warn by the hundred; as -isystem they stay quiet
     # and seqvg's own source can be held to -Wall -Wextra.
     flags = [f"-isystem{f[2:]}" if f.startswith("-I") else f for f in tf.sysconfig.get_compile_flags()]
-    diagnostics = ["-Wall", "-Wextra"] if warnings else ["-w"]
     error = ""
     for arch in _ARCH_FLAGS:
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{target.stem}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
-        cmd = [cxx, "-shared", "-fPIC", "-O3", "-DNDEBUG", *diagnostics, *arch, *flags,
+        cmd = [cxx, "-shared", "-fPIC", "-O3", "-DNDEBUG", *_WARNINGS, *arch, *flags,
                str(SOURCE), "-o", tmp, *tf.sysconfig.get_link_flags()]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -160,6 +161,11 @@ def _failure_note(path: Path) -> Path:
     return path.with_suffix(".failed")
 
 
+def build_log(path: Path) -> Path:
+    """The compiler's diagnostics of the build that wrote the library ``path``."""
+    return path.with_suffix(".log")
+
+
 def _obtain(tf, path: Path, rebuild: bool = False) -> Path:
     """The built library at ``path``, compiling it first if no one has.
 
@@ -174,6 +180,7 @@ def _obtain(tf, path: Path, rebuild: bool = False) -> Path:
             # Only files seqvg wrote under this key.
             path.unlink(missing_ok=True)
             note.unlink(missing_ok=True)
+            build_log(path).unlink(missing_ok=True)
         if path.exists():  # another process built it while this one waited
             return path
         if note.exists():
@@ -183,13 +190,14 @@ def _obtain(tf, path: Path, rebuild: bool = False) -> Path:
             )
         # A first run pauses here; say why (once per machine).
         print(f"seqvg: compiling its LSTM ops into {path.parent} (once, ~30 s)", file=sys.stderr)
-        try:
-            build(tf, path)
-        except RuntimeError as exc:
-            from seqvg.rundir import atomic_write_bytes
+        from seqvg.rundir import atomic_write_bytes
 
+        try:
+            diagnostics = build(tf, path)
+        except RuntimeError as exc:
             atomic_write_bytes(note, f"{exc}\n".encode())  # the lock is held
             raise
+        atomic_write_bytes(build_log(path), diagnostics.encode())
     return path
 
 
@@ -200,6 +208,7 @@ def _remember_failure(path: Path, reason: str) -> None:
     with _Lock(path.with_suffix(".lock")):
         atomic_write_bytes(_failure_note(path), f"{reason}\n".encode())
         path.unlink(missing_ok=True)
+        build_log(path).unlink(missing_ok=True)
 
 
 def _open(tf, path: Path):

@@ -1,7 +1,9 @@
 """The probe against independent oracles.
 
-(a) a slow reference that splits Keras's own layer at every timestep t and
-    differentiates the loss with respect to the state handed across the split;
+(a) a reference that steps Keras's own cells in a Python loop and
+    differentiates the loss with respect to each step's state tensors; itself
+    checked against a slower one that splits Keras's own layer at every
+    timestep t and differentiates with respect to the state handed across;
 (b) a linear RNN with scalar weight w, where ||dL/dh_t|| = |w|^(T-1-t) ||dL/dh_{T-1}||;
 (c) the probe's loss equals model.evaluate's;
 (d) the gradient w.r.t. the returned sequence is a different quantity.
@@ -36,7 +38,66 @@ def _splittable(layer, width):
     return twin
 
 
+def _step_through(layer, below):
+    """``layer`` (a Keras RNN) run one timestep at a time by calling its own
+    cell eagerly: its output and, per step, the state tensors the cell
+    returns (h_t, and c_t for LSTM), each the one tensor that the output at
+    t and step t+1 read."""
+    states = layer.get_initial_state(below.shape[0])
+    outs, taken = [], []
+    for t in range(below.shape[1]):
+        out, states = layer.cell(below[:, t], states, training=False)
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        assert out is states[0]  # Keras's cells return h_t itself as their output
+        outs.append(out)
+        taken.append(states)
+    seq = tf.stack(outs, axis=1)
+    return (seq if layer.return_sequences else seq[:, -1]), taken
+
+
 def reference_probe(model, task, x, y):
+    """O(T) oracle: Keras's own cells stepped in a Python loop under one tape.
+
+    The gradient of the loss with respect to each step's state tensor, as a
+    node of the graph, is the total derivative through everything that reads
+    it: for h_t the output at t and step t+1, for an LSTM's c_t also
+    h_t = o_t tanh(c_t) and step t+1. One forward, one backward; nothing of
+    the probe's (its loop, taps or seqvg's ops) is used. The loss and dL/dx
+    come from the model's own call.
+    """
+    layers = _chain(model)
+    with tf.GradientTape() as tape:
+        out = tf.constant(x)
+        per_layer = []  # (is LSTM, [[h_t, (c_t)] for each t]) per recurrent layer
+        for layer in layers:
+            inner = layer.layer if isinstance(layer, residual_class()) else layer
+            if not isinstance(inner, keras.layers.RNN):
+                out = layer(out)
+                continue
+            seq, taken = _step_through(inner, out)
+            if inner is not layer:  # the Residual wrapper's skip connection, written out
+                seq = seq + (out if inner.return_sequences else out[:, -1])
+            per_layer.append((isinstance(inner, keras.layers.LSTM), taken))
+            out = seq
+        loss = task.loss_fn(y, out)
+    states = [s for _, taken in per_layer for step in taken for s in step]
+    grads = iter(tape.gradient(loss, states, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+    h_norms, c_norms = [], []
+    for lstm, taken in per_layer:
+        norms = np.array([[float(tf.norm(next(grads))) for _ in step] for step in taken])  # (T, states)
+        h_norms.append(norms[:, 0])
+        if lstm:
+            c_norms.append(norms[:, 1])
+    with tf.GradientTape() as tape:
+        xt = tf.constant(x)
+        tape.watch(xt)
+        loss = task.loss_fn(y, model(xt))
+    gx = tape.gradient(loss, xt).numpy()
+    x_norm = np.sqrt((gx**2).sum(axis=(0, 2)))
+    return np.array(h_norms), (np.array(c_norms) if c_norms else None), x_norm, float(loss)
+
+
+def split_reference(model, task, x, y):
     """O(T^2) oracle: one tape per (layer, t), using Keras's own layer loop.
 
     For LSTM the split gives dL/dc_t along the carry path only; the total
@@ -116,15 +177,8 @@ CASES = [
 ]
 
 
-#: reference_probe's answers by case: the LSTM cases are probed on three
-#: more paths below, against the same model, weights and batch.
-_REFERENCES: dict = {}
-
-
-@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
-def test_probe_matches_per_timestep_reference(kw):
-    """Both paths: an LSTM or GRU runs seqvg's sequence op where it is built
-    (tfops below: the tapped loop), every other cell the tapped loop."""
+def _case(kw):
+    """The case's config, untrained model, task and probe batch (x, y)."""
     cfg = RunConfig(**{"length": 10, "units": 6, **kw}).resolved()
     model = build_model(cfg)
     rng = np.random.default_rng(5)
@@ -133,12 +187,31 @@ def test_probe_matches_per_timestep_reference(kw):
         if "batch_norm" in w.path or "gamma" in w.path or "beta" in w.path:
             w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
     task = get_task(cfg.task)
-    x, y = task.generate(stream(1, 3), 8, cfg.length)
+    return cfg, model, task, *task.generate(stream(1, 3), 8, cfg.length)
+
+
+@pytest.mark.parametrize("kw", [dict(cell="lstm", layers=2, residual=True, batch_norm=True), dict(cell="gru"),
+                                dict(cell="rnn", layer_norm=True)],
+                         ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+def test_step_reference_matches_split_reference(kw):
+    """The two oracles agree: the states of Keras's cells stepped one by one
+    are those its layer's own loop hands across (the LSTM's c_t with the
+    c_t -> h_t term written out), stacked, normalised and residual too."""
+    _, model, task, x, y = _case(kw)
+    step, split = reference_probe(model, task, x, y), split_reference(model, task, x, y)
+    assert (step[1] is None) == (split[1] is None) == (kw["cell"] != "lstm")
+    for a, b in zip(step, split):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+def test_probe_matches_per_timestep_reference(kw):
+    """Both paths: an LSTM or GRU runs seqvg's sequence op where it is built
+    (tfops below: the tapped loop), every other cell the tapped loop."""
+    cfg, model, task, x, y = _case(kw)
     r = Prober(model, task)(x, y)
-    key = tuple(sorted(kw.items()))
-    if key not in _REFERENCES:
-        _REFERENCES[key] = reference_probe(model, task, x, y)
-    ref_h, ref_c, ref_x, ref_loss = _REFERENCES[key]
+    ref_h, ref_c, ref_x, ref_loss = reference_probe(model, task, x, y)
     assert r.loss == pytest.approx(ref_loss, rel=1e-5)
     np.testing.assert_allclose(r.h, ref_h, rtol=1e-4, atol=0)
     np.testing.assert_allclose(r.x, ref_x, rtol=1e-4, atol=0)

@@ -2,6 +2,8 @@
 
 import csv
 import dataclasses
+import fcntl
+import hashlib
 import os
 import shutil
 import signal
@@ -98,34 +100,43 @@ def _covering(study):
     return _subset(study, keep)
 
 
-@pytest.fixture(scope="module")
-def finished_runs():
-    """(config, probe-only) -> (directory, status) of the runs the tiny-budget
-    spec tests of this module trained (see _run_once)."""
-    return {}
+@pytest.fixture(scope="session")
+def finished_runs(tmp_path_factory):
+    """The directory where the tiny-budget spec tests keep each run they
+    trained, shared by every pytest-xdist worker (see _run_once)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:  # each worker's basetemp; their parent is the session's
+        base = base.parent
+    base = base / "spec-runs"
+    base.mkdir(exist_ok=True)
+    return base
 
 
 def _run_once(monkeypatch, done):
-    """Patches study.run_one, for one test, to remember each finished run:
-    a configuration that an earlier spec of this module already ran (after
-    --set, demo's three runs are defaults') is copied, not
-    trained again; its numbers would be the same (same config and seed, same
-    metrics: test_training.py::test_same_seed_same_metrics). In-process runs
-    only (a spec test runs one worker)."""
+    """Patches study.run_one, for one test, to train each configuration once
+    per session: one that any spec test already ran (after --set, demo's
+    three runs are defaults', and most specs hold the same rnn) is copied
+    from ``done``, not trained again; its numbers would be the same (same
+    config and seed, same metrics: test_training.py::test_same_seed_same_metrics).
+    The first to need a configuration trains it under a lock, the others
+    wait for it. In-process runs only (a spec test runs one worker)."""
     from seqvg import study as study_module
 
     runner = sys.modules[study_module.run_study.__module__]  # where run_study finds run_one
     real = runner.run_one
 
     def run_one(cfg, path, probe_only=False, *args, **kwargs):
-        key = (cfg, probe_only)
-        if key in done:
-            src, status = done[key]
-            shutil.copytree(src, path, dirs_exist_ok=True)
-            return status
-        status = real(cfg, path, probe_only, *args, **kwargs)
-        done[key] = (Path(path), status)
-        return status
+        kept = done / ("run-" + hashlib.sha256(repr((cfg, probe_only)).encode()).hexdigest()[:16])
+        with open(f"{kept}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not Path(f"{kept}.done").exists():
+                status = real(cfg, path, probe_only, *args, **kwargs)
+                shutil.rmtree(kept, ignore_errors=True)  # a worker that died half-way
+                shutil.copytree(path, kept)
+                Path(f"{kept}.done").write_text(status)
+                return status
+        shutil.copytree(kept, path, dirs_exist_ok=True)
+        return Path(f"{kept}.done").read_text()
 
     monkeypatch.setattr(runner, "run_one", run_one)
 
