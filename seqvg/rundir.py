@@ -270,7 +270,7 @@ def load_run(path: Path) -> Run:
     """
     path = Path(path)
     if not path.is_dir():
-        raise RunDirError(f"{path}: not a directory")
+        raise RunDirError(f"{path}: {'not a directory' if path.exists() else 'does not exist'}")
     config = read_json(path / CONFIG)
     if not isinstance(config.get("config"), dict):
         raise RunDirError(f"{path / CONFIG}: corrupt (no 'config' object)")

@@ -258,7 +258,7 @@ CASES = [
     Case("diagnose-truncated-probes", ["diagnose", "run"], 2, "Error: run/probes.npz: corrupt", truncated_probes),
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),
-    Case("diagnose-missing", ["diagnose", "nothing"], 2, "Error: nothing: not a directory"),
+    Case("diagnose-missing", ["diagnose", "nothing"], 2, "Error: nothing: does not exist"),
     Case("probe-nan-data", ["probe", "--length", "10", "--units", "8", "--data", "nan.npz"], 2,
          "Error: nan.npz: x holds NaN or Inf; the probe needs finite inputs and targets", nan_data),
     Case("probe-pickled-data", ["probe", "--length", "10", "--data", "pickled.npz"], 2,
