@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqvg.config import is_custom_cell
 from seqvg.report_findings import CARRY_GATE
 from seqvg.report_view import PAGE, STYLES, View, caption, view
 from seqvg.rundir import Run
@@ -136,8 +137,11 @@ def _carry_panel(ax, r: Run, color) -> None:
         ax.set(xlabel="training step", ylabel="per-step factor")
         ax.legend(fontsize=7, loc="best")
     else:
-        ax.text(0.5, 0.5, "no gate statistics in this run's probes.npz\n(recorded since seqvg.why)",
-                ha="center", va="center", fontsize=8, color="0.4", transform=ax.transAxes)
+        # A custom cell's gates are its own: the probe sees only its states.
+        why = ("a custom cell: seqvg does not know its gates;\nits per-step gain (right) and its\n"
+               "step-Jacobian norm (Spectrum page) are measured" if is_custom_cell(r.cfg.get("cell", ""))
+               else "no gate statistics in this run's probes.npz\n(recorded since seqvg.why)")
+        ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=8, color="0.4", transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_yticks([])
 
@@ -176,7 +180,8 @@ def carry_page(fig, runs: list[Run]) -> None:
         cell = r.cfg.get("cell")
         what = {"lstm": "forget gate f (c_t = f c_t-1 + i g)",
                 "gru": "keep gate z (Keras: h_t = z h_t-1 + (1-z) h~_t)"}.get(
-            cell, "what bounds one step: sigma_max(W) and phi', over training")
+            cell, "its own gates" if is_custom_cell(cell or "") else
+            "what bounds one step: sigma_max(W) and phi', over training")
         left.set_title(f"{v.labels[i].label}: {what}", fontsize=9)
         right.set_title(f"{v.labels[i].label}: per-step gradient gain", fontsize=9)
         for ax in (left, right):

@@ -299,6 +299,16 @@ def test_why_pages_draw_the_recorded_numbers(tiny_run):
     assert any("no gate statistics" in t.get_text() for ax in fig.axes for t in ax.texts)
     plt.close(fig)
 
+    # A custom cell's gates are its own: the carry page says that, not "old run".
+    config = {**lstm.config, "config": {**lstm.config["config"], "cell": "mingru"}}
+    custom = rundir.Run(lstm.path, config, lstm.summary, lstm.columns, lstm.metrics, old)
+    fig = plt.figure()
+    carry_page(fig, [custom])
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("a custom cell: seqvg does not know its gates" in t for t in texts)
+    assert not any("no gate statistics" in t for t in texts)
+    plt.close(fig)
+
 
 def test_diagnose_explains_from_the_recorded_numbers(tmp_path):
     from seqvg import rundir
