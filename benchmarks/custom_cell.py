@@ -20,6 +20,28 @@ CPU whose speed drifts; each ratio is the median over rounds of the round's
 ratio, with its quartiles. Times are wall-clock, or with ``--clock cpu``
 the CPU time of the process's threads together. The 1-minute load average
 is printed beside them.
+
+Measured on one 2-core machine, 2026-11-30 (the README gives the latest idle
+figures). Idle, wall clock: step 1.63 (quartiles 1.55-1.71), then 1.71-1.75
+(8eb3ae2, load 1.3-2.0), then 1.83 (1.75-1.92) at 149b522, as the built-in
+GRU's op got faster; whole probe / own step 1.51-1.61. With MyGRU compiled
+by XLA (``--xla``), idle: step 2.42 (2.25-2.66), probe 1.15 (1.10-1.32): XLA
+makes its step slower and so its probe cheaper relative to it. Under load
+(CPU clock, load 2.8-3.2) the step ratio reads 1.36-1.50: load slows the
+one compiled op more than Keras's many small ops.
+
+Levers tried for the custom step, none of which works for any cell (CPU
+clock, T=100, load 2.5-5; MyGRU's plain step 40-50 ms): Keras's
+``unroll=True`` 45-64 ms and about 5 s to build; one inter-op thread 39-45;
+one intra-op thread 53; grappler off 45, or without its loop optimizer 49;
+TensorFlow's single-threaded executor 73; XLA on each step's cell call alone
+105-115; whole-step XLA with its thunk runtime off 50, with oneDNN 43, with
+XNNPACK 50, with single-threaded Eigen 46, with fusion emitters off 47 (as
+shipped 42); oneDNN off 86. TensorFlow's profile of the step: five small
+matrix products and about 20 other ops (concatenations and splits of the
+gates first) per timestep, forward and backward, at about 5 us of executor
+cost each: roughly 20 of the 46 ms. The built-in GRU runs its loop as one
+C++ op each way.
 """
 
 from __future__ import annotations
