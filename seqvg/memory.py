@@ -11,6 +11,7 @@ to catch runs that cannot work.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from seqvg.config import ConfigError, RunConfig
@@ -97,7 +98,12 @@ def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool
     have = physical_memory_bytes()
     if need <= budget_fraction * have:
         return
-    what, _, options = parts[0]
+    _, _, options = parts[0]
+    # Blame the option the user moved from its default (``--length 10**8``
+    # should not read as an invalid --probe-batch); the part's first otherwise.
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    moved = [o for o in options if o in defaults and getattr(cfg, o) != defaults[o]]
+    culprit = (moved or options)[0]
 
     def name(o: str) -> str | None:
         if names is None:
@@ -109,7 +115,7 @@ def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool
     advice = f"; make it smaller with {', '.join(shown)}" if shown else ""
     raise ConfigError(
         f"needs about {_gib(need)} of memory ({detail}), more than half of this machine's {_gib(have)}{advice}",
-        options[0] if names is None else None,
+        culprit if names is None else None,
     )
 
 

@@ -205,6 +205,8 @@ CASES = [
          "Error: Invalid value for '--val-size': needs about"),
     Case("probe-batch-huge", ["train", "--probe-batch", "1000000000", "--out", "new"], 2,
          "Error: Invalid value for '--probe-batch': needs about"),
+    Case("length-huge", ["train", "--length", "100000000", "--out", "new"], 2,
+         "Error: Invalid value for '--length': needs about"),
     Case("probe-huge", ["probe", "--probe-batch", "100000000", "--length", "1000"], 2,
          "Error: Invalid value for '--probe-batch': needs about"),
     Case("probe-no-batch-size", ["probe", "--batch-size", "8"], 2, "Error: No such option '--batch-size'."),

@@ -28,3 +28,18 @@ def test_memory_check_names_the_options_that_shrink_it(monkeypatch):
     with pytest.raises(ConfigError) as e:  # a command that spells its options otherwise
         memory.check_memory(huge, names={"length": "-T", "units": "--units"})
     assert str(e.value).endswith("make it smaller with -T, --units") and e.value.option is None
+
+
+def test_memory_check_blames_the_option_the_user_moved(monkeypatch):
+    # The probe is the largest part and --probe-batch its first option; a user
+    # who asked for an impossible --length is told about --length.
+    monkeypatch.setattr(memory, "physical_memory_bytes", lambda: 2**30)
+    long = RunConfig(length=10**6).resolved()
+    assert memory.memory_parts(long)[0][0] == "the probe"
+    with pytest.raises(ConfigError) as e:
+        memory.check_memory(long)
+    assert e.value.option == "length"
+    with pytest.raises(ConfigError) as e:
+        memory.check_memory(RunConfig(probe_batch=10**6).resolved())
+    assert e.value.option == "probe_batch"
+
