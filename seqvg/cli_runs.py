@@ -30,7 +30,7 @@ from seqvg.cli_options import (
     task_arg_help,
     usage_error,
 )
-from seqvg.config import ConfigError, RunConfig
+from seqvg.config import MAX_SEED, ConfigError, RunConfig
 from seqvg.rundir import RunDirError
 from seqvg.tasks import TASKS
 
@@ -113,7 +113,7 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
 @click.option("--task-arg", "task_args", multiple=True, callback=parse_task_args, metavar="KEY=VALUE",
               help=task_arg_help())
 @click.option("-n", "n", type=int, default=64, show_default=True, help="Number of samples.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Seed; -n 64 gives exactly the probe batch of a run with this seed.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output .npz file.")

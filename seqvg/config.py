@@ -213,6 +213,10 @@ def _positive(cfg: RunConfig, name: str) -> None:
         raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}", name)
 
 
+#: The largest --seed: 2**32 - 1, what numpy's legacy seeding (Keras's) accepts.
+MAX_SEED = 2**32 - 1
+
+
 def validate(cfg: RunConfig) -> None:
     """Raises ConfigError for a bad value or an incompatible combination."""
     for f in dataclasses.fields(cfg):
@@ -229,6 +233,9 @@ def validate(cfg: RunConfig) -> None:
                           "cell_args")
     for name in ("units", "layers", "batch_size", "steps", "eval_every", "val_size", "probe_batch"):
         _positive(cfg, name)
+    if not 0 <= cfg.seed <= MAX_SEED:
+        # Keras seeds numpy's legacy generator, which takes 32-bit seeds only.
+        raise ConfigError(f"--seed must be between 0 and {MAX_SEED}, got {cfg.seed}", "seed")
     if cfg.length < 2:
         raise ConfigError(f"--length must be at least 2, got {cfg.length}", "length")
     try:
