@@ -99,11 +99,13 @@ def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool
     if need <= budget_fraction * have:
         return
     _, _, options = parts[0]
-    # Blame the option the user moved from its default (``--length 10**8``
-    # should not read as an invalid --probe-batch); the part's first otherwise.
+    # Blame the option the user raised most above its default (``--length
+    # 10**8`` should not read as an invalid --probe-batch); the part's first
+    # where none was raised.
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    moved = [o for o in options if o in defaults and getattr(cfg, o) != defaults[o]]
-    culprit = (moved or options)[0]
+    raised = {o: getattr(cfg, o) / defaults[o] for o in options
+              if isinstance(defaults.get(o), int) and defaults[o] > 0 and getattr(cfg, o) > defaults[o]}
+    culprit = max(raised, key=raised.get) if raised else options[0]
 
     def name(o: str) -> str | None:
         if names is None:

@@ -42,4 +42,7 @@ def test_memory_check_blames_the_option_the_user_moved(monkeypatch):
     with pytest.raises(ConfigError) as e:
         memory.check_memory(RunConfig(probe_batch=10**6).resolved())
     assert e.value.option == "probe_batch"
+    with pytest.raises(ConfigError) as e:  # a short sequence of very wide layers
+        memory.check_memory(RunConfig(length=10, units=200_000).resolved())
+    assert e.value.option == "units"
 
