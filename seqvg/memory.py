@@ -36,6 +36,21 @@ def _activation_bytes(cfg: RunConfig, batch: int) -> int:
     return 4 * cfg.seq_len * per_step
 
 
+#: Weight matrices per unit of a cell's state (its gates); a custom cell is
+#: assumed to be as large as an LSTM.
+_GATES = {"rnn": 1, "irnn": 1, "gru": 3, "lstm": 4}
+
+
+def weight_bytes(cfg: RunConfig, training: bool = True) -> int:
+    """The model's recurrent weights in bytes, with, when ``training``, the
+    gradient and the optimizer's two moment estimates beside each (Adam's)."""
+    task = get_task(cfg.task, cfg.task_args)
+    gates = _GATES.get(cfg.cell, 4)
+    params = sum((fan_in + cfg.units + 1) * gates * cfg.units
+                 for fan_in in [task.n_inputs] + [cfg.units] * (cfg.layers - 1))
+    return 4 * params * (4 if training else 1)
+
+
 def data_bytes(task: str, n: int, length: int, task_args: dict | None = None) -> int:
     """Peak memory of generating ``n`` samples: float32 inputs, targets and
     the generator's float64/int temporaries (about twice the result)."""
@@ -47,7 +62,8 @@ def memory_parts(cfg: RunConfig, training: bool = True, probe_n: int | None = No
     """What a run (or, ``training=False``, a probe) allocates: (part, bytes, the
     options that shrink it), largest first.
 
-    Training holds the validation set and the probe batch for the whole run;
+    Training holds the weights (with their gradients and Adam's moments),
+    the validation set and the probe batch for the whole run;
     the training step and the probe run one after the other, so only the
     larger of the two counts. Validation runs in fixed chunks (bounded).
     """
@@ -56,12 +72,14 @@ def memory_parts(cfg: RunConfig, training: bool = True, probe_n: int | None = No
     # The probe keeps the recurrent states and one tap per step besides the
     # training step's activations: about twice a training step's per sample.
     probe = 2 * _activation_bytes(cfg, n_probe) + data_bytes(cfg.task, n_probe, cfg.length, cfg.task_args)
+    weights = ("the weights", weight_bytes(cfg, training), ["units", "layers"])
     if not training:
-        return [("the probe", probe, probe_opts)]
+        return sorted([("the probe", probe, probe_opts), weights], key=lambda p: -p[1])
     step = estimate_memory_bytes(cfg) + data_bytes(cfg.task, cfg.batch_size, cfg.length, cfg.task_args)
     parts = [("the validation set", data_bytes(cfg.task, cfg.val_size, cfg.length, cfg.task_args), ["val_size", "length"])]
     parts.append(("one training step", step, ["length", "batch_size", "units", "layers"]) if step >= probe
                  else ("the probe", probe, probe_opts))
+    parts.append(weights)
     return sorted(parts, key=lambda p: -p[1])
 
 

@@ -46,3 +46,17 @@ def test_memory_check_blames_the_option_the_user_moved(monkeypatch):
         memory.check_memory(RunConfig(length=10, units=200_000).resolved())
     assert e.value.option == "units"
 
+
+def test_memory_check_counts_the_weights(monkeypatch):
+    # Keras's LSTM on the adding task (2 inputs): 4u(d + u + 1) parameters.
+    assert memory.weight_bytes(RunConfig(units=128).resolved(), training=False) == 4 * 4 * 128 * (2 + 128 + 1)
+    # Training keeps each weight's gradient and Adam's two moments beside it.
+    cfg = RunConfig(units=128, layers=2).resolved()
+    assert memory.weight_bytes(cfg) == 4 * memory.weight_bytes(cfg, training=False)
+    # 20,000 units: short sequences, but 6.4 GB of recurrent weights, 26 GB to train.
+    monkeypatch.setattr(memory, "physical_memory_bytes", lambda: 24 * 2**30)
+    wide = RunConfig(units=20_000, length=10).resolved()
+    with pytest.raises(ConfigError, match="the weights 23.8 GiB") as e:
+        memory.check_memory(wide)
+    assert e.value.option == "units" and "make it smaller with --units, --layers" in str(e.value)
+
