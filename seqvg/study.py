@@ -164,10 +164,18 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print,
     done = len(dirs) - len(todo)
     if done:
         echo(f"{done} of {len(dirs)} runs already finished in {study.out}; {len(todo)} to run")
+    created = not study.out.exists()
     study.out.mkdir(parents=True, exist_ok=True)
     if backend is not None:
-        if todo:
-            backend.run(study, todo, done, len(dirs), echo)
+        try:
+            if todo:
+                backend.run(study, todo, done, len(dirs), echo)
+        except BaseException:
+            # A cluster that cannot be reached leaves no empty OUT behind (a
+            # directory this call made and nothing wrote into).
+            if created and not any(study.out.iterdir()):
+                study.out.rmdir()
+            raise
     elif workers <= 1 or len(todo) <= 1:
         results = ResultsWriter(study)
         for cfg, d in todo:

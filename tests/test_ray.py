@@ -242,6 +242,7 @@ def test_unreachable_address_is_refused_at_once(tmp_path):
                                          "--address", f"127.0.0.1:{_free_port()}"])
     assert r.exit_code == 1 and "cannot connect to Ray at 127.0.0.1:" in r.output
     assert time.time() - t0 < 15
+    assert not (tmp_path / "x").exists()  # the study directory it made is not left behind, empty
 
 
 def test_node_that_does_not_see_the_output_is_refused(cluster, tmp_path):
