@@ -404,11 +404,9 @@ class Prober:
 
     def start_vectors(self, batch: int, steps: int) -> list:
         """The ``StepStats`` start vectors of a (batch, steps) probe, as tensors."""
-        import tensorflow as tf
-
         from seqvg.why import jacobian_timesteps
 
-        return [tf.constant(v) for v in self.stats.start_vectors(len(jacobian_timesteps(steps)) * batch)]
+        return self.stats.start_vectors(len(jacobian_timesteps(steps)) * batch)
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:
         """Probes the model on the batch (x, y)."""
