@@ -346,9 +346,13 @@ class Prober:
                 with_caches=True)
         cache, states = kernels.sequence_internals(kind, caches, cell.units, jac_t)
         points = int(jac_t.shape[0])
+        # The input at the Jacobian points, timestep after timestep, in one
+        # gather from the flat (batch * T, d) input: no transpose of it all.
+        steps = h.shape[1]
+        rows = tf.reshape(jac_t[:, None] + steps * tf.range(batch)[None, :], [-1])
         why_in = {
             "cache": cache,
-            "x": tf.reshape(tf.gather(tf.transpose(h, [1, 0, 2]), jac_t), [points * batch, -1]),
+            "x": tf.gather(tf.reshape(h, [batch * steps, -1]), rows),
             "s": tf.concat([tf.reshape(s, [points * batch, cell.units]) for s in states], axis=1),
         }
         return (h_seq if seq else h_last), why_in
