@@ -380,6 +380,12 @@ class StepStats:
         pending, _ = self._gates(inputs)
         return self._summarise(pending, self._finish(products), steps)
 
+    def summarise(self, results, steps: int) -> dict:
+        """``__call__``'s result from ``_sigmas(_measure(...))`` computed inside
+        the probe's own pass where every layer is on seqvg's ops (their gates
+        summarised by ``kernels.gate_stats``: nothing left for numpy)."""
+        return self._summarise([{} for _ in self.rnns], results, steps)
+
     @staticmethod
     def tf_inputs(inputs: list[dict]) -> list[dict]:
         """What ``products`` reads of the ``Prober`` values: ``x``, ``s`` and a loop's a_t as ``a``."""
