@@ -217,6 +217,13 @@ class Prober:
         # eigenproblems stay outside, in ``StepStats.finish``).
         self._fn = tf.function(self._measure, autograph=False, jit_compile=self.path.xla)
         self._all = tf.function(self._measure_all, autograph=False, jit_compile=self.path.xla)
+        # Where seqvg's ops probe every recurrent layer, the statistics are
+        # ops as well (nothing for numpy to compute beside TensorFlow's
+        # products): the gradient pass and the statistics are then one call,
+        # _one, which spares a probe the Python and executor teardown of a
+        # second call.
+        self.one_call = not self.path.xla and all(self.stats.sigma_op) and len(self.op_layers) == len(self.rnns)
+        self._one = tf.function(self._measure_one, autograph=False)
 
     def _run_rnn(self, layer, h, acc, jac_t, tap_input: bool = False):
         """Runs recurrent ``layer`` over ``h``, its state k tapped into acc[:, k].
@@ -346,9 +353,13 @@ class Prober:
                 with_caches=True)
         cache, states = kernels.sequence_internals(kind, caches, cell.units, jac_t)
         points = int(jac_t.shape[0])
+        # The input at the Jacobian points, timestep after timestep, in one
+        # gather from the flat (batch * T, d) input: no transpose of it all.
+        steps = h.shape[1]
+        rows = tf.reshape(jac_t[:, None] + steps * tf.range(batch)[None, :], [-1])
         why_in = {
             "cache": cache,
-            "x": tf.reshape(tf.gather(tf.transpose(h, [1, 0, 2]), jac_t), [points * batch, -1]),
+            "x": tf.gather(tf.reshape(h, [batch * steps, -1]), rows),
             "s": tf.concat([tf.reshape(s, [points * batch, cell.units]) for s in states], axis=1),
         }
         return (h_seq if seq else h_last), why_in
@@ -402,13 +413,26 @@ class Prober:
         loss, norms, x_norm, why_in = self._measure(x, y)
         return loss, norms, x_norm, why_in, self.stats._measure(self.stats.tf_inputs(why_in), v0s)
 
-    def start_vectors(self, batch: int, steps: int) -> list:
-        """The ``StepStats`` start vectors of a (batch, steps) probe, as tensors."""
+    def _measure_one(self, x, y, v0s):
+        """``_measure``, then ``StepStats``'s statistics from its forward values
+        (every layer on seqvg's ops): (loss, norms, x norms, ``StepStats._sigmas``'s
+        per-layer results)."""
         import tensorflow as tf
 
+        loss, norms, x_norm, why_in = self._measure(x, y)
+        inputs = [tf_in | {"cache": layer_in["cache"]}
+                  for tf_in, layer_in in zip(self.stats.tf_inputs(why_in), why_in)]
+        # After the backward pass, as when they were a call of their own:
+        # beside it their threads would take the cores its threads wait on.
+        with tf.control_dependencies([x_norm, *tf.nest.flatten(norms)]):
+            results = self.stats._sigmas(self.stats._measure(inputs, v0s))
+        return loss, norms, x_norm, results
+
+    def start_vectors(self, batch: int, steps: int) -> list:
+        """The ``StepStats`` start vectors of a (batch, steps) probe, as tensors."""
         from seqvg.why import jacobian_timesteps
 
-        return [tf.constant(v) for v in self.stats.start_vectors(len(jacobian_timesteps(steps)) * batch)]
+        return self.stats.start_vectors(len(jacobian_timesteps(steps)) * batch)
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> ProbeResult:
         """Probes the model on the batch (x, y)."""
@@ -421,6 +445,9 @@ class Prober:
         if self.path.xla:
             loss, norms, x_norm, why_in, products = self._all(xt, yt, self.start_vectors(x.shape[0], x.shape[1]))
             why = self.stats.finish(why_in, products, x.shape[1])
+        elif self.one_call:
+            loss, norms, x_norm, results = self._one(xt, yt, self.start_vectors(x.shape[0], x.shape[1]))
+            why = self.stats.summarise(results, x.shape[1])
         else:
             loss, norms, x_norm, why_in = self._fn(xt, yt)
             why = self.stats(why_in, x.shape[1])

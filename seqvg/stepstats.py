@@ -327,16 +327,17 @@ class StepStats:
             out.append(got)
         return out
 
-    def start_vectors(self, rows: int) -> list[np.ndarray]:
+    def start_vectors(self, rows: int) -> list:
         """Lanczos's fixed start vectors for ``rows`` = J*B stacked points, one
-        (rows, state width) array per layer: the same numbers at every probe,
-        made once per shape."""
+        (rows, state width) float32 tensor per layer: the same numbers at every
+        probe, made once per shape (converting numpy arrays at each call cost a
+        probe a few tenths of a millisecond)."""
         import tensorflow as tf
 
         shapes = tuple((rows, sum(int(n) for n in tf.nest.flatten(layer.cell.state_size))) for layer in self.rnns)
         if shapes not in self._v0:
             rng = np.random.default_rng(0)
-            self._v0[shapes] = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+            self._v0[shapes] = [tf.constant(rng.standard_normal(shape).astype(np.float32)) for shape in shapes]
         return self._v0[shapes]
 
     def __call__(self, inputs: list[dict], steps: int) -> dict:
@@ -378,6 +379,12 @@ class StepStats:
         own pass (``Prober`` on an XLA path)."""
         pending, _ = self._gates(inputs)
         return self._summarise(pending, self._finish(products), steps)
+
+    def summarise(self, results, steps: int) -> dict:
+        """``__call__``'s result from ``_sigmas(_measure(...))`` computed inside
+        the probe's own pass where every layer is on seqvg's ops (their gates
+        summarised by ``kernels.gate_stats``: nothing left for numpy)."""
+        return self._summarise([{} for _ in self.rnns], results, steps)
 
     @staticmethod
     def tf_inputs(inputs: list[dict]) -> list[dict]:

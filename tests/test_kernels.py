@@ -342,6 +342,49 @@ def test_gate_stats_op_is_numpys_bit_for_bit(ops, cell, units, batch):
         np.testing.assert_array_equal(g, want)
 
 
+def _drifting_steps(rng, n: int, steps: int) -> np.ndarray:
+    """(steps, n) float32 rows in (0, 1) that move a little from one step to
+    the next, as a layer's gates do (the op then finds most percentiles near
+    the previous row's), with what breaks that: jumps, a row of ties, a NaN
+    row, a row of zeros and ones, and rows whose spread narrows and widens."""
+    base = rng.normal(size=n)
+    rows = []
+    for t in range(steps):
+        shift = 0.02 * t + (3.0 if t >= steps // 3 else 0.0) - (5.0 if t >= steps // 2 else 0.0)
+        spread = 1.0 + 0.5 * np.sin(t / 4)
+        rows.append(1 / (1 + np.exp(-(spread * base + shift + 0.01 * rng.normal(size=n)))))
+    rows[steps // 4] = rng.integers(0, 3, n) / 2
+    rows[steps // 4 + 1][n // 5] = np.nan
+    rows[steps // 4 + 3] = (rng.random(n) < 0.5).astype(float)
+    return np.stack(rows).astype(np.float32)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_gate_stats_op_is_numpys_bit_for_bit_on_drifting_rows(ops, cell):
+    """As above, on rows that drift from step to step as gates do (where the
+    op looks for each percentile first among the values around the previous
+    row's), through jumps and odd rows: numpy's numbers, 1, 2 and 4 threads."""
+    from seqvg import why
+
+    rng = np.random.default_rng(11)
+    steps, blocks, units, batch = 48, 4, 32, 300
+    n = units * batch
+    if cell == "rnn":  # h_t with 1 - h_t^2 drifting as above
+        values = rng.uniform(-1, 1, (steps + 1, units + 3, batch)).astype(np.float32)
+        values[1:, :units] = np.sqrt(1 - _drifting_steps(rng, n, steps)).reshape(steps, units, batch)
+    else:
+        per_unit = 5 if cell == "lstm" else 4
+        values = rng.random((steps, per_unit * units, batch)).astype(np.float32)
+        block_rows = values.reshape(steps, blocks, per_unit, units // blocks * batch)
+        for row in (0, 1):
+            block_rows[:, :, row] = _drifting_steps(rng, n, steps).reshape(steps, blocks, -1)
+    views = kernels.gate_views(cell, blocks, values, units)
+    want = np.stack([why.gate_stats(v, transform) for v, transform in views.values()])
+    for p in (1, 2, 4):
+        got = kernels.gate_stats(cell, tf.constant(blocks), tf.constant(values), units, max_threads=p).numpy()
+        np.testing.assert_array_equal(got, want)
+
+
 def test_sequence_op_bad_shapes_are_clear_errors(ops):
     x, h = tf.zeros((B, SEQ_T, SEQ_D)), tf.zeros((B, SEQ_U))
     weights = [tf.zeros((SEQ_D, 4 * SEQ_U)), tf.zeros((SEQ_U, 4 * SEQ_U)), tf.zeros((4 * SEQ_U,))]

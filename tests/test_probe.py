@@ -221,6 +221,29 @@ def test_probe_matches_per_timestep_reference(kw):
         assert r.c is None
 
 
+@pytest.mark.parametrize("kw", [dict(cell="lstm", layers=2, residual=True, batch_norm=True), dict(cell="gru"),
+                                dict(cell="rnn")], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+def test_one_call_probe_is_the_two_call_probe(kw):
+    """Where seqvg's ops probe every layer, the gradient pass and seqvg.why's
+    statistics are one call (``Prober.one_call``): the numbers of the pass and
+    ``StepStats`` called apart, bit for bit."""
+    if kernels.op_module() is None:
+        pytest.skip(kernels.kernel_status())
+    _, model, task, x, y = _case(kw)
+    prober = Prober(model, task)
+    assert prober.one_call
+    one = prober(x, y)
+    prober.one_call = False
+    two = prober(x, y)
+    assert one.loss == two.loss and (one.c is None) == (two.c is None)
+    for a, b in [(one.h, two.h), (one.x, two.x), (one.c, two.c), (one.why["jac_sigma"], two.why["jac_sigma"]),
+                 *[(one.why["gates"][k], two.why["gates"][k]) for k in two.why["gates"]]]:
+        np.testing.assert_array_equal(a, b)
+    assert list(one.why["gates"]) == list(two.why["gates"]) and ("sigma_w" in one.why) == ("sigma_w" in two.why)
+    if "sigma_w" in two.why:
+        np.testing.assert_array_equal(one.why["sigma_w"], two.why["sigma_w"])
+
+
 @pytest.mark.parametrize("kw", [kw for kw in CASES if kw["cell"] == "lstm" or kw == dict(cell="rnn")],
                          ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
 def test_lstm_probe_tfops_while_loop_matches_reference(kw, monkeypatch):

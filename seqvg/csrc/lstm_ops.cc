@@ -21,6 +21,7 @@
 // The activations are Eigen's (logistic, tanh): the functions TensorFlow's
 // own Sigmoid and Tanh kernels evaluate, so the results match Keras's.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cfenv>
 #include <cmath>
@@ -1309,7 +1310,10 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgStepSigma").Device(tensorflow::DEVICE_CPU), S
 // n values (numpy's vectorised sort was most of a probe's statistics): a
 // histogram of the values over [min, max], whose bin index is monotone in
 // the value, says which bins hold them, and only those bins' values are
-// sorted (a crowded bin is split again the same way).
+// sorted (a crowded bin is split again the same way). Where AVX-512 is,
+// most rows skip even that histogram of all n values: a thread's previous
+// row of the gate says in which few hundred values each percentile lies
+// (Guide below).
 namespace gatestats {
 
 // numpy's pairwise_sum (umath loops_utils) of float32 values cast to double.
@@ -1398,6 +1402,7 @@ inline uint16_t BinOf(float x, float lo, float scale, int bins) {
 struct Scratch {
   std::vector<uint16_t> bin, mixed_bin;
   std::vector<float> mixed, sub;
+  std::vector<float> inside[3];  // Row's, at level 0: the values in each percentile's range
   template <typename T>
   static T* Sized(std::vector<T>& v, int64_t n) {
     if (static_cast<int64_t>(v.size()) < n) v.resize(n);
@@ -1405,9 +1410,10 @@ struct Scratch {
   }
 };
 constexpr int kDepth = 6;
+constexpr int kMaxRanks = 12;
 
 // out[k] = the value at sorted position ranks[k] of a[0..n) (no NaN), for
-// m <= 8 ranks; a is reordered. scratch: kDepth levels.
+// m <= kMaxRanks ranks; a is reordered. scratch: kDepth levels.
 inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out, Scratch* scratch, int depth = 0) {
   float lo, hi;
   MinMax(a, n, &lo, &hi);
@@ -1437,7 +1443,7 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
   below[0] = 0;
   for (int b = 0; b < bins; ++b) below[b + 1] = below[b] + part[0][b] + part[1][b] + part[2][b] + part[3][b];
   // The bin of each rank; the bins wanted, once each.
-  int bin_of[8];
+  int bin_of[kMaxRanks];
   std::vector<int> wanted;
   uint8_t keep[kBins];
   std::fill(keep, keep + bins, uint8_t{0});
@@ -1454,7 +1460,7 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
 #if defined(__AVX512F__) && defined(__AVX512BW__)
   // 32 bins a step: compared with the wanted ones, their values compressed
   // into place (16 lanes a half; a store may run 15 past, hence n + 16).
-  __m512i wanted_v[8];
+  __m512i wanted_v[kMaxRanks];
   for (size_t w = 0; w < wanted.size(); ++w) wanted_v[w] = _mm512_set1_epi16(static_cast<int16_t>(wanted[w]));
   for (; i + 32 <= n; i += 32) {
     const __m512i b = _mm512_loadu_si512(bin + i);
@@ -1479,14 +1485,14 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
     int64_t size = 0;
     for (int64_t j = 0; j < taken; ++j)
       if (mixed_bin[j] == b) sub[size++] = mixed[j];
-    int64_t local[8];
-    int which[8], l = 0;
+    int64_t local[kMaxRanks];
+    int which[kMaxRanks], l = 0;
     for (int k = 0; k < m; ++k)
       if (bin_of[k] == b) {
         local[l] = ranks[k] - below[b];
         which[l++] = k;
       }
-    float got[8];
+    float got[kMaxRanks];
     Select(sub, size, local, l, got, scratch, depth + 1);
     for (int j = 0; j < l; ++j) out[which[j]] = got[j];
   }
@@ -1500,10 +1506,61 @@ inline float Interpolate(float lo, float hi, double frac) {
   return static_cast<float>(static_cast<double>(lo) + step);
 }
 
+// Where a thread expects the percentiles of its next row of a gate: per
+// percentile a range of values [lo, hi]. A gate's values move little from
+// one step to the next, so a row's percentiles mostly lie in ranges
+// centred on the previous row's, and one pass that counts the values below
+// each range and gathers those within leaves a few hundred values to select
+// from instead of all of them. A range reaches as far below and above its
+// percentile's two values as the n / kMargin values next to them did where
+// last measured (a row whose percentile had to be found among all its
+// values). A percentile not in its range (the first row, a jump) is found
+// among all the values. Either way the same value at the same rank: the
+// guide changes only how fast.
+struct Guide {
+  bool valid = false;
+  float lo[3], hi[3];        // the ranges
+  float below[3], above[3];  // their reach below the lower value and above the upper
+};
+constexpr int64_t kMargin = 64;  // values per margin: n / kMargin
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#define SEQVG_GUIDED_SELECT 1
+// One pass over a[0..n) (no NaN): below[k] the values < g.lo[k]; inside[k]
+// (n + 16 slots: a store may run 15 past) gets the values in [g.lo[k],
+// g.hi[k]], within[k] their number.
+inline void Gather(const float* a, int64_t n, const Guide& g, int64_t* below, float* const* inside,
+                   int64_t* within) {
+  __m512 lo[3], hi[3];
+  for (int k = 0; k < 3; ++k) {
+    lo[k] = _mm512_set1_ps(g.lo[k]);
+    hi[k] = _mm512_set1_ps(g.hi[k]);
+    below[k] = within[k] = 0;
+  }
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(a + i);
+    for (int k = 0; k < 3; ++k) {
+      const __mmask16 under = _mm512_cmp_ps_mask(x, lo[k], _CMP_LT_OQ);
+      const __mmask16 in = _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(~under), x, hi[k], _CMP_LE_OQ);
+      below[k] += __builtin_popcount(under);
+      _mm512_storeu_ps(inside[k] + within[k], _mm512_maskz_compress_ps(in, x));
+      within[k] += __builtin_popcount(in);
+    }
+  }
+  for (; i < n; ++i)
+    for (int k = 0; k < 3; ++k) {
+      if (a[i] < g.lo[k]) ++below[k];
+      else if (a[i] <= g.hi[k]) inside[k][within[k]++] = a[i];
+    }
+}
+#endif
+
 // out[0..4): the mean and the 10th, 50th and 90th percentiles of a[0..n)
 // (reordered), as seqvg.why's numpy version computes them: a row with a NaN
-// is sorted whole, NaNs last, as numpy sorts it.
-inline void Row(float* a, int64_t n, float* out, Scratch* scratch) {
+// is sorted whole, NaNs last, as numpy sorts it. guide: the thread's guide
+// for this gate, updated for its next row.
+inline void Row(float* a, int64_t n, float* out, Scratch* scratch, Guide* guide) {
   out[0] = static_cast<float>(Mean(a, n));
   const double q[3] = {0.1, 0.5, 0.9};
   int64_t ranks[6];
@@ -1519,8 +1576,51 @@ inline void Row(float* a, int64_t n, float* out, Scratch* scratch) {
   if (HasNaN(a, n)) {
     std::sort(a, a + n, [](float x, float y) { return x < y || (y != y && x == x); });
     for (int k = 0; k < 6; ++k) v[k] = a[ranks[k]];
+    guide->valid = false;
   } else {
-    Select(a, n, ranks, 6, v, scratch);
+    const int64_t margin = n / kMargin;
+    bool found[3] = {false, false, false};
+#ifdef SEQVG_GUIDED_SELECT
+    if (guide->valid) {
+      float* inside[3];
+      for (int k = 0; k < 3; ++k) inside[k] = Scratch::Sized(scratch[0].inside[k], n + 16);
+      int64_t below[3], within[3];
+      Gather(a, n, *guide, below, inside, within);
+      for (int k = 0; k < 3; ++k) {
+        const int64_t local[2] = {ranks[2 * k] - below[k], ranks[2 * k + 1] - below[k]};
+        if (local[0] < 0 || local[1] >= within[k]) continue;
+        Select(inside[k], within[k], local, 2, v + 2 * k, scratch);
+        guide->lo[k] = v[2 * k] - guide->below[k];
+        guide->hi[k] = v[2 * k + 1] + guide->above[k];
+        found[k] = true;
+      }
+    }
+#endif
+    // The rest among all the values, with their margins.
+    int64_t rest[kMaxRanks];
+    int m = 0;
+    for (int k = 0; k < 3; ++k)
+      if (!found[k]) {
+        rest[m++] = std::max<int64_t>(ranks[2 * k] - margin, 0);
+        rest[m++] = ranks[2 * k];
+        rest[m++] = ranks[2 * k + 1];
+        rest[m++] = std::min(ranks[2 * k + 1] + margin, n - 1);
+      }
+    if (m > 0) {
+      float got[kMaxRanks];
+      Select(a, n, rest, m, got, scratch);
+      for (int k = 0, j = 0; k < 3; ++k)
+        if (!found[k]) {
+          v[2 * k] = got[j + 1];
+          v[2 * k + 1] = got[j + 2];
+          guide->below[k] = got[j + 1] - got[j];
+          guide->above[k] = got[j + 3] - got[j + 2];
+          guide->lo[k] = got[j];
+          guide->hi[k] = got[j + 3];
+          j += 4;
+        }
+    }
+    guide->valid = true;
   }
   for (int k = 0; k < 3; ++k) out[1 + k] = Interpolate(v[2 * k], v[2 * k + 1], frac[k]);
 }
@@ -1584,6 +1684,8 @@ class SeqvgGateStatsOp : public OpKernel {
     std::vector<std::vector<float>> values_of(std::max(threads, 1));
     std::vector<std::vector<gatestats::Scratch>> scratch(std::max(threads, 1),
                                                           std::vector<gatestats::Scratch>(gatestats::kDepth));
+    // Per thread and gate: rows come to a thread in step order within each gate.
+    std::vector<std::array<gatestats::Guide, 2>> guides(std::max(threads, 1));
     ForBlocks(ctx, max_threads_, gates * T, [&](int p, int64_t item) {
       const int g = static_cast<int>(item / std::max<int64_t>(T, 1));
       const int64_t t = item % T;
@@ -1600,7 +1702,7 @@ class SeqvgGateStatsOp : public OpKernel {
           std::copy_n(src + (t * rows + (v * per_unit + gate_row[g]) * up) * B, up * B, a.data() + v * up * B);
       }
       float row[4];
-      gatestats::Row(a.data(), n, row, scratch[p].data());
+      gatestats::Row(a.data(), n, row, scratch[p].data(), &guides[p][g]);
       for (int k = 0; k < 4; ++k) out[(g * 4 + k) * T + t] = row[k];
     });
   }
