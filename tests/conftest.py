@@ -121,9 +121,12 @@ SPLIT = {
 #: end. Measured in CPU seconds per unit on the loaded 2-core machine
 #: (2026-11-30, a CPU-time plugin over `make test`'s command), 35-42 s down to
 #: 8 s; test_ray.py by its wall time (its Ray workers' CPU is not the test
-#: process's); "report-drawn" first (see SPLIT). A unit not listed keeps its
-#: place after these; a stale list costs time, not results.
-SLOW_FIRST = ["report-drawn", "test_benchmarks.py", "test_ray.py", "test_training.py", "test_report.py", "test_determinism.py",
+#: process's); "report-drawn" first (see SPLIT) and test_ray.py second: the
+#: other worker starts its Ray cluster, which is mostly waiting, while a new
+#: machine's build of the ops runs (its reference sweep then waits for the
+#: build like any test that trains). A unit not listed keeps its place after
+#: these; a stale list costs time, not results.
+SLOW_FIRST = ["report-drawn", "test_ray.py", "test_benchmarks.py", "test_training.py", "test_report.py", "test_determinism.py",
               "test_probe.py", "spec-remedies", "test_study.py", "test_faults.py", "test_why.py", "test_fastlstm.py",
               "spec-modern-cells", "spec-tour", "kill-9", "test_customcell.py", "test_cells.py", "test_new_tasks.py",
               "test_expect.py", "test_mixed_study.py", "test_kernels.py", "test_assignment3.py",

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,29 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _run(script: str, *args: str) -> dict:
+    """``python benchmarks/SCRIPT ARGS --json`` in a process of its own: its JSON."""
     out = subprocess.run([sys.executable, str(BENCH / script), *args, "--json"],
                          capture_output=True, text=True, check=True, timeout=900)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def run_here(monkeypatch, capsys):
+    """``python benchmarks/SCRIPT ARGS --json`` run in this process, as the
+    interpreter runs a script (``__main__``, the script's directory first on
+    sys.path, ARGS in sys.argv): its JSON. For the benchmarks that change no
+    process-wide setting (train_speed.py sets TensorFlow's thread counts and
+    numpy's, so it gets a process of its own): one TensorFlow import fewer,
+    about 4 s of CPU each."""
+
+    def run(script: str, *args: str) -> dict:
+        monkeypatch.syspath_prepend(str(BENCH))
+        monkeypatch.setattr(sys, "argv", [str(BENCH / script), *args, "--json"])
+        capsys.readouterr()
+        runpy.run_path(str(BENCH / script), run_name="__main__")
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    return run
 
 
 def test_train_speed_json():
@@ -34,8 +55,9 @@ def test_train_speed_json():
     assert abs(per_step["lstm"] / per_step["rnn"] - 4.0) < 1e-9
 
 
-def test_probe_benchmark_json_and_ratio_quartiles():
-    result = _run("probe.py", "--cells", "gru,rnn", "--length", "6", "--mem-length", "8", "--units", "4",
+def test_probe_benchmark_json_and_ratio_quartiles(run_here):
+    # Its peak-memory figures still come from fresh processes (the script's own children).
+    result = run_here("probe.py", "--cells", "gru,rnn", "--length", "6", "--mem-length", "8", "--units", "4",
                   "--batch", "2", "--repeats", "3")
     assert [row["cell"] for row in result["cells"]] == ["gru", "rnn"]
     for row in result["cells"]:
@@ -45,8 +67,8 @@ def test_probe_benchmark_json_and_ratio_quartiles():
         assert 0 < q1 <= row["ratio"] <= q3
 
 
-def test_lstm_loop_benchmark_json():
-    result = _run("lstm_loop.py", "--lengths", "6", "--units", "4", "--batch", "2", "--repeats", "2", "--steps", "1")
+def test_lstm_loop_benchmark_json(run_here):
+    result = run_here("lstm_loop.py", "--lengths", "6", "--units", "4", "--batch", "2", "--repeats", "2", "--steps", "1")
     (row,) = result["rows"]
     assert row["length"] == 6 and row["seqvg_ms"] > 0 and row["keras_ms"] > 0
     q1, q3 = row["speedup_quartiles"]
@@ -81,8 +103,8 @@ def test_torch_reference_serves_timed_blocks():
     assert len(lines) == 3 and all(line["seconds_per_step"] > 0 for line in lines[1:])
 
 
-def test_custom_cell_benchmark_json():
-    result = _run("custom_cell.py", "--length", "6", "--units", "4", "--batch", "4", "--repeats", "1",
+def test_custom_cell_benchmark_json(run_here):
+    result = run_here("custom_cell.py", "--length", "6", "--units", "4", "--batch", "4", "--repeats", "1",
                   "--steps", "1")
     assert set(result["ratios"]) >= {"custom_step/gru_step", "custom_probe/custom_step", "custom_norms/custom_step"}
     assert all(v > 0 for v in result["seconds"].values())

@@ -96,7 +96,8 @@ class _Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def nodes():
+    """The head and the second node, started (not yet waited for)."""
     pytest.importorskip("ray")
     saved = {k: os.environ.get(k) for k in RAY_ENV}
     os.environ.update(RAY_ENV)  # for the drivers this process runs (CliRunner)
@@ -105,7 +106,6 @@ def cluster():
         c.start(["--head", "--port", str(c.port), "--include-dashboard=false",
                  "--ray-client-server-port", str(_free_port()), "--dashboard-port", str(_free_port())], log="head")
         c.start(["--address", c.address], log="worker")
-        _wait_nodes(c.address, 2)
         yield c
     finally:
         c.close()
@@ -123,6 +123,15 @@ def local_sweep(tmp_path_factory):
     result = CliRunner().invoke(cli, SWEEP + ["--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def cluster(nodes, local_sweep):
+    """The running two-node cluster. The local reference sweep trains while
+    the nodes start (mostly waiting on Ray's start-up), then both nodes are
+    waited for."""
+    _wait_nodes(nodes.address, 2)
+    return nodes
 
 
 def _metrics(path: Path) -> list[list[str]]:
