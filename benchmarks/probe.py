@@ -17,7 +17,9 @@ before the call). Times are wall-clock (issue 22's figure), or with ``--clock
 cpu`` the CPU time of all the process's threads: on a loaded shared machine
 the wall ratio swings with what else runs, the CPU ratio much less.
 
-Earlier idle runs on the README's machine: with the gate statistics in numpy
+Earlier idle runs on the README's machine: at 149b522 (before the gate
+statistics' guided selection and the one-call probe) probe/step rnn
+0.70-0.90, lstm 1.01-1.07, gru 1.00-1.01 over three runs; with the gate statistics in numpy
 (8eb3ae2) probe/step 1.03, 1.17 and 1.07 (why/step 0.48, 0.51, 0.40); before
 the vanilla RNN's probe op and the step-Jacobian op, 2.11, 1.93 and 1.71,
 with peaks at T=1000 of 318, 406 and 299 MiB.
