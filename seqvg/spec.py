@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import ConfigError, RunConfig, cell_label, is_custom_cell
+from seqvg.config import MAX_SEED, ConfigError, RunConfig, cell_label, is_custom_cell
 
 #: Spec keys that are not run options.
 STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant", "expect"}
@@ -316,6 +316,8 @@ def grid_study(name: str, grid: dict[str, list], seeds: int, options: dict, out:
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r}", unknown[0])
     first = options.get("seed", 0)
+    if isinstance(first, int) and 0 <= first <= MAX_SEED < first + seeds - 1:
+        raise ConfigError(f"seeds {first}..{first + seeds - 1} run past the largest --seed, {MAX_SEED}", "seeds")
     base = {k: v for k, v in options.items() if k not in grid and k != "seed"}
     runs = expand(base, grid, [], list(range(first, first + seeds)))
     return Study(name, tuple(c for _, c in runs), tuple(n for n, _ in runs), Path(out),
