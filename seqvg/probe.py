@@ -33,8 +33,9 @@ layer's input and state at the Jacobian timesteps, for ``seqvg.why``'s
 statistics: no second pass over the sequence.
 
 It is long because the one backward pass has two paths (the sequence ops' taps, the tapped
-while loop) and two compilations (plain, XLA) that share their setup; the statistics it hands on
-are ``seqvg.stepstats``'s.
+while loop) and three ways of calling it (plain; one call with the statistics where seqvg's ops
+probe every layer; XLA) that share their setup; the statistics it hands on are
+``seqvg.stepstats``'s.
 """
 
 from __future__ import annotations
