@@ -1578,7 +1578,11 @@ inline void Row(float* a, int64_t n, float* out, Scratch* scratch, Guide* guide)
     for (int k = 0; k < 6; ++k) v[k] = a[ranks[k]];
     guide->valid = false;
   } else {
+#ifdef SEQVG_GUIDED_SELECT
     const int64_t margin = n / kMargin;
+#else
+    const int64_t margin = 0;  // no guide to set: each percentile's own two values only
+#endif
     bool found[3] = {false, false, false};
 #ifdef SEQVG_GUIDED_SELECT
     if (guide->valid) {
