@@ -10,7 +10,9 @@ code; ``seqvg probe --data`` reads any such file back.
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +27,7 @@ def write_dataset(path, task: str, length: int, n: int, seed: int, args: dict | 
     Drawn from the probe stream of ``seed``, so ``n`` = the probe batch size
     reproduces the exact batch a run with that seed is probed on.
     """
+    check_replaceable_dataset(path)
     t = get_task(task, args)
     x, y = t.generate(stream(seed, STREAM_PROBE), n, length)
     extra = {}
@@ -33,6 +36,23 @@ def write_dataset(path, task: str, length: int, n: int, seed: int, args: dict | 
         extra["mask"] = np.broadcast_to(mask, y.shape).copy()
     write_npz(path, x=x, y=y, task=np.str_(task), length=np.int64(length), seed=np.int64(seed), n=np.int64(n),
               task_args=np.str_(json.dumps(t.params, sort_keys=True)), **extra)
+
+
+def check_replaceable_dataset(path) -> None:
+    """Refuses to replace a file that is not a dataset seqvg wrote.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``read_dataset`` does not know
+            it, naming it and what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        read_dataset(path)
+    except ValueError:
+        raise FileExistsError(errno.EEXIST, "exists and is not a dataset seqvg wrote; seqvg replaces only its "
+                              "own files: remove it or choose another -o", str(path)) from None
 
 
 def read_dataset(path) -> dict:

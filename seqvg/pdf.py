@@ -8,24 +8,86 @@ Both the run report (``seqvg.report``) and a study's report and results figure
 figures give byte-identical files (no creation date, no software version), and
 a file is replaced atomically (``rundir.atomic_write_bytes``), so a reader
 never sees half of one and an error while drawing leaves the old file as it
-was.
+was. And a file is replaced only if seqvg wrote it (its metadata says so:
+``check_replaceable``), so a typo in ``-o`` never overwrites a user's own file.
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from seqvg.rundir import atomic_write_bytes
 
+#: What every PDF and PNG seqvg writes carries: the PDF's /Creator, the PNG's Software text.
+CREATOR = "seqvg"
+
+#: The names of a report's page PNGs (``seqvg.report``): "01-title.png".
+PAGE_PNG = re.compile(r"^\d{2,}-[a-z0-9-]*\.png$")
+
+
+def written_by_seqvg(path: str | Path) -> bool:
+    """Whether the file at ``path`` is a PDF or PNG that seqvg wrote.
+
+    A PDF: its Info dictionary, which matplotlib writes as plain text, names
+    seqvg as /Creator. A PNG: a ``Software`` text chunk before the image
+    data says seqvg (PNGs written before that chunk existed do not count).
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"%PDF-"):
+        return f"/Creator ({CREATOR})".encode() in data
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return False
+    at = 8
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + size]
+        if kind == b"IDAT":
+            return False
+        if kind == b"tEXt" and body == b"Software\x00" + CREATOR.encode():
+            return True
+        at += 12 + size
+    return False
+
+
+def check_replaceable(path: str | Path) -> None:
+    """Refuses to let seqvg replace a file it did not write.
+
+    Raises:
+        FileExistsError: ``path`` exists and is not one of seqvg's PDFs or
+            PNGs (``written_by_seqvg``); naming it and what to do.
+    """
+    path = Path(path)
+    if path.is_file() and not written_by_seqvg(path):
+        raise FileExistsError(errno.EEXIST, "exists and seqvg did not write it (or wrote it before "
+                              "it signed its PNGs); seqvg replaces only its own files: remove it or choose "
+                              "another name", str(path))
+
+
+def remove_stale_pages(directory: str | Path, keep: Iterable) -> list[Path]:
+    """Removes the page PNGs of an earlier report from ``directory``: those
+    seqvg wrote (``written_by_seqvg``) that are not in ``keep``, so the
+    directory holds this report's pages only. Returns what it removed."""
+    keep = {Path(p).name for p in keep}
+    removed = []
+    for path in sorted(Path(directory).iterdir()):
+        if PAGE_PNG.match(path.name) and path.name not in keep and path.is_file() and written_by_seqvg(path):
+            path.unlink()
+            removed.append(path)
+    return removed
+
 
 @contextmanager
 def pdf_document(path: str | Path, title: str) -> Iterator:
     """A ``PdfPages`` to add pages to; the PDF is written when the block ends.
 
-    Nothing is written if the block raises.
+    Nothing is written if the block raises, and nothing is drawn if
+    ``path`` is a file seqvg did not write (``check_replaceable``).
 
     Example:
         with pdf_document("r.pdf", "seqvg report") as pdf:
@@ -33,9 +95,10 @@ def pdf_document(path: str | Path, title: str) -> Iterator:
     """
     from matplotlib.backends.backend_pdf import PdfPages
 
+    check_replaceable(path)
     buf = io.BytesIO()
     # No creation date: the same pages give a byte-identical PDF.
-    metadata = {"Title": title, "Creator": "seqvg", "Producer": "seqvg", "CreationDate": None}
+    metadata = {"Title": title, "Creator": CREATOR, "Producer": CREATOR, "CreationDate": None}
     with PdfPages(buf, metadata=metadata) as pdf:
         yield pdf
     atomic_write_bytes(Path(path), buf.getvalue())
@@ -51,8 +114,16 @@ def write_pdf(path: str | Path, title: str, figures: Iterable) -> None:
             plt.close(fig)
 
 
-def write_png(path: str | Path, fig, dpi: int = 100) -> None:
-    """Writes ``fig`` as a PNG without the software version, atomically."""
+def write_png(path: str | Path, fig, dpi: int = 100, check: bool = True) -> None:
+    """Writes ``fig`` as a PNG, atomically, unless ``path`` is a file seqvg did not write.
+
+    Its Software text says seqvg, without a version: the same figure gives
+    the same bytes, and ``check_replaceable`` knows the file as seqvg's.
+    ``check=False`` where the caller has vouched for the path already (a
+    study's own directory, ``study.check_study_dir``).
+    """
+    if check:
+        check_replaceable(path)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": CREATOR})
     atomic_write_bytes(Path(path), buf.getvalue())

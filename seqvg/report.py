@@ -198,6 +198,11 @@ def pages(runs: list[Run]) -> list[tuple[str, object]]:
     return out
 
 
+def page_png(png_dir: str | Path, number: int, title: str) -> Path:
+    """The PNG of page ``number`` (from 1) titled ``title``: "03-gradient-flow.png"."""
+    return Path(png_dir) / f"{number:02d}-{re.sub('[^a-z0-9-]', '', title.lower().replace(' ', '-'))}.png"
+
+
 def make_report(run_dirs: list, out: str | Path, png_dir: str | Path | None = None) -> list:
     """Writes the PDF (and optionally one PNG per page); returns the figures' titles.
 
@@ -218,25 +223,30 @@ def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seqvg.pdf import pdf_document, write_png
+    from seqvg.pdf import check_replaceable, pdf_document, remove_stale_pages, write_png
 
     out = Path(out)
+    planned = pages(runs)
+    pngs = [] if png_dir is None else [page_png(png_dir, i, title) for i, (title, _) in enumerate(planned, start=1)]
+    for path in pngs:  # before drawing: no page is drawn that could not be saved
+        check_replaceable(path)
     if png_dir is not None:
         Path(png_dir).mkdir(parents=True, exist_ok=True)
     titles = []
     with plt.rc_context({"font.size": 9, "axes.titlesize": 10, "svg.hashsalt": "seqvg"}), \
             pdf_document(out, "seqvg report") as pdf:
-        for i, (title, draw) in enumerate(pages(runs), start=1):
+        for i, (title, draw) in enumerate(planned):
             fig = plt.figure(figsize=PAGE)
             draw(fig)
             titles.append(title)
             pdf.savefig(fig)
             if png_dir is not None:
-                write_png(Path(png_dir) / f"{i:02d}-{re.sub('[^a-z0-9-]', '', title.lower().replace(' ', '-'))}.png",
-                          fig)
+                write_png(pngs[i], fig)
             plt.close(fig)
         for title, fig in extra_figures or []:
             titles.append(title)
             pdf.savefig(fig)
             plt.close(fig)
+    if png_dir is not None:
+        remove_stale_pages(png_dir, keep=pngs)
     return titles

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from seqvg import rundir
 from seqvg.config import ConfigError, RunConfig
+from seqvg.pdf import check_replaceable
 from seqvg.results import (  # noqa: F401 (the study API)
     DECAY,
     OPTION_COLUMNS,
@@ -213,6 +214,7 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     rundir.check_writable(study.out, is_dir=True)
     if study.report is not None:
         rundir.check_writable(study.report)
+        check_replaceable(study.report)
     check_study_dir(study)
     for cfg in study.configs:
         check_memory(cfg, training=not study.probe_only, names=names)

@@ -174,6 +174,12 @@ def png_is_file(w: Path) -> None:
     (w / "pages").write_text("a file, not a directory\n")
 
 
+def users_page_png(w: Path) -> None:
+    """A PNG of the user's own where a report's first page would go."""
+    (w / "pages").mkdir()
+    (w / "pages" / "01-title.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20 + b"the user's picture")
+
+
 @dataclass
 class Case:
     id: str
@@ -281,6 +287,15 @@ CASES = [
     Case("probe-missing-keys", ["probe", "--length", "10", "--data", "xonly.npz"], 2,
          "Error: xonly.npz: not a seqvg dataset (missing y, task, length)", missing_keys),
     Case("run-missing-spec", ["run", "nothing.toml"], 2, "Error: nothing.toml: no such spec file"),
+    # -- outputs over a file of the user's: refused before the work, the file kept
+    Case("generate-over-users-file", ["generate", "adding", "-T", "10", "-n", "4", "-o", "notes.txt"], 1,
+         "Error: notes.txt: exists and is not a dataset seqvg wrote"),
+    Case("report-over-users-file", ["report", "run", "-o", "notes.txt"], 1,
+         "Error: notes.txt: exists and seqvg did not write it"),
+    Case("report-png-over-users-page", ["report", "run", "-o", "r.pdf", "--png", "pages"], 1,
+         "Error: pages/01-title.png: exists and seqvg did not write it", users_page_png),
+    Case("study-report-over-users-file", ["run", "spec.toml", "--out", "new", "--report", "notes.txt"], 1,
+         "Error: notes.txt: exists and seqvg did not write it"),
     # -- outputs that cannot be written: runtime faults, checked before the work
     Case("report-proc", ["report", "run", "-o", "/proc/x.pdf"], 1, "Error: /proc/x.pdf: No such file or directory"),
     Case("report-png-is-file", ["report", "run", "-o", "r.pdf", "--png", "pages"], 2,
@@ -708,6 +723,52 @@ def test_overwrite_deletes_only_seqvg_files(world, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((w / "run" / "config.json").read_text())["config"]["cell"] == "gru"
     assert {k: v for k, v in tree_hash(w).items() if not k.startswith("run")} == outside
+
+
+def test_outputs_seqvg_wrote_are_replaced(world, tmp_path, monkeypatch):
+    """A report, its page PNGs and a dataset written again over seqvg's own
+    files: replaced; an earlier report's extra pages removed, the user's kept."""
+    from seqvg.pdf import written_by_seqvg
+
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    monkeypatch.chdir(w)
+    (w / "pages").mkdir()
+    (w / "pages" / "notes-01.png").write_bytes(b"the user's, not a page name")
+    runner = CliRunner()
+    for _ in range(2):
+        r = runner.invoke(cli, ["report", "run", "-o", "r.pdf", "--png", "pages"])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(cli, ["generate", "adding", "-T", "10", "-n", "4", "-o", "data.npz"])
+        assert r.exit_code == 0, r.output
+    pages = sorted(p.name for p in (w / "pages").iterdir())
+    assert written_by_seqvg(w / "r.pdf") and all(written_by_seqvg(w / "pages" / p) for p in pages[:-1])
+    stale = w / "pages" / "99-an-old-page.png"
+    shutil.copy(w / "pages" / pages[0], stale)
+    r = runner.invoke(cli, ["report", "run", "-o", "r.pdf", "--png", "pages"])
+    assert r.exit_code == 0, r.output
+    assert not stale.exists()
+    assert sorted(p.name for p in (w / "pages").iterdir()) == pages
+    assert (w / "pages" / "notes-01.png").read_bytes() == b"the user's, not a page name"
+
+
+def test_written_by_seqvg_reads_the_signature(tmp_path):
+    """Only seqvg's signed PDFs and PNGs count: not matplotlib's own, not text."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqvg.pdf import write_pdf, write_png, written_by_seqvg
+
+    fig = plt.figure()
+    write_png(tmp_path / "ours.png", fig)
+    fig.savefig(tmp_path / "theirs.png")
+    fig.savefig(tmp_path / "theirs.pdf")
+    write_pdf(tmp_path / "ours.pdf", "t", [fig])
+    (tmp_path / "notes.txt").write_text("/Creator (seqvg) Software seqvg\n")
+    assert written_by_seqvg(tmp_path / "ours.png") and written_by_seqvg(tmp_path / "ours.pdf")
+    assert not any(written_by_seqvg(tmp_path / n) for n in ("theirs.png", "theirs.pdf", "notes.txt"))
 
 
 def test_study_records_its_command(world, tmp_path, monkeypatch):
