@@ -158,6 +158,13 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
         ConfigError: a combination of options is invalid (names the option).
     """
     keys = list(grid)
+    # The same grid value (as a run's name shows it) or seed twice would
+    # make two runs of one directory: a typo, refused rather than run twice.
+    for key, values in [*grid.items(), ("seeds", seeds)]:
+        names = [_value_name(key, v) if key != "seeds" else str(v) for v in values]
+        twice = sorted({str(v) for v, n in zip(values, names) if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{', '.join(twice)} given more than once", key)
     out = []
     for label, opts in variants or [("", {})]:
         for values in itertools.product(*(grid[k] for k in keys)):

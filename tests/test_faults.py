@@ -174,6 +174,10 @@ def png_is_file(w: Path) -> None:
     (w / "pages").write_text("a file, not a directory\n")
 
 
+def spec_seed_twice(w: Path) -> None:
+    (w / "twice.toml").write_text(SPEC.replace("[grid]", "seeds = [0, 1, 0]\n\n[grid]"))
+
+
 def users_page_png(w: Path) -> None:
     """A PNG of the user's own where a report's first page would go."""
     (w / "pages").mkdir()
@@ -257,6 +261,12 @@ CASES = [
     Case("compare-seeds-past-max", ["compare", *RUN_OPTS, "--cells", "rnn", "--seed", "4294967295", "--seeds", "2",
                                     "--out", "new"], 2,
          "Error: Invalid value for '--seeds': seeds 4294967295..4294967296 run past the largest --seed, 4294967295"),
+    Case("compare-cell-twice", ["compare", *RUN_OPTS, "--cells", "rnn,gru,rnn"], 2,
+         "Error: Invalid value for '--cells': rnn given more than once"),
+    Case("sweep-length-twice", ["sweep", "--cells", "rnn", "--lengths", "50,50", "--out", "new"], 2,
+         "Error: Invalid value for '--lengths': 50 given more than once"),
+    Case("spec-seed-twice", ["run", "twice.toml", "--out", "new"], 2,
+         "Error: twice.toml:10: seeds: 0 given more than once", spec_seed_twice),
     Case("compare-into-thesis", ["compare", *RUN_OPTS, "--cells", "rnn", "--out", "thesis"], 2,
          "Error: thesis/thesis.tex: not written by seqvg;"),
     Case("train-out-is-file", ["train", *RUN_OPTS, "--out", "notes.txt"], 2,
