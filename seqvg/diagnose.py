@@ -215,12 +215,13 @@ def _remedy(run: Run, cfg: RunConfig, suffix: str, what: str, spec: str, show=()
     return Remedy(train_command(new, out, show), what, spec)
 
 
-def _where(final_val: float, baseline: float, plateau: float | None, plateau_text: str = "") -> str:
+def _where(final_val: float, baseline: float, plateau: float | None, plateau_text: str = "", evaluations: int = 3) -> str:
     if abs(final_val - baseline) <= NEAR * baseline:
         return f"val loss {final_val:.3g} sits on the trivial baseline {baseline:.3g} (a model with no memory)"
     if plateau is not None and abs(final_val - plateau) <= NEAR_PLATEAU * plateau:
         return f"val loss {final_val:.3g} sits on the {plateau:.3g} plateau (a model that {plateau_text})"
-    return f"val loss {final_val:.3g} over the last 3 evaluations (baseline {baseline:.3g})"
+    over = "the last evaluation" if evaluations == 1 else f"the last {min(evaluations, 3)} evaluations"
+    return f"val loss {final_val:.3g} over {over} (baseline {baseline:.3g})"
 
 
 #: What a task must carry back to its output: what a short horizon cuts off.
@@ -245,7 +246,8 @@ def explain(run: Run) -> Explanation | None:
     final_val = _tail(val)
     earlier = _tail(val[: max(1, (2 * len(val)) // 3)])
     falling = math.isfinite(final_val) and final_val < STILL_FALLING * earlier
-    where = _where(final_val, task.baseline(cfg.length), task.partial_plateau(cfg.length), task.plateau_text)
+    where = _where(final_val, task.baseline(cfg.length), task.partial_plateau(cfg.length), task.plateau_text,
+                   len(val))
     rate, horizon = end.get("rate_per_100"), end.get("horizon")
     far = _FAR.get(cfg.task, "the early inputs")
     if rate is None:

@@ -74,6 +74,14 @@ def test_chrono_lstm_still_falling_gets_more_steps_first(tmp_path):
     assert _parse(e.remedies[0].command).probe_every == 500
 
 
+@pytest.mark.parametrize("val,over", [([0.5, 0.4], "over the last 2 evaluations"),
+                                      ([0.5, 0.45, 0.4, 0.38], "over the last 3 evaluations")])
+def test_the_loss_is_averaged_over_the_evaluations_there_are(tmp_path, val, over):
+    """A run with fewer than three evaluations says how many it averaged."""
+    e = explain(_run(tmp_path, cell="lstm", rate=-0.5, val=val))
+    assert f"val loss {np.mean(val[-3:]):.3g} {over}" in e.why
+
+
 def test_exploding_gradient_offers_clipping(tmp_path):
     e = explain(_run(tmp_path, cell="gru", length=100, rate=3.0, val=[0.3] * 11))
     assert "exploding" in e.why
