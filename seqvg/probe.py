@@ -34,7 +34,7 @@ statistics: no second pass over the sequence.
 
 It is long because the one backward pass has two paths (the sequence ops' taps, the tapped
 while loop) and three ways of calling it (plain; one call with the statistics where seqvg's ops
-probe every layer; XLA) that share their setup; the statistics it hands on are
+probe every layer or every layer is a custom cell's loop; XLA) that share their setup; the statistics it hands on are
 ``seqvg.stepstats``'s.
 """
 
@@ -220,10 +220,13 @@ class Prober:
         self._all = tf.function(self._measure_all, autograph=False, jit_compile=self.path.xla)
         # Where seqvg's ops probe every recurrent layer, the statistics are
         # ops as well (nothing for numpy to compute beside TensorFlow's
-        # products): the gradient pass and the statistics are then one call,
+        # products), and so are a custom cell's (it has no gates to
+        # summarise): the gradient pass and the statistics are then one call,
         # _one, which spares a probe the Python and executor teardown of a
         # second call.
-        self.one_call = not self.path.xla and all(self.stats.sigma_op) and len(self.op_layers) == len(self.rnns)
+        self.one_call = not self.path.xla and all(
+            op or (kind is None and not any(rnn is layer for layer in self.op_layers))
+            for rnn, op, kind in zip(self.rnns, self.stats.sigma_op, self.stats.kinds))
         self._one = tf.function(self._measure_one, autograph=False)
 
     def _run_rnn(self, layer, h, acc, jac_t, tap_input: bool = False):
@@ -416,16 +419,21 @@ class Prober:
 
     def _measure_one(self, x, y, v0s):
         """``_measure``, then ``StepStats``'s statistics from its forward values
-        (every layer on seqvg's ops): (loss, norms, x norms, ``StepStats._sigmas``'s
-        per-layer results)."""
+        (every layer on seqvg's ops, or every layer a custom cell's loop):
+        (loss, norms, x norms, ``StepStats._sigmas``'s per-layer results)."""
+        import contextlib
+
         import tensorflow as tf
 
         loss, norms, x_norm, why_in = self._measure(x, y)
-        inputs = [tf_in | {"cache": layer_in["cache"]}
+        inputs = [tf_in | ({"cache": layer_in["cache"]} if "cache" in layer_in else {})
                   for tf_in, layer_in in zip(self.stats.tf_inputs(why_in), why_in)]
-        # After the backward pass, as when they were a call of their own:
-        # beside it their threads would take the cores its threads wait on.
-        with tf.control_dependencies([x_norm, *tf.nest.flatten(norms)]):
+        # Beside a sequence op's backward pass the statistics' threads would
+        # take the cores its threads wait on: they run after it, as when they
+        # were a call of their own. A loop's backward pass is a chain of small
+        # ops that leaves a core idle, so there they run beside it.
+        after = tf.control_dependencies([x_norm, *tf.nest.flatten(norms)]) if self.op_layers else contextlib.nullcontext()
+        with after:
             results = self.stats._sigmas(self.stats._measure(inputs, v0s))
         return loss, norms, x_norm, results
 
