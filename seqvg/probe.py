@@ -266,22 +266,30 @@ class Prober:
         n_states = len(states)
         names = GATES.get(kind, ())
         gate_tas = [tf.TensorArray(h.dtype, size=steps) for _ in names]
-        # The state entering the step at each of StepStats's Jacobian points,
-        # picked by a select as the loop passes them: a (J, B, n) buffer,
-        # where a TensorArray of every step's state would cost an XLA-compiled
-        # loop a copy of the whole array per step.
+        # The state entering the step at each of StepStats's Jacobian points.
+        # Compiled by XLA, picked by a select as the loop passes them: a
+        # (J, B, n) buffer, where a TensorArray of every step's state would
+        # cost the loop a copy of the whole array per step. Otherwise every
+        # step's state goes into a TensorArray, a reference to a tensor the
+        # backward pass keeps anyway, gathered at the points after the loop:
+        # the select read and wrote the whole buffer at every step.
         points = int(jac_t.shape[0])
-        picked = [tf.zeros([points, *s.shape], s.dtype) for s in states]
+        select = self.path.xla
+        picked = [tf.zeros([points, *s.shape], s.dtype) if select else
+                  tf.TensorArray(s.dtype, size=steps, element_shape=s.shape) for s in states]
         # The output of the last step (what the layer returns without
         # return_sequences); Keras's cells output their first state.
         last = tf.zeros([batch, output_size(layer.cell)], h.dtype)
 
         def body(t, states, acc, out_ta, last, gate_tas, picked):
             x_t = in_ta.read(t)
-            here = tf.reshape(tf.equal(jac_t, t), [points, 1, 1])
             # Read, never differentiated: without stop_gradient the backward
-            # loop would carry a zero gradient through two selects per step.
-            picked = [tf.stop_gradient(tf.where(here, s[None], p)) for s, p in zip(states, picked)]
+            # loop would carry a zero gradient for them through every step.
+            if select:
+                here = tf.reshape(tf.equal(jac_t, t), [points, 1, 1])
+                picked = [tf.stop_gradient(tf.where(here, s[None], p)) for s, p in zip(states, picked)]
+            else:
+                picked = [ta.write(t, tf.stop_gradient(s)) for s, ta in zip(states, picked)]
             box = [acc]  # the taps thread the accumulator through the step
 
             def tap(k, state):
@@ -313,6 +321,8 @@ class Prober:
             maximum_iterations=steps,
             parallel_iterations=32,  # as Keras: lets input reads and taps run ahead
         )
+        if not select:
+            picked = [ta.gather(jac_t) for ta in picked]
         why_in = {
             "gates": {name: ta.stack() for name, ta in zip(names, gate_tas)},
             "x": tf.reshape(tf.gather(xs, jac_t), [points * batch, -1]),
