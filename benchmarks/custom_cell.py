@@ -5,6 +5,7 @@ and the generic probe of the custom cell in training steps, in one run.
     python benchmarks/custom_cell.py --length 200 --repeats 9
     python benchmarks/custom_cell.py --clock cpu      # CPU time: steadier on a loaded machine
     python benchmarks/custom_cell.py --baseline keras.layers:GRUCell   # against Keras's own GRU, same loop
+    python benchmarks/custom_cell.py --cell mingru    # another custom cell (its own path: XLA for mingru)
 
 The custom cell is ``docs/examples/my_gru.py:MyGRU`` (Keras's GRU maths in
 plain Keras ops), loaded through ``--cell file.py:Class``'s own path and
@@ -34,19 +35,39 @@ one compiled op more than Keras's many small ops.
 The custom cell's probe / its step, 2026-12-01 (T=100, 5-7 rounds, wall
 clock, the load another engineer's work): at dcc2d79 1.24, 1.48, 1.47 (load
 2.3-2.5) and 1.32 (load 1.3); at 61a2638 1.12, 1.25, 1.21 (load 2.4-2.7); at
-2ec0fc7 1.12, 1.08, 1.16 (load 1.9-2.3), by CPU clock 1.18 (load 2.0). Two
-changes, the same bits: the gradient pass and the step-Jacobian statistics
-are one call, the statistics beside the backward loop, a chain of small ops
-that leaves a core idle (61a2638); the loop keeps the states for the
-statistics in a TensorArray rather than a select over the (J, B, n) buffer
-at every step (2ec0fc7; the norms pass 0.90 -> 0.84 of a step, CPU clock).
-Tried for the probe and dropped (CPU clock, load 1.6-2.5): the statistics'
-Jacobian products compiled by XLA, 15.0 against 17.1 ms for about 2 s of
+2ec0fc7 1.12, 1.08, 1.16 (load 1.9-2.3), by CPU clock 1.18 (load 2.0). At
+T=50 (load 1.2-1.3) 1.69 at dcc2d79, 1.55 at 2ec0fc7: the statistics cost
+the same at any T, so they weigh more beside a shorter step. Two changes,
+the same bits: the gradient pass and the step-Jacobian statistics are one
+call, the statistics beside the backward loop, a chain of small ops that
+leaves a core idle (61a2638); the loop keeps the states for the statistics
+in a TensorArray rather than a select over the (J, B, n) buffer at every
+step (2ec0fc7; the norms pass 0.90 -> 0.84 of a step, CPU clock). What the
+statistics cost (17-20 ms of CPU, 0.4 of MyGRU's step, T=100): 24 products
+of (320 x 128) by (128 x 384), 6 ms; about 1,100 elementwise ops, the
+cell's backward pass and its transpose twelve times over and the Lanczos
+recurrence; TensorFlow's eigenvalues of the 320 small tridiagonal
+matrices, 2-3 ms.
+
+Under XLA the taps add their squares through a select over the small
+(T, states) accumulator, not XLA's CPU scatter (about 17 us a tap; 4157f96,
+the same bits): with ``--cell``, probe / step at load 1.5-2.2 (a scratch
+script before it; then this benchmark): mingru 2.03 -> 1.72, 1.93; minlstm
+1.52 -> 1.20, 1.25; indrnn 2.07 -> 1.92, 2.47; lru (no XLA) 0.99. A cell
+whose compiled step takes a few milliseconds pays the statistics' fixed
+cost (about 2.5 ms of Jacobian products, 2.7 ms of eigenvalues) beside a
+gradient pass that alone costs about a step: still 1.7-2.5 steps for mingru
+and indrnn.
+
+Tried for the probe and dropped: the statistics' Jacobian products
+compiled by XLA, 15.0 against 17.1 ms of CPU (load 1.6) for about 2 s of
 CPU to compile; the select replaced by a scatter into a (J+1)-slot buffer,
-no change. What the statistics cost
-(17-20 ms of CPU, 0.4 of a step): 24 products of (320 x 128) by (128 x
-384), 6 ms; the rest is about 1,100 elementwise ops, the cell's backward
-pass and its transpose twelve times over and the Lanczos recurrence.
+no change; the 320 rows as two or five independent Lanczos chains, to run
+side by side (the same bits), whole probe 1.67 and 1.64 against 1.58 steps
+at T=50 (wall, load 1.7); under XLA a TensorArray of the states in place of
+the select, gradient pass 1.33 against 1.49 steps for indrnn but 1.28
+against 1.00 for mingru (wall, load 2.1); numpy's eigenvalues of the
+tridiagonal matrices, 1.4 against 2.7 ms, not the same bits.
 
 Against Keras's own GRU on the same loop (``--baseline
 keras.layers:GRUCell``: the cell ``keras.layers.GRU`` runs on the CPU, the
@@ -97,7 +118,7 @@ def baseline_name(cell: str) -> str:
 
 
 def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: bool = False, clock=wall,
-            baseline: str = "gru") -> dict:
+            baseline: str = "gru", custom: str = CUSTOM) -> dict:
     import tensorflow as tf
 
     from seqvg.config import RunConfig
@@ -107,7 +128,7 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: 
 
     fns, counters, paths = {}, {}, {}
     base = baseline_name(baseline)
-    for name, cell in ((base, baseline), ("custom", CUSTOM)):
+    for name, cell in ((base, baseline), ("custom", custom)):
         cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
         trainer = Trainer(cfg, ExecutionPath(xla=True) if xla and name == "custom" else None)
         prober = trainer.prober  # the probe seqvg train records, on the run's execution path
@@ -152,9 +173,9 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: 
     }
     ratios = {k: {"median": paired_ratio(t[a], t[b]), "quartiles": ratio_spread(t[a], t[b])}
               for k, (a, b) in pairs.items()}
-    return {"baseline": baseline, "length": length, "batch": batch, "units": units, "repeats": repeats, "steps_per_block": steps,
-            "cores": os.cpu_count(), "load": os.getloadavg()[0], "clock": clock.__name__, "paths": paths,
-            "seconds": out, "ratios": ratios}
+    return {"custom": custom, "baseline": baseline, "length": length, "batch": batch, "units": units,
+            "repeats": repeats, "steps_per_block": steps, "cores": os.cpu_count(), "load": os.getloadavg()[0],
+            "clock": clock.__name__, "paths": paths, "seconds": out, "ratios": ratios}
 
 
 def main() -> None:
@@ -167,19 +188,22 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="time by the wall clock, or by the CPU time of the process's threads together (wall)")
     ap.add_argument("--xla", action="store_true", help="compile the custom cell's step and probe with XLA")
+    ap.add_argument("--cell", default=CUSTOM,
+                    help="the custom cell: file.py:Class, module:Class or one of seqvg's modern cells "
+                         "(mingru, ...) (docs/examples/my_gru.py:MyGRU)")
     ap.add_argument("--baseline", default="gru",
                     help="the cell the custom cell is timed against: a built-in name or module:Class "
                          "(keras.layers:GRUCell: Keras's own GRU cell, on the same loop as the custom cell) (gru)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     r = measure(args.length, args.batch, args.units, args.repeats, args.steps, args.xla,
-                cpu if args.clock == "cpu" else wall, args.baseline)
+                cpu if args.clock == "cpu" else wall, args.baseline, args.cell)
     if args.json:
         print(json.dumps(r))
         return
     s = r["seconds"]
     base = r["baseline"] if ":" in r["baseline"] else f"built-in {r['baseline']}"
-    print(f"custom cell vs {base}: T={r['length']}, batch {r['batch']}, {r['units']} units, "
+    print(f"custom cell {Path(r['custom']).name} vs {base}: T={r['length']}, batch {r['batch']}, {r['units']} units, "
           f"median of {r['repeats']} rounds, {r['cores']} cores, load {r['load']:.1f}, {r['clock']} clock")
     for name, where in r["paths"].items():
         print(f"{name}: {where}")
