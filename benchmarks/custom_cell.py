@@ -37,8 +37,9 @@ clock, the load another engineer's work): at dcc2d79 1.24, 1.48, 1.47 (load
 2.3-2.5) and 1.32 (load 1.3); at 61a2638 1.12, 1.25, 1.21 (load 2.4-2.7); at
 2ec0fc7 1.12, 1.08, 1.16 (load 1.9-2.3), by CPU clock 1.18 (load 2.0); at
 6e52feb 1.02 (0.94-1.05), by CPU clock 1.06 (1.04-1.08) (load 1.7, 9
-rounds). At
-T=50 (load 1.2-1.3) 1.69 at dcc2d79, 1.55 at 2ec0fc7: the statistics cost
+rounds); at f39e79b 1.00 (0.99-1.03) (load 1.3, 9 rounds). At T=50 1.69 at
+dcc2d79, 1.55 at 2ec0fc7 (load 1.2-1.3), 1.44 (1.41-1.52) at f39e79b (load
+1.4, 9 rounds): the statistics cost
 the same at any T, so they weigh more beside a shorter step. Two changes,
 the same bits: the gradient pass and the step-Jacobian statistics are one
 call, the statistics beside the backward loop, a chain of small ops that
