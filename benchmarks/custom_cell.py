@@ -39,13 +39,13 @@ clock, the load another engineer's work): at dcc2d79 1.24, 1.48, 1.47 (load
 6e52feb 1.02 (0.94-1.05), by CPU clock 1.06 (1.04-1.08) (load 1.7, 9
 rounds); at f39e79b 1.00 (0.99-1.03) (load 1.3, 9 rounds). At T=50 1.69 at
 dcc2d79, 1.55 at 2ec0fc7 (load 1.2-1.3), 1.44 (1.41-1.52) at f39e79b (load
-1.4, 9 rounds): the statistics cost
-the same at any T, so they weigh more beside a shorter step. Two changes,
-the same bits: the gradient pass and the step-Jacobian statistics are one
-call, the statistics beside the backward loop, a chain of small ops that
-leaves a core idle (61a2638); the loop keeps the states for the statistics
-in a TensorArray rather than a select over the (J, B, n) buffer at every
-step (2ec0fc7; the norms pass 0.90 -> 0.84 of a step, CPU clock). What the
+1.4, 9 rounds): the statistics cost the same at any T, so they weigh more
+beside a shorter step. Two changes, the same bits: the gradient pass and
+the step-Jacobian statistics are one call, the statistics beside the
+backward loop, a chain of small ops that leaves a core idle (61a2638); the
+loop keeps the states for the statistics in a TensorArray rather than a
+select over the (J, B, n) buffer at every step (2ec0fc7; the norms pass
+0.90 -> 0.84 of a step, CPU clock). What the
 statistics cost (17-20 ms of CPU, 0.4 of MyGRU's step, T=100): 24 products
 of (320 x 128) by (128 x 384), 6 ms; about 1,100 elementwise ops, the
 cell's backward pass and its transpose twelve times over and the Lanczos
