@@ -4,6 +4,8 @@ and the generic probe of the custom cell in training steps, in one run.
     python benchmarks/custom_cell.py                  # T=100, batch 64, 128 units
     python benchmarks/custom_cell.py --length 200 --repeats 9
     python benchmarks/custom_cell.py --clock cpu      # CPU time: steadier on a loaded machine
+    python benchmarks/custom_cell.py --baseline keras.layers:GRUCell   # against Keras's own GRU, same loop
+    python benchmarks/custom_cell.py --cell mingru    # another custom cell (its own path: XLA for mingru)
 
 The custom cell is ``docs/examples/my_gru.py:MyGRU`` (Keras's GRU maths in
 plain Keras ops), loaded through ``--cell file.py:Class``'s own path and
@@ -11,7 +13,7 @@ trained by ``seqvg.training.Trainer``, the object ``seqvg train`` runs, on
 the path it decides (a custom cell: Keras's loop, without XLA since MyGRU
 does not declare that XLA pays for it; ``--xla`` compiles it anyway;
 printed). Blocks
-of ``--steps`` training steps of the built-in ``gru`` and of the custom cell,
+of ``--steps`` training steps of the built-in ``gru`` (or ``--baseline``) and of the custom cell,
 one probe of each (what ``seqvg train`` records: gradient norms plus
 ``seqvg.why``'s gate and step-Jacobian statistics) and the gradient norms
 alone (``Prober._fn``: one forward and one backward pass) are timed in
@@ -30,6 +32,52 @@ makes its step slower and so its probe cheaper relative to it. Under load
 (CPU clock, load 2.8-3.2) the step ratio reads 1.36-1.50: load slows the
 one compiled op more than Keras's many small ops.
 
+The custom cell's probe / its step, 2026-12-01 (T=100, 5-7 rounds, wall
+clock, the load another engineer's work): at dcc2d79 1.24, 1.48, 1.47 (load
+2.3-2.5) and 1.32 (load 1.3); at 61a2638 1.12, 1.25, 1.21 (load 2.4-2.7); at
+2ec0fc7 1.12, 1.08, 1.16 (load 1.9-2.3), by CPU clock 1.18 (load 2.0); at
+6e52feb 1.02 (0.94-1.05), by CPU clock 1.06 (1.04-1.08) (load 1.7, 9
+rounds); at f39e79b 1.00 (0.99-1.03) (load 1.3, 9 rounds). At T=50 1.69 at
+dcc2d79, 1.55 at 2ec0fc7 (load 1.2-1.3), 1.44 (1.41-1.52) at f39e79b (load
+1.4, 9 rounds): the statistics cost the same at any T, so they weigh more
+beside a shorter step. Two changes, the same bits: the gradient pass and
+the step-Jacobian statistics are one call, the statistics beside the
+backward loop, a chain of small ops that leaves a core idle (61a2638); the
+loop keeps the states for the statistics in a TensorArray rather than a
+select over the (J, B, n) buffer at every step (2ec0fc7; the norms pass
+0.90 -> 0.84 of a step, CPU clock). What the
+statistics cost (17-20 ms of CPU, 0.4 of MyGRU's step, T=100): 24 products
+of (320 x 128) by (128 x 384), 6 ms; about 1,100 elementwise ops, the
+cell's backward pass and its transpose twelve times over and the Lanczos
+recurrence; TensorFlow's eigenvalues of the 320 small tridiagonal
+matrices, 2-3 ms.
+
+Under XLA the taps add their squares through a select over the small
+(T, states) accumulator, not XLA's CPU scatter (about 17 us a tap; 4157f96,
+the same bits): with ``--cell``, probe / step at load 1.5-2.2 (a scratch
+script before it; then this benchmark): mingru 2.03 -> 1.72, 1.93; minlstm
+1.52 -> 1.20, 1.25; indrnn 2.07 -> 1.92, 2.47; lru (no XLA) 0.99. A cell
+whose compiled step takes a few milliseconds pays the statistics' fixed
+cost (about 2.5 ms of Jacobian products, 2.7 ms of eigenvalues) beside a
+gradient pass that alone costs about a step: still 1.7-2.5 steps for mingru
+and indrnn.
+
+Tried for the probe and dropped: the statistics' Jacobian products
+compiled by XLA, 15.0 against 17.1 ms of CPU (load 1.6) for about 2 s of
+CPU to compile; the select replaced by a scatter into a (J+1)-slot buffer,
+no change; the 320 rows as two or five independent Lanczos chains, to run
+side by side (the same bits), whole probe 1.67 and 1.64 against 1.58 steps
+at T=50 (wall, load 1.7); under XLA a TensorArray of the states in place of
+the select, gradient pass 1.33 against 1.49 steps for indrnn but 1.28
+against 1.00 for mingru (wall, load 2.1); numpy's eigenvalues of the
+tridiagonal matrices, 1.4 against 2.7 ms, not the same bits.
+
+Against Keras's own GRU on the same loop (``--baseline
+keras.layers:GRUCell``: the cell ``keras.layers.GRU`` runs on the CPU, the
+built-in baseline when issue 19 was filed), 2026-12-01 at 2ec0fc7, 7
+rounds, load 1.7-1.9: MyGRU's step is 0.77 (0.74-0.78) of Keras's by wall
+clock and by CPU clock (46 against 60 ms wall).
+
 Levers tried for the custom step, none of which works for any cell (CPU
 clock, T=100, load 2.5-5; MyGRU's plain step 40-50 ms): Keras's
 ``unroll=True`` 45-64 ms and about 5 s to build; one inter-op thread 39-45;
@@ -41,7 +89,15 @@ shipped 42); oneDNN off 86. TensorFlow's profile of the step: five small
 matrix products and about 20 other ops (concatenations and splits of the
 gates first) per timestep, forward and backward, at about 5 us of executor
 cost each: roughly 20 of the 46 ms. The built-in GRU runs its loop as one
-C++ op each way.
+C++ op each way. Keras's loop against a minimal ``tf.while_loop`` of the
+cell's call (a TensorArray read and the states, no output TensorArray, no
+zero-output or mask handling; CPU clock, load 1.3-1.8, the same first-step
+loss and gradient norm): 0.96-0.98 of Keras's step with 32 parallel
+iterations, 0.97 with 10, 1.08 with 1; the cell's weights read once before
+the loop (Keras's StatelessScope) 0.98; the loop run as a functional While
+op rather than lowered to switch/merge 1.85. The while loop's gradient
+keeps nine intermediates a step for MyGRU, each the cell's own (its gates,
+its input, its state): none of them is left to drop.
 """
 
 from __future__ import annotations
@@ -59,7 +115,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CUSTOM = str(Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gru.py") + ":MyGRU"
 
 
-def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: bool = False, clock=wall) -> dict:
+def baseline_name(cell: str) -> str:
+    """The short name of the baseline cell in the timings' keys: gru, or a class's name in lower case."""
+    return cell.rsplit(":", 1)[-1].lower()
+
+
+def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: bool = False, clock=wall,
+            baseline: str = "gru", custom: str = CUSTOM) -> dict:
     import tensorflow as tf
 
     from seqvg.config import RunConfig
@@ -68,7 +130,8 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: 
     from seqvg.training import Trainer
 
     fns, counters, paths = {}, {}, {}
-    for name, cell in (("gru", "gru"), ("custom", CUSTOM)):
+    base = baseline_name(baseline)
+    for name, cell in ((base, baseline), ("custom", custom)):
         cfg = RunConfig(cell=cell, length=length, units=units, batch_size=batch, probe_batch=batch).resolved()
         trainer = Trainer(cfg, ExecutionPath(xla=True) if xla and name == "custom" else None)
         prober = trainer.prober  # the probe seqvg train records, on the run's execution path
@@ -105,17 +168,17 @@ def measure(length: int, batch: int, units: int, repeats: int, steps: int, xla: 
     t = time_interleaved(fns, repeats, warmup=2)
     out = {name: statistics.median(v) for name, v in t.items()}
     pairs = {
-        "custom_step/gru_step": ("custom_step", "gru_step"),
+        f"custom_step/{base}_step": ("custom_step", f"{base}_step"),
         "custom_probe/custom_step": ("custom_probe", "custom_step"),
-        "gru_probe/gru_step": ("gru_probe", "gru_step"),
+        f"{base}_probe/{base}_step": (f"{base}_probe", f"{base}_step"),
         "custom_norms/custom_step": ("custom_norms", "custom_step"),
-        "gru_norms/gru_step": ("gru_norms", "gru_step"),
+        f"{base}_norms/{base}_step": (f"{base}_norms", f"{base}_step"),
     }
     ratios = {k: {"median": paired_ratio(t[a], t[b]), "quartiles": ratio_spread(t[a], t[b])}
               for k, (a, b) in pairs.items()}
-    return {"length": length, "batch": batch, "units": units, "repeats": repeats, "steps_per_block": steps,
-            "cores": os.cpu_count(), "load": os.getloadavg()[0], "clock": clock.__name__, "paths": paths,
-            "seconds": out, "ratios": ratios}
+    return {"custom": custom, "baseline": baseline, "length": length, "batch": batch, "units": units,
+            "repeats": repeats, "steps_per_block": steps, "cores": os.cpu_count(), "load": os.getloadavg()[0],
+            "clock": clock.__name__, "paths": paths, "seconds": out, "ratios": ratios}
 
 
 def main() -> None:
@@ -128,19 +191,27 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="time by the wall clock, or by the CPU time of the process's threads together (wall)")
     ap.add_argument("--xla", action="store_true", help="compile the custom cell's step and probe with XLA")
+    ap.add_argument("--cell", default=CUSTOM,
+                    help="the custom cell: file.py:Class, module:Class or one of seqvg's modern cells "
+                         "(mingru, ...) (docs/examples/my_gru.py:MyGRU)")
+    ap.add_argument("--baseline", default="gru",
+                    help="the cell the custom cell is timed against: a built-in name or module:Class "
+                         "(keras.layers:GRUCell: Keras's own GRU cell, on the same loop as the custom cell) (gru)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
-    r = measure(args.length, args.batch, args.units, args.repeats, args.steps, args.xla, cpu if args.clock == "cpu" else wall)
+    r = measure(args.length, args.batch, args.units, args.repeats, args.steps, args.xla,
+                cpu if args.clock == "cpu" else wall, args.baseline, args.cell)
     if args.json:
         print(json.dumps(r))
         return
     s = r["seconds"]
-    print(f"custom cell vs built-in gru: T={r['length']}, batch {r['batch']}, {r['units']} units, "
+    base = r["baseline"] if ":" in r["baseline"] else f"built-in {r['baseline']}"
+    print(f"custom cell {Path(r['custom']).name} vs {base}: T={r['length']}, batch {r['batch']}, {r['units']} units, "
           f"median of {r['repeats']} rounds, {r['cores']} cores, load {r['load']:.1f}, {r['clock']} clock")
     for name, where in r["paths"].items():
         print(f"{name}: {where}")
     print(f"{'':<10} {'step ms':>9} {'probe ms':>9} {'norms ms':>9}")
-    for name in ("gru", "custom"):
+    for name in (baseline_name(r["baseline"]), "custom"):
         print(f"{name:<10} {1e3 * s[name + '_step']:>9.1f} {1e3 * s[name + '_probe']:>9.1f} "
               f"{1e3 * s[name + '_norms']:>9.1f}")
     print()

@@ -34,7 +34,7 @@ statistics: no second pass over the sequence.
 
 It is long because the one backward pass has two paths (the sequence ops' taps, the tapped
 while loop) and three ways of calling it (plain; one call with the statistics where seqvg's ops
-probe every layer; XLA) that share their setup; the statistics it hands on are
+probe every layer or every layer is a custom cell's loop; XLA) that share their setup; the statistics it hands on are
 ``seqvg.stepstats``'s.
 """
 
@@ -133,7 +133,7 @@ def _state_names(cell, n: int) -> list[str]:
     return state_names(cell, n)
 
 
-def _tap(acc, t, col: int, state):
+def _tap(acc, t, col: int, state, dense: bool = False):
     """Identity on ``state`` whose gradient adds ||dL/d state||^2 to acc[t, col].
 
     The incoming gradient passes through unchanged, so the tap measures the
@@ -142,6 +142,12 @@ def _tap(acc, t, col: int, state):
     added here, reduced to its squared norm inside the backward loop. Squared
     in float64: a float32 gradient of 1e-25 squares to 0 in float32 and would
     be reported as underflow though it is not.
+
+    With ``dense`` (a loop compiled by XLA) the square is added through a
+    select over the whole (T, states) accumulator, a few hundred numbers,
+    rather than by a scatter: XLA's CPU scatter cost a tap about 17 us, a
+    third of a cheap cell's gradient pass. Each entry receives one square
+    either way, so the numbers are the same.
     """
     import tensorflow as tf
 
@@ -149,6 +155,10 @@ def _tap(acc, t, col: int, state):
     def tap(acc, t, state):
         def grad(d_acc, d_state):
             square = tf.reduce_sum(tf.square(tf.cast(d_state, tf.float64)))
+            if dense:
+                steps, cols = d_acc.shape
+                here = tf.logical_and(tf.equal(tf.range(steps), t)[:, None], tf.equal(tf.range(cols), col)[None, :])
+                return d_acc + tf.where(here, square, tf.zeros([], tf.float64)), None, d_state
             index = tf.reshape(tf.stack([t, col]), [1, 2])
             return tf.tensor_scatter_nd_add(d_acc, index, square[None]), None, d_state
 
@@ -220,10 +230,13 @@ class Prober:
         self._all = tf.function(self._measure_all, autograph=False, jit_compile=self.path.xla)
         # Where seqvg's ops probe every recurrent layer, the statistics are
         # ops as well (nothing for numpy to compute beside TensorFlow's
-        # products): the gradient pass and the statistics are then one call,
+        # products), and so are a custom cell's (it has no gates to
+        # summarise): the gradient pass and the statistics are then one call,
         # _one, which spares a probe the Python and executor teardown of a
         # second call.
-        self.one_call = not self.path.xla and all(self.stats.sigma_op) and len(self.op_layers) == len(self.rnns)
+        self.one_call = not self.path.xla and all(
+            op or (kind is None and not any(rnn is layer for layer in self.op_layers))
+            for rnn, op, kind in zip(self.rnns, self.stats.sigma_op, self.stats.kinds))
         self._one = tf.function(self._measure_one, autograph=False)
 
     def _run_rnn(self, layer, h, acc, jac_t, tap_input: bool = False):
@@ -263,26 +276,34 @@ class Prober:
         n_states = len(states)
         names = GATES.get(kind, ())
         gate_tas = [tf.TensorArray(h.dtype, size=steps) for _ in names]
-        # The state entering the step at each of StepStats's Jacobian points,
-        # picked by a select as the loop passes them: a (J, B, n) buffer,
-        # where a TensorArray of every step's state would cost an XLA-compiled
-        # loop a copy of the whole array per step.
+        # The state entering the step at each of StepStats's Jacobian points.
+        # Compiled by XLA, picked by a select as the loop passes them: a
+        # (J, B, n) buffer, where a TensorArray of every step's state would
+        # cost the loop a copy of the whole array per step. Otherwise every
+        # step's state goes into a TensorArray, a reference to a tensor the
+        # backward pass keeps anyway, gathered at the points after the loop:
+        # the select read and wrote the whole buffer at every step.
         points = int(jac_t.shape[0])
-        picked = [tf.zeros([points, *s.shape], s.dtype) for s in states]
+        select = self.path.xla
+        picked = [tf.zeros([points, *s.shape], s.dtype) if select else
+                  tf.TensorArray(s.dtype, size=steps, element_shape=s.shape) for s in states]
         # The output of the last step (what the layer returns without
         # return_sequences); Keras's cells output their first state.
         last = tf.zeros([batch, output_size(layer.cell)], h.dtype)
 
         def body(t, states, acc, out_ta, last, gate_tas, picked):
             x_t = in_ta.read(t)
-            here = tf.reshape(tf.equal(jac_t, t), [points, 1, 1])
             # Read, never differentiated: without stop_gradient the backward
-            # loop would carry a zero gradient through two selects per step.
-            picked = [tf.stop_gradient(tf.where(here, s[None], p)) for s, p in zip(states, picked)]
+            # loop would carry a zero gradient for them through every step.
+            if select:
+                here = tf.reshape(tf.equal(jac_t, t), [points, 1, 1])
+                picked = [tf.stop_gradient(tf.where(here, s[None], p)) for s, p in zip(states, picked)]
+            else:
+                picked = [ta.write(t, tf.stop_gradient(s)) for s, ta in zip(states, picked)]
             box = [acc]  # the taps thread the accumulator through the step
 
             def tap(k, state):
-                box[0], state = _tap(box[0], t, k, state)
+                box[0], state = _tap(box[0], t, k, state, dense=self.path.xla)
                 return state
 
             if tap_input:
@@ -310,6 +331,8 @@ class Prober:
             maximum_iterations=steps,
             parallel_iterations=32,  # as Keras: lets input reads and taps run ahead
         )
+        if not select:
+            picked = [ta.gather(jac_t) for ta in picked]
         why_in = {
             "gates": {name: ta.stack() for name, ta in zip(names, gate_tas)},
             "x": tf.reshape(tf.gather(xs, jac_t), [points * batch, -1]),
@@ -416,16 +439,21 @@ class Prober:
 
     def _measure_one(self, x, y, v0s):
         """``_measure``, then ``StepStats``'s statistics from its forward values
-        (every layer on seqvg's ops): (loss, norms, x norms, ``StepStats._sigmas``'s
-        per-layer results)."""
+        (every layer on seqvg's ops, or every layer a custom cell's loop):
+        (loss, norms, x norms, ``StepStats._sigmas``'s per-layer results)."""
+        import contextlib
+
         import tensorflow as tf
 
         loss, norms, x_norm, why_in = self._measure(x, y)
-        inputs = [tf_in | {"cache": layer_in["cache"]}
+        inputs = [tf_in | ({"cache": layer_in["cache"]} if "cache" in layer_in else {})
                   for tf_in, layer_in in zip(self.stats.tf_inputs(why_in), why_in)]
-        # After the backward pass, as when they were a call of their own:
-        # beside it their threads would take the cores its threads wait on.
-        with tf.control_dependencies([x_norm, *tf.nest.flatten(norms)]):
+        # Beside a sequence op's backward pass the statistics' threads would
+        # take the cores its threads wait on: they run after it, as when they
+        # were a call of their own. A loop's backward pass is a chain of small
+        # ops that leaves a core idle, so there they run beside it.
+        after = tf.control_dependencies([x_norm, *tf.nest.flatten(norms)]) if self.op_layers else contextlib.nullcontext()
+        with after:
             results = self.stats._sigmas(self.stats._measure(inputs, v0s))
         return loss, norms, x_norm, results
 

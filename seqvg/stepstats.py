@@ -103,11 +103,16 @@ def lanczos_tridiagonal(jvp, vjp, v0, dim: int):
         betas.append(beta)
         q_prev, q = q, tf.where(alive, tf.math.divide_no_nan(r, norm), 0.0)
     diagonal = tf.cast(tf.concat(alphas, axis=1), tf.float64)
-    tridiagonal = tf.linalg.diag(diagonal)
-    if betas:
-        off = tf.linalg.diag(tf.cast(tf.concat(betas, axis=1), tf.float64), k=1, num_rows=dim, num_cols=dim)
-        tridiagonal += off + tf.linalg.matrix_transpose(off)
-    return tridiagonal
+    if not betas:
+        return tf.linalg.diag(diagonal)
+    off = tf.cast(tf.concat(betas, axis=1), tf.float64)
+    pad = tf.zeros_like(off[:, :1])
+    # The three bands in one op (rows above the diagonal first; the
+    # superdiagonal padded on the left, the subdiagonal on the right, as
+    # MatrixDiagV3 aligns them): where two diagonal matrices, a transpose and
+    # two sums built the same numbers.
+    bands = tf.stack([tf.concat([pad, off], axis=1), diagonal, tf.concat([off, pad], axis=1)], axis=1)
+    return tf.linalg.diag(bands, k=(-1, 1), num_rows=dim, num_cols=dim)
 
 
 def _derivative(fn, a):

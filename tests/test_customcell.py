@@ -165,6 +165,27 @@ def test_generic_probe_matches_per_timestep_reference(cells, cls, task, output_i
         assert r.states is None and len(ref) == 1
 
 
+@pytest.mark.parametrize("cls,layers", [("TwoState", 1), ("EluCell", 2)])
+def test_generic_one_call_probe_is_the_two_call_probe(cells, cls, layers):
+    """A custom cell's gradient pass and seqvg.why's statistics run as one
+    call (``Prober.one_call``, the statistics beside the backward loop): the
+    numbers of the pass and ``StepStats`` called apart, bit for bit."""
+    cfg = RunConfig(cell=f"{cells}:{cls}", length=9, units=5, layers=layers).resolved()
+    model = build_model(cfg)
+    t = get_task(cfg.task)
+    x, y = t.generate(stream(1, 3), 6, cfg.length)
+    prober = Prober(model, t)
+    assert prober.one_call
+    one = prober(x, y)
+    prober.one_call = False
+    two = prober(x, y)
+    assert one.loss == two.loss
+    for a, b in [(one.h, two.h), (one.x, two.x), (one.why["jac_sigma"], two.why["jac_sigma"]),
+                 *[(one.states[k], two.states[k]) for k in two.states or {}]]:
+        np.testing.assert_array_equal(a, b)
+    assert np.all(one.why["jac_sigma"] > 0)
+
+
 def test_module_cell_is_keras_own_gru_cell():
     """--cell keras.layers:GRUCell takes the module path and the generic probe."""
     cfg = RunConfig(cell="keras.layers:GRUCell", length=8, units=4).resolved()
