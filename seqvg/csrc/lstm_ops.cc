@@ -1049,9 +1049,10 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), 
 // kernel (Product) computes each output as one FMA chain over k in order from
 // zero: the same operations, in the same order, as Eigen's AVX-512 GEMM
 // kernel for these shapes (whose depth fits one of its k-panels), so the
-// same bits (tests/test_kernels.py compares them), without Eigen repacking R
-// and the vectors for each of the 24 products and at a higher rate (at 128
-// units on one core ~170 GFLOP/s against Eigen's 80-150 here).
+// same bits (a probe's sigmas at 128 units compared with Eigen's), without
+// Eigen repacking R and the vectors for each of the 24 products, at ~170
+// GFLOP/s on one core at 128 units where Eigen's ran at 80-150; the vector
+// times the Jacobian's factors is formed as it is packed.
 namespace stepjac {
 
 using Mat = seqrnn::Mat;
@@ -1106,23 +1107,46 @@ inline void Tile(const float* ap, const float* panel, int64_t k, float* c, int64
       if (mask[v] != 0) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
 }
 
-// Rows [i, i + MR) of A (lda), k-major into ap.
+// A's columns as up to four segments side by side, each `width` columns of
+// src (ld) times coef (width per row) elementwise, or src alone: the
+// products' left operands, [v] or the Jacobian factors times a vector,
+// formed as they are packed (no pass of their own). A product of two floats
+// is one rounding, however it is computed: the numbers of the Eigen
+// expressions these replace.
+struct Segment {
+  const float* src;
+  int64_t ld;
+  const float* coef;  // (rows, width) or null
+};
+struct Operand {
+  Segment seg[4];
+  int count;
+  int64_t width;
+};
+
+// Rows [r, r + MR) of A, k-major into ap.
 template <int MR>
-inline void PackRows(const float* a, int64_t lda, int64_t k, float* ap) {
-  for (int64_t kk = 0; kk < k; ++kk)
-    for (int i = 0; i < MR; ++i) ap[kk * MR + i] = a[i * lda + kk];
+inline void PackRows(const Operand& a, int64_t r, float* ap) {
+  for (int g = 0; g < a.count; ++g) {
+    const Segment& s = a.seg[g];
+    float* out = ap + g * a.width * MR;
+    for (int64_t j = 0; j < a.width; ++j)
+      for (int i = 0; i < MR; ++i)
+        out[j * MR + i] = s.coef != nullptr ? s.src[(r + i) * s.ld + j] * s.coef[(r + i) * a.width + j]
+                                            : s.src[(r + i) * s.ld + j];
+  }
 }
 
-// C (m, B.n; ldc) = A (m, B.k; lda) @ B: A packed once, then
-// panel by panel (a panel of R stays in cache across all m rows).
-inline void Product(const float* a, int64_t lda, int64_t m, const Packed& b, float* c, int64_t ldc) {
+// C (m, B.n; ldc) = A (m, B.k) @ B: A packed once, then panel by panel (a
+// panel of R stays in cache across all m rows).
+inline void Product(const Operand& a, int64_t m, const Packed& b, float* c, int64_t ldc) {
   thread_local std::vector<float> scratch;  // the pool's threads keep theirs (m k floats) between calls
   const int64_t k = b.k, full = m / kTileRows * kTileRows, pairs = full + (m - full) / 2 * 2;
   scratch.resize(m * k);
   float* ap = scratch.data();
-  for (int64_t i = 0; i < full; i += kTileRows) PackRows<kTileRows>(a + i * lda, lda, k, ap + i * k);
-  for (int64_t i = full; i < pairs; i += 2) PackRows<2>(a + i * lda, lda, k, ap + i * k);
-  for (int64_t i = pairs; i < m; ++i) PackRows<1>(a + i * lda, lda, k, ap + i * k);
+  for (int64_t i = 0; i < full; i += kTileRows) PackRows<kTileRows>(a, i, ap + i * k);
+  for (int64_t i = full; i < pairs; i += 2) PackRows<2>(a, i, ap + i * k);
+  for (int64_t i = pairs; i < m; ++i) PackRows<1>(a, i, ap + i * k);
   for (int64_t p = 0; p * kWidth < b.n; ++p) {
     const float* panel = b.data.data() + p * k * kWidth;
     __mmask16 mask[kVecs];
@@ -1136,6 +1160,9 @@ inline void Product(const float* a, int64_t lda, int64_t m, const Packed& b, flo
     for (int64_t i = pairs; i < m; ++i) Tile<1>(ap + i * k, panel, k, cp + i * ldc, ldc, mask);
   }
 }
+
+// A = src (m, k; ld) itself.
+inline Operand Plain(const float* src, int64_t ld, int64_t k) { return {{{src, ld, nullptr}}, 1, k}; }
 #endif
 
 struct Cell {
@@ -1160,7 +1187,7 @@ inline std::vector<RArr> Coefficients(const Cell& c, int64_t r0, int64_t m) {
   Mat zx = CMMap(c.x + r0 * c.d, m, c.d) * c.kernel;
 #ifdef SEQVG_STEPJAC_KERNEL
   Mat zh(m, gu);
-  Product(c.s + r0 * n, n, m, *c.rp, zh.data(), gu);
+  Product(Plain(c.s + r0 * n, n, u), m, *c.rp, zh.data(), gu);
 #else
   Mat zh = s.leftCols(u) * c.r;
 #endif
@@ -1189,7 +1216,7 @@ inline std::vector<RArr> Coefficients(const Cell& c, int64_t r0, int64_t m) {
 inline void Jvp(const Cell& c, const std::vector<RArr>& k, const Mat& v, Mat& e, Mat& out) {
   const int64_t u = c.u;
 #ifdef SEQVG_STEPJAC_KERNEL
-  Product(v.data(), v.cols(), v.rows(), *c.rp, e.data(), e.cols());  // v R, or v_h R for the LSTM
+  Product(Plain(v.data(), v.cols(), c.u), v.rows(), *c.rp, e.data(), e.cols());  // v R, or v_h R for the LSTM
 #else
   if (c.kind == kLstm) e.noalias() = v.leftCols(u) * c.r; else e.noalias() = v * c.r;
 #endif
@@ -1205,25 +1232,34 @@ inline void Jvp(const Cell& c, const std::vector<RArr>& k, const Mat& v, Mat& e,
   }
 }
 
-// out[:, :u] = d R^T (the LSTM's h half; all of out for the others).
-inline void TimesRt(const Cell& c, const Mat& d, Mat& out) {
-#ifdef SEQVG_STEPJAC_KERNEL
-  Product(d.data(), d.cols(), d.rows(), *c.rtp, out.data(), out.cols());
-#else
-  if (c.kind == kLstm) out.leftCols(c.u).noalias() = d * c.r.transpose(); else out.noalias() = d * c.r.transpose();
-#endif
-}
-
 inline void Vjp(const Cell& c, const std::vector<RArr>& k, const Mat& w, Mat& d, Mat& out) {
   const int64_t u = c.u;
+#ifdef SEQVG_STEPJAC_KERNEL
+  // d, the factors times w, is formed as the product packs it.
+  (void)d;
+  const int64_t n = w.cols();
+  if (c.kind == kRnn) {
+    Product({{{w.data(), n, k[0].data()}}, 1, u}, w.rows(), *c.rtp, out.data(), n);
+  } else if (c.kind == kGru) {
+    Product({{{w.data(), n, k[0].data()}, {w.data(), n, k[2].data()}, {w.data(), n, k[3].data()}}, 3, u}, w.rows(),
+            *c.rtp, out.data(), n);
+    out.array() += w.array() * k[1];
+  } else {
+    const RArr carry = w.rightCols(u).array() + k[5] * w.leftCols(u).array();
+    Product({{{carry.data(), u, k[2].data()}, {carry.data(), u, k[1].data()}, {carry.data(), u, k[3].data()},
+              {w.data(), n, k[4].data()}}, 4, u},
+            w.rows(), *c.rtp, out.data(), n);
+    out.rightCols(u).array() = carry * k[0];
+  }
+#else
   if (c.kind == kRnn) {
     d.array() = k[0] * w.array();
-    TimesRt(c, d, out);
+    out.noalias() = d * c.r.transpose();
   } else if (c.kind == kGru) {
     d.leftCols(u).array() = w.array() * k[0];
     d.middleCols(u, u).array() = w.array() * k[2];
     d.rightCols(u).array() = w.array() * k[3];
-    TimesRt(c, d, out);
+    out.noalias() = d * c.r.transpose();
     out.array() += w.array() * k[1];
   } else {
     const RArr carry = w.rightCols(u).array() + k[5] * w.leftCols(u).array();
@@ -1231,9 +1267,10 @@ inline void Vjp(const Cell& c, const std::vector<RArr>& k, const Mat& w, Mat& d,
     d.middleCols(u, u).array() = carry * k[1];
     d.middleCols(2 * u, u).array() = carry * k[3];
     d.rightCols(u).array() = w.leftCols(u).array() * k[4];
-    TimesRt(c, d, out);
+    out.leftCols(u).noalias() = d * c.r.transpose();
     out.rightCols(u).array() = carry * k[0];
   }
+#endif
 }
 
 // The largest eigenvalue of the symmetric tridiagonal matrix with diagonal
