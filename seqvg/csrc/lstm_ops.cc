@@ -1050,9 +1050,8 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), 
 // zero: the same operations, in the same order, as Eigen's AVX-512 GEMM
 // kernel for these shapes (whose depth fits one of its k-panels), so the
 // same bits (a probe's sigmas at 128 units compared with Eigen's), without
-// Eigen repacking R and the vectors for each of the 24 products, at ~170
-// GFLOP/s on one core at 128 units where Eigen's ran at 80-150; the vector
-// times the Jacobian's factors is formed as it is packed.
+// Eigen repacking R and the vectors for each of the 24 products: ~175
+// GFLOP/s on one core at 128 units where Eigen's ran at 80-150.
 namespace stepjac {
 
 using Mat = seqrnn::Mat;
@@ -1085,20 +1084,29 @@ inline void Pack(const float* b, int64_t step_k, int64_t step_n, int64_t k, int6
   }
 }
 
-// Rows [0, MR) of C (ldc) at one panel's columns = A's rows, packed k-major
-// (ap[kk MR + i]), times the panel: per output one FMA chain over k in
-// order, from zero (Eigen's AVX-512 kernel's). mask[v]: the columns of
-// vector v that exist.
+// Rows [0, MR) of C (ldc) at one panel's columns = the rows of A (lda)
+// times the panel: per output one FMA chain over k in order, from zero
+// (Eigen's AVX-512 kernel's). mask[v]: the columns of vector v that exist.
+// Not inlined: on its own the loop keeps its row addresses in registers (two
+// bases, lda and 2 lda as indices); inlined into its callers GCC 12 spilled
+// them, a fifth slower.
 template <int MR>
-inline void Tile(const float* ap, const float* panel, int64_t k, float* c, int64_t ldc, const __mmask16* mask) {
+__attribute__((noinline)) void Tile(const float* a, int64_t lda, const float* panel, int64_t k, float* c,
+                                    int64_t ldc, const __mmask16* mask) {
+  static_assert(MR == 1 || MR == 6, "rows of three and three, or one");
   __m512 acc[MR][kVecs];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_setzero_ps();
-  for (int64_t kk = 0; kk < k; ++kk) {
+  const float* a0 = a;
+  const float* a3 = a + 3 * lda;
+  const int64_t l1 = lda, l2 = 2 * lda;
+  for (int64_t kk = 0; kk < k; ++kk, ++a0, ++a3) {
     __m512 b[kVecs];
     for (int v = 0; v < kVecs; ++v) b[v] = _mm512_load_ps(panel + kk * kWidth + 16 * v);
     for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(ap[kk * MR + i]);
+      const float* base = i < 3 ? a0 : a3;
+      const int64_t off = i % 3 == 0 ? 0 : i % 3 == 1 ? l1 : l2;
+      const __m512 ai = _mm512_set1_ps(base[off]);
       for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
     }
   }
@@ -1107,62 +1115,22 @@ inline void Tile(const float* ap, const float* panel, int64_t k, float* c, int64
       if (mask[v] != 0) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
 }
 
-// A's columns as up to four segments side by side, each `width` columns of
-// src (ld) times coef (width per row) elementwise, or src alone: the
-// products' left operands, [v] or the Jacobian factors times a vector,
-// formed as they are packed (no pass of their own). A product of two floats
-// is one rounding, however it is computed: the numbers of the Eigen
-// expressions these replace.
-struct Segment {
-  const float* src;
-  int64_t ld;
-  const float* coef;  // (rows, width) or null
-};
-struct Operand {
-  Segment seg[4];
-  int count;
-  int64_t width;
-};
-
-// Rows [r, r + MR) of A, k-major into ap.
-template <int MR>
-inline void PackRows(const Operand& a, int64_t r, float* ap) {
-  for (int g = 0; g < a.count; ++g) {
-    const Segment& s = a.seg[g];
-    float* out = ap + g * a.width * MR;
-    for (int64_t j = 0; j < a.width; ++j)
-      for (int i = 0; i < MR; ++i)
-        out[j * MR + i] = s.coef != nullptr ? s.src[(r + i) * s.ld + j] * s.coef[(r + i) * a.width + j]
-                                            : s.src[(r + i) * s.ld + j];
-  }
-}
-
-// C (m, B.n; ldc) = A (m, B.k) @ B: A packed once, then panel by panel (a
-// panel of R stays in cache across all m rows).
-inline void Product(const Operand& a, int64_t m, const Packed& b, float* c, int64_t ldc) {
-  thread_local std::vector<float> scratch;  // the pool's threads keep theirs (m k floats) between calls
-  const int64_t k = b.k, full = m / kTileRows * kTileRows, pairs = full + (m - full) / 2 * 2;
-  scratch.resize(m * k);
-  float* ap = scratch.data();
-  for (int64_t i = 0; i < full; i += kTileRows) PackRows<kTileRows>(a, i, ap + i * k);
-  for (int64_t i = full; i < pairs; i += 2) PackRows<2>(a, i, ap + i * k);
-  for (int64_t i = pairs; i < m; ++i) PackRows<1>(a, i, ap + i * k);
+// C (m, B.n; ldc) = A (m, B.k; lda) @ B, panel by panel (a panel of R stays
+// in cache across all m rows).
+inline void Product(const float* a, int64_t lda, int64_t m, const Packed& b, float* c, int64_t ldc) {
+  const int64_t full = m / kTileRows * kTileRows;
   for (int64_t p = 0; p * kWidth < b.n; ++p) {
-    const float* panel = b.data.data() + p * k * kWidth;
+    const float* panel = b.data.data() + p * b.k * kWidth;
     __mmask16 mask[kVecs];
     for (int v = 0; v < kVecs; ++v) {
       const int64_t cols = std::clamp<int64_t>(b.n - p * kWidth - 16 * v, 0, 16);
       mask[v] = static_cast<__mmask16>((1u << cols) - 1u);
     }
     float* cp = c + p * kWidth;
-    for (int64_t i = 0; i < full; i += kTileRows) Tile<kTileRows>(ap + i * k, panel, k, cp + i * ldc, ldc, mask);
-    for (int64_t i = full; i < pairs; i += 2) Tile<2>(ap + i * k, panel, k, cp + i * ldc, ldc, mask);
-    for (int64_t i = pairs; i < m; ++i) Tile<1>(ap + i * k, panel, k, cp + i * ldc, ldc, mask);
+    for (int64_t i = 0; i < full; i += kTileRows) Tile<kTileRows>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, mask);
+    for (int64_t i = full; i < m; ++i) Tile<1>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, mask);
   }
 }
-
-// A = src (m, k; ld) itself.
-inline Operand Plain(const float* src, int64_t ld, int64_t k) { return {{{src, ld, nullptr}}, 1, k}; }
 #endif
 
 struct Cell {
@@ -1187,7 +1155,7 @@ inline std::vector<RArr> Coefficients(const Cell& c, int64_t r0, int64_t m) {
   Mat zx = CMMap(c.x + r0 * c.d, m, c.d) * c.kernel;
 #ifdef SEQVG_STEPJAC_KERNEL
   Mat zh(m, gu);
-  Product(Plain(c.s + r0 * n, n, u), m, *c.rp, zh.data(), gu);
+  Product(c.s + r0 * n, n, m, *c.rp, zh.data(), gu);
 #else
   Mat zh = s.leftCols(u) * c.r;
 #endif
@@ -1216,7 +1184,7 @@ inline std::vector<RArr> Coefficients(const Cell& c, int64_t r0, int64_t m) {
 inline void Jvp(const Cell& c, const std::vector<RArr>& k, const Mat& v, Mat& e, Mat& out) {
   const int64_t u = c.u;
 #ifdef SEQVG_STEPJAC_KERNEL
-  Product(Plain(v.data(), v.cols(), c.u), v.rows(), *c.rp, e.data(), e.cols());  // v R, or v_h R for the LSTM
+  Product(v.data(), v.cols(), v.rows(), *c.rp, e.data(), e.cols());  // v R, or v_h R for the LSTM
 #else
   if (c.kind == kLstm) e.noalias() = v.leftCols(u) * c.r; else e.noalias() = v * c.r;
 #endif
@@ -1234,43 +1202,26 @@ inline void Jvp(const Cell& c, const std::vector<RArr>& k, const Mat& v, Mat& e,
 
 inline void Vjp(const Cell& c, const std::vector<RArr>& k, const Mat& w, Mat& d, Mat& out) {
   const int64_t u = c.u;
-#ifdef SEQVG_STEPJAC_KERNEL
-  // d, the factors times w, is formed as the product packs it.
-  (void)d;
-  const int64_t n = w.cols();
-  if (c.kind == kRnn) {
-    Product({{{w.data(), n, k[0].data()}}, 1, u}, w.rows(), *c.rtp, out.data(), n);
-  } else if (c.kind == kGru) {
-    Product({{{w.data(), n, k[0].data()}, {w.data(), n, k[2].data()}, {w.data(), n, k[3].data()}}, 3, u}, w.rows(),
-            *c.rtp, out.data(), n);
-    out.array() += w.array() * k[1];
-  } else {
-    const RArr carry = w.rightCols(u).array() + k[5] * w.leftCols(u).array();
-    Product({{{carry.data(), u, k[2].data()}, {carry.data(), u, k[1].data()}, {carry.data(), u, k[3].data()},
-              {w.data(), n, k[4].data()}}, 4, u},
-            w.rows(), *c.rtp, out.data(), n);
-    out.rightCols(u).array() = carry * k[0];
-  }
-#else
   if (c.kind == kRnn) {
     d.array() = k[0] * w.array();
-    out.noalias() = d * c.r.transpose();
   } else if (c.kind == kGru) {
     d.leftCols(u).array() = w.array() * k[0];
     d.middleCols(u, u).array() = w.array() * k[2];
     d.rightCols(u).array() = w.array() * k[3];
-    out.noalias() = d * c.r.transpose();
-    out.array() += w.array() * k[1];
   } else {
     const RArr carry = w.rightCols(u).array() + k[5] * w.leftCols(u).array();
     d.leftCols(u).array() = carry * k[2];
     d.middleCols(u, u).array() = carry * k[1];
     d.middleCols(2 * u, u).array() = carry * k[3];
     d.rightCols(u).array() = w.leftCols(u).array() * k[4];
-    out.leftCols(u).noalias() = d * c.r.transpose();
     out.rightCols(u).array() = carry * k[0];
   }
+#ifdef SEQVG_STEPJAC_KERNEL
+  Product(d.data(), d.cols(), d.rows(), *c.rtp, out.data(), out.cols());  // [:, :u] for the LSTM: R^T has u columns
+#else
+  if (c.kind == kLstm) out.leftCols(u).noalias() = d * c.r.transpose(); else out.noalias() = d * c.r.transpose();
 #endif
+  if (c.kind == kGru) out.array() += w.array() * k[1];
 }
 
 // The largest eigenvalue of the symmetric tridiagonal matrix with diagonal
