@@ -1439,44 +1439,12 @@ inline double PairwiseSum(const float* a, int64_t n) {
   return PairwiseSum(a, n2) + PairwiseSum(a + n2, n - n2);
 }
 
-// A row's values where the cache holds them: `count` chunks of `size`
-// floats, `stride` apart (a gate's rows of each block of units), read in
-// place; copied into one array only where a selection must reorder them.
-struct Chunks {
-  const float* base;
-  int64_t count, size, stride;
-  int64_t n() const { return count * size; }
-  const float* chunk(int64_t v) const { return base + v * stride; }
-  float at(int64_t i) const { return chunk(i / size)[i % size]; }
-  void CopyTo(float* a) const {
-    if (a == base) return;
-    for (int64_t v = 0; v < count; ++v) std::copy_n(chunk(v), size, a + v * size);
-  }
-};
-
-// PairwiseSum of values [lo, lo + len) of the chunked row: the same sums in
-// the same order as over the values copied into one array (a leaf that
-// straddles two chunks is gathered first).
-inline double PairwiseSumAt(const Chunks& a, int64_t lo, int64_t len) {
-  if (lo % a.size + len <= a.size) return PairwiseSum(a.chunk(lo / a.size) + lo % a.size, len);
-  if (len <= 128) {
-    float leaf[128];
-    for (int64_t i = 0; i < len; ++i) leaf[i] = a.at(lo + i);
-    return PairwiseSum(leaf, len);
-  }
-  int64_t n2 = len / 2;
-  n2 -= n2 % 8;
-  return PairwiseSumAt(a, lo, n2) + PairwiseSumAt(a, lo + n2, len - n2);
-}
-
-// numpy's mean(dtype=float64) of the row's float32 values: the reduction
-// adds the pairwise sums of its casting buffer's chunks (NPY_BUFSIZE values)
-// in turn.
-inline double MeanOf(const Chunks& a) {
+// numpy's mean(dtype=float64) of float32 values: the reduction adds the
+// pairwise sums of its casting buffer's chunks (NPY_BUFSIZE values) in turn.
+inline double Mean(const float* a, int64_t n) {
   constexpr int64_t kBuffer = 8192;
-  const int64_t n = a.n();
   double sum = 0.;
-  for (int64_t i = 0; i < n; i += kBuffer) sum += PairwiseSumAt(a, i, std::min(kBuffer, n - i));
+  for (int64_t i = 0; i < n; i += kBuffer) sum += PairwiseSum(a + i, std::min(kBuffer, n - i));
   return sum / static_cast<double>(n);
 }
 
@@ -1659,60 +1627,49 @@ constexpr int64_t kMargin = 64;  // values per margin: n / kMargin
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define SEQVG_GUIDED_SELECT 1
-// One pass over the row: below[k] the values < g.lo[k]; inside[k] (n + 16
-// slots: a store may run 15 past) gets the values in [g.lo[k], g.hi[k]], in
-// the row's order, within[k] their number. Returns whether a value is NaN
-// (then the counts are not the row's: a NaN is in no range).
-inline bool Gather(const Chunks& a, const Guide& g, int64_t* below, float* const* inside, int64_t* within) {
+// One pass over a[0..n) (no NaN): below[k] the values < g.lo[k]; inside[k]
+// (n + 16 slots: a store may run 15 past) gets the values in [g.lo[k],
+// g.hi[k]], within[k] their number.
+inline void Gather(const float* a, int64_t n, const Guide& g, int64_t* below, float* const* inside,
+                   int64_t* within) {
   __m512 lo[3], hi[3];
   for (int k = 0; k < 3; ++k) {
     lo[k] = _mm512_set1_ps(g.lo[k]);
     hi[k] = _mm512_set1_ps(g.hi[k]);
     below[k] = within[k] = 0;
   }
-  __mmask16 nan = 0;
-  for (int64_t v = 0; v < a.count; ++v) {
-    const float* c = a.chunk(v);
-    int64_t i = 0;
-    for (; i + 16 <= a.size; i += 16) {
-      const __m512 x = _mm512_loadu_ps(c + i);
-      nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-      for (int k = 0; k < 3; ++k) {
-        const __mmask16 under = _mm512_cmp_ps_mask(x, lo[k], _CMP_LT_OQ);
-        const __mmask16 in = _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(~under), x, hi[k], _CMP_LE_OQ);
-        below[k] += __builtin_popcount(under);
-        _mm512_storeu_ps(inside[k] + within[k], _mm512_maskz_compress_ps(in, x));
-        within[k] += __builtin_popcount(in);
-      }
-    }
-    for (; i < a.size; ++i) {
-      nan |= c[i] != c[i];
-      for (int k = 0; k < 3; ++k) {
-        if (c[i] < g.lo[k]) ++below[k];
-        else if (c[i] <= g.hi[k]) inside[k][within[k]++] = c[i];
-      }
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(a + i);
+    for (int k = 0; k < 3; ++k) {
+      const __mmask16 under = _mm512_cmp_ps_mask(x, lo[k], _CMP_LT_OQ);
+      const __mmask16 in = _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(~under), x, hi[k], _CMP_LE_OQ);
+      below[k] += __builtin_popcount(under);
+      _mm512_storeu_ps(inside[k] + within[k], _mm512_maskz_compress_ps(in, x));
+      within[k] += __builtin_popcount(in);
     }
   }
-  return nan != 0;
+  for (; i < n; ++i)
+    for (int k = 0; k < 3; ++k) {
+      if (a[i] < g.lo[k]) ++below[k];
+      else if (a[i] <= g.hi[k]) inside[k][within[k]++] = a[i];
+    }
 }
 #endif
 
-// out[0..4): the mean and the 10th, 50th and 90th percentiles of the row
-// `src`, as seqvg.why's numpy version computes them: a row with a NaN is
-// sorted whole, NaNs last, as numpy sorts it. a: room for the row's n
-// values, copied there (and reordered) only where a selection among all of
-// them is needed. guide: the thread's guide for this gate, updated for its
-// next row.
-inline void Row(const Chunks& src, float* a, float* out, Scratch* scratch, Guide* guide) {
-  const int64_t n = src.n();
-  out[0] = static_cast<float>(MeanOf(src));
+// out[0..4): the mean and the 10th, 50th and 90th percentiles of a[0..n)
+// (reordered), as seqvg.why's numpy version computes them: a row with a NaN
+// is sorted whole, NaNs last, as numpy sorts it. guide: the thread's guide
+// for this gate, updated for its next row.
+inline void Row(float* a, int64_t n, float* out, Scratch* scratch, Guide* guide) {
+  out[0] = static_cast<float>(Mean(a, n));
   const double q[3] = {0.1, 0.5, 0.9};
   int64_t ranks[6];
   double frac[3];
   for (int k = 0; k < 3; ++k) {
     // Rounded before the subtraction below, as numpy's: the volatile keeps
-    // a compiler from fusing the two into one FMA (which it did, depending
-    // on what it inlined here).
+    // a compiler from fusing the two into one FMA (GCC 12 did, in a
+    // restructured Row, a last-bit change in a percentile).
     const volatile double rounded = q[k] * static_cast<double>(n - 1);
     const double pos = rounded;
     const int64_t lo = static_cast<int64_t>(std::floor(pos));
@@ -1721,32 +1678,23 @@ inline void Row(const Chunks& src, float* a, float* out, Scratch* scratch, Guide
     frac[k] = pos - static_cast<double>(lo);
   }
   float v[6];
-  bool found[3] = {false, false, false};
-  bool nan;
-#ifdef SEQVG_GUIDED_SELECT
-  // A guided row: one pass over the values in place, which also finds NaNs.
-  float* inside[3];
-  int64_t below[3], within[3];
-  if (guide->valid) {
-    for (int k = 0; k < 3; ++k) inside[k] = Scratch::Sized(scratch[0].inside[k], n + 16);
-    nan = Gather(src, *guide, below, inside, within);
-  } else {
-    src.CopyTo(a);
-    nan = HasNaN(a, n);
-  }
-#else
-  src.CopyTo(a);
-  nan = HasNaN(a, n);
-#endif
-  if (nan) {
-    src.CopyTo(a);
+  if (HasNaN(a, n)) {
     std::sort(a, a + n, [](float x, float y) { return x < y || (y != y && x == x); });
     for (int k = 0; k < 6; ++k) v[k] = a[ranks[k]];
     guide->valid = false;
   } else {
 #ifdef SEQVG_GUIDED_SELECT
     const int64_t margin = n / kMargin;
+#else
+    const int64_t margin = 0;  // no guide to set: each percentile's own two values only
+#endif
+    bool found[3] = {false, false, false};
+#ifdef SEQVG_GUIDED_SELECT
     if (guide->valid) {
+      float* inside[3];
+      for (int k = 0; k < 3; ++k) inside[k] = Scratch::Sized(scratch[0].inside[k], n + 16);
+      int64_t below[3], within[3];
+      Gather(a, n, *guide, below, inside, within);
       for (int k = 0; k < 3; ++k) {
         const int64_t local[2] = {ranks[2 * k] - below[k], ranks[2 * k + 1] - below[k]};
         if (local[0] < 0 || local[1] >= within[k]) continue;
@@ -1756,8 +1704,6 @@ inline void Row(const Chunks& src, float* a, float* out, Scratch* scratch, Guide
         found[k] = true;
       }
     }
-#else
-    const int64_t margin = 0;  // no guide to set: each percentile's own two values only
 #endif
     // The rest among all the values, with their margins.
     int64_t rest[kMaxRanks];
@@ -1770,7 +1716,6 @@ inline void Row(const Chunks& src, float* a, float* out, Scratch* scratch, Guide
         rest[m++] = std::min(ranks[2 * k + 1] + margin, n - 1);
       }
     if (m > 0) {
-      src.CopyTo(a);
       float got[kMaxRanks];
       Select(a, n, rest, m, got, scratch);
       for (int k = 0, j = 0; k < 3; ++k)
@@ -1855,18 +1800,18 @@ class SeqvgGateStatsOp : public OpKernel {
       const int64_t t = item % T;
       std::vector<float>& a = values_of[p];
       a.resize(n);
-      // The gate's rows of each block of units, read where they are.
-      gatestats::Chunks values{src + (t * rows + gate_row[g] * up) * B, V, up * B, per_unit * up * B};
       if (rnn) {
         // tanh'(a_t) = 1 - h_t^2, each rounded in float32 as numpy's
         // 1.0 - h * h: the square stored first, so that no compiler fuses it.
         const float* h = src + (t + 1) * rows * B;
         for (int64_t i = 0; i < n; ++i) a[i] = h[i] * h[i];
         for (int64_t i = 0; i < n; ++i) a[i] = 1.f - a[i];
-        values = {a.data(), 1, n, n};
+      } else {
+        for (int64_t v = 0; v < V; ++v)
+          std::copy_n(src + (t * rows + (v * per_unit + gate_row[g]) * up) * B, up * B, a.data() + v * up * B);
       }
       float row[4];
-      gatestats::Row(values, a.data(), row, scratch[p].data(), &guides[p][g]);
+      gatestats::Row(a.data(), n, row, scratch[p].data(), &guides[p][g]);
       for (int k = 0; k < 4; ++k) out[(g * 4 + k) * T + t] = row[k];
     });
   }
