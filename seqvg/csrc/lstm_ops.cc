@@ -1048,10 +1048,11 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), 
 // column panels that every block and thread reads, and a register-tiled
 // kernel (Product) computes each output as one FMA chain over k in order from
 // zero: the same operations, in the same order, as Eigen's AVX-512 GEMM
-// kernel for these shapes (whose depth fits one of its k-panels), so the
-// same bits (a probe's sigmas at 128 units compared with Eigen's), without
-// Eigen repacking R and the vectors for each of the 24 products: ~175
-// GFLOP/s on one core at 128 units where Eigen's ran at 80-150.
+// kernel where the depth fits one of its k-panels (as at a probe's sizes),
+// so the same bits (a probe's sigmas at 128 units compared with Eigen's),
+// without Eigen repacking R and the vectors for each of the 24 products:
+// ~170 GFLOP/s on one core at 128 units in a micro-benchmark where Eigen's
+// ran at 80-150.
 namespace stepjac {
 
 using Mat = seqrnn::Mat;
@@ -1088,8 +1089,8 @@ inline void Pack(const float* b, int64_t step_k, int64_t step_n, int64_t k, int6
 // times the panel: per output one FMA chain over k in order, from zero
 // (Eigen's AVX-512 kernel's). mask[v]: the columns of vector v that exist.
 // Not inlined: on its own the loop keeps its row addresses in registers (two
-// bases, lda and 2 lda as indices); inlined into its callers GCC 12 spilled
-// them, a fifth slower.
+// bases, lda and 2 lda as indices); inlined into its callers, GCC 12 spilled
+// them to the stack and to mask registers inside the loop.
 template <int MR>
 __attribute__((noinline)) void Tile(const float* a, int64_t lda, const float* panel, int64_t k, float* c,
                                     int64_t ldc, const __mmask16* mask) {
