@@ -22,7 +22,12 @@ statistics' guided selection and the one-call probe) probe/step rnn
 0.70-0.90, lstm 1.01-1.07, gru 1.00-1.01 over three runs; with the gate statistics in numpy
 (8eb3ae2) probe/step 1.03, 1.17 and 1.07 (why/step 0.48, 0.51, 0.40); before
 the vanilla RNN's probe op and the step-Jacobian op, 2.11, 1.93 and 1.71,
-with peaks at T=1000 of 318, 406 and 299 MiB.
+with peaks at T=1000 of 318, 406 and 299 MiB. On the shared 2-core machine
+on 2026-12-01 at load ~1 (this benchmark's own threads), three runs each
+alternating 8403374 (the step-Jacobian op's own AVX-512 products) with
+dcc2d79: probe/step lstm 0.91, 0.90, 0.89 (dcc2d79: 0.92, 0.94, 0.94), gru
+0.95, 0.98, 0.89 (1.05, 0.91, 0.90); why/step lstm 0.23-0.24 (0.25-0.26),
+gru 0.22-0.23 (0.23-0.25); peaks at T=100 unchanged.
 """
 
 from __future__ import annotations

@@ -1041,9 +1041,18 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), 
 //                             k = w_c + bc w_h,  J^T w = [[k ai, k af, k ag, w_h ao] R^T; k f]
 // Rows are cut into blocks of kRows fixed by the row count and handed to the
 // threads as they come free: a row's numbers do not depend on the threads.
-// Each product packs R anew (Eigen's GEMM), so blocks are no smaller than
-// they need to be: 80 rows (a probe's 5 x 64 in four blocks, even on 2 or 4
-// threads) cost 10% less than 32-row blocks.
+// 80 rows: a probe's 5 x 64 in four blocks, even on 2 or 4 threads.
+//
+// The products with R and R^T are most of the work (24 per block at a
+// probe's dim 12). Where AVX-512 is, R and R^T are packed once per call into
+// column panels that every block and thread reads, and a register-tiled
+// kernel (Product) computes each output as one FMA chain over k in order from
+// zero: the same operations, in the same order, as Eigen's AVX-512 GEMM
+// kernel where the depth fits one of its k-panels (as at a probe's sizes),
+// so the same bits (a probe's sigmas at 128 units compared with Eigen's),
+// without Eigen repacking R and the vectors for each of the 24 products:
+// ~170 GFLOP/s on one core at 128 units in a micro-benchmark where Eigen's
+// ran at 80-150.
 namespace stepjac {
 
 using Mat = seqrnn::Mat;
@@ -1053,11 +1062,86 @@ constexpr int64_t kRows = 80;
 
 enum Kind { kRnn = 0, kGru = 1, kLstm = 2 };
 
+#if defined(__AVX512F__)
+#define SEQVG_STEPJAC_KERNEL 1
+// A (k, n) matrix in panels of kWidth columns (the last one zero-padded):
+// panel p holds B(kk, p kWidth + j) at data[(p k + kk) kWidth + j].
+constexpr int kVecs = 4, kWidth = 16 * kVecs, kTileRows = 6;
+struct Packed {
+  int64_t k = 0, n = 0;
+  std::vector<float, Eigen::aligned_allocator<float>> data;
+};
+
+// B(kk, j) = b[kk * step_k + j * step_n].
+inline void Pack(const float* b, int64_t step_k, int64_t step_n, int64_t k, int64_t n, Packed& out) {
+  out.k = k;
+  out.n = n;
+  out.data.assign(((n + kWidth - 1) / kWidth) * kWidth * k, 0.f);
+  for (int64_t p = 0; p * kWidth < n; ++p) {
+    float* panel = out.data.data() + p * k * kWidth;
+    const int64_t w = std::min<int64_t>(kWidth, n - p * kWidth);
+    for (int64_t kk = 0; kk < k; ++kk)
+      for (int64_t j = 0; j < w; ++j) panel[kk * kWidth + j] = b[kk * step_k + (p * kWidth + j) * step_n];
+  }
+}
+
+// Rows [0, MR) of C (ldc) at one panel's columns = the rows of A (lda)
+// times the panel: per output one FMA chain over k in order, from zero
+// (Eigen's AVX-512 kernel's). mask[v]: the columns of vector v that exist.
+// Not inlined: on its own the loop keeps its row addresses in registers (two
+// bases, lda and 2 lda as indices); inlined into its callers, GCC 12 spilled
+// them to the stack and to mask registers inside the loop.
+template <int MR>
+__attribute__((noinline)) void Tile(const float* a, int64_t lda, const float* panel, int64_t k, float* c,
+                                    int64_t ldc, const __mmask16* mask) {
+  static_assert(MR == 1 || MR == 6, "rows of three and three, or one");
+  __m512 acc[MR][kVecs];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_setzero_ps();
+  const float* a0 = a;
+  const float* a3 = a + 3 * lda;
+  const int64_t l1 = lda, l2 = 2 * lda;
+  for (int64_t kk = 0; kk < k; ++kk, ++a0, ++a3) {
+    __m512 b[kVecs];
+    for (int v = 0; v < kVecs; ++v) b[v] = _mm512_load_ps(panel + kk * kWidth + 16 * v);
+    for (int i = 0; i < MR; ++i) {
+      const float* base = i < 3 ? a0 : a3;
+      const int64_t off = i % 3 == 0 ? 0 : i % 3 == 1 ? l1 : l2;
+      const __m512 ai = _mm512_set1_ps(base[off]);
+      for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < kVecs; ++v)
+      if (mask[v] != 0) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
+}
+
+// C (m, B.n; ldc) = A (m, B.k; lda) @ B, panel by panel (a panel of R stays
+// in cache across all m rows).
+inline void Product(const float* a, int64_t lda, int64_t m, const Packed& b, float* c, int64_t ldc) {
+  const int64_t full = m / kTileRows * kTileRows;
+  for (int64_t p = 0; p * kWidth < b.n; ++p) {
+    const float* panel = b.data.data() + p * b.k * kWidth;
+    __mmask16 mask[kVecs];
+    for (int v = 0; v < kVecs; ++v) {
+      const int64_t cols = std::clamp<int64_t>(b.n - p * kWidth - 16 * v, 0, 16);
+      mask[v] = static_cast<__mmask16>((1u << cols) - 1u);
+    }
+    float* cp = c + p * kWidth;
+    for (int64_t i = 0; i < full; i += kTileRows) Tile<kTileRows>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, mask);
+    for (int64_t i = full; i < m; ++i) Tile<1>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, mask);
+  }
+}
+#endif
+
 struct Cell {
   Kind kind;
   int64_t u, d;
   const float *x, *s, *bias;  // x (rows, d), s (rows, n), bias (G u) or the GRU's (2, G u)
   CMMap kernel, r;            // (d, G u), (u, G u)
+#ifdef SEQVG_STEPJAC_KERNEL
+  const Packed *rp, *rtp;     // R and R^T, packed
+#endif
   int64_t G() const { return kind == kRnn ? 1 : kind == kGru ? 3 : 4; }
   int64_t n() const { return kind == kLstm ? 2 * u : u; }
 };
@@ -1070,7 +1154,12 @@ inline std::vector<RArr> Coefficients(const Cell& c, int64_t r0, int64_t m) {
   const int64_t u = c.u, gu = c.G() * u, n = c.n();
   const CMMap s(c.s + r0 * n, m, n);
   Mat zx = CMMap(c.x + r0 * c.d, m, c.d) * c.kernel;
+#ifdef SEQVG_STEPJAC_KERNEL
+  Mat zh(m, gu);
+  Product(c.s + r0 * n, n, m, *c.rp, zh.data(), gu);
+#else
   Mat zh = s.leftCols(u) * c.r;
+#endif
   const Eigen::Map<const Eigen::RowVectorXf> b(c.bias, gu);
   if (c.kind == kRnn) {
     RArr h = ((zx + zh).rowwise() + b).array().tanh();
@@ -1095,15 +1184,17 @@ inline std::vector<RArr> Coefficients(const Cell& c, int64_t r0, int64_t m) {
 
 inline void Jvp(const Cell& c, const std::vector<RArr>& k, const Mat& v, Mat& e, Mat& out) {
   const int64_t u = c.u;
+#ifdef SEQVG_STEPJAC_KERNEL
+  Product(v.data(), v.cols(), v.rows(), *c.rp, e.data(), e.cols());  // v R, or v_h R for the LSTM
+#else
+  if (c.kind == kLstm) e.noalias() = v.leftCols(u) * c.r; else e.noalias() = v * c.r;
+#endif
   if (c.kind == kRnn) {
-    e.noalias() = v * c.r;
     out.array() = k[0] * e.array();
   } else if (c.kind == kGru) {
-    e.noalias() = v * c.r;
     out.array() = k[0] * e.leftCols(u).array() + k[1] * v.array() + k[2] * e.middleCols(u, u).array() +
                   k[3] * e.rightCols(u).array();
   } else {
-    e.noalias() = v.leftCols(u) * c.r;
     out.rightCols(u).array() = k[0] * v.rightCols(u).array() + k[2] * e.leftCols(u).array() +
                                k[1] * e.middleCols(u, u).array() + k[3] * e.middleCols(2 * u, u).array();
     out.leftCols(u).array() = k[4] * e.rightCols(u).array() + k[5] * out.rightCols(u).array();
@@ -1114,22 +1205,24 @@ inline void Vjp(const Cell& c, const std::vector<RArr>& k, const Mat& w, Mat& d,
   const int64_t u = c.u;
   if (c.kind == kRnn) {
     d.array() = k[0] * w.array();
-    out.noalias() = d * c.r.transpose();
   } else if (c.kind == kGru) {
     d.leftCols(u).array() = w.array() * k[0];
     d.middleCols(u, u).array() = w.array() * k[2];
     d.rightCols(u).array() = w.array() * k[3];
-    out.noalias() = d * c.r.transpose();
-    out.array() += w.array() * k[1];
   } else {
     const RArr carry = w.rightCols(u).array() + k[5] * w.leftCols(u).array();
     d.leftCols(u).array() = carry * k[2];
     d.middleCols(u, u).array() = carry * k[1];
     d.middleCols(2 * u, u).array() = carry * k[3];
     d.rightCols(u).array() = w.leftCols(u).array() * k[4];
-    out.leftCols(u).noalias() = d * c.r.transpose();
     out.rightCols(u).array() = carry * k[0];
   }
+#ifdef SEQVG_STEPJAC_KERNEL
+  Product(d.data(), d.cols(), d.rows(), *c.rtp, out.data(), out.cols());  // [:, :u] for the LSTM: R^T has u columns
+#else
+  if (c.kind == kLstm) out.leftCols(u).noalias() = d * c.r.transpose(); else out.noalias() = d * c.r.transpose();
+#endif
+  if (c.kind == kGru) out.array() += w.array() * k[1];
 }
 
 // The largest eigenvalue of the symmetric tridiagonal matrix with diagonal
@@ -1279,9 +1372,18 @@ class SeqvgStepSigmaOp : public OpKernel {
     OP_REQUIRES(ctx, dim_ <= n, absl::InvalidArgumentError("dim must be at most the state width"));
     Tensor* sigma;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({rows}), &sigma));
+#ifdef SEQVG_STEPJAC_KERNEL
+    stepjac::Packed rp, rtp;  // read by every block
+    stepjac::Pack(Data(recurrent), G * u, 1, u, G * u, rp);
+    stepjac::Pack(Data(recurrent), 1, G * u, G * u, u, rtp);
+#endif
     const stepjac::Cell cell{kind_, u, x.dim_size(1), Data(x), Data(s), Data(bias),
                              seqrnn::CMMap(Data(kernel), x.dim_size(1), G * u),
-                             seqrnn::CMMap(Data(recurrent), u, G * u)};
+                             seqrnn::CMMap(Data(recurrent), u, G * u)
+#ifdef SEQVG_STEPJAC_KERNEL
+                             , &rp, &rtp
+#endif
+    };
     const int64_t blocks = (rows + stepjac::kRows - 1) / stepjac::kRows;
     const float* v0p = Data(v0);
     float* out = Data(sigma);
@@ -1566,7 +1668,11 @@ inline void Row(float* a, int64_t n, float* out, Scratch* scratch, Guide* guide)
   int64_t ranks[6];
   double frac[3];
   for (int k = 0; k < 3; ++k) {
-    const double pos = q[k] * static_cast<double>(n - 1);
+    // Rounded before the subtraction below, as numpy's: the volatile keeps
+    // a compiler from fusing the two into one FMA (GCC 12 did, in a
+    // restructured Row, a last-bit change in a percentile).
+    const volatile double rounded = q[k] * static_cast<double>(n - 1);
+    const double pos = rounded;
     const int64_t lo = static_cast<int64_t>(std::floor(pos));
     ranks[2 * k] = lo;
     ranks[2 * k + 1] = std::min(lo + 1, n - 1);
