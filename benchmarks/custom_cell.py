@@ -26,7 +26,9 @@ is printed beside them.
 Measured on one 2-core machine, 2026-11-30 (the README gives the latest idle
 figures). Idle, wall clock: step 1.63 (quartiles 1.55-1.71), then 1.71-1.75
 (8eb3ae2, load 1.3-2.0), then 1.83 (1.75-1.92) at 149b522, as the built-in
-GRU's op got faster; whole probe / own step 1.51-1.61. With MyGRU compiled
+GRU's op got faster, and 1.80, 1.77, 1.96 in three runs at 095db62 (11
+rounds, load 1.0-1.1, the benchmark's own threads); whole probe / own step
+1.51-1.61 at 149b522, and 1.00, 1.01, 0.96 in those three runs (T=50: 1.48). With MyGRU compiled
 by XLA (``--xla``), idle: step 2.42 (2.25-2.66), probe 1.15 (1.10-1.32): XLA
 makes its step slower and so its probe cheaper relative to it. Under load
 (CPU clock, load 2.8-3.2) the step ratio reads 1.36-1.50: load slows the

@@ -17,7 +17,8 @@ before the call). Times are wall-clock (issue 22's figure), or with ``--clock
 cpu`` the CPU time of all the process's threads: on a loaded shared machine
 the wall ratio swings with what else runs, the CPU ratio much less.
 
-Earlier idle runs on the README's machine: at 149b522 (before the gate
+Earlier idle runs on the README's machine: at 12dcad2 (five runs) probe/step
+rnn 0.62-0.81, lstm 0.95-0.98, gru 0.91-1.08; at 149b522 (before the gate
 statistics' guided selection and the one-call probe) probe/step rnn
 0.70-0.90, lstm 1.01-1.07, gru 1.00-1.01 over three runs; with the gate statistics in numpy
 (8eb3ae2) probe/step 1.03, 1.17 and 1.07 (why/step 0.48, 0.51, 0.40); before
@@ -27,7 +28,7 @@ on 2026-12-01 at load ~1 (this benchmark's own threads), three runs each
 alternating 8403374 (the step-Jacobian op's own AVX-512 products) with
 dcc2d79: probe/step lstm 0.91, 0.90, 0.89 (dcc2d79: 0.92, 0.94, 0.94), gru
 0.95, 0.98, 0.89 (1.05, 0.91, 0.90); why/step lstm 0.23-0.24 (0.25-0.26),
-gru 0.22-0.23 (0.23-0.25); peaks at T=100 unchanged.
+gru 0.22-0.23 (0.23-0.25); peaks at T=1000 unchanged.
 """
 
 from __future__ import annotations
