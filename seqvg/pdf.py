@@ -26,6 +26,9 @@ from seqvg.rundir import atomic_write_bytes
 #: What every PDF and PNG seqvg writes carries: the PDF's /Creator, the PNG's Software text.
 CREATOR = "seqvg"
 
+#: How much of a PDF's end ``written_by_seqvg`` reads for the Info dictionary.
+_PDF_TAIL = 1 << 20
+
 #: The names of a report's page PNGs (``seqvg.report``): "01-title.png".
 PAGE_PNG = re.compile(r"^\d{2,}-[a-z0-9-]*\.png$")
 
@@ -33,25 +36,31 @@ PAGE_PNG = re.compile(r"^\d{2,}-[a-z0-9-]*\.png$")
 def written_by_seqvg(path: str | Path) -> bool:
     """Whether the file at ``path`` is a PDF or PNG that seqvg wrote.
 
-    A PDF: its Info dictionary, which matplotlib writes as plain text, names
-    seqvg as /Creator. A PNG: a ``Software`` text chunk before the image
-    data says seqvg (PNGs written before that chunk existed do not count).
+    A PDF: its Info dictionary, which matplotlib writes as plain text near
+    the end, names seqvg as /Creator. A PNG: a ``Software`` text chunk
+    before the image data says seqvg (PNGs written before that chunk
+    existed do not count). Reads the start, and the PDF's last megabyte or
+    the PNG's chunk headers, never a whole large file of the user's.
     """
     with open(path, "rb") as f:
-        data = f.read()
-    if data.startswith(b"%PDF-"):
-        return f"/Creator ({CREATOR})".encode() in data
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return False
-    at = 8
-    while at + 8 <= len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + size]
-        if kind == b"IDAT":
+        head = f.read(8)
+        if head.startswith(b"%PDF-"):
+            size = f.seek(0, 2)
+            f.seek(max(0, size - _PDF_TAIL))
+            return f"/Creator ({CREATOR})".encode() in f.read()
+        if head != b"\x89PNG\r\n\x1a\n":
             return False
-        if kind == b"tEXt" and body == b"Software\x00" + CREATOR.encode():
-            return True
-        at += 12 + size
+        signature = b"Software\x00" + CREATOR.encode()
+        while len(header := f.read(8)) == 8:
+            size, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"IDAT":
+                return False
+            read = 0
+            if kind == b"tEXt" and size == len(signature):
+                if f.read(size) == signature:
+                    return True
+                read = size
+            f.seek(size - read + 4, 1)  # the rest of the chunk's data, and its CRC
     return False
 
 
