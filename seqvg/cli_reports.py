@@ -38,16 +38,15 @@ def report(run_dirs, out, png):
       seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf --png reports/adding
       seqvg report runs/demo -o reports/demo.pdf
     """
-    from seqvg.pdf import check_replaceable
     from seqvg.report import make_report
     from seqvg.rundir import check_writable, find_runs
 
-    # Before the work: a report that cannot be saved (or would replace a
-    # file of the user's) is not worth drawing.
+    # Before the work: a report that cannot be saved is not worth drawing.
+    # (Whether it would replace a file of the user's, -o or a page PNG, is
+    # checked once the runs are read and before any page is drawn.)
     check_writable(out)
-    check_replaceable(out)
     if png is not None:
-        check_writable(png, is_dir=True)  # its page names are checked once the runs are read
+        check_writable(png, is_dir=True)
     try:
         found, notes = find_runs(run_dirs)
         for note in notes:

@@ -19,6 +19,9 @@ import numpy as np
 from seqvg.rundir import RunDirError, read_npz, write_npz
 from seqvg.tasks import STREAM_PROBE, TASKS, get_task, stream
 
+#: The arrays every dataset holds (``read_dataset`` needs them all).
+KEYS = ("x", "y", "task", "length")
+
 
 def write_dataset(path, task: str, length: int, n: int, seed: int, args: dict | None = None) -> None:
     """Writes ``n`` samples to an .npz: ``x``, ``y``, the task's parameters and,
@@ -52,7 +55,7 @@ def check_replaceable_dataset(path) -> None:
     # file may be a large one of the user's.
     try:
         with np.load(path, mmap_mode="r", allow_pickle=False) as z:  # a .npy: mapped, not read; no `with`
-            ours = {"x", "y", "task", "length"} <= set(z.files) and z["task"].dtype.kind == "U"
+            ours = set(KEYS) <= set(z.files) and z["task"].dtype.kind == "U"
     except Exception:  # not an .npz at all (text, a zip of something else, a pickle, unreadable)
         ours = False
     if not ours:
@@ -70,7 +73,7 @@ def read_dataset(path) -> dict:
         d = read_npz(path)
     except RunDirError as e:
         raise ValueError(str(e)) from None
-    missing = [k for k in ("x", "y", "task", "length") if k not in d]
+    missing = [k for k in KEYS if k not in d]
     if missing:
         raise ValueError(f"{path}: not a seqvg dataset (missing {', '.join(missing)})")
     task = str(d["task"])

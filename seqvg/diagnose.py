@@ -66,7 +66,11 @@ def gradient_verdict(summary: dict | None, length: int, when: str) -> Verdict:
     return Verdict("healthy", f"healthy gradient flow at {when}: {evidence}")
 
 
-def _tail(values: list[float], k: int = 3) -> float:
+#: How many of the last evaluations a run's final figures average.
+TAIL = 3
+
+
+def _tail(values: list[float], k: int = TAIL) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite[-k:])) if finite else math.nan
 
@@ -215,12 +219,12 @@ def _remedy(run: Run, cfg: RunConfig, suffix: str, what: str, spec: str, show=()
     return Remedy(train_command(new, out, show), what, spec)
 
 
-def _where(final_val: float, baseline: float, plateau: float | None, plateau_text: str = "", evaluations: int = 3) -> str:
+def _where(final_val: float, baseline: float, plateau: float | None, plateau_text: str = "", evaluations: int = TAIL) -> str:
     if abs(final_val - baseline) <= NEAR * baseline:
         return f"val loss {final_val:.3g} sits on the trivial baseline {baseline:.3g} (a model with no memory)"
     if plateau is not None and abs(final_val - plateau) <= NEAR_PLATEAU * plateau:
         return f"val loss {final_val:.3g} sits on the {plateau:.3g} plateau (a model that {plateau_text})"
-    over = "the last evaluation" if evaluations == 1 else f"the last {min(evaluations, 3)} evaluations"
+    over = "the last evaluation" if evaluations == 1 else f"the last {min(evaluations, TAIL)} evaluations"
     return f"val loss {final_val:.3g} over {over} (baseline {baseline:.3g})"
 
 

@@ -29,8 +29,13 @@ CREATOR = "seqvg"
 #: How much of a PDF's end ``written_by_seqvg`` reads for the Info dictionary.
 _PDF_TAIL = 1 << 20
 
-#: The names of a report's page PNGs (``seqvg.report``): "01-title.png".
+#: The names of a report's page PNGs (``page_png``): "01-title.png".
 PAGE_PNG = re.compile(r"^\d{2,}-[a-z0-9-]*\.png$")
+
+
+def page_png(png_dir: str | Path, number: int, title: str) -> Path:
+    """The PNG of page ``number`` (from 1) titled ``title``: "03-gradient-flow.png"."""
+    return Path(png_dir) / f"{number:02d}-{re.sub('[^a-z0-9-]', '', title.lower().replace(' ', '-'))}.png"
 
 
 def written_by_seqvg(path: str | Path) -> bool:
@@ -55,12 +60,12 @@ def written_by_seqvg(path: str | Path) -> bool:
             size, kind = int.from_bytes(header[:4], "big"), header[4:]
             if kind == b"IDAT":
                 return False
-            read = 0
             if kind == b"tEXt" and size == len(signature):
                 if f.read(size) == signature:
                     return True
-                read = size
-            f.seek(size - read + 4, 1)  # the rest of the chunk's data, and its CRC
+                f.seek(4, 1)  # its CRC
+            else:
+                f.seek(size + 4, 1)  # its data and CRC
     return False
 
 
@@ -78,17 +83,14 @@ def check_replaceable(path: str | Path) -> None:
                               "another name", str(path))
 
 
-def remove_stale_pages(directory: str | Path, keep: Iterable) -> list[Path]:
+def remove_stale_pages(directory: str | Path, keep: Iterable) -> None:
     """Removes the page PNGs of an earlier report from ``directory``: those
     seqvg wrote (``written_by_seqvg``) that are not in ``keep``, so the
-    directory holds this report's pages only. Returns what it removed."""
+    directory holds this report's pages only."""
     keep = {Path(p).name for p in keep}
-    removed = []
-    for path in sorted(Path(directory).iterdir()):
+    for path in Path(directory).iterdir():
         if PAGE_PNG.match(path.name) and path.name not in keep and path.is_file() and written_by_seqvg(path):
             path.unlink()
-            removed.append(path)
-    return removed
 
 
 @contextmanager

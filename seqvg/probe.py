@@ -40,6 +40,7 @@ probe every layer or every layer is a custom cell's loop; XLA) that share their 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -303,7 +304,7 @@ class Prober:
             box = [acc]  # the taps thread the accumulator through the step
 
             def tap(k, state):
-                box[0], state = _tap(box[0], t, k, state, dense=self.path.xla)
+                box[0], state = _tap(box[0], t, k, state, dense=select)
                 return state
 
             if tap_input:
@@ -441,8 +442,6 @@ class Prober:
         """``_measure``, then ``StepStats``'s statistics from its forward values
         (every layer on seqvg's ops, or every layer a custom cell's loop):
         (loss, norms, x norms, ``StepStats._sigmas``'s per-layer results)."""
-        import contextlib
-
         import tensorflow as tf
 
         loss, norms, x_norm, why_in = self._measure(x, y)

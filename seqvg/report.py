@@ -198,11 +198,6 @@ def pages(runs: list[Run]) -> list[tuple[str, object]]:
     return out
 
 
-def page_png(png_dir: str | Path, number: int, title: str) -> Path:
-    """The PNG of page ``number`` (from 1) titled ``title``: "03-gradient-flow.png"."""
-    return Path(png_dir) / f"{number:02d}-{re.sub('[^a-z0-9-]', '', title.lower().replace(' ', '-'))}.png"
-
-
 def make_report(run_dirs: list, out: str | Path, png_dir: str | Path | None = None) -> list:
     """Writes the PDF (and optionally one PNG per page); returns the figures' titles.
 
@@ -223,7 +218,7 @@ def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seqvg.pdf import check_replaceable, pdf_document, remove_stale_pages, write_png
+    from seqvg.pdf import check_replaceable, page_png, pdf_document, remove_stale_pages, write_png
 
     out = Path(out)
     planned = pages(runs)
