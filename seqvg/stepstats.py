@@ -57,7 +57,7 @@ def sigma_from_tridiagonal(tridiagonal):
     return tf.cast(tf.sqrt(tf.maximum(top, 0.0)), tf.float32)
 
 
-def lanczos_tridiagonal(jvp, vjp, v0, dim: int):
+def lanczos_tridiagonal(jvp, vjp, v0, dim: int, first=None):
     """Per row, the Lanczos matrix of J^T J whose top eigenvalue estimates ||J||_2^2.
 
     ``dim`` Lanczos steps on A = J^T J from q_0 = v0/|v0| (one product
@@ -73,6 +73,8 @@ def lanczos_tridiagonal(jvp, vjp, v0, dim: int):
         vjp: u -> J^T u, likewise.
         v0: (rows, n) start vectors.
         dim: Krylov dimension, at most n.
+        first: J q_0 for q_0 = ``start_direction(v0)``, where the caller
+            has it already; None: computed here.
 
     Returns:
         (rows, dim, dim) float64 symmetric tridiagonal matrices.
@@ -82,12 +84,12 @@ def lanczos_tridiagonal(jvp, vjp, v0, dim: int):
     def dot(a, b):
         return tf.reduce_sum(a * b, axis=1, keepdims=True)
 
-    q = tf.math.divide_no_nan(v0, tf.norm(v0, axis=1, keepdims=True))
+    q = start_direction(v0)
     q_prev = tf.zeros_like(q)
     beta = tf.zeros_like(q[:, :1])
     alphas, betas = [], []
     for j in range(dim):
-        w = vjp(jvp(q))
+        w = vjp(jvp(q) if j or first is None else first)
         alpha = dot(q, w)
         alphas.append(alpha)
         if j == dim - 1:
@@ -113,6 +115,49 @@ def lanczos_tridiagonal(jvp, vjp, v0, dim: int):
     # two sums built the same numbers.
     bands = tf.stack([tf.concat([pad, off], axis=1), diagonal, tf.concat([off, pad], axis=1)], axis=1)
     return tf.linalg.diag(bands, k=(-1, 1), num_rows=dim, num_cols=dim)
+
+
+def start_direction(v0):
+    """Lanczos's q_0: each row of ``v0`` scaled to unit length (a zero row stays zero)."""
+    import tensorflow as tf
+
+    return tf.math.divide_no_nan(v0, tf.norm(v0, axis=1, keepdims=True))
+
+
+#: How far J q may stray from (J 1) * q, relative to the row's largest
+#: entry of J q, for ``diagonal_sigma`` to take J as diagonal: a few float32
+#: rounding errors (eps 1.2e-7), where one off-diagonal entry of J of that
+#: relative size would already show.
+DIAGONAL_TOLERANCE = 1e-6
+
+
+def diagonal_sigma(jvp, q, jq):
+    """||J||_2 per row where every row's J is diagonal, from one more product.
+
+    A diagonal J is its own diagonal d = J 1, and ||J||_2 = max |d|. Whether
+    J is diagonal is measured, not assumed: J q (``jq``, for the rows'
+    random unit vectors ``q``) equals d * q entry by entry for a diagonal J,
+    and for a J with any off-diagonal entry only by a coincidence of
+    measure zero. Cells whose recurrence is elementwise (minGRU, minLSTM,
+    IndRNN) pass, and their norm then costs one product instead of
+    ``dim`` Lanczos steps of two; every other cell fails and keeps Lanczos.
+
+    Args:
+        jvp: v -> J v for a (rows, n) batch of vectors, each row its own J.
+        q: (rows, n) start directions (``start_direction``).
+        jq: ``jvp(q)``.
+
+    Returns:
+        (diagonal, sigma): a scalar bool, whether every row's J passed, and
+        (rows,) float32 max |J 1| per row (||J||_2 where ``diagonal``).
+    """
+    import tensorflow as tf
+
+    d = jvp(tf.ones_like(q))
+    stray = tf.reduce_max(tf.abs(jq - d * q), axis=1)
+    scale = tf.reduce_max(tf.abs(jq), axis=1)
+    diagonal = tf.reduce_all(stray <= DIAGONAL_TOLERANCE * scale)
+    return diagonal, tf.reduce_max(tf.abs(d), axis=1)
 
 
 def _derivative(fn, a):
@@ -254,8 +299,17 @@ class StepStats:
     @staticmethod
     def _sigmas(products):
         """``_measure``'s per-layer results with each Lanczos matrix "tri"
-        replaced by its estimate "sigma" of ||J_t||_2 per row."""
-        return [{k: v for k, v in got.items() if k != "tri"} | {"sigma": sigma_from_tridiagonal(got["tri"])}
+        replaced by its estimate "sigma" of ||J_t||_2 per row (for a diagonal
+        J, its exact norm, ``diagonal_sigma``)."""
+        import tensorflow as tf
+
+        def sigma(got):
+            if "diagonal" not in got:
+                return sigma_from_tridiagonal(got["tri"])
+            return tf.cond(got["diagonal"], lambda: got["diagonal_sigma"], lambda: sigma_from_tridiagonal(got["tri"]))
+
+        done = ("tri", "diagonal", "diagonal_sigma")
+        return [{k: v for k, v in got.items() if k not in done} | {"sigma": sigma(got)}
                 if "tri" in got else got for got in products]
 
     def _sigma(self, layer, kind, x_j, s_j, v0, op: bool) -> dict:
@@ -300,7 +354,16 @@ class StepStats:
         def vjp(u):
             return inner.gradient(out, s_j, output_gradients=u, unconnected_gradients=zero)
 
-        return {"tri": lanczos_tridiagonal(jvp, vjp, v0, dim)}
+        # A cell whose step Jacobian is diagonal needs no Lanczos: its norm is
+        # its largest entry (``diagonal_sigma``); the branch not taken costs
+        # nothing (under XLA too), and the test's product is Lanczos's first.
+        q = start_direction(v0)
+        jq = jvp(q)
+        diagonal, sigma = diagonal_sigma(jvp, q, jq)
+        rows = tf.shape(v0)[0]
+        tri = tf.cond(diagonal, lambda: tf.zeros([rows, dim, dim], tf.float64),
+                      lambda: lanczos_tridiagonal(jvp, vjp, v0, dim, first=jq))
+        return {"tri": tri, "diagonal": diagonal, "diagonal_sigma": sigma}
 
     def _measure(self, inputs: list[dict], v0s: list) -> list[dict]:
         """Per layer {"tri": (J*B, dim, dim) Lanczos matrices of J_t^T J_t} (or
