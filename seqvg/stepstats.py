@@ -57,7 +57,7 @@ def sigma_from_tridiagonal(tridiagonal):
     return tf.cast(tf.sqrt(tf.maximum(top, 0.0)), tf.float32)
 
 
-def lanczos_tridiagonal(jvp, vjp, v0, dim: int, first=None):
+def lanczos_tridiagonal(jvp, vjp, v0, dim: int):
     """Per row, the Lanczos matrix of J^T J whose top eigenvalue estimates ||J||_2^2.
 
     ``dim`` Lanczos steps on A = J^T J from q_0 = v0/|v0| (one product
@@ -73,8 +73,6 @@ def lanczos_tridiagonal(jvp, vjp, v0, dim: int, first=None):
         vjp: u -> J^T u, likewise.
         v0: (rows, n) start vectors.
         dim: Krylov dimension, at most n.
-        first: J q_0 for q_0 = ``start_direction(v0)``, where the caller
-            has it already; None: computed here.
 
     Returns:
         (rows, dim, dim) float64 symmetric tridiagonal matrices.
@@ -89,7 +87,7 @@ def lanczos_tridiagonal(jvp, vjp, v0, dim: int, first=None):
     beta = tf.zeros_like(q[:, :1])
     alphas, betas = [], []
     for j in range(dim):
-        w = vjp(jvp(q) if j or first is None else first)
+        w = vjp(jvp(q))
         alpha = dot(q, w)
         alphas.append(alpha)
         if j == dim - 1:
@@ -355,14 +353,16 @@ class StepStats:
             return inner.gradient(out, s_j, output_gradients=u, unconnected_gradients=zero)
 
         # A cell whose step Jacobian is diagonal needs no Lanczos: its norm is
-        # its largest entry (``diagonal_sigma``); the branch not taken costs
-        # nothing (under XLA too), and the test's product is Lanczos's first.
+        # its largest entry (``diagonal_sigma``). The branch not taken costs
+        # nothing (under XLA too). Lanczos computes the test's product J q
+        # again in its own branch: handed in from outside, it came out of
+        # TensorFlow's graph optimiser rounded differently, and every other
+        # cell's estimates moved in their last bit.
         q = start_direction(v0)
-        jq = jvp(q)
-        diagonal, sigma = diagonal_sigma(jvp, q, jq)
+        diagonal, sigma = diagonal_sigma(jvp, q, jvp(q))
         rows = tf.shape(v0)[0]
         tri = tf.cond(diagonal, lambda: tf.zeros([rows, dim, dim], tf.float64),
-                      lambda: lanczos_tridiagonal(jvp, vjp, v0, dim, first=jq))
+                      lambda: lanczos_tridiagonal(jvp, vjp, v0, dim))
         return {"tri": tri, "diagonal": diagonal, "diagonal_sigma": sigma}
 
     def _measure(self, inputs: list[dict], v0s: list) -> list[dict]:
