@@ -13,7 +13,11 @@ seqvg's training loops and, with their ``taps``, the gradient probe's;
 the C++ compiler and TensorFlow's own headers
 (``tf.sysconfig``) into a per-machine cache (``$SEQVG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/seqvg``, else ``~/.cache/seqvg``), keyed by the source,
-TensorFlow's and Python's versions, the CPU and the compiler.
+TensorFlow's and Python's versions, the CPU and the compiler. They are
+built for this CPU (``-march=native``: AVX-512 where there is, else AVX2);
+``SEQVG_MARCH=haswell`` (any ``-march`` value, a key of its own) builds
+them for another instruction set, e.g. a cluster's oldest CPU, or AVX2 on
+an AVX-512 machine, which is how the tests run the AVX2 code.
 
 The build happens at most once per machine and key, and only when a model
 with an LSTM or a GRU is about to run, or a tanh vanilla RNN to be probed: a lock makes concurrent first runs (a study's
@@ -48,6 +52,8 @@ from pathlib import Path
 SOURCE = Path(__file__).parent / "csrc" / "lstm_ops.cc"
 #: Set to 0 to run the plain-TensorFlow loops instead of the ops.
 ENV_SWITCH = "SEQVG_KERNELS"
+#: Set to a ``-march`` value to build for that instruction set, not this CPU's.
+ENV_MARCH = "SEQVG_MARCH"
 # Most specific first. -march=native: Eigen's logistic and tanh then use the
 # CPU's widest vectors (AVX-512 where there is, not SSE2). GCC 12 cannot
 # compile Eigen's AVX512-FP16 code, hence -mno-avx512fp16 where the compiler
@@ -91,14 +97,21 @@ def _compiler_key(cxx: str | None) -> str:
     return f"{cxx} {(out.splitlines() or [''])[0]}"
 
 
+def _arch_flags() -> tuple[list[str], ...]:
+    """The -march flags to try, most specific first (``ENV_MARCH`` alone where set)."""
+    march = os.environ.get(ENV_MARCH, "").strip()
+    return ([f"-march={march}"],) if march else _ARCH_FLAGS
+
+
 def _library_path(tf) -> Path:
-    parts = (SOURCE.read_text(), tf.__version__, sys.version, _cpu_key(), _compiler_key(compiler()), *_WARNINGS)
+    parts = (SOURCE.read_text(), tf.__version__, sys.version, _cpu_key(), _compiler_key(compiler()), *_WARNINGS,
+             *(" ".join(flags) for flags in _arch_flags()))
     key = hashlib.sha256(b"\0".join(s.encode() for s in parts)).hexdigest()[:16]
     return cache_dir() / f"lstm_ops-{key}.so"
 
 
 def build(tf, target: Path) -> str:
-    """Compiles ``SOURCE`` into ``target`` (atomically), trying ``_ARCH_FLAGS`` in turn.
+    """Compiles ``SOURCE`` into ``target`` (atomically), trying ``_arch_flags()`` in turn.
 
     Args:
         tf: the tensorflow module (its headers and flags).
@@ -118,7 +131,7 @@ def build(tf, target: Path) -> str:
     # and seqvg's own source can be held to -Wall -Wextra.
     flags = [f"-isystem{f[2:]}" if f.startswith("-I") else f for f in tf.sysconfig.get_compile_flags()]
     error = ""
-    for arch in _ARCH_FLAGS:
+    for arch in _arch_flags():
         fd, tmp = tempfile.mkstemp(prefix=f"{target.stem}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         cmd = [cxx, "-shared", "-fPIC", "-O3", "-DNDEBUG", *_WARNINGS, *arch, *flags,

@@ -3,6 +3,8 @@
 Oracle: Keras's own LSTM, GRU and SimpleRNN loops; the whole-sequence ops and
 their registered gradients agree to 1e-5 relative, split over 1, 2 and 4
 threads; the step-Jacobian norm op against numpy's SVD of explicit Jacobians.
+The same tests again on the ops built for AVX2 (the last test), whose own
+code an AVX-512 machine never runs otherwise.
 Agreement of seqvg's accelerated models with Keras's is in test_fastlstm.py.
 """
 
@@ -525,3 +527,39 @@ def test_models_without_an_op_never_compile(monkeypatch, tiny_cfg):
     for cell in ("irnn",):
         cfg = tiny_cfg(cell=cell).resolved()
         Prober(build_model(cfg), get_task(cfg.task))
+
+
+def _cpu_has(*flags: str) -> bool:
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    have = {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    return all(f in have for f in flags)
+
+
+@pytest.mark.skipif(not _cpu_has("avx2", "fma") or kernels.compiler() is None,
+                    reason="needs a CPU with AVX2 and FMA, and a C++ compiler")
+def test_the_avx2_build_passes_the_op_tests(tmp_path):
+    """The ops built for AVX2 (``SEQVG_MARCH=haswell``, into an empty cache)
+    pass the same tests against Keras, numpy and the SVD: on an AVX-512
+    machine (where CI runs) their AVX2 code (the step-Jacobian products, the
+    gate statistics' gathering) runs nowhere else."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "SEQVG_MARCH": "haswell", "SEQVG_CACHE_DIR": str(tmp_path)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    here = Path(__file__).parent
+    select = "matches or taps or step_sigma or gate_stats or at_128_units"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
+                          str(here / "test_kernels.py"), str(here / "test_why.py"), "-k", select],
+                         env=env, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]
+    libraries = list(tmp_path.glob("lstm_ops-*.so"))
+    assert len(libraries) == 1
+    if shutil.which("objdump"):  # built for AVX2: no AVX-512 register in it
+        assert b"zmm" not in subprocess.run(["objdump", "-d", str(libraries[0])], capture_output=True).stdout

@@ -1044,15 +1044,17 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), 
 // 80 rows: a probe's 5 x 64 in four blocks, even on 2 or 4 threads.
 //
 // The products with R and R^T are most of the work (24 per block at a
-// probe's dim 12). Where AVX-512 is, R and R^T are packed once per call into
-// column panels that every block and thread reads, and a register-tiled
-// kernel (Product) computes each output as one FMA chain over k in order from
-// zero: the same operations, in the same order, as Eigen's AVX-512 GEMM
-// kernel where the depth fits one of its k-panels (as at a probe's sizes),
-// so the same bits (a probe's sigmas at 128 units compared with Eigen's),
-// without Eigen repacking R and the vectors for each of the 24 products:
-// ~170 GFLOP/s on one core at 128 units in a micro-benchmark where Eigen's
-// ran at 80-150.
+// probe's dim 12). Where AVX-512 or AVX2 is, R and R^T are packed once per
+// call into column panels that every block and thread reads, and a
+// register-tiled kernel (Product) computes each output as one FMA chain over
+// k in order from zero, without Eigen repacking R and the vectors for each
+// of the 24 products. With AVX-512 these are the same operations, in the
+// same order, as Eigen's GEMM kernel where the depth fits one of its
+// k-panels (as at a probe's sizes), so the same bits (a probe's sigmas at 128
+// units compared with Eigen's): ~170 GFLOP/s on one core at 128 units in a
+// micro-benchmark where Eigen's ran at 80-150. Eigen's AVX2 kernel splits
+// the sums of a block's last rows in two, so there they differ from it by a
+// few ulps.
 namespace stepjac {
 
 using Mat = seqrnn::Mat;
@@ -1062,11 +1064,36 @@ constexpr int64_t kRows = 80;
 
 enum Kind { kRnn = 0, kGru = 1, kLstm = 2 };
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #define SEQVG_STEPJAC_KERNEL 1
+// The vectors of the widest instruction set the library is built for: a
+// register of kLanes floats; Mask: which lanes of a partial one are stored.
+#if defined(__AVX512F__)
+using Vec = __m512;
+using Mask = __mmask16;
+constexpr int kLanes = 16, kVecs = 4;  // 6 x 4 accumulators, 4 panel vectors: 29 of 32 registers
+inline Vec Zero() { return _mm512_setzero_ps(); }
+inline Vec Load(const float* p) { return _mm512_load_ps(p); }
+inline Vec Broadcast(float x) { return _mm512_set1_ps(x); }
+inline Vec Fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Mask LaneMask(int64_t cols) { return static_cast<Mask>((1u << cols) - 1u); }
+inline void Store(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+#else
+using Vec = __m256;
+using Mask = __m256i;
+constexpr int kLanes = 8, kVecs = 2;  // 6 x 2 accumulators, 2 panel vectors: 15 of 16 registers
+inline Vec Zero() { return _mm256_setzero_ps(); }
+inline Vec Load(const float* p) { return _mm256_load_ps(p); }
+inline Vec Broadcast(float x) { return _mm256_set1_ps(x); }
+inline Vec Fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Mask LaneMask(int64_t cols) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline void Store(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
+#endif
 // A (k, n) matrix in panels of kWidth columns (the last one zero-padded):
 // panel p holds B(kk, p kWidth + j) at data[(p k + kk) kWidth + j].
-constexpr int kVecs = 4, kWidth = 16 * kVecs, kTileRows = 6;
+constexpr int kWidth = kLanes * kVecs, kTileRows = 6;
 struct Packed {
   int64_t k = 0, n = 0;
   std::vector<float, Eigen::aligned_allocator<float>> data;
@@ -1087,33 +1114,34 @@ inline void Pack(const float* b, int64_t step_k, int64_t step_n, int64_t k, int6
 
 // Rows [0, MR) of C (ldc) at one panel's columns = the rows of A (lda)
 // times the panel: per output one FMA chain over k in order, from zero
-// (Eigen's AVX-512 kernel's). mask[v]: the columns of vector v that exist.
+// (Eigen's GEMM kernel's). cols[v]: how many columns of vector v exist,
+// mask[v] those lanes.
 // Not inlined: on its own the loop keeps its row addresses in registers (two
 // bases, lda and 2 lda as indices); inlined into its callers, GCC 12 spilled
 // them to the stack and to mask registers inside the loop.
 template <int MR>
 __attribute__((noinline)) void Tile(const float* a, int64_t lda, const float* panel, int64_t k, float* c,
-                                    int64_t ldc, const __mmask16* mask) {
+                                    int64_t ldc, const int64_t* cols, const Mask* mask) {
   static_assert(MR == 1 || MR == 6, "rows of three and three, or one");
-  __m512 acc[MR][kVecs];
+  Vec acc[MR][kVecs];
   for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_setzero_ps();
+    for (int v = 0; v < kVecs; ++v) acc[i][v] = Zero();
   const float* a0 = a;
   const float* a3 = a + 3 * lda;
   const int64_t l1 = lda, l2 = 2 * lda;
   for (int64_t kk = 0; kk < k; ++kk, ++a0, ++a3) {
-    __m512 b[kVecs];
-    for (int v = 0; v < kVecs; ++v) b[v] = _mm512_load_ps(panel + kk * kWidth + 16 * v);
+    Vec b[kVecs];
+    for (int v = 0; v < kVecs; ++v) b[v] = Load(panel + kk * kWidth + kLanes * v);
     for (int i = 0; i < MR; ++i) {
       const float* base = i < 3 ? a0 : a3;
       const int64_t off = i % 3 == 0 ? 0 : i % 3 == 1 ? l1 : l2;
-      const __m512 ai = _mm512_set1_ps(base[off]);
-      for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
+      const Vec ai = Broadcast(base[off]);
+      for (int v = 0; v < kVecs; ++v) acc[i][v] = Fma(ai, b[v], acc[i][v]);
     }
   }
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < kVecs; ++v)
-      if (mask[v] != 0) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
+      if (cols[v] != 0) Store(c + i * ldc + kLanes * v, mask[v], acc[i][v]);
 }
 
 // C (m, B.n; ldc) = A (m, B.k; lda) @ B, panel by panel (a panel of R stays
@@ -1122,14 +1150,16 @@ inline void Product(const float* a, int64_t lda, int64_t m, const Packed& b, flo
   const int64_t full = m / kTileRows * kTileRows;
   for (int64_t p = 0; p * kWidth < b.n; ++p) {
     const float* panel = b.data.data() + p * b.k * kWidth;
-    __mmask16 mask[kVecs];
+    int64_t cols[kVecs];
+    Mask mask[kVecs];
     for (int v = 0; v < kVecs; ++v) {
-      const int64_t cols = std::clamp<int64_t>(b.n - p * kWidth - 16 * v, 0, 16);
-      mask[v] = static_cast<__mmask16>((1u << cols) - 1u);
+      cols[v] = std::clamp<int64_t>(b.n - p * kWidth - kLanes * v, 0, kLanes);
+      mask[v] = LaneMask(cols[v]);
     }
     float* cp = c + p * kWidth;
-    for (int64_t i = 0; i < full; i += kTileRows) Tile<kTileRows>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, mask);
-    for (int64_t i = full; i < m; ++i) Tile<1>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, mask);
+    for (int64_t i = 0; i < full; i += kTileRows)
+      Tile<kTileRows>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, cols, mask);
+    for (int64_t i = full; i < m; ++i) Tile<1>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, cols, mask);
   }
 }
 #endif
@@ -1499,6 +1529,30 @@ inline uint16_t BinOf(float x, float lo, float scale, int bins) {
   return static_cast<uint16_t>(b < bins ? b : bins - 1);
 }
 
+#if !(defined(__AVX512F__) && defined(__AVX512BW__)) && defined(__AVX2__)
+// AVX2 has no compress: the lanes of a mask are moved to the front by a
+// permutation from a table of all 256 masks of 8 lanes.
+struct PackTable {
+  alignas(32) int32_t lanes[256][8];
+  constexpr PackTable() : lanes() {
+    for (int m = 0; m < 256; ++m) {
+      int k = 0;
+      for (int j = 0; j < 8; ++j)
+        if ((m >> j) & 1) lanes[m][k++] = j;
+    }
+  }
+};
+inline constexpr PackTable kPackTable{};
+
+// The lanes of x in mask (8 bits) stored from out on, in order; all 8 lanes
+// are written (the caller's buffer has room). Returns how many were kept.
+inline int LeftPack(float* out, __m256 x, unsigned mask) {
+  const __m256i order = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPackTable.lanes[mask]));
+  _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(x, order));
+  return __builtin_popcount(mask);
+}
+#endif
+
 // Buffers of Select, one set per level of its recursion, kept by a thread
 // from row to row (allocating and zeroing them per row cost a tenth of it).
 struct Scratch {
@@ -1576,6 +1630,22 @@ inline void Select(float* a, int64_t n, const int64_t* ranks, int m, float* out,
     }
   }
   for (int64_t j = 0; j < taken; ++j) mixed_bin[j] = BinOf(mixed[j], lo, scale, bins);
+#elif defined(__AVX2__)
+  // 16 bins a step, as above with 8 lanes a half (a store may run 7 past).
+  __m256i wanted_v[kMaxRanks];
+  for (size_t w = 0; w < wanted.size(); ++w) wanted_v[w] = _mm256_set1_epi16(static_cast<int16_t>(wanted[w]));
+  for (; i + 16 <= n; i += 16) {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bin + i));
+    __m256i hit = _mm256_setzero_si256();
+    for (size_t w = 0; w < wanted.size(); ++w) hit = _mm256_or_si256(hit, _mm256_cmpeq_epi16(b, wanted_v[w]));
+    // One bit per bin: the 16-bit lanes narrowed to bytes, in order.
+    const unsigned bits = static_cast<unsigned>(_mm_movemask_epi8(
+        _mm_packs_epi16(_mm256_castsi256_si128(hit), _mm256_extracti128_si256(hit, 1))));
+    if (bits == 0) continue;
+    for (int half = 0; half < 2; ++half)
+      taken += LeftPack(mixed + taken, _mm256_loadu_ps(a + i + 8 * half), (bits >> (8 * half)) & 0xffu);
+  }
+  for (int64_t j = 0; j < taken; ++j) mixed_bin[j] = BinOf(mixed[j], lo, scale, bins);
 #endif
   for (; i < n; ++i) {
     mixed[taken] = a[i];
@@ -1626,20 +1696,21 @@ struct Guide {
 };
 constexpr int64_t kMargin = 64;  // values per margin: n / kMargin
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if (defined(__AVX512F__) && defined(__AVX512BW__)) || defined(__AVX2__)
 #define SEQVG_GUIDED_SELECT 1
 // One pass over a[0..n) (no NaN): below[k] the values < g.lo[k]; inside[k]
 // (n + 16 slots: a store may run 15 past) gets the values in [g.lo[k],
 // g.hi[k]], within[k] their number.
 inline void Gather(const float* a, int64_t n, const Guide& g, int64_t* below, float* const* inside,
                    int64_t* within) {
+  int64_t i = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
   __m512 lo[3], hi[3];
   for (int k = 0; k < 3; ++k) {
     lo[k] = _mm512_set1_ps(g.lo[k]);
     hi[k] = _mm512_set1_ps(g.hi[k]);
     below[k] = within[k] = 0;
   }
-  int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 x = _mm512_loadu_ps(a + i);
     for (int k = 0; k < 3; ++k) {
@@ -1650,6 +1721,23 @@ inline void Gather(const float* a, int64_t n, const Guide& g, int64_t* below, fl
       within[k] += __builtin_popcount(in);
     }
   }
+#else
+  __m256 lo[3], hi[3];
+  for (int k = 0; k < 3; ++k) {
+    lo[k] = _mm256_set1_ps(g.lo[k]);
+    hi[k] = _mm256_set1_ps(g.hi[k]);
+    below[k] = within[k] = 0;
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(a + i);
+    for (int k = 0; k < 3; ++k) {
+      const unsigned under = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(x, lo[k], _CMP_LT_OQ)));
+      const unsigned upto = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(x, hi[k], _CMP_LE_OQ)));
+      below[k] += __builtin_popcount(under);
+      within[k] += LeftPack(inside[k] + within[k], x, upto & ~under & 0xffu);
+    }
+  }
+#endif
   for (; i < n; ++i)
     for (int k = 0; k < 3; ++k) {
       if (a[i] < g.lo[k]) ++below[k];
