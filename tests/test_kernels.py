@@ -457,7 +457,7 @@ def test_build_writes_only_the_library_and_warns_about_nothing(ops, tmp_path):
     assert ours == []
 
 
-def test_library_is_keyed_by_source_tensorflow_cpu_and_compiler(monkeypatch, tmp_path):
+def test_library_is_keyed_by_source_tensorflow_cpu_compiler_and_march(monkeypatch, tmp_path):
     monkeypatch.setenv("SEQVG_CACHE_DIR", str(tmp_path))
     path = kernels._library_path(tf)
     assert path.parent == tmp_path and path.name.startswith("lstm_ops-")
@@ -471,6 +471,10 @@ def test_library_is_keyed_by_source_tensorflow_cpu_and_compiler(monkeypatch, tmp
     with monkeypatch.context() as m:
         m.setattr(tf, "__version__", "0.0.0")
         assert kernels._library_path(tf) != path
+    with monkeypatch.context() as m:  # another instruction set, its own library
+        m.setenv("SEQVG_MARCH", "haswell")
+        assert kernels._library_path(tf) != path
+        assert kernels._arch_flags() == (["-march=haswell"],)
 
 
 def test_failure_is_remembered_until_the_key_changes_or_rebuild(monkeypatch, fresh_load, capsys):
