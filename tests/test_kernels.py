@@ -459,6 +459,7 @@ def test_build_writes_only_the_library_and_warns_about_nothing(ops, tmp_path):
 
 def test_library_is_keyed_by_source_tensorflow_cpu_compiler_and_march(monkeypatch, tmp_path):
     monkeypatch.setenv("SEQVG_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("SEQVG_MARCH", raising=False)
     path = kernels._library_path(tf)
     assert path.parent == tmp_path and path.name.startswith("lstm_ops-")
     for name, other in [("_cpu_key", lambda: "another cpu"), ("_compiler_key", lambda cxx: "clang 99"),
@@ -547,8 +548,8 @@ def _cpu_has(*flags: str) -> bool:
 def test_the_avx2_build_passes_the_op_tests(tmp_path):
     """The ops built for AVX2 (``SEQVG_MARCH=haswell``, into an empty cache)
     pass the same tests against Keras, numpy and the SVD: on an AVX-512
-    machine (where CI runs) their AVX2 code (the step-Jacobian products, the
-    gate statistics' gathering) runs nowhere else."""
+    machine (where CI runs) their AVX2 code (the gate statistics' gathering,
+    Eigen's AVX2 products) runs nowhere else."""
     import os
     import subprocess
     import sys

@@ -1044,17 +1044,15 @@ REGISTER_KERNEL_BUILDER(Name("SeqvgRnnSeqGrad").Device(tensorflow::DEVICE_CPU), 
 // 80 rows: a probe's 5 x 64 in four blocks, even on 2 or 4 threads.
 //
 // The products with R and R^T are most of the work (24 per block at a
-// probe's dim 12). Where AVX-512 or AVX2 is, R and R^T are packed once per
-// call into column panels that every block and thread reads, and a
-// register-tiled kernel (Product) computes each output as one FMA chain over
-// k in order from zero, without Eigen repacking R and the vectors for each
-// of the 24 products. With AVX-512 these are the same operations, in the
-// same order, as Eigen's GEMM kernel where the depth fits one of its
-// k-panels (as at a probe's sizes), so the same bits (a probe's sigmas at 128
-// units compared with Eigen's): ~170 GFLOP/s on one core at 128 units in a
-// micro-benchmark where Eigen's ran at 80-150. Eigen's AVX2 kernel splits
-// the sums of a block's last rows in two, so there they differ from it by a
-// few ulps.
+// probe's dim 12). Where AVX-512 is, R and R^T are packed once per call into
+// column panels that every block and thread reads, and a register-tiled
+// kernel (Product) computes each output as one FMA chain over k in order from
+// zero: the same operations, in the same order, as Eigen's AVX-512 GEMM
+// kernel where the depth fits one of its k-panels (as at a probe's sizes),
+// so the same bits (a probe's sigmas at 128 units compared with Eigen's),
+// without Eigen repacking R and the vectors for each of the 24 products:
+// ~170 GFLOP/s on one core at 128 units in a micro-benchmark where Eigen's
+// ran at 80-150.
 namespace stepjac {
 
 using Mat = seqrnn::Mat;
@@ -1064,36 +1062,11 @@ constexpr int64_t kRows = 80;
 
 enum Kind { kRnn = 0, kGru = 1, kLstm = 2 };
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#define SEQVG_STEPJAC_KERNEL 1
-// The vectors of the widest instruction set the library is built for: a
-// register of kLanes floats; Mask: which lanes of a partial one are stored.
 #if defined(__AVX512F__)
-using Vec = __m512;
-using Mask = __mmask16;
-constexpr int kLanes = 16, kVecs = 4;  // 6 x 4 accumulators, 4 panel vectors: 29 of 32 registers
-inline Vec Zero() { return _mm512_setzero_ps(); }
-inline Vec Load(const float* p) { return _mm512_load_ps(p); }
-inline Vec Broadcast(float x) { return _mm512_set1_ps(x); }
-inline Vec Fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-inline Mask LaneMask(int64_t cols) { return static_cast<Mask>((1u << cols) - 1u); }
-inline void Store(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
-#else
-using Vec = __m256;
-using Mask = __m256i;
-constexpr int kLanes = 8, kVecs = 2;  // 6 x 2 accumulators, 2 panel vectors: 15 of 16 registers
-inline Vec Zero() { return _mm256_setzero_ps(); }
-inline Vec Load(const float* p) { return _mm256_load_ps(p); }
-inline Vec Broadcast(float x) { return _mm256_set1_ps(x); }
-inline Vec Fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-inline Mask LaneMask(int64_t cols) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-inline void Store(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
-#endif
+#define SEQVG_STEPJAC_KERNEL 1
 // A (k, n) matrix in panels of kWidth columns (the last one zero-padded):
 // panel p holds B(kk, p kWidth + j) at data[(p k + kk) kWidth + j].
-constexpr int kWidth = kLanes * kVecs, kTileRows = 6;
+constexpr int kVecs = 4, kWidth = 16 * kVecs, kTileRows = 6;
 struct Packed {
   int64_t k = 0, n = 0;
   std::vector<float, Eigen::aligned_allocator<float>> data;
@@ -1114,34 +1087,33 @@ inline void Pack(const float* b, int64_t step_k, int64_t step_n, int64_t k, int6
 
 // Rows [0, MR) of C (ldc) at one panel's columns = the rows of A (lda)
 // times the panel: per output one FMA chain over k in order, from zero
-// (Eigen's GEMM kernel's). cols[v]: how many columns of vector v exist,
-// mask[v] those lanes.
+// (Eigen's AVX-512 kernel's). mask[v]: the columns of vector v that exist.
 // Not inlined: on its own the loop keeps its row addresses in registers (two
 // bases, lda and 2 lda as indices); inlined into its callers, GCC 12 spilled
 // them to the stack and to mask registers inside the loop.
 template <int MR>
 __attribute__((noinline)) void Tile(const float* a, int64_t lda, const float* panel, int64_t k, float* c,
-                                    int64_t ldc, const int64_t* cols, const Mask* mask) {
+                                    int64_t ldc, const __mmask16* mask) {
   static_assert(MR == 1 || MR == 6, "rows of three and three, or one");
-  Vec acc[MR][kVecs];
+  __m512 acc[MR][kVecs];
   for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < kVecs; ++v) acc[i][v] = Zero();
+    for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_setzero_ps();
   const float* a0 = a;
   const float* a3 = a + 3 * lda;
   const int64_t l1 = lda, l2 = 2 * lda;
   for (int64_t kk = 0; kk < k; ++kk, ++a0, ++a3) {
-    Vec b[kVecs];
-    for (int v = 0; v < kVecs; ++v) b[v] = Load(panel + kk * kWidth + kLanes * v);
+    __m512 b[kVecs];
+    for (int v = 0; v < kVecs; ++v) b[v] = _mm512_load_ps(panel + kk * kWidth + 16 * v);
     for (int i = 0; i < MR; ++i) {
       const float* base = i < 3 ? a0 : a3;
       const int64_t off = i % 3 == 0 ? 0 : i % 3 == 1 ? l1 : l2;
-      const Vec ai = Broadcast(base[off]);
-      for (int v = 0; v < kVecs; ++v) acc[i][v] = Fma(ai, b[v], acc[i][v]);
+      const __m512 ai = _mm512_set1_ps(base[off]);
+      for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
     }
   }
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < kVecs; ++v)
-      if (cols[v] != 0) Store(c + i * ldc + kLanes * v, mask[v], acc[i][v]);
+      if (mask[v] != 0) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
 }
 
 // C (m, B.n; ldc) = A (m, B.k; lda) @ B, panel by panel (a panel of R stays
@@ -1150,16 +1122,14 @@ inline void Product(const float* a, int64_t lda, int64_t m, const Packed& b, flo
   const int64_t full = m / kTileRows * kTileRows;
   for (int64_t p = 0; p * kWidth < b.n; ++p) {
     const float* panel = b.data.data() + p * b.k * kWidth;
-    int64_t cols[kVecs];
-    Mask mask[kVecs];
+    __mmask16 mask[kVecs];
     for (int v = 0; v < kVecs; ++v) {
-      cols[v] = std::clamp<int64_t>(b.n - p * kWidth - kLanes * v, 0, kLanes);
-      mask[v] = LaneMask(cols[v]);
+      const int64_t cols = std::clamp<int64_t>(b.n - p * kWidth - 16 * v, 0, 16);
+      mask[v] = static_cast<__mmask16>((1u << cols) - 1u);
     }
     float* cp = c + p * kWidth;
-    for (int64_t i = 0; i < full; i += kTileRows)
-      Tile<kTileRows>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, cols, mask);
-    for (int64_t i = full; i < m; ++i) Tile<1>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, cols, mask);
+    for (int64_t i = 0; i < full; i += kTileRows) Tile<kTileRows>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, mask);
+    for (int64_t i = full; i < m; ++i) Tile<1>(a + i * lda, lda, panel, b.k, cp + i * ldc, ldc, mask);
   }
 }
 #endif
