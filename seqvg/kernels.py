@@ -146,8 +146,11 @@ def build(tf, target: Path) -> str:
         os.unlink(tmp)
         if proc is not None:
             lines = (proc.stderr or proc.stdout).strip().splitlines() or ["(no output)"]
-            error = f"{' '.join(cmd[:2 + len(arch)])} ...: {lines[-1]}"
-    raise RuntimeError(f"compiling {SOURCE.name} failed: {error}")
+            # The first error says what went wrong; notes follow it.
+            first = next((ln for ln in lines if "error:" in ln), lines[-1])
+            error = f"{' '.join(cmd[:2 + len(arch)])} ...: {first}"
+    march = os.environ.get(ENV_MARCH, "").strip()
+    raise RuntimeError(f"compiling {SOURCE.name} failed{f' ({ENV_MARCH}={march})' if march else ''}: {error}")
 
 
 # The (module, message) loaded in this process, at most one.

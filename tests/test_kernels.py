@@ -426,6 +426,17 @@ def test_failed_build_falls_back_and_leaves_nothing(monkeypatch, fresh_load, cap
     assert sorted(p.suffix for p in fresh_load.iterdir()) == [".failed", ".lock"]
 
 
+@pytest.mark.skipif(kernels.compiler() is None, reason="needs a C++ compiler")
+def test_a_bad_march_says_so(monkeypatch, fresh_load):
+    """SEQVG_MARCH the compiler does not know: the compiler's error line (not
+    the notes after it), naming the setting, and the TensorFlow ops instead."""
+    monkeypatch.setenv("SEQVG_MARCH", "no-such-cpu")
+    assert kernels.op_module() is None
+    status = kernels.kernel_status()
+    assert "compiling lstm_ops.cc failed (SEQVG_MARCH=no-such-cpu)" in status
+    assert "error:" in status and "no-such-cpu" in status.split("error:", 1)[1]
+
+
 def test_build_writes_only_the_library_and_warns_about_nothing(ops, tmp_path):
     """A real compile, with -Wall -Wextra on seqvg's source: it leaves the
     library and its log of diagnostics, nothing else, and no warning located
