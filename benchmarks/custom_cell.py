@@ -64,6 +64,15 @@ cost (about 2.5 ms of Jacobian products, 2.7 ms of eigenvalues) beside a
 gradient pass that alone costs about a step: still 1.7-2.5 steps for mingru
 and indrnn.
 
+A diagonal step Jacobian (minGRU, minLSTM and IndRNN: the probe checks at
+each call that J q = (J 1) q) needs no Lanczos: its norm is max |J 1|,
+exact, from two products instead of 24 (``stepstats.diagonal_sigma``).
+Probe / step with ``--cell``, 9 rounds, 2026-12-01 (load 0.7-1.8 with the
+benchmark's own threads): at fe49d05 mingru 1.91, indrnn 2.06, minlstm
+1.29; then mingru 1.18, 1.20, 1.22, indrnn 1.34, 1.39, 1.35, minlstm 1.13,
+1.11, 1.12. What is left is mostly the gradient pass itself (indrnn: 4.5-4.7
+ms beside a 4.0 ms step).
+
 Tried for the probe and dropped: the statistics' Jacobian products
 compiled by XLA, 15.0 against 17.1 ms of CPU (load 1.6) for about 2 s of
 CPU to compile; the select replaced by a scatter into a (J+1)-slot buffer,
