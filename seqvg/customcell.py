@@ -75,13 +75,24 @@ def _error_line(e: BaseException, filename: str | None = None) -> str:
     else:
         own = [f for f in frames if "importlib" not in f.filename and f.filename != __file__]
     where = f"{own[-1].filename}:{own[-1].lineno}: " if own else ""
+    name, text = type(e).__name__, re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if text.startswith("in user code:"):
+        # An error raised while TensorFlow traced a graph: the frames and the
+        # original error are in the text ("File ..., line N" lines, then
+        # "    Name: message").
+        mine = [m for m in re.finditer(r'File "([^"]+)", line (\d+)', text) if m.group(1) == filename]
+        if mine:
+            where = f"{mine[-1].group(1)}:{mine[-1].group(2)}: "
+        error = re.search(r"^ {4}([A-Za-z_][\w.]*): ", text, re.M)
+        if error:
+            name, text = error.group(1), text[error.end():]
     # Keras wraps an error raised in a layer's call: "Exception encountered
     # when calling X.call().", then the original message in bold.
-    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
         lines = lines[1:]
     message = lines[0] if lines else ""
-    return f"{where}{type(e).__name__}" + (f": {message}" if message else "")
+    return f"{where}{name}" + (f": {message}" if message else "")
 
 
 def _exec_file(ref: CellRef, path: Path, shown: str):
@@ -278,14 +289,24 @@ def check(cfg) -> None:
         if tuple(getattr(out, "shape", ())) != (1, out_size):
             raise ConfigError(f"{where}: call returned an output of shape {tuple(getattr(out, 'shape', ()))}; "
                               f"expected (1, {out_size}) (output_size, else state_size[0])", "cell")
+        # Keras's loop (and the probe's) needs every step to hand back the
+        # dtype it was given; a float64 state fails only inside the graph.
+        dtypes = [keras.backend.standardize_dtype(t.dtype) for t in [out, *new]]
+        if any(d != "float32" for d in dtypes):
+            raise ConfigError(f"{where}: call returned {', '.join(dtypes)} (output, then states) for float32 inputs "
+                              "and states; return float32 (a cell built with dtype=float64 cannot run in "
+                              "seqvg's float32 models)", "cell")
+        rnn = keras.layers.RNN(make_cell(cfg), return_sequences=True)
         try:
-            seq = keras.layers.RNN(make_cell(cfg), return_sequences=True)(np.repeat(x[:, None, :], 2, axis=1))
+            seq = rnn(np.repeat(x[:, None, :], 2, axis=1))
         except Exception as e:
             raise ConfigError(f"{where}: inside keras.layers.RNN on one sample: {_error_line(e, loaded.path)}",
                               "cell") from None
         if tuple(seq.shape) != (1, 2, out_size):
             raise ConfigError(f"{where}: keras.layers.RNN returned shape {tuple(seq.shape)}, expected "
                               f"(1, 2, {out_size})", "cell")
+        _check_in_graph(rnn, np.repeat(x[:, None, :], 2, axis=0).repeat(2, axis=1), out_size, where,
+                        loaded.path)
     try:
         config = cell.get_config()
         json.dumps(keras.saving.serialize_keras_object(cell))
@@ -299,6 +320,27 @@ def check(cfg) -> None:
                           f"failed: {_error_line(e, loaded.path)}); add the constructor's arguments to get_config()",
                           "cell") from None
     _CHECKED.add(key)
+
+
+def _check_in_graph(rnn, x, out_size: int, where: str, path: str | None) -> None:
+    """Runs the built layer as training and the probe do: traced into a graph
+    (a ``tf.function``), on two samples, in training mode. Catches what an
+    eager call lets through: Python ``if`` on a tensor, ``.numpy()``, a
+    hard-coded batch of 1.
+
+    Raises:
+        ConfigError: naming the cell and its failing line.
+    """
+    import tensorflow as tf
+
+    try:
+        seq = tf.function(lambda x: rnn(x, training=True))(tf.constant(x))
+    except Exception as e:
+        raise ConfigError(f"{where}: inside keras.layers.RNN traced as a graph (as training runs it), on "
+                          f"{x.shape[0]} samples: {_error_line(e, path)}", "cell") from None
+    if tuple(seq.shape) != (x.shape[0], x.shape[1], out_size):
+        raise ConfigError(f"{where}: keras.layers.RNN traced as a graph returned shape {tuple(seq.shape)} on "
+                          f"{x.shape[0]} samples, expected {(x.shape[0], x.shape[1], out_size)}", "cell")
 
 
 def custom_objects(spec: str) -> dict:

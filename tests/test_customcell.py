@@ -102,6 +102,28 @@ CELLS = textwrap.dedent('''
     class Raises(EluCell):
         def call(self, inputs, states):
             raise RuntimeError("my cell is broken")
+
+
+    class Float64(EluCell):
+        def call(self, inputs, states):
+            h, _ = super().call(inputs, states)
+            h = ops.cast(h, "float64")
+            return h, [h]
+
+
+    class EagerOnly(EluCell):
+        def call(self, inputs, states):
+            h, _ = super().call(inputs, states)
+            if float(ops.max(h).numpy()) > 1e9:
+                h = h * 0
+            return h, [h]
+
+
+    class OneSample(EluCell):
+        def call(self, inputs, states):
+            h, _ = super().call(inputs, states)
+            h = ops.reshape(h, (1, -1))
+            return h, [h]
 ''')
 
 
@@ -257,6 +279,11 @@ def test_cell_arg_and_declared_options(cells, tmp_path):
     ("{cells}:NotACell", [], "not a Keras RNN cell"),
     ("{cells}:BadShapes", [], "call returned states of shapes [(1, 8)]"),
     ("{cells}:Raises", [], "RuntimeError: my cell is broken"),
+    ("{cells}:Float64", [], "call returned float64, float64 (output, then states) for float32"),
+    ("{cells}:EluCell", ["--cell-arg", 'dtype="float64"'], "call returned float64"),
+    ("{cells}:EagerOnly", [], "traced as a graph (as training runs it), on 2 samples: {cells}:"),
+    ("{cells}:EagerOnly", [], "AttributeError: 'SymbolicTensor' object has no attribute 'numpy'"),
+    ("{cells}:OneSample", [], "traced as a graph (as training runs it), on 2 samples: ValueError"),
     ("{cells}:EluCell", ["--cell-arg", "scale=1979-05-27"], "cannot be stored in config.json"),
     ("{cells}:EluCell", ["--cell-arg", "nope=1"], "Unrecognized keyword arguments passed to EluCell"),
     ("{cells}:EluCell", ["--forget-bias", "2"], "--forget-bias works inside a cell's equations"),
@@ -269,6 +296,7 @@ def test_bad_cells_are_one_line_usage_errors_and_write_nothing(cells, tmp_path, 
     (tmp_path / "broken.py").write_text("import keras\n\nx = 1 / 0\n")
     (tmp_path / "syntax.py").write_text("def (:\n")
     spec = spec.format(cells=cells, broken=tmp_path / "broken.py", syntax=tmp_path / "syntax.py")
+    needle = needle.format(cells=cells)
     out = tmp_path / "runs" / "x"
     res = CliRunner().invoke(cli, ["train", "--cell", spec, "--out", str(out), *TINY, *extra])
     assert res.exit_code == 2, res.output
