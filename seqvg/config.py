@@ -370,6 +370,17 @@ def _json_value(value) -> bool:
         return False
 
 
+def _non_finite(value) -> bool:
+    """True if a float in ``value`` (or in its lists and tables) is inf or nan."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
 def _validate_cell_spec(cfg) -> None:
     """The checks that need no import: the spec's form and JSON-serialisable
     ``cell_args``. (A file's existence is checked where it is loaded: a run
@@ -382,6 +393,10 @@ def _validate_cell_spec(cfg) -> None:
     for key, value in cfg.cell_args.items():
         if not isinstance(key, str) or not key.isidentifier():
             raise ConfigError(f"{ref.where}: --cell-arg {key!r}: not a keyword argument name", "cell_args")
+        if _non_finite(value):
+            raise ConfigError(f"{ref.where}: --cell-arg {key}={value!r}: not a finite number; config.json (JSON) "
+                              "holds only finite numbers",
+                              "cell_args")
         if not _json_value(value):
             raise ConfigError(f"{ref.where}: --cell-arg {key}={value!r}: a {type(value).__name__} cannot be "
                               "stored in config.json (use a number, string, boolean, array or table)",

@@ -285,6 +285,8 @@ def test_cell_arg_and_declared_options(cells, tmp_path):
     ("{cells}:EagerOnly", [], "AttributeError: 'SymbolicTensor' object has no attribute 'numpy'"),
     ("{cells}:OneSample", [], "traced as a graph (as training runs it), on 2 samples: ValueError"),
     ("{cells}:EluCell", ["--cell-arg", "scale=1979-05-27"], "cannot be stored in config.json"),
+    ("{cells}:EluCell", ["--cell-arg", "scale=1e400"], "scale=inf: not a finite number; config.json (JSON) holds"),
+    ("{cells}:EluCell", ["--cell-arg", "scale=[1.0, nan]"], "scale=[1.0, nan]: not a finite number"),
     ("{cells}:EluCell", ["--cell-arg", "nope=1"], "Unrecognized keyword arguments passed to EluCell"),
     ("{cells}:EluCell", ["--forget-bias", "2"], "--forget-bias works inside a cell's equations"),
     ("{broken}:EluCell", [], "broken.py:3: ZeroDivisionError"),
