@@ -546,11 +546,10 @@ def probe_run(run_dir, batch: dict | None = None):
     import keras
 
     from seqvg import rundir
-    from seqvg.config import RunConfig
     from seqvg.tasks import get_task
 
     run_dir = Path(run_dir)
-    cfg = RunConfig.from_dict(rundir.read_json(run_dir / rundir.CONFIG)["config"])
+    cfg = rundir.read_config(run_dir, resolve=False)
     from seqvg.memory import check_memory
 
     # A run is probed with its own options; only --data can make this smaller.

@@ -262,6 +262,36 @@ class Run:
         return self.path.name
 
 
+def read_config(path: Path, resolve: bool = True):
+    """The ``RunConfig`` a run directory's config.json records (resolved).
+
+    Raises:
+        RunDirError: config.json is missing, not JSON, has no "config"
+            object, or one seqvg cannot take (a wrong type, an unknown key).
+    """
+    source = Path(path) / CONFIG
+    config = read_json(source)
+    return config_of(config, source, resolve)
+
+
+def config_of(config: dict, source: Path, resolve: bool = True):
+    """The ``RunConfig`` of config.json's contents ``config``, read from ``source``.
+
+    Raises:
+        RunDirError: naming ``source``.
+    """
+    from seqvg.config import ConfigError, RunConfig
+
+    if not isinstance(config.get("config"), dict):
+        raise RunDirError(f"{source}: corrupt (no 'config' object)")
+    try:
+        cfg = RunConfig.from_dict(config["config"])
+        return cfg.resolved() if resolve else cfg
+    except ConfigError as e:
+        newer = " or written by a newer seqvg" if str(e).startswith("unknown config keys") else ""
+        raise RunDirError(f"{source}: corrupt{newer} ({e})") from None
+
+
 def load_run(path: Path) -> Run:
     """Reads and checks a run directory.
 
@@ -272,8 +302,7 @@ def load_run(path: Path) -> Run:
     if not path.is_dir():
         raise RunDirError(f"{path}: {'not a directory' if path.exists() else 'does not exist'}")
     config = read_json(path / CONFIG)
-    if not isinstance(config.get("config"), dict):
-        raise RunDirError(f"{path / CONFIG}: corrupt (no 'config' object)")
+    config_of(config, path / CONFIG)  # the report and diagnose read its options
     summary = read_json(path / SUMMARY)
     if summary.get("status") not in STATUSES:
         raise RunDirError(f"{path / SUMMARY}: corrupt (status {summary.get('status')!r})")

@@ -119,10 +119,7 @@ def config_to_resume(out: Path) -> RunConfig:
             f"{out}: not a complete seqvg run (config.json missing: it was stopped before it started); "
             "nothing to resume: run the original command again"
         )
-    try:
-        return RunConfig.from_dict(rundir.read_json(out / rundir.CONFIG)["config"]).resolved()
-    except (KeyError, TypeError, ValueError) as e:
-        raise RunDirError(f"{out / rundir.CONFIG}: corrupt ({e})") from None
+    return rundir.read_config(out)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from seqvg import rundir
-from seqvg.config import ConfigError, RunConfig
+from seqvg.config import RunConfig
 from seqvg.pdf import check_replaceable
 from seqvg.results import (  # noqa: F401 (the study API)
     DECAY,
@@ -113,10 +113,7 @@ def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
         if not probe_only and rundir.has_content(path):
             rundir.check_own_run(path)
         return
-    try:
-        held = RunConfig.from_dict(rundir.read_json(source)["config"])
-    except (KeyError, TypeError, ConfigError) as e:
-        raise rundir.RunDirError(f"{source}: corrupt ({e})") from None
+    held = rundir.config_of(rundir.read_json(source), source, resolve=False)
     if held != cfg:
         raise RunExistsError(f"{path}: holds a run with other options; use another output directory")
 

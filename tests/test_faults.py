@@ -152,6 +152,19 @@ def corrupt_config(w: Path) -> None:
     rundir.write_json(w / "run" / "summary.json", {"status": "running"})
 
 
+def config_value(key: str, value) -> Callable[[Path], None]:
+    """A run whose config.json holds ``value`` for option ``key`` (a hand edit, a newer seqvg)."""
+    def setup(w: Path) -> None:
+        d = json.loads((w / "run" / "config.json").read_text())
+        d["config"][key] = value
+        (w / "run" / "config.json").write_text(json.dumps(d))
+    return setup
+
+
+def config_without_options(w: Path) -> None:
+    (w / "run" / "config.json").write_text('{"seed": 0}')
+
+
 def truncated_probes(w: Path) -> None:
     p = w / "run" / "probes.npz"
     p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
@@ -284,6 +297,19 @@ CASES = [
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),
     Case("diagnose-missing", ["diagnose", "nothing"], 2, "Error: nothing: does not exist"),
+    Case("diagnose-config-wrong-type", ["diagnose", "run"], 2,
+         "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
+    Case("report-config-wrong-type", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
+    Case("probe-config-wrong-type", ["probe", "run"], 2,
+         "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
+    Case("report-config-unknown-key", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/config.json: corrupt or written by a newer seqvg (unknown config keys: zzz)",
+         config_value("zzz", 1)),
+    Case("probe-config-no-options", ["probe", "run"], 2, "Error: run/config.json: corrupt (no 'config' object)",
+         config_without_options),
+    Case("resume-config-wrong-type", ["train", "--resume", "--out", "run"], 2,
+         "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
     Case("probe-nan-data", ["probe", "--length", "10", "--units", "8", "--data", "nan.npz"], 2,
          "Error: nan.npz: x holds NaN or Inf; the probe needs finite inputs and targets", nan_data),
     Case("probe-pickled-data", ["probe", "--length", "10", "--data", "pickled.npz"], 2,
@@ -297,7 +323,6 @@ CASES = [
     Case("probe-missing-keys", ["probe", "--length", "10", "--data", "xonly.npz"], 2,
          "Error: xonly.npz: not a seqvg dataset (missing y, task, length)", missing_keys),
     Case("run-missing-spec", ["run", "nothing.toml"], 2, "Error: nothing.toml: no such spec file"),
-    # -- outputs over a file of the user's: refused before the work, the file kept
     Case("generate-over-users-file", ["generate", "adding", "-T", "10", "-n", "4", "-o", "notes.txt"], 1,
          "Error: notes.txt: exists and is not a dataset seqvg wrote"),
     Case("report-over-users-file", ["report", "run", "-o", "notes.txt"], 1,
