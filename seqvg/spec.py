@@ -136,6 +136,9 @@ def _seeds(value, where) -> list[int]:
             raise SpecError(f"{where('seeds')}: must be at least 1, got {value}")
         return list(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        bad = [s for s in value if not 0 <= s <= MAX_SEED]
+        if bad:
+            raise SpecError(f"{where('seeds')}: a seed must be between 0 and {MAX_SEED}, got {bad[0]}")
         return list(value)
     raise SpecError(f"{where('seeds')}: expected a count (int) or a non-empty list of ints, got {value!r}")
 
@@ -195,8 +198,15 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML ({e})") from None
     name = doc.get("name", Path(path).stem)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        if "name" not in doc:
+            raise SpecError(f"{path}: the study is named after the file, {name!r}, which is not a simple name "
+                            "(letters, digits, _ . -); add name = \"...\" to the spec or rename the file")
         raise SpecError(f"{where('name')}: expected a simple name (letters, digits, _ . -), got {name!r}")
+    for key in ("out", "report", "description"):
+        if key in doc and (not isinstance(doc[key], str) or (key != "description" and not doc[key].strip())):
+            raise SpecError(f"{where(key)}: expected a {'text' if key == 'description' else 'path'} "
+                            f"(a non-empty string), got {doc[key]!r}")
     base = _options({k: v for k, v in doc.items() if k not in STUDY_KEYS}, where, None)
     grid_doc = doc.get("grid", {})
     if not isinstance(grid_doc, dict):
@@ -213,6 +223,8 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     if not isinstance(raw_variants, list):
         raise SpecError(f"{where('variant')}: expected [[variant]] tables")
     for i, v in enumerate(raw_variants):
+        if not isinstance(v, dict):
+            raise SpecError(f"{where('variant')}: expected [[variant]] tables, got {v!r}")
         label = v.get("label")
         if not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9_.+=-]+", label):
             raise SpecError(f"{where('label', 'variant', i)}: each [[variant]] needs a label "

@@ -165,6 +165,17 @@ def config_without_options(w: Path) -> None:
     (w / "run" / "config.json").write_text('{"seed": 0}')
 
 
+def spec_with(*lines: str) -> Callable[[Path], None]:
+    """A spec x.toml: SPEC plus top-level ``lines``."""
+    def setup(w: Path) -> None:
+        (w / "x.toml").write_text(SPEC.replace("[grid]", "\n".join(lines) + "\n\n[grid]"))
+    return setup
+
+
+def spec_named_by_file(w: Path) -> None:
+    (w / "my study.toml").write_text(SPEC.replace('name = "s"\n', ""))
+
+
 def truncated_probes(w: Path) -> None:
     p = w / "run" / "probes.npz"
     p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
@@ -323,6 +334,20 @@ CASES = [
     Case("probe-missing-keys", ["probe", "--length", "10", "--data", "xonly.npz"], 2,
          "Error: xonly.npz: not a seqvg dataset (missing y, task, length)", missing_keys),
     Case("run-missing-spec", ["run", "nothing.toml"], 2, "Error: nothing.toml: no such spec file"),
+    Case("spec-report-not-a-path", ["run", "x.toml", "--out", "new"], 2,
+         "Error: x.toml:10: report: expected a path (a non-empty string), got True", spec_with("report = true")),
+    Case("spec-out-not-a-path", ["run", "x.toml"], 2,
+         "Error: x.toml:10: out: expected a path (a non-empty string), got 5", spec_with("out = 5")),
+    Case("spec-out-empty", ["run", "x.toml"], 2,
+         "Error: x.toml:10: out: expected a path (a non-empty string), got ''", spec_with('out = ""')),
+    Case("spec-variant-not-tables", ["run", "x.toml", "--out", "new"], 2,
+         "Error: x.toml:10: variant: expected [[variant]] tables, got 1", spec_with("variant = [1, 2]")),
+    Case("spec-seed-negative", ["run", "x.toml", "--out", "new"], 2,
+         "Error: x.toml:10: seeds: a seed must be between 0 and 4294967295, got -1", spec_with("seeds = [0, -1]")),
+    Case("spec-file-name-not-a-name", ["run", "my study.toml", "--out", "new"], 2,
+         "Error: my study.toml: the study is named after the file, 'my study', which is not a simple name",
+         spec_named_by_file),
+    # -- outputs over a file of the user's: refused before the work, the file kept
     Case("generate-over-users-file", ["generate", "adding", "-T", "10", "-n", "4", "-o", "notes.txt"], 1,
          "Error: notes.txt: exists and is not a dataset seqvg wrote"),
     Case("report-over-users-file", ["report", "run", "-o", "notes.txt"], 1,
