@@ -587,7 +587,8 @@ def test_resume_is_exact_in_every_window(window, window_ref, tmp_path, monkeypat
     else:
         assert r.exit_code == 0, r.output
         reached = max(row["step"] for row in rundir.read_csv(out / "metrics.csv")[1])
-        assert f"running: the run stopped at step {reached} " in r.output
+        assert f"running: the run stopped at step {reached} (resume with seqvg train --resume --out {out})" \
+            in r.output
     train(None, out, resume=True, progress=False)
     assert_same_run(out, ref)
 
@@ -746,6 +747,24 @@ def test_directory_in_use_is_refused(how, world, tmp_path, monkeypatch, holder):
     assert error_line(r.output) == (f"Error: {where}: in use by PID {p.pid} (a seqvg run is writing it); "
                                     "wait for it to end or stop it")
     assert tree_hash(w) == before
+
+
+def test_diagnose_says_how_to_resume_a_stopped_run_and_that_a_live_one_is_live(world, tmp_path, monkeypatch,
+                                                                               holder):
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    monkeypatch.chdir(w)
+    summary = json.loads((w / "run" / "summary.json").read_text())
+    rundir.write_json(w / "run" / "summary.json", {**summary, "status": "running"})
+    r = CliRunner().invoke(cli, ["diagnose", "run"])
+    assert r.exit_code == 0, r.output
+    # The command it gives must work as typed: --resume needs --out.
+    assert "running: the run stopped at step 30 (resume with seqvg train --resume --out run)" in r.output
+    p = holder(w / "run")
+    r = CliRunner().invoke(cli, ["diagnose", "run"])
+    assert r.exit_code == 0, r.output
+    assert f"running: at step 30 so far (in use by PID {p.pid}, which is writing it)" in r.output
+    assert "--resume" not in r.output
 
 
 def test_overwrite_of_a_live_run_is_refused_and_the_run_finishes(tmp_path):
