@@ -215,6 +215,19 @@ class RunFiles:
 
     def save_model(self, model) -> None:
         """model.keras; Keras insists on the .keras suffix, so the temp name keeps it."""
-        tmp = self.out / ".model.tmp.keras"
-        model.save(tmp)
-        os.replace(tmp, self.out / rundir.MODEL)
+        tmp, target = self.out / ".model.tmp.keras", self.out / rundir.MODEL
+        try:
+            model.save(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # as atomic_write_bytes: the bytes are on disk before the name
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException as e:
+            # A full disk (or a file-size limit) inside Keras's save: no temp
+            # file left behind, and the error names model.keras, not nothing.
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno is not None:
+                raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(target)) from None
+            raise

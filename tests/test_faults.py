@@ -514,6 +514,35 @@ def test_disk_full_half_way_keeps_files_and_resumes(world, tmp_path, monkeypatch
 
 
 # -- resume windows and kill -9 --------------------------------------------------------
+def test_full_disk_inside_keras_save_names_model_keras_and_resumes(tmp_path, monkeypatch):
+    """EFBIG (a file-size limit; ENOSPC alike) half-way through Keras's own
+    model.save: the error names model.keras, no temp file is left, and
+    --resume then writes the model."""
+    import keras
+
+    out = tmp_path / "r"
+    real_save = keras.Model.save
+
+    def half_save(self, path, *a, **k):
+        real_save(self, path, *a, **k)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))  # zipfile's error names no file
+
+    monkeypatch.setattr(keras.Model, "save", half_save)
+    r = CliRunner().invoke(cli, ["train", *RUN_OPTS, "--cell", "rnn", "--out", str(out)])
+    monkeypatch.undo()
+    assert r.exit_code == 1, r.output
+    assert error_line(r.output) == (f"Error: {out}/model.keras: File too large; files kept: fix that, then "
+                                    f"continue with: seqvg train --resume --out {out}")
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoints", "config.json", "metrics.csv",
+                                                     "probes.npz", "summary.json"]
+    r = CliRunner().invoke(cli, ["train", "--resume", "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    assert keras.saving.load_model(out / "model.keras", compile=False) is not None
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
 def metrics_without_wall(path: Path) -> list[dict]:
     _, rows = rundir.read_csv(path / "metrics.csv")
     return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
