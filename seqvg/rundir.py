@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import shlex
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -355,11 +356,15 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
         if not any((p / CONFIG).exists() for p in runs):
             if (path / PROBE).is_file() and not (path / CONFIG).exists():
                 notes.append(f"{path}: a probe-only run (probe.json); left out, its study's PDF shows it")
+            elif (path / CONFIG).exists() and _before_first_results(path):
+                notes.append(_before_first_results(path))
             else:
                 found.append(path)  # a run, or load_run's message says what is missing
             continue
         for run in runs:
-            if (run / CONFIG).exists():
+            if (run / CONFIG).exists() and _before_first_results(run):
+                notes.append(_before_first_results(run))
+            elif (run / CONFIG).exists():
                 found.append(run)
             elif (run / PROBE).is_file():
                 notes.append(f"{run}: a probe-only run (probe.json); left out, its study's PDF shows it")
@@ -369,6 +374,26 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
         more = f" (and {len(notes) - 1} more left out)" if len(notes) > 1 else ""
         raise RunDirError(f"nothing to {what}: {notes[0]}{more}" if notes else "no run directories given")
     return list(dict.fromkeys(found)), notes
+
+
+def _before_first_results(run: Path) -> str | None:
+    """A note for a run that has started (config.json) but has not yet written
+    its step-0 results (metrics.csv and probes.npz; the model is built and
+    traced first, seconds): live, or killed then. None for any other run,
+    whose files load_run checks."""
+    if (run / METRICS).exists() and (run / PROBES).exists() or (run / CHECKPOINTS / STATE).exists():
+        return None
+    try:
+        status = read_json(run / SUMMARY).get("status") if (run / SUMMARY).exists() else None
+    except RunDirError:
+        return None
+    if status not in (None, "running", "interrupted"):
+        return None  # a finished run missing a file: corrupt, and load_run says so
+    holder = lock_holder(run)
+    if holder:
+        return f"{run}: started, no results yet (in use by {holder}, which is writing it); left out"
+    return (f"{run}: stopped before its first results (resume with seqvg train --resume --out "
+            f"{shlex.quote(str(run))}); left out")
 
 
 class NotARunError(RunDirError):

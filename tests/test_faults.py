@@ -796,6 +796,34 @@ def test_diagnose_says_how_to_resume_a_stopped_run_and_that_a_live_one_is_live(w
     assert "--resume" not in r.output
 
 
+def test_a_run_before_its_first_results_is_left_out_of_a_study_report(world, tmp_path, monkeypatch, holder):
+    """A run writes config.json, then builds and traces its model (seconds)
+    before metrics.csv and probes.npz: a report of its study made then, or
+    after a kill then, leaves it out with a note instead of refusing the study."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    monkeypatch.chdir(w)
+    (w / "study" / "b").mkdir(parents=True)
+    shutil.copytree(w / "run", w / "study" / "a")
+    shutil.copy(w / "run" / "config.json", w / "study" / "b" / "config.json")
+    r = CliRunner().invoke(cli, ["report", "study", "-o", "r.pdf"])
+    assert r.exit_code == 0, r.output
+    assert "study/b: stopped before its first results (resume with seqvg train --resume --out study/b); left out" \
+        in r.output
+    r = CliRunner().invoke(cli, ["diagnose", "study/b"])
+    assert r.exit_code == 2, r.output
+    assert error_line(r.output) == ("Error: nothing to diagnose: study/b: stopped before its first results (resume "
+                                    "with seqvg train --resume --out study/b); left out")
+    p = holder(w / "study" / "b")
+    r = CliRunner().invoke(cli, ["diagnose", "study"])
+    assert r.exit_code == 0, r.output
+    assert f"study/b: started, no results yet (in use by PID {p.pid}, which is writing it); left out" in r.output
+    # A finished run that lost a file is corrupt, not "not started".
+    (w / "study" / "a" / "probes.npz").unlink()
+    r = CliRunner().invoke(cli, ["diagnose", "study/a"])
+    assert r.exit_code == 2 and error_line(r.output) == "Error: study/a/probes.npz: missing", r.output
+
+
 def test_overwrite_of_a_live_run_is_refused_and_the_run_finishes(tmp_path):
     """A real training process; --overwrite from a second one must not touch it."""
     out = tmp_path / "live"
