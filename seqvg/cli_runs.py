@@ -51,7 +51,8 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     every --probe-every steps and at the end), summary.json and model.keras.
     A run killed at any moment continues with --resume and ends with the
     metrics an uninterrupted run would have. Exit status: 0 done, 1 the loss
-    diverged (NaN/Inf; files kept), 2 bad options, 130 interrupted.
+    diverged (NaN/Inf) or a disk fault (full, read-only; files kept, then
+    --resume), 2 bad options or a bad run directory, 130 interrupted.
 
     Every cell trains with the same optimiser settings. LSTM and GRU start
     with chrono init of their gate biases, T_MAX = the sequence length: the
