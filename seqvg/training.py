@@ -54,6 +54,30 @@ class RunExistsError(RunDirError):
     """The output directory holds a run and --overwrite was not given."""
 
 
+def _exists_message(out: Path, cfg: RunConfig) -> str:
+    """Why ``out`` is refused without --overwrite, and what --resume would do
+    there: continue the same run, or one of other options (two custom cells
+    of one class name share a default directory)."""
+    try:
+        held = rundir.read_config(out)
+        status = rundir.read_json(out / rundir.SUMMARY).get("status") if (out / rundir.SUMMARY).exists() else None
+    except RunDirError:
+        return f"{out}: already holds a run; pass --overwrite to replace it or --resume"
+    mine, theirs = cfg.to_dict(), held.to_dict()
+    differ = [k for k in mine if mine[k] != theirs[k]]
+    # Options resolved from others (a cell's defaults, the probe schedule)
+    # only where nothing the user typed differs.
+    derived = ("probe_every", "chrono", "gate_init", "activation", "recurrent_init", "task_args")
+    differ = [k for k in differ if k not in derived] or differ
+    diffs = [f"--{k.replace('_', '-')} {theirs[k]}, not {mine[k]}" for k in differ]
+    if diffs:
+        return (f"{out}: already holds a run of other options ({'; '.join(diffs[:3])}); choose another --out, "
+                "or pass --overwrite to replace it")
+    if status in ("completed", "diverged"):
+        return f"{out}: already holds this run, {status}; pass --overwrite to run it again"
+    return f"{out}: already holds this run, not finished; pass --resume to continue it or --overwrite to start again"
+
+
 def train(
     cfg: RunConfig,
     out: str | os.PathLike,
@@ -100,7 +124,7 @@ def train(
     if not resume and rundir.has_content(out):
         rundir.check_own_run(out)
         if not overwrite:
-            raise RunExistsError(f"{out}: already holds a run; pass --overwrite to replace it or --resume")
+            raise RunExistsError(_exists_message(out, cfg))
     if not out.exists():
         rundir.check_writable(out, is_dir=True)
     with rundir.locked(out):

@@ -279,7 +279,12 @@ CASES = [
     Case("overwrite-run-with-notes", ["train", *RUN_OPTS, "--out", "run", "--overwrite"], 2,
          "Error: run: holds notes.txt, not written by seqvg;", notes_in_run),
     Case("existing-run", ["train", *RUN_OPTS, "--out", "run"], 2,
-         "Error: run: already holds a run; pass --overwrite to replace it or --resume"),
+         "Error: run: already holds a run of other options (--cell rnn, not lstm; --batch-size 16, not 8;"),
+    # The same options: the message says what --resume would (and would not) do.
+    Case("existing-same-run", ["train", "--cell", "rnn", "--length", "10", "--units", "8", "--steps", "30",
+                               "--eval-every", "10", "--val-size", "64", "--batch-size", "16", "--probe-batch", "8",
+                               "--out", "run"], 2,
+         "Error: run: already holds this run, completed; pass --overwrite to run it again"),
     Case("study-out-with-notes", ["run", "spec.toml", "--out", "study"], 2,
          "Error: study/todo.txt: not written by seqvg;", study_with_notes),
     Case("compare-seeds-past-max", ["compare", *RUN_OPTS, "--cells", "rnn", "--seed", "4294967295", "--seeds", "2",
