@@ -175,6 +175,18 @@ def _check_field_type(name: str, kind: str, value) -> None:
         raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}", name)
 
 
+def option_differences(held: RunConfig, wanted: RunConfig, most: int = 3) -> str:
+    """The options in which a run on disk (``held``) differs from the one
+    asked for, for messages: "--units 16, not 32; --steps 40, not 20"."""
+    theirs, mine = held.to_dict(), wanted.to_dict()
+    differ = [k for k in mine if mine[k] != theirs[k]]
+    # Options resolved from others (a cell's defaults, the probe schedule)
+    # only where nothing the user typed differs.
+    derived = ("probe_every", "chrono", "gate_init", "activation", "recurrent_init", "task_args")
+    differ = [k for k in differ if k not in derived] or differ
+    return "; ".join(f"--{k.replace('_', '-')} {theirs[k]}, not {mine[k]}" for k in differ[:most])
+
+
 def default_run_name(cfg: RunConfig) -> str:
     """Directory name of a run under runs/: task, cell, length and seed."""
     return f"{cfg.task}-{cell_label(cfg.cell)}-T{cfg.length}-s{cfg.seed}"

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from seqvg import rundir
-from seqvg.config import RunConfig
+from seqvg.config import RunConfig, option_differences
 from seqvg.pdf import check_replaceable
 from seqvg.results import (  # noqa: F401 (the study API)
     DECAY,
@@ -115,7 +115,8 @@ def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
         return
     held = rundir.config_of(rundir.read_json(source), source, resolve=False)
     if held != cfg:
-        raise RunExistsError(f"{path}: holds a run with other options; use another output directory")
+        raise RunExistsError(f"{path}: holds a run with other options ({option_differences(held, cfg)}); use "
+                             "another output directory")
 
 
 def _c_summary(result) -> dict | None:

@@ -2,7 +2,7 @@
 
     seqvg train --task adding --cell gru --length 100 --out runs/gru100
 
-    from seqvg.config import RunConfig
+    from seqvg.config import option_differences, RunConfig
     from seqvg.training import train
     summary = train(RunConfig(cell="gru", length=100), "runs/gru100")
 
@@ -35,7 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from seqvg import rundir
-from seqvg.config import ConfigError, RunConfig, default_run_name, is_custom_cell  # noqa: F401 (re-exported)
+from seqvg.config import (  # noqa: F401 (re-exported)
+    ConfigError,
+    RunConfig,
+    default_run_name,
+    is_custom_cell,
+    option_differences,
+)
 from seqvg.customcell import check_cell
 from seqvg.execpath import ExecutionPath, recorded, resolve
 from seqvg.memory import check_memory
@@ -63,15 +69,9 @@ def _exists_message(out: Path, cfg: RunConfig) -> str:
         status = rundir.read_json(out / rundir.SUMMARY).get("status") if (out / rundir.SUMMARY).exists() else None
     except RunDirError:
         return f"{out}: already holds a run; pass --overwrite to replace it or --resume"
-    mine, theirs = cfg.to_dict(), held.to_dict()
-    differ = [k for k in mine if mine[k] != theirs[k]]
-    # Options resolved from others (a cell's defaults, the probe schedule)
-    # only where nothing the user typed differs.
-    derived = ("probe_every", "chrono", "gate_init", "activation", "recurrent_init", "task_args")
-    differ = [k for k in differ if k not in derived] or differ
-    diffs = [f"--{k.replace('_', '-')} {theirs[k]}, not {mine[k]}" for k in differ]
+    diffs = option_differences(held, cfg)
     if diffs:
-        return (f"{out}: already holds a run of other options ({'; '.join(diffs[:3])}); choose another --out, "
+        return (f"{out}: already holds a run of other options ({diffs}); choose another --out, "
                 "or pass --overwrite to replace it")
     if status in ("completed", "diverged"):
         return f"{out}: already holds this run, {status}; pass --overwrite to run it again"

@@ -198,6 +198,11 @@ def png_is_file(w: Path) -> None:
     (w / "pages").write_text("a file, not a directory\n")
 
 
+def study_holding_other_run(w: Path) -> None:
+    """spec.toml's study directory whose rnn-s0 holds a run of other options."""
+    shutil.copytree(w / "run", w / "study" / "rnn-s0")
+
+
 def spec_seed_twice(w: Path) -> None:
     (w / "twice.toml").write_text(SPEC.replace("[grid]", "seeds = [0, 1, 0]\n\n[grid]"))
 
@@ -287,6 +292,9 @@ CASES = [
          "Error: run: already holds this run, completed; pass --overwrite to run it again"),
     Case("study-out-with-notes", ["run", "spec.toml", "--out", "study"], 2,
          "Error: study/todo.txt: not written by seqvg;", study_with_notes),
+    Case("study-run-of-other-options", ["run", "spec.toml", "--out", "study"], 2,
+         "Error: study/rnn-s0: holds a run with other options (--batch-size 16, not 8; --steps 30, not 10;",
+         study_holding_other_run),
     Case("compare-seeds-past-max", ["compare", *RUN_OPTS, "--cells", "rnn", "--seed", "4294967295", "--seeds", "2",
                                     "--out", "new"], 2,
          "Error: Invalid value for '--seeds': seeds 4294967295..4294967296 run past the largest --seed, 4294967295"),
