@@ -140,7 +140,14 @@ def _import(ref: CellRef, spec: str, path: Path | None = None) -> _Loaded:
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
-            raise ConfigError(f"{shown}: importing module {ref.target} failed: {_error_line(e)}", "cell") from None
+            hint = ""
+            local = Path(*ref.target.split(".")).with_suffix(".py")
+            if isinstance(e, ModuleNotFoundError) and ref.target.startswith(e.name or "\0") and local.is_file():
+                # The seqvg command does not import from the working directory.
+                hint = (f"; {local} is here: give it as {local}:{ref.class_name} (a module must be installed "
+                        "or on PYTHONPATH)")
+            raise ConfigError(f"{shown}: importing module {ref.target} failed: {_error_line(e)}{hint}",
+                              "cell") from None
     cls = getattr(module, ref.class_name, None)
     if cls is None:
         raise ConfigError(f"{shown}: {ref.target} has no {ref.class_name}", "cell")

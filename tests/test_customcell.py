@@ -310,6 +310,18 @@ def test_bad_cells_are_one_line_usage_errors_and_write_nothing(cells, tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_file_given_as_a_module_is_refused_with_the_spec_that_works(cells, tmp_path, monkeypatch):
+    """`--cell cells:EluCell` beside cells.py: the seqvg command does not
+    import from the working directory; the message gives the file form."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seqvg_test_local_cell_xyz.py").write_text(CELLS)
+    res = CliRunner().invoke(cli, ["probe", "--cell", "seqvg_test_local_cell_xyz:EluCell", "--length", "6"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1].endswith(
+        "No module named 'seqvg_test_local_cell_xyz'; seqvg_test_local_cell_xyz.py is here: give it as "
+        "seqvg_test_local_cell_xyz.py:EluCell (a module must be installed or on PYTHONPATH)")
+
+
 def test_spec_cell_path_is_relative_to_the_spec(cells, tmp_path):
     text = 'cell = "cells.py:EluCell"\ncell_args = {scale = 0.5}\nlength = 8\n[grid]\nunits = [4, 5]\n'
     study = parse_spec(text, str(tmp_path / "study.toml"))
