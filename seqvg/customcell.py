@@ -176,10 +176,35 @@ def load_class(spec: str) -> type:
     return load(spec).cls
 
 
-def state_names(cell, n: int) -> list[str]:
+def declared_names(cell, attr: str, where: str | None = None) -> tuple[str, ...]:
+    """A cell's (or class's) ``state_names`` or ``seqvg_options``: names.
+    A plain string is one name (``("activation")`` is a string, not a tuple).
+
+    Raises:
+        ConfigError: anything else, naming the class and the attribute.
+    """
+    value = getattr(cell, attr, None)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(n, str) for n in names):
+        cls = cell if isinstance(cell, type) else type(cell)
+        example = '("h", "m")' if attr == "state_names" else '("activation",)'
+        raise ConfigError(f"{where or cls.__qualname__}: {attr} must be a tuple of names, e.g. {example}, "
+                          f"got {value!r}", "cell")
+    return names
+
+
+def state_names(cell, n: int, where: str | None = None) -> list[str]:
     """Names of a cell's n states: the first is always ``h``; then the cell's
-    ``state_names`` where it gives them, else ``s1``, ``s2``, ..."""
-    given = list(getattr(cell, "state_names", None) or [])
+    ``state_names`` where it gives them, else ``s1``, ``s2``, ... (``where``:
+    ``file.py:Class`` for messages)."""
+    given = list(declared_names(cell, "state_names", where))
     names = ["h"]
     for k in range(1, n):
         name = str(given[k]) if k < len(given) else f"s{k}"
@@ -196,7 +221,7 @@ def constructor_kwargs(cfg, cls: type | None = None) -> dict:
     """
     loaded = load(cfg.cell)
     cls = cls or loaded.cls
-    supported = set(getattr(cls, "seqvg_options", ()) or ())
+    supported = set(declared_names(cls, "seqvg_options", loaded.ref.where))
     kwargs = dict(cfg.cell_args)
     defaults = {"recurrent_gain": 1.0, "layer_norm": False}
     for name in INTERNAL_OPTIONS:
@@ -272,6 +297,7 @@ def check(cfg) -> None:
     if not callable(getattr(cell, "call", None)):
         raise ConfigError(f"{where}: not a Keras RNN cell (no call(inputs, states))", "cell")
     sizes = _state_sizes(cell, where)
+    state_names(cell, len(sizes), where)  # a malformed state_names: refused here, not mid-probe
     out_size = getattr(cell, "output_size", None) or sizes[0]
     import keras
 

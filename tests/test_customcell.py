@@ -104,6 +104,25 @@ CELLS = textwrap.dedent('''
             raise RuntimeError("my cell is broken")
 
 
+    class BadNames(EluCell):
+        state_names = 5
+
+
+    class BadOptions(EluCell):
+        seqvg_options = 5
+
+
+    class OneOption(EluCell):
+        seqvg_options = ("activation")  # a string, not a tuple: one name
+
+        def __init__(self, units, activation="elu", **kwargs):
+            super().__init__(units, **kwargs)
+            self.activation = activation
+
+        def get_config(self):
+            return {**super().get_config(), "activation": self.activation}
+
+
     class Float64(EluCell):
         def call(self, inputs, states):
             h, _ = super().call(inputs, states)
@@ -279,6 +298,8 @@ def test_cell_arg_and_declared_options(cells, tmp_path):
     ("{cells}:NotACell", [], "not a Keras RNN cell"),
     ("{cells}:BadShapes", [], "call returned states of shapes [(1, 8)]"),
     ("{cells}:Raises", [], "RuntimeError: my cell is broken"),
+    ("{cells}:BadNames", [], "cells.py:BadNames: state_names must be a tuple of names, e.g. (\"h\", \"m\"), got 5"),
+    ("{cells}:BadOptions", [], "cells.py:BadOptions: seqvg_options must be a tuple of names"),
     ("{cells}:Float64", [], "call returned float64, float64 (output, then states) for float32"),
     ("{cells}:EluCell", ["--cell-arg", 'dtype="float64"'], "call returned float64"),
     ("{cells}:EagerOnly", [], "traced as a graph (as training runs it), on 2 samples: {cells}:"),
@@ -308,6 +329,12 @@ def test_bad_cells_are_one_line_usage_errors_and_write_nothing(cells, tmp_path, 
     if ":" in spec:
         assert spec.rpartition(":")[2] in message or "--cell-arg" in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_seqvg_options_as_one_string_declares_that_option(cells):
+    res = CliRunner().invoke(cli, ["probe", "--cell", f"{cells}:OneOption", "--activation", "relu", "--length", "6",
+                                   "--units", "4", "--probe-batch", "4"])
+    assert res.exit_code == 0, res.output
 
 
 def test_a_file_given_as_a_module_is_refused_with_the_spec_that_works(cells, tmp_path, monkeypatch):
