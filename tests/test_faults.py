@@ -364,11 +364,15 @@ CASES = [
     Case("generate-over-users-file", ["generate", "adding", "-T", "10", "-n", "4", "-o", "notes.txt"], 1,
          "Error: notes.txt: exists and is not a dataset seqvg wrote"),
     Case("report-over-users-file", ["report", "run", "-o", "notes.txt"], 1,
-         "Error: notes.txt: exists and seqvg did not write it"),
+         "Error: notes.txt: exists and seqvg did not write it as a report or page;"),
     Case("report-png-over-users-page", ["report", "run", "-o", "r.pdf", "--png", "pages"], 1,
-         "Error: pages/01-title.png: exists and seqvg did not write it", users_page_png),
+         "Error: pages/01-title.png: exists and seqvg did not write it as a page (or wrote it before it signed its "
+         "PNGs)", users_page_png),
+    Case("report-over-run-config", ["report", "run", "-o", "run/config.json"], 1,
+         "Error: run/config.json: exists and seqvg did not write it as a report or page; seqvg replaces only its own "
+         "reports and pages"),
     Case("study-report-over-users-file", ["run", "spec.toml", "--out", "new", "--report", "notes.txt"], 1,
-         "Error: notes.txt: exists and seqvg did not write it"),
+         "Error: notes.txt: exists and seqvg did not write it as a report or page;"),
     # -- outputs that cannot be written: runtime faults, checked before the work
     Case("report-proc", ["report", "run", "-o", "/proc/x.pdf"], 1, "Error: /proc/x.pdf: No such file or directory"),
     Case("report-png-is-file", ["report", "run", "-o", "r.pdf", "--png", "pages"], 2,
