@@ -58,6 +58,7 @@ class _Loaded:
     source: bytes | None = None  # a file cell: the exact bytes that ran
     sha256: str | None = None
     path: str | None = None  # a file cell: the file that ran (the run's copy, when bound)
+    bound: bool = False  # loaded from a run's copy by bind_run, not from the spec's own file
 
 
 #: spec -> the loaded class; ``bind_run`` puts a run's copy here.
@@ -169,6 +170,14 @@ def load(spec: str) -> _Loaded:
     if spec not in _LOADED:
         _LOADED[spec] = _import(parse(spec), spec)
     return _LOADED[spec]
+
+
+def unbind(spec: str) -> None:
+    """Forgets a run's copy that ``bind_run`` put in place of ``spec``, so a
+    new run (or a check for one) loads the spec's own file again, as it is now."""
+    loaded = _LOADED.get(spec)
+    if loaded is not None and loaded.bound:
+        del _LOADED[spec]
 
 
 def load_class(spec: str) -> type:
@@ -287,11 +296,12 @@ def check(cfg) -> None:
 
     from seqvg.tasks import get_task
 
-    key = (cfg.cell, json.dumps(cfg.cell_args, sort_keys=True), cfg.units, cfg.layers, cfg.task,
+    loaded = load(cfg.cell)
+    # Per file version: a run's copy and the edited original share a spec.
+    key = (cfg.cell, loaded.sha256, json.dumps(cfg.cell_args, sort_keys=True), cfg.units, cfg.layers, cfg.task,
            tuple(getattr(cfg, n) for n in INTERNAL_OPTIONS))
     if key in _CHECKED:
         return
-    loaded = load(cfg.cell)
     where = loaded.ref.where
     cell = make_cell(cfg)
     if not callable(getattr(cell, "call", None)):
@@ -450,5 +460,6 @@ def bind_run(cfg, out: Path, warn=None) -> None:
     if changed and warn is not None:
         warn(f"warning: {original} {note}; using the run's copy {copy}")
     _LOADED[cfg.cell] = _import(ref, cfg.cell, copy)
+    _LOADED[cfg.cell].bound = True
     if _LOADED[cfg.cell].sha256 != record["sha256"]:  # pragma: no cover - the file changed while reading
         raise rundir.RunDirError(f"{copy}: changed while it was read")

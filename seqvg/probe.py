@@ -529,6 +529,9 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.tasks import get_task
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
+    from seqvg.customcell import unbind
+
+    unbind(cfg.cell)  # the cell file as it is now, not a run's copy bound earlier in this process
     check_cell(cfg)
     path = resolve(cfg, repeated=False)
     model = build_model(cfg, path)

@@ -204,11 +204,21 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     Raises:
         ConfigError, RunDirError, OSError: naming the option, directory or file.
     """
-    from seqvg.customcell import check_cell
+    from seqvg.config import is_custom_cell
+    from seqvg.customcell import CELL_DIR, CELL_JSON, bind_run, check_cell, unbind
     from seqvg.memory import check_memory
 
-    for cfg in study.configs:
-        check_cell(cfg)
+    for cfg, d in zip(study.configs, study.run_dirs()):
+        if rundir.is_finished(d, study.probe_only):
+            continue  # nothing of it runs again: a cell file edited since cannot stop the study
+        if is_custom_cell(cfg.cell) and not study.probe_only and (d / CELL_DIR / CELL_JSON).exists():
+            bind_run(cfg, d)  # a started run resumes from its own copy of the cell file
+            try:
+                check_cell(cfg)
+            finally:
+                unbind(cfg.cell)
+        else:
+            check_cell(cfg)
     rundir.check_writable(study.out, is_dir=True)
     if study.report is not None:
         rundir.check_writable(study.report)

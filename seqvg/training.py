@@ -114,6 +114,10 @@ def train(
             bind_run(cfg, out, warn=lambda m: print(m, file=sys.stderr))
     else:
         cfg = cfg.resolved()
+        if is_custom_cell(cfg.cell):
+            from seqvg.customcell import unbind
+
+            unbind(cfg.cell)  # a new run takes the cell file as it is now, not an earlier run's copy
     # Every check before anything is written or deleted.
     check_memory(cfg)
     check_cell(cfg)

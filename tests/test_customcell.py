@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from seqvg import rundir
 from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.models import build_model
@@ -280,6 +281,50 @@ def test_train_probe_resume_from_the_run_directory(cells, tmp_path):
     assert list(probes["steps"]) == [0, 2, 4] and probes["state_m"].shape[0] == 3
     res = runner.invoke(cli, ["diagnose", str(out)])
     assert res.exit_code == 0 and "gain of m per step back" in res.output, res.output
+
+
+def test_a_study_after_its_cell_file_changed(cells, tmp_path, monkeypatch):
+    """Finished runs are not re-checked; a started run resumes from its own
+    copy; a new run takes the file as it is now (not a copy bound earlier in
+    the process); a broken file stops only runs that need it, naming the spec."""
+    import hashlib
+
+    from seqvg import customcell
+
+    def fresh():  # each seqvg command is a new process: nothing loaded yet
+        customcell._LOADED.clear()
+        customcell._CHECKED.clear()
+
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\ncell = "cells.py:EluCell"\nlength = 6\nunits = 4\nsteps = 4\neval_every = 2\n'
+                    'val_size = 8\nbatch_size = 4\nprobe_batch = 4\nseeds = 1\nout = "st"\n')
+    runner = CliRunner()
+    assert runner.invoke(cli, ["run", str(spec), "-q"]).exit_code == 0
+    summary = tmp_path / "st" / "s0" / "summary.json"
+    # The original changes (still valid); s0 is marked unfinished; a new seed is added.
+    cells.write_text(CELLS.replace("self.units, self.scale = units, scale", "self.units, self.scale = units, 0.9"))
+    rundir.write_json(summary, {**json.loads(summary.read_text()), "status": "running"})
+    spec.write_text(spec.read_text().replace("seeds = 1", "seeds = 2"))
+    fresh()
+    res = runner.invoke(cli, ["run", str(spec), "-q"])
+    assert res.exit_code == 0, res.output
+    old = json.loads((tmp_path / "st" / "s0" / "cell" / "cell.json").read_text())["sha256"]
+    new = json.loads((tmp_path / "st" / "s1" / "cell" / "cell.json").read_text())["sha256"]
+    assert old == hashlib.sha256(CELLS.encode()).hexdigest()
+    assert new == hashlib.sha256(cells.read_bytes()).hexdigest() != old
+    # A broken file: the finished study is read again untouched; a new run is refused.
+    cells.write_text(CELLS + "\noops(\n")
+    fresh()
+    res = runner.invoke(cli, ["run", str(spec), "-q"])
+    assert res.exit_code == 0, res.output
+    spec.write_text(spec.read_text().replace("seeds = 2", "seeds = 3"))
+    fresh()
+    res = runner.invoke(cli, ["run", str(spec), "-q"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1].startswith(f"Error: {spec}: cell: {cells}:EluCell: importing the file "
+                                                          f"failed: {cells}:")
+    assert not (tmp_path / "st" / "s2").exists()
 
 
 def test_cell_arg_and_declared_options(cells, tmp_path):
