@@ -308,11 +308,15 @@ def load_run(path: Path) -> Run:
     if summary.get("status") not in STATUSES:
         raise RunDirError(f"{path / SUMMARY}: corrupt (status {summary.get('status')!r})")
     columns, rows = read_csv(path / METRICS)
+    if not rows:  # a run's first row (step 0) comes before anything is reported
+        raise RunDirError(f"{path / METRICS}: corrupt (no rows: not even step 0's)")
     probes = read_npz(path / PROBES)
     for key in ("steps", "h", "x"):
         if key not in probes:
             raise RunDirError(f"{path / PROBES}: corrupt (no array {key!r})")
-    k = probes["steps"].shape[0]
+    k = probes["steps"].shape[0] if probes["steps"].ndim == 1 else 0
+    if k == 0:
+        raise RunDirError(f"{path / PROBES}: corrupt (no probes: not even step 0's)")
     if probes["h"].ndim != 3 or probes["h"].shape[0] != k or probes["x"].shape[0] != k:
         raise RunDirError(f"{path / PROBES}: corrupt (array shapes disagree)")
     # seqvg.why's arrays, where present: one row per probe, like h.

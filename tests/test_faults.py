@@ -176,6 +176,19 @@ def spec_named_by_file(w: Path) -> None:
     (w / "my study.toml").write_text(SPEC.replace('name = "s"\n', ""))
 
 
+def metrics_header_only(w: Path) -> None:
+    p = w / "run" / "metrics.csv"
+    p.write_text(p.read_text().splitlines()[0] + "\n")
+
+
+def probes_without_rows(w: Path) -> None:
+    p = w / "run" / "probes.npz"
+    with np.load(p) as f:
+        arrays = {k: f[k] for k in f.files}
+    k = arrays["steps"].shape[0]
+    np.savez(p, **{name: a[:0] if a.ndim and a.shape[0] == k else a for name, a in arrays.items()})
+
+
 def truncated_probes(w: Path) -> None:
     p = w / "run" / "probes.npz"
     p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
@@ -317,6 +330,10 @@ CASES = [
          "Error: run/metrics.csv: corrupt (no row for the checkpoint's step 30)", cut_last_row),
     Case("report-cut-row", ["report", "run", "-o", "r.pdf"], 2,
          "Error: run/metrics.csv: corrupt at line 5 (row cut short: no line end)", cut_report_row),
+    Case("report-metrics-header-only", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/metrics.csv: corrupt (no rows: not even step 0's)", metrics_header_only),
+    Case("diagnose-probes-without-rows", ["diagnose", "run"], 2,
+         "Error: run/probes.npz: corrupt (no probes: not even step 0's)", probes_without_rows),
     Case("diagnose-truncated-probes", ["diagnose", "run"], 2, "Error: run/probes.npz: corrupt", truncated_probes),
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),
