@@ -552,6 +552,9 @@ def probe_run(run_dir, batch: dict | None = None):
     from seqvg.tasks import get_task
 
     run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).exists() and (run_dir / rundir.PROBE).is_file():
+        raise rundir.RunDirError(f"{run_dir}: a probe-only run: its probe at init is {run_dir / rundir.PROBE}; "
+                                 "seqvg probe RUN probes a trained run's final model")
     cfg = rundir.read_config(run_dir, resolve=False)
     from seqvg.memory import check_memory
 

@@ -114,6 +114,9 @@ def config_to_resume(out: Path) -> RunConfig:
     """The resolved config of the run in ``out``, which is to be resumed."""
     if not out.is_dir():
         raise RunDirError(f"{out}: no such run directory to resume")
+    if not (out / rundir.CONFIG).exists() and (out / rundir.PROBE).is_file():
+        raise RunDirError(f"{out}: a probe-only run (probe.json: the probe at init of a study with probe_only); "
+                          "nothing was trained, so there is nothing to resume")
     if not (out / rundir.CONFIG).exists():
         raise RunDirError(
             f"{out}: not a complete seqvg run (config.json missing: it was stopped before it started); "

@@ -189,6 +189,12 @@ def probes_without_rows(w: Path) -> None:
     np.savez(p, **{name: a[:0] if a.ndim and a.shape[0] == k else a for name, a in arrays.items()})
 
 
+def probe_only_run(w: Path) -> None:
+    """A probe-only study's run: probe.json alone."""
+    (w / "po").mkdir()
+    (w / "po" / "probe.json").write_text('{"config": {}}')
+
+
 def truncated_probes(w: Path) -> None:
     p = w / "run" / "probes.npz"
     p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
@@ -334,6 +340,12 @@ CASES = [
          "Error: run/metrics.csv: corrupt (no rows: not even step 0's)", metrics_header_only),
     Case("diagnose-probes-without-rows", ["diagnose", "run"], 2,
          "Error: run/probes.npz: corrupt (no probes: not even step 0's)", probes_without_rows),
+    Case("probe-a-probe-only-run", ["probe", "po"], 2,
+         "Error: po: a probe-only run: its probe at init is po/probe.json; seqvg probe RUN probes a trained run's",
+         probe_only_run),
+    Case("resume-a-probe-only-run", ["train", "--resume", "--out", "po"], 2,
+         "Error: po: a probe-only run (probe.json: the probe at init of a study with probe_only); nothing was "
+         "trained", probe_only_run),
     Case("diagnose-truncated-probes", ["diagnose", "run"], 2, "Error: run/probes.npz: corrupt", truncated_probes),
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),
