@@ -213,6 +213,12 @@ def study_with_notes(w: Path) -> None:
     (w / "study" / "todo.txt").write_text("mine\n")
 
 
+def studies_dir(w: Path) -> None:
+    """A directory of studies: an earlier study's OUT (a run and results.csv) inside."""
+    shutil.copytree(w / "run", w / "studies" / "old" / "rnn-s0")
+    (w / "studies" / "old" / "results.csv").write_text("run,label,status\nrnn-s0,rnn,completed\n")
+
+
 def png_is_file(w: Path) -> None:
     (w / "pages").write_text("a file, not a directory\n")
 
@@ -314,6 +320,9 @@ CASES = [
     Case("study-run-of-other-options", ["run", "spec.toml", "--out", "study"], 2,
          "Error: study/rnn-s0: holds a run with other options (--batch-size 16, not 8; --steps 30, not 10;",
          study_holding_other_run),
+    Case("study-out-holds-a-study", ["run", "spec.toml", "--out", "studies"], 2,
+         "Error: studies/old: another seqvg study's directory; a study's output directory holds its own runs, "
+         "results.csv and results.png, not other studies: choose another --out", studies_dir),
     Case("compare-seeds-past-max", ["compare", *RUN_OPTS, "--cells", "rnn", "--seed", "4294967295", "--seeds", "2",
                                     "--out", "new"], 2,
          "Error: Invalid value for '--seeds': seeds 4294967295..4294967296 run past the largest --seed, 4294967295"),
