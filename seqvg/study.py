@@ -27,8 +27,8 @@ import os
 from pathlib import Path
 
 from seqvg import rundir
-from seqvg.config import RunConfig, option_differences
-from seqvg.pdf import check_replaceable
+from seqvg.config import ConfigError, RunConfig, option_differences
+from seqvg.pdf import check_replaceable, written_by_seqvg
 from seqvg.results import (  # noqa: F401 (the study API)
     DECAY,
     OPTION_COLUMNS,
@@ -221,6 +221,10 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
             check_cell(cfg)
     rundir.check_writable(study.out, is_dir=True)
     if study.report is not None:
+        if study.report.parent.resolve() == study.out.resolve() and \
+                study.report.name in (rundir.RESULTS_CSV, rundir.RESULTS_PNG):
+            raise ConfigError(f"{study.report}: the study writes its {study.report.name} there; choose another "
+                              "name for the report", "report")
         rundir.check_writable(study.report)
         check_replaceable(study.report)
     check_study_dir(study)
@@ -254,6 +258,8 @@ def check_study_dir(study: Study) -> None:
                     continue
         elif name in own and p.is_file():
             continue
+        elif p.is_file() and not p.is_symlink() and written_by_seqvg(p):
+            continue  # a report seqvg wrote here before (compare's report.pdf, an earlier --report)
         elif p.is_dir() and not p.is_symlink() and (p / rundir.PROBE).is_file() \
                 and all(q.name == rundir.PROBE or rundir.is_temp_name(q.name) for q in p.iterdir()):
             continue

@@ -323,6 +323,10 @@ CASES = [
     Case("study-out-holds-a-study", ["run", "spec.toml", "--out", "studies"], 2,
          "Error: studies/old: another seqvg study's directory; a study's output directory holds its own runs, "
          "results.csv and results.png, not other studies: choose another --out", studies_dir),
+    Case("compare-report-over-results-png", ["compare", *RUN_OPTS, "--cells", "rnn", "--out", "new", "--report",
+                                             "new/results.png"], 2,
+         "Error: Invalid value for '--report': new/results.png: the study writes its results.png there; choose "
+         "another name for the report"),
     Case("compare-seeds-past-max", ["compare", *RUN_OPTS, "--cells", "rnn", "--seed", "4294967295", "--seeds", "2",
                                     "--out", "new"], 2,
          "Error: Invalid value for '--seeds': seeds 4294967295..4294967296 run past the largest --seed, 4294967295"),
@@ -877,6 +881,24 @@ def test_a_run_before_its_first_results_is_left_out_of_a_study_report(world, tmp
     (w / "study" / "a" / "probes.npz").unlink()
     r = CliRunner().invoke(cli, ["diagnose", "study/a"])
     assert r.exit_code == 2 and error_line(r.output) == "Error: study/a/probes.npz: missing", r.output
+
+
+def test_a_report_seqvg_wrote_in_a_study_directory_is_not_a_foreign_file(world, tmp_path):
+    """compare writes OUT/report.pdf by default; the same study run again with
+    --report elsewhere must not call that PDF 'not written by seqvg'."""
+    import matplotlib.pyplot as plt
+
+    from seqvg.pdf import write_pdf
+    from seqvg.study import check_study_dir, parse_spec
+
+    out = tmp_path / "study"
+    out.mkdir()
+    write_pdf(out / "report.pdf", "seqvg report", [plt.figure()])
+    study = parse_spec(SPEC, "spec.toml", out=out, report=tmp_path / "elsewhere.pdf")
+    check_study_dir(study)  # does not raise
+    (out / "mine.pdf").write_bytes(b"%PDF-1.4 a PDF of the user's\n")
+    with pytest.raises(rundir.NotARunError, match="mine.pdf: not written by seqvg"):
+        check_study_dir(study)
 
 
 def test_overwrite_of_a_live_run_is_refused_and_the_run_finishes(tmp_path):
