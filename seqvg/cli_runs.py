@@ -203,6 +203,9 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
     except (RunDirError, ValueError) as e:
         raise click.UsageError(str(e)) from None
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        from seqvg.rundir import json_clean
+
+        # Strict JSON: a norm that overflowed is null, as in the run's own files (NaN is not JSON).
+        click.echo(json.dumps(json_clean(result.to_json()), allow_nan=False))
     else:
         click.echo(format_probe(result, cfg))

@@ -605,6 +605,10 @@ def format_probe(result: ProbeResult, cfg) -> str:
             f"{name:<11} {format_summary(s['rate_per_100']):>10} {format_summary(s['horizon']):>8} "
             f"{format_summary(s['ratio']):>10} {s['underflow']:>9} {g[0]:>10.3g} {g[-1]:>10.3g}"
         )
+    if not np.isfinite(result.loss):
+        # Every norm is then NaN too: say why the table is empty.
+        lines += ["", "the model's loss on the probe batch is not finite (NaN/Inf: its activations overflow, as "
+                      "relu's do with a large --recurrent-gain), so no gradient can be measured"]
     lines += ["", "decay/100: decades per 100 steps back in time (negative = vanishing)", ""]
     ts = sorted(set(np.linspace(0, length - 1, 11).round().astype(int).tolist()))
     lines.append(f"{'t':>6} " + " ".join(f"{name:>11}" for name, _ in curves))

@@ -97,22 +97,22 @@ def is_temp_name(name: str) -> bool:
     return (name.startswith(".") and name.endswith(".tmp")) or name == ".model.tmp.keras"
 
 
-def _json_clean(obj):
+def json_clean(obj):
     """Replaces non-finite floats by None (JSON has no NaN)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _json_clean(v) for k, v in obj.items()}
+        return {k: json_clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
+        return [json_clean(v) for v in obj]
     if isinstance(obj, np.generic):
-        return _json_clean(obj.item())
+        return json_clean(obj.item())
     return obj
 
 
 def write_json(path: Path, obj) -> None:
     """Atomically writes ``obj`` as indented JSON (NaN/Inf become null)."""
-    atomic_write_bytes(path, (json.dumps(_json_clean(obj), indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(json_clean(obj), indent=2, sort_keys=False) + "\n").encode())
 
 
 def write_npz(path: Path, **arrays) -> None:
