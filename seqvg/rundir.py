@@ -377,7 +377,13 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
     if not found:
         more = f" (and {len(notes) - 1} more left out)" if len(notes) > 1 else ""
         raise RunDirError(f"nothing to {what}: {notes[0]}{more}" if notes else "no run directories given")
-    return list(dict.fromkeys(found)), notes
+    # One directory given twice (runs/a and ./runs/a/, or a run and its study) is one run.
+    unique: dict[Path, Path] = {}
+    for run in found:
+        first = unique.setdefault(run.resolve(), run)
+        if first is not run and first != run:
+            notes.append(f"{run}: the same directory as {first}; left out")
+    return list(unique.values()), notes
 
 
 def _before_first_results(run: Path) -> str | None:

@@ -883,6 +883,18 @@ def test_a_run_before_its_first_results_is_left_out_of_a_study_report(world, tmp
     assert r.exit_code == 2 and error_line(r.output) == "Error: study/a/probes.npz: missing", r.output
 
 
+def test_one_run_given_twice_is_one_run(world, tmp_path, monkeypatch):
+    """`seqvg diagnose run ../w/run` (or report): one run, not two rows."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    monkeypatch.chdir(w)
+    r = CliRunner().invoke(cli, ["diagnose", "run", "../w/run", str(w / "run"), "run/"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("vanishing gradient at init") == 1, r.output
+    assert "../w/run: the same directory as run; left out" in r.output
+    assert f"{w / 'run'}: the same directory as run; left out" in r.output
+
+
 def test_a_report_seqvg_wrote_in_a_study_directory_is_not_a_foreign_file(world, tmp_path):
     """compare writes OUT/report.pdf by default; the same study run again with
     --report elsewhere must not call that PDF 'not written by seqvg'."""
