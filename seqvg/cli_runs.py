@@ -87,6 +87,8 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     try:
         summary = run_training(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet, command=command)
     except ConfigError as e:
+        if resume:  # the run's own options (config.json), not an option typed now
+            raise click.UsageError(f"{out}: {e}") from None
         raise usage_error(e) from None
     except RunDirError as e:
         raise click.UsageError(str(e)) from None
@@ -199,6 +201,8 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
             cfg = run_config(kwargs)
             result, cfg = probe_untrained(cfg, batch)
     except ConfigError as e:
+        if run_dir is not None:  # the run's own options, not an option typed now
+            raise click.UsageError(f"{run_dir}: {e}") from None
         raise usage_error(e) from None
     except (RunDirError, ValueError) as e:
         raise click.UsageError(str(e)) from None

@@ -38,7 +38,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import CellRef, ConfigError, parse_cell_spec as parse  # noqa: F401 (CellRef re-exported)
+from seqvg.config import CELL_REGISTRY, CellRef, ConfigError, parse_cell_spec as parse  # noqa: F401 (CellRef re-exported)
 
 #: Options that need the cell's internals: refused for a custom cell unless
 #: its class lists them in ``seqvg_options`` (then passed to its constructor).
@@ -440,9 +440,19 @@ def bind_run(cfg, out: Path, warn=None) -> None:
         return
     record_path = Path(out) / CELL_DIR / CELL_JSON
     ref = parse(cfg.cell)
+    if ref.kind == "module" and cfg.cell not in CELL_REGISTRY:
+        # A module is imported again by name: say where the run found it.
+        try:
+            load(cfg.cell)
+        except ConfigError as e:
+            record = rundir.read_json(record_path) if record_path.exists() else {}
+            was = f"; the run imported it from {record['module_file']}" if record.get("module_file") else ""
+            raise rundir.RunDirError(f"{out}: the run's cell {e}{was}: install it again or put its directory "
+                                     "on PYTHONPATH") from None
+        return
     if ref.kind != "file" or not record_path.exists():
-        # A module is imported again by name; a run stopped before its cell was
-        # recorded (right after config.json) loads the original, as it started.
+        # A run stopped before its cell was recorded (right after config.json)
+        # loads the original, as it started.
         return
     record = rundir.read_json(record_path)
     copy = Path(out) / record.get("copy", "")

@@ -327,6 +327,33 @@ def test_a_study_after_its_cell_file_changed(cells, tmp_path, monkeypatch):
     assert not (tmp_path / "st" / "s2").exists()
 
 
+def test_a_module_cell_gone_since_the_run_is_named_with_where_it_was(tmp_path, monkeypatch):
+    """probe RUN and --resume of a run whose module cell no longer imports:
+    the message names the run and where the module was, not '--cell'."""
+    import sys
+
+    from seqvg import customcell
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "seqvg_test_gone_mod.py").write_text(CELLS)
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "--cell", "seqvg_test_gone_mod:EluCell", "--out", str(out), *TINY])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "lib" / "seqvg_test_gone_mod.py").unlink()
+    monkeypatch.delitem(sys.modules, "seqvg_test_gone_mod")
+    customcell._LOADED.clear()  # a new process
+    rundir.write_json(out / "summary.json", {**json.loads((out / "summary.json").read_text()), "status": "running"})
+    for args in (["probe", str(out)], ["train", "--resume", "--out", str(out)]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2, res.output
+        line = res.output.strip().splitlines()[-1]
+        assert line.startswith(f"Error: {out}: the run's cell seqvg_test_gone_mod:EluCell: importing module "
+                               "seqvg_test_gone_mod failed: ModuleNotFoundError"), line
+        assert f"the run imported it from {tmp_path / 'lib' / 'seqvg_test_gone_mod.py'}: install it again" in line
+        assert "--cell" not in line
+
+
 def test_cell_arg_and_declared_options(cells, tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["probe", "--cell", f"{cells}:EluCell", "--cell-arg", "scale=0.5", "--length", "6",
