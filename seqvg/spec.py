@@ -252,7 +252,9 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
         raise SpecError(f"{where('probe_only')}: expected true or false")
     for key, value in (overrides or {}).items():
         if key not in OPTION_KEYS:
-            raise SpecError(f"--set {key}: unknown option")
+            instead = {"seed": "--seeds N", "seeds": "--seeds N", "out": "--out", "report": "--report"}.get(key)
+            raise SpecError(f"--set {key}: unknown option" + (f"; use {instead}" if instead else "")
+                            + ("" if instead or key not in STUDY_KEYS else "; --set takes run options only"))
         value = _check_type(key, value, f"--set {key}")
         base[key] = value
         grid.pop(key, None)
