@@ -187,19 +187,16 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
       seqvg probe runs/adding-gru-T100-s0 --json
       seqvg probe --cell docs/examples/my_gru.py:MyGRU --length 100
     """
-    from seqvg.datasets import read_dataset
-    from seqvg.probe import format_probe, probe_run, probe_untrained
+    import contextlib
 
+    from seqvg.probe import format_probe
+
+    # With --json, stdout holds the JSON alone: whatever a custom cell prints
+    # (at import, while traced) goes to stderr.
+    quiet_stdout = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        batch = read_dataset(data) if data else None
-        if run_dir is not None:
-            given = given_options(ctx, kwargs)
-            if given:
-                raise click.UsageError(f"a run is probed with its own options; drop {', '.join(given)}")
-            result, cfg = probe_run(run_dir, batch)
-        else:
-            cfg = run_config(kwargs)
-            result, cfg = probe_untrained(cfg, batch)
+        with quiet_stdout:
+            result, cfg = _probe(ctx, run_dir, data, kwargs)
     except ConfigError as e:
         if run_dir is not None:  # the run's own options, not an option typed now
             raise click.UsageError(f"{run_dir}: {e}") from None
@@ -213,3 +210,17 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
         click.echo(json.dumps(json_clean(result.to_json()), allow_nan=False))
     else:
         click.echo(format_probe(result, cfg))
+
+
+def _probe(ctx, run_dir, data, kwargs):
+    """probe's work: (ProbeResult, cfg) of RUN_DIR's final model, or of the options' untrained one."""
+    from seqvg.datasets import read_dataset
+    from seqvg.probe import probe_run, probe_untrained
+
+    batch = read_dataset(data) if data else None
+    if run_dir is not None:
+        given = given_options(ctx, kwargs)
+        if given:
+            raise click.UsageError(f"a run is probed with its own options; drop {', '.join(given)}")
+        return probe_run(run_dir, batch)
+    return probe_untrained(run_config(kwargs), batch)

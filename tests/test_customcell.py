@@ -354,6 +354,20 @@ def test_a_module_cell_gone_since_the_run_is_named_with_where_it_was(tmp_path, m
         assert "--cell" not in line
 
 
+def test_probe_json_stays_json_when_the_cell_prints(tmp_path):
+    """A student's cell that prints (at import, in call) must not break
+    `seqvg probe --json | jq`: its output goes to stderr."""
+    path = tmp_path / "chatty.py"
+    path.write_text(CELLS.replace("class EluCell(keras.layers.Layer):", 'print("loading my cell")\n\n\n'
+                                  "class EluCell(keras.layers.Layer):")
+                    .replace("        h = ops.elu(", '        print("tracing call")\n        h = ops.elu(', 1))
+    res = CliRunner().invoke(cli, ["probe", "--cell", f"{path}:EluCell", "--length", "6", "--units", "4",
+                                   "--probe-batch", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads(res.stdout)) >= {"loss", "h", "x"}
+    assert "loading my cell" in res.stderr and "tracing call" in res.stderr
+
+
 def test_cell_arg_and_declared_options(cells, tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["probe", "--cell", f"{cells}:EluCell", "--cell-arg", "scale=0.5", "--length", "6",
