@@ -362,6 +362,12 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
                 notes.append(f"{path}: a probe-only run (probe.json); left out, its study's PDF shows it")
             elif (path / CONFIG).exists() and _before_first_results(path):
                 notes.append(_before_first_results(path))
+            elif path.is_dir() and not (path / CONFIG).exists() and not has_content(path):
+                if (path / LOCK).exists():
+                    notes.append(f"{path}: a run stopped before it started (its lock alone); left out, run the "
+                                 "original command again")
+                else:
+                    notes.append(f"{path}: an empty directory, not a run or a study; left out")
             else:
                 found.append(path)  # a run, or load_run's message says what is missing
             continue

@@ -195,6 +195,13 @@ def probe_only_run(w: Path) -> None:
     (w / "po" / "probe.json").write_text('{"config": {}}')
 
 
+def lock_only_and_empty(w: Path) -> None:
+    """A run killed before config.json (its lock alone), and an empty directory."""
+    (w / "killed").mkdir()
+    (w / "killed" / ".lock").write_text("12345\n")
+    (w / "empty").mkdir()
+
+
 def truncated_probes(w: Path) -> None:
     p = w / "run" / "probes.npz"
     p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
@@ -363,6 +370,11 @@ CASES = [
     Case("resume-a-probe-only-run", ["train", "--resume", "--out", "po"], 2,
          "Error: po: a probe-only run (probe.json: the probe at init of a study with probe_only); nothing was "
          "trained", probe_only_run),
+    Case("diagnose-lock-only", ["diagnose", "killed"], 2,
+         "Error: nothing to diagnose: killed: a run stopped before it started (its lock alone); left out, run the "
+         "original command again", lock_only_and_empty),
+    Case("diagnose-empty-dir", ["diagnose", "empty"], 2,
+         "Error: nothing to diagnose: empty: an empty directory, not a run or a study; left out", lock_only_and_empty),
     Case("diagnose-truncated-probes", ["diagnose", "run"], 2, "Error: run/probes.npz: corrupt", truncated_probes),
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),
