@@ -306,10 +306,14 @@ def check(cfg) -> None:
     cell = make_cell(cfg)
     if not callable(getattr(cell, "call", None)):
         raise ConfigError(f"{where}: not a Keras RNN cell (no call(inputs, states))", "cell")
+    import keras
+
+    if isinstance(cell, keras.layers.RNN):  # keras.layers:GRU for keras.layers:GRUCell
+        raise ConfigError(f"{where}: a recurrent layer, not a cell; give the cell it runs (e.g. "
+                          f"keras.layers:{type(cell).__name__}Cell), which seqvg wraps in keras.layers.RNN", "cell")
     sizes = _state_sizes(cell, where)
     state_names(cell, len(sizes), where)  # a malformed state_names: refused here, not mid-probe
     out_size = getattr(cell, "output_size", None) or sizes[0]
-    import keras
 
     widths = [get_task(cfg.task).n_inputs] + ([out_size] if cfg.layers > 1 else [])
     rng = np.random.default_rng(0)

@@ -399,6 +399,8 @@ def test_cell_arg_and_declared_options(cells, tmp_path):
     ("{broken}:EluCell", [], "broken.py:3: ZeroDivisionError"),
     ("{syntax}:EluCell", [], "syntax.py:1: SyntaxError"),
     ("no_such_module_xyz:Cell", [], "No module named 'no_such_module_xyz'"),
+    ("keras.layers:GRU", [], "keras.layers:GRU: a recurrent layer, not a cell; give the cell it runs (e.g. "
+                             "keras.layers:GRUCell)"),
     ("cells.py", [], "give your own as package.module:Class"),
 ])
 def test_bad_cells_are_one_line_usage_errors_and_write_nothing(cells, tmp_path, spec, extra, needle):
