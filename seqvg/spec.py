@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import MAX_SEED, ConfigError, RunConfig, cell_label, is_custom_cell
+from seqvg.config import MAX_SEED, ConfigError, RunConfig, absolute_cell_spec, cell_label, is_custom_cell
 
 #: Spec keys that are not run options.
 STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant", "expect"}
@@ -165,6 +165,15 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
     # make two runs of one directory: a typo, refused rather than run twice.
     for key, values in [*grid.items(), ("seeds", seeds)]:
         names = [_value_name(key, v) if key != "seeds" else str(v) for v in values]
+        for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+            same = {}  # one cell file spelt two ways is one cell, given twice
+            for v, n in zip(values, names):
+                if n == name:
+                    same.setdefault(absolute_cell_spec(v) if key == "cell" and is_custom_cell(v) else v, str(v))
+            if len(same) > 1:  # two custom cells of one class name: one run directory
+                raise ConfigError(f"{' and '.join(same.values())} would share the run name {name} (a custom "
+                                  "cell's runs are named by its class): give the classes different names (or, in a "
+                                  "spec, put each in a [[variant]] with a label of its own)", key)
         twice = sorted({str(v) for v, n in zip(values, names) if names.count(n) > 1})
         if twice:
             raise ConfigError(f"{', '.join(twice)} given more than once", key)

@@ -343,6 +343,11 @@ CASES = [
          "Error: Invalid value for '--seeds': seeds 4294967295..4294967296 run past the largest --seed, 4294967295"),
     Case("compare-cell-twice", ["compare", *RUN_OPTS, "--cells", "rnn,gru,rnn"], 2,
          "Error: Invalid value for '--cells': rnn given more than once"),
+    Case("compare-two-cells-one-class-name", ["compare", *RUN_OPTS, "--cells", "a/cell.py:MyCell,b/cell.py:MyCell"],
+         2, "Error: Invalid value for '--cells': a/cell.py:MyCell and b/cell.py:MyCell would share the run name MyCell "
+            "(a custom cell's runs are named by its class)"),
+    Case("compare-one-cell-two-spellings", ["compare", *RUN_OPTS, "--cells", "a/cell.py:MyCell,./a/cell.py:MyCell"],
+         2, "Error: Invalid value for '--cells': ./a/cell.py:MyCell, a/cell.py:MyCell given more than once"),
     Case("sweep-length-twice", ["sweep", "--cells", "rnn", "--lengths", "50,50", "--out", "new"], 2,
          "Error: Invalid value for '--lengths': 50 given more than once"),
     Case("spec-seed-twice", ["run", "twice.toml", "--out", "new"], 2,
