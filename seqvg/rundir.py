@@ -362,6 +362,10 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
                 notes.append(f"{path}: a probe-only run (probe.json); left out, its study's PDF shows it")
             elif (path / CONFIG).exists() and _before_first_results(path):
                 notes.append(_before_first_results(path))
+            elif path.is_dir() and not (path / CONFIG).exists() and runs and not is_study_dir(path) and \
+                    any(is_study_dir(p) for p in runs):
+                notes.append(f"{path}: a directory of studies, not a run or a study; left out: give a study's "
+                             f"directory ({runs[0]}, ...) or run directories")
             elif path.is_dir() and not (path / CONFIG).exists() and not has_content(path):
                 if (path / LOCK).exists():
                     notes.append(f"{path}: a run stopped before it started (its lock alone); left out, run the "
@@ -468,9 +472,33 @@ def has_content(path: Path) -> bool:
     return any(p.name != LOCK and not is_temp_name(p.name) for p in path.iterdir())
 
 
+def is_study_dir(path: Path) -> bool:
+    """Whether ``path`` is a study's OUT: it holds a study's results.csv, or
+    run directories and nothing but a study's files."""
+    path = Path(path)
+    try:
+        with open(path / RESULTS_CSV, "rb") as f:
+            if f.readline().startswith(b"run,label,"):
+                return True
+    except OSError:
+        pass
+    if not path.is_dir():
+        return False
+    entries = list(path.iterdir())
+
+    def run(q: Path) -> bool:
+        return q.is_dir() and ((q / CONFIG).is_file() or (q / PROBE).is_file())
+
+    return any(map(run, entries)) and all(run(q) or q.name in (LOCK, RESULTS_PNG) or is_temp_name(q.name)
+                                          for q in entries)
+
+
 def check_own_run(path: Path) -> None:
     """Raises NotARunError unless everything in ``path`` was written by seqvg."""
     foreign = foreign_entries(path)
+    if foreign and not (path / CONFIG).exists() and is_study_dir(path):
+        raise NotARunError(f"{path}: a seqvg study's directory (its runs and results.csv), not a run; a run is "
+                           "written only into a new or empty directory or over its own run: choose another --out")
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise NotARunError(f"{path}: holds {shown}, not written by seqvg; seqvg writes a run only into a new "

@@ -265,25 +265,13 @@ def check_study_dir(study: Study) -> None:
             continue
         elif p.is_dir() and not p.is_symlink() and not rundir.foreign_entries(p):
             continue  # a seqvg run (of this study or not), or an empty directory
-        if p.is_dir() and not p.is_symlink() and _is_study_dir(p):
+        if p.is_dir() and not p.is_symlink() and rundir.is_study_dir(p):
             raise rundir.NotARunError(f"{out / name}: another seqvg study's directory; a study's output directory "
                                       "holds its own runs, results.csv and results.png, not other studies: choose "
                                       "another --out")
         raise rundir.NotARunError(f"{out / name}: not written by seqvg; a study writes its runs, results.csv "
                                   "and results.png into its output directory, so it must hold only seqvg's "
                                   "files: choose another --out")
-
-
-def _is_study_dir(path: Path) -> bool:
-    """Whether ``path`` looks like a study's OUT: its results.csv, or a run directory in it."""
-    try:
-        with open(path / rundir.RESULTS_CSV, "rb") as f:
-            if f.readline().startswith(b"run,label,"):
-                return True
-    except OSError:
-        pass
-    return any(q.is_dir() and ((q / rundir.CONFIG).is_file() or (q / rundir.PROBE).is_file())
-               for q in path.iterdir())
 
 
 #: Seconds of one training step on one TensorFlow thread: a fixed part and a

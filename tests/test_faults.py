@@ -338,6 +338,11 @@ CASES = [
                                              "new/results.png"], 2,
          "Error: Invalid value for '--report': new/results.png: the study writes its results.png there; choose "
          "another name for the report"),
+    Case("diagnose-dir-of-studies", ["diagnose", "studies"], 2,
+         "Error: nothing to diagnose: studies: a directory of studies, not a run or a study; left out: give a "
+         "study's directory (studies/old, ...) or run directories", studies_dir),
+    Case("overwrite-study-dir", ["train", *RUN_OPTS, "--out", "studies/old", "--overwrite"], 2,
+         "Error: studies/old: a seqvg study's directory (its runs and results.csv), not a run;", studies_dir),
     Case("compare-seeds-past-max", ["compare", *RUN_OPTS, "--cells", "rnn", "--seed", "4294967295", "--seeds", "2",
                                     "--out", "new"], 2,
          "Error: Invalid value for '--seeds': seeds 4294967295..4294967296 run past the largest --seed, 4294967295"),
