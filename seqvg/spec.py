@@ -358,7 +358,9 @@ def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, 
     """``KEY=VALUE`` texts (``--set``, ``--cell-arg``, ``--task-arg``) as a dict.
 
     VALUE is read as a TOML value (``3`` an int, ``1e-3`` a float, ``true``,
-    ``"x"``, ``[1, 2]``); anything else is kept as the text.
+    ``"x"``, ``[1, 2]``); anything else is kept as the text (``relu``), except
+    Python's ``True``/``False``/``None`` and a broken array, table or quoted
+    string, which are errors (as text they would pass silently).
 
     Args:
         items: the texts, e.g. ``["steps=300", "lr=1e-3"]``.
@@ -379,8 +381,19 @@ def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, 
         key = key.strip().replace("-", "_") if dashes else key.strip()
         if not sep or not key or (not empty and not value.strip()):
             raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        text = value.strip()
+        if text in _PYTHON_WORDS:
+            # Kept as text, "False" would be a true value: say how TOML spells it.
+            raise ValueError(f"{item!r}: {_PYTHON_WORDS[text]}")
         try:
-            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key] = value.strip()
+            out[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            if text and text[0] in "[{\"'":  # meant as an array, a table or a quoted string: not silently text
+                raise ValueError(f"{item!r}: not a TOML value ({e})") from None
+            out[key] = text
     return out
+
+
+#: Python's spellings that TOML does not read: as text they would pass silently ("False" is true).
+_PYTHON_WORDS = {"True": "TOML spells it true", "False": "TOML spells it false",
+                 "None": "TOML has no None: leave it out to get the default"}
