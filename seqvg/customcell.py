@@ -122,7 +122,15 @@ def _exec_file(ref: CellRef, path: Path, shown: str):
             del sys.modules[name]
             if isinstance(e, KeyboardInterrupt):
                 raise
-            raise ConfigError(f"{shown}: importing the file failed: {_error_line(e, str(path))}", "cell") from None
+            hint = ""
+            top = (getattr(e, "name", None) or "").split(".")[0]
+            if isinstance(e, ModuleNotFoundError) and top and (
+                    (path.parent / f"{top}.py").is_file() or (path.parent / top).is_dir()):
+                hint = (f"; {top} is beside the file, but a cell file runs on its own (a run keeps a copy of that "
+                        "one file): put what it needs into it, or install that module or add its directory to "
+                        "PYTHONPATH")
+            raise ConfigError(f"{shown}: importing the file failed: {_error_line(e, str(path))}{hint}",
+                              "cell") from None
     return module, source, sha
 
 

@@ -419,6 +419,17 @@ def test_bad_cells_are_one_line_usage_errors_and_write_nothing(cells, tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_cell_file_importing_a_sibling_says_it_runs_on_its_own(tmp_path):
+    (tmp_path / "seqvg_test_helpers_xyz.py").write_text("SCALE = 0.5\n")
+    (tmp_path / "mycell.py").write_text("from seqvg_test_helpers_xyz import SCALE\n" + CELLS)
+    res = CliRunner().invoke(cli, ["probe", "--cell", f"{tmp_path / 'mycell.py'}:EluCell", "--length", "6"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1].endswith(
+        "No module named 'seqvg_test_helpers_xyz'; seqvg_test_helpers_xyz is beside the file, but a cell file runs on "
+        "its own (a run keeps a copy of that one file): put what it needs into it, or install that module or add its "
+        "directory to PYTHONPATH")
+
+
 def test_seqvg_options_as_one_string_declares_that_option(cells):
     res = CliRunner().invoke(cli, ["probe", "--cell", f"{cells}:OneOption", "--activation", "relu", "--length", "6",
                                    "--units", "4", "--probe-batch", "4"])
