@@ -26,7 +26,7 @@ import numpy as np
 
 from seqvg.config import RunConfig
 from seqvg.decay import decay_summary, format_summary
-from seqvg.rundir import Run, load_run, lock_holder
+from seqvg.rundir import Run, config_of, load_run, lock_holder
 from seqvg.tasks import get_task
 from seqvg.why import explain as explain_gradient
 
@@ -248,7 +248,7 @@ def explain(run: Run) -> Explanation | None:
     """
     if run.summary.get("status") != "completed" or run.summary.get("solved"):
         return None
-    cfg = RunConfig.from_dict(run.cfg).resolved()
+    cfg = config_of(run.config, run.path / "config.json")
     task = get_task(cfg.task, cfg.task_args)
     seq_len = cfg.seq_len
     end = decay_summary(run.probes["h"][-1][0])

@@ -303,7 +303,9 @@ def load_run(path: Path) -> Run:
     if not path.is_dir():
         raise RunDirError(f"{path}: {'not a directory' if path.exists() else 'does not exist'}")
     config = read_json(path / CONFIG)
-    config_of(config, path / CONFIG)  # the report and diagnose read its options
+    # Its options' types and names (the report and diagnose read them); not
+    # resolved(), whose rules may have grown stricter since an old run was made.
+    config_of(config, path / CONFIG, resolve=False)
     summary = read_json(path / SUMMARY)
     if summary.get("status") not in STATUSES:
         raise RunDirError(f"{path / SUMMARY}: corrupt (status {summary.get('status')!r})")
