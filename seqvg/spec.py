@@ -284,8 +284,9 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
         if key in (overrides or {}):
             loc = f"--set {key}"
         raise SpecError(f"{loc}: {e}") from None
-    out_dir = out or Path(doc.get("out", f"runs/{name}"))
-    report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
+    # TOML has no shell to expand "~": a spec's "~/runs" means the home directory, not a directory named "~".
+    out_dir = out or Path(doc.get("out", f"runs/{name}")).expanduser()
+    report_path = report or Path(doc.get("report", f"reports/{name}.pdf")).expanduser()
     from seqvg.expect import ExpectError, parse_expect, points
 
     expectations = ()
