@@ -292,10 +292,11 @@ def check_cell(cfg) -> None:
 
 def check(cfg) -> None:
     """Imports a custom cell, builds it and runs it on one sample, as
-    ``keras.layers.RNN`` would: one step by hand (states and output checked
-    against ``state_size`` and ``output_size``), then two steps inside
-    ``keras.layers.RNN``; and checks that its ``get_config()`` rebuilds it.
-    Cached per process.
+    ``keras.layers.RNN`` would: one step by hand (float32 states and output
+    checked against ``state_size`` and ``output_size``), then two steps inside
+    ``keras.layers.RNN``, eagerly and traced into a graph on two samples
+    (``_check_in_graph``); and checks that its ``get_config()`` rebuilds it.
+    Cached per process and file version.
 
     Raises:
         ConfigError: one line naming the file (or module) and class.
