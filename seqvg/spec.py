@@ -177,6 +177,11 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
         twice = sorted({str(v) for v, n in zip(values, names) if names.count(n) > 1})
         if twice:
             raise ConfigError(f"{', '.join(twice)} given more than once", key)
+    if "cell" in grid and base.get("cell_args") and not any(
+            is_custom_cell(str(c)) for c in [*grid["cell"], *(o.get("cell", "") for _, o in variants)]):
+        # Each built-in cell's run drops the arguments: with no custom cell at all they were a mistake.
+        raise ConfigError(f"--cell-arg is for custom cells (module:Class, file.py:Class); none of "
+                          f"{', '.join(map(str, grid['cell']))} is one", "cell_args")
     out = []
     for label, opts in variants or [("", {})]:
         for values in itertools.product(*(grid[k] for k in keys)):

@@ -353,6 +353,9 @@ CASES = [
             "(a custom cell's runs are named by its class)"),
     Case("compare-one-cell-two-spellings", ["compare", *RUN_OPTS, "--cells", "a/cell.py:MyCell,./a/cell.py:MyCell"],
          2, "Error: Invalid value for '--cells': ./a/cell.py:MyCell, a/cell.py:MyCell given more than once"),
+    Case("compare-cell-arg-without-custom-cell", ["compare", *RUN_OPTS, "--cells", "rnn,gru", "--cell-arg", "x=1"], 2,
+         "Error: Invalid value for '--cell-arg': --cell-arg is for custom cells (module:Class, file.py:Class); none "
+         "of rnn, gru is one"),
     Case("sweep-length-twice", ["sweep", "--cells", "rnn", "--lengths", "50,50", "--out", "new"], 2,
          "Error: Invalid value for '--lengths': 50 given more than once"),
     Case("spec-seed-twice", ["run", "twice.toml", "--out", "new"], 2,
