@@ -65,7 +65,8 @@ MODEL_OPTIONS = [
                       f"seqvg_xla = True (measure with benchmarks/xla_payoff.py) and --steps x T >= {XLA_MIN_WORK:,}."),
     click.option("--cell-arg", "cell_args", multiple=True, metavar="KEY=VALUE",
                  help="Constructor argument of a custom cell, Class(units, KEY=VALUE, ...); VALUE is read as a "
-                      "TOML value (0.5, true, \"relu\", [1, 2]). Repeatable."),
+                      "TOML value (0.5, true, \"relu\", [1, 2]; true/false, not Python's True/False), a bare word "
+                      "as text (relu). Repeatable."),
     click.option("--units", type=int, default=128, show_default=True, help="Hidden units per layer."),
     click.option("--layers", type=int, default=1, show_default=True, help="Stacked recurrent layers."),
     click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,

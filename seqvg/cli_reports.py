@@ -27,11 +27,16 @@ def report(run_dirs, out, png):
     """Write a multi-page PDF report from run directories, or from a study's
     directory (all its runs).
 
-    Pages: title (configs, versions, device), learning curves with the
-    task's baselines, gradient norm per timestep at init and end, heatmaps of
-    the gradient over training, the weight graph, and a summary table with a
-    diagnosis per run. Made from the run directories alone (no retraining);
-    the same runs give a byte-identical PDF.
+    Pages: title (the outcome per run, three findings, the commands that
+    made the runs); Study (when runs differ by more than their seed: outcome
+    and decay rate against what varies); learning curves with the task's
+    baselines; gradient flow (gradient norm per timestep at init and end);
+    Why: the carry path; Spectrum; gradient flow over training (heatmaps);
+    the weight graph; a summary table with a diagnosis per run; appendix
+    pages with every run on its own when seeds are drawn as bands. Made from
+    the run directories alone (no retraining); the same runs give a
+    byte-identical PDF. A run that has not written its first results yet is
+    left out, with a note.
 
     \b
     Examples:

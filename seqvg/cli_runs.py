@@ -51,7 +51,8 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     every --probe-every steps and at the end), summary.json and model.keras.
     A run killed at any moment continues with --resume and ends with the
     metrics an uninterrupted run would have. Exit status: 0 done, 1 the loss
-    diverged (NaN/Inf; files kept), 2 bad options, 130 interrupted.
+    diverged (NaN/Inf) or a disk fault (full, read-only; files kept, then
+    --resume), 2 bad options or a bad run directory, 130 interrupted.
 
     Every cell trains with the same optimiser settings. LSTM and GRU start
     with chrono init of their gate biases, T_MAX = the sequence length: the
@@ -86,6 +87,8 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     try:
         summary = run_training(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet, command=command)
     except ConfigError as e:
+        if resume:  # the run's own options (config.json), not an option typed now
+            raise click.UsageError(f"{out}: {e}") from None
         raise usage_error(e) from None
     except RunDirError as e:
         raise click.UsageError(str(e)) from None
@@ -184,24 +187,40 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
       seqvg probe runs/adding-gru-T100-s0 --json
       seqvg probe --cell docs/examples/my_gru.py:MyGRU --length 100
     """
-    from seqvg.datasets import read_dataset
-    from seqvg.probe import format_probe, probe_run, probe_untrained
+    import contextlib
 
+    from seqvg.probe import format_probe
+
+    # With --json, stdout holds the JSON alone: whatever a custom cell prints
+    # (at import, while traced) goes to stderr.
+    quiet_stdout = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        batch = read_dataset(data) if data else None
-        if run_dir is not None:
-            given = given_options(ctx, kwargs)
-            if given:
-                raise click.UsageError(f"a run is probed with its own options; drop {', '.join(given)}")
-            result, cfg = probe_run(run_dir, batch)
-        else:
-            cfg = run_config(kwargs)
-            result, cfg = probe_untrained(cfg, batch)
+        with quiet_stdout:
+            result, cfg = _probe(ctx, run_dir, data, kwargs)
     except ConfigError as e:
+        if run_dir is not None:  # the run's own options, not an option typed now
+            raise click.UsageError(f"{run_dir}: {e}") from None
         raise usage_error(e) from None
     except (RunDirError, ValueError) as e:
         raise click.UsageError(str(e)) from None
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        from seqvg.rundir import json_clean
+
+        # Strict JSON: a norm that overflowed is null, as in the run's own files (NaN is not JSON).
+        click.echo(json.dumps(json_clean(result.to_json()), allow_nan=False))
     else:
         click.echo(format_probe(result, cfg))
+
+
+def _probe(ctx, run_dir, data, kwargs):
+    """probe's work: (ProbeResult, cfg) of RUN_DIR's final model, or of the options' untrained one."""
+    from seqvg.datasets import read_dataset
+    from seqvg.probe import probe_run, probe_untrained
+
+    batch = read_dataset(data) if data else None
+    if run_dir is not None:
+        given = given_options(ctx, kwargs)
+        if given:
+            raise click.UsageError(f"a run is probed with its own options; drop {', '.join(given)}")
+        return probe_run(run_dir, batch)
+    return probe_untrained(run_config(kwargs), batch)

@@ -156,7 +156,8 @@ def _confirm_large(study, workers: int, yes: bool, todo: int, seconds: float) ->
         raise click.UsageError(what + f"; a study of more than {LARGE_STUDY} runs starts only with --yes")
 
 
-def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: bool, backend=None) -> None:
+def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: bool, backend=None,
+               spec: Path | None = None) -> None:
     from seqvg.ray_backend import BackendError, RunsFailed
     from seqvg.study import run_study, summary_table, write_study_report
 
@@ -170,6 +171,8 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
             write_study_report(study)
         click.echo(summary_table(study))
     except ConfigError as e:
+        if spec is not None and e.option in ("cell", "cell_args"):  # the spec's cell, not a --cell typed
+            raise click.UsageError(f"{spec}: {e.option}: {e}") from None
         raise usage_error(e) from None
     except RunDirError as e:
         raise click.UsageError(str(e)) from None
@@ -231,7 +234,8 @@ def run_spec(spec, workers, yes, overrides, n_seeds, out, report_path, quiet, ch
     study = dataclasses.replace(study, command=command_line())
     click.echo(f"{study.name}: {len(study.configs)} runs in {study.out}"
                + (" (probe only, no training)" if study.probe_only else ""), err=True)
-    _run_study(study, workers, quiet, {o: f"--set {o}=..." for o in CONFIG_FIELDS}, yes, _backend(backend))
+    _run_study(study, workers, quiet, {o: f"--set {o}=..." for o in CONFIG_FIELDS}, yes, _backend(backend),
+               spec=spec)
     if check:
         verdict = check_expectations(study)
         click.echo("\nExpected and measured\n" + verdict.table())

@@ -175,6 +175,18 @@ def _check_field_type(name: str, kind: str, value) -> None:
         raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}", name)
 
 
+def option_differences(held: RunConfig, wanted: RunConfig, most: int = 3) -> str:
+    """The options in which a run on disk (``held``) differs from the one
+    asked for, for messages: "--units 16, not 32; --steps 40, not 20"."""
+    theirs, mine = held.to_dict(), wanted.to_dict()
+    differ = [k for k in mine if mine[k] != theirs[k]]
+    # Options resolved from others (a cell's defaults, the probe schedule)
+    # only where nothing the user typed differs.
+    derived = ("probe_every", "chrono", "gate_init", "activation", "recurrent_init", "task_args")
+    differ = [k for k in differ if k not in derived] or differ
+    return "; ".join(f"--{k.replace('_', '-')} {theirs[k]}, not {mine[k]}" for k in differ[:most])
+
+
 def default_run_name(cfg: RunConfig) -> str:
     """Directory name of a run under runs/: task, cell, length and seed."""
     return f"{cfg.task}-{cell_label(cfg.cell)}-T{cfg.length}-s{cfg.seed}"
@@ -370,6 +382,17 @@ def _json_value(value) -> bool:
         return False
 
 
+def _non_finite(value) -> bool:
+    """True if a float in ``value`` (or in its lists and tables) is inf or nan."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
 def _validate_cell_spec(cfg) -> None:
     """The checks that need no import: the spec's form and JSON-serialisable
     ``cell_args``. (A file's existence is checked where it is loaded: a run
@@ -382,6 +405,10 @@ def _validate_cell_spec(cfg) -> None:
     for key, value in cfg.cell_args.items():
         if not isinstance(key, str) or not key.isidentifier():
             raise ConfigError(f"{ref.where}: --cell-arg {key!r}: not a keyword argument name", "cell_args")
+        if _non_finite(value):
+            raise ConfigError(f"{ref.where}: --cell-arg {key}={value!r}: not a finite number; config.json (JSON) "
+                              "holds only finite numbers",
+                              "cell_args")
         if not _json_value(value):
             raise ConfigError(f"{ref.where}: --cell-arg {key}={value!r}: a {type(value).__name__} cannot be "
                               "stored in config.json (use a number, string, boolean, array or table)",

@@ -38,7 +38,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import CellRef, ConfigError, parse_cell_spec as parse  # noqa: F401 (CellRef re-exported)
+from seqvg.config import CELL_REGISTRY, CellRef, ConfigError, parse_cell_spec as parse  # noqa: F401 (CellRef re-exported)
 
 #: Options that need the cell's internals: refused for a custom cell unless
 #: its class lists them in ``seqvg_options`` (then passed to its constructor).
@@ -58,6 +58,7 @@ class _Loaded:
     source: bytes | None = None  # a file cell: the exact bytes that ran
     sha256: str | None = None
     path: str | None = None  # a file cell: the file that ran (the run's copy, when bound)
+    bound: bool = False  # loaded from a run's copy by bind_run, not from the spec's own file
 
 
 #: spec -> the loaded class; ``bind_run`` puts a run's copy here.
@@ -75,13 +76,24 @@ def _error_line(e: BaseException, filename: str | None = None) -> str:
     else:
         own = [f for f in frames if "importlib" not in f.filename and f.filename != __file__]
     where = f"{own[-1].filename}:{own[-1].lineno}: " if own else ""
+    name, text = type(e).__name__, re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if text.startswith("in user code:"):
+        # An error raised while TensorFlow traced a graph: the frames and the
+        # original error are in the text ("File ..., line N" lines, then
+        # "    Name: message").
+        mine = [m for m in re.finditer(r'File "([^"]+)", line (\d+)', text) if m.group(1) == filename]
+        if mine:
+            where = f"{mine[-1].group(1)}:{mine[-1].group(2)}: "
+        error = re.search(r"^ {4}([A-Za-z_][\w.]*): ", text, re.M)
+        if error:
+            name, text = error.group(1), text[error.end():]
     # Keras wraps an error raised in a layer's call: "Exception encountered
     # when calling X.call().", then the original message in bold.
-    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
         lines = lines[1:]
     message = lines[0] if lines else ""
-    return f"{where}{type(e).__name__}" + (f": {message}" if message else "")
+    return f"{where}{name}" + (f": {message}" if message else "")
 
 
 def _exec_file(ref: CellRef, path: Path, shown: str):
@@ -110,7 +122,15 @@ def _exec_file(ref: CellRef, path: Path, shown: str):
             del sys.modules[name]
             if isinstance(e, KeyboardInterrupt):
                 raise
-            raise ConfigError(f"{shown}: importing the file failed: {_error_line(e, str(path))}", "cell") from None
+            hint = ""
+            top = (getattr(e, "name", None) or "").split(".")[0]
+            if isinstance(e, ModuleNotFoundError) and top and (
+                    (path.parent / f"{top}.py").is_file() or (path.parent / top).is_dir()):
+                hint = (f"; {top} is beside the file, but a cell file runs on its own (a run keeps a copy of that "
+                        "one file): put what it needs into it, or install that module or add its directory to "
+                        "PYTHONPATH")
+            raise ConfigError(f"{shown}: importing the file failed: {_error_line(e, str(path))}{hint}",
+                              "cell") from None
     return module, source, sha
 
 
@@ -129,7 +149,14 @@ def _import(ref: CellRef, spec: str, path: Path | None = None) -> _Loaded:
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
-            raise ConfigError(f"{shown}: importing module {ref.target} failed: {_error_line(e)}", "cell") from None
+            hint = ""
+            local = Path(*ref.target.split(".")).with_suffix(".py")
+            if isinstance(e, ModuleNotFoundError) and ref.target.startswith(e.name or "\0") and local.is_file():
+                # The seqvg command does not import from the working directory.
+                hint = (f"; {local} is here: give it as {local}:{ref.class_name} (a module must be installed "
+                        "or on PYTHONPATH)")
+            raise ConfigError(f"{shown}: importing module {ref.target} failed: {_error_line(e)}{hint}",
+                              "cell") from None
     cls = getattr(module, ref.class_name, None)
     if cls is None:
         raise ConfigError(f"{shown}: {ref.target} has no {ref.class_name}", "cell")
@@ -153,15 +180,48 @@ def load(spec: str) -> _Loaded:
     return _LOADED[spec]
 
 
+def unbind(spec: str) -> None:
+    """Forgets a run's copy that ``bind_run`` put in place of ``spec``, so a
+    new run (or a check for one) loads the spec's own file again, as it is now."""
+    loaded = _LOADED.get(spec)
+    if loaded is not None and loaded.bound:
+        del _LOADED[spec]
+
+
 def load_class(spec: str) -> type:
     """The class of a custom cell (see ``load``)."""
     return load(spec).cls
 
 
-def state_names(cell, n: int) -> list[str]:
+def declared_names(cell, attr: str, where: str | None = None) -> tuple[str, ...]:
+    """A cell's (or class's) ``state_names`` or ``seqvg_options``: names.
+    A plain string is one name (``("activation")`` is a string, not a tuple).
+
+    Raises:
+        ConfigError: anything else, naming the class and the attribute.
+    """
+    value = getattr(cell, attr, None)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(n, str) for n in names):
+        cls = cell if isinstance(cell, type) else type(cell)
+        example = '("h", "m")' if attr == "state_names" else '("activation",)'
+        raise ConfigError(f"{where or cls.__qualname__}: {attr} must be a tuple of names, e.g. {example}, "
+                          f"got {value!r}", "cell")
+    return names
+
+
+def state_names(cell, n: int, where: str | None = None) -> list[str]:
     """Names of a cell's n states: the first is always ``h``; then the cell's
-    ``state_names`` where it gives them, else ``s1``, ``s2``, ..."""
-    given = list(getattr(cell, "state_names", None) or [])
+    ``state_names`` where it gives them, else ``s1``, ``s2``, ... (``where``:
+    ``file.py:Class`` for messages)."""
+    given = list(declared_names(cell, "state_names", where))
     names = ["h"]
     for k in range(1, n):
         name = str(given[k]) if k < len(given) else f"s{k}"
@@ -178,7 +238,7 @@ def constructor_kwargs(cfg, cls: type | None = None) -> dict:
     """
     loaded = load(cfg.cell)
     cls = cls or loaded.cls
-    supported = set(getattr(cls, "seqvg_options", ()) or ())
+    supported = set(declared_names(cls, "seqvg_options", loaded.ref.where))
     kwargs = dict(cfg.cell_args)
     defaults = {"recurrent_gain": 1.0, "layer_norm": False}
     for name in INTERNAL_OPTIONS:
@@ -232,10 +292,11 @@ def check_cell(cfg) -> None:
 
 def check(cfg) -> None:
     """Imports a custom cell, builds it and runs it on one sample, as
-    ``keras.layers.RNN`` would: one step by hand (states and output checked
-    against ``state_size`` and ``output_size``), then two steps inside
-    ``keras.layers.RNN``; and checks that its ``get_config()`` rebuilds it.
-    Cached per process.
+    ``keras.layers.RNN`` would: one step by hand (float32 states and output
+    checked against ``state_size`` and ``output_size``), then two steps inside
+    ``keras.layers.RNN``, eagerly and traced into a graph on two samples
+    (``_check_in_graph``); and checks that its ``get_config()`` rebuilds it.
+    Cached per process and file version.
 
     Raises:
         ConfigError: one line naming the file (or module) and class.
@@ -244,18 +305,24 @@ def check(cfg) -> None:
 
     from seqvg.tasks import get_task
 
-    key = (cfg.cell, json.dumps(cfg.cell_args, sort_keys=True), cfg.units, cfg.layers, cfg.task,
+    loaded = load(cfg.cell)
+    # Per file version: a run's copy and the edited original share a spec.
+    key = (cfg.cell, loaded.sha256, json.dumps(cfg.cell_args, sort_keys=True), cfg.units, cfg.layers, cfg.task,
            tuple(getattr(cfg, n) for n in INTERNAL_OPTIONS))
     if key in _CHECKED:
         return
-    loaded = load(cfg.cell)
     where = loaded.ref.where
     cell = make_cell(cfg)
     if not callable(getattr(cell, "call", None)):
         raise ConfigError(f"{where}: not a Keras RNN cell (no call(inputs, states))", "cell")
-    sizes = _state_sizes(cell, where)
-    out_size = getattr(cell, "output_size", None) or sizes[0]
     import keras
+
+    if isinstance(cell, keras.layers.RNN):  # keras.layers:GRU for keras.layers:GRUCell
+        raise ConfigError(f"{where}: a recurrent layer, not a cell; give the cell it runs (e.g. "
+                          f"keras.layers:{type(cell).__name__}Cell), which seqvg wraps in keras.layers.RNN", "cell")
+    sizes = _state_sizes(cell, where)
+    state_names(cell, len(sizes), where)  # a malformed state_names: refused here, not mid-probe
+    out_size = getattr(cell, "output_size", None) or sizes[0]
 
     widths = [get_task(cfg.task).n_inputs] + ([out_size] if cfg.layers > 1 else [])
     rng = np.random.default_rng(0)
@@ -278,14 +345,24 @@ def check(cfg) -> None:
         if tuple(getattr(out, "shape", ())) != (1, out_size):
             raise ConfigError(f"{where}: call returned an output of shape {tuple(getattr(out, 'shape', ()))}; "
                               f"expected (1, {out_size}) (output_size, else state_size[0])", "cell")
+        # Keras's loop (and the probe's) needs every step to hand back the
+        # dtype it was given; a float64 state fails only inside the graph.
+        dtypes = [keras.backend.standardize_dtype(t.dtype) for t in [out, *new]]
+        if any(d != "float32" for d in dtypes):
+            raise ConfigError(f"{where}: call returned {', '.join(dtypes)} (output, then states) for float32 inputs "
+                              "and states; return float32 (a cell built with dtype=float64 cannot run in "
+                              "seqvg's float32 models)", "cell")
+        rnn = keras.layers.RNN(make_cell(cfg), return_sequences=True)
         try:
-            seq = keras.layers.RNN(make_cell(cfg), return_sequences=True)(np.repeat(x[:, None, :], 2, axis=1))
+            seq = rnn(np.repeat(x[:, None, :], 2, axis=1))
         except Exception as e:
             raise ConfigError(f"{where}: inside keras.layers.RNN on one sample: {_error_line(e, loaded.path)}",
                               "cell") from None
         if tuple(seq.shape) != (1, 2, out_size):
             raise ConfigError(f"{where}: keras.layers.RNN returned shape {tuple(seq.shape)}, expected "
                               f"(1, 2, {out_size})", "cell")
+        _check_in_graph(rnn, np.repeat(x[:, None, :], 2, axis=0).repeat(2, axis=1), out_size, where,
+                        loaded.path)
     try:
         config = cell.get_config()
         json.dumps(keras.saving.serialize_keras_object(cell))
@@ -299,6 +376,27 @@ def check(cfg) -> None:
                           f"failed: {_error_line(e, loaded.path)}); add the constructor's arguments to get_config()",
                           "cell") from None
     _CHECKED.add(key)
+
+
+def _check_in_graph(rnn, x, out_size: int, where: str, path: str | None) -> None:
+    """Runs the built layer as training and the probe do: traced into a graph
+    (a ``tf.function``), on two samples, in training mode. Catches what an
+    eager call lets through: Python ``if`` on a tensor, ``.numpy()``, a
+    hard-coded batch of 1.
+
+    Raises:
+        ConfigError: naming the cell and its failing line.
+    """
+    import tensorflow as tf
+
+    try:
+        seq = tf.function(lambda x: rnn(x, training=True))(tf.constant(x))
+    except Exception as e:
+        raise ConfigError(f"{where}: inside keras.layers.RNN traced as a graph (as training runs it), on "
+                          f"{x.shape[0]} samples: {_error_line(e, path)}", "cell") from None
+    if tuple(seq.shape) != (x.shape[0], x.shape[1], out_size):
+        raise ConfigError(f"{where}: keras.layers.RNN traced as a graph returned shape {tuple(seq.shape)} on "
+                          f"{x.shape[0]} samples, expected {(x.shape[0], x.shape[1], out_size)}", "cell")
 
 
 def custom_objects(spec: str) -> dict:
@@ -355,9 +453,19 @@ def bind_run(cfg, out: Path, warn=None) -> None:
         return
     record_path = Path(out) / CELL_DIR / CELL_JSON
     ref = parse(cfg.cell)
+    if ref.kind == "module" and cfg.cell not in CELL_REGISTRY:
+        # A module is imported again by name: say where the run found it.
+        try:
+            load(cfg.cell)
+        except ConfigError as e:
+            record = rundir.read_json(record_path) if record_path.exists() else {}
+            was = f"; the run imported it from {record['module_file']}" if record.get("module_file") else ""
+            raise rundir.RunDirError(f"{out}: the run's cell {e}{was}: install it again or put its directory "
+                                     "on PYTHONPATH") from None
+        return
     if ref.kind != "file" or not record_path.exists():
-        # A module is imported again by name; a run stopped before its cell was
-        # recorded (right after config.json) loads the original, as it started.
+        # A run stopped before its cell was recorded (right after config.json)
+        # loads the original, as it started.
         return
     record = rundir.read_json(record_path)
     copy = Path(out) / record.get("copy", "")
@@ -375,5 +483,6 @@ def bind_run(cfg, out: Path, warn=None) -> None:
     if changed and warn is not None:
         warn(f"warning: {original} {note}; using the run's copy {copy}")
     _LOADED[cfg.cell] = _import(ref, cfg.cell, copy)
+    _LOADED[cfg.cell].bound = True
     if _LOADED[cfg.cell].sha256 != record["sha256"]:  # pragma: no cover - the file changed while reading
         raise rundir.RunDirError(f"{copy}: changed while it was read")

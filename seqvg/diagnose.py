@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from seqvg.config import RunConfig
 from seqvg.decay import decay_summary, format_summary
-from seqvg.rundir import Run, load_run
+from seqvg.rundir import Run, config_of, load_run, lock_holder
 from seqvg.tasks import get_task
 from seqvg.why import explain as explain_gradient
 
@@ -90,8 +91,13 @@ def diagnose(run: Run) -> list[Verdict]:
         # A killed run's summary still says where it started; its metrics say
         # how far it got.
         reached = max([run.summary.get("steps_done") or 0] + [r["step"] for r in run.metrics])
-        out.append(Verdict(status, f"{status}: the run stopped at step {reached} "
-                                   "(resume with seqvg train --resume)"))
+        holder = lock_holder(run.path)
+        if holder:  # being written now: not stopped, and --resume would be refused
+            out.append(Verdict(status, f"{status}: at step {reached} so far (in use by {holder}, which is "
+                                       "writing it)"))
+        else:
+            out.append(Verdict(status, f"{status}: the run stopped at step {reached} (resume with seqvg train "
+                                       f"--resume --out {shlex.quote(str(run.path))})"))
     if run.summary.get("solved"):
         out.append(Verdict("solved", f"solved at step {run.summary['solved_at_step']}"))
 
@@ -242,7 +248,7 @@ def explain(run: Run) -> Explanation | None:
     """
     if run.summary.get("status") != "completed" or run.summary.get("solved"):
         return None
-    cfg = RunConfig.from_dict(run.cfg).resolved()
+    cfg = config_of(run.config, run.path / "config.json")
     task = get_task(cfg.task, cfg.task_args)
     seq_len = cfg.seq_len
     end = decay_summary(run.probes["h"][-1][0])

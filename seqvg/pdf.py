@@ -78,9 +78,12 @@ def check_replaceable(path: str | Path) -> None:
     """
     path = Path(path)
     if path.is_file() and not written_by_seqvg(path):
-        raise FileExistsError(errno.EEXIST, "exists and seqvg did not write it (or wrote it before "
-                              "it signed its PNGs); seqvg replaces only its own files: remove it or choose "
-                              "another name", str(path))
+        with open(path, "rb") as f:
+            png = f.read(8) == b"\x89PNG\r\n\x1a\n"
+        # Say what seqvg did not write: config.json, say, is seqvg's, but not a report.
+        what = "as a page (or wrote it before it signed its PNGs)" if png else "as a report or page"
+        raise FileExistsError(errno.EEXIST, f"exists and seqvg did not write it {what}; seqvg replaces only its "
+                              "own reports and pages: remove it or choose another name", str(path))
 
 
 def remove_stale_pages(directory: str | Path, keep: Iterable) -> None:

@@ -529,6 +529,9 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.tasks import get_task
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
+    from seqvg.customcell import unbind
+
+    unbind(cfg.cell)  # the cell file as it is now, not a run's copy bound earlier in this process
     check_cell(cfg)
     path = resolve(cfg, repeated=False)
     model = build_model(cfg, path)
@@ -546,11 +549,13 @@ def probe_run(run_dir, batch: dict | None = None):
     import keras
 
     from seqvg import rundir
-    from seqvg.config import RunConfig
     from seqvg.tasks import get_task
 
     run_dir = Path(run_dir)
-    cfg = RunConfig.from_dict(rundir.read_json(run_dir / rundir.CONFIG)["config"])
+    if not (run_dir / rundir.CONFIG).exists() and (run_dir / rundir.PROBE).is_file():
+        raise rundir.RunDirError(f"{run_dir}: a probe-only run: its probe at init is {run_dir / rundir.PROBE}; "
+                                 "seqvg probe RUN probes a trained run's final model")
+    cfg = rundir.read_config(run_dir, resolve=False)
     from seqvg.memory import check_memory
 
     # A run is probed with its own options; only --data can make this smaller.
@@ -600,6 +605,10 @@ def format_probe(result: ProbeResult, cfg) -> str:
             f"{name:<11} {format_summary(s['rate_per_100']):>10} {format_summary(s['horizon']):>8} "
             f"{format_summary(s['ratio']):>10} {s['underflow']:>9} {g[0]:>10.3g} {g[-1]:>10.3g}"
         )
+    if not np.isfinite(result.loss):
+        # Every norm is then NaN too: say why the table is empty.
+        lines += ["", "the model's loss on the probe batch is not finite (NaN/Inf: its activations overflow, as "
+                      "relu's do with a large --recurrent-gain), so no gradient can be measured"]
     lines += ["", "decay/100: decades per 100 steps back in time (negative = vanishing)", ""]
     ts = sorted(set(np.linspace(0, length - 1, 11).round().astype(int).tolist()))
     lines.append(f"{'t':>6} " + " ".join(f"{name:>11}" for name, _ in curves))

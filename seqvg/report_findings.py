@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from seqvg.decay import decay_summary
-from seqvg.report_text import listed, median, number
+from seqvg.report_text import listed, median, number, run_outcome
 from seqvg.report_view import view
 from seqvg.rundir import Run
 from seqvg.tasks import get_task
@@ -55,6 +55,10 @@ def findings(runs: list[Run]) -> list[str]:
     criterion = f"val {task.metric_name} {'>=' if task.higher_is_better else '<'} {task.threshold:g}"
     lengths = sorted({r.cfg["length"] for r in v.runs})
     solved_runs = [r for r in v.runs if r.summary.get("solved")]
+    # A run stopped (or still going) before its end has no final loss: it
+    # neither "ended" anywhere nor failed; it is named, not counted as unsolved.
+    stopped = [i for i, r in enumerate(v.runs) if not r.summary.get("solved") and r.summary.get("status") in
+               ("running", "interrupted")]
     won, lost, memoryless = [], [], 0
     for name, idx in v.groups:
         members = [v.runs[i] for i in idx]
@@ -63,7 +67,7 @@ def findings(runs: list[Run]) -> list[str]:
             won.append(f"{name} at step {ok[0]}")
         elif ok:
             won.append(f"{name} {len(ok)}/{len(members)} seeds (median step {median(ok):.0f})")
-        left = [r for r in members if not r.summary.get("solved")]
+        left = [v.runs[i] for i in idx if not v.runs[i].summary.get("solved") and i not in stopped]
         # Near or above the trivial baseline: the run learned nothing long-range.
         flat = [r for r in left if ((r.summary.get("final") or {}).get("val_loss") or math.inf)
                 >= MEMORYLESS * _baseline(r)]
@@ -76,11 +80,15 @@ def findings(runs: list[Run]) -> list[str]:
     tasks = list(dict.fromkeys(r.cfg["task"] for r in v.runs))
     solved_what = (f"{task.name} at T={', '.join(map(str, lengths))} ({criterion})" if len(tasks) == 1 else
                    f"their task ({', '.join(tasks)})")
-    first = (f"{len(solved_runs)} of {len(v.runs)} runs solved {solved_what}"
-             + (f": {listed(won)}." if won else "."))
+    first = (f"{len(solved_runs)} of {len(v.runs) - len(stopped)} {'finished ' if stopped else ''}runs solved "
+             f"{solved_what}" + (f": {listed(won)}." if won else "."))
+    if stopped:
+        named = listed([f"{v.labels[i].label} ({run_outcome(v.runs[i])})" for i in stopped])
+        first = (f"No run has finished, so none is counted as solved or not: {named}." if len(stopped) == len(v.runs)
+                 else first + f" Not finished, so not counted: {named}.")
     if lost:
         lost.sort(key=lambda item: not item[0])
-        unsolved_n = len(v.runs) - len(solved_runs)
+        unsolved_n = len(v.runs) - len(solved_runs) - len(stopped)
         base_text = f"the trivial baseline (val loss {', '.join(f'{b:.3g}' for b in bases)}: a model with no memory)"
         if memoryless:
             first += (f" Of the {unsolved_n} unsolved, {memoryless} ended at or above {MEMORYLESS:.0%} of {base_text} "

@@ -122,7 +122,8 @@ def outcome_columns(metric_name: str) -> list[str]:
             "decay at init", "decay at end"]
 
 
-def _outcome(r: Run) -> str:
+def run_outcome(r: Run) -> str:
+    """A run's outcome in words: "solved at step 900", "running at step 310"."""
     s = r.summary
     if s.get("solved"):
         return f"solved at step {s['solved_at_step']}"
@@ -152,7 +153,7 @@ def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str
         init = median([decay_summary(r.probes["h"][0][0])["rate_per_100"] for r in rs])
         end = median([decay_summary(r.probes["h"][-1][0])["rate_per_100"] for r in rs if r.probes["h"].shape[0] > 1])
         if len(rs) == 1:
-            outcome = _outcome(rs[0])
+            outcome = run_outcome(rs[0])
         else:
             at = [r.summary["solved_at_step"] for r in rs if r.summary.get("solved")]
             outcome = f"{len(at)}/{len(rs)} solved" + (f", median step {median(at):.0f}" if at else "")

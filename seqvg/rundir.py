@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import shlex
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,22 +97,22 @@ def is_temp_name(name: str) -> bool:
     return (name.startswith(".") and name.endswith(".tmp")) or name == ".model.tmp.keras"
 
 
-def _json_clean(obj):
+def json_clean(obj):
     """Replaces non-finite floats by None (JSON has no NaN)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _json_clean(v) for k, v in obj.items()}
+        return {k: json_clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
+        return [json_clean(v) for v in obj]
     if isinstance(obj, np.generic):
-        return _json_clean(obj.item())
+        return json_clean(obj.item())
     return obj
 
 
 def write_json(path: Path, obj) -> None:
     """Atomically writes ``obj`` as indented JSON (NaN/Inf become null)."""
-    atomic_write_bytes(path, (json.dumps(_json_clean(obj), indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(json_clean(obj), indent=2, sort_keys=False) + "\n").encode())
 
 
 def write_npz(path: Path, **arrays) -> None:
@@ -262,6 +263,36 @@ class Run:
         return self.path.name
 
 
+def read_config(path: Path, resolve: bool = True):
+    """The ``RunConfig`` a run directory's config.json records (resolved).
+
+    Raises:
+        RunDirError: config.json is missing, not JSON, has no "config"
+            object, or one seqvg cannot take (a wrong type, an unknown key).
+    """
+    source = Path(path) / CONFIG
+    config = read_json(source)
+    return config_of(config, source, resolve)
+
+
+def config_of(config: dict, source: Path, resolve: bool = True):
+    """The ``RunConfig`` of config.json's contents ``config``, read from ``source``.
+
+    Raises:
+        RunDirError: naming ``source``.
+    """
+    from seqvg.config import ConfigError, RunConfig
+
+    if not isinstance(config.get("config"), dict):
+        raise RunDirError(f"{source}: corrupt (no 'config' object)")
+    try:
+        cfg = RunConfig.from_dict(config["config"])
+        return cfg.resolved() if resolve else cfg
+    except ConfigError as e:
+        newer = " or written by a newer seqvg" if str(e).startswith("unknown config keys") else ""
+        raise RunDirError(f"{source}: corrupt{newer} ({e})") from None
+
+
 def load_run(path: Path) -> Run:
     """Reads and checks a run directory.
 
@@ -272,17 +303,22 @@ def load_run(path: Path) -> Run:
     if not path.is_dir():
         raise RunDirError(f"{path}: {'not a directory' if path.exists() else 'does not exist'}")
     config = read_json(path / CONFIG)
-    if not isinstance(config.get("config"), dict):
-        raise RunDirError(f"{path / CONFIG}: corrupt (no 'config' object)")
+    # Its options' types and names (the report and diagnose read them); not
+    # resolved(), whose rules may have grown stricter since an old run was made.
+    config_of(config, path / CONFIG, resolve=False)
     summary = read_json(path / SUMMARY)
     if summary.get("status") not in STATUSES:
         raise RunDirError(f"{path / SUMMARY}: corrupt (status {summary.get('status')!r})")
     columns, rows = read_csv(path / METRICS)
+    if not rows:  # a run's first row (step 0) comes before anything is reported
+        raise RunDirError(f"{path / METRICS}: corrupt (no rows: not even step 0's)")
     probes = read_npz(path / PROBES)
     for key in ("steps", "h", "x"):
         if key not in probes:
             raise RunDirError(f"{path / PROBES}: corrupt (no array {key!r})")
-    k = probes["steps"].shape[0]
+    k = probes["steps"].shape[0] if probes["steps"].ndim == 1 else 0
+    if k == 0:
+        raise RunDirError(f"{path / PROBES}: corrupt (no probes: not even step 0's)")
     if probes["h"].ndim != 3 or probes["h"].shape[0] != k or probes["x"].shape[0] != k:
         raise RunDirError(f"{path / PROBES}: corrupt (array shapes disagree)")
     # seqvg.why's arrays, where present: one row per probe, like h.
@@ -326,11 +362,25 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
         if not any((p / CONFIG).exists() for p in runs):
             if (path / PROBE).is_file() and not (path / CONFIG).exists():
                 notes.append(f"{path}: a probe-only run (probe.json); left out, its study's PDF shows it")
+            elif (path / CONFIG).exists() and _before_first_results(path):
+                notes.append(_before_first_results(path))
+            elif path.is_dir() and not (path / CONFIG).exists() and runs and not is_study_dir(path) and \
+                    any(is_study_dir(p) for p in runs):
+                notes.append(f"{path}: a directory of studies, not a run or a study; left out: give a study's "
+                             f"directory ({runs[0]}, ...) or run directories")
+            elif path.is_dir() and not (path / CONFIG).exists() and not has_content(path):
+                if (path / LOCK).exists():
+                    notes.append(f"{path}: a run stopped before it started (its lock alone); left out, run the "
+                                 "original command again")
+                else:
+                    notes.append(f"{path}: an empty directory, not a run or a study; left out")
             else:
                 found.append(path)  # a run, or load_run's message says what is missing
             continue
         for run in runs:
-            if (run / CONFIG).exists():
+            if (run / CONFIG).exists() and _before_first_results(run):
+                notes.append(_before_first_results(run))
+            elif (run / CONFIG).exists():
                 found.append(run)
             elif (run / PROBE).is_file():
                 notes.append(f"{run}: a probe-only run (probe.json); left out, its study's PDF shows it")
@@ -339,7 +389,33 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
     if not found:
         more = f" (and {len(notes) - 1} more left out)" if len(notes) > 1 else ""
         raise RunDirError(f"nothing to {what}: {notes[0]}{more}" if notes else "no run directories given")
-    return list(dict.fromkeys(found)), notes
+    # One directory given twice (runs/a and ./runs/a/, or a run and its study) is one run.
+    unique: dict[Path, Path] = {}
+    for run in found:
+        first = unique.setdefault(run.resolve(), run)
+        if first is not run and first != run:
+            notes.append(f"{run}: the same directory as {first}; left out")
+    return list(unique.values()), notes
+
+
+def _before_first_results(run: Path) -> str | None:
+    """A note for a run that has started (config.json) but has not yet written
+    its step-0 results (metrics.csv and probes.npz; the model is built and
+    traced first, seconds): live, or killed then. None for any other run,
+    whose files load_run checks."""
+    if (run / METRICS).exists() and (run / PROBES).exists() or (run / CHECKPOINTS / STATE).exists():
+        return None
+    try:
+        status = read_json(run / SUMMARY).get("status") if (run / SUMMARY).exists() else None
+    except RunDirError:
+        return None
+    if status not in (None, "running", "interrupted"):
+        return None  # a finished run missing a file: corrupt, and load_run says so
+    holder = lock_holder(run)
+    if holder:
+        return f"{run}: started, no results yet (in use by {holder}, which is writing it); left out"
+    return (f"{run}: stopped before its first results (resume with seqvg train --resume --out "
+            f"{shlex.quote(str(run))}); left out")
 
 
 class NotARunError(RunDirError):
@@ -398,9 +474,33 @@ def has_content(path: Path) -> bool:
     return any(p.name != LOCK and not is_temp_name(p.name) for p in path.iterdir())
 
 
+def is_study_dir(path: Path) -> bool:
+    """Whether ``path`` is a study's OUT: it holds a study's results.csv, or
+    run directories and nothing but a study's files."""
+    path = Path(path)
+    try:
+        with open(path / RESULTS_CSV, "rb") as f:
+            if f.readline().startswith(b"run,label,"):
+                return True
+    except OSError:
+        pass
+    if not path.is_dir():
+        return False
+    entries = list(path.iterdir())
+
+    def run(q: Path) -> bool:
+        return q.is_dir() and ((q / CONFIG).is_file() or (q / PROBE).is_file())
+
+    return any(map(run, entries)) and all(run(q) or q.name in (LOCK, RESULTS_PNG) or is_temp_name(q.name)
+                                          for q in entries)
+
+
 def check_own_run(path: Path) -> None:
     """Raises NotARunError unless everything in ``path`` was written by seqvg."""
     foreign = foreign_entries(path)
+    if foreign and not (path / CONFIG).exists() and is_study_dir(path):
+        raise NotARunError(f"{path}: a seqvg study's directory (its runs and results.csv), not a run; a run is "
+                           "written only into a new or empty directory or over its own run: choose another --out")
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise NotARunError(f"{path}: holds {shown}, not written by seqvg; seqvg writes a run only into a new "

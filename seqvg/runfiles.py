@@ -114,15 +114,15 @@ def config_to_resume(out: Path) -> RunConfig:
     """The resolved config of the run in ``out``, which is to be resumed."""
     if not out.is_dir():
         raise RunDirError(f"{out}: no such run directory to resume")
+    if not (out / rundir.CONFIG).exists() and (out / rundir.PROBE).is_file():
+        raise RunDirError(f"{out}: a probe-only run (probe.json: the probe at init of a study with probe_only); "
+                          "nothing was trained, so there is nothing to resume")
     if not (out / rundir.CONFIG).exists():
         raise RunDirError(
             f"{out}: not a complete seqvg run (config.json missing: it was stopped before it started); "
             "nothing to resume: run the original command again"
         )
-    try:
-        return RunConfig.from_dict(rundir.read_json(out / rundir.CONFIG)["config"]).resolved()
-    except (KeyError, TypeError, ValueError) as e:
-        raise RunDirError(f"{out / rundir.CONFIG}: corrupt ({e})") from None
+    return rundir.read_config(out)
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,19 @@ class RunFiles:
 
     def save_model(self, model) -> None:
         """model.keras; Keras insists on the .keras suffix, so the temp name keeps it."""
-        tmp = self.out / ".model.tmp.keras"
-        model.save(tmp)
-        os.replace(tmp, self.out / rundir.MODEL)
+        tmp, target = self.out / ".model.tmp.keras", self.out / rundir.MODEL
+        try:
+            model.save(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # as atomic_write_bytes: the bytes are on disk before the name
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException as e:
+            # A full disk (or a file-size limit) inside Keras's save: no temp
+            # file left behind, and the error names model.keras, not nothing.
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno is not None:
+                raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(target)) from None
+            raise

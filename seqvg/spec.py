@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import MAX_SEED, ConfigError, RunConfig, cell_label, is_custom_cell
+from seqvg.config import MAX_SEED, ConfigError, RunConfig, absolute_cell_spec, cell_label, is_custom_cell
 
 #: Spec keys that are not run options.
 STUDY_KEYS = {"name", "description", "seeds", "probe_only", "out", "report", "grid", "variant", "expect"}
@@ -136,6 +136,9 @@ def _seeds(value, where) -> list[int]:
             raise SpecError(f"{where('seeds')}: must be at least 1, got {value}")
         return list(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        bad = [s for s in value if not 0 <= s <= MAX_SEED]
+        if bad:
+            raise SpecError(f"{where('seeds')}: a seed must be between 0 and {MAX_SEED}, got {bad[0]}")
         return list(value)
     raise SpecError(f"{where('seeds')}: expected a count (int) or a non-empty list of ints, got {value!r}")
 
@@ -162,9 +165,23 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
     # make two runs of one directory: a typo, refused rather than run twice.
     for key, values in [*grid.items(), ("seeds", seeds)]:
         names = [_value_name(key, v) if key != "seeds" else str(v) for v in values]
+        for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+            same = {}  # one cell file spelt two ways is one cell, given twice
+            for v, n in zip(values, names):
+                if n == name:
+                    same.setdefault(absolute_cell_spec(v) if key == "cell" and is_custom_cell(v) else v, str(v))
+            if len(same) > 1:  # two custom cells of one class name: one run directory
+                raise ConfigError(f"{' and '.join(same.values())} would share the run name {name} (a custom "
+                                  "cell's runs are named by its class): give the classes different names (or, in a "
+                                  "spec, put each in a [[variant]] with a label of its own)", key)
         twice = sorted({str(v) for v, n in zip(values, names) if names.count(n) > 1})
         if twice:
             raise ConfigError(f"{', '.join(twice)} given more than once", key)
+    if "cell" in grid and base.get("cell_args") and not any(
+            is_custom_cell(str(c)) for c in [*grid["cell"], *(o.get("cell", "") for _, o in variants)]):
+        # Each built-in cell's run drops the arguments: with no custom cell at all they were a mistake.
+        raise ConfigError(f"--cell-arg is for custom cells (module:Class, file.py:Class); none of "
+                          f"{', '.join(map(str, grid['cell']))} is one", "cell_args")
     out = []
     for label, opts in variants or [("", {})]:
         for values in itertools.product(*(grid[k] for k in keys)):
@@ -195,8 +212,15 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML ({e})") from None
     name = doc.get("name", Path(path).stem)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        if "name" not in doc:
+            raise SpecError(f"{path}: the study is named after the file, {name!r}, which is not a simple name "
+                            "(letters, digits, _ . -); add name = \"...\" to the spec or rename the file")
         raise SpecError(f"{where('name')}: expected a simple name (letters, digits, _ . -), got {name!r}")
+    for key in ("out", "report", "description"):
+        if key in doc and (not isinstance(doc[key], str) or (key != "description" and not doc[key].strip())):
+            raise SpecError(f"{where(key)}: expected a {'text' if key == 'description' else 'path'} "
+                            f"(a non-empty string), got {doc[key]!r}")
     base = _options({k: v for k, v in doc.items() if k not in STUDY_KEYS}, where, None)
     grid_doc = doc.get("grid", {})
     if not isinstance(grid_doc, dict):
@@ -213,6 +237,8 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     if not isinstance(raw_variants, list):
         raise SpecError(f"{where('variant')}: expected [[variant]] tables")
     for i, v in enumerate(raw_variants):
+        if not isinstance(v, dict):
+            raise SpecError(f"{where('variant')}: expected [[variant]] tables, got {v!r}")
         label = v.get("label")
         if not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9_.+=-]+", label):
             raise SpecError(f"{where('label', 'variant', i)}: each [[variant]] needs a label "
@@ -240,7 +266,9 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
         raise SpecError(f"{where('probe_only')}: expected true or false")
     for key, value in (overrides or {}).items():
         if key not in OPTION_KEYS:
-            raise SpecError(f"--set {key}: unknown option")
+            instead = {"seed": "--seeds N", "seeds": "--seeds N", "out": "--out", "report": "--report"}.get(key)
+            raise SpecError(f"--set {key}: unknown option" + (f"; use {instead}" if instead else "")
+                            + ("" if instead or key not in STUDY_KEYS else "; --set takes run options only"))
         value = _check_type(key, value, f"--set {key}")
         base[key] = value
         grid.pop(key, None)
@@ -261,8 +289,9 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
         if key in (overrides or {}):
             loc = f"--set {key}"
         raise SpecError(f"{loc}: {e}") from None
-    out_dir = out or Path(doc.get("out", f"runs/{name}"))
-    report_path = report or Path(doc.get("report", f"reports/{name}.pdf"))
+    # TOML has no shell to expand "~": a spec's "~/runs" means the home directory, not a directory named "~".
+    out_dir = out or Path(doc.get("out", f"runs/{name}")).expanduser()
+    report_path = report or Path(doc.get("report", f"reports/{name}.pdf")).expanduser()
     from seqvg.expect import ExpectError, parse_expect, points
 
     expectations = ()
@@ -335,7 +364,9 @@ def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, 
     """``KEY=VALUE`` texts (``--set``, ``--cell-arg``, ``--task-arg``) as a dict.
 
     VALUE is read as a TOML value (``3`` an int, ``1e-3`` a float, ``true``,
-    ``"x"``, ``[1, 2]``); anything else is kept as the text.
+    ``"x"``, ``[1, 2]``); anything else is kept as the text (``relu``), except
+    Python's ``True``/``False``/``None`` and a broken array, table or quoted
+    string, which are errors (as text they would pass silently).
 
     Args:
         items: the texts, e.g. ``["steps=300", "lr=1e-3"]``.
@@ -356,8 +387,19 @@ def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, 
         key = key.strip().replace("-", "_") if dashes else key.strip()
         if not sep or not key or (not empty and not value.strip()):
             raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        text = value.strip()
+        if text in _PYTHON_WORDS:
+            # Kept as text, "False" would be a true value: say how TOML spells it.
+            raise ValueError(f"{item!r}: {_PYTHON_WORDS[text]}")
         try:
-            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key] = value.strip()
+            out[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            if text and text[0] in "[{\"'":  # meant as an array, a table or a quoted string: not silently text
+                raise ValueError(f"{item!r}: not a TOML value ({e})") from None
+            out[key] = text
     return out
+
+
+#: Python's spellings that TOML does not read: as text they would pass silently ("False" is true).
+_PYTHON_WORDS = {"True": "TOML spells it true", "False": "TOML spells it false",
+                 "None": "TOML has no None: leave it out to get the default"}

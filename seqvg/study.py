@@ -27,8 +27,8 @@ import os
 from pathlib import Path
 
 from seqvg import rundir
-from seqvg.config import ConfigError, RunConfig
-from seqvg.pdf import check_replaceable
+from seqvg.config import ConfigError, RunConfig, option_differences
+from seqvg.pdf import check_replaceable, written_by_seqvg
 from seqvg.results import (  # noqa: F401 (the study API)
     DECAY,
     OPTION_COLUMNS,
@@ -113,12 +113,10 @@ def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
         if not probe_only and rundir.has_content(path):
             rundir.check_own_run(path)
         return
-    try:
-        held = RunConfig.from_dict(rundir.read_json(source)["config"])
-    except (KeyError, TypeError, ConfigError) as e:
-        raise rundir.RunDirError(f"{source}: corrupt ({e})") from None
+    held = rundir.config_of(rundir.read_json(source), source, resolve=False)
     if held != cfg:
-        raise RunExistsError(f"{path}: holds a run with other options; use another output directory")
+        raise RunExistsError(f"{path}: holds a run with other options ({option_differences(held, cfg)}); use "
+                             "another output directory")
 
 
 def _c_summary(result) -> dict | None:
@@ -206,13 +204,27 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     Raises:
         ConfigError, RunDirError, OSError: naming the option, directory or file.
     """
-    from seqvg.customcell import check_cell
+    from seqvg.config import is_custom_cell
+    from seqvg.customcell import CELL_DIR, CELL_JSON, bind_run, check_cell, unbind
     from seqvg.memory import check_memory
 
-    for cfg in study.configs:
-        check_cell(cfg)
+    for cfg, d in zip(study.configs, study.run_dirs()):
+        if rundir.is_finished(d, study.probe_only):
+            continue  # nothing of it runs again: a cell file edited since cannot stop the study
+        if is_custom_cell(cfg.cell) and not study.probe_only and (d / CELL_DIR / CELL_JSON).exists():
+            bind_run(cfg, d)  # a started run resumes from its own copy of the cell file
+            try:
+                check_cell(cfg)
+            finally:
+                unbind(cfg.cell)
+        else:
+            check_cell(cfg)
     rundir.check_writable(study.out, is_dir=True)
     if study.report is not None:
+        if study.report.parent.resolve() == study.out.resolve() and \
+                study.report.name in (rundir.RESULTS_CSV, rundir.RESULTS_PNG):
+            raise ConfigError(f"{study.report}: the study writes its {study.report.name} there; choose another "
+                              "name for the report", "report")
         rundir.check_writable(study.report)
         check_replaceable(study.report)
     check_study_dir(study)
@@ -246,11 +258,17 @@ def check_study_dir(study: Study) -> None:
                     continue
         elif name in own and p.is_file():
             continue
+        elif p.is_file() and not p.is_symlink() and written_by_seqvg(p):
+            continue  # a report seqvg wrote here before (compare's report.pdf, an earlier --report)
         elif p.is_dir() and not p.is_symlink() and (p / rundir.PROBE).is_file() \
                 and all(q.name == rundir.PROBE or rundir.is_temp_name(q.name) for q in p.iterdir()):
             continue
         elif p.is_dir() and not p.is_symlink() and not rundir.foreign_entries(p):
             continue  # a seqvg run (of this study or not), or an empty directory
+        if p.is_dir() and not p.is_symlink() and rundir.is_study_dir(p):
+            raise rundir.NotARunError(f"{out / name}: another seqvg study's directory; a study's output directory "
+                                      "holds its own runs, results.csv and results.png, not other studies: choose "
+                                      "another --out")
         raise rundir.NotARunError(f"{out / name}: not written by seqvg; a study writes its runs, results.csv "
                                   "and results.png into its output directory, so it must hold only seqvg's "
                                   "files: choose another --out")

@@ -2,7 +2,7 @@
 
     seqvg train --task adding --cell gru --length 100 --out runs/gru100
 
-    from seqvg.config import RunConfig
+    from seqvg.config import option_differences, RunConfig
     from seqvg.training import train
     summary = train(RunConfig(cell="gru", length=100), "runs/gru100")
 
@@ -35,7 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from seqvg import rundir
-from seqvg.config import ConfigError, RunConfig, default_run_name, is_custom_cell  # noqa: F401 (re-exported)
+from seqvg.config import (  # noqa: F401 (re-exported)
+    ConfigError,
+    RunConfig,
+    default_run_name,
+    is_custom_cell,
+    option_differences,
+)
 from seqvg.customcell import check_cell
 from seqvg.execpath import ExecutionPath, recorded, resolve
 from seqvg.memory import check_memory
@@ -52,6 +58,24 @@ METRIC_COLUMNS = ["step", "loss", "metric", "val_loss", "val_metric", "grad_norm
 
 class RunExistsError(RunDirError):
     """The output directory holds a run and --overwrite was not given."""
+
+
+def _exists_message(out: Path, cfg: RunConfig) -> str:
+    """Why ``out`` is refused without --overwrite, and what --resume would do
+    there: continue the same run, or one of other options (two custom cells
+    of one class name share a default directory)."""
+    try:
+        held = rundir.read_config(out)
+        status = rundir.read_json(out / rundir.SUMMARY).get("status") if (out / rundir.SUMMARY).exists() else None
+    except RunDirError:
+        return f"{out}: already holds a run; pass --overwrite to replace it or --resume"
+    diffs = option_differences(held, cfg)
+    if diffs:
+        return (f"{out}: already holds a run of other options ({diffs}); choose another --out, "
+                "or pass --overwrite to replace it")
+    if status in ("completed", "diverged"):
+        return f"{out}: already holds this run, {status}; pass --overwrite to run it again"
+    return f"{out}: already holds this run, not finished; pass --resume to continue it or --overwrite to start again"
 
 
 def train(
@@ -90,6 +114,10 @@ def train(
             bind_run(cfg, out, warn=lambda m: print(m, file=sys.stderr))
     else:
         cfg = cfg.resolved()
+        if is_custom_cell(cfg.cell):
+            from seqvg.customcell import unbind
+
+            unbind(cfg.cell)  # a new run takes the cell file as it is now, not an earlier run's copy
     # Every check before anything is written or deleted.
     check_memory(cfg)
     check_cell(cfg)
@@ -100,7 +128,7 @@ def train(
     if not resume and rundir.has_content(out):
         rundir.check_own_run(out)
         if not overwrite:
-            raise RunExistsError(f"{out}: already holds a run; pass --overwrite to replace it or --resume")
+            raise RunExistsError(_exists_message(out, cfg))
     if not out.exists():
         rundir.check_writable(out, is_dir=True)
     with rundir.locked(out):

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from seqvg import rundir
 from seqvg.cli import cli
 from seqvg.config import RunConfig
 from seqvg.models import build_model
@@ -102,6 +103,47 @@ CELLS = textwrap.dedent('''
     class Raises(EluCell):
         def call(self, inputs, states):
             raise RuntimeError("my cell is broken")
+
+
+    class BadNames(EluCell):
+        state_names = 5
+
+
+    class BadOptions(EluCell):
+        seqvg_options = 5
+
+
+    class OneOption(EluCell):
+        seqvg_options = ("activation")  # a string, not a tuple: one name
+
+        def __init__(self, units, activation="elu", **kwargs):
+            super().__init__(units, **kwargs)
+            self.activation = activation
+
+        def get_config(self):
+            return {**super().get_config(), "activation": self.activation}
+
+
+    class Float64(EluCell):
+        def call(self, inputs, states):
+            h, _ = super().call(inputs, states)
+            h = ops.cast(h, "float64")
+            return h, [h]
+
+
+    class EagerOnly(EluCell):
+        def call(self, inputs, states):
+            h, _ = super().call(inputs, states)
+            if float(ops.max(h).numpy()) > 1e9:
+                h = h * 0
+            return h, [h]
+
+
+    class OneSample(EluCell):
+        def call(self, inputs, states):
+            h, _ = super().call(inputs, states)
+            h = ops.reshape(h, (1, -1))
+            return h, [h]
 ''')
 
 
@@ -241,6 +283,91 @@ def test_train_probe_resume_from_the_run_directory(cells, tmp_path):
     assert res.exit_code == 0 and "gain of m per step back" in res.output, res.output
 
 
+def test_a_study_after_its_cell_file_changed(cells, tmp_path, monkeypatch):
+    """Finished runs are not re-checked; a started run resumes from its own
+    copy; a new run takes the file as it is now (not a copy bound earlier in
+    the process); a broken file stops only runs that need it, naming the spec."""
+    import hashlib
+
+    from seqvg import customcell
+
+    def fresh():  # each seqvg command is a new process: nothing loaded yet
+        customcell._LOADED.clear()
+        customcell._CHECKED.clear()
+
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\ncell = "cells.py:EluCell"\nlength = 6\nunits = 4\nsteps = 4\neval_every = 2\n'
+                    'val_size = 8\nbatch_size = 4\nprobe_batch = 4\nseeds = 1\nout = "st"\n')
+    runner = CliRunner()
+    assert runner.invoke(cli, ["run", str(spec), "-q"]).exit_code == 0
+    summary = tmp_path / "st" / "s0" / "summary.json"
+    # The original changes (still valid); s0 is marked unfinished; a new seed is added.
+    cells.write_text(CELLS.replace("self.units, self.scale = units, scale", "self.units, self.scale = units, 0.9"))
+    rundir.write_json(summary, {**json.loads(summary.read_text()), "status": "running"})
+    spec.write_text(spec.read_text().replace("seeds = 1", "seeds = 2"))
+    fresh()
+    res = runner.invoke(cli, ["run", str(spec), "-q"])
+    assert res.exit_code == 0, res.output
+    old = json.loads((tmp_path / "st" / "s0" / "cell" / "cell.json").read_text())["sha256"]
+    new = json.loads((tmp_path / "st" / "s1" / "cell" / "cell.json").read_text())["sha256"]
+    assert old == hashlib.sha256(CELLS.encode()).hexdigest()
+    assert new == hashlib.sha256(cells.read_bytes()).hexdigest() != old
+    # A broken file: the finished study is read again untouched; a new run is refused.
+    cells.write_text(CELLS + "\noops(\n")
+    fresh()
+    res = runner.invoke(cli, ["run", str(spec), "-q"])
+    assert res.exit_code == 0, res.output
+    spec.write_text(spec.read_text().replace("seeds = 2", "seeds = 3"))
+    fresh()
+    res = runner.invoke(cli, ["run", str(spec), "-q"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1].startswith(f"Error: {spec}: cell: {cells}:EluCell: importing the file "
+                                                          f"failed: {cells}:")
+    assert not (tmp_path / "st" / "s2").exists()
+
+
+def test_a_module_cell_gone_since_the_run_is_named_with_where_it_was(tmp_path, monkeypatch):
+    """probe RUN and --resume of a run whose module cell no longer imports:
+    the message names the run and where the module was, not '--cell'."""
+    import sys
+
+    from seqvg import customcell
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "seqvg_test_gone_mod.py").write_text(CELLS)
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "--cell", "seqvg_test_gone_mod:EluCell", "--out", str(out), *TINY])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "lib" / "seqvg_test_gone_mod.py").unlink()
+    monkeypatch.delitem(sys.modules, "seqvg_test_gone_mod")
+    customcell._LOADED.clear()  # a new process
+    rundir.write_json(out / "summary.json", {**json.loads((out / "summary.json").read_text()), "status": "running"})
+    for args in (["probe", str(out)], ["train", "--resume", "--out", str(out)]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2, res.output
+        line = res.output.strip().splitlines()[-1]
+        assert line.startswith(f"Error: {out}: the run's cell seqvg_test_gone_mod:EluCell: importing module "
+                               "seqvg_test_gone_mod failed: ModuleNotFoundError"), line
+        assert f"the run imported it from {tmp_path / 'lib' / 'seqvg_test_gone_mod.py'}: install it again" in line
+        assert "--cell" not in line
+
+
+def test_probe_json_stays_json_when_the_cell_prints(tmp_path):
+    """A student's cell that prints (at import, in call) must not break
+    `seqvg probe --json | jq`: its output goes to stderr."""
+    path = tmp_path / "chatty.py"
+    path.write_text(CELLS.replace("class EluCell(keras.layers.Layer):", 'print("loading my cell")\n\n\n'
+                                  "class EluCell(keras.layers.Layer):")
+                    .replace("        h = ops.elu(", '        print("tracing call")\n        h = ops.elu(', 1))
+    res = CliRunner().invoke(cli, ["probe", "--cell", f"{path}:EluCell", "--length", "6", "--units", "4",
+                                   "--probe-batch", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads(res.stdout)) >= {"loss", "h", "x"}
+    assert "loading my cell" in res.stderr and "tracing call" in res.stderr
+
+
 def test_cell_arg_and_declared_options(cells, tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["probe", "--cell", f"{cells}:EluCell", "--cell-arg", "scale=0.5", "--length", "6",
@@ -257,18 +384,30 @@ def test_cell_arg_and_declared_options(cells, tmp_path):
     ("{cells}:NotACell", [], "not a Keras RNN cell"),
     ("{cells}:BadShapes", [], "call returned states of shapes [(1, 8)]"),
     ("{cells}:Raises", [], "RuntimeError: my cell is broken"),
+    ("{cells}:BadNames", [], "cells.py:BadNames: state_names must be a tuple of names, e.g. (\"h\", \"m\"), got 5"),
+    ("{cells}:BadOptions", [], "cells.py:BadOptions: seqvg_options must be a tuple of names"),
+    ("{cells}:Float64", [], "call returned float64, float64 (output, then states) for float32"),
+    ("{cells}:EluCell", ["--cell-arg", 'dtype="float64"'], "call returned float64"),
+    ("{cells}:EagerOnly", [], "traced as a graph (as training runs it), on 2 samples: {cells}:"),
+    ("{cells}:EagerOnly", [], "AttributeError: 'SymbolicTensor' object has no attribute 'numpy'"),
+    ("{cells}:OneSample", [], "traced as a graph (as training runs it), on 2 samples: ValueError"),
     ("{cells}:EluCell", ["--cell-arg", "scale=1979-05-27"], "cannot be stored in config.json"),
+    ("{cells}:EluCell", ["--cell-arg", "scale=1e400"], "scale=inf: not a finite number; config.json (JSON) holds"),
+    ("{cells}:EluCell", ["--cell-arg", "scale=[1.0, nan]"], "scale=[1.0, nan]: not a finite number"),
     ("{cells}:EluCell", ["--cell-arg", "nope=1"], "Unrecognized keyword arguments passed to EluCell"),
     ("{cells}:EluCell", ["--forget-bias", "2"], "--forget-bias works inside a cell's equations"),
     ("{broken}:EluCell", [], "broken.py:3: ZeroDivisionError"),
     ("{syntax}:EluCell", [], "syntax.py:1: SyntaxError"),
     ("no_such_module_xyz:Cell", [], "No module named 'no_such_module_xyz'"),
+    ("keras.layers:GRU", [], "keras.layers:GRU: a recurrent layer, not a cell; give the cell it runs (e.g. "
+                             "keras.layers:GRUCell)"),
     ("cells.py", [], "give your own as package.module:Class"),
 ])
 def test_bad_cells_are_one_line_usage_errors_and_write_nothing(cells, tmp_path, spec, extra, needle):
     (tmp_path / "broken.py").write_text("import keras\n\nx = 1 / 0\n")
     (tmp_path / "syntax.py").write_text("def (:\n")
     spec = spec.format(cells=cells, broken=tmp_path / "broken.py", syntax=tmp_path / "syntax.py")
+    needle = needle.format(cells=cells)
     out = tmp_path / "runs" / "x"
     res = CliRunner().invoke(cli, ["train", "--cell", spec, "--out", str(out), *TINY, *extra])
     assert res.exit_code == 2, res.output
@@ -278,6 +417,35 @@ def test_bad_cells_are_one_line_usage_errors_and_write_nothing(cells, tmp_path, 
     if ":" in spec:
         assert spec.rpartition(":")[2] in message or "--cell-arg" in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_cell_file_importing_a_sibling_says_it_runs_on_its_own(tmp_path):
+    (tmp_path / "seqvg_test_helpers_xyz.py").write_text("SCALE = 0.5\n")
+    (tmp_path / "mycell.py").write_text("from seqvg_test_helpers_xyz import SCALE\n" + CELLS)
+    res = CliRunner().invoke(cli, ["probe", "--cell", f"{tmp_path / 'mycell.py'}:EluCell", "--length", "6"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1].endswith(
+        "No module named 'seqvg_test_helpers_xyz'; seqvg_test_helpers_xyz is beside the file, but a cell file runs on "
+        "its own (a run keeps a copy of that one file): put what it needs into it, or install that module or add its "
+        "directory to PYTHONPATH")
+
+
+def test_seqvg_options_as_one_string_declares_that_option(cells):
+    res = CliRunner().invoke(cli, ["probe", "--cell", f"{cells}:OneOption", "--activation", "relu", "--length", "6",
+                                   "--units", "4", "--probe-batch", "4"])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_file_given_as_a_module_is_refused_with_the_spec_that_works(cells, tmp_path, monkeypatch):
+    """`--cell cells:EluCell` beside cells.py: the seqvg command does not
+    import from the working directory; the message gives the file form."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seqvg_test_local_cell_xyz.py").write_text(CELLS)
+    res = CliRunner().invoke(cli, ["probe", "--cell", "seqvg_test_local_cell_xyz:EluCell", "--length", "6"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1].endswith(
+        "No module named 'seqvg_test_local_cell_xyz'; seqvg_test_local_cell_xyz.py is here: give it as "
+        "seqvg_test_local_cell_xyz.py:EluCell (a module must be installed or on PYTHONPATH)")
 
 
 def test_spec_cell_path_is_relative_to_the_spec(cells, tmp_path):

@@ -152,6 +152,56 @@ def corrupt_config(w: Path) -> None:
     rundir.write_json(w / "run" / "summary.json", {"status": "running"})
 
 
+def config_value(key: str, value) -> Callable[[Path], None]:
+    """A run whose config.json holds ``value`` for option ``key`` (a hand edit, a newer seqvg)."""
+    def setup(w: Path) -> None:
+        d = json.loads((w / "run" / "config.json").read_text())
+        d["config"][key] = value
+        (w / "run" / "config.json").write_text(json.dumps(d))
+    return setup
+
+
+def config_without_options(w: Path) -> None:
+    (w / "run" / "config.json").write_text('{"seed": 0}')
+
+
+def spec_with(*lines: str) -> Callable[[Path], None]:
+    """A spec x.toml: SPEC plus top-level ``lines``."""
+    def setup(w: Path) -> None:
+        (w / "x.toml").write_text(SPEC.replace("[grid]", "\n".join(lines) + "\n\n[grid]"))
+    return setup
+
+
+def spec_named_by_file(w: Path) -> None:
+    (w / "my study.toml").write_text(SPEC.replace('name = "s"\n', ""))
+
+
+def metrics_header_only(w: Path) -> None:
+    p = w / "run" / "metrics.csv"
+    p.write_text(p.read_text().splitlines()[0] + "\n")
+
+
+def probes_without_rows(w: Path) -> None:
+    p = w / "run" / "probes.npz"
+    with np.load(p) as f:
+        arrays = {k: f[k] for k in f.files}
+    k = arrays["steps"].shape[0]
+    np.savez(p, **{name: a[:0] if a.ndim and a.shape[0] == k else a for name, a in arrays.items()})
+
+
+def probe_only_run(w: Path) -> None:
+    """A probe-only study's run: probe.json alone."""
+    (w / "po").mkdir()
+    (w / "po" / "probe.json").write_text('{"config": {}}')
+
+
+def lock_only_and_empty(w: Path) -> None:
+    """A run killed before config.json (its lock alone), and an empty directory."""
+    (w / "killed").mkdir()
+    (w / "killed" / ".lock").write_text("12345\n")
+    (w / "empty").mkdir()
+
+
 def truncated_probes(w: Path) -> None:
     p = w / "run" / "probes.npz"
     p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
@@ -170,8 +220,19 @@ def study_with_notes(w: Path) -> None:
     (w / "study" / "todo.txt").write_text("mine\n")
 
 
+def studies_dir(w: Path) -> None:
+    """A directory of studies: an earlier study's OUT (a run and results.csv) inside."""
+    shutil.copytree(w / "run", w / "studies" / "old" / "rnn-s0")
+    (w / "studies" / "old" / "results.csv").write_text("run,label,status\nrnn-s0,rnn,completed\n")
+
+
 def png_is_file(w: Path) -> None:
     (w / "pages").write_text("a file, not a directory\n")
+
+
+def study_holding_other_run(w: Path) -> None:
+    """spec.toml's study directory whose rnn-s0 holds a run of other options."""
+    shutil.copytree(w / "run", w / "study" / "rnn-s0")
 
 
 def spec_seed_twice(w: Path) -> None:
@@ -234,6 +295,10 @@ CASES = [
          "Error: --set lr: --lr must be a finite number, got inf"),
     Case("set-chrono-inf", ["run", "spec.toml", "--set", "chrono=inf", "--out", "new"], 2,
          "Error: --set chrono: expected int, got float inf"),
+    Case("set-seeds", ["run", "spec.toml", "--set", "seeds=3", "--out", "new"], 2,
+         "Error: --set seeds: unknown option; use --seeds N"),
+    Case("set-out", ["run", "spec.toml", "--set", "out=x", "--out", "new"], 2,
+         "Error: --set out: unknown option; use --out"),
     Case("spec-lr-nan", ["run", "bad.toml", "--out", "new"], 2,
          "Error: bad.toml:2: lr: --lr must be a finite number, got nan", bad_lr_spec),
     Case("variant-line", ["run", "variant.toml", "--out", "new"], 2,
@@ -255,14 +320,42 @@ CASES = [
     Case("overwrite-run-with-notes", ["train", *RUN_OPTS, "--out", "run", "--overwrite"], 2,
          "Error: run: holds notes.txt, not written by seqvg;", notes_in_run),
     Case("existing-run", ["train", *RUN_OPTS, "--out", "run"], 2,
-         "Error: run: already holds a run; pass --overwrite to replace it or --resume"),
+         "Error: run: already holds a run of other options (--cell rnn, not lstm; --batch-size 16, not 8;"),
+    # The same options: the message says what --resume would (and would not) do.
+    Case("existing-same-run", ["train", "--cell", "rnn", "--length", "10", "--units", "8", "--steps", "30",
+                               "--eval-every", "10", "--val-size", "64", "--batch-size", "16", "--probe-batch", "8",
+                               "--out", "run"], 2,
+         "Error: run: already holds this run, completed; pass --overwrite to run it again"),
     Case("study-out-with-notes", ["run", "spec.toml", "--out", "study"], 2,
          "Error: study/todo.txt: not written by seqvg;", study_with_notes),
+    Case("study-run-of-other-options", ["run", "spec.toml", "--out", "study"], 2,
+         "Error: study/rnn-s0: holds a run with other options (--batch-size 16, not 8; --steps 30, not 10;",
+         study_holding_other_run),
+    Case("study-out-holds-a-study", ["run", "spec.toml", "--out", "studies"], 2,
+         "Error: studies/old: another seqvg study's directory; a study's output directory holds its own runs, "
+         "results.csv and results.png, not other studies: choose another --out", studies_dir),
+    Case("compare-report-over-results-png", ["compare", *RUN_OPTS, "--cells", "rnn", "--out", "new", "--report",
+                                             "new/results.png"], 2,
+         "Error: Invalid value for '--report': new/results.png: the study writes its results.png there; choose "
+         "another name for the report"),
+    Case("diagnose-dir-of-studies", ["diagnose", "studies"], 2,
+         "Error: nothing to diagnose: studies: a directory of studies, not a run or a study; left out: give a "
+         "study's directory (studies/old, ...) or run directories", studies_dir),
+    Case("overwrite-study-dir", ["train", *RUN_OPTS, "--out", "studies/old", "--overwrite"], 2,
+         "Error: studies/old: a seqvg study's directory (its runs and results.csv), not a run;", studies_dir),
     Case("compare-seeds-past-max", ["compare", *RUN_OPTS, "--cells", "rnn", "--seed", "4294967295", "--seeds", "2",
                                     "--out", "new"], 2,
          "Error: Invalid value for '--seeds': seeds 4294967295..4294967296 run past the largest --seed, 4294967295"),
     Case("compare-cell-twice", ["compare", *RUN_OPTS, "--cells", "rnn,gru,rnn"], 2,
          "Error: Invalid value for '--cells': rnn given more than once"),
+    Case("compare-two-cells-one-class-name", ["compare", *RUN_OPTS, "--cells", "a/cell.py:MyCell,b/cell.py:MyCell"],
+         2, "Error: Invalid value for '--cells': a/cell.py:MyCell and b/cell.py:MyCell would share the run name MyCell "
+            "(a custom cell's runs are named by its class)"),
+    Case("compare-one-cell-two-spellings", ["compare", *RUN_OPTS, "--cells", "a/cell.py:MyCell,./a/cell.py:MyCell"],
+         2, "Error: Invalid value for '--cells': ./a/cell.py:MyCell, a/cell.py:MyCell given more than once"),
+    Case("compare-cell-arg-without-custom-cell", ["compare", *RUN_OPTS, "--cells", "rnn,gru", "--cell-arg", "x=1"], 2,
+         "Error: Invalid value for '--cell-arg': --cell-arg is for custom cells (module:Class, file.py:Class); none "
+         "of rnn, gru is one"),
     Case("sweep-length-twice", ["sweep", "--cells", "rnn", "--lengths", "50,50", "--out", "new"], 2,
          "Error: Invalid value for '--lengths': 50 given more than once"),
     Case("spec-seed-twice", ["run", "twice.toml", "--out", "new"], 2,
@@ -280,10 +373,38 @@ CASES = [
          "Error: run/metrics.csv: corrupt (no row for the checkpoint's step 30)", cut_last_row),
     Case("report-cut-row", ["report", "run", "-o", "r.pdf"], 2,
          "Error: run/metrics.csv: corrupt at line 5 (row cut short: no line end)", cut_report_row),
+    Case("report-metrics-header-only", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/metrics.csv: corrupt (no rows: not even step 0's)", metrics_header_only),
+    Case("diagnose-probes-without-rows", ["diagnose", "run"], 2,
+         "Error: run/probes.npz: corrupt (no probes: not even step 0's)", probes_without_rows),
+    Case("probe-a-probe-only-run", ["probe", "po"], 2,
+         "Error: po: a probe-only run: its probe at init is po/probe.json; seqvg probe RUN probes a trained run's",
+         probe_only_run),
+    Case("resume-a-probe-only-run", ["train", "--resume", "--out", "po"], 2,
+         "Error: po: a probe-only run (probe.json: the probe at init of a study with probe_only); nothing was "
+         "trained", probe_only_run),
+    Case("diagnose-lock-only", ["diagnose", "killed"], 2,
+         "Error: nothing to diagnose: killed: a run stopped before it started (its lock alone); left out, run the "
+         "original command again", lock_only_and_empty),
+    Case("diagnose-empty-dir", ["diagnose", "empty"], 2,
+         "Error: nothing to diagnose: empty: an empty directory, not a run or a study; left out", lock_only_and_empty),
     Case("diagnose-truncated-probes", ["diagnose", "run"], 2, "Error: run/probes.npz: corrupt", truncated_probes),
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),
     Case("diagnose-missing", ["diagnose", "nothing"], 2, "Error: nothing: does not exist"),
+    Case("diagnose-config-wrong-type", ["diagnose", "run"], 2,
+         "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
+    Case("report-config-wrong-type", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
+    Case("probe-config-wrong-type", ["probe", "run"], 2,
+         "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
+    Case("report-config-unknown-key", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/config.json: corrupt or written by a newer seqvg (unknown config keys: zzz)",
+         config_value("zzz", 1)),
+    Case("probe-config-no-options", ["probe", "run"], 2, "Error: run/config.json: corrupt (no 'config' object)",
+         config_without_options),
+    Case("resume-config-wrong-type", ["train", "--resume", "--out", "run"], 2,
+         "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
     Case("probe-nan-data", ["probe", "--length", "10", "--units", "8", "--data", "nan.npz"], 2,
          "Error: nan.npz: x holds NaN or Inf; the probe needs finite inputs and targets", nan_data),
     Case("probe-pickled-data", ["probe", "--length", "10", "--data", "pickled.npz"], 2,
@@ -297,15 +418,32 @@ CASES = [
     Case("probe-missing-keys", ["probe", "--length", "10", "--data", "xonly.npz"], 2,
          "Error: xonly.npz: not a seqvg dataset (missing y, task, length)", missing_keys),
     Case("run-missing-spec", ["run", "nothing.toml"], 2, "Error: nothing.toml: no such spec file"),
+    Case("spec-report-not-a-path", ["run", "x.toml", "--out", "new"], 2,
+         "Error: x.toml:10: report: expected a path (a non-empty string), got True", spec_with("report = true")),
+    Case("spec-out-not-a-path", ["run", "x.toml"], 2,
+         "Error: x.toml:10: out: expected a path (a non-empty string), got 5", spec_with("out = 5")),
+    Case("spec-out-empty", ["run", "x.toml"], 2,
+         "Error: x.toml:10: out: expected a path (a non-empty string), got ''", spec_with('out = ""')),
+    Case("spec-variant-not-tables", ["run", "x.toml", "--out", "new"], 2,
+         "Error: x.toml:10: variant: expected [[variant]] tables, got 1", spec_with("variant = [1, 2]")),
+    Case("spec-seed-negative", ["run", "x.toml", "--out", "new"], 2,
+         "Error: x.toml:10: seeds: a seed must be between 0 and 4294967295, got -1", spec_with("seeds = [0, -1]")),
+    Case("spec-file-name-not-a-name", ["run", "my study.toml", "--out", "new"], 2,
+         "Error: my study.toml: the study is named after the file, 'my study', which is not a simple name",
+         spec_named_by_file),
     # -- outputs over a file of the user's: refused before the work, the file kept
     Case("generate-over-users-file", ["generate", "adding", "-T", "10", "-n", "4", "-o", "notes.txt"], 1,
          "Error: notes.txt: exists and is not a dataset seqvg wrote"),
     Case("report-over-users-file", ["report", "run", "-o", "notes.txt"], 1,
-         "Error: notes.txt: exists and seqvg did not write it"),
+         "Error: notes.txt: exists and seqvg did not write it as a report or page;"),
     Case("report-png-over-users-page", ["report", "run", "-o", "r.pdf", "--png", "pages"], 1,
-         "Error: pages/01-title.png: exists and seqvg did not write it", users_page_png),
+         "Error: pages/01-title.png: exists and seqvg did not write it as a page (or wrote it before it signed its "
+         "PNGs)", users_page_png),
+    Case("report-over-run-config", ["report", "run", "-o", "run/config.json"], 1,
+         "Error: run/config.json: exists and seqvg did not write it as a report or page; seqvg replaces only its own "
+         "reports and pages"),
     Case("study-report-over-users-file", ["run", "spec.toml", "--out", "new", "--report", "notes.txt"], 1,
-         "Error: notes.txt: exists and seqvg did not write it"),
+         "Error: notes.txt: exists and seqvg did not write it as a report or page;"),
     # -- outputs that cannot be written: runtime faults, checked before the work
     Case("report-proc", ["report", "run", "-o", "/proc/x.pdf"], 1, "Error: /proc/x.pdf: No such file or directory"),
     Case("report-png-is-file", ["report", "run", "-o", "r.pdf", "--png", "pages"], 2,
@@ -464,6 +602,35 @@ def test_disk_full_half_way_keeps_files_and_resumes(world, tmp_path, monkeypatch
 
 
 # -- resume windows and kill -9 --------------------------------------------------------
+def test_full_disk_inside_keras_save_names_model_keras_and_resumes(tmp_path, monkeypatch):
+    """EFBIG (a file-size limit; ENOSPC alike) half-way through Keras's own
+    model.save: the error names model.keras, no temp file is left, and
+    --resume then writes the model."""
+    import keras
+
+    out = tmp_path / "r"
+    real_save = keras.Model.save
+
+    def half_save(self, path, *a, **k):
+        real_save(self, path, *a, **k)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))  # zipfile's error names no file
+
+    monkeypatch.setattr(keras.Model, "save", half_save)
+    r = CliRunner().invoke(cli, ["train", *RUN_OPTS, "--cell", "rnn", "--out", str(out)])
+    monkeypatch.undo()
+    assert r.exit_code == 1, r.output
+    assert error_line(r.output) == (f"Error: {out}/model.keras: File too large; files kept: fix that, then "
+                                    f"continue with: seqvg train --resume --out {out}")
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoints", "config.json", "metrics.csv",
+                                                     "probes.npz", "summary.json"]
+    r = CliRunner().invoke(cli, ["train", "--resume", "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    assert keras.saving.load_model(out / "model.keras", compile=False) is not None
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
 def metrics_without_wall(path: Path) -> list[dict]:
     _, rows = rundir.read_csv(path / "metrics.csv")
     return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
@@ -537,7 +704,8 @@ def test_resume_is_exact_in_every_window(window, window_ref, tmp_path, monkeypat
     else:
         assert r.exit_code == 0, r.output
         reached = max(row["step"] for row in rundir.read_csv(out / "metrics.csv")[1])
-        assert f"running: the run stopped at step {reached} " in r.output
+        assert f"running: the run stopped at step {reached} (resume with seqvg train --resume --out {out})" \
+            in r.output
     train(None, out, resume=True, progress=False)
     assert_same_run(out, ref)
 
@@ -696,6 +864,82 @@ def test_directory_in_use_is_refused(how, world, tmp_path, monkeypatch, holder):
     assert error_line(r.output) == (f"Error: {where}: in use by PID {p.pid} (a seqvg run is writing it); "
                                     "wait for it to end or stop it")
     assert tree_hash(w) == before
+
+
+def test_diagnose_says_how_to_resume_a_stopped_run_and_that_a_live_one_is_live(world, tmp_path, monkeypatch,
+                                                                               holder):
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    monkeypatch.chdir(w)
+    summary = json.loads((w / "run" / "summary.json").read_text())
+    rundir.write_json(w / "run" / "summary.json", {**summary, "status": "running"})
+    r = CliRunner().invoke(cli, ["diagnose", "run"])
+    assert r.exit_code == 0, r.output
+    # The command it gives must work as typed: --resume needs --out.
+    assert "running: the run stopped at step 30 (resume with seqvg train --resume --out run)" in r.output
+    p = holder(w / "run")
+    r = CliRunner().invoke(cli, ["diagnose", "run"])
+    assert r.exit_code == 0, r.output
+    assert f"running: at step 30 so far (in use by PID {p.pid}, which is writing it)" in r.output
+    assert "--resume" not in r.output
+
+
+def test_a_run_before_its_first_results_is_left_out_of_a_study_report(world, tmp_path, monkeypatch, holder):
+    """A run writes config.json, then builds and traces its model (seconds)
+    before metrics.csv and probes.npz: a report of its study made then, or
+    after a kill then, leaves it out with a note instead of refusing the study."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    monkeypatch.chdir(w)
+    (w / "study" / "b").mkdir(parents=True)
+    shutil.copytree(w / "run", w / "study" / "a")
+    shutil.copy(w / "run" / "config.json", w / "study" / "b" / "config.json")
+    r = CliRunner().invoke(cli, ["report", "study", "-o", "r.pdf"])
+    assert r.exit_code == 0, r.output
+    assert "study/b: stopped before its first results (resume with seqvg train --resume --out study/b); left out" \
+        in r.output
+    r = CliRunner().invoke(cli, ["diagnose", "study/b"])
+    assert r.exit_code == 2, r.output
+    assert error_line(r.output) == ("Error: nothing to diagnose: study/b: stopped before its first results (resume "
+                                    "with seqvg train --resume --out study/b); left out")
+    p = holder(w / "study" / "b")
+    r = CliRunner().invoke(cli, ["diagnose", "study"])
+    assert r.exit_code == 0, r.output
+    assert f"study/b: started, no results yet (in use by PID {p.pid}, which is writing it); left out" in r.output
+    # A finished run that lost a file is corrupt, not "not started".
+    (w / "study" / "a" / "probes.npz").unlink()
+    r = CliRunner().invoke(cli, ["diagnose", "study/a"])
+    assert r.exit_code == 2 and error_line(r.output) == "Error: study/a/probes.npz: missing", r.output
+
+
+def test_one_run_given_twice_is_one_run(world, tmp_path, monkeypatch):
+    """`seqvg diagnose run ../w/run` (or report): one run, not two rows."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    monkeypatch.chdir(w)
+    r = CliRunner().invoke(cli, ["diagnose", "run", "../w/run", str(w / "run"), "run/"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("vanishing gradient at init") == 1, r.output
+    assert "../w/run: the same directory as run; left out" in r.output
+    assert f"{w / 'run'}: the same directory as run; left out" in r.output
+
+
+def test_a_report_seqvg_wrote_in_a_study_directory_is_not_a_foreign_file(world, tmp_path):
+    """compare writes OUT/report.pdf by default; the same study run again with
+    --report elsewhere must not call that PDF 'not written by seqvg'."""
+    import matplotlib.pyplot as plt
+
+    from seqvg.pdf import write_pdf
+    from seqvg.study import check_study_dir, parse_spec
+
+    out = tmp_path / "study"
+    out.mkdir()
+    write_pdf(out / "report.pdf", "seqvg report", [plt.figure()])
+    study = parse_spec(SPEC, "spec.toml", out=out, report=tmp_path / "elsewhere.pdf")
+    check_study_dir(study)  # does not raise
+    (out / "mine.pdf").write_bytes(b"%PDF-1.4 a PDF of the user's\n")
+    with pytest.raises(rundir.NotARunError, match="mine.pdf: not written by seqvg"):
+        check_study_dir(study)
 
 
 def test_overwrite_of_a_live_run_is_refused_and_the_run_finishes(tmp_path):

@@ -385,6 +385,24 @@ def test_probe_cli_untrained_json():
     assert {"rate_per_100", "horizon", "ratio", "underflow"} <= set(d["summary"])
 
 
+def test_probe_cli_overflow_is_strict_json_and_said_in_words():
+    """relu at gain 50 over 60 steps overflows: --json must still be JSON
+    (null, not NaN), and the table says why it is empty."""
+    args = ["probe", "--cell", "rnn", "--activation", "relu", "--recurrent-init", "identity", "--recurrent-gain", "50",
+            "--length", "60", "--units", "8", "--probe-batch", "4"]
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    d = json.loads(r.output, parse_constant=refuse)
+    assert d["loss"] is None and d["h"][0][0] is None
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "the model's loss on the probe batch is not finite (NaN/Inf: its activations overflow" in r.output
+
+
 def test_probe_cli_run_dir_and_data(tiny_run, tmp_path):
     run = tiny_run(cell="gru")  # length 10, probe batch 8, seed 0
     runner = CliRunner()

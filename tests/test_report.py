@@ -182,6 +182,23 @@ def test_verdict_diverged_and_interrupted(runs, tmp_path):
     assert "interrupted" in _keys(_constructed(tmp_path, status="interrupted"))
 
 
+def test_findings_do_not_count_a_stopped_run_as_ended(tmp_path):
+    """A run killed at step 100 has no final loss: the title page's first
+    finding must not say it 'ended at or above 90% of the baseline'."""
+    import dataclasses
+
+    from seqvg.report_findings import findings
+
+    stopped = _constructed(tmp_path, val=[0.5] * 11, status="running")
+    stopped = dataclasses.replace(stopped, summary={**stopped.summary, "final": {"val_loss": None}})
+    first = findings([stopped])[0]
+    assert first == "No run has finished, so none is counted as solved or not: rnn s0 (running at step 100)."
+    done = _constructed(tmp_path / "b", val=[0.17] * 11, length=20)
+    first = findings([stopped, done])[0]
+    assert first.startswith("0 of 1 finished runs solved adding at T=10, 20 (val mse < 0.01). Not finished, so not "
+                            "counted: T=10 s0 (running at step 100). Of the 1 unsolved, 1 ended at or above 90%"), first
+
+
 def _drawn_tables(monkeypatch) -> list[tuple[str, list[list[str]]]]:
     """Records, for every page the report writes, its first axes title and
     the text of each table row, as the page goes into the PDF."""

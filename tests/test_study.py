@@ -195,6 +195,13 @@ def test_spec_errors_name_file_line_and_key(text, where):
     assert str(e.value).startswith(where), str(e.value)
 
 
+def test_spec_out_and_report_expand_the_home_directory(monkeypatch, tmp_path):
+    """TOML has no shell: out = "~/runs/x" is the home directory's, not a directory named "~"."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    study = parse_spec("out = '~/runs/x'\nreport = '~/r.pdf'\n", "s.toml")
+    assert study.out == tmp_path / "runs" / "x" and study.report == tmp_path / "r.pdf"
+
+
 def test_spec_error_is_a_usage_error(tmp_path):
     spec = tmp_path / "bad.toml"
     spec.write_text("task = 'adding'\nunits = -3\n")

@@ -1,6 +1,7 @@
 """The study API a notebook uses (seqvg.study): grids, KEY=VALUE texts, the
 checks and the confirm hook before any run, the summary table. No training."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,15 @@ def test_parse_assignments_reads_toml_values():
     (["=3"], {}, "expected KEY=VALUE, got '=3'"),
     (["n="], dict(empty=False), "expected KEY=VALUE, got 'n='"),
     (["a b=1"], dict(identifiers=True), "expected KEY=VALUE with KEY an argument name, got 'a b=1'"),
+    # As text, Python's False would be a true value; a broken array would pass as a string.
+    (["gate=False"], {}, "'gate=False': TOML spells it false"),
+    (["gate=True"], {}, "'gate=True': TOML spells it true"),
+    (["gate=None"], {}, "'gate=None': TOML has no None: leave it out to get the default"),
+    (["sizes=[1, 2"], {}, "'sizes=[1, 2': not a TOML value (Unclosed array (at end of document))"),
+    (['act="relu'], {}, "'act=\"relu': not a TOML value (Unterminated string (at end of document))"),
 ])
 def test_parse_assignments_names_the_bad_item(items, kw, message):
-    with pytest.raises(ValueError, match="^" + message.replace("[", r"\[") + "$"):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         parse_assignments(items, **kw)
 
 
