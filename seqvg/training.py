@@ -2,7 +2,7 @@
 
     seqvg train --task adding --cell gru --length 100 --out runs/gru100
 
-    from seqvg.config import option_differences, RunConfig
+    from seqvg.config import RunConfig
     from seqvg.training import train
     summary = train(RunConfig(cell="gru", length=100), "runs/gru100")
 
