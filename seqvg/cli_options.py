@@ -12,6 +12,7 @@ group that holds them.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -30,6 +31,17 @@ from seqvg.config import (
 )
 from seqvg.execpath import XLA_MIN_WORK
 from seqvg.tasks import TASKS
+
+
+class UserPath(click.Path):
+    """``click.Path`` that expands a leading ``~`` as a shell would: the shell
+    leaves ``--out=~/runs`` (no space) as typed, and seqvg would otherwise
+    make a directory named ``~``."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.startswith("~"):
+            value = os.path.expanduser(value)
+        return super().convert(value, param, ctx)
 
 
 def parse_task_args(ctx, param, values) -> dict:

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import click
 
+from seqvg.cli_options import UserPath
 from seqvg.rundir import RunDirError
 
 
 @click.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/report.pdf"),
+@click.argument("run_dirs", nargs=-1, required=True, type=UserPath(path_type=Path))
+@click.option("--out", "-o", type=UserPath(dir_okay=False, path_type=Path), default=Path("reports/report.pdf"),
               show_default=True, help="The PDF to write.")
-@click.option("--png", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--png", type=UserPath(file_okay=False, path_type=Path), default=None,
               help="Also write each page as a PNG into this directory.")
 def report(run_dirs, out, png):
     """Write a multi-page PDF report from run directories, or from a study's
@@ -63,7 +64,7 @@ def report(run_dirs, out, png):
 
 
 @click.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=UserPath(path_type=Path))
 def diagnose(run_dirs):
     """Print a text diagnosis of each run: vanishing / exploding / healthy
     gradient flow with its evidence, a flat loss at the baseline, a plateau

@@ -21,6 +21,7 @@ import click
 from seqvg.cli_options import (
     MODEL_OPTIONS,
     TRAIN_OPTIONS,
+    UserPath,
     apply_options,
     command_line,
     given_options,
@@ -37,7 +38,7 @@ from seqvg.tasks import TASKS
 
 @click.command()
 @apply_options(MODEL_OPTIONS + TRAIN_OPTIONS)
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", type=UserPath(file_okay=False, path_type=Path), default=None,
               help="Run directory [default: runs/TASK-CELL-TLENGTH-sSEED].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
@@ -118,7 +119,7 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
 @click.option("-n", "n", type=int, default=64, show_default=True, help="Number of samples.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Seed; -n 64 gives exactly the probe batch of a run with this seed.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", "-o", type=UserPath(dir_okay=False, path_type=Path), required=True,
               help="Output .npz file.")
 def generate(task, length, task_args, n, seed, out):
     """Write N samples of TASK to an .npz file (arrays x, y and the parameters).
@@ -166,9 +167,9 @@ def tasks_command():
 
 
 @click.command()
-@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_dir", required=False, type=UserPath(file_okay=False, path_type=Path))
 @apply_options(MODEL_OPTIONS)
-@click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+@click.option("--data", type=UserPath(dir_okay=False, exists=True, path_type=Path),
               help="Probe on this batch (a file from `seqvg generate`) instead of the seeded probe batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.pass_context

@@ -23,6 +23,7 @@ from seqvg.cli_options import (
     CONFIG_FIELDS,
     MODEL_OPTIONS,
     TRAIN_OPTIONS,
+    UserPath,
     apply_options,
     command_line,
     parse_cell_args,
@@ -60,9 +61,9 @@ def grid_study_options(out_default: str, out_help: str, report_help: str, quiet_
         WORKERS_OPTION,
         YES_OPTION,
         *BACKEND_OPTIONS,
-        click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path(out_default),
+        click.option("--out", "-o", type=UserPath(file_okay=False, path_type=Path), default=Path(out_default),
                      show_default=True, help=out_help),
-        click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        click.option("--report", "report_path", type=UserPath(dir_okay=False, path_type=Path), default=None,
                      help=report_help),
         click.option("--quiet", "-q", is_flag=True, help=quiet_help),
     ]
@@ -187,7 +188,7 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 
 
 @click.command("run")
-@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("spec", type=UserPath(dir_okay=False, path_type=Path))
 @WORKERS_OPTION
 @YES_OPTION
 @apply_options(BACKEND_OPTIONS)
@@ -196,9 +197,9 @@ def _run_study(study, workers: int, quiet: bool, names: dict[str, str], yes: boo
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=None, metavar="N",
               help="Run every point with seeds 0..N-1 instead of the spec's seeds (finished runs are kept), "
                    "e.g. --seeds 5 --check to test a one-seed spec's claim on the five seeds it was measured on.")
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", type=UserPath(file_okay=False, path_type=Path), default=None,
               help="Directory of the runs [default: the spec's 'out', else runs/NAME].")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--report", "report_path", type=UserPath(dir_okay=False, path_type=Path), default=None,
               help="PDF to write [default: the spec's 'report', else reports/NAME.pdf].")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bars.")
 @click.option("--check", is_flag=True,

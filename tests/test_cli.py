@@ -57,3 +57,16 @@ def test_generate_writes_the_probe_batch_of_that_seed(tmp_path):
     np.testing.assert_array_equal(d["x"], x)
     np.testing.assert_array_equal(d["y"], y)
     assert (str(d["task"]), int(d["length"]), int(d["seed"]), int(d["n"])) == ("copy", 7, 3, 5)
+
+
+def test_a_path_option_expands_the_home_tilde(tmp_path, monkeypatch):
+    """``-o=~/b.npz`` (no space: the shell leaves the ~) means the home
+    directory, as it would with a space, not a directory named ~."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    r = CliRunner().invoke(cli, ["generate", "copy", "-T", "7", "-n", "5", "--out=~/b.npz"])
+    assert r.exit_code == 0, r.output
+    assert (home / "b.npz").is_file() and not (work / "~").exists()
