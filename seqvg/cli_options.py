@@ -34,11 +34,13 @@ from seqvg.tasks import TASKS
 
 
 class UserPath(click.Path):
-    """``click.Path`` that expands a leading ``~`` as a shell would: the shell
-    leaves ``--out=~/runs`` (no space) as typed, and seqvg would otherwise
-    make a directory named ``~``."""
+    """``click.Path`` that expands a leading ``~`` as a shell would (the shell
+    leaves ``--out=~/runs``, no space, as typed, and seqvg would otherwise
+    make a directory named ``~``) and refuses an empty path (a usage error)."""
 
     def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path", param, ctx)  # '' is the working directory to pathlib
         if isinstance(value, str) and value.startswith("~"):
             value = os.path.expanduser(value)
         return super().convert(value, param, ctx)

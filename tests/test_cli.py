@@ -70,3 +70,11 @@ def test_a_path_option_expands_the_home_tilde(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["generate", "copy", "-T", "7", "-n", "5", "--out=~/b.npz"])
     assert r.exit_code == 0, r.output
     assert (home / "b.npz").is_file() and not (work / "~").exists()
+
+
+def test_an_empty_path_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["generate", "copy", "-T", "7", "-n", "5", "-o", ""], ["report", "runs", "-o", ""]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and "an empty path" in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
