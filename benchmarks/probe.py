@@ -4,10 +4,12 @@
     python benchmarks/probe.py --repeats 20 --length 200 --mem-length 1000
     python benchmarks/probe.py --clock cpu    # CPU time: steadier on a loaded machine
 
-For rnn, lstm and gru: the median wall time of one probe (all T per-timestep
-norms, one backward pass) and of one training step through seqvg's own
-compiled step (data generation included, as in `seqvg train`), timed in
-back-to-back pairs, and their ratio (median of the pairs' ratios, with its
+For rnn, lstm and gru, each in a process of its own with the thread pools
+``seqvg train`` sets up for it (``tfsetup.settle_inter_op``: one TensorFlow
+inter-op thread for an LSTM or a GRU on seqvg's ops): the median wall time
+of one probe (all T per-timestep norms, one backward pass) and of one
+training step through seqvg's own compiled step (data generation included,
+as in `seqvg train`), timed in back-to-back pairs, and their ratio (median of the pairs' ratios, with its
 quartiles, so the noise of a shared CPU shows), and the same ratio for the
 probe's two parts alone: the gradient norms (``grad_ratio``) and the gate and
 step-Jacobian statistics of ``seqvg.why`` (``why_ratio``), computed from
@@ -141,13 +143,32 @@ def main() -> None:
                          "process's threads together, steadier than the wall clock on a loaded machine (wall)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
+    ap.add_argument("--_time", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    clock = cpu if args.clock == "cpu" else wall
     if args._child:
         cell, what = args._child.split(":")
         peak_memory_child(cell, args.mem_length, args.batch, args.units, what)
         return
-    clock = cpu if args.clock == "cpu" else wall
-    rows = [time_cell(c, args.length, args.batch, args.units, args.repeats, clock) for c in args.cells]
+    if args._time:
+        from seqvg.tfsetup import settle_inter_op
+
+        # The thread pools seqvg train sets up for a run of this cell alone.
+        settle_inter_op([args._time])
+        row = time_cell(args._time, args.length, args.batch, args.units, args.repeats, clock)
+        import tensorflow as tf
+
+        row["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+        print(json.dumps(row))
+        return
+    rows = []
+    for c in args.cells:  # each cell timed in a process of its own, as seqvg train runs it
+        out = subprocess.run(
+            [sys.executable, __file__, "--_time", c, "--length", str(args.length), "--batch", str(args.batch),
+             "--units", str(args.units), "--repeats", str(args.repeats), "--clock", args.clock],
+            capture_output=True, text=True, check=True,
+        )
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     for row in rows:
         for what in ("probe", "step"):
             out = subprocess.run(
@@ -163,16 +184,17 @@ def main() -> None:
         return
     print(f"probe vs train step: T={args.length}, batch {args.batch}, {args.units} units, "
           f"median of {args.repeats}, {os.cpu_count()} cores, {args.clock} clock, load {os.getloadavg()[0]:.1f}")
-    print(f"{'cell':<6} {'probe ms':>9} {'step ms':>9} {'probe/step':>11} {'quartiles':>11} "
+    print(f"{'cell':<6} {'inter-op':>8} {'probe ms':>9} {'step ms':>9} {'probe/step':>11} {'quartiles':>11} "
           f"{'grad/step':>10} {'why/step':>9} {'probe/step MiB @T=' + str(args.mem_length):>22}")
     for r in rows:
         q1, q3 = r["ratio_quartiles"]
-        print(f"{r['cell']:<6} {1e3 * r['probe_s']:>9.1f} {1e3 * r['step_s']:>9.1f} {r['ratio']:>11.2f} "
+        inter = r["inter_op_threads"] or "default"
+        print(f"{r['cell']:<6} {inter:>8} {1e3 * r['probe_s']:>9.1f} {1e3 * r['step_s']:>9.1f} {r['ratio']:>11.2f} "
               f"{f'{q1:.2f}-{q3:.2f}':>11} {r['grad_ratio']:>10.2f} {r['why_ratio']:>9.2f} "
               f"{r[f'probe_peak_mib_T{args.mem_length}']:>12.0f}/{r[f'step_peak_mib_T{args.mem_length}']:<9.0f}")
     print("probe/step: median over the pairs of probe time / step time (each pair timed back to back); "
           "quartiles: of those pair ratios; grad/step, why/step: the probe's gradient norms and its "
-          "seqvg.why statistics alone, timed alike")
+          "seqvg.why statistics alone, timed alike; inter-op: TensorFlow's inter-op threads in the cell's process")
 
 
 if __name__ == "__main__":

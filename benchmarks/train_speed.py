@@ -218,9 +218,16 @@ def one_run(args: argparse.Namespace) -> dict:
     load_start = os.getloadavg()[0]
     import tensorflow as tf
 
+    from seqvg.tfsetup import settle_inter_op
+
     # Both sides on the same thread count, before TensorFlow starts its pools.
+    # Inter-op threads as seqvg sets them for a process of these cells: one
+    # where all are LSTMs and GRUs on seqvg's ops (--cells lstm,gru), else
+    # --threads (the default rnn,lstm,gru: as `seqvg compare` of all three).
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    cells_here = list(args.cells) + (["lstm"] if args.long_length else [])
+    if not settle_inter_op(cells_here):
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     has_torch = importlib.util.find_spec("torch") is not None
     if not has_torch and not args.json:
@@ -259,7 +266,8 @@ def one_run(args: argparse.Namespace) -> dict:
 
         torch_version = torch.__version__
     return {"batch": args.batch, "units": args.units, "cores": os.cpu_count(), "threads": args.threads,
-            "cpu": cpu_model(), "op_threads": op_threads(args.units, args.threads), "matmul_peak_gflops": peak,
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(), "cpu": cpu_model(),
+            "op_threads": op_threads(args.units, args.threads), "matmul_peak_gflops": peak,
             "fused_lstm_op": fastlstm.fused("float32"),
             "kernels": kernels.kernel_status(), "torch": torch_version, "load_avg_start": load_start,
             "load_avg_end": os.getloadavg()[0], "wall_s": time.time() - start, "cells": rows}
@@ -269,7 +277,8 @@ def print_run(args: argparse.Namespace, run: dict) -> None:
     """One run's table."""
     print(f"seqvg training path vs PyTorch: adding, batch {args.batch}, {args.units} units, "
           f"median of {args.repeats}x{args.steps} steps, {run['cores']} cores ({run['cpu']}), "
-          f"{args.threads} threads on each side (seqvg's sequence ops: {run['op_threads']})")
+          f"{args.threads} threads on each side (seqvg's sequence ops: {run['op_threads']}; TensorFlow's "
+          f"inter-op: {run.get('inter_op_threads') or args.threads})")
     print(f"numpy float32 matmul peak (2048^3): {run['matmul_peak_gflops']:.0f} GFLOP/s; {run['kernels']}; "
           f"load average {run['load_avg_start']:.1f} at the start, {run['load_avg_end']:.1f} at the end")
     print(f"{'cell':<5} {'T':>5} {'steps/s':>8} {'GFLOP/s':>8} {'gate mm':>8} {'of limit':>9} "

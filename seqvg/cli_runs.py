@@ -85,6 +85,7 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
         cfg = run_config(kwargs)
     out = out or Path("runs") / default_run_name(cfg)
     command = command_line()
+    _settle_threads(cfg, out if resume else None)
     try:
         summary = run_training(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet, command=command)
     except ConfigError as e:
@@ -213,6 +214,22 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
         click.echo(format_probe(result, cfg))
 
 
+def _settle_threads(cfg: RunConfig, run_dir: Path | None) -> None:
+    """TensorFlow's inter-op threads for this process's one run
+    (``tfsetup.settle_inter_op``): ``cfg``'s cell, or the cell of the run in
+    ``run_dir`` (whose config.json, if unreadable, the command reports)."""
+    from seqvg.tfsetup import settle_inter_op
+
+    if run_dir is not None:
+        from seqvg.rundir import read_config
+
+        try:
+            cfg = read_config(run_dir, resolve=False)
+        except (RunDirError, OSError):
+            return
+    settle_inter_op([cfg.cell])
+
+
 def _probe(ctx, run_dir, data, kwargs):
     """probe's work: (ProbeResult, cfg) of RUN_DIR's final model, or of the options' untrained one."""
     from seqvg.datasets import read_dataset
@@ -223,5 +240,8 @@ def _probe(ctx, run_dir, data, kwargs):
         given = given_options(ctx, kwargs)
         if given:
             raise click.UsageError(f"a run is probed with its own options; drop {', '.join(given)}")
+        _settle_threads(RunConfig(), run_dir)
         return probe_run(run_dir, batch)
-    return probe_untrained(run_config(kwargs), batch)
+    cfg = run_config(kwargs)
+    _settle_threads(cfg, None)
+    return probe_untrained(cfg, batch)

@@ -176,6 +176,9 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print,
                 study.out.rmdir()
             raise
     elif workers <= 1 or len(todo) <= 1:
+        from seqvg.tfsetup import settle_inter_op
+
+        settle_inter_op(cfg.cell for cfg, _ in todo)  # all of them LSTMs or GRUs: one inter-op thread
         results = ResultsWriter(study)
         for cfg, d in todo:
             status = run_one(cfg, d, study.probe_only, progress, study.command)

@@ -65,6 +65,12 @@ def test_probe_benchmark_json_and_ratio_quartiles(run_here):
         assert row["grad_ratio"] > 0 and row["why_ratio"] > 0  # the probe's two parts, timed alike
         q1, q3 = row["ratio_quartiles"]
         assert 0 < q1 <= row["ratio"] <= q3
+    # Each cell timed in its own process, with seqvg train's threads for it:
+    # one inter-op thread for the GRU on seqvg's op, TensorFlow's default (0) for the vanilla RNN.
+    from seqvg import kernels
+
+    threads = {row["cell"]: row["inter_op_threads"] for row in result["cells"]}
+    assert threads == {"gru": 1 if kernels.op_module() is not None else 0, "rnn": 0}
 
 
 def test_lstm_loop_benchmark_json(run_here):

@@ -112,6 +112,33 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
 
 
+def test_an_lstm_process_runs_one_inter_op_thread_with_the_same_numbers(tmp_path):
+    """``seqvg train --cell lstm`` in a process of its own takes one
+    TensorFlow inter-op thread (tfsetup.settle_inter_op; config.json says
+    so), and its numbers are those of the same run with TensorFlow's default
+    (TF_NUM_INTEROP_THREADS set: seqvg leaves the user's choice alone)."""
+    from seqvg import kernels
+    from seqvg.tfsetup import settle_inter_op
+
+    if kernels.op_module() is None:
+        pytest.skip(kernels.kernel_status())
+    assert not settle_inter_op(["lstm", "rnn"]) and not settle_inter_op([])  # a mixed process keeps the default
+    args = _tiny_args(cell="lstm", steps=40)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_NUM_INTEROP_THREADS", None)
+    ref, out = tmp_path / "default", tmp_path / "one"
+    for where, extra in ((ref, {"TF_NUM_INTEROP_THREADS": "2"}), (out, {})):
+        subprocess.run([sys.executable, "-m", "seqvg", "train", *args, "-q", "--out", str(where)],
+                       env={**env, **extra}, check=True, timeout=600)
+    assert json.loads((out / "config.json").read_text())["numerics"]["inter_op_threads"] == 1
+    assert json.loads((ref / "config.json").read_text())["numerics"]["inter_op_threads"] != 1
+    assert _metrics_without_wall(out) == _metrics_without_wall(ref)
+    pr, po = rundir.read_npz(ref / "probes.npz"), rundir.read_npz(out / "probes.npz")
+    assert sorted(pr) == sorted(po)
+    for key in pr:
+        np.testing.assert_array_equal(pr[key], po[key], err_msg=key)
+
+
 def test_resume_in_process_from_checkpoint(tiny_cfg, tmp_path):
     """Truncating to an earlier checkpoint and resuming reproduces the run."""
     cfg = tiny_cfg(cell="lstm", steps=40)
