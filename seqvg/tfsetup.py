@@ -68,9 +68,10 @@ def settle_inter_op(cells) -> bool:
 
     On a 2-core machine TensorFlow's second inter-op thread spins while an
     op's threads meet at their per-timestep barriers: a third of the ops'
-    passes then took 12-20 ms instead of about 8, and a probe that cost 0.9
-    of a step at the median cost up to 1.2 in a run's tail. With one thread
-    that swing is gone, and the ops' steps are 2-10% faster. Keras's loop
+    passes then took 12-20 ms instead of about 8, and the probe/step ratio
+    of benchmarks/probe.py, 0.90-0.99 at the median, reached 1.17 at its
+    upper quartile. With one thread its quartiles stay within 0.89-0.98
+    (README, Benchmarks); the steps themselves hardly change. Keras's loop
     (the vanilla RNN's step, custom cells) is 15% slower with it, so a
     process with any other cell keeps TensorFlow's default. TensorFlow takes
     the setting only before it starts its pools: later (or where the user set
