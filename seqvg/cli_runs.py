@@ -216,9 +216,9 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
 
 def _settle_threads(cfg: RunConfig, run_dir: Path | None) -> None:
     """TensorFlow's inter-op threads for this process's one run
-    (``tfsetup.settle_inter_op``): ``cfg``'s cell, or the cell of the run in
+    (``kernels.settle_inter_op``): ``cfg``'s cell, or the cell of the run in
     ``run_dir`` (whose config.json, if unreadable, the command reports)."""
-    from seqvg.tfsetup import settle_inter_op
+    from seqvg.kernels import settle_inter_op
 
     if run_dir is not None:
         from seqvg.rundir import read_config

@@ -28,6 +28,9 @@ its reason, so later processes fall back at once instead of retrying (a new
 key, e.g. another compiler, or ``--rebuild`` tries again); a cached library
 that does not load is rebuilt once.
 
+A process whose every run is an LSTM or a GRU on these ops runs TensorFlow
+with one inter-op thread (``settle_inter_op``, before TensorFlow starts).
+
 Where they cannot be built (no compiler, other headers), or with
 ``SEQVG_KERNELS=0``, seqvg runs the same maths as plain TensorFlow ops
 (the GRU: Keras's own loop), slower; ``kernel_status()`` says which and why.
@@ -303,6 +306,52 @@ def _sequence_grad(tf, grad_op, states: int):
 def op_module():
     """The loaded module of seqvg's ops (``seqvg_lstm_seq``, ...), or None where they are unavailable."""
     return _load()[0]
+
+
+
+#: The cells that run, and are probed, as seqvg's whole-sequence ops.
+OP_CELLS = ("lstm", "gru")
+
+
+def settle_inter_op(cells) -> bool:
+    """One TensorFlow inter-op thread for a process whose every run is an
+    LSTM or a GRU on seqvg's ops (a CPU where they are built).
+
+    On a 2-core machine TensorFlow's second inter-op thread spins while an
+    op's threads meet at their per-timestep barriers: a third of the ops'
+    passes then took 12-20 ms instead of about 8, and the probe/step ratio
+    of benchmarks/probe.py, 0.90-0.99 at the median, reached 1.17 at its
+    upper quartile. With one thread its quartiles stay within 0.89-0.98
+    (README, Benchmarks); the steps themselves hardly change. Keras's loop
+    (the vanilla RNN's step, custom cells) is 15% slower with it, so a
+    process with any other cell keeps TensorFlow's default. TensorFlow takes
+    the setting only before it starts its pools: later (or where the user set
+    TF_NUM_INTEROP_THREADS) this changes nothing. Threads do not change any
+    number, only time.
+
+    Args:
+        cells: the ``--cell`` of every run the process will train or probe.
+
+    Returns:
+        Whether the process now has one inter-op thread by this call.
+    """
+    cells = list(cells)
+    if not cells or any(c not in OP_CELLS for c in cells) or os.environ.get("TF_NUM_INTEROP_THREADS"):
+        return False
+    from seqvg.tfsetup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    # Neither loading the ops nor listing the physical devices starts
+    # TensorFlow's pools; a GPU runs cuDNN, not seqvg's ops.
+    if tf.config.list_physical_devices("GPU") or op_module() is None:
+        return False
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow has started: too late, and harmless
+        return False
+    return True
 
 
 def kernel_status() -> str:

@@ -1,13 +1,10 @@
-"""Importing TensorFlow without its start-up noise, and its thread pools, for
-the CLI and study workers.
+"""Importing TensorFlow without its start-up noise, for the CLI and study workers.
 
-    from seqvg.tfsetup import import_tensorflow_quietly, settle_inter_op
+    from seqvg.tfsetup import import_tensorflow_quietly
     import_tensorflow_quietly()
-    settle_inter_op(["lstm"])   # before TensorFlow starts: one inter-op thread
 
-A leaf module (only ``settle_inter_op`` reads ``seqvg.kernels``, when
-called): the CLI and the study's worker processes both call it, and neither
-may import the other.
+A leaf module: the CLI and the study's worker processes both call it, and
+neither may import the other.
 """
 
 from __future__ import annotations
@@ -57,47 +54,3 @@ def import_tensorflow_quietly() -> None:
             os.dup2(saved, 2)
             os.close(saved)
 
-
-#: The cells that run, and are probed, as seqvg's whole-sequence ops.
-OP_CELLS = ("lstm", "gru")
-
-
-def settle_inter_op(cells) -> bool:
-    """One TensorFlow inter-op thread for a process whose every run is an
-    LSTM or a GRU on seqvg's ops (a CPU where they are built).
-
-    On a 2-core machine TensorFlow's second inter-op thread spins while an
-    op's threads meet at their per-timestep barriers: a third of the ops'
-    passes then took 12-20 ms instead of about 8, and the probe/step ratio
-    of benchmarks/probe.py, 0.90-0.99 at the median, reached 1.17 at its
-    upper quartile. With one thread its quartiles stay within 0.89-0.98
-    (README, Benchmarks); the steps themselves hardly change. Keras's loop
-    (the vanilla RNN's step, custom cells) is 15% slower with it, so a
-    process with any other cell keeps TensorFlow's default. TensorFlow takes
-    the setting only before it starts its pools: later (or where the user set
-    TF_NUM_INTEROP_THREADS) this changes nothing. Threads do not change any
-    number, only time.
-
-    Args:
-        cells: the ``--cell`` of every run the process will train or probe.
-
-    Returns:
-        Whether the process now has one inter-op thread by this call.
-    """
-    cells = list(cells)
-    if not cells or any(c not in OP_CELLS for c in cells) or os.environ.get("TF_NUM_INTEROP_THREADS"):
-        return False
-    import_tensorflow_quietly()
-    import tensorflow as tf
-
-    from seqvg import kernels
-
-    # Neither loading the ops nor listing the physical devices starts
-    # TensorFlow's pools; a GPU runs cuDNN, not seqvg's ops.
-    if tf.config.list_physical_devices("GPU") or kernels.op_module() is None:
-        return False
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow has started: too late, and harmless
-        return False
-    return True
