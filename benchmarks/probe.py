@@ -30,7 +30,12 @@ on 2026-12-01 at load ~1 (this benchmark's own threads), three runs each
 alternating 8403374 (the step-Jacobian op's own AVX-512 products) with
 dcc2d79: probe/step lstm 0.91, 0.90, 0.89 (dcc2d79: 0.92, 0.94, 0.94), gru
 0.95, 0.98, 0.89 (1.05, 0.91, 0.90); why/step lstm 0.23-0.24 (0.25-0.26),
-gru 0.22-0.23 (0.23-0.25); peaks at T=1000 unchanged.
+gru 0.22-0.23 (0.23-0.25); peaks at T=1000 unchanged. At 225dc65, each cell
+in its own process and the LSTM's and GRU's with one inter-op thread (three
+idle runs): lstm 0.93-0.95, gru 0.90-0.92, their quartiles within 0.89-0.98,
+where the three runs just before, all cells in one process with
+TensorFlow's default, gave lstm 0.90-0.99, gru 0.90-1.02 and quartiles up
+to 1.17.
 """
 
 from __future__ import annotations
