@@ -495,14 +495,24 @@ def is_study_dir(path: Path) -> bool:
                                           for q in entries)
 
 
-def check_own_run(path: Path) -> None:
-    """Raises NotARunError unless everything in ``path`` was written by seqvg."""
+def check_own_run(path: Path, signed=None) -> None:
+    """Raises NotARunError unless everything in ``path`` is a seqvg run's own file.
+
+    Args:
+        signed: file -> whether seqvg wrote it as a report or figure
+            (``pdf.written_by_seqvg``, which this module cannot import): such
+            files are not a run's, and are kept, but the message says whose
+            they are.
+    """
     foreign = foreign_entries(path)
     if foreign and not (path / CONFIG).exists() and is_study_dir(path):
         raise NotARunError(f"{path}: a seqvg study's directory (its runs and results.csv), not a run; a run is "
                            "written only into a new or empty directory or over its own run: choose another --out")
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        if signed is not None and all((path / f).is_file() and signed(path / f) for f in foreign):
+            raise NotARunError(f"{path}: holds {shown}, which seqvg wrote as a report, not as part of a run; "
+                               "seqvg replaces only a run's own files: move it out, or choose another --out")
         raise NotARunError(f"{path}: holds {shown}, not written by seqvg; seqvg writes a run only into a new "
                            "or empty directory or over its own run: choose another --out")
 

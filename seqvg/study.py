@@ -111,7 +111,7 @@ def _check_same(cfg: RunConfig, path: Path, probe_only: bool) -> None:
         rundir.check_not_in_use(path)
     if not source.exists():
         if not probe_only and rundir.has_content(path):
-            rundir.check_own_run(path)
+            rundir.check_own_run(path, signed=written_by_seqvg)
         return
     held = rundir.config_of(rundir.read_json(source), source, resolve=False)
     if held != cfg:

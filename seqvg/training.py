@@ -126,7 +126,9 @@ def train(
     if out.exists():
         rundir.check_not_in_use(out)
     if not resume and rundir.has_content(out):
-        rundir.check_own_run(out)
+        from seqvg.pdf import written_by_seqvg
+
+        rundir.check_own_run(out, signed=written_by_seqvg)
         if not overwrite:
             raise RunExistsError(_exists_message(out, cfg))
     if not out.exists():

@@ -942,6 +942,29 @@ def test_a_report_seqvg_wrote_in_a_study_directory_is_not_a_foreign_file(world, 
         check_study_dir(study)
 
 
+def test_a_report_seqvg_wrote_in_a_run_directory_is_named_as_such(tiny_cfg, tmp_path):
+    """--overwrite of a run holding a report seqvg wrote there: refused (the
+    report is not the run's, and is kept), but not called 'not written by
+    seqvg'; a file of the user's beside it still is."""
+    import hashlib
+
+    import matplotlib.pyplot as plt
+
+    from seqvg.pdf import write_pdf
+    from seqvg.training import train
+
+    out = tmp_path / "run"
+    train(tiny_cfg(steps=10), out, progress=False)
+    write_pdf(out / "report.pdf", "seqvg report", [plt.figure()])
+    before = hashlib.sha256((out / "report.pdf").read_bytes()).hexdigest()
+    with pytest.raises(rundir.NotARunError, match="holds report.pdf, which seqvg wrote as a report, not as part of"):
+        train(tiny_cfg(steps=10), out, overwrite=True, progress=False)
+    assert hashlib.sha256((out / "report.pdf").read_bytes()).hexdigest() == before
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(rundir.NotARunError, match="holds notes.txt, report.pdf, not written by seqvg"):
+        train(tiny_cfg(steps=10), out, overwrite=True, progress=False)
+
+
 def test_overwrite_of_a_live_run_is_refused_and_the_run_finishes(tmp_path):
     """A real training process; --overwrite from a second one must not touch it."""
     out = tmp_path / "live"
