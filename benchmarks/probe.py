@@ -5,7 +5,7 @@
     python benchmarks/probe.py --clock cpu    # CPU time: steadier on a loaded machine
 
 For rnn, lstm and gru, each in a process of its own with the thread pools
-``seqvg train`` sets up for it (``kernels.settle_inter_op``: one TensorFlow
+``seqvg train`` sets up for it (``execpath.settle_inter_op``: one TensorFlow
 inter-op thread for an LSTM or a GRU on seqvg's ops): the median wall time
 of one probe (all T per-timestep norms, one backward pass) and of one
 training step through seqvg's own compiled step (data generation included,
@@ -156,7 +156,7 @@ def main() -> None:
         peak_memory_child(cell, args.mem_length, args.batch, args.units, what)
         return
     if args._time:
-        from seqvg.kernels import settle_inter_op
+        from seqvg.execpath import settle_inter_op
 
         # The thread pools seqvg train sets up for a run of this cell alone.
         settle_inter_op([args._time])

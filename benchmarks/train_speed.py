@@ -218,7 +218,7 @@ def one_run(args: argparse.Namespace) -> dict:
     load_start = os.getloadavg()[0]
     import tensorflow as tf
 
-    from seqvg.kernels import settle_inter_op
+    from seqvg.execpath import settle_inter_op
 
     # Both sides on the same thread count, before TensorFlow starts its pools.
     # Inter-op threads as seqvg sets them for a process of these cells: one

@@ -85,7 +85,7 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
         cfg = run_config(kwargs)
     out = out or Path("runs") / default_run_name(cfg)
     command = command_line()
-    _settle_threads(cfg, out if resume else None)
+    _settle_threads(out if resume else cfg)
     try:
         summary = run_training(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet, command=command)
     except ConfigError as e:
@@ -214,19 +214,17 @@ def probe(ctx, run_dir, data, as_json, **kwargs):
         click.echo(format_probe(result, cfg))
 
 
-def _settle_threads(cfg: RunConfig, run_dir: Path | None) -> None:
+def _settle_threads(run: RunConfig | Path) -> None:
     """TensorFlow's inter-op threads for this process's one run
-    (``kernels.settle_inter_op``): ``cfg``'s cell, or the cell of the run in
-    ``run_dir`` (whose config.json, if unreadable, the command reports)."""
-    from seqvg.kernels import settle_inter_op
+    (``execpath.settle_inter_op``): a config's cell, or the cell of the run in
+    a directory (whose config.json, if unreadable, the command reports)."""
+    from seqvg.execpath import settle_inter_op
+    from seqvg.rundir import read_config
 
-    if run_dir is not None:
-        from seqvg.rundir import read_config
-
-        try:
-            cfg = read_config(run_dir, resolve=False)
-        except (RunDirError, OSError):
-            return
+    try:
+        cfg = run if isinstance(run, RunConfig) else read_config(run, resolve=False)
+    except (RunDirError, OSError):
+        return
     settle_inter_op([cfg.cell])
 
 
@@ -240,8 +238,8 @@ def _probe(ctx, run_dir, data, kwargs):
         given = given_options(ctx, kwargs)
         if given:
             raise click.UsageError(f"a run is probed with its own options; drop {', '.join(given)}")
-        _settle_threads(RunConfig(), run_dir)
+        _settle_threads(run_dir)
         return probe_run(run_dir, batch)
     cfg = run_config(kwargs)
-    _settle_threads(cfg, None)
+    _settle_threads(cfg)
     return probe_untrained(cfg, batch)

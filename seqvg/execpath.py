@@ -32,6 +32,7 @@ op without an XLA kernel, e.g. ``tf.numpy_function``) runs without it;
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 
 #: The paths, and how the report names them.
@@ -211,6 +212,49 @@ def decide(cell: str | None, timesteps: int, *, repeated: bool = True, custom: b
     if cell == "gru":
         return ExecutionPath(cell, "keras")  # seqvg has no TF-ops loop of its own for the GRU
     return ExecutionPath(cell, "tf-ops", unroll=repeated and timesteps <= UNROLL_MAX)
+
+
+def settle_inter_op(cells) -> bool:
+    """One TensorFlow inter-op thread for a process whose every run is an
+    LSTM or a GRU on seqvg's ops (a CPU where they are built).
+
+    On a 2-core machine TensorFlow's second inter-op thread spins while an
+    op's threads meet at their per-timestep barriers: a third of the ops'
+    passes then took 12-20 ms instead of about 8, and the probe/step ratio
+    of benchmarks/probe.py, 0.90-0.99 at the median, reached 1.17 at its
+    upper quartile. With one thread its quartiles stay within 0.89-0.98
+    (README, Benchmarks); the steps themselves hardly change. Keras's loop
+    (the vanilla RNN's step, custom cells) is 15% slower with it, so a
+    process with any other cell keeps TensorFlow's default. TensorFlow takes
+    the setting only before it starts its pools: later (or where the user set
+    TF_NUM_INTEROP_THREADS) this changes nothing. Threads do not change any
+    number, only time.
+
+    Args:
+        cells: the ``--cell`` of every run the process will train or probe.
+
+    Returns:
+        Whether the process now has one inter-op thread by this call.
+    """
+    from seqvg import kernels
+    from seqvg.tfsetup import import_tensorflow_quietly
+
+    cells = list(cells)
+    if not cells or any(c not in FAST_CELLS for c in cells) or os.environ.get("TF_NUM_INTEROP_THREADS"):
+        return False
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    # Neither loading the ops nor listing the physical devices starts
+    # TensorFlow's pools; a GPU runs cuDNN, not seqvg's ops.
+    if tf.config.list_physical_devices("GPU") or kernels.op_module() is None:
+        return False
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow has started: too late, and harmless
+        return False
+    return True
 
 
 def declares_xla(cls: type) -> bool:

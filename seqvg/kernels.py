@@ -29,7 +29,7 @@ key, e.g. another compiler, or ``--rebuild`` tries again); a cached library
 that does not load is rebuilt once.
 
 A process whose every run is an LSTM or a GRU on these ops runs TensorFlow
-with one inter-op thread (``settle_inter_op``, before TensorFlow starts).
+with one inter-op thread (``execpath.settle_inter_op``, before TensorFlow starts).
 
 Where they cannot be built (no compiler, other headers), or with
 ``SEQVG_KERNELS=0``, seqvg runs the same maths as plain TensorFlow ops
@@ -100,10 +100,14 @@ def _compiler_key(cxx: str | None) -> str:
     return f"{cxx} {(out.splitlines() or [''])[0]}"
 
 
+def _march() -> str:
+    """``ENV_MARCH``'s value, or "" where it is not set."""
+    return os.environ.get(ENV_MARCH, "").strip()
+
+
 def _arch_flags() -> tuple[list[str], ...]:
     """The -march flags to try, most specific first (``ENV_MARCH`` alone where set)."""
-    march = os.environ.get(ENV_MARCH, "").strip()
-    return ([f"-march={march}"],) if march else _ARCH_FLAGS
+    return ([f"-march={_march()}"],) if _march() else _ARCH_FLAGS
 
 
 def _library_path(tf) -> Path:
@@ -152,8 +156,8 @@ def build(tf, target: Path) -> str:
             # The first error says what went wrong; notes follow it.
             first = next((ln for ln in lines if "error:" in ln), lines[-1])
             error = f"{' '.join(cmd[:2 + len(arch)])} ...: {first}"
-    march = os.environ.get(ENV_MARCH, "").strip()
-    raise RuntimeError(f"compiling {SOURCE.name} failed{f' ({ENV_MARCH}={march})' if march else ''}: {error}")
+    setting = f" ({ENV_MARCH}={_march()})" if _march() else ""
+    raise RuntimeError(f"compiling {SOURCE.name} failed{setting}: {error}")
 
 
 # The (module, message) loaded in this process, at most one.
@@ -306,52 +310,6 @@ def _sequence_grad(tf, grad_op, states: int):
 def op_module():
     """The loaded module of seqvg's ops (``seqvg_lstm_seq``, ...), or None where they are unavailable."""
     return _load()[0]
-
-
-
-#: The cells that run, and are probed, as seqvg's whole-sequence ops.
-OP_CELLS = ("lstm", "gru")
-
-
-def settle_inter_op(cells) -> bool:
-    """One TensorFlow inter-op thread for a process whose every run is an
-    LSTM or a GRU on seqvg's ops (a CPU where they are built).
-
-    On a 2-core machine TensorFlow's second inter-op thread spins while an
-    op's threads meet at their per-timestep barriers: a third of the ops'
-    passes then took 12-20 ms instead of about 8, and the probe/step ratio
-    of benchmarks/probe.py, 0.90-0.99 at the median, reached 1.17 at its
-    upper quartile. With one thread its quartiles stay within 0.89-0.98
-    (README, Benchmarks); the steps themselves hardly change. Keras's loop
-    (the vanilla RNN's step, custom cells) is 15% slower with it, so a
-    process with any other cell keeps TensorFlow's default. TensorFlow takes
-    the setting only before it starts its pools: later (or where the user set
-    TF_NUM_INTEROP_THREADS) this changes nothing. Threads do not change any
-    number, only time.
-
-    Args:
-        cells: the ``--cell`` of every run the process will train or probe.
-
-    Returns:
-        Whether the process now has one inter-op thread by this call.
-    """
-    cells = list(cells)
-    if not cells or any(c not in OP_CELLS for c in cells) or os.environ.get("TF_NUM_INTEROP_THREADS"):
-        return False
-    from seqvg.tfsetup import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    import tensorflow as tf
-
-    # Neither loading the ops nor listing the physical devices starts
-    # TensorFlow's pools; a GPU runs cuDNN, not seqvg's ops.
-    if tf.config.list_physical_devices("GPU") or op_module() is None:
-        return False
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow has started: too late, and harmless
-        return False
-    return True
 
 
 def kernel_status() -> str:

@@ -85,7 +85,7 @@ def numerics(path: ExecutionPath) -> dict:
         "gru_path": path.gru_path,
         "cpu_isa": cpu_isa(),
         "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
-        # 1 where the process runs only seqvg's ops (kernels.settle_inter_op); 0: TensorFlow's default.
+        # 1 where the process runs only seqvg's ops (execpath.settle_inter_op); 0: TensorFlow's default.
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "identical_across": "thread counts and processes; not across TensorFlow versions, "
                             "CPU instruction sets, execution paths (seqvg's ops, Keras's loop, XLA) or devices",

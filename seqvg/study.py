@@ -176,7 +176,7 @@ def run_study(study: Study, workers: int = 1, progress: bool = True, echo=print,
                 study.out.rmdir()
             raise
     elif workers <= 1 or len(todo) <= 1:
-        from seqvg.kernels import settle_inter_op
+        from seqvg.execpath import settle_inter_op
 
         settle_inter_op(cfg.cell for cfg, _ in todo)  # all of them LSTMs or GRUs: one inter-op thread
         results = ResultsWriter(study)

@@ -114,11 +114,11 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
 
 def test_an_lstm_process_runs_one_inter_op_thread_with_the_same_numbers(tmp_path):
     """``seqvg train --cell lstm`` in a process of its own takes one
-    TensorFlow inter-op thread (kernels.settle_inter_op; config.json says
+    TensorFlow inter-op thread (execpath.settle_inter_op; config.json says
     so), and its numbers are those of the same run with TensorFlow's default
     (TF_NUM_INTEROP_THREADS set: seqvg leaves the user's choice alone)."""
     from seqvg import kernels
-    from seqvg.kernels import settle_inter_op
+    from seqvg.execpath import settle_inter_op
 
     if kernels.op_module() is None:
         pytest.skip(kernels.kernel_status())
