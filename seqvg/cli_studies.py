@@ -87,11 +87,36 @@ def compare(ctx, cells, seeds, workers, yes, out, report_path, quiet, **kwargs):
     Example:
       seqvg compare --task adding --length 100 --cells rnn,lstm,gru --report reports/adding.pdf
     """
-    cell_list = [c.strip() for c in cells.split(",") if c.strip()]
+    cell_list = split_cells(cells)
     from seqvg.rundir import COMPARE_REPORT
 
     _run_grid(ctx, "compare", {"cell": cell_list}, seeds, out, report_path or out / COMPARE_REPORT, workers, quiet,
               kwargs, yes)
+
+
+def split_cells(text: str) -> list[str]:
+    """``--cells`` as a list: split on commas, except a comma inside a cell
+    file's path (``my,cells/gru.py:MyGRU``): pieces are joined up to the next
+    one with a ``:`` when the joined path names an existing file.
+    """
+    from seqvg.config import CELL_REGISTRY, CELLS
+
+    pieces = [c.strip() for c in text.split(",")]
+    out, i = [], 0
+    while i < len(pieces):
+        piece = pieces[i]
+        if piece and piece not in CELLS and piece not in CELL_REGISTRY and ":" not in piece:
+            j = next((k for k in range(i + 1, len(pieces)) if ":" in pieces[k]), None)
+            if j is not None:
+                joined = ",".join(text.split(",")[i:j + 1]).strip()  # the user's spelling, commas back
+                if Path(joined.rpartition(":")[0]).expanduser().is_file():
+                    out.append(joined)
+                    i = j + 1
+                    continue
+        if piece:
+            out.append(piece)
+        i += 1
+    return out
 
 
 def _run_grid(ctx, name: str, grid: dict, seeds: int, out: Path, report_path, workers: int, quiet: bool,
@@ -267,7 +292,7 @@ def sweep(ctx, cells, lengths, seeds, workers, yes, out, report_path, quiet, **k
     Example:
       seqvg sweep --task adding --cells rnn,lstm,gru --lengths 50,100,200,400 --seeds 3 --workers 2
     """
-    cell_list = [c.strip() for c in cells.split(",") if c.strip()]
+    cell_list = split_cells(cells)
     try:
         length_list = [int(t) for t in lengths.split(",") if t.strip()]
     except ValueError:

@@ -205,6 +205,22 @@ def cell_label(cell: str) -> str:
     return cell.rpartition(":")[2]
 
 
+def scope_name(name: str) -> str:
+    """``name`` as TensorFlow accepts it for a layer's name scope: accents
+    dropped (``Zellé`` -> ``Zelle``), any other character outside
+    ``[A-Za-z0-9_.-]`` as ``_``; a name that then starts with neither a
+    letter, a digit nor a dot gets ``cell`` in front. ASCII names of those
+    characters come back unchanged, so the layer names of existing runs
+    stay as they were.
+    """
+    import re
+    import unicodedata
+
+    ascii_ = "".join(unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode() or "_" for ch in name)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", ascii_)
+    return safe if re.match(r"[A-Za-z0-9.]", safe) else "cell" + safe
+
+
 def default_chrono(cfg: RunConfig) -> int:
     """T_max of the default chrono init: the task's sequence length (at least 3).
 

@@ -38,7 +38,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqvg.config import CELL_REGISTRY, CellRef, ConfigError, parse_cell_spec as parse  # noqa: F401 (CellRef re-exported)
+from seqvg.config import CELL_REGISTRY, CellRef, ConfigError, parse_cell_spec as parse, scope_name  # noqa: F401 (CellRef re-exported)
 
 #: Options that need the cell's internals: refused for a custom cell unless
 #: its class lists them in ``seqvg_options`` (then passed to its constructor).
@@ -261,11 +261,27 @@ def make_cell(cfg):
     loaded = load(cfg.cell)
     kwargs = constructor_kwargs(cfg)
     try:
-        return loaded.cls(cfg.units, **kwargs)
+        cell = loaded.cls(cfg.units, **kwargs)
     except Exception as e:
         args = ", ".join([str(cfg.units)] + [f"{k}={v!r}" for k, v in kwargs.items()])
-        raise ConfigError(f"{loaded.ref.where}: {loaded.ref.class_name}({args}) failed: {_error_line(e, loaded.path)}",
-                          "cell") from None
+        line = _error_line(e, loaded.path)
+        # An argument the class does not take, or a value it refuses, is the
+        # --cell-arg's fault, and click names that option.
+        option = "cell_args" if any(k in str(e) for k in cfg.cell_args) else "cell"
+        raise ConfigError(f"{loaded.ref.where}: {loaded.ref.class_name}({args}) failed: {line}", option) from None
+    return settle_name(cell)
+
+
+def settle_name(cell):
+    """Renames ``cell`` to ``config.scope_name`` of its name where they differ:
+    Keras names a layer after its class (``Zellé`` -> ``zellé``), and
+    TensorFlow refuses that as a name scope once the cell runs in a graph.
+    Call on a new cell and on one loaded from model.keras. Returns the cell.
+    """
+    name = getattr(cell, "name", None)
+    if isinstance(name, str) and scope_name(name) != name:
+        cell.name = scope_name(name)
+    return cell
 
 
 def _state_sizes(cell, where: str) -> list[int]:

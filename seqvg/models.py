@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqvg.config import RunConfig, cell_label, is_custom_cell
+from seqvg.config import RunConfig, cell_label, is_custom_cell, scope_name
 from seqvg.execpath import ExecutionPath, resolve
 from seqvg.fastlstm import accelerate
 from seqvg.tasks import STREAM_INIT, get_task, stream
@@ -133,7 +133,7 @@ def register_custom_objects() -> None:
 def _recurrent_layer(cfg: RunConfig, index: int, return_sequences: bool):
     import keras
 
-    name = f"{cell_label(cfg.cell)}_{index + 1}"
+    name = f"{scope_name(cell_label(cfg.cell))}_{index + 1}"
     if is_custom_cell(cfg.cell):
         from seqvg.customcell import make_cell
 
@@ -228,7 +228,7 @@ def build_model(cfg: RunConfig, path: ExecutionPath | None = None):
     outputs = keras.layers.Dense(
         task.n_outputs, kernel_initializer=keras.initializers.GlorotUniform(seed=cfg.seed * 1000 + 999), name="head"
     )(h)
-    model = keras.Model(inputs, outputs, name=f"{cfg.task}_{cell_label(cfg.cell)}")
+    model = keras.Model(inputs, outputs, name=f"{cfg.task}_{scope_name(cell_label(cfg.cell))}")
     _set_gate_biases(cfg, model)
     accelerate(model, resolve(cfg) if path is None else path)
     return model

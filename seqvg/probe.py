@@ -581,6 +581,12 @@ def probe_run(run_dir, batch: dict | None = None):
         model = keras.saving.load_model(path, compile=False, custom_objects=custom)
     except Exception as e:  # keras raises many types for a damaged archive
         raise rundir.RunDirError(f"{path}: corrupt ({type(e).__name__})") from None
+    if custom is not None:
+        from seqvg.customcell import settle_name
+        from seqvg.models import recurrent_layers
+
+        for layer in recurrent_layers(model):
+            settle_name(layer.cell)
     return probe(model, get_task(cfg.task, cfg.task_args), *_batch_for(cfg, batch)), cfg
 
 

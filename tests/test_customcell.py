@@ -504,3 +504,53 @@ def test_outside_remedies_work_with_a_custom_cell(cells):
     r = Prober(trainer.model, t)(x, y)
     assert r.loss == pytest.approx(float(t.loss_fn(y, trainer.model(x, training=False))), rel=1e-5)
     assert r.h.shape == r.states["m"].shape == (2, cfg.length) and (r.h > 0).all()
+
+
+@pytest.mark.parametrize("spec", ["{cells}:EluCell", "mingru"])
+def test_an_argument_the_cell_does_not_take_is_blamed_on_cell_arg(cells, tmp_path, spec):
+    """A constructor that refuses a --cell-arg: click names --cell-arg, not
+    --cell (a shipped cell's name was blamed as if it were unknown)."""
+    res = CliRunner().invoke(cli, ["train", "--cell", spec.format(cells=cells), "--cell-arg", "nope=1",
+                                   "--out", str(tmp_path / "x"), *TINY])
+    assert res.exit_code == 2, res.output
+    line = res.output.strip().splitlines()[-1]
+    assert line.startswith("Error: Invalid value for '--cell-arg': "), line
+    assert "Unrecognized keyword arguments" in line and "nope" in line
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_class_named_outside_ascii_trains_probes_and_reloads(tmp_path):
+    """Keras names a cell after its class (Zellé -> zellé), which TensorFlow
+    refused as a name scope in a graph: the run failed its check with
+    "'zellé_2' is not a valid scope name". The cell's and the layers' names
+    are now made scope-safe (accents dropped); the run dir keeps the class."""
+    from seqvg.config import scope_name
+
+    assert scope_name("zellé") == "zelle" and scope_name("gru") == "gru" and scope_name("My.Cell-2") == "My.Cell-2"
+    assert scope_name("ячейка") == "cell______" and scope_name("_x y") == "cell_x_y"
+    path = tmp_path / "zelle.py"
+    path.write_text(CELLS + "\n\nclass Zellé(EluCell):\n    pass\n", encoding="utf-8")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "--cell", f"{path}:Zellé", "--out", str(out), *TINY])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "config.json").read_text())["config"]["cell"].endswith(":Zellé")
+    res = CliRunner().invoke(cli, ["probe", str(out), "--json"])  # reloads model.keras
+    assert res.exit_code == 0, res.output
+    assert np.isfinite(json.loads(res.stdout)["loss"])
+
+
+def test_compare_keeps_a_comma_inside_a_cell_files_path(cells, tmp_path):
+    """--cells splits on commas, but not inside the path of a cell file that
+    exists (``my,cells/c.py:EluCell``); an unknown name is still named alone."""
+    from seqvg.cli_studies import split_cells
+
+    folder = tmp_path / "my,cells"
+    folder.mkdir()
+    (folder / "c.py").write_text(CELLS)
+    spec = f"{folder / 'c.py'}:EluCell"
+    assert split_cells(f"rnn, {spec},gru") == ["rnn", spec, "gru"]
+    assert split_cells("rnn,lsmt,gru") == ["rnn", "lsmt", "gru"]
+    assert split_cells(f"rnn,{tmp_path / 'no,such.py'}:EluCell") == ["rnn", str(tmp_path / "no"),
+                                                                   "such.py:EluCell"]
+    res = CliRunner().invoke(cli, ["compare", "--cells", "rnn,lsmt", "--out", str(tmp_path / "c"), *TINY])
+    assert res.exit_code == 2 and "unknown cell 'lsmt'" in res.output, res.output
