@@ -13,6 +13,7 @@ option is a usage error (exit 2) in one line, never a traceback.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -95,12 +96,12 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     except RunDirError as e:
         raise click.UsageError(str(e)) from None
     except KeyboardInterrupt:
-        click.echo(f"Interrupted. Continue with: seqvg train --resume --out {out}", err=True)
+        click.echo(f"Interrupted. Continue with: seqvg train --resume --out {shlex.quote(str(out))}", err=True)
         sys.exit(130)
     except OSError as e:
         hint = ""
         if (out / "config.json").exists():
-            hint = f"; files kept: fix that, then continue with: seqvg train --resume --out {out}"
+            hint = f"; files kept: fix that, then continue with: seqvg train --resume --out {shlex.quote(str(out))}"
         raise click.ClickException(os_error_message(e) + hint) from None
     from seqvg.diagnose import format_run_summary
 

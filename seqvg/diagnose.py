@@ -170,17 +170,25 @@ class Explanation:
     remedies: list[Remedy]
 
 
-def _option(name: str, value) -> list[str]:
+def option_words(name: str, value) -> list[str]:
+    """The command-line words that set option ``name`` to ``value`` (unquoted)."""
+    from seqvg.spec import format_assignment
+
     flag = "--" + name.replace("_", "-")
     if value is None:
         return []
-    if isinstance(value, dict):  # task_args: one --task-arg KEY=VALUE each
-        return [w for k, v in sorted(value.items()) for w in ("--task-arg", f"{k}={v}")]
+    if isinstance(value, dict):  # task_args, cell_args: one --task-arg / --cell-arg KEY=VALUE each
+        flag = "--task-arg" if name == "task_args" else "--cell-arg"
+        return [w for k, v in sorted(value.items()) for w in (flag, format_assignment(k, v))]
     if isinstance(value, bool):
         if name == "early_stop":
             return [] if value else ["--no-early-stop"]
         return [flag] if value else []
-    return [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if isinstance(value, float):
+        # :g keeps six digits: --lr 0.00123456789 would come back as 0.00123457.
+        short = f"{value:g}"
+        return [flag, short if float(short) == value else repr(value)]
+    return [flag, str(value)]
 
 
 def train_command(cfg: RunConfig, out: str | None = None, show: tuple[str, ...] = ()) -> str:
@@ -203,10 +211,11 @@ def train_command(cfg: RunConfig, out: str | None = None, show: tuple[str, ...] 
     words = ["seqvg", "train"]
     for n in sorted(names, key=lambda n: (n not in _FIRST, _FIRST.index(n) if n in _FIRST else 0)):
         if n in opts:
-            words += _option(n, opts[n])
+            words += option_words(n, opts[n])
     if out is not None:
-        words += ["--out", out]
-    return " ".join(words)
+        words += ["--out", str(out)]
+    # Quoted for the shell: a path with a space or a cell argument's quotes must paste as one word.
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _remedy(run: Run, cfg: RunConfig, suffix: str, what: str, spec: str, show=(), **changes) -> Remedy:

@@ -9,12 +9,13 @@ number and list formats the captions share.
 from __future__ import annotations
 
 import math
+import shlex
 
 import numpy as np
 
 from seqvg.config import RunConfig, default_chrono
 from seqvg.decay import decay_summary
-from seqvg.diagnose import format_diagnosis
+from seqvg.diagnose import format_diagnosis, option_words
 from seqvg.report_view import View, view
 from seqvg.rundir import Run
 from seqvg.tasks import get_task
@@ -240,16 +241,13 @@ def train_command(cfg: dict) -> str:
         implied = RunConfig(**{k: v for k, v in given.items() if k not in _DERIVED}).resolved()
     except (ConfigError, TypeError):
         implied = None
-    parts = ["seqvg train"]
+    words = ["seqvg", "train"]
     for key, value in given.items():
         if key in _DERIVED and implied is not None and getattr(implied, key) == value:
             continue
-        option = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(option if value else f"--no-{key.replace('_', '-')}")
-        else:
-            parts.append(f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}")
-    return " ".join(parts)
+        # diagnose's spelling: --task-arg/--cell-arg KEY=VALUE per parameter, not the dict's repr.
+        words += option_words(key, value)
+    return " ".join(shlex.quote(w) for w in words)
 
 
 #: Characters per diagnosis line (monospace, 7.5 points, page width).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import re
 import tomllib
@@ -398,6 +399,36 @@ def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, 
                 raise ValueError(f"{item!r}: not a TOML value ({e})") from None
             out[key] = text
     return out
+
+
+def format_assignment(key: str, value) -> str:
+    """``KEY=VALUE`` that ``parse_assignments`` reads back as ``{key: value}``.
+
+    The inverse for a command seqvg prints (``--task-arg``, ``--cell-arg``):
+    ``str(value)`` would give Python's ``True`` (refused), ``{'a': 1}`` (not
+    TOML) and, for the text ``"3"``, a number.
+    """
+    return f"{key}={_toml_value(value, top=True)}"
+
+
+def _toml_value(value, top: bool = False) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # A bare word where parse_assignments keeps it as text (relu), else a quoted TOML string.
+        if top and value == value.strip() and value and value not in _PYTHON_WORDS and value[0] not in "[{\"'#":
+            try:
+                tomllib.loads(f"v = {value}")
+            except tomllib.TOMLDecodeError:
+                return value
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML spelling for {type(value).__name__} {value!r}")
 
 
 #: Python's spellings that TOML does not read: as text they would pass silently ("False" is true).

@@ -1,6 +1,7 @@
 """Why an unsolved run did not solve, and what to try."""
 
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,26 @@ def test_cli_summary_and_diagnose_explain_an_unsolved_run(tmp_path):
     assert all("see tasks/" in line for line in tries)
     d = CliRunner().invoke(cli, ["diagnose", str(out)])
     assert d.exit_code == 0 and "- why not solved: " in d.output and "- try: seqvg train " in d.output
+
+
+def test_remedy_commands_paste_into_a_shell(tmp_path):
+    """A run directory with a space, a custom cell's --cell-arg values and an
+    lr of many digits: diagnose's and the report's commands give the same
+    config back. They wrote ``--out my runs/x-clip1`` (three words),
+    ``--task-arg keep_bias=1.0`` for a cell argument, ``flag=True`` (refused:
+    TOML spells it true) and ``--lr 0.00123457``."""
+    from seqvg.report_text import train_command as report_command
+
+    cell = tmp_path / "my_gru.py"
+    cell.write_text((Path(__file__).parents[1] / "docs" / "examples" / "my_gru.py").read_text())
+    cfg = RunConfig(cell=f"{cell}:MyGRU", length=30, lr=0.00123456789,
+                    cell_args={"keep_bias": 1.0, "flag": True, "name": "3", "sizes": [1, "a b"]}).resolved()
+    command = train_command(cfg, str(tmp_path / "my runs" / "x-clip1"))
+    words = shlex.split(command)
+    assert words[-2:] == ["--out", str(tmp_path / "my runs" / "x-clip1")]
+    assert "--task-arg" not in words and "flag=true" in words and 'name="3"' in words
+    assert _parse(" ".join(shlex.quote(w) for w in words[:-2])) == cfg
+    assert _parse(report_command(cfg.to_dict())) == cfg
+    recall = RunConfig(task="recall", task_args={"pairs": 3}, length=7, cell="rnn").resolved()
+    assert "--task-args" not in report_command(recall.to_dict())
+    assert _parse(report_command(recall.to_dict())) == recall
