@@ -28,7 +28,7 @@ from pathlib import Path
 
 from seqvg import rundir
 from seqvg.config import ConfigError, RunConfig, option_differences
-from seqvg.pdf import check_replaceable, written_by_seqvg
+from seqvg.pdf import check_replaceable, image_name_problem, written_by_seqvg
 from seqvg.results import (  # noqa: F401 (the study API)
     DECAY,
     OPTION_COLUMNS,
@@ -228,6 +228,8 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
                 study.report.name in (rundir.RESULTS_CSV, rundir.RESULTS_PNG):
             raise ConfigError(f"{study.report}: the study writes its {study.report.name} there; choose another "
                               "name for the report", "report")
+        if image_name_problem(study.report):
+            raise ConfigError(image_name_problem(study.report), "report")
         rundir.check_writable(study.report)
         check_replaceable(study.report)
     check_study_dir(study)

@@ -451,3 +451,26 @@ def test_title_page_names_the_execution_paths_recorded(tmp_path):
     (line,) = [t.get_text() for t in fig.texts if t.get_text().startswith("execution path")]
     assert line == "execution path: LSTM: seqvg's loop of TensorFlow ops, unrolled; GRU: seqvg's sequence op"
     plt.close(fig)
+
+
+def test_a_report_named_as_an_image_is_refused(tiny_run, tmp_path, monkeypatch):
+    """``report -o out.png`` wrote a PDF named .png (no viewer opens it), and
+    ``-o pages/01-title.png`` replaced seqvg's own page PNG with a PDF. Now a
+    usage error before any page is drawn, nothing written; a compare's
+    ``--report r.svg`` alike, before any run."""
+    monkeypatch.chdir(tmp_path)
+    run = tiny_run(cell="rnn")
+    r = CliRunner().invoke(cli, ["report", str(run), "-o", "r.pdf", "--png", "pages"])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "pages" / "01-title.png").read_bytes()
+    for name in ("out.png", "pages/01-title.png", "x.JPG"):
+        r = CliRunner().invoke(cli, ["report", str(run), "-o", name])
+        assert r.exit_code == 2, r.output
+        assert (f"Error: Invalid value for '--out' / '-o': {name}: a report is a PDF, not a "
+                f"{Path(name).suffix} image; give a name ending in .pdf") in r.output
+    assert (tmp_path / "pages" / "01-title.png").read_bytes() == page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pages", "r.pdf"]
+    r = CliRunner().invoke(cli, ["compare", "--cells", "rnn", "--length", "10", "--units", "4", "--steps", "10",
+                                 "--out", "cmp", "--report", "r.svg", "-q"])
+    assert r.exit_code == 2 and "Invalid value for '--report': r.svg: a report is a PDF" in r.output, r.output
+    assert not (tmp_path / "cmp").exists() and not (tmp_path / "r.svg").exists()
