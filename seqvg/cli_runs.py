@@ -152,7 +152,7 @@ def generate(task, length, task_args, n, seed, out):
     try:
         check_data_memory(task, n, length, task_args=task_args)
     except ConfigError as e:
-        raise click.BadParameter(str(e), param_hint="'-n'") from None
+        raise click.BadParameter(str(e), param_hint="'--task-arg'" if e.option == "task_args" else "'-n'") from None
     check_writable(out)
     write_dataset(out, task, length, n, seed, task_args)
     shown = "".join(f" {k}={v}" for k, v in bound.params.items())
