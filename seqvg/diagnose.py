@@ -31,7 +31,9 @@ from seqvg.tasks import get_task
 from seqvg.why import explain as explain_gradient
 
 #: |decay rate| above this many decades per 100 steps counts as vanishing or
-#: exploding: the gradient 100 steps back is 10x off the last step's.
+#: exploding: the gradient 100 steps back is 10x off the last step's; on a
+#: sequence shorter than 100 steps only where it is 10x off over the sequence
+#: (``decades_over``), so T=20 at -1.5/100 (g0/gT 0.5) is not "vanishing".
 RATE_LIMIT = 1.0
 #: Relative closeness to a reference loss that counts as "sitting on it".
 NEAR = 0.1
@@ -60,11 +62,26 @@ def gradient_verdict(summary: dict | None, length: int, when: str) -> Verdict:
         f"decay {rate:+.2f} decades/100 steps, horizon {horizon}/{length} steps, g0/gT {ratio:.2g}"
         + (f", {underflow} steps underflow to 0" if underflow else "")
     )
-    if underflow or rate < -RATE_LIMIT or horizon < length:
+    if underflow or horizon < length or _steep(rate, length) < 0:
         return Verdict("vanishing", f"vanishing gradient at {when}: {evidence}")
-    if rate > RATE_LIMIT:
+    if _steep(rate, length) > 0:
         return Verdict("exploding", f"exploding gradient at {when}: {evidence}")
+    if abs(rate) > RATE_LIMIT:  # steep per 100 steps, but the sequence is too short for it to matter
+        evidence += f" ({decades_over(rate, length):+.2f} decades over the {length} steps)"
     return Verdict("healthy", f"healthy gradient flow at {when}: {evidence}")
+
+
+def decades_over(rate: float, length: int) -> float:
+    """Decades the gradient changes by from the last step back to t = 0, at ``rate`` per 100 steps."""
+    return rate * (length - 1) / 100
+
+
+def _steep(rate: float | None, length: int) -> int:
+    """-1 vanishing, +1 exploding, 0 neither: beyond ``RATE_LIMIT`` per 100
+    steps and a decade or more over the sequence."""
+    if rate is None or abs(rate) <= RATE_LIMIT or abs(decades_over(rate, length)) < 1:
+        return 0
+    return 1 if rate > 0 else -1
 
 
 #: How many of the last evaluations a run's final figures average.
@@ -275,7 +292,7 @@ def explain(run: Run) -> Explanation | None:
         why = (f"at the end the gradient reaches back only {horizon} of {seq_len} steps "
                f"({rate:+.1f} decades/100 steps), so {far}, up to {seq_len} steps back, sends no learning "
                f"signal; {where}.")
-    elif rate > RATE_LIMIT:
+    elif _steep(rate, seq_len) > 0:
         why = f"the gradient grows {rate:+.1f} decades/100 steps back in time (exploding); {where}."
     else:
         why = (f"the gradient reaches all {seq_len} steps ({rate:+.1f} decades/100 steps), so the signal "
@@ -287,7 +304,7 @@ def explain(run: Run) -> Explanation | None:
     out: list[Remedy] = []
     if falling:
         out.append(more)
-    if rate is not None and rate > RATE_LIMIT:
+    if _steep(rate, seq_len) > 0:
         out.append(clip)
     if cfg.cell in ("rnn", "irnn"):
         for cell in ("lstm", "gru"):

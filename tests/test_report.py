@@ -474,3 +474,19 @@ def test_a_report_named_as_an_image_is_refused(tiny_run, tmp_path, monkeypatch):
                                  "--out", "cmp", "--report", "r.svg", "-q"])
     assert r.exit_code == 2 and "Invalid value for '--report': r.svg: a report is a PDF" in r.output, r.output
     assert not (tmp_path / "cmp").exists() and not (tmp_path / "r.svg").exists()
+
+
+def test_a_short_sequence_with_mild_decay_is_not_called_vanishing():
+    """A T=20 run whose gradient keeps half its size over the sequence
+    (-1.5 decades/100 steps, g0/gT 0.5): diagnose said "vanishing gradient",
+    beside explain's "the gradient reaches all 20 steps, so the signal
+    arrives". Now healthy, with the decades over the sequence; a decade or
+    more lost over the sequence is still vanishing, and T >= 100 is unchanged."""
+    t = np.arange(20)
+    v = gradient_verdict(decay_summary(10 ** (-0.015 * (19 - t))), 20, "init")
+    assert v.key == "healthy" and "(-0.29 decades over the 20 steps)" in v.text, v.text
+    assert gradient_verdict(decay_summary(10 ** (0.015 * (19 - t))), 20, "init").key == "healthy"
+    assert gradient_verdict(decay_summary(10 ** (-0.08 * (19 - t))), 20, "init").key == "vanishing"
+    assert gradient_verdict(decay_summary(10 ** (0.08 * (19 - t))), 20, "init").key == "exploding"
+    t = np.arange(200)
+    assert gradient_verdict(decay_summary(10 ** (-0.015 * (199 - t))), 200, "init").key == "vanishing"
