@@ -132,8 +132,13 @@ def run_outcome(r: Run) -> str:
         return f"diverged at step {s.get('diverged_at_step', '?')}"
     if s["status"] == "completed":
         return f"not solved in {s.get('steps_done', '?')} steps"
-    reached = max([s.get("steps_done") or 0] + [row["step"] for row in r.metrics])
-    return f"{s['status']} at step {reached}"
+    return f"{s['status']} at step {steps_reached(r)}"
+
+
+def steps_reached(r: Run) -> int:
+    """The training steps a run has done: a killed run's summary.json still
+    says 0 (written at its start); its metrics say how far it got."""
+    return max([r.summary.get("steps_done") or 0] + [row["step"] for row in r.metrics])
 
 
 def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str]]:
@@ -214,9 +219,16 @@ def settings_rows(runs: list[Run]) -> list[list]:
         c = r.cfg
         command = r.config.get("command") or train_command(c)
         rows.append([lab.label, c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}", c["batch_size"],
-                     r.summary.get("steps_done", "?"), f"{c['clip']:g}" if c["clip"] else "off", gate_init_text(c),
+                     _steps_text(r), f"{c['clip']:g}" if c["clip"] else "off", gate_init_text(c),
                      ", ".join(remedies(c)) or "-", command if len(command) <= 60 else command[:57] + "..."])
     return rows
+
+
+def _steps_text(r: Run) -> str:
+    """The steps column: the steps done, "of --steps" where they differ
+    (early stop, a run stopped or still running)."""
+    done = steps_reached(r)
+    return str(done) if done == r.cfg["steps"] else f"{done} of {r.cfg['steps']}"
 
 
 #: Options resolved() fills from other options: left out of a command when

@@ -490,3 +490,23 @@ def test_a_short_sequence_with_mild_decay_is_not_called_vanishing():
     assert gradient_verdict(decay_summary(10 ** (0.08 * (19 - t))), 20, "init").key == "exploding"
     t = np.arange(200)
     assert gradient_verdict(decay_summary(10 ** (-0.015 * (199 - t))), 200, "init").key == "vanishing"
+
+
+def test_settings_table_counts_the_steps_a_stopped_run_did(tiny_run, tmp_path):
+    """A run killed at step 20 of 30: its summary.json still says what it said
+    at the start (running, 0 steps done), and the Summary page's settings
+    table printed 0 steps beside the diagnosis's "stopped at step 20"."""
+    import json
+
+    from seqvg.report_text import SETTINGS_COLUMNS, settings_rows
+
+    from conftest import copy_run
+
+    run = copy_run(tiny_run(cell="rnn"), tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "running", "steps_done": 0}))
+    lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+    (run / "metrics.csv").write_text("".join(lines[:-1]))  # the rows of steps 0, 10, 20
+    steps = SETTINGS_COLUMNS.index("steps")
+    assert settings_rows([load_run(run)])[0][steps] == "20 of 30"
+    assert settings_rows([load_run(tiny_run(cell="rnn"))])[0][steps] == "30"
