@@ -234,6 +234,10 @@ def _probe(ctx, run_dir, data, kwargs):
     from seqvg.datasets import read_dataset
     from seqvg.probe import probe_run, probe_untrained
 
+    if data and "--probe-batch" in given_options(ctx, kwargs):
+        # The batch is the file's samples: --probe-batch would be ignored without a word.
+        raise click.BadParameter(f"the probe runs on the samples of --data {data}; drop --probe-batch "
+                                 "(seqvg generate -n sets how many a file holds)", param_hint="'--probe-batch'")
     batch = read_dataset(data) if data else None
     if run_dir is not None:
         given = given_options(ctx, kwargs)
