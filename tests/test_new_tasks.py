@@ -334,3 +334,19 @@ def test_train_command_carries_task_args():
     cfg = RunConfig(task="recall", task_args={"pairs": 3}, length=7, cell="gru", steps=50).resolved()
     words = shlex.split(train_command(cfg))
     assert run_config(train.make_context("train", words[2:]).params) == cfg
+
+
+def test_task_parameters_that_make_the_task_need_no_memory():
+    """selective-copy with vocab=3 has one data symbol: the copy needs no
+    memory and its "trivial baseline" was loss ln 1 = 0, so any model met it.
+    recall with pairs=1 had a partial plateau of ln 1 = 0 ("keeps the values
+    but not which key"), which with one key is the solution."""
+    with pytest.raises(ValueError, match="--task-arg vocab: must be at least 4, got 3"):
+        get_task("selective-copy", {"vocab": 3})
+    assert get_task("selective-copy", {"vocab": 4}).baseline(10) == pytest.approx(math.log(2))
+    one = get_task("recall", {"pairs": 1, "vocab": 4})
+    assert one.partial_plateau(10) is None and one.plateau_metric(10) is None
+    assert one.baseline(10) == pytest.approx(math.log(2))
+    assert get_task("recall", {"pairs": 2, "vocab": 4}).partial_plateau(10) == pytest.approx(math.log(2))
+    r = CliRunner().invoke(cli, ["generate", "selective-copy", "-T", "5", "--task-arg", "vocab=3", "-o", "x.npz"])
+    assert r.exit_code == 2 and "--task-arg vocab: must be at least 4, got 3" in r.output, r.output
