@@ -294,6 +294,11 @@ def explain(run: Run) -> Explanation | None:
                f"signal; {where}.")
     elif _steep(rate, seq_len) > 0:
         why = f"the gradient grows {rate:+.1f} decades/100 steps back in time (exploding); {where}."
+    elif _steep(rate, seq_len) < 0:
+        # Above the horizon's 1e-3 yet vanishing by diagnose's verdict: say both, not "the signal arrives".
+        why = (f"the gradient reaches all {seq_len} steps but fades on the way: {decades_over(rate, seq_len):+.1f} "
+               f"decades over them ({rate:+.1f} decades/100 steps, g0/gT {end['ratio']:.2g}), so {far} sends a "
+               f"weak learning signal; {where}" + (", still falling." if falling else "."))
     else:
         why = (f"the gradient reaches all {seq_len} steps ({rate:+.1f} decades/100 steps), so the signal "
                f"arrives; the model has not fitted it yet: {where}" + (", still falling." if falling else "."))

@@ -149,3 +149,15 @@ def test_remedy_commands_paste_into_a_shell(tmp_path):
     recall = RunConfig(task="recall", task_args={"pairs": 3}, length=7, cell="rnn").resolved()
     assert "--task-args" not in report_command(recall.to_dict())
     assert _parse(report_command(recall.to_dict())) == recall
+
+
+def test_a_gradient_that_fades_within_the_horizon_is_not_said_to_arrive(tmp_path):
+    """T=20 at -8 decades/100 steps: the gradient stays above the horizon's
+    1e-3 (g0/gT 0.03) but falls 1.5 decades. diagnose's verdict says
+    "vanishing"; the explanation said "the gradient reaches all 20 steps, so
+    the signal arrives". Now it says how much it fades."""
+    e = explain(_run(tmp_path, cell="rnn", length=20, rate=-8.0))
+    assert "reaches all 20 steps but fades on the way: -1.5 decades over them" in e.why, e.why
+    assert "first marker sends a weak learning signal" in e.why and "signal arrives" not in e.why
+    e = explain(_run(tmp_path, cell="rnn", length=20, rate=-2.0, name="mild"))
+    assert "reaches all 20 steps (-2.0 decades/100 steps), so the signal arrives" in e.why, e.why
