@@ -510,3 +510,27 @@ def test_settings_table_counts_the_steps_a_stopped_run_did(tiny_run, tmp_path):
     steps = SETTINGS_COLUMNS.index("steps")
     assert settings_rows([load_run(run)])[0][steps] == "20 of 30"
     assert settings_rows([load_run(tiny_run(cell="rnn"))])[0][steps] == "30"
+
+
+def test_a_run_with_one_evaluation_is_drawn_on_the_learning_curves(tiny_run, tmp_path):
+    """A run that diverged before its second evaluation has one metrics row:
+    its curves were lines of one point, which matplotlib does not draw, on
+    an axis ticked -0.045 .. 0.045 steps. Now a marker, on whole steps."""
+    import json
+
+    from seqvg.report_training import curves_page
+
+    from conftest import copy_run
+
+    run = copy_run(tiny_run(cell="rnn"), tmp_path / "run")
+    lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+    (run / "metrics.csv").write_text("".join(lines[:2]))  # the header and step 0's row
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged", "diverged_at_step": 2}))
+    fig = plt.figure()
+    curves_page(fig, [load_run(run)])
+    for ax in fig.axes[:2]:
+        drawn = [line for line in ax.lines if len(line.get_xdata()) == 1 and line.get_label() == "rnn s0"]
+        assert drawn and drawn[0].get_marker() == "o"
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    plt.close(fig)
