@@ -41,7 +41,7 @@ def _carry_factor(r: Run, row: int) -> tuple[str, float] | None:
 
 def _baseline(r: Run) -> float:
     """The trivial baseline loss of a run's task and length."""
-    return get_task(r.cfg["task"]).baseline(r.cfg["length"])
+    return get_task(r.cfg["task"], r.cfg.get("task_args")).baseline(r.cfg["length"])
 
 
 def findings(runs: list[Run]) -> list[str]:
@@ -51,7 +51,7 @@ def findings(runs: list[Run]) -> list[str]:
     from seqvg.why import geometric_mean, step_gain
 
     v = view(runs)
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     criterion = f"val {task.metric_name} {'>=' if task.higher_is_better else '<'} {task.threshold:g}"
     lengths = sorted({r.cfg["length"] for r in v.runs})
     solved_runs = [r for r in v.runs if r.summary.get("solved")]

@@ -49,7 +49,8 @@ def remedies(cfg: dict) -> list[str]:
 
 
 def _fields(cfg: dict) -> dict:
-    return {k: cfg[k] for k in ("task", "length") if k in cfg}
+    # task_args too: recall's sequence (3K+T), and so its default chrono, depends on K.
+    return {k: cfg[k] for k in ("task", "task_args", "length") if k in cfg}
 
 
 def gate_init(cfg: dict) -> str | None:
@@ -164,8 +165,9 @@ def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str
             at = [r.summary["solved_at_step"] for r in rs if r.summary.get("solved")]
             outcome = f"{len(at)}/{len(rs)} solved" + (f", median step {median(at):.0f}" if at else "")
             name = f"{name} ({len(rs)} seeds)"
+        baseline = get_task(c["task"], c.get("task_args")).baseline(c["length"])  # recall's depends on its vocab
         rows.append([name, c["cell"], ", ".join(remedies(c) + ([f"gates: {gates}"] if gates != "-" else [])) or "-",
-                     outcome, number(metric, "{:.4g}"), f"{number(loss)} / {get_task(c['task']).baseline(c['length']):.3g}",
+                     outcome, number(metric, "{:.4g}"), f"{number(loss)} / {baseline:.3g}",
                      number(init, "{:+.2f}"), number(end, "{:+.2f}")])
     return rows
 

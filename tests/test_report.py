@@ -1,5 +1,6 @@
 """Report pages, the data they draw, diagnosis verdicts, compare."""
 
+import math
 import re
 import shutil
 import subprocess
@@ -534,3 +535,27 @@ def test_a_run_with_one_evaluation_is_drawn_on_the_learning_curves(tiny_run, tmp
         assert drawn and drawn[0].get_marker() == "o"
         assert all(float(t).is_integer() for t in ax.get_xticks())
     plt.close(fig)
+
+
+def test_the_title_page_uses_the_runs_task_parameters(tiny_run):
+    """A recall run with --task-arg pairs=2 --task-arg vocab=8: its trivial
+    baseline is ln 4 = 1.39, but the title page took the default task's
+    (ln 32 = 3.47), said a run at 2.05 "ended below the trivial baseline:
+    learned part of the task", and listed its default chrono (16, recall's
+    3K+T) as a remedy "chrono 16" (it computed 3*8+10 = 34)."""
+    from seqvg.report_findings import findings
+    from seqvg.report_text import outcome_rows, remedies
+
+    run = load_run(tiny_run(cell="gru", task="recall", task_args={"pairs": 2, "vocab": 8}))
+    loss = run.summary["final"]["val_loss"]
+    row = outcome_rows([run])[0]
+    assert row[5].endswith(" / 1.39"), row
+    assert remedies(run.cfg) == [] and row[2] == "gates: chrono 16", row
+    first = findings([run])[0]
+    assert "val loss 1.39: a model with no memory" in first and "3.47" not in first, first
+    assert ("ended at or above 90%" in first) == (loss >= 0.9 * math.log(4)), first
+    from seqvg.results_figures import _task_args
+
+    # The probe-only results caption counts whole-sequence horizons against recall's own 3K+T.
+    assert _task_args({"task_args": "pairs=2 vocab=8"}) == {"pairs": 2, "vocab": 8}
+    assert _task_args({"task_args": ""}) == {} and _task_args({}) == {}
