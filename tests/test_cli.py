@@ -94,3 +94,16 @@ def test_ctrl_c_before_training_starts_exits_130(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["train", "--cell", "rnn", "--length", "10", "--out", "run"])
     assert r.exit_code == 130 and "Interrupted." in r.output and "Aborted" not in r.output, r.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_option_ending_in_a_slash_is_a_usage_error(tmp_path, monkeypatch):
+    """`seqvg generate ... -o newdir/` wrote a file named newdir (pathlib
+    drops the slash), `report -o myreports/` a PDF named myreports."""
+    monkeypatch.chdir(tmp_path)
+    for args, name in ((["generate", "copy", "-T", "7", "-n", "5", "-o", "newdir/"], "newdir/"),
+                       (["report", "runs", "-o", "myreports/"], "myreports/")):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2, r.output
+        assert (f"Error: Invalid value for '--out' / '-o': {name}: a trailing '/' names a directory; give a "
+                f"file's name (e.g. {name}FILE)") in r.output
+    assert list(tmp_path.iterdir()) == []
