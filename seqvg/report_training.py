@@ -65,7 +65,7 @@ def curves_page(fig, runs: list[Run], title: str = "Learning curves") -> None:
         lo, hi = ax.get_xlim()
         if hi - lo < 2:
             ax.set_xlim((lo + hi) / 2 - 1, (lo + hi) / 2 + 1)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     bottom_legend(fig, *run_handles(v), seeds_note(v))
     fig.suptitle(title, fontsize=14, weight="bold")
     solved = sorted((r.summary["solved_at_step"], lab.label) for r, lab in zip(v.runs, v.labels)
