@@ -559,3 +559,22 @@ def test_the_title_page_uses_the_runs_task_parameters(tiny_run):
     # The probe-only results caption counts whole-sequence horizons against recall's own 3K+T.
     assert _task_args({"task_args": "pairs=2 vocab=8"}) == {"pairs": 2, "vocab": 8}
     assert _task_args({"task_args": ""}) == {} and _task_args({}) == {}
+
+
+def test_findings_say_a_diverged_run_diverged(tiny_run, tmp_path):
+    """A run that diverged at step 2 (val loss 2.75e+17 at step 0): the title
+    page's first finding said it "ended at or above 90% of the trivial
+    baseline and learned nothing long-range. Final val loss: rnn 2.75e+17"."""
+    import json
+
+    from seqvg.report_findings import findings
+
+    from conftest import copy_run
+
+    run = copy_run(tiny_run(cell="rnn"), tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged", "diverged_at_step": 2,
+                                                  "final": {**summary["final"], "val_loss": 2.75e17}}))
+    first = findings([load_run(run)])[0]
+    assert first.endswith("1 of the 1 unsolved diverged (the loss became NaN/Inf): rnn s0 (diverged at step 2)."), first
+    assert "learned nothing" not in first and "2.75e+17" not in first, first
