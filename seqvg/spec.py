@@ -382,13 +382,17 @@ def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, 
         for item in items:
             if not item.partition("=")[0].strip().isidentifier():
                 raise ValueError(f"expected KEY=VALUE with KEY an argument name, got {item!r}")
-    out = {}
+    out, seen = {}, {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_") if dashes else key.strip()
         if not sep or not key or (not empty and not value.strip()):
             raise ValueError(f"expected KEY=VALUE, got {item!r}")
         text = value.strip()
+        if key in out:
+            # The last would win without a word: vocab=8 and vocab=16 typed, 16 used.
+            raise ValueError(f"{key} given more than once ({item!r} after {key}={seen[key]}); give it once")
+        seen[key] = text
         if text in _PYTHON_WORDS:
             # Kept as text, "False" would be a true value: say how TOML spells it.
             raise ValueError(f"{item!r}: {_PYTHON_WORDS[text]}")
