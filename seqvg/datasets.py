@@ -125,4 +125,12 @@ def read_dataset(path) -> dict:
             raise ValueError(f"{path}: y holds {y[bad][0].item():g}; {task}'s targets are class ids "
                              f"0..{t.n_outputs - 1}")
         y = y.astype(np.int32)
+    if "mask" in d:
+        # The loss scores the task's own steps whatever the file says: an edited
+        # mask would be ignored without a word.
+        want_mask = t.target_mask(length)
+        if want_mask is None or d["mask"].shape != y.shape or not (d["mask"] == want_mask).all():
+            scored = f"scores the last {t.outputs} steps of each sequence" if t.outputs else "has no mask"
+            raise ValueError(f"{path}: mask is not {task}'s ({task} {scored}); seqvg's loss scores the task's own "
+                             "steps, so a changed mask would be ignored")
     return {"x": x, "y": y, "task": task, "length": length, "task_args": t.params}

@@ -165,3 +165,19 @@ def test_probe_data_with_class_ids_out_of_range_is_a_usage_error(tmp_path):
                                  "--data", path])
     assert r.exit_code == 2, r.output
     assert f"Error: {path}: y holds 99; copy's targets are class ids 0..9" in r.output
+
+
+@pytest.mark.parametrize("task,changes,message", [
+    ("recall", {"mask": lambda d: np.zeros_like(d["mask"])},
+     "mask is not recall's (recall scores the last 8 steps of each sequence)"),
+    ("selective-copy", {"mask": lambda d: d["mask"][:, :5]},
+     "mask is not selective-copy's (selective-copy scores the last 16 steps of each sequence)"),
+    ("adding", {"mask": np.ones((4, 12), bool)}, "mask is not adding's (adding has no mask)"),
+])
+def test_a_dataset_whose_mask_is_not_the_tasks_is_refused(tmp_path, task, changes, message):
+    """seqvg scores a task's own steps; an edited mask in a --data file was
+    read and ignored without a word."""
+    path = _edited(tmp_path, task, **changes)
+    with pytest.raises(ValueError) as e:
+        read_dataset(path)
+    assert str(e.value).startswith(f"{path}: {message}"), str(e.value)
