@@ -530,6 +530,10 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.tasks import get_task
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
+    if batch is None:
+        from seqvg.mnist import check_split_sizes
+
+        check_split_sizes(cfg, training=False)
     from seqvg.customcell import unbind
 
     unbind(cfg.cell)  # the cell file as it is now, not a run's copy bound earlier in this process

@@ -210,6 +210,7 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     from seqvg.config import is_custom_cell
     from seqvg.customcell import CELL_DIR, CELL_JSON, bind_run, check_cell, unbind
     from seqvg.memory import check_memory
+    from seqvg.mnist import check_split_sizes
 
     for cfg, d in zip(study.configs, study.run_dirs()):
         if rundir.is_finished(d, study.probe_only):
@@ -235,6 +236,7 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     check_study_dir(study)
     for cfg in study.configs:
         check_memory(cfg, training=not study.probe_only, names=names)
+        check_split_sizes(cfg, training=not study.probe_only)
 
 
 def check_study_dir(study: Study) -> None:

@@ -350,3 +350,23 @@ def test_task_parameters_that_make_the_task_need_no_memory():
     assert get_task("recall", {"pairs": 2, "vocab": 4}).partial_plateau(10) == pytest.approx(math.log(2))
     r = CliRunner().invoke(cli, ["generate", "selective-copy", "-T", "5", "--task-arg", "vocab=3", "-o", "x.npz"])
     assert r.exit_code == 2 and "--task-arg vocab: must be at least 4, got 3" in r.output, r.output
+
+
+def test_mnist_sizes_beyond_its_splits_are_refused_before_the_run(mnist, tmp_path):
+    """--val-size 60 with a test split of 50 images: the run wrote
+    config.json, then failed with `Error: mnist.npz: 60 samples asked of the
+    test split, which holds 50; files kept: ... --resume` (exit 1), and that
+    resume failed the same way. Now a usage error naming the option, before
+    anything is written; --batch-size and --probe-batch (training split) alike."""
+    out = tmp_path / "sm"
+    base = ["train", "--task", "smnist", "--length", "784", "--units", "4", "--steps", "2", "--eval-every", "2",
+            "--batch-size", "4", "--probe-batch", "2", "-q", "--out", str(out)]
+    r = CliRunner().invoke(cli, [*base, "--val-size", "60"])
+    assert r.exit_code == 2, r.output
+    assert ("Error: Invalid value for '--val-size': --val-size 60: smnist draws it as distinct images of MNIST's "
+            "test split, which holds 50") in r.output
+    assert not out.exists()
+    r = CliRunner().invoke(cli, ["probe", "--task", "psmnist", "--length", "784", "--units", "4",
+                                 "--probe-batch", "301"])
+    assert r.exit_code == 2 and "--probe-batch 301: psmnist draws it as distinct images of MNIST's train split, " \
+        "which holds 300" in r.output, r.output
