@@ -131,13 +131,19 @@ class Task:
         """Why ``length`` is impossible for this task, or None."""
         if self.name in ("smnist", "psmnist") and length != MNIST_PIXELS:
             return f"{self.name} reads an image's {MNIST_PIXELS} pixels one per step: use --length {MNIST_PIXELS}"
-        if self.name == "temporal-order":
+        if self.name == "temporal-order" and not self._windows_fit(length):
             windows = temporal_positions(length, self.params["symbols"])
-            inside = all(1 <= lo <= hi <= length - 2 for lo, hi in windows)
-            if not inside or any(a[1] >= b[0] for a, b in zip(windows, windows[1:])):
-                return (f"temporal-order T={length}: its windows {windows} must lie between B (step 0) and E "
-                        f"(step T-1) without overlapping; use a longer --length")
+            # "A longer --length" alone left the user guessing: name the shortest that fits.
+            shortest = next(t for t in range(length + 1, length + 1000) if self._windows_fit(t))
+            return (f"temporal-order T={length}: its windows {windows} must lie between B (step 0) and E "
+                    f"(step T-1) without overlapping; use --length {shortest} or longer")
         return None
+
+    def _windows_fit(self, length: int) -> bool:
+        """Whether temporal order's windows fit a sequence of ``length``."""
+        windows = temporal_positions(length, self.params["symbols"])
+        inside = all(1 <= lo <= hi <= length - 2 for lo, hi in windows)
+        return inside and all(a[1] < b[0] for a, b in zip(windows, windows[1:]))
 
     def generate(self, rng: np.random.Generator, n: int, length: int, split: str = "train"
                  ) -> tuple[np.ndarray, np.ndarray]:

@@ -370,3 +370,12 @@ def test_mnist_sizes_beyond_its_splits_are_refused_before_the_run(mnist, tmp_pat
                                  "--probe-batch", "301"])
     assert r.exit_code == 2 and "--probe-batch 301: psmnist draws it as distinct images of MNIST's train split, " \
         "which holds 300" in r.output, r.output
+
+
+def test_temporal_order_too_short_names_the_shortest_length():
+    """`--length 5 --task-arg symbols=3` said "use a longer --length" and left
+    the user to guess; every length from the one named on fits."""
+    three = get_task("temporal-order", {"symbols": 3})
+    assert three.check_length(5).endswith("use --length 7 or longer")
+    assert get_task("temporal-order").check_length(3).endswith("use --length 5 or longer")
+    assert all(three.check_length(t) is None for t in range(7, 2000))
