@@ -355,6 +355,9 @@ def format_run_summary(out: Path, summary: dict) -> str:
     ]
     for key in ("init", "final"):
         d = decay.get(key) or {}
+        if key == "final" and not d and decay.get("init"):
+            lines.append("gradient  final -  (no probe after the untrained one)")
+            continue
         lines.append(
             f"gradient  {key:5s} decay {f(d.get('rate_per_100'))} decades/100 steps, horizon {f(d.get('horizon'))}, "
             f"g0/gT {f(d.get('ratio'))}, underflow {f(d.get('underflow'))}"

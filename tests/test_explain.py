@@ -161,3 +161,21 @@ def test_a_gradient_that_fades_within_the_horizon_is_not_said_to_arrive(tmp_path
     assert "first marker sends a weak learning signal" in e.why and "signal arrives" not in e.why
     e = explain(_run(tmp_path, cell="rnn", length=20, rate=-2.0, name="mild"))
     assert "reaches all 20 steps (-2.0 decades/100 steps), so the signal arrives" in e.why, e.why
+
+
+def test_a_run_with_only_its_untrained_probe_has_no_final_decay():
+    """A run that diverged at step 2 has one probe, the untrained one;
+    summary.json's decay "final" repeated it and `seqvg train` printed it
+    as "gradient final decay 47.2 ...", as if measured after training."""
+    from seqvg.diagnose import format_run_summary
+    from seqvg.probelog import ProbeLog, ProbeRecord
+
+    h = np.array([10.0 ** (0.5 * (19 - np.arange(20)))])
+    log = ProbeLog([ProbeRecord(0, h, h[0], 1.0, None, {}, None)])
+    assert log.decay()["final"] is None and log.decay()["init"]["horizon"] == 20
+    log.records.append(ProbeRecord(10, h, h[0], 1.0, None, {}, None))
+    assert log.decay()["final"] == log.decay()["init"]
+    summary = {"status": "diverged", "steps_done": 2, "wall_s": 0.5, "final": {"val_loss": 1.0, "val_metric": 1.0},
+               "metric_name": "mse", "baseline": 1 / 6, "decay": {"init": log.decay()["init"], "final": None}}
+    lines = format_run_summary(Path("run"), summary).splitlines()
+    assert lines[-1] == "gradient  final -  (no probe after the untrained one)", lines
