@@ -153,6 +153,14 @@ def generate(task, length, task_args, n, seed, out):
         check_data_memory(task, n, length, task_args=task_args)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="'--task-arg'" if e.option == "task_args" else "'-n'") from None
+    if task in ("smnist", "psmnist"):
+        # n distinct images of the training split (the probe batch's): more is -n's fault, not the file's.
+        from seqvg.mnist import load_mnist, mnist_path
+
+        have = len(load_mnist()["x_train"])
+        if n > have:
+            raise click.BadParameter(f"{task} draws {n} distinct images of MNIST's train split, which holds {have} "
+                                     f"({mnist_path()}); use -n {have} or fewer", param_hint="'-n'")
     check_writable(out)
     write_dataset(out, task, length, n, seed, task_args)
     shown = "".join(f" {k}={v}" for k, v in bound.params.items())

@@ -370,6 +370,11 @@ def test_mnist_sizes_beyond_its_splits_are_refused_before_the_run(mnist, tmp_pat
                                  "--probe-batch", "301"])
     assert r.exit_code == 2 and "--probe-batch 301: psmnist draws it as distinct images of MNIST's train split, " \
         "which holds 300" in r.output, r.output
+    # generate -n alike (it was `Error: mnist.npz: 301 samples asked of the train split ...`, exit 1).
+    r = CliRunner().invoke(cli, ["generate", "smnist", "-T", "784", "-n", "301", "-o", str(tmp_path / "g.npz")])
+    assert r.exit_code == 2 and "Invalid value for '-n': smnist draws 301 distinct images of MNIST's train split, " \
+        "which holds 300" in r.output, r.output
+    assert not (tmp_path / "g.npz").exists()
 
 
 def test_temporal_order_too_short_names_the_shortest_length():
