@@ -29,13 +29,20 @@ _TF_COMMANDS = {"train", "probe", "compare", "run", "sweep"}
 
 class _Group(click.Group):
     """Turns operating-system faults (disk full, read-only, no permission)
-    into one-line errors with exit status 1 instead of tracebacks."""
+    into one-line errors with exit status 1 instead of tracebacks, and Ctrl-C
+    anywhere into exit status 130."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OSError as e:
             raise click.ClickException(os_error_message(e)) from None
+        except KeyboardInterrupt:
+            # train and the studies say 130 for Ctrl-C; one pressed while
+            # TensorFlow loads or a cell is checked (before their own handler)
+            # was click's "Aborted!" with 1, the status of a fault.
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

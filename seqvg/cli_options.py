@@ -36,11 +36,15 @@ from seqvg.tasks import TASKS
 class UserPath(click.Path):
     """``click.Path`` that expands a leading ``~`` as a shell would (the shell
     leaves ``--out=~/runs``, no space, as typed, and seqvg would otherwise
-    make a directory named ``~``) and refuses an empty path (a usage error)."""
+    make a directory named ``~``) and refuses an empty path, and for a file a
+    path ending in ``/`` (usage errors)."""
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail("an empty path", param, ctx)  # '' is the working directory to pathlib
+        if isinstance(value, str) and not self.dir_okay and value.endswith(("/", os.sep)):
+            # pathlib drops the slash: `-o out/` wrote a file named "out".
+            self.fail(f"{value}: a trailing '/' names a directory; give a file's name (e.g. {value}FILE)", param, ctx)
         if isinstance(value, str) and value.startswith("~"):
             value = os.path.expanduser(value)
         return super().convert(value, param, ctx)

@@ -44,8 +44,12 @@ def report(run_dirs, out, png):
       seqvg report runs/rnn runs/lstm runs/gru -o reports/adding.pdf --png reports/adding
       seqvg report runs/demo -o reports/demo.pdf
     """
+    from seqvg.pdf import image_name_problem
     from seqvg.report import make_report
     from seqvg.rundir import check_writable, find_runs
+
+    if image_name_problem(out):
+        raise click.BadParameter(image_name_problem(out), param_hint="'--out' / '-o'")
 
     # Before the work: a report that cannot be saved is not worth drawing.
     # (Whether it would replace a file of the user's, -o or a page PNG, is

@@ -13,6 +13,7 @@ option is a usage error (exit 2) in one line, never a traceback.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -95,12 +96,12 @@ def train(ctx, out, resume, overwrite, quiet, **kwargs):
     except RunDirError as e:
         raise click.UsageError(str(e)) from None
     except KeyboardInterrupt:
-        click.echo(f"Interrupted. Continue with: seqvg train --resume --out {out}", err=True)
+        click.echo(f"Interrupted. Continue with: seqvg train --resume --out {shlex.quote(str(out))}", err=True)
         sys.exit(130)
     except OSError as e:
         hint = ""
         if (out / "config.json").exists():
-            hint = f"; files kept: fix that, then continue with: seqvg train --resume --out {out}"
+            hint = f"; files kept: fix that, then continue with: seqvg train --resume --out {shlex.quote(str(out))}"
         raise click.ClickException(os_error_message(e) + hint) from None
     from seqvg.diagnose import format_run_summary
 
@@ -151,7 +152,15 @@ def generate(task, length, task_args, n, seed, out):
     try:
         check_data_memory(task, n, length, task_args=task_args)
     except ConfigError as e:
-        raise click.BadParameter(str(e), param_hint="'-n'") from None
+        raise click.BadParameter(str(e), param_hint="'--task-arg'" if e.option == "task_args" else "'-n'") from None
+    if task in ("smnist", "psmnist"):
+        # n distinct images of the training split (the probe batch's): more is -n's fault, not the file's.
+        from seqvg.mnist import load_mnist, mnist_path
+
+        have = len(load_mnist()["x_train"])
+        if n > have:
+            raise click.BadParameter(f"{task} draws {n} distinct images of MNIST's train split, which holds {have} "
+                                     f"({mnist_path()}); use -n {have} or fewer", param_hint="'-n'")
     check_writable(out)
     write_dataset(out, task, length, n, seed, task_args)
     shown = "".join(f" {k}={v}" for k, v in bound.params.items())
@@ -233,6 +242,10 @@ def _probe(ctx, run_dir, data, kwargs):
     from seqvg.datasets import read_dataset
     from seqvg.probe import probe_run, probe_untrained
 
+    if data and "--probe-batch" in given_options(ctx, kwargs):
+        # The batch is the file's samples: --probe-batch would be ignored without a word.
+        raise click.BadParameter(f"the probe runs on the samples of --data {data}; drop --probe-batch "
+                                 "(seqvg generate -n sets how many a file holds)", param_hint="'--probe-batch'")
     batch = read_dataset(data) if data else None
     if run_dir is not None:
         given = given_options(ctx, kwargs)

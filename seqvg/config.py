@@ -241,6 +241,10 @@ def _positive(cfg: RunConfig, name: str) -> None:
         raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}", name)
 
 
+#: The largest --recurrent-gain: every init's largest weight (glorot's, at
+#: most sqrt(3)) times it stays below float32's largest number, 3.4e38.
+MAX_RECURRENT_GAIN = 1e38
+
 #: The largest --seed: 2**32 - 1, what numpy's legacy seeding (Keras's) accepts.
 MAX_SEED = 2**32 - 1
 
@@ -307,6 +311,10 @@ def validate(cfg: RunConfig) -> None:
     if not (isinstance(cfg.recurrent_gain, (int, float)) and math.isfinite(cfg.recurrent_gain)
             and cfg.recurrent_gain > 0):
         raise ConfigError(f"--recurrent-gain must be a positive number, got {cfg.recurrent_gain}", "recurrent_gain")
+    if cfg.recurrent_gain > MAX_RECURRENT_GAIN:
+        # Beyond it a float32 weight overflows to inf and the probe's sigma_max(W) failed with a traceback.
+        raise ConfigError(f"--recurrent-gain must be at most {MAX_RECURRENT_GAIN:g} (the recurrent weights are "
+                          f"float32), got {cfg.recurrent_gain:g}", "recurrent_gain")
     if gated and cfg.recurrent_gain != 1.0:
         raise ConfigError(
             f"--recurrent-gain scales the vanilla cells' recurrent matrix (rnn, irnn), not {cfg.cell}'s "

@@ -340,7 +340,7 @@ def check(cfg) -> None:
     state_names(cell, len(sizes), where)  # a malformed state_names: refused here, not mid-probe
     out_size = getattr(cell, "output_size", None) or sizes[0]
 
-    widths = [get_task(cfg.task).n_inputs] + ([out_size] if cfg.layers > 1 else [])
+    widths = [get_task(cfg.task, cfg.task_args).n_inputs] + ([out_size] if cfg.layers > 1 else [])
     rng = np.random.default_rng(0)
     for width in widths:
         cell = make_cell(cfg)

@@ -64,10 +64,15 @@ def check_replaceable_dataset(path) -> None:
 
 
 def read_dataset(path) -> dict:
-    """Reads a file written by ``write_dataset``.
+    """Reads a file written by ``write_dataset``, checking it against its task.
+
+    Besides ``x``'s shape this checks what would otherwise fail deep inside
+    TensorFlow or pass silently: the parameters must be single values, ``x``
+    and ``y`` numbers, ``y`` shaped as the task's targets and, for a
+    classification task, whole class ids within the task's classes.
 
     Raises:
-        ValueError: the file is not such a dataset.
+        ValueError: the file is not such a dataset (one line naming it).
     """
     try:
         d = read_npz(path)
@@ -76,24 +81,56 @@ def read_dataset(path) -> dict:
     missing = [k for k in KEYS if k not in d]
     if missing:
         raise ValueError(f"{path}: not a seqvg dataset (missing {', '.join(missing)})")
+    for key in ("task", "length", "task_args"):
+        if key in d and d[key].ndim != 0:
+            raise ValueError(f"{path}: {key} must be a single value, got an array of shape {d[key].shape}")
     task = str(d["task"])
     if task not in TASKS:
         raise ValueError(f"{path}: unknown task {task!r}")
-    try:
-        x, y = d["x"].astype(np.float32), d["y"].astype(np.float32 if task == "adding" else np.int32)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: x and y must be numeric arrays") from None
+    if d["length"].dtype.kind not in "iu":
+        raise ValueError(f"{path}: length must be an integer, got {d['length'].item()!r}")
+    length = int(d["length"])
+    for name in ("x", "y"):
+        # numpy would turn text such as "0.5" into numbers: a file holding text is not our data.
+        if d[name].dtype.kind not in "biuf":
+            raise ValueError(f"{path}: {name} must be a numeric array, got dtype {d[name].dtype}")
+        if not np.isfinite(d[name]).all():
+            raise ValueError(f"{path}: {name} holds NaN or Inf; the probe needs finite inputs and targets")
     try:
         args = json.loads(str(d["task_args"])) if "task_args" in d else {}
+        if not isinstance(args, dict):
+            raise TypeError(f"expected a JSON object of parameters, got {str(d['task_args'])!r}")
         t = get_task(task, args)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: bad task_args ({e})") from None
-    length = int(d["length"])
+    x = d["x"].astype(np.float32)
     want = (t.seq_len(length), t.n_inputs)
-    if x.ndim != 3 or x.shape[1:] != want or len(y) != len(x) or len(x) == 0:
+    if x.ndim != 3 or x.shape[1:] != want or len(x) == 0:
         raise ValueError(f"{path}: x has shape {x.shape}, {task} T={length} needs (n, {want[0]}, {want[1]}) "
-                         f"with n >= 1 and as many targets")
-    for name, a in (("x", x), ("y", y)):
-        if not np.isfinite(a).all():
-            raise ValueError(f"{path}: {name} holds NaN or Inf; the probe needs finite inputs and targets")
-    return {"x": x, "y": d["y"], "task": task, "length": length, "task_args": t.params}
+                         f"with n >= 1")
+    y_shape = (len(x), want[0]) if t.per_step else (len(x),)
+    if d["y"].shape != y_shape:
+        per = "a class id per step" if t.per_step else ("a sum per sample" if task == "adding"
+                                                         else "a class id per sample")
+        raise ValueError(f"{path}: y has shape {d['y'].shape}, {task} T={length} with {len(x)} samples in x "
+                         f"needs {y_shape} ({per})")
+    y = d["y"]
+    if task == "adding":
+        y = y.astype(np.float32)
+    else:
+        # A cast to int would floor 2.5 to 2 and TensorFlow's loss fails on an
+        # id outside the classes: both are wrong data, said here in one line.
+        bad = (y != np.round(y)) | (y < 0) | (y >= t.n_outputs)
+        if bad.any():
+            raise ValueError(f"{path}: y holds {y[bad][0].item():g}; {task}'s targets are class ids "
+                             f"0..{t.n_outputs - 1}")
+        y = y.astype(np.int32)
+    if "mask" in d:
+        # The loss scores the task's own steps whatever the file says: an edited
+        # mask would be ignored without a word.
+        want_mask = t.target_mask(length)
+        if want_mask is None or d["mask"].shape != y.shape or not (d["mask"] == want_mask).all():
+            scored = f"scores the last {t.outputs} steps of each sequence" if t.outputs else "has no mask"
+            raise ValueError(f"{path}: mask is not {task}'s ({task} {scored}); seqvg's loss scores the task's own "
+                             "steps, so a changed mask would be ignored")
+    return {"x": x, "y": y, "task": task, "length": length, "task_args": t.params}

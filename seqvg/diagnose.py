@@ -31,7 +31,9 @@ from seqvg.tasks import get_task
 from seqvg.why import explain as explain_gradient
 
 #: |decay rate| above this many decades per 100 steps counts as vanishing or
-#: exploding: the gradient 100 steps back is 10x off the last step's.
+#: exploding: the gradient 100 steps back is 10x off the last step's; on a
+#: sequence shorter than 100 steps only where it is 10x off over the sequence
+#: (``decades_over``), so T=20 at -1.5/100 (g0/gT 0.5) is not "vanishing".
 RATE_LIMIT = 1.0
 #: Relative closeness to a reference loss that counts as "sitting on it".
 NEAR = 0.1
@@ -60,11 +62,26 @@ def gradient_verdict(summary: dict | None, length: int, when: str) -> Verdict:
         f"decay {rate:+.2f} decades/100 steps, horizon {horizon}/{length} steps, g0/gT {ratio:.2g}"
         + (f", {underflow} steps underflow to 0" if underflow else "")
     )
-    if underflow or rate < -RATE_LIMIT or horizon < length:
+    if underflow or horizon < length or _steep(rate, length) < 0:
         return Verdict("vanishing", f"vanishing gradient at {when}: {evidence}")
-    if rate > RATE_LIMIT:
+    if _steep(rate, length) > 0:
         return Verdict("exploding", f"exploding gradient at {when}: {evidence}")
+    if abs(rate) > RATE_LIMIT:  # steep per 100 steps, but the sequence is too short for it to matter
+        evidence += f" ({decades_over(rate, length):+.2f} decades over the {length} steps)"
     return Verdict("healthy", f"healthy gradient flow at {when}: {evidence}")
+
+
+def decades_over(rate: float, length: int) -> float:
+    """Decades the gradient changes by from the last step back to t = 0, at ``rate`` per 100 steps."""
+    return rate * (length - 1) / 100
+
+
+def _steep(rate: float | None, length: int) -> int:
+    """-1 vanishing, +1 exploding, 0 neither: beyond ``RATE_LIMIT`` per 100
+    steps and a decade or more over the sequence."""
+    if rate is None or abs(rate) <= RATE_LIMIT or abs(decades_over(rate, length)) < 1:
+        return 0
+    return 1 if rate > 0 else -1
 
 
 #: How many of the last evaluations a run's final figures average.
@@ -170,17 +187,25 @@ class Explanation:
     remedies: list[Remedy]
 
 
-def _option(name: str, value) -> list[str]:
+def option_words(name: str, value) -> list[str]:
+    """The command-line words that set option ``name`` to ``value`` (unquoted)."""
+    from seqvg.spec import format_assignment
+
     flag = "--" + name.replace("_", "-")
     if value is None:
         return []
-    if isinstance(value, dict):  # task_args: one --task-arg KEY=VALUE each
-        return [w for k, v in sorted(value.items()) for w in ("--task-arg", f"{k}={v}")]
+    if isinstance(value, dict):  # task_args, cell_args: one --task-arg / --cell-arg KEY=VALUE each
+        flag = "--task-arg" if name == "task_args" else "--cell-arg"
+        return [w for k, v in sorted(value.items()) for w in (flag, format_assignment(k, v))]
     if isinstance(value, bool):
         if name == "early_stop":
             return [] if value else ["--no-early-stop"]
         return [flag] if value else []
-    return [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if isinstance(value, float):
+        # :g keeps six digits: --lr 0.00123456789 would come back as 0.00123457.
+        short = f"{value:g}"
+        return [flag, short if float(short) == value else repr(value)]
+    return [flag, str(value)]
 
 
 def train_command(cfg: RunConfig, out: str | None = None, show: tuple[str, ...] = ()) -> str:
@@ -203,10 +228,11 @@ def train_command(cfg: RunConfig, out: str | None = None, show: tuple[str, ...] 
     words = ["seqvg", "train"]
     for n in sorted(names, key=lambda n: (n not in _FIRST, _FIRST.index(n) if n in _FIRST else 0)):
         if n in opts:
-            words += _option(n, opts[n])
+            words += option_words(n, opts[n])
     if out is not None:
-        words += ["--out", out]
-    return " ".join(words)
+        words += ["--out", str(out)]
+    # Quoted for the shell: a path with a space or a cell argument's quotes must paste as one word.
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _remedy(run: Run, cfg: RunConfig, suffix: str, what: str, spec: str, show=(), **changes) -> Remedy:
@@ -266,8 +292,13 @@ def explain(run: Run) -> Explanation | None:
         why = (f"at the end the gradient reaches back only {horizon} of {seq_len} steps "
                f"({rate:+.1f} decades/100 steps), so {far}, up to {seq_len} steps back, sends no learning "
                f"signal; {where}.")
-    elif rate > RATE_LIMIT:
+    elif _steep(rate, seq_len) > 0:
         why = f"the gradient grows {rate:+.1f} decades/100 steps back in time (exploding); {where}."
+    elif _steep(rate, seq_len) < 0:
+        # Above the horizon's 1e-3 yet vanishing by diagnose's verdict: say both, not "the signal arrives".
+        why = (f"the gradient reaches all {seq_len} steps but fades on the way: {decades_over(rate, seq_len):+.1f} "
+               f"decades over them ({rate:+.1f} decades/100 steps, g0/gT {end['ratio']:.2g}), so {far} sends a "
+               f"weak learning signal; {where}" + (", still falling." if falling else "."))
     else:
         why = (f"the gradient reaches all {seq_len} steps ({rate:+.1f} decades/100 steps), so the signal "
                f"arrives; the model has not fitted it yet: {where}" + (", still falling." if falling else "."))
@@ -278,7 +309,7 @@ def explain(run: Run) -> Explanation | None:
     out: list[Remedy] = []
     if falling:
         out.append(more)
-    if rate is not None and rate > RATE_LIMIT:
+    if _steep(rate, seq_len) > 0:
         out.append(clip)
     if cfg.cell in ("rnn", "irnn"):
         for cell in ("lstm", "gru"):
@@ -324,6 +355,9 @@ def format_run_summary(out: Path, summary: dict) -> str:
     ]
     for key in ("init", "final"):
         d = decay.get(key) or {}
+        if key == "final" and not d and decay.get("init"):
+            lines.append("gradient  final -  (no probe after the untrained one)")
+            continue
         lines.append(
             f"gradient  {key:5s} decay {f(d.get('rate_per_100'))} decades/100 steps, horizon {f(d.get('horizon'))}, "
             f"g0/gT {f(d.get('ratio'))}, underflow {f(d.get('underflow'))}"

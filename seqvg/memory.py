@@ -15,7 +15,7 @@ import dataclasses
 import os
 
 from seqvg.config import ConfigError, RunConfig
-from seqvg.tasks import get_task
+from seqvg.tasks import TASK_ARGS, get_task
 
 #: Float32 values kept per timestep, sample and unit for the backward pass of
 #: one cell (gate pre-activations, activations and states). Measured orders of
@@ -116,14 +116,18 @@ def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool
     have = physical_memory_bytes()
     if need <= budget_fraction * have:
         return
-    _, _, options = parts[0]
+    part, _, options = parts[0]
     # Blame the option the user raised most above its default (``--length
     # 10**8`` should not read as an invalid --probe-batch); the part's first
     # where none was raised.
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     raised = {o: getattr(cfg, o) / defaults[o] for o in options
               if isinstance(defaults.get(o), int) and defaults[o] > 0 and getattr(cfg, o) > defaults[o]}
-    culprit = max(raised, key=raised.get) if raised else options[0]
+    # A task parameter raised above its default (--task-arg vocab=10**7)
+    # grows the inputs or the sequence: named where it grows this part.
+    shrinking = {a: r for a, r in raised_task_args(cfg.task, cfg.task_args).items()
+                 if _part_bytes(_with_default(cfg, a), part, training, probe_n) < parts[0][1]}
+    culprit = max({**raised, **shrinking}, key={**raised, **shrinking}.get) if raised or shrinking else options[0]
 
     def name(o: str) -> str | None:
         if names is None:
@@ -131,12 +135,43 @@ def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool
         return names.get(o)
 
     shown = [n for n in map(name, options) if n]
+    if names is None or names.get("task_args"):
+        shown += [f"--task-arg {a}" for a in shrinking]
     detail = ", ".join(f"{w} {_gib(b)}" for w, b, _ in parts)
     advice = f"; make it smaller with {', '.join(shown)}" if shown else ""
     raise ConfigError(
         f"needs about {_gib(need)} of memory ({detail}), more than half of this machine's {_gib(have)}{advice}",
-        culprit if names is None else None,
+        ("task_args" if culprit in shrinking else culprit) if names is None else None,
     )
+
+
+def raised_task_args(task: str, args: dict | None) -> dict[str, float]:
+    """The task's parameters set above their defaults, each with its value / default."""
+    out = {}
+    for a in TASK_ARGS.get(task, ()):
+        value = (args or {}).get(a.name, a.default)
+        if a.default > 0 and value > a.default:
+            out[a.name] = value / a.default
+    return out
+
+
+def _part_bytes(cfg: RunConfig | None, part: str, training: bool, probe_n: int | None) -> float:
+    """Bytes of ``part`` of ``cfg`` (``memory_parts``); inf where ``cfg`` is None."""
+    if cfg is None:
+        return float("inf")
+    return dict((w, b) for w, b, _ in memory_parts(cfg, training, probe_n)).get(part, 0)
+
+
+def _with_default(cfg: RunConfig, arg: str) -> RunConfig | None:
+    """``cfg`` with task parameter ``arg`` at its default; None where the
+    others then do not fit it (recall's pairs=40 needs vocab >= 80)."""
+    default = next(a.default for a in TASK_ARGS[cfg.task] if a.name == arg)
+    args = {**cfg.task_args, arg: default}
+    try:
+        get_task(cfg.task, args)
+    except ValueError:
+        return None
+    return dataclasses.replace(cfg, task_args=args)
 
 
 def check_data_memory(task: str, n: int, length: int, budget_fraction: float = 0.5,
@@ -144,9 +179,17 @@ def check_data_memory(task: str, n: int, length: int, budget_fraction: float = 0
     """Refuses, before any work, ``seqvg generate -n N`` that cannot fit in memory.
 
     Raises:
-        ConfigError: option ``n``, with the estimate and the machine's memory.
+        ConfigError: option ``n`` (``task_args`` where a task parameter raised
+            above its default is what does not fit), with the estimate, the
+            machine's memory and what makes it smaller.
     """
     need, have = data_bytes(task, n, length, task_args), physical_memory_bytes()
     if need > budget_fraction * have:
+        raised = raised_task_args(task, task_args)
+        shown = ["-n", "--length"] + [f"--task-arg {a}" for a in raised]
+        # Blame a task parameter when the same samples at its defaults would fit.
+        at_defaults = data_bytes(task, n, length, {k: v for k, v in (task_args or {}).items() if k not in raised})
+        blame = "task_args" if raised and at_defaults <= budget_fraction * have else "n"
         raise ConfigError(f"{n} samples of {task} T={length} need about {_gib(need)} of memory, more than half "
-                          f"of this machine's {_gib(have)}; make it smaller with -n or --length", "n")
+                          f"of this machine's {_gib(have)}; make it smaller with {', '.join(shown[:-1])} or "
+                          f"{shown[-1]}", blame)

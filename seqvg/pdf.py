@@ -69,6 +69,24 @@ def written_by_seqvg(path: str | Path) -> bool:
     return False
 
 
+#: Names of image formats: a report given one would be a PDF under an image's name.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".svg", ".svgz",
+                            ".eps", ".ps", ".pgf", ".raw", ".rgba"})
+
+
+def image_name_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a report's name, or None.
+
+    The report is always a PDF: ``-o report.png`` wrote a PDF named .png,
+    which image viewers refuse and which replaced a page PNG of seqvg's.
+    """
+    suffix = Path(path).suffix
+    if suffix.lower() in IMAGE_SUFFIXES:
+        return (f"{path}: a report is a PDF, not a {suffix} image; give a name ending in .pdf "
+                f"(seqvg report --png DIR writes each page as a PNG)")
+    return None
+
+
 def check_replaceable(path: str | Path) -> None:
     """Refuses to let seqvg replace a file it did not write.
 

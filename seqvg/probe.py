@@ -41,6 +41,7 @@ probe every layer or every layer is a custom cell's loop; XLA) that share their 
 from __future__ import annotations
 
 import contextlib
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -529,6 +530,10 @@ def probe_untrained(cfg, batch: dict | None = None):
     from seqvg.tasks import get_task
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
+    if batch is None:
+        from seqvg.mnist import check_split_sizes
+
+        check_split_sizes(cfg, training=False)
     from seqvg.customcell import unbind
 
     unbind(cfg.cell)  # the cell file as it is now, not a run's copy bound earlier in this process
@@ -564,7 +569,13 @@ def probe_run(run_dir, batch: dict | None = None):
     path = run_dir / rundir.MODEL
     if not path.exists():
         status = rundir.read_json(run_dir / rundir.SUMMARY).get("status") if (run_dir / rundir.SUMMARY).exists() else None
-        raise rundir.RunDirError(f"{path}: missing (run status: {status}); only a finished run has a final model")
+        if status == "diverged":
+            # Finished, but its weights went NaN/Inf: it saves no final model (diagnose reads its probes).
+            raise rundir.RunDirError(f"{path}: missing: the run diverged (its loss became NaN/Inf), so it kept no "
+                                     f"final model; its probes up to then are in {run_dir / rundir.PROBES} "
+                                     f"(seqvg diagnose {shlex.quote(str(run_dir))})")
+        raise rundir.RunDirError(f"{path}: missing (run status: {status}); only a run that completed has a final "
+                                 "model")
     from seqvg.config import is_custom_cell
     from seqvg.models import register_custom_objects
 

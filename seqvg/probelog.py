@@ -65,7 +65,8 @@ class ProbeLog:
         """summary.json's ``decay``: the first (untrained) and the last probe's figures."""
         return {
             "init": self.records[0].decay() if self.records else None,
-            "final": self.records[-1].decay() if self.records else None,
+            # None, not the init figures again, for a run with no probe after step 0 (diverged at step 2).
+            "final": self.records[-1].decay() if len(self.records) > 1 else None,
         }
 
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -69,7 +69,7 @@ def _title_page(fig, runs: list[Run]) -> None:
     paths = dict.fromkeys(p.describe() for p in map(recorded, (r.config for r in runs)) if p is not None)
     if paths:
         fig.text(0.05, 0.842, "execution path: " + "; ".join(paths), fontsize=8, va="top", color="0.3")
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     fig.text(0.05, 0.825, "Outcome", fontsize=12, weight="bold", va="top")
     rows = outcome_rows(runs)
     shown = rows[:TITLE_ROWS]

@@ -41,7 +41,7 @@ def _carry_factor(r: Run, row: int) -> tuple[str, float] | None:
 
 def _baseline(r: Run) -> float:
     """The trivial baseline loss of a run's task and length."""
-    return get_task(r.cfg["task"]).baseline(r.cfg["length"])
+    return get_task(r.cfg["task"], r.cfg.get("task_args")).baseline(r.cfg["length"])
 
 
 def findings(runs: list[Run]) -> list[str]:
@@ -51,7 +51,7 @@ def findings(runs: list[Run]) -> list[str]:
     from seqvg.why import geometric_mean, step_gain
 
     v = view(runs)
-    task = get_task(v.runs[0].cfg["task"])
+    task = get_task(v.runs[0].cfg["task"], v.runs[0].cfg.get("task_args"))
     criterion = f"val {task.metric_name} {'>=' if task.higher_is_better else '<'} {task.threshold:g}"
     lengths = sorted({r.cfg["length"] for r in v.runs})
     solved_runs = [r for r in v.runs if r.summary.get("solved")]
@@ -59,6 +59,8 @@ def findings(runs: list[Run]) -> list[str]:
     # neither "ended" anywhere nor failed; it is named, not counted as unsolved.
     stopped = [i for i, r in enumerate(v.runs) if not r.summary.get("solved") and r.summary.get("status") in
                ("running", "interrupted")]
+    diverged = [i for i, r in enumerate(v.runs) if not r.summary.get("solved") and r.summary.get("status") ==
+                "diverged"]
     won, lost, memoryless = [], [], 0
     for name, idx in v.groups:
         members = [v.runs[i] for i in idx]
@@ -67,7 +69,9 @@ def findings(runs: list[Run]) -> list[str]:
             won.append(f"{name} at step {ok[0]}")
         elif ok:
             won.append(f"{name} {len(ok)}/{len(members)} seeds (median step {median(ok):.0f})")
-        left = [v.runs[i] for i in idx if not v.runs[i].summary.get("solved") and i not in stopped]
+        # A diverged run ended on NaN/Inf, not on a loss: said as such below, not "learned nothing".
+        left = [v.runs[i] for i in idx if not v.runs[i].summary.get("solved") and i not in stopped
+                and i not in diverged]
         # Near or above the trivial baseline: the run learned nothing long-range.
         flat = [r for r in left if ((r.summary.get("final") or {}).get("val_loss") or math.inf)
                 >= MEMORYLESS * _baseline(r)]
@@ -94,8 +98,14 @@ def findings(runs: list[Run]) -> list[str]:
             first += (f" Of the {unsolved_n} unsolved, {memoryless} ended at or above {MEMORYLESS:.0%} of {base_text} "
                       "and learned nothing long-range.")
         else:
-            first += f" The {unsolved_n} unsolved ended below {base_text}: they learned part of the task."
+            others = unsolved_n - len(diverged)
+            first += (f" The {others} unsolved{' that did not diverge' if diverged else ''} ended below {base_text}: "
+                      "they learned part of the task.")
         first += f" Final val loss: {listed([text for _, text in lost])}."
+    if diverged:
+        named = listed([f"{v.labels[i].label} ({run_outcome(v.runs[i])})" for i in diverged])
+        first += (f" {len(diverged)} of the {len(v.runs) - len(solved_runs) - len(stopped)} unsolved diverged "
+                  f"(the loss became NaN/Inf): {named}.")
 
     def rates(r: Run) -> tuple:
         h = r.probes["h"]

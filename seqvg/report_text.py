@@ -9,12 +9,13 @@ number and list formats the captions share.
 from __future__ import annotations
 
 import math
+import shlex
 
 import numpy as np
 
 from seqvg.config import RunConfig, default_chrono
 from seqvg.decay import decay_summary
-from seqvg.diagnose import format_diagnosis
+from seqvg.diagnose import format_diagnosis, option_words
 from seqvg.report_view import View, view
 from seqvg.rundir import Run
 from seqvg.tasks import get_task
@@ -48,7 +49,8 @@ def remedies(cfg: dict) -> list[str]:
 
 
 def _fields(cfg: dict) -> dict:
-    return {k: cfg[k] for k in ("task", "length") if k in cfg}
+    # task_args too: recall's sequence (3K+T), and so its default chrono, depends on K.
+    return {k: cfg[k] for k in ("task", "task_args", "length") if k in cfg}
 
 
 def gate_init(cfg: dict) -> str | None:
@@ -131,8 +133,13 @@ def run_outcome(r: Run) -> str:
         return f"diverged at step {s.get('diverged_at_step', '?')}"
     if s["status"] == "completed":
         return f"not solved in {s.get('steps_done', '?')} steps"
-    reached = max([s.get("steps_done") or 0] + [row["step"] for row in r.metrics])
-    return f"{s['status']} at step {reached}"
+    return f"{s['status']} at step {steps_reached(r)}"
+
+
+def steps_reached(r: Run) -> int:
+    """The training steps a run has done: a killed run's summary.json still
+    says 0 (written at its start); its metrics say how far it got."""
+    return max([r.summary.get("steps_done") or 0] + [row["step"] for row in r.metrics])
 
 
 def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str]]:
@@ -158,8 +165,9 @@ def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str
             at = [r.summary["solved_at_step"] for r in rs if r.summary.get("solved")]
             outcome = f"{len(at)}/{len(rs)} solved" + (f", median step {median(at):.0f}" if at else "")
             name = f"{name} ({len(rs)} seeds)"
+        baseline = get_task(c["task"], c.get("task_args")).baseline(c["length"])  # recall's depends on its vocab
         rows.append([name, c["cell"], ", ".join(remedies(c) + ([f"gates: {gates}"] if gates != "-" else [])) or "-",
-                     outcome, number(metric, "{:.4g}"), f"{number(loss)} / {get_task(c['task']).baseline(c['length']):.3g}",
+                     outcome, number(metric, "{:.4g}"), f"{number(loss)} / {baseline:.3g}",
                      number(init, "{:+.2f}"), number(end, "{:+.2f}")])
     return rows
 
@@ -213,9 +221,16 @@ def settings_rows(runs: list[Run]) -> list[list]:
         c = r.cfg
         command = r.config.get("command") or train_command(c)
         rows.append([lab.label, c["cell"], c["units"], c["layers"], c["optimizer"], f"{c['lr']:g}", c["batch_size"],
-                     r.summary.get("steps_done", "?"), f"{c['clip']:g}" if c["clip"] else "off", gate_init_text(c),
+                     _steps_text(r), f"{c['clip']:g}" if c["clip"] else "off", gate_init_text(c),
                      ", ".join(remedies(c)) or "-", command if len(command) <= 60 else command[:57] + "..."])
     return rows
+
+
+def _steps_text(r: Run) -> str:
+    """The steps column: the steps done, "of --steps" where they differ
+    (early stop, a run stopped or still running)."""
+    done = steps_reached(r)
+    return str(done) if done == r.cfg["steps"] else f"{done} of {r.cfg['steps']}"
 
 
 #: Options resolved() fills from other options: left out of a command when
@@ -240,16 +255,13 @@ def train_command(cfg: dict) -> str:
         implied = RunConfig(**{k: v for k, v in given.items() if k not in _DERIVED}).resolved()
     except (ConfigError, TypeError):
         implied = None
-    parts = ["seqvg train"]
+    words = ["seqvg", "train"]
     for key, value in given.items():
         if key in _DERIVED and implied is not None and getattr(implied, key) == value:
             continue
-        option = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(option if value else f"--no-{key.replace('_', '-')}")
-        else:
-            parts.append(f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}")
-    return " ".join(parts)
+        # diagnose's spelling: --task-arg/--cell-arg KEY=VALUE per parameter, not the dict's repr.
+        words += option_words(key, value)
+    return " ".join(shlex.quote(w) for w in words)
 
 
 #: Characters per diagnosis line (monospace, 7.5 points, page width).

@@ -10,6 +10,7 @@ import math
 import re
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from seqvg.report_text import each_group
 from seqvg.report_view import (
@@ -60,6 +61,11 @@ def curves_page(fig, runs: list[Run], title: str = "Learning curves") -> None:
                   title=f"Validation {task.metric_name}  (star = solved)")
     for ax in (ax_loss, ax_metric):
         ax.grid(True, which="major", alpha=0.3)
+        # Steps are whole: a run with one row (diverged at step 2) had ticks at -0.045 .. 0.045.
+        lo, hi = ax.get_xlim()
+        if hi - lo < 2:
+            ax.set_xlim((lo + hi) / 2 - 1, (lo + hi) / 2 + 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     bottom_legend(fig, *run_handles(v), seeds_note(v))
     fig.suptitle(title, fontsize=14, weight="bold")
     solved = sorted((r.summary["solved_at_step"], lab.label) for r, lab in zip(v.runs, v.labels)

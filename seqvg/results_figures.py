@@ -236,7 +236,8 @@ def _results_caption(fig, study: Study, rows: list[dict]) -> None:
 
     fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
     if study.probe_only:
-        whole = sum((r["h_horizon"] or 0) >= get_task(r["task"]).seq_len(r["length"]) for r in rows)
+        # With the task's parameters: recall's sequence is 3K+T, selective-copy's T+2M.
+        whole = sum((r["h_horizon"] or 0) >= get_task(r["task"], _task_args(r)).seq_len(r["length"]) for r in rows)
         caption(fig, "where the decay rate (left) drops below 0 the gradient shrinks on its way back; "
                  f"{whole} of {len(rows)} probes keep it above 1e-3 of the last step's over the whole sequence.")
     else:
@@ -316,3 +317,9 @@ def probe_curves_figure(study: Study):
     caption(fig, "the further a curve falls from 1 at the last step, the less gradient reaches the first input"
              + spread + ".")
     return fig
+
+
+def _task_args(row: dict) -> dict:
+    """A results row's ``task_args`` ("pairs=2 vocab=8", as results.csv holds it) as a dict."""
+    text = row.get("task_args") or ""
+    return {k: int(v) for k, v in (item.split("=", 1) for item in str(text).split())}

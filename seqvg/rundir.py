@@ -305,7 +305,7 @@ def load_run(path: Path) -> Run:
     config = read_json(path / CONFIG)
     # Its options' types and names (the report and diagnose read them); not
     # resolved(), whose rules may have grown stricter since an old run was made.
-    config_of(config, path / CONFIG, resolve=False)
+    cfg = config_of(config, path / CONFIG, resolve=False)
     summary = read_json(path / SUMMARY)
     if summary.get("status") not in STATUSES:
         raise RunDirError(f"{path / SUMMARY}: corrupt (status {summary.get('status')!r})")
@@ -321,6 +321,16 @@ def load_run(path: Path) -> Run:
         raise RunDirError(f"{path / PROBES}: corrupt (no probes: not even step 0's)")
     if probes["h"].ndim != 3 or probes["h"].shape[0] != k or probes["x"].shape[0] != k:
         raise RunDirError(f"{path / PROBES}: corrupt (array shapes disagree)")
+    # The curves must be the run's: their length is what diagnose calls the
+    # sequence (horizon 5/5 of a T=20 run otherwise) and the report's t axis.
+    try:
+        steps = cfg.seq_len
+    except ValueError:  # task parameters config_of does not check: reported by whoever resolves them
+        steps = probes["h"].shape[-1]
+    if probes["h"].shape[1:] != (cfg.layers, steps) or probes["x"].shape != (k, steps):
+        raise RunDirError(f"{path / PROBES}: corrupt (h has shape {probes['h'].shape}, x {probes['x'].shape}; "
+                          f"the run's {cfg.layers} layer(s) over {steps} timesteps need ({k}, {cfg.layers}, "
+                          f"{steps}) and ({k}, {steps}))")
     # seqvg.why's arrays, where present: one row per probe, like h.
     why = [key for key in probes if key.startswith(("gate_", "state_")) or key in ("jac_sigma", "sigma_w")]
     if any(probes[key].ndim < 2 or probes[key].shape[0] != k for key in why) or (

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import re
 import tomllib
@@ -381,13 +382,17 @@ def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, 
         for item in items:
             if not item.partition("=")[0].strip().isidentifier():
                 raise ValueError(f"expected KEY=VALUE with KEY an argument name, got {item!r}")
-    out = {}
+    out, seen = {}, {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_") if dashes else key.strip()
         if not sep or not key or (not empty and not value.strip()):
             raise ValueError(f"expected KEY=VALUE, got {item!r}")
         text = value.strip()
+        if key in out:
+            # The last would win without a word: vocab=8 and vocab=16 typed, 16 used.
+            raise ValueError(f"{key} given more than once ({item!r} after {key}={seen[key]}); give it once")
+        seen[key] = text
         if text in _PYTHON_WORDS:
             # Kept as text, "False" would be a true value: say how TOML spells it.
             raise ValueError(f"{item!r}: {_PYTHON_WORDS[text]}")
@@ -398,6 +403,36 @@ def parse_assignments(items, *, dashes: bool = True, identifiers: bool = False, 
                 raise ValueError(f"{item!r}: not a TOML value ({e})") from None
             out[key] = text
     return out
+
+
+def format_assignment(key: str, value) -> str:
+    """``KEY=VALUE`` that ``parse_assignments`` reads back as ``{key: value}``.
+
+    The inverse for a command seqvg prints (``--task-arg``, ``--cell-arg``):
+    ``str(value)`` would give Python's ``True`` (refused), ``{'a': 1}`` (not
+    TOML) and, for the text ``"3"``, a number.
+    """
+    return f"{key}={_toml_value(value, top=True)}"
+
+
+def _toml_value(value, top: bool = False) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # A bare word where parse_assignments keeps it as text (relu), else a quoted TOML string.
+        if top and value == value.strip() and value and value not in _PYTHON_WORDS and value[0] not in "[{\"'#":
+            try:
+                tomllib.loads(f"v = {value}")
+            except tomllib.TOMLDecodeError:
+                return value
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML spelling for {type(value).__name__} {value!r}")
 
 
 #: Python's spellings that TOML does not read: as text they would pass silently ("False" is true).

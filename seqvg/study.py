@@ -28,7 +28,7 @@ from pathlib import Path
 
 from seqvg import rundir
 from seqvg.config import ConfigError, RunConfig, option_differences
-from seqvg.pdf import check_replaceable, written_by_seqvg
+from seqvg.pdf import check_replaceable, image_name_problem, written_by_seqvg
 from seqvg.results import (  # noqa: F401 (the study API)
     DECAY,
     OPTION_COLUMNS,
@@ -210,6 +210,7 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     from seqvg.config import is_custom_cell
     from seqvg.customcell import CELL_DIR, CELL_JSON, bind_run, check_cell, unbind
     from seqvg.memory import check_memory
+    from seqvg.mnist import check_split_sizes
 
     for cfg, d in zip(study.configs, study.run_dirs()):
         if rundir.is_finished(d, study.probe_only):
@@ -228,11 +229,14 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
                 study.report.name in (rundir.RESULTS_CSV, rundir.RESULTS_PNG):
             raise ConfigError(f"{study.report}: the study writes its {study.report.name} there; choose another "
                               "name for the report", "report")
+        if image_name_problem(study.report):
+            raise ConfigError(image_name_problem(study.report), "report")
         rundir.check_writable(study.report)
         check_replaceable(study.report)
     check_study_dir(study)
     for cfg in study.configs:
         check_memory(cfg, training=not study.probe_only, names=names)
+        check_split_sizes(cfg, training=not study.probe_only)
 
 
 def check_study_dir(study: Study) -> None:

@@ -71,7 +71,8 @@ class TaskArg:
 TASK_ARGS: dict[str, tuple[TaskArg, ...]] = {
     "temporal-order": (TaskArg("symbols", 2, "relevant X/Y positions: 2 = exp. 6a (4 classes), 3 = exp. 6b (8)", 2),),
     "selective-copy": (TaskArg("tokens", 16, "data tokens M to copy", 1),
-                       TaskArg("vocab", 16, "vocabulary V: blank, V-2 data symbols, marker", 3)),
+                       # V >= 4: with one data symbol (V = 3) the copy needs no memory (baseline loss ln 1 = 0).
+                       TaskArg("vocab", 16, "vocabulary V: blank, V-2 data symbols, marker", 4)),
     "recall": (TaskArg("pairs", 8, "key-value pairs K (all queried)", 1),
                TaskArg("vocab", 64, "vocabulary V (even): keys from the first half, values from the second", 4)),
 }
@@ -130,13 +131,19 @@ class Task:
         """Why ``length`` is impossible for this task, or None."""
         if self.name in ("smnist", "psmnist") and length != MNIST_PIXELS:
             return f"{self.name} reads an image's {MNIST_PIXELS} pixels one per step: use --length {MNIST_PIXELS}"
-        if self.name == "temporal-order":
+        if self.name == "temporal-order" and not self._windows_fit(length):
             windows = temporal_positions(length, self.params["symbols"])
-            inside = all(1 <= lo <= hi <= length - 2 for lo, hi in windows)
-            if not inside or any(a[1] >= b[0] for a, b in zip(windows, windows[1:])):
-                return (f"temporal-order T={length}: its windows {windows} must lie between B (step 0) and E "
-                        f"(step T-1) without overlapping; use a longer --length")
+            # "A longer --length" alone left the user guessing: name the shortest that fits.
+            shortest = next(t for t in range(length + 1, length + 1000) if self._windows_fit(t))
+            return (f"temporal-order T={length}: its windows {windows} must lie between B (step 0) and E "
+                    f"(step T-1) without overlapping; use --length {shortest} or longer")
         return None
+
+    def _windows_fit(self, length: int) -> bool:
+        """Whether temporal order's windows fit a sequence of ``length``."""
+        windows = temporal_positions(length, self.params["symbols"])
+        inside = all(1 <= lo <= hi <= length - 2 for lo, hi in windows)
+        return inside and all(a[1] < b[0] for a, b in zip(windows, windows[1:]))
 
     def generate(self, rng: np.random.Generator, n: int, length: int, split: str = "train"
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +204,7 @@ class Task:
             return 1.0 / 12.0
         if self.name == "temporal-order":
             return math.log(2)
-        if self.name == "recall":
+        if self.name == "recall" and self.params["pairs"] > 1:  # one pair: knowing the value is solving it
             return math.log(self.params["pairs"])
         return None
 
@@ -207,7 +214,7 @@ class Task:
             return 1.0 / 12.0
         if self.name == "temporal-order":
             return 0.5
-        if self.name == "recall":
+        if self.name == "recall" and self.params["pairs"] > 1:
             return 1.0 / self.params["pairs"]
         return None
 

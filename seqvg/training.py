@@ -45,6 +45,7 @@ from seqvg.config import (  # noqa: F401 (re-exported)
 from seqvg.customcell import check_cell
 from seqvg.execpath import ExecutionPath, recorded, resolve
 from seqvg.memory import check_memory
+from seqvg.mnist import check_split_sizes
 from seqvg.probelog import ProbeLog
 from seqvg.progress import Progress
 from seqvg.rowstats import Validation, WeightChange, Window
@@ -120,6 +121,7 @@ def train(
             unbind(cfg.cell)  # a new run takes the cell file as it is now, not an earlier run's copy
     # Every check before anything is written or deleted.
     check_memory(cfg)
+    check_split_sizes(cfg)
     check_cell(cfg)
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install 'seqvg[tensorboard]'", "tensorboard")

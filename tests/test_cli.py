@@ -78,3 +78,32 @@ def test_an_empty_path_is_a_usage_error(tmp_path, monkeypatch):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 2 and "an empty path" in r.output, r.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_before_training_starts_exits_130(tmp_path, monkeypatch):
+    """Ctrl-C while TensorFlow loads (the first seconds of `seqvg train`) was
+    click's `Aborted!` with exit 1, a fault's status, though train's help
+    says 130 for interrupted; now 130 there too, and nothing is written."""
+    from seqvg import cli as cli_module
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli_module, "import_tensorflow_quietly", interrupted)
+    r = CliRunner().invoke(cli, ["train", "--cell", "rnn", "--length", "10", "--out", "run"])
+    assert r.exit_code == 130 and "Interrupted." in r.output and "Aborted" not in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_option_ending_in_a_slash_is_a_usage_error(tmp_path, monkeypatch):
+    """`seqvg generate ... -o newdir/` wrote a file named newdir (pathlib
+    drops the slash), `report -o myreports/` a PDF named myreports."""
+    monkeypatch.chdir(tmp_path)
+    for args, name in ((["generate", "copy", "-T", "7", "-n", "5", "-o", "newdir/"], "newdir/"),
+                       (["report", "runs", "-o", "myreports/"], "myreports/")):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2, r.output
+        assert (f"Error: Invalid value for '--out' / '-o': {name}: a trailing '/' names a directory; give a "
+                f"file's name (e.g. {name}FILE)") in r.output
+    assert list(tmp_path.iterdir()) == []

@@ -72,3 +72,24 @@ def test_copy_task_reads_twenty_more_steps():
     assert RunConfig(task="copy", length=30).seq_len == 50
     assert RunConfig(task="adding", length=30).seq_len == 30
     assert config.default_run_name(RunConfig(task="copy", cell="gru", length=30, seed=2)) == "copy-gru-T30-s2"
+
+
+def test_a_recurrent_gain_float32_cannot_hold_is_refused(tmp_path):
+    """`seqvg probe --cell rnn --recurrent-gain 1e39` (or train) made inf
+    weights, and the probe's sigma_max(W) failed with TensorFlow's
+    "Self-adjoint eigen decomposition was not successful" traceback; train
+    left a run directory behind it. 1e38 still builds (finite weights)."""
+    from click.testing import CliRunner
+
+    from seqvg.cli import cli
+    from seqvg.config import ConfigError, RunConfig
+
+    with pytest.raises(ConfigError) as e:
+        RunConfig(cell="rnn", recurrent_gain=1e39).resolved()
+    assert e.value.option == "recurrent_gain" and "must be at most 1e+38" in str(e.value)
+    RunConfig(cell="rnn", recurrent_gain=1e38, recurrent_init="glorot").resolved()
+    r = CliRunner().invoke(cli, ["train", "--cell", "rnn", "--recurrent-gain", "1e300", "--length", "10",
+                                 "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "Invalid value for '--recurrent-gain': --recurrent-gain must be at most 1e+38 " \
+        "(the recurrent weights are float32), got 1e+300" in r.output, r.output
+    assert not (tmp_path / "run").exists()

@@ -1,6 +1,7 @@
 """Why an unsolved run did not solve, and what to try."""
 
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,56 @@ def test_cli_summary_and_diagnose_explain_an_unsolved_run(tmp_path):
     assert all("see tasks/" in line for line in tries)
     d = CliRunner().invoke(cli, ["diagnose", str(out)])
     assert d.exit_code == 0 and "- why not solved: " in d.output and "- try: seqvg train " in d.output
+
+
+def test_remedy_commands_paste_into_a_shell(tmp_path):
+    """A run directory with a space, a custom cell's --cell-arg values and an
+    lr of many digits: diagnose's and the report's commands give the same
+    config back. They wrote ``--out my runs/x-clip1`` (three words),
+    ``--task-arg keep_bias=1.0`` for a cell argument, ``flag=True`` (refused:
+    TOML spells it true) and ``--lr 0.00123457``."""
+    from seqvg.report_text import train_command as report_command
+
+    cell = tmp_path / "my_gru.py"
+    cell.write_text((Path(__file__).parents[1] / "docs" / "examples" / "my_gru.py").read_text())
+    cfg = RunConfig(cell=f"{cell}:MyGRU", length=30, lr=0.00123456789,
+                    cell_args={"keep_bias": 1.0, "flag": True, "name": "3", "sizes": [1, "a b"]}).resolved()
+    command = train_command(cfg, str(tmp_path / "my runs" / "x-clip1"))
+    words = shlex.split(command)
+    assert words[-2:] == ["--out", str(tmp_path / "my runs" / "x-clip1")]
+    assert "--task-arg" not in words and "flag=true" in words and 'name="3"' in words
+    assert _parse(" ".join(shlex.quote(w) for w in words[:-2])) == cfg
+    assert _parse(report_command(cfg.to_dict())) == cfg
+    recall = RunConfig(task="recall", task_args={"pairs": 3}, length=7, cell="rnn").resolved()
+    assert "--task-args" not in report_command(recall.to_dict())
+    assert _parse(report_command(recall.to_dict())) == recall
+
+
+def test_a_gradient_that_fades_within_the_horizon_is_not_said_to_arrive(tmp_path):
+    """T=20 at -8 decades/100 steps: the gradient stays above the horizon's
+    1e-3 (g0/gT 0.03) but falls 1.5 decades. diagnose's verdict says
+    "vanishing"; the explanation said "the gradient reaches all 20 steps, so
+    the signal arrives". Now it says how much it fades."""
+    e = explain(_run(tmp_path, cell="rnn", length=20, rate=-8.0))
+    assert "reaches all 20 steps but fades on the way: -1.5 decades over them" in e.why, e.why
+    assert "first marker sends a weak learning signal" in e.why and "signal arrives" not in e.why
+    e = explain(_run(tmp_path, cell="rnn", length=20, rate=-2.0, name="mild"))
+    assert "reaches all 20 steps (-2.0 decades/100 steps), so the signal arrives" in e.why, e.why
+
+
+def test_a_run_with_only_its_untrained_probe_has_no_final_decay():
+    """A run that diverged at step 2 has one probe, the untrained one;
+    summary.json's decay "final" repeated it and `seqvg train` printed it
+    as "gradient final decay 47.2 ...", as if measured after training."""
+    from seqvg.diagnose import format_run_summary
+    from seqvg.probelog import ProbeLog, ProbeRecord
+
+    h = np.array([10.0 ** (0.5 * (19 - np.arange(20)))])
+    log = ProbeLog([ProbeRecord(0, h, h[0], 1.0, None, {}, None)])
+    assert log.decay()["final"] is None and log.decay()["init"]["horizon"] == 20
+    log.records.append(ProbeRecord(10, h, h[0], 1.0, None, {}, None))
+    assert log.decay()["final"] == log.decay()["init"]
+    summary = {"status": "diverged", "steps_done": 2, "wall_s": 0.5, "final": {"val_loss": 1.0, "val_metric": 1.0},
+               "metric_name": "mse", "baseline": 1 / 6, "decay": {"init": log.decay()["init"], "final": None}}
+    lines = format_run_summary(Path("run"), summary).splitlines()
+    assert lines[-1] == "gradient  final -  (no probe after the untrained one)", lines

@@ -919,7 +919,7 @@ def test_one_run_given_twice_is_one_run(world, tmp_path, monkeypatch):
     monkeypatch.chdir(w)
     r = CliRunner().invoke(cli, ["diagnose", "run", "../w/run", str(w / "run"), "run/"])
     assert r.exit_code == 0, r.output
-    assert r.output.count("vanishing gradient at init") == 1, r.output
+    assert r.output.count(" at init: decay ") == 1, r.output  # the gradient verdict at init: one run
     assert "../w/run: the same directory as run; left out" in r.output
     assert f"{w / 'run'}: the same directory as run; left out" in r.output
 

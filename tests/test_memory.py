@@ -60,3 +60,31 @@ def test_memory_check_counts_the_weights(monkeypatch):
         memory.check_memory(wide)
     assert e.value.option == "units" and "make it smaller with --units, --layers" in str(e.value)
 
+
+
+def test_memory_check_names_a_task_parameter_that_makes_it_too_large(monkeypatch):
+    """``--task-arg vocab=10000000`` (tokens, pairs alike) grows the inputs or
+    the sequence: the refusal blamed --length (or -n for generate) and never
+    named --task-arg, the one option the user had moved."""
+    from click.testing import CliRunner
+
+    from seqvg.cli import cli
+
+    monkeypatch.setattr(memory, "physical_memory_bytes", lambda: 24 * 2**30)
+    cfg = RunConfig(task="selective-copy", task_args={"vocab": 10**7}, length=20, units=8).resolved()
+    with pytest.raises(ConfigError) as e:
+        memory.check_memory(cfg)
+    assert e.value.option == "task_args" and str(e.value).endswith(", --task-arg vocab"), str(e.value)
+    # Both recall parameters raised: the check survives a default that would not fit the other (pairs > vocab/2).
+    cfg = RunConfig(task="recall", task_args={"pairs": 10**7, "vocab": 2 * 10**7}, length=20, units=8).resolved()
+    with pytest.raises(ConfigError) as e:
+        memory.check_memory(cfg, training=False)
+    assert e.value.option == "task_args" and "--task-arg pairs" in str(e.value), str(e.value)
+    # A length too large is still the length's fault, with no task parameter named.
+    with pytest.raises(ConfigError) as e:
+        memory.check_memory(RunConfig(length=10**8, units=8).resolved())
+    assert e.value.option == "length" and "--task-arg" not in str(e.value)
+    r = CliRunner().invoke(cli, ["generate", "selective-copy", "-T", "20", "--task-arg", "vocab=100000000",
+                                 "-o", "x.npz"])
+    assert r.exit_code == 2 and "Error: Invalid value for '--task-arg': 64 samples of selective-copy" in r.output
+    assert r.output.rstrip().endswith("make it smaller with -n, --length or --task-arg vocab"), r.output

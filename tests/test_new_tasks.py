@@ -334,3 +334,53 @@ def test_train_command_carries_task_args():
     cfg = RunConfig(task="recall", task_args={"pairs": 3}, length=7, cell="gru", steps=50).resolved()
     words = shlex.split(train_command(cfg))
     assert run_config(train.make_context("train", words[2:]).params) == cfg
+
+
+def test_task_parameters_that_make_the_task_need_no_memory():
+    """selective-copy with vocab=3 has one data symbol: the copy needs no
+    memory and its "trivial baseline" was loss ln 1 = 0, so any model met it.
+    recall with pairs=1 had a partial plateau of ln 1 = 0 ("keeps the values
+    but not which key"), which with one key is the solution."""
+    with pytest.raises(ValueError, match="--task-arg vocab: must be at least 4, got 3"):
+        get_task("selective-copy", {"vocab": 3})
+    assert get_task("selective-copy", {"vocab": 4}).baseline(10) == pytest.approx(math.log(2))
+    one = get_task("recall", {"pairs": 1, "vocab": 4})
+    assert one.partial_plateau(10) is None and one.plateau_metric(10) is None
+    assert one.baseline(10) == pytest.approx(math.log(2))
+    assert get_task("recall", {"pairs": 2, "vocab": 4}).partial_plateau(10) == pytest.approx(math.log(2))
+    r = CliRunner().invoke(cli, ["generate", "selective-copy", "-T", "5", "--task-arg", "vocab=3", "-o", "x.npz"])
+    assert r.exit_code == 2 and "--task-arg vocab: must be at least 4, got 3" in r.output, r.output
+
+
+def test_mnist_sizes_beyond_its_splits_are_refused_before_the_run(mnist, tmp_path):
+    """--val-size 60 with a test split of 50 images: the run wrote
+    config.json, then failed with `Error: mnist.npz: 60 samples asked of the
+    test split, which holds 50; files kept: ... --resume` (exit 1), and that
+    resume failed the same way. Now a usage error naming the option, before
+    anything is written; --batch-size and --probe-batch (training split) alike."""
+    out = tmp_path / "sm"
+    base = ["train", "--task", "smnist", "--length", "784", "--units", "4", "--steps", "2", "--eval-every", "2",
+            "--batch-size", "4", "--probe-batch", "2", "-q", "--out", str(out)]
+    r = CliRunner().invoke(cli, [*base, "--val-size", "60"])
+    assert r.exit_code == 2, r.output
+    assert ("Error: Invalid value for '--val-size': --val-size 60: smnist draws it as distinct images of MNIST's "
+            "test split, which holds 50") in r.output
+    assert not out.exists()
+    r = CliRunner().invoke(cli, ["probe", "--task", "psmnist", "--length", "784", "--units", "4",
+                                 "--probe-batch", "301"])
+    assert r.exit_code == 2 and "--probe-batch 301: psmnist draws it as distinct images of MNIST's train split, " \
+        "which holds 300" in r.output, r.output
+    # generate -n alike (it was `Error: mnist.npz: 301 samples asked of the train split ...`, exit 1).
+    r = CliRunner().invoke(cli, ["generate", "smnist", "-T", "784", "-n", "301", "-o", str(tmp_path / "g.npz")])
+    assert r.exit_code == 2 and "Invalid value for '-n': smnist draws 301 distinct images of MNIST's train split, " \
+        "which holds 300" in r.output, r.output
+    assert not (tmp_path / "g.npz").exists()
+
+
+def test_temporal_order_too_short_names_the_shortest_length():
+    """`--length 5 --task-arg symbols=3` said "use a longer --length" and left
+    the user to guess; every length from the one named on fits."""
+    three = get_task("temporal-order", {"symbols": 3})
+    assert three.check_length(5).endswith("use --length 7 or longer")
+    assert get_task("temporal-order").check_length(3).endswith("use --length 5 or longer")
+    assert all(three.check_length(t) is None for t in range(7, 2000))

@@ -481,3 +481,34 @@ def test_prober_runs_the_sequence_op(cell):
         grads = [n for n in nodes if n.op == name + "Grad"]
         assert grads and all(not n.attr["weight_grad"].b and n.attr["with_taps"].b for n in grads)
         assert not {n.op for n in nodes} & {"SeqvgLstmCell", "While", "StatelessWhile"}
+
+
+def test_probe_batch_with_data_is_a_usage_error(tmp_path):
+    """`seqvg probe --data FILE --probe-batch 3` probed all of FILE's 8
+    samples and said nothing of the 3 asked for."""
+    data = tmp_path / "d.npz"
+    r = CliRunner().invoke(cli, ["generate", "adding", "-T", "10", "-n", "8", "-o", str(data)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["probe", "--cell", "rnn", "--length", "10", "--units", "4", "--data", str(data),
+                                 "--probe-batch", "3"])
+    assert r.exit_code == 2, r.output
+    assert (f"Error: Invalid value for '--probe-batch': the probe runs on the samples of --data {data}; drop "
+            "--probe-batch") in r.output
+
+
+def test_probe_of_a_diverged_run_says_it_diverged(tiny_run, tmp_path):
+    """A diverged run keeps no model.keras; `seqvg probe RUN` said
+    "missing (run status: diverged); only a finished run has a final model",
+    though a diverged run is finished (it is not resumed or run again)."""
+    import json
+
+    from conftest import copy_run
+
+    run = copy_run(tiny_run(cell="rnn"), tmp_path / "run")
+    (run / "model.keras").unlink()
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged", "diverged_at_step": 20}))
+    r = CliRunner().invoke(cli, ["probe", str(run)])
+    assert r.exit_code == 2, r.output
+    assert (f"Error: {run}/model.keras: missing: the run diverged (its loss became NaN/Inf), so it kept no final "
+            f"model; its probes up to then are in {run}/probes.npz") in r.output

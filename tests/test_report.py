@@ -1,5 +1,6 @@
 """Report pages, the data they draw, diagnosis verdicts, compare."""
 
+import math
 import re
 import shutil
 import subprocess
@@ -451,3 +452,129 @@ def test_title_page_names_the_execution_paths_recorded(tmp_path):
     (line,) = [t.get_text() for t in fig.texts if t.get_text().startswith("execution path")]
     assert line == "execution path: LSTM: seqvg's loop of TensorFlow ops, unrolled; GRU: seqvg's sequence op"
     plt.close(fig)
+
+
+def test_a_report_named_as_an_image_is_refused(tiny_run, tmp_path, monkeypatch):
+    """``report -o out.png`` wrote a PDF named .png (no viewer opens it), and
+    ``-o pages/01-title.png`` replaced seqvg's own page PNG with a PDF. Now a
+    usage error before any page is drawn, nothing written; a compare's
+    ``--report r.svg`` alike, before any run."""
+    monkeypatch.chdir(tmp_path)
+    run = tiny_run(cell="rnn")
+    r = CliRunner().invoke(cli, ["report", str(run), "-o", "r.pdf", "--png", "pages"])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "pages" / "01-title.png").read_bytes()
+    for name in ("out.png", "pages/01-title.png", "x.JPG"):
+        r = CliRunner().invoke(cli, ["report", str(run), "-o", name])
+        assert r.exit_code == 2, r.output
+        assert (f"Error: Invalid value for '--out' / '-o': {name}: a report is a PDF, not a "
+                f"{Path(name).suffix} image; give a name ending in .pdf") in r.output
+    assert (tmp_path / "pages" / "01-title.png").read_bytes() == page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pages", "r.pdf"]
+    r = CliRunner().invoke(cli, ["compare", "--cells", "rnn", "--length", "10", "--units", "4", "--steps", "10",
+                                 "--out", "cmp", "--report", "r.svg", "-q"])
+    assert r.exit_code == 2 and "Invalid value for '--report': r.svg: a report is a PDF" in r.output, r.output
+    assert not (tmp_path / "cmp").exists() and not (tmp_path / "r.svg").exists()
+
+
+def test_a_short_sequence_with_mild_decay_is_not_called_vanishing():
+    """A T=20 run whose gradient keeps half its size over the sequence
+    (-1.5 decades/100 steps, g0/gT 0.5): diagnose said "vanishing gradient",
+    beside explain's "the gradient reaches all 20 steps, so the signal
+    arrives". Now healthy, with the decades over the sequence; a decade or
+    more lost over the sequence is still vanishing, and T >= 100 is unchanged."""
+    t = np.arange(20)
+    v = gradient_verdict(decay_summary(10 ** (-0.015 * (19 - t))), 20, "init")
+    assert v.key == "healthy" and "(-0.29 decades over the 20 steps)" in v.text, v.text
+    assert gradient_verdict(decay_summary(10 ** (0.015 * (19 - t))), 20, "init").key == "healthy"
+    assert gradient_verdict(decay_summary(10 ** (-0.08 * (19 - t))), 20, "init").key == "vanishing"
+    assert gradient_verdict(decay_summary(10 ** (0.08 * (19 - t))), 20, "init").key == "exploding"
+    t = np.arange(200)
+    assert gradient_verdict(decay_summary(10 ** (-0.015 * (199 - t))), 200, "init").key == "vanishing"
+
+
+def test_settings_table_counts_the_steps_a_stopped_run_did(tiny_run, tmp_path):
+    """A run killed at step 20 of 30: its summary.json still says what it said
+    at the start (running, 0 steps done), and the Summary page's settings
+    table printed 0 steps beside the diagnosis's "stopped at step 20"."""
+    import json
+
+    from seqvg.report_text import SETTINGS_COLUMNS, settings_rows
+
+    from conftest import copy_run
+
+    run = copy_run(tiny_run(cell="rnn"), tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "running", "steps_done": 0}))
+    lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+    (run / "metrics.csv").write_text("".join(lines[:-1]))  # the rows of steps 0, 10, 20
+    steps = SETTINGS_COLUMNS.index("steps")
+    assert settings_rows([load_run(run)])[0][steps] == "20 of 30"
+    assert settings_rows([load_run(tiny_run(cell="rnn"))])[0][steps] == "30"
+
+
+def test_a_run_with_one_evaluation_is_drawn_on_the_learning_curves(tiny_run, tmp_path):
+    """A run that diverged before its second evaluation has one metrics row:
+    its curves were lines of one point, which matplotlib does not draw, on
+    an axis ticked -0.045 .. 0.045 steps. Now a marker, on whole steps."""
+    import json
+
+    from seqvg.report_training import curves_page
+
+    from conftest import copy_run
+
+    run = copy_run(tiny_run(cell="rnn"), tmp_path / "run")
+    lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+    (run / "metrics.csv").write_text("".join(lines[:2]))  # the header and step 0's row
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged", "diverged_at_step": 2}))
+    fig = plt.figure()
+    curves_page(fig, [load_run(run)])
+    for ax in fig.axes[:2]:
+        drawn = [line for line in ax.lines if len(line.get_xdata()) == 1 and line.get_label() == "rnn s0"]
+        assert drawn and drawn[0].get_marker() == "o"
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    plt.close(fig)
+
+
+def test_the_title_page_uses_the_runs_task_parameters(tiny_run):
+    """A recall run with --task-arg pairs=2 --task-arg vocab=8: its trivial
+    baseline is ln 4 = 1.39, but the title page took the default task's
+    (ln 32 = 3.47), said a run at 2.05 "ended below the trivial baseline:
+    learned part of the task", and listed its default chrono (16, recall's
+    3K+T) as a remedy "chrono 16" (it computed 3*8+10 = 34)."""
+    from seqvg.report_findings import findings
+    from seqvg.report_text import outcome_rows, remedies
+
+    run = load_run(tiny_run(cell="gru", task="recall", task_args={"pairs": 2, "vocab": 8}))
+    loss = run.summary["final"]["val_loss"]
+    row = outcome_rows([run])[0]
+    assert row[5].endswith(" / 1.39"), row
+    assert remedies(run.cfg) == [] and row[2] == "gates: chrono 16", row
+    first = findings([run])[0]
+    assert "val loss 1.39: a model with no memory" in first and "3.47" not in first, first
+    assert ("ended at or above 90%" in first) == (loss >= 0.9 * math.log(4)), first
+    from seqvg.results_figures import _task_args
+
+    # The probe-only results caption counts whole-sequence horizons against recall's own 3K+T.
+    assert _task_args({"task_args": "pairs=2 vocab=8"}) == {"pairs": 2, "vocab": 8}
+    assert _task_args({"task_args": ""}) == {} and _task_args({}) == {}
+
+
+def test_findings_say_a_diverged_run_diverged(tiny_run, tmp_path):
+    """A run that diverged at step 2 (val loss 2.75e+17 at step 0): the title
+    page's first finding said it "ended at or above 90% of the trivial
+    baseline and learned nothing long-range. Final val loss: rnn 2.75e+17"."""
+    import json
+
+    from seqvg.report_findings import findings
+
+    from conftest import copy_run
+
+    run = copy_run(tiny_run(cell="rnn"), tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged", "diverged_at_step": 2,
+                                                  "final": {**summary["final"], "val_loss": 2.75e17}}))
+    first = findings([load_run(run)])[0]
+    assert first.endswith("1 of the 1 unsolved diverged (the loss became NaN/Inf): rnn s0 (diverged at step 2)."), first
+    assert "learned nothing" not in first and "2.75e+17" not in first, first

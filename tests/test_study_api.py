@@ -145,3 +145,20 @@ def test_results_writer_writes_the_csv_every_run_and_the_figure_at_most_every_n_
     fast = results.ResultsWriter(_tiny(tmp_path / "s"), every=0)
     fast.run_finished()
     assert calls == [False, False, True]
+
+
+def test_parse_assignments_refuses_a_key_given_twice():
+    """`--task-arg vocab=8 --task-arg vocab=16` (--cell-arg, --set alike)
+    used 16 without a word; `eval-every` and `eval_every` are one key."""
+    with pytest.raises(ValueError, match=re.escape("vocab given more than once ('vocab=16' after vocab=8); "
+                                                   "give it once")):
+        parse_assignments(["vocab=8", "vocab=16"], dashes=False)
+    with pytest.raises(ValueError, match="eval_every given more than once"):
+        parse_assignments(["eval-every=10", "eval_every=20"])
+    from click.testing import CliRunner
+
+    from seqvg.cli import cli
+
+    r = CliRunner().invoke(cli, ["generate", "recall", "-T", "5", "--task-arg", "vocab=8", "--task-arg", "vocab=16",
+                                 "-o", "never.npz"])
+    assert r.exit_code == 2 and "Invalid value for '--task-arg': vocab given more than once" in r.output, r.output

@@ -120,3 +120,64 @@ def test_atomic_writes_are_readable_by_others(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o644
+
+
+def _edited(tmp_path, task: str, **changes) -> str:
+    """A dataset of ``task`` (T=12, 4 samples) written by seqvg, then hand-edited."""
+    from seqvg.datasets import write_dataset
+
+    src = tmp_path / "src.npz"
+    write_dataset(src, task, 12, 4, 0)
+    d = dict(np.load(src))
+    d.update(changes(d) if callable(changes) else {k: (v(d) if callable(v) else v) for k, v in changes.items()})
+    out = tmp_path / "edited.npz"
+    np.savez(out, **d)
+    return str(out)
+
+
+@pytest.mark.parametrize("task,changes,message", [
+    ("copy", {"y": lambda d: np.full_like(d["y"], 99)}, "y holds 99; copy's targets are class ids 0..9"),
+    ("copy", {"y": lambda d: np.full_like(d["y"], -1)}, "y holds -1; copy's targets are class ids 0..9"),
+    ("parity", {"y": lambda d: d["y"] * 0 + 0.5}, "y holds 0.5; parity's targets are class ids 0..1"),
+    ("parity", {"y": lambda d: np.where(np.arange(4) == 2, np.nan, d["y"])}, "y holds NaN or Inf"),
+    ("adding", {"length": np.array([12, 12])}, "length must be a single value, got an array of shape (2,)"),
+    ("adding", {"length": np.array("x")}, "length must be an integer, got 'x'"),
+    ("adding", {"y": lambda d: d["y"][:2]}, "y has shape (2,), adding T=12 with 4 samples in x needs (4,)"),
+    ("copy", {"y": lambda d: d["y"][:, :5]}, "y has shape (4, 5), copy T=12 with 4 samples in x needs (4, 32)"),
+    ("adding", {"x": lambda d: d["x"].astype(str)}, "x must be a numeric array, got dtype <U"),
+    ("recall", {"task_args": np.array("[1]")}, "bad task_args (expected a JSON object of parameters"),
+])
+def test_a_hand_edited_dataset_is_refused_naming_what_is_wrong(tmp_path, task, changes, message):
+    """Out-of-range or fractional class ids, array-valued parameters, text
+    arrays and targets of the wrong shape: each was a TensorFlow or numpy
+    traceback, a message without the file, or silently read (2.5 floored to 2)."""
+    path = _edited(tmp_path, task, **changes)
+    with pytest.raises(ValueError) as e:
+        read_dataset(path)
+    assert str(e.value).startswith(f"{path}: {message}"), str(e.value)
+
+
+def test_probe_data_with_class_ids_out_of_range_is_a_usage_error(tmp_path):
+    """``seqvg probe --data`` with a class id outside the task's classes was a
+    TensorFlow InvalidArgumentError traceback (exit 1)."""
+    path = _edited(tmp_path, "copy", y=lambda d: np.full_like(d["y"], 99))
+    r = CliRunner().invoke(cli, ["probe", "--task", "copy", "--cell", "rnn", "--length", "12", "--units", "4",
+                                 "--data", path])
+    assert r.exit_code == 2, r.output
+    assert f"Error: {path}: y holds 99; copy's targets are class ids 0..9" in r.output
+
+
+@pytest.mark.parametrize("task,changes,message", [
+    ("recall", {"mask": lambda d: np.zeros_like(d["mask"])},
+     "mask is not recall's (recall scores the last 8 steps of each sequence)"),
+    ("selective-copy", {"mask": lambda d: d["mask"][:, :5]},
+     "mask is not selective-copy's (selective-copy scores the last 16 steps of each sequence)"),
+    ("adding", {"mask": np.ones((4, 12), bool)}, "mask is not adding's (adding has no mask)"),
+])
+def test_a_dataset_whose_mask_is_not_the_tasks_is_refused(tmp_path, task, changes, message):
+    """seqvg scores a task's own steps; an edited mask in a --data file was
+    read and ignored without a word."""
+    path = _edited(tmp_path, task, **changes)
+    with pytest.raises(ValueError) as e:
+        read_dataset(path)
+    assert str(e.value).startswith(f"{path}: {message}"), str(e.value)

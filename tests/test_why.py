@@ -424,3 +424,24 @@ def test_load_run_refuses_why_arrays_that_disagree(tiny_run, tmp_path):
         rundir.load_run(tmp_path / "run")
     r = CliRunner().invoke(cli, ["report", str(tmp_path / "run"), "-o", str(tmp_path / "r.pdf")])
     assert r.exit_code != 0 and "Traceback" not in r.output and "probes.npz" in r.output
+
+
+def test_load_run_refuses_curves_of_another_length(tiny_run, tmp_path):
+    """A probes.npz whose curves are not the run's (cut to 5 of its 10
+    timesteps, or one layer of a 2-layer run): diagnose took their length
+    as the sequence's ("horizon 5/5 steps" of a T=10 run) and the report
+    drew them; now corrupt, naming the shapes the run needs."""
+    from seqvg import rundir
+
+    from conftest import copy_run
+
+    run = copy_run(tiny_run(cell="rnn"), tmp_path / "run")
+    probes = dict(np.load(run / "probes.npz"))
+    k = probes["steps"].shape[0]
+    rundir.write_npz(run / "probes.npz", **{**probes, "h": probes["h"][:, :, :5]})
+    with pytest.raises(rundir.RunDirError, match=rf"corrupt \(h has shape \({k}, 1, 5\), x \({k}, 10\); the "
+                       rf"run's 1 layer\(s\) over 10 timesteps need \({k}, 1, 10\) and \({k}, 10\)\)"):
+        rundir.load_run(run)
+    rundir.write_npz(run / "probes.npz", **{**probes, "h": np.concatenate([probes["h"]] * 2, axis=1)})
+    r = CliRunner().invoke(cli, ["diagnose", str(run)])
+    assert r.exit_code == 2 and f"Error: {run}/probes.npz: corrupt (h has shape ({k}, 2, 10)" in r.output, r.output
