@@ -446,3 +446,35 @@ def _check_stacking(cfg: RunConfig) -> None:
     if cfg.residual and cfg.layers < 2:
         raise ConfigError("--residual adds skip connections across stacked layers; it needs --layers 2 or more",
                           "residual")
+
+
+def check_split_sizes(cfg, training: bool = True) -> None:
+    """Refuses, before anything is written, sizes MNIST's splits cannot give.
+
+    A batch is n distinct images of a split: ``--val-size`` of the test split,
+    ``--batch-size`` and ``--probe-batch`` of the training split. Asked for
+    more, the run failed mid-start with an error blaming the file (exit 1)
+    and left a directory that ``--resume`` could not continue.
+
+    Args:
+        cfg: a resolved run config; nothing is checked unless its task is
+            smnist or psmnist.
+        training: False for a probe (only ``--probe-batch`` is drawn).
+
+    Raises:
+        ConfigError: naming the option, the split's size and the file.
+    """
+    if cfg.task not in ("smnist", "psmnist"):
+        return
+    from seqvg.mnist import load_mnist, mnist_path
+
+    d = load_mnist()
+    sizes = [("probe_batch", cfg.probe_batch, "train")]
+    if training:
+        sizes = [("val_size", cfg.val_size, "test"), ("batch_size", cfg.batch_size, "train")] + sizes
+    for option, n, split in sizes:
+        have = len(d[f"x_{split}"])
+        if n > have:
+            raise ConfigError(f"--{option.replace('_', '-')} {n}: {cfg.task} draws it as distinct images of "
+                              f"MNIST's {split} split, which holds {have} ({mnist_path()}); use {have} or fewer",
+                              option)

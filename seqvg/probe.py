@@ -531,7 +531,7 @@ def probe_untrained(cfg, batch: dict | None = None):
 
     check_memory(cfg, training=False, probe_n=None if batch is None else len(batch["x"]))
     if batch is None:
-        from seqvg.mnist import check_split_sizes
+        from seqvg.config import check_split_sizes
 
         check_split_sizes(cfg, training=False)
     from seqvg.customcell import unbind

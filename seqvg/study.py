@@ -207,10 +207,9 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
     Raises:
         ConfigError, RunDirError, OSError: naming the option, directory or file.
     """
-    from seqvg.config import is_custom_cell
+    from seqvg.config import check_split_sizes, is_custom_cell
     from seqvg.customcell import CELL_DIR, CELL_JSON, bind_run, check_cell, unbind
     from seqvg.memory import check_memory
-    from seqvg.mnist import check_split_sizes
 
     for cfg, d in zip(study.configs, study.run_dirs()):
         if rundir.is_finished(d, study.probe_only):

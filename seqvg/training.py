@@ -38,6 +38,7 @@ from seqvg import rundir
 from seqvg.config import (  # noqa: F401 (re-exported)
     ConfigError,
     RunConfig,
+    check_split_sizes,
     default_run_name,
     is_custom_cell,
     option_differences,
@@ -45,7 +46,6 @@ from seqvg.config import (  # noqa: F401 (re-exported)
 from seqvg.customcell import check_cell
 from seqvg.execpath import ExecutionPath, recorded, resolve
 from seqvg.memory import check_memory
-from seqvg.mnist import check_split_sizes
 from seqvg.probelog import ProbeLog
 from seqvg.progress import Progress
 from seqvg.rowstats import Validation, WeightChange, Window
