@@ -211,6 +211,30 @@ def garbage_summary(w: Path) -> None:
     (w / "run" / "summary.json").write_text("\x00\x01 not json")
 
 
+def summary_value(key: str, value) -> Callable[[Path], None]:
+    """A run whose summary.json holds ``value`` for ``key`` (a hand edit); None removes the key."""
+    def setup(w: Path) -> None:
+        d = json.loads((w / "run" / "summary.json").read_text())
+        if value is None:
+            d.pop(key, None)
+        else:
+            d[key] = value
+        rundir.write_json(w / "run" / "summary.json", d)
+    return setup
+
+
+def study_of_run_without(key: str) -> Callable[[Path], None]:
+    """one.toml, a study of one run (the world's run, as study/s0), whose summary.json lost ``key``."""
+    def setup(w: Path) -> None:
+        opts = "\n".join(f"{k} = {v}" for k, v in {**TINY, "cell": '"rnn"'}.items())
+        (w / "one.toml").write_text(f'name = "one"\n{opts}\n')
+        shutil.copytree(w / "run", w / "study" / "s0")
+        d = json.loads((w / "study" / "s0" / "summary.json").read_text())
+        d.pop(key)
+        rundir.write_json(w / "study" / "s0" / "summary.json", d)
+    return setup
+
+
 def bad_lr_spec(w: Path) -> None:
     (w / "bad.toml").write_text('name = "bad"\nlr = nan\n')
 
@@ -391,6 +415,16 @@ CASES = [
     Case("diagnose-truncated-probes", ["diagnose", "run"], 2, "Error: run/probes.npz: corrupt", truncated_probes),
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),
+    # summary.json's fields have types too: a hand edit was a KeyError or TypeError traceback.
+    Case("report-summary-solved-not-bool", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/summary.json: corrupt (solved must be true or false, got 'yes')", summary_value("solved", "yes")),
+    Case("diagnose-summary-solved-without-step", ["diagnose", "run"], 2,
+         "Error: run/summary.json: corrupt (solved is true but solved_at_step is missing)",
+         lambda w: (summary_value("solved", True)(w), summary_value("solved_at_step", None)(w))),
+    Case("report-summary-final-text", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/summary.json: corrupt (final must be an object, got 'x')", summary_value("final", "x")),
+    Case("study-summary-without-metric-name", ["run", "one.toml", "--out", "study", "--report", "r.pdf"], 2,
+         "Error: study/s0/summary.json: corrupt (no metric_name)", study_of_run_without("metric_name")),
     Case("diagnose-missing", ["diagnose", "nothing"], 2, "Error: nothing: does not exist"),
     Case("diagnose-config-wrong-type", ["diagnose", "run"], 2,
          "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
