@@ -274,6 +274,15 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
         grid.pop(key, None)
         for _, opts in variants:
             opts.pop(key, None)
+    # A run's options are base, then its variant's, then the grid's: a key in
+    # both a [[variant]] and [grid] would have the grid replace the variant's
+    # value in every run, the variant's label then naming runs it did not shape.
+    for i, (label, opts) in enumerate(variants):
+        for key in opts:
+            if key in grid:
+                raise SpecError(f"{where(key, 'variant', i)}: also in [grid], whose values would replace "
+                                f"variant {label}'s {key} = {opts[key]!r} in every run; set {key} in the grid or "
+                                "in the variants, not both")
     try:
         runs = expand(base, grid, variants, seeds)
     except ConfigError as e:

@@ -225,6 +225,23 @@ def test_grid_times_variants_times_seeds():
     assert study.out == Path("runs/x") and study.report == Path("reports/x.pdf")
 
 
+def test_a_variant_option_also_in_the_grid_is_refused_not_dropped(tmp_path):
+    """[grid] clip = [1, 2] beside a [[variant]] clip = 3: the grid replaced
+    the variant's 3 in every run, silently, and the runs named "c" had clip 1
+    and 2. Now a spec error at the variant's line; --set clip=... (which
+    removes the key from both) still runs."""
+    text = "task = 'adding'\nlength = 10\n[grid]\nclip = [1.0, 2.0]\n[[variant]]\nlabel = 'c'\nclip = 3.0\n"
+    with pytest.raises(SpecError, match=r"x.toml:7: \[variant\] clip: also in \[grid\], whose values would "
+                                        r"replace variant c's clip = 3.0 in every run"):
+        parse_spec(text, "x.toml")
+    assert [c.clip for c in parse_spec(text, "x.toml", overrides={"clip": 0.5}).configs] == [0.5]
+    spec = tmp_path / "x.toml"
+    spec.write_text(text)
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "also in [grid]" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
 SWEEP = ["sweep", "--cells", "rnn,gru", "--lengths", "8,12", "--units", "8", "--steps", "60",
          "--eval-every", "10", "--val-size", "32", "--batch-size", "16", "--probe-batch", "8", "-q"]
 
