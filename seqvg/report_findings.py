@@ -40,8 +40,8 @@ def _carry_factor(r: Run, row: int) -> tuple[str, float] | None:
 
 
 def _baseline(r: Run) -> float:
-    """The trivial baseline loss of a run's task and length."""
-    return get_task(r.cfg["task"]).baseline(r.cfg["length"])
+    """The trivial baseline loss of a run's task, with its parameters, and length."""
+    return get_task(r.cfg["task"], r.cfg.get("task_args")).baseline(r.cfg["length"])
 
 
 def findings(runs: list[Run]) -> list[str]:

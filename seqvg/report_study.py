@@ -163,7 +163,6 @@ def appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
     rows = max(1, math.ceil(n / cols))
     # One y scale per page, so that runs compare at a glance.
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
-    task = get_task(runs[0].cfg["task"], runs[0].cfg.get("task_args"))
     for ax, r in zip(axes, runs):
         i = v.runs.index(r)
         color = v.colors[i]
@@ -174,7 +173,9 @@ def appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
             point = solved_point(r, "val_loss")
             if point is not None:
                 ax.plot([point[0]], [point[1]], marker="*", markersize=11, color=color, markeredgecolor="k")
-            ax.axhline(task.baseline(r.cfg["length"]), color="0.25", linestyle=(0, (1, 1)), linewidth=1)
+            # Each run's own baseline: a page of runs may mix a task's parameters (symbols=2 and 3).
+            ax.axhline(get_task(r.cfg["task"], r.cfg.get("task_args")).baseline(r.cfg["length"]), color="0.25",
+                       linestyle=(0, (1, 1)), linewidth=1)
             ax.set_yscale("log")
             ax.set_xlabel("training step", fontsize=7)
         else:

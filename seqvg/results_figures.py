@@ -232,11 +232,11 @@ def tasks_figure(study: Study, rows: list[dict]):
 def _results_caption(fig, study: Study, rows: list[dict]) -> None:
     """The results figure's "What to look for" line, with the study's counts."""
     from seqvg.report_view import caption
-    from seqvg.tasks import get_task
 
     fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
     if study.probe_only:
-        whole = sum((r["h_horizon"] or 0) >= get_task(r["task"]).seq_len(r["length"]) for r in rows)
+        cfgs = {d.name: cfg for cfg, d in zip(study.configs, study.run_dirs())}  # seq_len needs the task's args
+        whole = sum((r["h_horizon"] or 0) >= cfgs[r["run"]].seq_len for r in rows)
         caption(fig, "where the decay rate (left) drops below 0 the gradient shrinks on its way back; "
                  f"{whole} of {len(rows)} probes keep it above 1e-3 of the last step's over the whole sequence.")
     else:

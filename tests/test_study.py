@@ -295,3 +295,23 @@ def test_sweep_bad_options():
     assert r.exit_code == 2
     r = CliRunner().invoke(cli, ["sweep", "--length", "50"])
     assert r.exit_code == 2 and "takes --lengths, not --length" in r.output
+
+
+def test_a_probe_only_study_counts_whole_sequence_horizons_with_its_task_parameters(tmp_path, monkeypatch):
+    """recall with pairs=2 reads 3*2 + T steps, not the default 3*8 + T: the
+    results figure's caption compared each horizon with the default's length
+    and said "0 of 1 probes keep it ... over the whole sequence"."""
+    import seqvg.report_view
+
+    said = []
+    real = seqvg.report_view.caption
+    monkeypatch.setattr(seqvg.report_view, "caption", lambda fig, text: (said.append(text), real(fig, text))[1])
+    spec = tmp_path / "po.toml"
+    spec.write_text('name = "po"\ntask = "recall"\nlength = 10\nunits = 8\nprobe_batch = 4\nprobe_only = true\n'
+                    'cell = "lstm"\n[task_args]\npairs = 2\nvocab = 8\n')
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "po"), "--report",
+                                      str(tmp_path / "po.pdf"), "-q"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "po" / "results.csv")))
+    assert rows[0]["h_horizon"] == "16"  # the whole sequence: 3 * 2 + 10
+    assert any("1 of 1 probes keep it above 1e-3" in text for text in said), said
