@@ -118,14 +118,24 @@ def _check_type(name: str, value, where: str):
     return float(value) if base == "float" else value
 
 
+def _unknown(key: str, table_name: str | None) -> str:
+    """"unknown option", with where the key belongs when it is the study's own
+    (seeds, out, ... set once at the top) or the seed, which a study sets."""
+    if key == "seed":
+        return "unknown option; the seed is set by 'seeds' at the top of the spec (seeds = 3, or seeds = [0, 7])"
+    if key in STUDY_KEYS and table_name:
+        return (f"unknown option; '{key}' is the study's, set once at the top of the spec, not in "
+                f"[{table_name}]")
+    return "unknown option"
+
+
 def _options(table: dict, where, table_name: str | None, index: int = 0, skip=()) -> dict:
     out = {}
     for key, value in table.items():
         if key in skip:
             continue
         if key not in OPTION_KEYS:
-            hint = "; the seed is set by 'seeds'" if key == "seed" else ""
-            raise SpecError(f"{where(key, table_name, index)}: unknown option{hint}")
+            raise SpecError(f"{where(key, table_name, index)}: {_unknown(key, table_name)}")
         out[key] = _check_type(key, value, where(key, table_name, index))
     return out
 
@@ -228,7 +238,7 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     grid = {}
     for key, values in grid_doc.items():
         if key not in OPTION_KEYS:
-            raise SpecError(f"{where(key, 'grid')}: unknown option")
+            raise SpecError(f"{where(key, 'grid')}: {_unknown(key, 'grid')}")
         if not isinstance(values, list) or not values:
             raise SpecError(f"{where(key, 'grid')}: expected a non-empty list of values, got {values!r}")
         grid[key] = [_check_type(key, v, where(key, "grid")) for v in values]

@@ -182,6 +182,13 @@ def test_demo_spec_is_what_make_demo_runs():
     ("[grid]\ncell = []\n", "s.toml:2: [grid] cell: expected a non-empty list"),
     ("[grid]\ncolour = ['red']\n", "s.toml:2: [grid] colour: unknown option"),
     ("seed = 3\n", "s.toml:1: seed: unknown option; the seed is set by 'seeds'"),
+    # seed and seeds in [grid] or a [[variant]]: it said "unknown option" alone, of a `seqvg train` option
+    ("[grid]\nseed = [0, 1]\n", "s.toml:2: [grid] seed: unknown option; the seed is set by 'seeds' at the top"),
+    ("[grid]\nseeds = [0, 1]\n", "s.toml:2: [grid] seeds: unknown option; 'seeds' is the study's, set once at "
+                                  "the top of the spec, not in [grid]"),
+    ("[[variant]]\nlabel = 'a'\nseeds = 2\n", "s.toml:3: [variant] seeds: unknown option; 'seeds' is the "
+                                                "study's, set once at the top of the spec, not in [variant]"),
+    ("[[variant]]\nlabel = 'a'\nout = 'x'\n", "s.toml:3: [variant] out: unknown option; 'out' is the study's"),
     ("seeds = 0\n", "s.toml:1: seeds: must be at least 1"),
     ("cell = 'gru'\nforget_bias = 3.0\n", "s.toml:2: forget_bias: --forget-bias applies to --cell lstm only"),
     ("[grid]\nlength = [10, 1]\n", "s.toml:2: [grid] length: --length must be at least 2"),
