@@ -70,6 +70,18 @@ def test_expect_errors_are_one_line_with_file_line_and_key(text, message):
     assert str(e.value) == message
 
 
+def test_measured_on_may_be_a_toml_date():
+    """measured_on = 2026-11-30, unquoted, is TOML's own date: it was refused
+    with Python's repr, "got datetime.date(2026, 11, 30)"; it is that day."""
+    study = parse_spec(GRID + "[expect.T25]\nmeasured_seeds = [0, 1, 2]\nmeasured_on = 2026-11-30\n"
+                              "solved_fraction = 1.0\n", "s.toml")
+    assert [e.measured_on for e in study.expectations] == ["2026-11-30"]
+    with pytest.raises(SpecError) as e:  # a date with a time is not a day: refused, in TOML's spelling
+        parse_spec(GRID + "[expect.T25]\nmeasured_seeds = [0]\nmeasured_on = 2026-11-30T10:00:00\n"
+                          "solved_fraction = 1.0\n", "s.toml")
+    assert str(e.value).endswith('"YYYY-MM-DD", got 2026-11-30T10:00:00')
+
+
 def test_probe_only_specs_expect_only_the_init_decay():
     text = GRID.replace("seeds = 3", "seeds = 3\nprobe_only = true") + "[expect.T25]\n" + MEASURED
     assert parse_spec(text + "init_decay = [-3.0, -1.0]\n", "s.toml").expectations
