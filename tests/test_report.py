@@ -199,6 +199,33 @@ def test_findings_do_not_count_a_stopped_run_as_ended(tmp_path):
                             "counted: T=10 s0 (running at step 100). Of the 1 unsolved, 1 ended at or above 90%"), first
 
 
+def test_findings_name_diverged_runs_and_gradients_that_overflowed(tmp_path):
+    """Runs whose loss became NaN/Inf (--recurrent-gain 3 and 50 on a ReLU
+    RNN) were counted among those that "ended at or above 90% of the trivial
+    baseline and learned nothing long-range" (final val loss 8.41e+26 and
+    "-"), and one whose probe overflowed at init led the second finding as
+    "G=50 - -> - (reaches only 0 of 30 steps)"."""
+    import dataclasses
+
+    from seqvg.report_findings import findings
+
+    plain = _constructed(tmp_path / "a", val=[0.5] * 11)
+    big = _constructed(tmp_path / "b", val=[0.5] * 10 + [8e26], h_init=np.geomspace(1e-12, 1.0, 10))
+    big = dataclasses.replace(big, summary={**big.summary, "status": "diverged", "diverged_at_step": 1},
+                              config={"config": {**big.cfg, "clip": 1.0}})
+    inf = np.full(10, np.inf)
+    over = _constructed(tmp_path / "c", val=[0.5] * 11, h_init=inf, h_final=inf)
+    over = dataclasses.replace(over, summary={**over.summary, "status": "diverged", "diverged_at_step": 1,
+                                              "final": {"val_loss": None, "val_metric": None}},
+                               config={"config": {**over.cfg, "clip": 2.0}})
+    first, second, _ = findings([plain, big, over])
+    assert ("Diverged (the loss became NaN or Inf, which ended the run): clip=1 s0 at step 1, clip=2 s0 at step 1. "
+            "Of the 1 unsolved, 1 ended at or above 90%") in first, first
+    assert "8e+26" not in first
+    assert second.endswith("clip=2: no finite gradient to measure (NaN or Inf in the probe)."), second
+    assert "reaches only 0" not in second
+
+
 def _drawn_tables(monkeypatch) -> list[tuple[str, list[list[str]]]]:
     """Records, for every page the report writes, its first axes title and
     the text of each table row, as the page goes into the PDF."""
