@@ -497,3 +497,27 @@ def test_a_study_of_task_parameters_names_them_and_uses_each_runs_baseline(tmp_p
     assert [row[5].split(" / ")[1] for row in rows] == ["1.39", "2.08"]
     assert "trivial baseline (val loss 1.39, 2.08:" in findings(runs)[0]
     assert "task_args=" not in " ".join(findings(runs))
+
+
+def test_study_page_marks_diverged_runs_and_keeps_the_solved_line_in_view(tmp_path):
+    """A diverged run's last val MSE (8e+26) stretched the outcome axis over
+    28 decades: the solved line at 0.01 fell below it, its label over the x
+    tick labels, and nothing said which runs diverged. Now a diverged run is a
+    cross at the top ("diverged (NaN/Inf loss)"), and the axis holds 0.01."""
+    import dataclasses
+
+    from seqvg.report_study import study_page
+
+    plain = _study_run(tmp_path, "a", cell="rnn", length=20)
+    bad = _study_run(tmp_path, "b", cell="rnn", length=20, clip=1.0)
+    bad = dataclasses.replace(bad, summary={**bad.summary, "status": "diverged", "diverged_at_step": 1,
+                                            "final": {"val_loss": 8e26, "val_metric": 8e26}})
+    fig = plt.figure(figsize=(11, 8.5))
+    study_page(fig, [plain, bad])
+    ax_out = fig.axes[0]
+    low, high = ax_out.get_ylim()
+    assert low <= 0.01 / 1.5 and high < 100, (low, high)
+    crosses = [line for line in ax_out.get_lines() if line.get_marker() == "X"]
+    assert len(crosses) == 1
+    assert "diverged (NaN/Inf loss)" in [t for texts in _legend_texts(fig) for t in texts]
+    plt.close(fig)
