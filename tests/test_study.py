@@ -322,3 +322,31 @@ def test_a_probe_only_study_counts_whole_sequence_horizons_with_its_task_paramet
     rows = list(csv.DictReader(open(tmp_path / "po" / "results.csv")))
     assert rows[0]["h_horizon"] == "16"  # the whole sequence: 3 * 2 + 10
     assert any("1 of 1 probes keep it above 1e-3" in text for text in said), said
+
+
+def test_results_figure_marks_diverged_runs_instead_of_plotting_their_loss(tmp_path, monkeypatch):
+    """A ReLU RNN at --recurrent-gain 50 diverges at step 1. results.png
+    plotted its last val loss (1e26 and more) on the log axis of final losses,
+    so every other run sat in one corner, and said nothing of the divergence.
+    Now a cross at the top with "1 diverged", and the caption counts it."""
+    import seqvg.report_view
+    import seqvg.results
+
+    figs, said = [], []
+    real_figure, real_caption = seqvg.results.results_figure, seqvg.report_view.caption
+    monkeypatch.setattr(seqvg.results, "results_figure", lambda study, rows: figs.append(real_figure(study, rows))
+                        or figs[-1])
+    monkeypatch.setattr(seqvg.report_view, "caption", lambda fig, text: (said.append(text), real_caption(fig, text))[1])
+    spec = tmp_path / "div.toml"
+    spec.write_text('name = "div"\nlength = 30\nunits = 8\nsteps = 20\neval_every = 10\nval_size = 16\n'
+                    'batch_size = 8\nprobe_batch = 4\ncell = "rnn"\nactivation = "relu"\nrecurrent_init = "identity"\n'
+                    '[grid]\nrecurrent_gain = [1.0, 50.0]\n')
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "o"), "--report",
+                                      str(tmp_path / "r.pdf"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "diverged" in (tmp_path / "o" / "results.csv").read_text()
+    ax_loss = figs[-1].axes[1]
+    assert ax_loss.get_ylim()[1] < 1e3, ax_loss.get_ylim()
+    assert [line.get_marker() for line in ax_loss.get_lines()].count("X") == 1
+    assert "1 diverged" in [t.get_text() for t in ax_loss.texts]
+    assert any("1 diverged (a NaN/Inf loss: crosses at the top)" in text for text in said), said
