@@ -78,6 +78,7 @@ def diagnose(run_dirs):
       seqvg diagnose runs/demo
     """
     from seqvg.diagnose import format_diagnosis
+    from seqvg.labels import run_labels, sort_order
     from seqvg.rundir import find_runs, load_run
 
     try:
@@ -86,10 +87,16 @@ def diagnose(run_dirs):
         raise click.UsageError(str(e)) from None
     for note in notes:
         click.echo(note, err=True)
-    for path in found:
-        try:
-            run = load_run(path)
-        except RunDirError as e:
-            raise click.UsageError(str(e)) from None
-        click.echo(f"{path}:")
-        click.echo(format_diagnosis(run))
+    try:
+        runs = [load_run(path) for path in found]
+    except RunDirError as e:
+        raise click.UsageError(str(e)) from None
+    # A study's runs in the report's order (length, cell, options, seed), not
+    # the directory listing's, which puts T100 before T25; runs named one by
+    # one stay in the order given.
+    order = range(len(runs))
+    if len(run_dirs) == 1 and runs:
+        order = sort_order(run_labels([r.cfg for r in runs], [r.name for r in runs]))
+    for i in order:
+        click.echo(f"{runs[i].path}:")
+        click.echo(format_diagnosis(runs[i]))

@@ -521,3 +521,21 @@ def test_study_page_marks_diverged_runs_and_keeps_the_solved_line_in_view(tmp_pa
     assert len(crosses) == 1
     assert "diverged (NaN/Inf loss)" in [t for texts in _legend_texts(fig) for t in texts]
     plt.close(fig)
+
+
+def test_diagnose_of_a_study_lists_its_runs_by_length_like_the_report(tmp_path, tiny_run):
+    """`seqvg diagnose runs/assignment-1-vanishing` listed T100, T200, T25,
+    T50 (the directory listing's order); the report sorts by length. Runs
+    named one by one keep the order given."""
+    import shutil
+
+    study = tmp_path / "study"
+    shutil.copytree(tiny_run(cell="rnn", length=10), study / "T10-s0")
+    shutil.copytree(tiny_run(cell="rnn", length=9), study / "T9-s0")
+    result = CliRunner().invoke(cli, ["diagnose", str(study)])
+    assert result.exit_code == 0, result.output
+    heads = [line for line in result.output.splitlines() if line.endswith(":") and "-s0" in line]
+    assert heads == [f"{study / 'T9-s0'}:", f"{study / 'T10-s0'}:"]
+    result = CliRunner().invoke(cli, ["diagnose", str(study / "T10-s0"), str(study / "T9-s0")])
+    heads = [line for line in result.output.splitlines() if line.endswith(":") and "-s0" in line]
+    assert heads == [f"{study / 'T10-s0'}:", f"{study / 'T9-s0'}:"]
