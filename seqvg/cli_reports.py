@@ -45,11 +45,19 @@ def report(run_dirs, out, png):
       seqvg report runs/demo -o reports/demo.pdf
     """
     from seqvg.report import make_report
-    from seqvg.rundir import check_writable, find_runs
+    from seqvg.rundir import check_writable, find_runs, run_holding
 
     # Before the work: a report that cannot be saved is not worth drawing.
     # (Whether it would replace a file of the user's, -o or a page PNG, is
     # checked once the runs are read and before any page is drawn.)
+    # Not into a run: a run directory holds only the run's own files, and a
+    # report or pages there made the study that owns it refuse its directory.
+    for option, shown, where in (("--out", out, out.parent), ("--png", png, png)):
+        run = run_holding(where) if where is not None else None
+        if run is not None:
+            raise click.BadParameter(f"{shown}: inside the run directory {run}, which holds only the run's own "
+                                     "files (a study run again, or --overwrite, refuses anything else there); "
+                                     "choose a directory outside it", param_hint=f"'{option}'")
     check_writable(out)
     if png is not None:
         check_writable(png, is_dir=True)

@@ -517,6 +517,18 @@ def has_content(path: Path) -> bool:
     return any(p.name != LOCK and not is_temp_name(p.name) for p in path.iterdir())
 
 
+def run_holding(path: Path) -> Path | None:
+    """The seqvg run directory that ``path`` is, or lies inside, else None.
+
+    A run directory holds only the run's own files (``--overwrite`` and a
+    study run again refuse anything else), so nothing else is written there.
+    """
+    for d in [Path(path), *Path(path).absolute().parents]:
+        if (d / PROBE).is_file() or ((d / CONFIG).is_file() and is_seqvg_config(d / CONFIG)):
+            return d if d == Path(path) else d.relative_to(Path.cwd()) if d.is_relative_to(Path.cwd()) else d
+    return None
+
+
 def is_study_dir(path: Path) -> bool:
     """Whether ``path`` is a study's OUT: it holds a study's results.csv, or
     run directories and nothing but a study's files."""

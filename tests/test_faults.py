@@ -235,6 +235,18 @@ def study_of_run_without(key: str) -> Callable[[Path], None]:
     return setup
 
 
+def study_with_results_png(w: Path) -> None:
+    """study/: the world's run as study/rnn-s0, and the results.png seqvg draws for a study."""
+    import matplotlib.pyplot as plt
+
+    from seqvg.pdf import write_png
+
+    shutil.copytree(w / "run", w / "study" / "rnn-s0")
+    fig = plt.figure()
+    write_png(w / "study" / "results.png", fig)
+    plt.close(fig)
+
+
 def bad_lr_spec(w: Path) -> None:
     (w / "bad.toml").write_text('name = "bad"\nlr = nan\n')
 
@@ -473,9 +485,23 @@ CASES = [
     Case("report-png-over-users-page", ["report", "run", "-o", "r.pdf", "--png", "pages"], 1,
          "Error: pages/01-title.png: exists and seqvg did not write it as a page (or wrote it before it signed its "
          "PNGs)", users_page_png),
-    Case("report-over-run-config", ["report", "run", "-o", "run/config.json"], 1,
-         "Error: run/config.json: exists and seqvg did not write it as a report or page; seqvg replaces only its own "
-         "reports and pages"),
+    Case("report-over-run-config", ["report", "run", "-o", "run/config.json"], 2,
+         "Error: Invalid value for '--out': run/config.json: inside the run directory run, which holds only the "
+         "run's own files"),
+    # A report or its pages inside a run directory made the study owning it refuse its whole directory
+    # ("not written by seqvg"); -o over a study's results.png wrote a PDF there under that name.
+    Case("report-into-a-run", ["report", "run", "-o", "run/r.pdf"], 2,
+         "Error: Invalid value for '--out': run/r.pdf: inside the run directory run, which holds only the run's "
+         "own files"),
+    Case("report-png-into-a-run", ["report", "run", "-o", "r.pdf", "--png", "run/pages"], 2,
+         "Error: Invalid value for '--png': run/pages: inside the run directory run, which holds only the run's "
+         "own files"),
+    Case("study-report-into-a-run", ["run", "spec.toml", "--out", "new", "--report", "run/r.pdf"], 2,
+         "Error: Invalid value for '--report': run/r.pdf: inside the run directory run, which holds only the run's "
+         "own files"),
+    Case("report-over-results-png", ["report", "study", "-o", "study/results.png"], 1,
+         "Error: study/results.png: exists and is a PNG seqvg wrote (a page, or a study's results.png), not a PDF; "
+         "seqvg replaces a file only with one of its own kind", study_with_results_png),
     Case("study-report-over-users-file", ["run", "spec.toml", "--out", "new", "--report", "notes.txt"], 1,
          "Error: notes.txt: exists and seqvg did not write it as a report or page;"),
     # -- outputs that cannot be written: runtime faults, checked before the work
