@@ -523,9 +523,10 @@ def run_holding(path: Path) -> Path | None:
     A run directory holds only the run's own files (``--overwrite`` and a
     study run again refuse anything else), so nothing else is written there.
     """
-    for d in [Path(path), *Path(path).absolute().parents]:
+    full = Path(path).resolve()  # resolved: "../r.pdf" from inside a run lies outside it
+    for d in [full, *full.parents]:
         if (d / PROBE).is_file() or ((d / CONFIG).is_file() and is_seqvg_config(d / CONFIG)):
-            return d if d == Path(path) else d.relative_to(Path.cwd()) if d.is_relative_to(Path.cwd()) else d
+            return d.relative_to(Path.cwd().resolve()) if d.is_relative_to(Path.cwd().resolve()) else d
     return None
 
 
