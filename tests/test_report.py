@@ -539,3 +539,28 @@ def test_diagnose_of_a_study_lists_its_runs_by_length_like_the_report(tmp_path, 
     result = CliRunner().invoke(cli, ["diagnose", str(study / "T10-s0"), str(study / "T9-s0")])
     heads = [line for line in result.output.splitlines() if line.endswith(":") and "-s0" in line]
     assert heads == [f"{study / 'T10-s0'}:", f"{study / 'T9-s0'}:"]
+
+
+def test_learning_curves_mark_a_run_that_diverged_at_once(tmp_path):
+    """A run that diverged at step 1 has one metrics row (step 0, val MSE
+    8e+26): a curve of one point, which draws nothing, while it stretched the
+    axes over 28 decades and left the solved line below them. Now its last
+    finite value is a cross, the caption names it, and 0.01 stays in view."""
+    import dataclasses
+
+    from seqvg.report_training import curves_page
+
+    plain = _study_run(tmp_path, "a", cell="rnn", length=20)
+    bad = _study_run(tmp_path, "b", cell="rnn", length=20, clip=1.0)
+    row = {**bad.metrics[0], "val_loss": 8e26, "val_metric": 8e26}
+    bad = dataclasses.replace(bad, metrics=[row], summary={**bad.summary, "status": "diverged",
+                                                           "diverged_at_step": 1})
+    fig = plt.figure(figsize=(11, 8.5))
+    curves_page(fig, [plain, bad])
+    ax_loss, ax_metric = fig.axes[:2]
+    for ax in (ax_loss, ax_metric):
+        assert [line.get_marker() for line in ax.get_lines()].count("X") == 1
+    assert ax_metric.get_ylim()[0] <= 0.01 and ax_loss.get_ylim()[0] <= 1 / 12
+    assert any("A cross: the last finite value of a run that diverged (clip=1 s0)." in t.get_text()
+               for t in fig.texts)
+    plt.close(fig)
