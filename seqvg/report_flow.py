@@ -94,8 +94,12 @@ def gradient_page(fig, runs: list[Run]) -> None:
                  fontsize=13, weight="bold")
     trained = any(r.probes["h"].shape[0] > 1 for r in v.runs)
     ratios = each_group(v, lambda r: decay_summary(r.probes["h"][-1][0])["ratio"], "{:.2g}")
+    # A run whose probes overflowed has no curve at all: said, not left as a legend entry with nothing drawn.
+    blank = [name for name, idx in v.groups
+             if not any(np.isfinite(r.probes["h"]).any() for r in (v.runs[i] for i in idx))]
     caption(fig, "a curve that falls toward t = 0 means the early inputs get (almost) no gradient, so they cannot "
-             f"be learned; g_0/g_(T-1) {'at the end' if trained else 'at init'}: {ratios or 'not measurable'}.")
+             f"be learned; g_0/g_(T-1) {'at the end' if trained else 'at init'}: {ratios or 'not measurable'}."
+             + (f" No finite gradient to draw (NaN or Inf in every probe): {listed(blank)}." if blank else ""))
 
 
 def _log_norms(r: Run) -> np.ndarray:

@@ -564,3 +564,22 @@ def test_learning_curves_mark_a_run_that_diverged_at_once(tmp_path):
     assert any("A cross: the last finite value of a run that diverged (clip=1 s0)." in t.get_text()
                for t in fig.texts)
     plt.close(fig)
+
+
+def test_gradient_flow_says_which_runs_have_no_finite_gradient(tmp_path):
+    """A run whose every probe overflowed (--recurrent-gain 50) has no curve:
+    the page showed its legend entry over nothing, and no word of why."""
+    import dataclasses
+
+    plain = _study_run(tmp_path, "a", cell="rnn", length=20)
+    over = _study_run(tmp_path, "b", cell="rnn", length=20, clip=1.0)
+    over = dataclasses.replace(over, probes={**over.probes, "h": np.full_like(over.probes["h"], np.inf)})
+    fig = plt.figure(figsize=(11, 8.5))
+    gradient_page(fig, [plain, over])
+    assert any(t.get_text().endswith("No finite gradient to draw (NaN or Inf in every probe): clip=1.")
+               for t in fig.texts), [t.get_text() for t in fig.texts]
+    plt.close(fig)
+    fig = plt.figure(figsize=(11, 8.5))
+    gradient_page(fig, [plain])
+    assert not any("No finite gradient" in t.get_text() for t in fig.texts)
+    plt.close(fig)
