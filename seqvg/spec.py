@@ -311,6 +311,13 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     # TOML has no shell to expand "~": a spec's "~/runs" means the home directory, not a directory named "~".
     out_dir = out or Path(doc.get("out", f"runs/{name}")).expanduser()
     report_path = report or Path(doc.get("report", f"reports/{name}.pdf")).expanduser()
+    # The spec's own paths, checked as click checks --out and --report: a
+    # mistake in the spec (exit 2, its line), not a fault of the system (1).
+    if out is None and "out" in doc and out_dir.exists() and not out_dir.is_dir():
+        raise SpecError(f"{where('out')}: {out_dir} is a file; out is the directory of the runs")
+    if report is None and "report" in doc and report_path.is_dir():
+        raise SpecError(f"{where('report')}: {report_path} is a directory; report is the PDF to write, "
+                        f"e.g. {report_path / (name + '.pdf')}")
     from seqvg.expect import ExpectError, parse_expect, points
 
     expectations = ()

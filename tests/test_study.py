@@ -350,3 +350,21 @@ def test_results_figure_marks_diverged_runs_instead_of_plotting_their_loss(tmp_p
     assert [line.get_marker() for line in ax_loss.get_lines()].count("X") == 1
     assert "1 diverged" in [t.get_text() for t in ax_loss.texts]
     assert any("1 diverged (a NaN/Inf loss: crosses at the top)" in text for text in said), said
+
+
+def test_a_spec_report_naming_a_directory_is_a_spec_error(tmp_path, monkeypatch):
+    """report = "runs/x" (an existing directory) in a spec stopped the study
+    with "Error: runs/x: is a directory", exit 1 as if the system had failed,
+    naming neither the spec nor the key; out = a file alike."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "s.toml").write_text('name = "x"\nreport = "runs/x"\nlength = 10\n')
+    result = CliRunner().invoke(cli, ["run", "s.toml"])
+    assert result.exit_code == 2, result.output
+    assert "Error: s.toml:2: report: runs/x is a directory; report is the PDF to write, e.g. runs/x/x.pdf" \
+        in result.output
+    (tmp_path / "t.toml").write_text('name = "t"\nout = "s.toml"\nlength = 10\n')
+    result = CliRunner().invoke(cli, ["run", "t.toml"])
+    assert result.exit_code == 2 and "Error: t.toml:2: out: s.toml is a file; out is the directory of the runs" \
+        in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "s.toml", "t.toml"]
