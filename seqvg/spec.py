@@ -158,10 +158,17 @@ def _value_name(key: str, value) -> str:
         return cell_label(str(value))
     if key == "length":
         return f"T{value}"
-    if isinstance(value, dict):  # task_args
-        return "-".join(f"{k}{v}" for k, v in sorted(value.items()))
+    if isinstance(value, dict):  # task_args; {} (the task's defaults) made the name "-s0", read as an option
+        return "-".join(f"{k}{v}" for k, v in sorted(value.items())) or "task-defaults"
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return f"{key.replace('_', '-')}{text}"
+
+
+def _shown(value) -> str:
+    """A grid value as a spec writes it: {symbols = 3} as "{symbols = 3}", not Python's dict."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {v}" for k, v in sorted(value.items())) + "}"
+    return str(value)
 
 
 def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], seeds: list[int]):
@@ -179,12 +186,13 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
             same = {}  # one cell file spelt two ways is one cell, given twice
             for v, n in zip(values, names):
                 if n == name:
-                    same.setdefault(absolute_cell_spec(v) if key == "cell" and is_custom_cell(v) else v, str(v))
+                    same.setdefault(absolute_cell_spec(v) if key == "cell" and is_custom_cell(v) else
+                                    _shown(v) if isinstance(v, dict) else v, _shown(v))
             if len(same) > 1:  # two custom cells of one class name: one run directory
                 raise ConfigError(f"{' and '.join(same.values())} would share the run name {name} (a custom "
                                   "cell's runs are named by its class): give the classes different names (or, in a "
                                   "spec, put each in a [[variant]] with a label of its own)", key)
-        twice = sorted({str(v) for v, n in zip(values, names) if names.count(n) > 1})
+        twice = sorted({_shown(v) for v, n in zip(values, names) if names.count(n) > 1})
         if twice:
             raise ConfigError(f"{', '.join(twice)} given more than once", key)
     if "cell" in grid and base.get("cell_args") and not any(

@@ -195,6 +195,9 @@ def test_demo_spec_is_what_make_demo_runs():
     ("[[variant]]\nlabel = 'a'\n[[variant]]\ncell = 'gru'\n", "s.toml:3: [variant] label: each [[variant]] needs a label"),
     ("[[variant]]\nlabel = 'a'\n[[variant]]\nlabel = 'b'\nlr = 'fast'\n", "s.toml:5: [variant] lr: expected float"),
     ("units = \n", "s.toml: not valid TOML"),
+    # a task_args value twice: it was a TypeError traceback (a dict is unhashable)
+    ("task = 'temporal-order'\nlength = 20\n[grid]\ntask_args = [{symbols = 2}, {symbols = 2}]\n",
+     "s.toml:4: [grid] task_args: {symbols = 2} given more than once"),
 ])
 def test_spec_errors_name_file_line_and_key(text, where):
     with pytest.raises(SpecError) as e:
@@ -368,3 +371,10 @@ def test_a_spec_report_naming_a_directory_is_a_spec_error(tmp_path, monkeypatch)
     assert result.exit_code == 2 and "Error: t.toml:2: out: s.toml is a file; out is the directory of the runs" \
         in result.output, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "s.toml", "t.toml"]
+
+
+def test_a_grid_of_task_args_with_the_defaults_names_that_run():
+    """[grid] task_args = [{symbols = 3}, {}]: the defaults' run was named
+    "-s0", a directory name that every command reads as an option."""
+    study = parse_spec("task = 'temporal-order'\nlength = 20\n[grid]\ntask_args = [{symbols = 3}, {}]\n", "s.toml")
+    assert study.run_names == ("symbols3-s0", "task-defaults-s0")
