@@ -583,3 +583,23 @@ def test_gradient_flow_says_which_runs_have_no_finite_gradient(tmp_path):
     gradient_page(fig, [plain])
     assert not any("No finite gradient" in t.get_text() for t in fig.texts)
     plt.close(fig)
+
+
+def test_why_page_labels_do_not_run_into_each_other(tmp_path):
+    """Four rows of panels: the right panels' y label, the definition
+    "g_t = ||dL/ds_{t-1}|| / ||dL/ds_t||", was taller than a panel and ran into
+    the next row's; the two-line title touched the first row's panel titles."""
+    from seqvg.report_why import carry_page
+
+    runs = [_study_run(tmp_path, f"T{t}", cell="rnn", length=t) for t in (10, 12, 14, 16, 18)]
+    fig = plt.figure(figsize=(11, 8.5))
+    carry_page(fig, runs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [ax.yaxis.label.get_window_extent(renderer) for ax in fig.axes]
+    for a in labels:
+        for b in labels:
+            assert a is b or not a.overlaps(b), (a, b)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert all(title.y0 > ax.title.get_window_extent(renderer).y1 for ax in fig.axes)
+    plt.close(fig)
