@@ -1,5 +1,6 @@
 """Report pages, the data they draw, diagnosis verdicts, compare."""
 
+import math
 import re
 import shutil
 import subprocess
@@ -602,4 +603,25 @@ def test_why_page_labels_do_not_run_into_each_other(tmp_path):
             assert a is b or not a.overlaps(b), (a, b)
     title = fig._suptitle.get_window_extent(renderer)
     assert all(title.y0 > ax.title.get_window_extent(renderer).y1 for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_weight_graph_draws_runs_that_logged_one_row(tmp_path):
+    """`--set steps=20` logs the weight change and gradient norm once (step
+    0 has none): every curve was one point, which a line does not draw, and
+    the weight graph was two empty axes under a caption quoting the values."""
+    import dataclasses
+
+    from seqvg.report_training import weights_page
+
+    runs = []
+    for seed in (0, 1):
+        r = _study_run(tmp_path, f"s{seed}", cell="rnn", length=20, seed=seed)
+        rows = [{**row, "weight_change/rnn_1": math.nan, "weight_change/head": math.nan, "grad_norm": math.nan}
+                if row["step"] == 0 else row for row in r.metrics[:2]]
+        runs.append(dataclasses.replace(r, metrics=rows))
+    fig = plt.figure(figsize=(11, 8.5))
+    weights_page(fig, runs)
+    drawn = [line for ax in fig.axes for line in ax.get_lines() if len(line.get_xdata()) == 1]
+    assert drawn and all(line.get_marker() == "o" for line in drawn)
     plt.close(fig)
