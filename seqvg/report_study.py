@@ -14,6 +14,7 @@ import numpy as np
 from seqvg.decay import decay_summary
 from seqvg.labels import axis_name
 from seqvg.report_view import (
+    APPENDIX_PANELS,
     CAPTION_ROOM,
     View,
     bottom_legend,
@@ -178,7 +179,8 @@ def appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
     """One small panel per run: its learning curve or its gradient curves."""
     n = len(runs)
     cols = 4
-    rows = max(1, math.ceil(n / cols))
+    # A full page's grid on every page: the last page's one run was a single panel the page's whole height.
+    rows = max(1, math.ceil(min(len(v.runs), APPENDIX_PANELS) / cols))
     # One y scale per page, so that runs compare at a glance.
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
     for ax, r in zip(axes, runs):

@@ -625,3 +625,25 @@ def test_weight_graph_draws_runs_that_logged_one_row(tmp_path):
     drawn = [line for ax in fig.axes for line in ax.get_lines() if len(line.get_xdata()) == 1]
     assert drawn and all(line.get_marker() == "o" for line in drawn)
     plt.close(fig)
+
+
+def test_the_last_appendix_page_keeps_a_full_pages_panel_size(tmp_path):
+    """13 runs: the appendix's second page held one run, drawn as a single
+    panel the page's whole height (learning curves) or width (heatmaps)."""
+    from seqvg.report import pages
+
+    runs = [_study_run(tmp_path, f"T{t}-s{s}", cell="rnn", length=t, seed=s) for t in (10, 12, 14, 16, 18)
+            for s in (0, 1, 2)][:13]
+    sizes: dict[str, list[tuple[float, float]]] = {}
+    for title, draw in pages(runs):
+        if not title.startswith("Appendix"):
+            continue
+        fig = plt.figure(figsize=(11, 8.5))
+        draw(fig)
+        box = [ax for ax in fig.axes if ax.get_visible() and ax.axison][0].get_position()
+        sizes.setdefault(title.rsplit(" ", 1)[0], []).append((round(box.width, 3), round(box.height, 3)))
+        plt.close(fig)
+    assert set(sizes) == {"Appendix learning curves", "Appendix gradient flow",
+                          "Appendix gradient flow over training"}, sizes
+    for kind, got in sizes.items():
+        assert len(got) == 2 and got[0] == got[1], (kind, got)
