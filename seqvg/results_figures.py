@@ -197,7 +197,15 @@ def tasks_figure(study: Study, rows: list[dict]):
             at = {t: [r for r, _ in members if r["length"] == t] for t in sorted({r["length"] for r, _ in members})}
             xs = list(at) if len(lengths) > 1 else [i]
             for x, runs in zip(xs, at.values()):
-                values = [r["final_val_metric"] for r in runs if r["final_val_metric"] is not None]
+                # A diverged run's last metric (1e26 and more for a loss-like one) is no outcome: a cross at the top.
+                values = [r["final_val_metric"] for r in runs
+                          if r["final_val_metric"] is not None and r.get("status") != "diverged"]
+                n_diverged = sum(r.get("status") == "diverged" for r in runs)
+                if n_diverged:
+                    ax.plot([x], [0.95], marker="X", markersize=8, color=style["color"], markeredgecolor="k",
+                            linestyle="none", transform=ax.get_xaxis_transform(), clip_on=False)
+                    ax.annotate(f"{n_diverged} diverged", (x, 0.95), xycoords=("data", "axes fraction"),
+                                xytext=(6, -3), textcoords="offset points", fontsize=7, color="0.25")
                 solved = sum(r["solved"] in (True, "True") for r in runs)
                 y = float(np.median(values)) if values else np.nan
                 ax.plot([x], [y], markersize=8, linestyle="none",
@@ -211,8 +219,8 @@ def tasks_figure(study: Study, rows: list[dict]):
                     ax.annotate(note, (x, y), fontsize=7, xytext=(0, 7), textcoords="offset points", ha="center",
                                 color="0.25")
             if len(lengths) > 1:
-                ax.plot(xs, [np.median([r["final_val_metric"] for r in at[t] if r["final_val_metric"] is not None]
-                                       or [np.nan]) for t in at],
+                ax.plot(xs, [np.median([r["final_val_metric"] for r in at[t] if r["final_val_metric"] is not None
+                                        and r.get("status") != "diverged"] or [np.nan]) for t in at],
                         linestyle=STYLES[i % len(STYLES)], color=style["color"], label=series)
         for y, ls, what in ((task.threshold, "--", "solved"), (task.baseline_metric(lengths[0]), ":", "baseline")):
             ax.axhline(y, color="0.4", ls=ls, lw=0.9)
@@ -222,6 +230,9 @@ def tasks_figure(study: Study, rows: list[dict]):
             ax.set_ylim(-0.03, 1.1)
         else:
             ax.set_yscale("log")
+            if any(r.get("status") == "diverged" for r in group):  # room at the top for the crosses
+                low, high = ax.get_ylim()
+                ax.set_ylim(low, high * (high / low) ** 0.15)
         ax.set_ylabel(f"final validation {task.metric_name}", fontsize=8)
         title = name + (f" {args}" if args else "")
         ax.set_title(title + "\n" + ", ".join(shared), fontsize=9)

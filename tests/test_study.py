@@ -378,3 +378,25 @@ def test_a_grid_of_task_args_with_the_defaults_names_that_run():
     "-s0", a directory name that every command reads as an option."""
     study = parse_spec("task = 'temporal-order'\nlength = 20\n[grid]\ntask_args = [{symbols = 3}, {}]\n", "s.toml")
     assert study.run_names == ("symbols3-s0", "task-defaults-s0")
+
+
+def test_results_figure_of_several_tasks_marks_diverged_runs():
+    """The several-task results.png (a tour) plotted a diverged run's last
+    val MSE, 8e+26, on the adding panel's log axis; now a counted cross."""
+    from seqvg.results_figures import tasks_figure
+
+    study = parse_spec("length = 10\n[grid]\ntask = ['adding', 'parity']\ncell = ['rnn', 'gru']\n", "t.toml")
+    rows = []
+    for name, cfg in zip(study.run_names, study.configs):
+        bad = cfg.task == "adding" and cfg.cell == "rnn"
+        rows.append({"run": name, "task": cfg.task, "task_args": "", "length": cfg.length, "cell": cfg.cell,
+                     "solved": False, "solved_at_step": None, "status": "diverged" if bad else "completed",
+                     "final_val_metric": 8e26 if bad else (0.2 if cfg.task == "adding" else 0.5)})
+    fig = tasks_figure(study, rows)
+    adding = next(ax for ax in fig.axes if ax.get_title().startswith("adding"))
+    assert adding.get_ylim()[1] < 1e3, adding.get_ylim()
+    assert [line.get_marker() for line in adding.get_lines()].count("X") == 1
+    assert "1 diverged" in [t.get_text() for t in adding.texts]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
