@@ -102,7 +102,8 @@ def findings(runs: list[Run]) -> list[str]:
             first += (f" Of the {unsolved_n} unsolved, {memoryless} ended at or above {MEMORYLESS:.0%} of {base_text} "
                       "and learned nothing long-range.")
         else:
-            first += f" The {unsolved_n} unsolved ended below {base_text}: they learned part of the task."
+            first += (f" The {unsolved_n} unsolved ended below {base_text}: they learned part of the task."
+                      if unsolved_n > 1 else f" The unsolved run ended below {base_text}: it learned part of the task.")
         first += f" Final val loss: {listed([text for _, text in lost])}."
 
     def rates(r: Run) -> tuple:

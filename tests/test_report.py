@@ -647,3 +647,14 @@ def test_the_last_appendix_page_keeps_a_full_pages_panel_size(tmp_path):
                           "Appendix gradient flow over training"}, sizes
     for kind, got in sizes.items():
         assert len(got) == 2 and got[0] == got[1], (kind, got)
+
+
+def test_findings_speak_of_one_unsolved_run_in_the_singular(tmp_path):
+    """"The 1 unsolved ended below the trivial baseline ...: they learned part of the task"."""
+    from seqvg.report_findings import findings
+
+    first = findings([_constructed(tmp_path, val=[0.1] * 11)])[0]
+    assert "The unsolved run ended below the trivial baseline" in first and "it learned part of the task." in first
+    first = findings([_constructed(tmp_path / "a", val=[0.1] * 11), _constructed(tmp_path / "b", val=[0.1] * 11,
+                                                                                 length=20)])[0]
+    assert "The 2 unsolved ended below" in first and "they learned part of the task." in first
