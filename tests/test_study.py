@@ -400,3 +400,16 @@ def test_results_figure_of_several_tasks_marks_diverged_runs():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_grid_commands_do_not_list_the_singular_options_they_refuse():
+    """`seqvg compare --help` listed --cell [default: lstm], and `sweep --help`
+    --cell and --length [default: 100], which both refuse ("takes --cells,
+    not --cell")."""
+    help_compare = CliRunner().invoke(cli, ["compare", "--help"]).output
+    help_sweep = CliRunner().invoke(cli, ["sweep", "--help"]).output
+    assert "--cells" in help_compare and "--cell-arg" in help_compare and "--cell CELL" not in help_compare
+    assert "--length" in help_compare  # compare's one length
+    assert "--cell CELL" not in help_sweep and "-T, --length" not in help_sweep and "--lengths" in help_sweep
+    result = CliRunner().invoke(cli, ["sweep", "--length", "50"])
+    assert result.exit_code == 2 and "sweep takes --lengths, not --length" in result.output
