@@ -427,6 +427,8 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
                 found.append(run)
             elif (run / PROBE).is_file():
                 notes.append(f"{run}: a probe-only run (probe.json); left out, its study's PDF shows it")
+            elif is_pages_dir(run):
+                notes.append(f"{run}: report pages (PNG), not a run; left out")
             else:
                 notes.append(f"{run}: no config.json (a run not started yet); left out")
     if not found:
@@ -528,6 +530,17 @@ def run_holding(path: Path) -> Path | None:
         if (d / PROBE).is_file() or ((d / CONFIG).is_file() and is_seqvg_config(d / CONFIG)):
             return d.relative_to(Path.cwd().resolve()) if d.is_relative_to(Path.cwd().resolve()) else d
     return None
+
+
+def is_pages_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory of report pages: PNG files alone
+    (``seqvg report STUDY --png STUDY/pages``). Whether seqvg wrote them is
+    ``seqvg.pdf.written_by_seqvg``'s to say."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    entries = list(path.iterdir())
+    return bool(entries) and all(q.is_file() and not q.is_symlink() and q.suffix == ".png" for q in entries)
 
 
 def is_study_dir(path: Path) -> bool:

@@ -272,6 +272,8 @@ def check_study_dir(study: Study) -> None:
             continue
         elif p.is_dir() and not p.is_symlink() and not rundir.foreign_entries(p):
             continue  # a seqvg run (of this study or not), or an empty directory
+        elif rundir.is_pages_dir(p) and all(written_by_seqvg(q) for q in p.iterdir()):
+            continue  # the pages of a report of this study (seqvg report OUT --png OUT/pages)
         if p.is_dir() and not p.is_symlink() and rundir.is_study_dir(p):
             raise rundir.NotARunError(f"{out / name}: another seqvg study's directory; a study's output directory "
                                       "holds its own runs, results.csv and results.png, not other studies: choose "

@@ -1140,3 +1140,24 @@ def test_overwrite_killed_half_way_can_be_overwritten_again(world, tmp_path, mon
     assert (w / "run" / "config.json").exists()
     rundir.remove_run(w / "run")
     assert [p.name for p in (w / "run").iterdir()] == [".lock"]
+
+
+def test_report_pages_inside_a_study_directory_are_seqvgs(world, tmp_path, monkeypatch):
+    """`seqvg report study --png study/pages`, then the same study again: it
+    was refused, `study/pages: not written by seqvg` (every file in it is
+    seqvg's page), and report/diagnose called the directory "a run not
+    started yet". A file of the user's among the pages is still refused."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    study_of_run_without("wall_s")(w)  # one.toml: the world's run as study/s0 (a key report does not need)
+    monkeypatch.chdir(w)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["report", "study", "-o", "r.pdf", "--png", "study/pages"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["run", "one.toml", "--out", "study", "--report", "r2.pdf"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["diagnose", "study"])
+    assert r.exit_code == 0 and "study/pages: report pages (PNG), not a run; left out" in r.output, r.output
+    (w / "study" / "pages" / "mine.png").write_bytes(b"\x89PNG\r\n\x1a\n the user's")
+    r = runner.invoke(cli, ["run", "one.toml", "--out", "study", "--report", "r2.pdf"])
+    assert r.exit_code == 2 and "study/pages: not written by seqvg" in r.output, r.output
