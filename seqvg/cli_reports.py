@@ -46,7 +46,7 @@ def report(run_dirs, out, png):
     """
     from seqvg.pdf import image_name_problem
     from seqvg.report import make_report
-    from seqvg.rundir import check_writable, find_runs
+    from seqvg.rundir import check_writable, find_runs, run_holding
 
     if image_name_problem(out):
         raise click.BadParameter(image_name_problem(out), param_hint="'--out' / '-o'")
@@ -54,6 +54,14 @@ def report(run_dirs, out, png):
     # Before the work: a report that cannot be saved is not worth drawing.
     # (Whether it would replace a file of the user's, -o or a page PNG, is
     # checked once the runs are read and before any page is drawn.)
+    # Not into a run: a run directory holds only the run's own files, and a
+    # report or pages there made the study that owns it refuse its directory.
+    for option, shown, where in (("--out", out, out.parent), ("--png", png, png)):
+        run = run_holding(where) if where is not None else None
+        if run is not None:
+            raise click.BadParameter(f"{shown}: inside the run directory {run}, which holds only the run's own "
+                                     "files (a study run again, or --overwrite, refuses anything else there); "
+                                     "choose a directory outside it", param_hint=f"'{option}'")
     check_writable(out)
     if png is not None:
         check_writable(png, is_dir=True)
@@ -82,6 +90,7 @@ def diagnose(run_dirs):
       seqvg diagnose runs/demo
     """
     from seqvg.diagnose import format_diagnosis
+    from seqvg.labels import run_labels, sort_order
     from seqvg.rundir import find_runs, load_run
 
     try:
@@ -90,10 +99,16 @@ def diagnose(run_dirs):
         raise click.UsageError(str(e)) from None
     for note in notes:
         click.echo(note, err=True)
-    for path in found:
-        try:
-            run = load_run(path)
-        except RunDirError as e:
-            raise click.UsageError(str(e)) from None
-        click.echo(f"{path}:")
-        click.echo(format_diagnosis(run))
+    try:
+        runs = [load_run(path) for path in found]
+    except RunDirError as e:
+        raise click.UsageError(str(e)) from None
+    # A study's runs in the report's order (length, cell, options, seed), not
+    # the directory listing's, which puts T100 before T25; runs named one by
+    # one stay in the order given.
+    order = range(len(runs))
+    if len(run_dirs) == 1 and runs:
+        order = sort_order(run_labels([r.cfg for r in runs], [r.name for r in runs]))
+    for i in order:
+        click.echo(f"{runs[i].path}:")
+        click.echo(format_diagnosis(runs[i]))

@@ -299,3 +299,15 @@ def sweep(ctx, cells, lengths, seeds, workers, yes, out, report_path, quiet, **k
         raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}", param_hint="'--lengths'") from None
     _run_grid(ctx, "sweep", {"cell": cell_list, "length": length_list}, seeds, out, report_path, workers, quiet,
               kwargs, yes)
+
+
+def _hide(command: click.Command, *names: str) -> None:
+    """Leaves the singular options a grid command refuses (--cell for --cells)
+    out of its --help, which listed them with a default as if they worked."""
+    for param in command.params:
+        if param.name in names:
+            param.hidden = True
+
+
+_hide(compare, "cell")
+_hide(sweep, "cell", "length")

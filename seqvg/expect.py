@@ -30,6 +30,7 @@ outcome; the console table of ``seqvg run --check`` and the report's
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 import textwrap
@@ -181,8 +182,12 @@ def parse_expect(doc, run_points: dict[str, list[int]], probe_only: bool, where)
             raise ExpectError(f"{where('measured_seeds', name)}: none of the seeds {seeds} is among this spec's "
                               f"seeds {run_points[point]}")
         on = table.get("measured_on")
+        if type(on) is datetime.date:  # TOML's own date, measured_on = 2026-11-30 (unquoted): the same day
+            on = on.isoformat()
         if not (isinstance(on, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", on)):
-            raise ExpectError(f"{where('measured_on', name)}: required: the date measured, \"YYYY-MM-DD\", got {on!r}")
+            shown = on.isoformat() if isinstance(on, (datetime.date, datetime.time)) else repr(on)
+            raise ExpectError(f"{where('measured_on', name)}: required: the date measured, \"YYYY-MM-DD\", "
+                              f"got {shown}")
         stated = [k for k in OUTCOMES if k in table]
         if not stated:
             raise ExpectError(f"{at}: states no outcome; give one of "
@@ -334,7 +339,8 @@ def expected_figures(columns: list[str], rows: list[list[str]], study_name: str)
     out = []
     for part, chunk in enumerate(chunks):
         fig = plt.figure(figsize=PAGE)
-        ax = fig.add_axes([0.04, 0.1, 0.92, 0.77])
+        # Below the three lines of text at 0.915 (they reach about 0.865): at 0.87 the table's header touched them.
+        ax = fig.add_axes([0.04, 0.1, 0.92, 0.74])
         ax.axis("off")
         if chunk:
             table = ax.table(cellText=chunk, colLabels=columns, loc="upper center", cellLoc="center")

@@ -76,6 +76,9 @@ def _token(key: str, value) -> str:
     if key == "cell_args":
         return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (value or {}).items()) \
             or "no cell args"
+    if key == "task_args":  # a dict: "symbols=3", not Python's "{'symbols': 3}"
+        return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in sorted((value or {}).items())) or "no task args"
     if key in ("task", "activation", "optimizer"):
         return str(value)
     if key == "recurrent_init":

@@ -87,17 +87,29 @@ def image_name_problem(path: str | Path) -> str | None:
     return None
 
 
-def check_replaceable(path: str | Path) -> None:
+def check_replaceable(path: str | Path, kind: str | None = None) -> None:
     """Refuses to let seqvg replace a file it did not write.
+
+    ``kind`` ("pdf" or "png"): what is about to be written; a file of the
+    other kind, though seqvg's (a study's results.png under a report's
+    ``-o``), is not replaced by it either.
 
     Raises:
         FileExistsError: ``path`` exists and is not one of seqvg's PDFs or
-            PNGs (``written_by_seqvg``); naming it and what to do.
+            PNGs (``written_by_seqvg``), or is one of the other kind; naming
+            it and what to do.
     """
     path = Path(path)
-    if path.is_file() and not written_by_seqvg(path):
-        with open(path, "rb") as f:
-            png = f.read(8) == b"\x89PNG\r\n\x1a\n"
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        png = f.read(8) == b"\x89PNG\r\n\x1a\n"
+    if kind is not None and written_by_seqvg(path) and png != (kind == "png"):
+        what = "a PNG seqvg wrote (a page, or a study's results.png), not a PDF" if png else \
+            "a PDF seqvg wrote (a report), not a PNG"
+        raise FileExistsError(errno.EEXIST, f"exists and is {what}; seqvg replaces a file only with one of its "
+                              "own kind: choose another name", str(path))
+    if not written_by_seqvg(path):
         # Say what seqvg did not write: config.json, say, is seqvg's, but not a report.
         what = "as a page (or wrote it before it signed its PNGs)" if png else "as a report or page"
         raise FileExistsError(errno.EEXIST, f"exists and seqvg did not write it {what}; seqvg replaces only its "
@@ -127,7 +139,7 @@ def pdf_document(path: str | Path, title: str) -> Iterator:
     """
     from matplotlib.backends.backend_pdf import PdfPages
 
-    check_replaceable(path)
+    check_replaceable(path, "pdf")
     buf = io.BytesIO()
     # No creation date: the same pages give a byte-identical PDF.
     metadata = {"Title": title, "Creator": CREATOR, "Producer": CREATOR, "CreationDate": None}
@@ -155,7 +167,7 @@ def write_png(path: str | Path, fig, dpi: int = 100, check: bool = True) -> None
     study's own directory, ``study.check_study_dir``).
     """
     if check:
-        check_replaceable(path)
+        check_replaceable(path, "png")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": CREATOR})
     atomic_write_bytes(Path(path), buf.getvalue())

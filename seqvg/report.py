@@ -223,8 +223,9 @@ def write_report(runs: list[Run], out: str | Path, png_dir: str | Path | None = 
     out = Path(out)
     planned = pages(runs)
     pngs = [] if png_dir is None else [page_png(png_dir, i, title) for i, (title, _) in enumerate(planned, start=1)]
+    check_replaceable(out, "pdf")
     for path in pngs:  # before drawing: no page is drawn that could not be saved
-        check_replaceable(path)
+        check_replaceable(path, "png")
     if png_dir is not None:
         Path(png_dir).mkdir(parents=True, exist_ok=True)
     titles = []

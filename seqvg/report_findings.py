@@ -40,7 +40,7 @@ def _carry_factor(r: Run, row: int) -> tuple[str, float] | None:
 
 
 def _baseline(r: Run) -> float:
-    """The trivial baseline loss of a run's task and length."""
+    """The trivial baseline loss of a run's task, with its parameters, and length."""
     return get_task(r.cfg["task"], r.cfg.get("task_args")).baseline(r.cfg["length"])
 
 
@@ -59,8 +59,10 @@ def findings(runs: list[Run]) -> list[str]:
     # neither "ended" anywhere nor failed; it is named, not counted as unsolved.
     stopped = [i for i, r in enumerate(v.runs) if not r.summary.get("solved") and r.summary.get("status") in
                ("running", "interrupted")]
-    diverged = [i for i, r in enumerate(v.runs) if not r.summary.get("solved") and r.summary.get("status") ==
-                "diverged"]
+    # A diverged run did not "end at the baseline having learned nothing": its
+    # loss became NaN or Inf, which stopped it. Named as such, not counted there.
+    diverged = [i for i, r in enumerate(v.runs) if not r.summary.get("solved")
+                and r.summary.get("status") == "diverged"]
     won, lost, memoryless = [], [], 0
     for name, idx in v.groups:
         members = [v.runs[i] for i in idx]
@@ -69,7 +71,6 @@ def findings(runs: list[Run]) -> list[str]:
             won.append(f"{name} at step {ok[0]}")
         elif ok:
             won.append(f"{name} {len(ok)}/{len(members)} seeds (median step {median(ok):.0f})")
-        # A diverged run ended on NaN/Inf, not on a loss: said as such below, not "learned nothing".
         left = [v.runs[i] for i in idx if not v.runs[i].summary.get("solved") and i not in stopped
                 and i not in diverged]
         # Near or above the trivial baseline: the run learned nothing long-range.
@@ -90,22 +91,20 @@ def findings(runs: list[Run]) -> list[str]:
         named = listed([f"{v.labels[i].label} ({run_outcome(v.runs[i])})" for i in stopped])
         first = (f"No run has finished, so none is counted as solved or not: {named}." if len(stopped) == len(v.runs)
                  else first + f" Not finished, so not counted: {named}.")
+    if diverged:
+        at = [f"{v.labels[i].label} at step {v.runs[i].summary.get('diverged_at_step', '?')}" for i in diverged]
+        first += f" Diverged (the loss became NaN or Inf, which ended the run): {listed(at)}."
     if lost:
         lost.sort(key=lambda item: not item[0])
-        unsolved_n = len(v.runs) - len(solved_runs) - len(stopped)
+        unsolved_n = len(v.runs) - len(solved_runs) - len(stopped) - len(diverged)
         base_text = f"the trivial baseline (val loss {', '.join(f'{b:.3g}' for b in bases)}: a model with no memory)"
         if memoryless:
             first += (f" Of the {unsolved_n} unsolved, {memoryless} ended at or above {MEMORYLESS:.0%} of {base_text} "
                       "and learned nothing long-range.")
         else:
-            others = unsolved_n - len(diverged)
-            first += (f" The {others} unsolved{' that did not diverge' if diverged else ''} ended below {base_text}: "
-                      "they learned part of the task.")
+            first += (f" The {unsolved_n} unsolved ended below {base_text}: they learned part of the task."
+                      if unsolved_n > 1 else f" The unsolved run ended below {base_text}: it learned part of the task.")
         first += f" Final val loss: {listed([text for _, text in lost])}."
-    if diverged:
-        named = listed([f"{v.labels[i].label} ({run_outcome(v.runs[i])})" for i in diverged])
-        first += (f" {len(diverged)} of the {len(v.runs) - len(solved_runs) - len(stopped)} unsolved diverged "
-                  f"(the loss became NaN/Inf): {named}.")
 
     def rates(r: Run) -> tuple:
         h = r.probes["h"]
@@ -140,9 +139,11 @@ def findings(runs: list[Run]) -> list[str]:
                 changes.append((name, init["rate_per_100"], end["rate_per_100"], end["horizon"], t))
             else:
                 changes.append((name, init["rate_per_100"], None, init["horizon"], t))
-        changes.sort(key=lambda c: -1e9 if c[1] is None else c[1])
+        # A run whose gradient overflowed at init has no rate: last, said so, not "reaches only 0 steps".
+        changes.sort(key=lambda c: (c[1] is None, 0 if c[1] is None else c[1]))
         phrases = [f"{n} {number(a, '{:+.2f}')}" + (f" -> {number(b, '{:+.2f}')}" if trained else "")
-                   + (f" (reaches only {h or 0} of {t} steps)" if (h or 0) < t else "") for n, a, b, h, t in changes]
+                   + (f" (reaches only {h or 0} of {t} steps)" if (h or 0) < t else "") if a is not None else
+                   f"{n}: no finite gradient to measure (NaN or Inf in the probe)" for n, a, b, h, t in changes]
         second = ("Gradient decay, decades per 100 steps back" + (" at init -> at the end" if trained else " at init")
                   + f", fastest first: {listed(phrases)}.")
     why = []

@@ -94,8 +94,12 @@ def gradient_page(fig, runs: list[Run]) -> None:
                  fontsize=13, weight="bold")
     trained = any(r.probes["h"].shape[0] > 1 for r in v.runs)
     ratios = each_group(v, lambda r: decay_summary(r.probes["h"][-1][0])["ratio"], "{:.2g}")
+    # A run whose probes overflowed has no curve at all: said, not left as a legend entry with nothing drawn.
+    blank = [name for name, idx in v.groups
+             if not any(np.isfinite(r.probes["h"]).any() for r in (v.runs[i] for i in idx))]
     caption(fig, "a curve that falls toward t = 0 means the early inputs get (almost) no gradient, so they cannot "
-             f"be learned; g_0/g_(T-1) {'at the end' if trained else 'at init'}: {ratios or 'not measurable'}.")
+             f"be learned; g_0/g_(T-1) {'at the end' if trained else 'at init'}: {ratios or 'not measurable'}."
+             + (f" No finite gradient to draw (NaN or Inf in every probe): {listed(blank)}." if blank else ""))
 
 
 def _log_norms(r: Run) -> np.ndarray:
@@ -134,8 +138,10 @@ def heatmap_page(fig, runs: list[Run], part: int | None = None) -> None:
     finite = np.concatenate([g[np.isfinite(g)] for g in logs]) if logs else np.array([0.0])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 0.0)
     n = len(panels)
-    cols = min(n, max(3, math.ceil(math.sqrt(n))))
-    rows = math.ceil(n / cols)
+    # An appendix page lays out a full page's grid, so its last page's panels are no larger than the others.
+    slots = n if part is None else max(n, min(len(v.runs), APPENDIX_PANELS))
+    cols = min(slots, max(3, math.ceil(math.sqrt(slots))))
+    rows = math.ceil(slots / cols)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, gridspec_kw={"hspace": 0.6, "wspace": 0.35})
                          ).ravel()
     cmap = mpl.colormaps["viridis"].with_extremes(bad="magenta")
@@ -154,7 +160,7 @@ def heatmap_page(fig, runs: list[Run], part: int | None = None) -> None:
     for ax in axes[n:]:
         ax.axis("off")
     if image is not None:
-        bar = fig.colorbar(image, ax=list(axes[:n]), shrink=0.85)
+        bar = fig.colorbar(image, ax=list(axes), shrink=0.85)  # the whole grid's height, as on a full page
         bar.set_label("log10 ||dL/dh_t||  (magenta = underflow to 0)")
     title = "Gradient flow over training (one colour scale for all runs)"
     fig.suptitle(title if part is None else f"Appendix: every run, {title[0].lower()}{title[1:]}", fontsize=13,

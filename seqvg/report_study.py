@@ -14,6 +14,7 @@ import numpy as np
 from seqvg.decay import decay_summary
 from seqvg.labels import axis_name
 from seqvg.report_view import (
+    APPENDIX_PANELS,
     CAPTION_ROOM,
     View,
     bottom_legend,
@@ -63,6 +64,8 @@ def study_page(fig, runs: list[Run]) -> None:
     def final_metric(r):
         if r.cfg["task"] != task.name:  # another task's metric: not on this axis
             return None
+        if r.summary.get("status") == "diverged":  # drawn as a cross at the top, not as its last (huge) value
+            return None
         val = (r.summary.get("final") or {}).get("val_metric")
         return val if val is not None and math.isfinite(val) else None
 
@@ -110,6 +113,19 @@ def study_page(fig, runs: list[Run]) -> None:
                             va="bottom", fontsize=8, color="0.25")
     else:
         ax_out.set_ylim(-0.02, 1.02)
+    if task.name == "adding":  # the solved line and its label inside the axes, whatever the data's range
+        low, high = ax_out.get_ylim()
+        ax_out.set_ylim(min(low, task.threshold / 1.5), high)
+    # A diverged run's loss became NaN or Inf: it has no outcome to plot, and
+    # its last finite loss (1e26 and more) would squash every other point.
+    diverged = [i for i, r in enumerate(v.runs) if r.summary.get("status") == "diverged" and r.cfg["task"] == task.name]
+    if diverged:  # a band at the top for the crosses, above every plotted value
+        low, high = ax_out.get_ylim()
+        log = ax_out.get_yscale() == "log"
+        ax_out.set_ylim(low, high * (high / low) ** 0.12 if log else high + 0.12 * (high - low))
+    for i in diverged:
+        ax_out.plot([x_of(i)], [0.96], marker="X", markersize=9, color=v.colors[i], markeredgecolor="k",
+                    linestyle="none", transform=ax_out.get_xaxis_transform(), clip_on=False)
     ax_rate.axhline(0, color="0.5", linewidth=0.8)
     xlabel = axis_name(lab0.axes[0]) if numeric_x else ""
     for ax in (ax_out, ax_rate):
@@ -138,6 +154,9 @@ def study_page(fig, runs: list[Run]) -> None:
                 Line2D([], [], marker="o", color="0.4", markerfacecolor="white", linestyle="--"),
                 Line2D([], [], marker="o", color="0.4", linestyle="-")]
     labels += ["solved", "not solved", "decay at init (open, dashed median)", "decay at the end (filled, solid)"]
+    if diverged:
+        handles.append(Line2D([], [], marker="X", markersize=9, color="0.6", markeredgecolor="k", linestyle="none"))
+        labels.append("diverged (NaN/Inf loss)")
     bottom_legend(fig, handles, labels, v.colour_key)
     varied = f"against {xlabel}" if xlabel else "for each cell and variant"
     fig.suptitle(f"Study: outcome and gradient decay {varied}", fontsize=14, weight="bold")
@@ -160,10 +179,10 @@ def appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
     """One small panel per run: its learning curve or its gradient curves."""
     n = len(runs)
     cols = 4
-    rows = max(1, math.ceil(n / cols))
+    # A full page's grid on every page: the last page's one run was a single panel the page's whole height.
+    rows = max(1, math.ceil(min(len(v.runs), APPENDIX_PANELS) / cols))
     # One y scale per page, so that runs compare at a glance.
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
-    task = get_task(runs[0].cfg["task"], runs[0].cfg.get("task_args"))
     for ax, r in zip(axes, runs):
         i = v.runs.index(r)
         color = v.colors[i]
@@ -174,7 +193,9 @@ def appendix_page(fig, runs: list[Run], v: View, kind: str) -> None:
             point = solved_point(r, "val_loss")
             if point is not None:
                 ax.plot([point[0]], [point[1]], marker="*", markersize=11, color=color, markeredgecolor="k")
-            ax.axhline(task.baseline(r.cfg["length"]), color="0.25", linestyle=(0, (1, 1)), linewidth=1)
+            # Each run's own baseline: a page of runs may mix a task's parameters (symbols=2 and 3).
+            ax.axhline(get_task(r.cfg["task"], r.cfg.get("task_args")).baseline(r.cfg["length"]), color="0.25",
+                       linestyle=(0, (1, 1)), linewidth=1)
             ax.set_yscale("log")
             ax.set_xlabel("training step", fontsize=7)
         else:

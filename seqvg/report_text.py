@@ -165,9 +165,9 @@ def outcome_rows(runs: list[Run], by_group: bool | None = None) -> list[list[str
             at = [r.summary["solved_at_step"] for r in rs if r.summary.get("solved")]
             outcome = f"{len(at)}/{len(rs)} solved" + (f", median step {median(at):.0f}" if at else "")
             name = f"{name} ({len(rs)} seeds)"
-        baseline = get_task(c["task"], c.get("task_args")).baseline(c["length"])  # recall's depends on its vocab
+        base = get_task(c["task"], c.get("task_args")).baseline(c["length"])  # with the task's parameters
         rows.append([name, c["cell"], ", ".join(remedies(c) + ([f"gates: {gates}"] if gates != "-" else [])) or "-",
-                     outcome, number(metric, "{:.4g}"), f"{number(loss)} / {baseline:.3g}",
+                     outcome, number(metric, "{:.4g}"), f"{number(loss)} / {base:.3g}",
                      number(init, "{:+.2f}"), number(end, "{:+.2f}")])
     return rows
 

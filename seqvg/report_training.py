@@ -43,6 +43,14 @@ def curves_page(fig, runs: list[Run], title: str = "Learning curves") -> None:
             if point is not None:
                 ax.plot([point[0]], [point[1]], marker="*", markersize=13, color=v.colors[i],
                         markeredgecolor="k", linestyle="none")
+            if r.summary.get("status") == "diverged":
+                # Its last finite value, marked: a run that diverged at once has a single point, no line to see.
+                steps, ys = metric_series(r, col)
+                ok = np.isfinite(ys) & (ys > 0)
+                if ok.any():
+                    ax.plot([steps[ok][-1]], [ys[ok][-1]], marker="X", markersize=10, color=v.colors[i],
+                            markeredgecolor="k", linestyle="none")
+    diverged = [lab.label for r, lab in zip(v.runs, v.labels) if r.summary.get("status") == "diverged"]
     _baselines(ax_loss, task, sorted({r.cfg["length"] for r in v.runs}))
     if task.name == "adding":
         ax_metric.axhline(task.threshold, color="green", linestyle=(0, (2, 2)), linewidth=1)
@@ -56,6 +64,15 @@ def curves_page(fig, runs: list[Run], title: str = "Learning curves") -> None:
         _metric_baselines(ax_metric, task, sorted({r.cfg["length"] for r in v.runs}))
         ax_metric.set_ylim(-0.02, 1.02)
     ax_loss.set_yscale("log")
+    # The reference lines and their labels inside the axes, whatever the runs' range (a diverged
+    # run's 1e27 left the solved line below the axes, its label over the tick labels).
+    lengths = sorted({r.cfg["length"] for r in v.runs})
+    lines = [task.baseline(t) for t in lengths] + [p for p in map(task.partial_plateau, lengths) if p is not None]
+    low, high = ax_loss.get_ylim()
+    ax_loss.set_ylim(min(low, min(lines) / 1.15), high)
+    if task.name == "adding":
+        low, high = ax_metric.get_ylim()
+        ax_metric.set_ylim(min(low, task.threshold / 1.15), high)
     ax_loss.set(xlabel="training step", ylabel="validation loss (log)", title="Validation loss")
     ax_metric.set(xlabel="training step", ylabel=f"validation {task.metric_name}",
                   title=f"Validation {task.metric_name}  (star = solved)")
@@ -72,7 +89,8 @@ def curves_page(fig, runs: list[Run], title: str = "Learning curves") -> None:
                     if r.summary.get("solved"))
     caption(fig, "a run learns the long-range dependency when its loss leaves the dotted trivial baseline (a model "
              f"with no memory); {len(solved)} of {len(runs)} runs met the solved criterion (star)"
-             + (f", the first {solved[0][1]} at step {solved[0][0]}." if solved else "."))
+             + (f", the first {solved[0][1]} at step {solved[0][0]}." if solved else ".")
+             + (f" A cross: the last finite value of a run that diverged ({', '.join(diverged)})." if diverged else ""))
 
 
 def _plateau_label(task, value: float) -> str:

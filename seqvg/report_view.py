@@ -151,6 +151,13 @@ def band_alpha(v: View) -> float:
     return 0.18 if len(v.groups) <= 4 else 0.07
 
 
+def _lone(ok: np.ndarray) -> dict:
+    """A marker for a series of one finite point, which a line alone does not draw
+    (a run of --steps 20 logs its weight change and gradient norm once; a run
+    that diverged before its second evaluation)."""
+    return {"marker": "o", "markersize": 4} if int(np.count_nonzero(ok)) == 1 else {}
+
+
 def draw_runs(ax, v: View, xy, width: float = 1.6, linestyle: str | None = None, log: bool = False,
                suffix: str = "", band: bool = True) -> None:
     """Draws ``xy(run) -> (x, y) or None`` for every run, or per group the
@@ -169,7 +176,7 @@ def draw_runs(ax, v: View, xy, width: float = 1.6, linestyle: str | None = None,
             x, y = clean(*got)
             ok = np.isfinite(y)
             ax.plot(x[ok], y[ok], color=v.colors[i], linewidth=width, label=lab.label + suffix,
-                    linestyle=linestyle or STYLES[v.seed_index[i] % len(STYLES)], marker=_lone(ok))
+                    linestyle=linestyle or STYLES[v.seed_index[i] % len(STYLES)], **_lone(ok))
         return
     for name, idx in v.groups:
         got = [clean(*s) for s in (xy(v.runs[i]) for i in idx) if s is not None]
@@ -179,15 +186,9 @@ def draw_runs(ax, v: View, xy, width: float = 1.6, linestyle: str | None = None,
         ok = np.isfinite(med)
         color = v.colors[idx[0]]
         ax.plot(xs[ok], med[ok], color=color, linewidth=width, linestyle=linestyle or "-", label=name + suffix,
-                marker=_lone(ok))
+                **_lone(ok))
         if band and len(got) > 1:
             ax.fill_between(xs[ok], lo[ok], hi[ok], color=color, alpha=band_alpha(v), linewidth=0)
-
-
-def _lone(ok: np.ndarray) -> str | None:
-    """A marker for a curve of one point (a run that diverged before its
-    second evaluation), which as a line alone would not be drawn at all."""
-    return "o" if int(np.count_nonzero(ok)) == 1 else None
 
 
 def metric_series(r: Run, col: str) -> tuple[np.ndarray, np.ndarray]:

@@ -164,7 +164,8 @@ def _gain_panel(ax, r: Run, color) -> None:
                     label=f"{name} {when}: geo. mean {gm:.3g}" if gm is not None else f"{name} {when}")
     ax.axhline(1.0, color="0.5", lw=0.8)
     ax.set_yscale("log")
-    ax.set(xlabel="timestep t", ylabel="g_t = ||dL/ds_{t-1}|| / ||dL/ds_t||")
+    # A short label: the definition (in the title) ran taller than a panel of a four-row page, into the next.
+    ax.set(xlabel="timestep t", ylabel="gain g_t (log)")
     ax.legend(fontsize=7, loc="best")
 
 
@@ -183,14 +184,15 @@ def carry_page(fig, runs: list[Run]) -> None:
             cell, "its own gates" if is_custom_cell(cell or "") else
             "what bounds one step: sigma_max(W) and phi', over training")
         left.set_title(f"{v.labels[i].label}: {what}", fontsize=9)
-        right.set_title(f"{v.labels[i].label}: per-step gradient gain", fontsize=9)
+        right.set_title(f"{v.labels[i].label}: per-step gain g_t = ||dL/ds_(t-1)|| / ||dL/ds_t||", fontsize=9)
         for ax in (left, right):
             ax.grid(alpha=0.3)
     more = len(v.groups) - len(rows)
     fig.suptitle("Why: the carry path (dashed = untrained, solid = end of training)"
                  + (f"\nfirst {len(rows)} of {len(v.groups)} groups, first seed of each" if more else ""),
                  fontsize=14, weight="bold")
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.1, hspace=0.55, wspace=0.22)
+    # A two-line title (first N of M groups) needs room above the first row's panel titles.
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.86 if more else 0.9, bottom=0.1, hspace=0.55, wspace=0.22)
     caption(fig, "a carry gate near 1 passes the gradient on almost unchanged (gain near 1 at every step); "
              "a vanilla RNN's gain is at most sigma_max(W) x max phi', and below 1 it compounds over T steps.")
 

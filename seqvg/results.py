@@ -51,6 +51,12 @@ def results_rows(study: Study) -> list[dict]:
                 row[f"c_{k}"] = (p.get("c_summary") or {}).get(k)
         else:
             s = rundir.read_json(d / rundir.SUMMARY)
+            rundir.check_summary(s, d / rundir.SUMMARY)
+            # A finished run's summary holds all of these (seqvg writes them at once); one gone is a hand edit.
+            missing = [k for k in ("solved_at_step", "steps_done", "final", "metric_name", "baseline", "decay")
+                       if k not in s] + [f"final.{k}" for k in ("val_loss", "val_metric") if k not in (s.get("final") or {})]
+            if missing:
+                raise rundir.RunDirError(f"{d / rundir.SUMMARY}: corrupt (no {', '.join(missing)})")
             row.update(status=s["status"], solved=s["solved"], solved_at_step=s["solved_at_step"],
                        steps_done=s["steps_done"], final_val_loss=s["final"]["val_loss"],
                        final_val_metric=s["final"]["val_metric"], metric_name=s["metric_name"],

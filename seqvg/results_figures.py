@@ -54,6 +54,10 @@ def results_figure(study: Study, rows: list[dict]):
         values = [v for v in values if v is not None and np.isfinite(v)]
         return float(np.median(values)) if values else np.nan
 
+    def final_loss(r: dict):
+        """A run's final val loss; None where it diverged (a NaN/Inf loss: its last one, 1e26 and more, is no outcome)."""
+        return None if r.get("status") == "diverged" else r["final_val_loss"]
+
     if study.probe_only and len({r["recurrent_gain"] for r in rows}) > 1:
         return _recurrent_gain_figure(study, rows)
     if not study.probe_only and len({(r["task"], r["task_args"]) for r in rows}) > 1:
@@ -65,6 +69,7 @@ def results_figure(study: Study, rows: list[dict]):
         left, right = "h_rate_per_100", "h_horizon"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    diverged: list[tuple] = []  # (x, colour, runs) of the groups with diverged runs
     for i, (label, group) in enumerate(groups.items()):
         lengths = sorted({r["length"] for r in group})
         style = {"color": colors[i % len(colors)], "linestyle": STYLES[i % len(STYLES)],
@@ -76,14 +81,17 @@ def results_figure(study: Study, rows: list[dict]):
             y2 = [median([r[right] for r in at[t]]) for t in lengths]
         else:
             y1 = [float(np.mean([r["solved"] in (True, "True") for r in at[t]])) for t in lengths]
-            y2 = [median([r["final_val_loss"] for r in at[t]]) for t in lengths]
+            y2 = [median([final_loss(r) for r in at[t]]) for t in lengths]
         ax1.plot(xs, y1, **style)
         ax2.plot(xs, y2, **style)
         if not study.probe_only:  # the seeds' spread around the median
             for x, t in zip(xs, lengths):
-                seeds = [r["final_val_loss"] for r in at[t] if r["final_val_loss"] is not None]
+                seeds = [final_loss(r) for r in at[t] if final_loss(r) is not None]
                 ax2.plot([x] * len(seeds), seeds, marker=style["marker"], color=style["color"], markersize=3.5,
                          alpha=0.55, linestyle="none")
+                n_diverged = sum(r.get("status") == "diverged" for r in at[t])
+                if n_diverged:  # a cross in a band at the top (made below), counted
+                    diverged.append((x, style["color"], n_diverged))
         if study.probe_only:
             for x, t, y in zip(xs, lengths, y2):
                 under = sum(r["h_underflow"] for r in at[t])
@@ -102,9 +110,17 @@ def results_figure(study: Study, rows: list[dict]):
             ax2.axhline(baselines[0][1], color="0.4", ls=":", lw=1)
             ax2.annotate("baseline", (0, baselines[0][1]), xycoords=("axes fraction", "data"), fontsize=7,
                          xytext=(3, 3), textcoords="offset points", color="0.3")
-        finite = [r["final_val_loss"] for r in rows if r["final_val_loss"] is not None]
+        finite = [final_loss(r) for r in rows if final_loss(r) is not None]
         if finite and min(finite) > 0:
             ax2.set_yscale("log")
+        if diverged:  # a band at the top, above every plotted loss, for the crosses
+            low, high = ax2.get_ylim()
+            ax2.set_ylim(low, high * (high / low) ** 0.15 if ax2.get_yscale() == "log" else high + 0.15 * (high - low))
+            for x, color, n in diverged:
+                ax2.plot([x], [0.95], marker="X", markersize=9, color=color, markeredgecolor="k", linestyle="none",
+                         transform=ax2.get_xaxis_transform(), clip_on=False)
+                ax2.annotate(f"{n} diverged", (x, 0.95), xycoords=("data", "axes fraction"), xytext=(7, -3),
+                             textcoords="offset points", fontsize=7, color="0.25")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if by_label:
@@ -181,7 +197,15 @@ def tasks_figure(study: Study, rows: list[dict]):
             at = {t: [r for r, _ in members if r["length"] == t] for t in sorted({r["length"] for r, _ in members})}
             xs = list(at) if len(lengths) > 1 else [i]
             for x, runs in zip(xs, at.values()):
-                values = [r["final_val_metric"] for r in runs if r["final_val_metric"] is not None]
+                # A diverged run's last metric (1e26 and more for a loss-like one) is no outcome: a cross at the top.
+                values = [r["final_val_metric"] for r in runs
+                          if r["final_val_metric"] is not None and r.get("status") != "diverged"]
+                n_diverged = sum(r.get("status") == "diverged" for r in runs)
+                if n_diverged:
+                    ax.plot([x], [0.95], marker="X", markersize=8, color=style["color"], markeredgecolor="k",
+                            linestyle="none", transform=ax.get_xaxis_transform(), clip_on=False)
+                    ax.annotate(f"{n_diverged} diverged", (x, 0.95), xycoords=("data", "axes fraction"),
+                                xytext=(6, -3), textcoords="offset points", fontsize=7, color="0.25")
                 solved = sum(r["solved"] in (True, "True") for r in runs)
                 y = float(np.median(values)) if values else np.nan
                 ax.plot([x], [y], markersize=8, linestyle="none",
@@ -195,8 +219,8 @@ def tasks_figure(study: Study, rows: list[dict]):
                     ax.annotate(note, (x, y), fontsize=7, xytext=(0, 7), textcoords="offset points", ha="center",
                                 color="0.25")
             if len(lengths) > 1:
-                ax.plot(xs, [np.median([r["final_val_metric"] for r in at[t] if r["final_val_metric"] is not None]
-                                       or [np.nan]) for t in at],
+                ax.plot(xs, [np.median([r["final_val_metric"] for r in at[t] if r["final_val_metric"] is not None
+                                        and r.get("status") != "diverged"] or [np.nan]) for t in at],
                         linestyle=STYLES[i % len(STYLES)], color=style["color"], label=series)
         for y, ls, what in ((task.threshold, "--", "solved"), (task.baseline_metric(lengths[0]), ":", "baseline")):
             ax.axhline(y, color="0.4", ls=ls, lw=0.9)
@@ -206,6 +230,9 @@ def tasks_figure(study: Study, rows: list[dict]):
             ax.set_ylim(-0.03, 1.1)
         else:
             ax.set_yscale("log")
+            if any(r.get("status") == "diverged" for r in group):  # room at the top for the crosses
+                low, high = ax.get_ylim()
+                ax.set_ylim(low, high * (high / low) ** 0.15)
         ax.set_ylabel(f"final validation {task.metric_name}", fontsize=8)
         title = name + (f" {args}" if args else "")
         ax.set_title(title + "\n" + ", ".join(shared), fontsize=9)
@@ -232,18 +259,19 @@ def tasks_figure(study: Study, rows: list[dict]):
 def _results_caption(fig, study: Study, rows: list[dict]) -> None:
     """The results figure's "What to look for" line, with the study's counts."""
     from seqvg.report_view import caption
-    from seqvg.tasks import get_task
 
     fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))
     if study.probe_only:
-        # With the task's parameters: recall's sequence is 3K+T, selective-copy's T+2M.
-        whole = sum((r["h_horizon"] or 0) >= get_task(r["task"], _task_args(r)).seq_len(r["length"]) for r in rows)
+        cfgs = {d.name: cfg for cfg, d in zip(study.configs, study.run_dirs())}  # seq_len needs the task's args
+        whole = sum((r["h_horizon"] or 0) >= cfgs[r["run"]].seq_len for r in rows)
         caption(fig, "where the decay rate (left) drops below 0 the gradient shrinks on its way back; "
                  f"{whole} of {len(rows)} probes keep it above 1e-3 of the last step's over the whole sequence.")
     else:
         solved = sum(r["solved"] in (True, "True") for r in rows)
+        n_diverged = sum(r.get("status") == "diverged" for r in rows)
         caption(fig, f"which cells and lengths solve the task: {solved} of {len(rows)} runs did; the final loss "
-                 "(right) against the trivial baseline shows how close the others came.")
+                 "(right) against the trivial baseline shows how close the others came"
+                 + (f"; {n_diverged} diverged (a NaN/Inf loss: crosses at the top)." if n_diverged else "."))
 
 
 def _recurrent_gain_figure(study: Study, rows: list[dict]):
@@ -318,8 +346,3 @@ def probe_curves_figure(study: Study):
              + spread + ".")
     return fig
 
-
-def _task_args(row: dict) -> dict:
-    """A results row's ``task_args`` ("pairs=2 vocab=8", as results.csv holds it) as a dict."""
-    text = row.get("task_args") or ""
-    return {k: int(v) for k, v in (item.split("=", 1) for item in str(text).split())}

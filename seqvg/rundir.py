@@ -293,6 +293,50 @@ def config_of(config: dict, source: Path, resolve: bool = True):
         raise RunDirError(f"{source}: corrupt{newer} ({e})") from None
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_summary(summary: dict, source: Path) -> None:
+    """Checks the fields of summary.json that the report and diagnose read.
+
+    seqvg writes them with these types; a hand edit or another tool may not,
+    and a report formatting ``"solved": "yes"`` would fail with a traceback.
+
+    Raises:
+        RunDirError: naming ``source`` and the first field of a wrong type.
+    """
+    def corrupt(what: str) -> RunDirError:
+        return RunDirError(f"{source}: corrupt ({what})")
+
+    if summary.get("status") not in STATUSES:
+        raise corrupt(f"status {summary.get('status')!r}")
+    solved = summary.get("solved")
+    if not isinstance(solved, bool):
+        raise corrupt(f"solved must be true or false, got {solved!r}")
+    for key in ("solved_at_step", "steps_done", "diverged_at_step"):
+        value = summary.get(key)
+        if value is not None and not (_is_int(value) and value >= 0):
+            raise corrupt(f"{key} must be a step (an int >= 0), got {value!r}")
+    if solved and summary.get("solved_at_step") is None:
+        raise corrupt("solved is true but solved_at_step is missing")
+    final = summary.get("final")
+    if final is not None:
+        if not isinstance(final, dict):
+            raise corrupt(f"final must be an object, got {final!r}")
+        for key, value in final.items():
+            if value is not None and not _is_number(value):
+                raise corrupt(f"final.{key} must be a number or null, got {value!r}")
+    decay = summary.get("decay")
+    if decay is not None and not (isinstance(decay, dict)
+                                  and all(d is None or isinstance(d, dict) for d in decay.values())):
+        raise corrupt(f"decay must be an object of init and final figures, got {decay!r}")
+
+
 def load_run(path: Path) -> Run:
     """Reads and checks a run directory.
 
@@ -307,8 +351,7 @@ def load_run(path: Path) -> Run:
     # resolved(), whose rules may have grown stricter since an old run was made.
     cfg = config_of(config, path / CONFIG, resolve=False)
     summary = read_json(path / SUMMARY)
-    if summary.get("status") not in STATUSES:
-        raise RunDirError(f"{path / SUMMARY}: corrupt (status {summary.get('status')!r})")
+    check_summary(summary, path / SUMMARY)
     columns, rows = read_csv(path / METRICS)
     if not rows:  # a run's first row (step 0) comes before anything is reported
         raise RunDirError(f"{path / METRICS}: corrupt (no rows: not even step 0's)")
@@ -394,6 +437,8 @@ def find_runs(paths: list, what: str = "report") -> tuple[list[Path], list[str]]
                 found.append(run)
             elif (run / PROBE).is_file():
                 notes.append(f"{run}: a probe-only run (probe.json); left out, its study's PDF shows it")
+            elif is_pages_dir(run):
+                notes.append(f"{run}: report pages (PNG), not a run; left out")
             else:
                 notes.append(f"{run}: no config.json (a run not started yet); left out")
     if not found:
@@ -482,6 +527,30 @@ def has_content(path: Path) -> bool:
     if not path.is_dir():
         raise NotARunError(f"{path}: exists and is not a directory")
     return any(p.name != LOCK and not is_temp_name(p.name) for p in path.iterdir())
+
+
+def run_holding(path: Path) -> Path | None:
+    """The seqvg run directory that ``path`` is, or lies inside, else None.
+
+    A run directory holds only the run's own files (``--overwrite`` and a
+    study run again refuse anything else), so nothing else is written there.
+    """
+    full = Path(path).resolve()  # resolved: "../r.pdf" from inside a run lies outside it
+    for d in [full, *full.parents]:
+        if (d / PROBE).is_file() or ((d / CONFIG).is_file() and is_seqvg_config(d / CONFIG)):
+            return d.relative_to(Path.cwd().resolve()) if d.is_relative_to(Path.cwd().resolve()) else d
+    return None
+
+
+def is_pages_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory of report pages: PNG files alone
+    (``seqvg report STUDY --png STUDY/pages``). Whether seqvg wrote them is
+    ``seqvg.pdf.written_by_seqvg``'s to say."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    entries = list(path.iterdir())
+    return bool(entries) and all(q.is_file() and not q.is_symlink() and q.suffix == ".png" for q in entries)
 
 
 def is_study_dir(path: Path) -> bool:

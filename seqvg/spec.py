@@ -119,14 +119,24 @@ def _check_type(name: str, value, where: str):
     return float(value) if base == "float" else value
 
 
+def _unknown(key: str, table_name: str | None) -> str:
+    """"unknown option", with where the key belongs when it is the study's own
+    (seeds, out, ... set once at the top) or the seed, which a study sets."""
+    if key == "seed":
+        return "unknown option; the seed is set by 'seeds' at the top of the spec (seeds = 3, or seeds = [0, 7])"
+    if key in STUDY_KEYS and table_name:
+        return (f"unknown option; '{key}' is the study's, set once at the top of the spec, not in "
+                f"[{table_name}]")
+    return "unknown option"
+
+
 def _options(table: dict, where, table_name: str | None, index: int = 0, skip=()) -> dict:
     out = {}
     for key, value in table.items():
         if key in skip:
             continue
         if key not in OPTION_KEYS:
-            hint = "; the seed is set by 'seeds'" if key == "seed" else ""
-            raise SpecError(f"{where(key, table_name, index)}: unknown option{hint}")
+            raise SpecError(f"{where(key, table_name, index)}: {_unknown(key, table_name)}")
         out[key] = _check_type(key, value, where(key, table_name, index))
     return out
 
@@ -149,10 +159,17 @@ def _value_name(key: str, value) -> str:
         return cell_label(str(value))
     if key == "length":
         return f"T{value}"
-    if isinstance(value, dict):  # task_args
-        return "-".join(f"{k}{v}" for k, v in sorted(value.items()))
+    if isinstance(value, dict):  # task_args; {} (the task's defaults) made the name "-s0", read as an option
+        return "-".join(f"{k}{v}" for k, v in sorted(value.items())) or "task-defaults"
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return f"{key.replace('_', '-')}{text}"
+
+
+def _shown(value) -> str:
+    """A grid value as a spec writes it: {symbols = 3} as "{symbols = 3}", not Python's dict."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {v}" for k, v in sorted(value.items())) + "}"
+    return str(value)
 
 
 def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], seeds: list[int]):
@@ -170,12 +187,13 @@ def expand(base: dict, grid: dict[str, list], variants: list[tuple[str, dict]], 
             same = {}  # one cell file spelt two ways is one cell, given twice
             for v, n in zip(values, names):
                 if n == name:
-                    same.setdefault(absolute_cell_spec(v) if key == "cell" and is_custom_cell(v) else v, str(v))
+                    same.setdefault(absolute_cell_spec(v) if key == "cell" and is_custom_cell(v) else
+                                    _shown(v) if isinstance(v, dict) else v, _shown(v))
             if len(same) > 1:  # two custom cells of one class name: one run directory
                 raise ConfigError(f"{' and '.join(same.values())} would share the run name {name} (a custom "
                                   "cell's runs are named by its class): give the classes different names (or, in a "
                                   "spec, put each in a [[variant]] with a label of its own)", key)
-        twice = sorted({str(v) for v, n in zip(values, names) if names.count(n) > 1})
+        twice = sorted({_shown(v) for v, n in zip(values, names) if names.count(n) > 1})
         if twice:
             raise ConfigError(f"{', '.join(twice)} given more than once", key)
     if "cell" in grid and base.get("cell_args") and not any(
@@ -229,7 +247,7 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     grid = {}
     for key, values in grid_doc.items():
         if key not in OPTION_KEYS:
-            raise SpecError(f"{where(key, 'grid')}: unknown option")
+            raise SpecError(f"{where(key, 'grid')}: {_unknown(key, 'grid')}")
         if not isinstance(values, list) or not values:
             raise SpecError(f"{where(key, 'grid')}: expected a non-empty list of values, got {values!r}")
         grid[key] = [_check_type(key, v, where(key, "grid")) for v in values]
@@ -275,6 +293,15 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
         grid.pop(key, None)
         for _, opts in variants:
             opts.pop(key, None)
+    # A run's options are base, then its variant's, then the grid's: a key in
+    # both a [[variant]] and [grid] would have the grid replace the variant's
+    # value in every run, the variant's label then naming runs it did not shape.
+    for i, (label, opts) in enumerate(variants):
+        for key in opts:
+            if key in grid:
+                raise SpecError(f"{where(key, 'variant', i)}: also in [grid], whose values would replace "
+                                f"variant {label}'s {key} = {opts[key]!r} in every run; set {key} in the grid or "
+                                "in the variants, not both")
     try:
         runs = expand(base, grid, variants, seeds)
     except ConfigError as e:
@@ -293,6 +320,13 @@ def parse_spec(text: str, path: str = "<spec>", overrides: dict | None = None, o
     # TOML has no shell to expand "~": a spec's "~/runs" means the home directory, not a directory named "~".
     out_dir = out or Path(doc.get("out", f"runs/{name}")).expanduser()
     report_path = report or Path(doc.get("report", f"reports/{name}.pdf")).expanduser()
+    # The spec's own paths, checked as click checks --out and --report: a
+    # mistake in the spec (exit 2, its line), not a fault of the system (1).
+    if out is None and "out" in doc and out_dir.exists() and not out_dir.is_dir():
+        raise SpecError(f"{where('out')}: {out_dir} is a file; out is the directory of the runs")
+    if report is None and "report" in doc and report_path.is_dir():
+        raise SpecError(f"{where('report')}: {report_path} is a directory; report is the PDF to write, "
+                        f"e.g. {report_path / (name + '.pdf')}")
     from seqvg.expect import ExpectError, parse_expect, points
 
     expectations = ()

@@ -230,8 +230,12 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
                               "name for the report", "report")
         if image_name_problem(study.report):
             raise ConfigError(image_name_problem(study.report), "report")
+        run = rundir.run_holding(study.report.parent)
+        if run is not None:  # a run holds only its own files: the next run of the study would refuse it
+            raise ConfigError(f"{study.report}: inside the run directory {run}, which holds only the run's own "
+                              "files; choose a place outside it for the report", "report")
         rundir.check_writable(study.report)
-        check_replaceable(study.report)
+        check_replaceable(study.report, "pdf")
     check_study_dir(study)
     for cfg in study.configs:
         check_memory(cfg, training=not study.probe_only, names=names)
@@ -271,6 +275,8 @@ def check_study_dir(study: Study) -> None:
             continue
         elif p.is_dir() and not p.is_symlink() and not rundir.foreign_entries(p):
             continue  # a seqvg run (of this study or not), or an empty directory
+        elif rundir.is_pages_dir(p) and all(written_by_seqvg(q) for q in p.iterdir()):
+            continue  # the pages of a report of this study (seqvg report OUT --png OUT/pages)
         if p.is_dir() and not p.is_symlink() and rundir.is_study_dir(p):
             raise rundir.NotARunError(f"{out / name}: another seqvg study's directory; a study's output directory "
                                       "holds its own runs, results.csv and results.png, not other studies: choose "

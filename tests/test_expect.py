@@ -70,6 +70,18 @@ def test_expect_errors_are_one_line_with_file_line_and_key(text, message):
     assert str(e.value) == message
 
 
+def test_measured_on_may_be_a_toml_date():
+    """measured_on = 2026-11-30, unquoted, is TOML's own date: it was refused
+    with Python's repr, "got datetime.date(2026, 11, 30)"; it is that day."""
+    study = parse_spec(GRID + "[expect.T25]\nmeasured_seeds = [0, 1, 2]\nmeasured_on = 2026-11-30\n"
+                              "solved_fraction = 1.0\n", "s.toml")
+    assert [e.measured_on for e in study.expectations] == ["2026-11-30"]
+    with pytest.raises(SpecError) as e:  # a date with a time is not a day: refused, in TOML's spelling
+        parse_spec(GRID + "[expect.T25]\nmeasured_seeds = [0]\nmeasured_on = 2026-11-30T10:00:00\n"
+                          "solved_fraction = 1.0\n", "s.toml")
+    assert str(e.value).endswith('"YYYY-MM-DD", got 2026-11-30T10:00:00')
+
+
 def test_probe_only_specs_expect_only_the_init_decay():
     text = GRID.replace("seeds = 3", "seeds = 3\nprobe_only = true") + "[expect.T25]\n" + MEASURED
     assert parse_spec(text + "init_decay = [-3.0, -1.0]\n", "s.toml").expectations
@@ -208,3 +220,24 @@ def test_seeds_runs_the_spec_with_more_seeds_and_checks_them_all(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs").glob("s*")) == ["s0", "s1"]
     r = CliRunner().invoke(cli, args + ["--seeds", "0"])
     assert r.exit_code == 2 and "--seeds" in r.output
+
+
+def test_expected_page_table_clears_its_text_and_fits_the_page():
+    """The table's header touched the last of the three lines of text above
+    it (the axes began at 0.87 of the page, the text ended near 0.865); a full
+    page of rows must still end above the caption."""
+    import matplotlib.pyplot as plt
+
+    from seqvg.expect import COLUMNS, PAGE_ROWS
+
+    rows = [["rnn-T100", "solved fraction", "0 of 0,1,2", "0.00 ± 0.01", "0/1 = 0.00", "2026-11-30", "DEVIATES"]]
+    for n in (1, PAGE_ROWS):
+        (_, fig), *_ = expected_figures(COLUMNS, rows * n, "s")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        table = fig.axes[0].tables[0].get_window_extent(renderer)
+        text = [t for t in fig.texts if t.get_text().startswith("s: ")][0].get_window_extent(renderer)
+        assert text.y0 > table.y1 + 2, (n, text, table)  # pixels, y upwards
+        caption = [t for t in fig.texts if t.get_text().startswith("What to look for")][0].get_window_extent(renderer)
+        assert table.y0 > caption.y1, (n, table, caption)
+        plt.close(fig)

@@ -211,6 +211,42 @@ def garbage_summary(w: Path) -> None:
     (w / "run" / "summary.json").write_text("\x00\x01 not json")
 
 
+def summary_value(key: str, value) -> Callable[[Path], None]:
+    """A run whose summary.json holds ``value`` for ``key`` (a hand edit); None removes the key."""
+    def setup(w: Path) -> None:
+        d = json.loads((w / "run" / "summary.json").read_text())
+        if value is None:
+            d.pop(key, None)
+        else:
+            d[key] = value
+        rundir.write_json(w / "run" / "summary.json", d)
+    return setup
+
+
+def study_of_run_without(key: str) -> Callable[[Path], None]:
+    """one.toml, a study of one run (the world's run, as study/s0), whose summary.json lost ``key``."""
+    def setup(w: Path) -> None:
+        opts = "\n".join(f"{k} = {v}" for k, v in {**TINY, "cell": '"rnn"'}.items())
+        (w / "one.toml").write_text(f'name = "one"\n{opts}\n')
+        shutil.copytree(w / "run", w / "study" / "s0")
+        d = json.loads((w / "study" / "s0" / "summary.json").read_text())
+        d.pop(key)
+        rundir.write_json(w / "study" / "s0" / "summary.json", d)
+    return setup
+
+
+def study_with_results_png(w: Path) -> None:
+    """study/: the world's run as study/rnn-s0, and the results.png seqvg draws for a study."""
+    import matplotlib.pyplot as plt
+
+    from seqvg.pdf import write_png
+
+    shutil.copytree(w / "run", w / "study" / "rnn-s0")
+    fig = plt.figure()
+    write_png(w / "study" / "results.png", fig)
+    plt.close(fig)
+
+
 def bad_lr_spec(w: Path) -> None:
     (w / "bad.toml").write_text('name = "bad"\nlr = nan\n')
 
@@ -391,6 +427,16 @@ CASES = [
     Case("diagnose-truncated-probes", ["diagnose", "run"], 2, "Error: run/probes.npz: corrupt", truncated_probes),
     Case("report-garbage-summary", ["report", "run", "-o", "r.pdf"], 2, "Error: run/summary.json: corrupt JSON",
          garbage_summary),
+    # summary.json's fields have types too: a hand edit was a KeyError or TypeError traceback.
+    Case("report-summary-solved-not-bool", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/summary.json: corrupt (solved must be true or false, got 'yes')", summary_value("solved", "yes")),
+    Case("diagnose-summary-solved-without-step", ["diagnose", "run"], 2,
+         "Error: run/summary.json: corrupt (solved is true but solved_at_step is missing)",
+         lambda w: (summary_value("solved", True)(w), summary_value("solved_at_step", None)(w))),
+    Case("report-summary-final-text", ["report", "run", "-o", "r.pdf"], 2,
+         "Error: run/summary.json: corrupt (final must be an object, got 'x')", summary_value("final", "x")),
+    Case("study-summary-without-metric-name", ["run", "one.toml", "--out", "study", "--report", "r.pdf"], 2,
+         "Error: study/s0/summary.json: corrupt (no metric_name)", study_of_run_without("metric_name")),
     Case("diagnose-missing", ["diagnose", "nothing"], 2, "Error: nothing: does not exist"),
     Case("diagnose-config-wrong-type", ["diagnose", "run"], 2,
          "Error: run/config.json: corrupt (units must be an int, got str 'x')", config_value("units", "x")),
@@ -439,9 +485,23 @@ CASES = [
     Case("report-png-over-users-page", ["report", "run", "-o", "r.pdf", "--png", "pages"], 1,
          "Error: pages/01-title.png: exists and seqvg did not write it as a page (or wrote it before it signed its "
          "PNGs)", users_page_png),
-    Case("report-over-run-config", ["report", "run", "-o", "run/config.json"], 1,
-         "Error: run/config.json: exists and seqvg did not write it as a report or page; seqvg replaces only its own "
-         "reports and pages"),
+    Case("report-over-run-config", ["report", "run", "-o", "run/config.json"], 2,
+         "Error: Invalid value for '--out': run/config.json: inside the run directory run, which holds only the "
+         "run's own files"),
+    # A report or its pages inside a run directory made the study owning it refuse its whole directory
+    # ("not written by seqvg"); -o over a study's results.png wrote a PDF there under that name.
+    Case("report-into-a-run", ["report", "run", "-o", "run/r.pdf"], 2,
+         "Error: Invalid value for '--out': run/r.pdf: inside the run directory run, which holds only the run's "
+         "own files"),
+    Case("report-png-into-a-run", ["report", "run", "-o", "r.pdf", "--png", "run/pages"], 2,
+         "Error: Invalid value for '--png': run/pages: inside the run directory run, which holds only the run's "
+         "own files"),
+    Case("study-report-into-a-run", ["run", "spec.toml", "--out", "new", "--report", "run/r.pdf"], 2,
+         "Error: Invalid value for '--report': run/r.pdf: inside the run directory run, which holds only the run's "
+         "own files"),
+    Case("report-over-results-png", ["report", "study", "-o", "study/results.png"], 1,
+         "Error: study/results.png: exists and is a PNG seqvg wrote (a page, or a study's results.png), not a PDF; "
+         "seqvg replaces a file only with one of its own kind", study_with_results_png),
     Case("study-report-over-users-file", ["run", "spec.toml", "--out", "new", "--report", "notes.txt"], 1,
          "Error: notes.txt: exists and seqvg did not write it as a report or page;"),
     # -- outputs that cannot be written: runtime faults, checked before the work
@@ -1080,3 +1140,24 @@ def test_overwrite_killed_half_way_can_be_overwritten_again(world, tmp_path, mon
     assert (w / "run" / "config.json").exists()
     rundir.remove_run(w / "run")
     assert [p.name for p in (w / "run").iterdir()] == [".lock"]
+
+
+def test_report_pages_inside_a_study_directory_are_seqvgs(world, tmp_path, monkeypatch):
+    """`seqvg report study --png study/pages`, then the same study again: it
+    was refused, `study/pages: not written by seqvg` (every file in it is
+    seqvg's page), and report/diagnose called the directory "a run not
+    started yet". A file of the user's among the pages is still refused."""
+    w = tmp_path / "w"
+    shutil.copytree(world, w)
+    study_of_run_without("wall_s")(w)  # one.toml: the world's run as study/s0 (a key report does not need)
+    monkeypatch.chdir(w)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["report", "study", "-o", "r.pdf", "--png", "study/pages"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["run", "one.toml", "--out", "study", "--report", "r2.pdf"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["diagnose", "study"])
+    assert r.exit_code == 0 and "study/pages: report pages (PNG), not a run; left out" in r.output, r.output
+    (w / "study" / "pages" / "mine.png").write_bytes(b"\x89PNG\r\n\x1a\n the user's")
+    r = runner.invoke(cli, ["run", "one.toml", "--out", "study", "--report", "r2.pdf"])
+    assert r.exit_code == 2 and "study/pages: not written by seqvg" in r.output, r.output

@@ -200,6 +200,33 @@ def test_findings_do_not_count_a_stopped_run_as_ended(tmp_path):
                             "counted: T=10 s0 (running at step 100). Of the 1 unsolved, 1 ended at or above 90%"), first
 
 
+def test_findings_name_diverged_runs_and_gradients_that_overflowed(tmp_path):
+    """Runs whose loss became NaN/Inf (--recurrent-gain 3 and 50 on a ReLU
+    RNN) were counted among those that "ended at or above 90% of the trivial
+    baseline and learned nothing long-range" (final val loss 8.41e+26 and
+    "-"), and one whose probe overflowed at init led the second finding as
+    "G=50 - -> - (reaches only 0 of 30 steps)"."""
+    import dataclasses
+
+    from seqvg.report_findings import findings
+
+    plain = _constructed(tmp_path / "a", val=[0.5] * 11)
+    big = _constructed(tmp_path / "b", val=[0.5] * 10 + [8e26], h_init=np.geomspace(1e-12, 1.0, 10))
+    big = dataclasses.replace(big, summary={**big.summary, "status": "diverged", "diverged_at_step": 1},
+                              config={"config": {**big.cfg, "clip": 1.0}})
+    inf = np.full(10, np.inf)
+    over = _constructed(tmp_path / "c", val=[0.5] * 11, h_init=inf, h_final=inf)
+    over = dataclasses.replace(over, summary={**over.summary, "status": "diverged", "diverged_at_step": 1,
+                                              "final": {"val_loss": None, "val_metric": None}},
+                               config={"config": {**over.cfg, "clip": 2.0}})
+    first, second, _ = findings([plain, big, over])
+    assert ("Diverged (the loss became NaN or Inf, which ended the run): clip=1 s0 at step 1, clip=2 s0 at step 1. "
+            "Of the 1 unsolved, 1 ended at or above 90%") in first, first
+    assert "8e+26" not in first
+    assert second.endswith("clip=2: no finite gradient to measure (NaN or Inf in the probe)."), second
+    assert "reaches only 0" not in second
+
+
 def _drawn_tables(monkeypatch) -> list[tuple[str, list[list[str]]]]:
     """Records, for every page the report writes, its first axes title and
     the text of each table row, as the page goes into the PDF."""
@@ -576,5 +603,184 @@ def test_findings_say_a_diverged_run_diverged(tiny_run, tmp_path):
     (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged", "diverged_at_step": 2,
                                                   "final": {**summary["final"], "val_loss": 2.75e17}}))
     first = findings([load_run(run)])[0]
-    assert first.endswith("1 of the 1 unsolved diverged (the loss became NaN/Inf): rnn s0 (diverged at step 2)."), first
+    assert "Diverged (the loss became NaN or Inf, which ended the run): rnn s0 at step 2." in first, first
     assert "learned nothing" not in first and "2.75e+17" not in first, first
+
+
+def test_a_study_of_task_parameters_names_them_and_uses_each_runs_baseline(tmp_path):
+    """temporal-order with symbols=2 and symbols=3 (a [grid] of task_args):
+    runs were labelled "task_args={'symbols': 3} s0" (Python's dict), and the
+    outcome table and first finding gave both the baseline of the default
+    parameters, ln 4 = 1.39, where symbols=3's is ln 8 = 2.08."""
+    from seqvg.labels import run_labels
+    from seqvg.report_findings import findings
+    from seqvg.report_text import outcome_rows
+
+    runs = [_study_run(tmp_path, f"symbols{k}-s0", cell="rnn", task="temporal-order", length=20,
+                       task_args={"symbols": k}) for k in (2, 3)]
+    assert [lab.label for lab in run_labels([r.cfg for r in runs])] == ["symbols=2 s0", "symbols=3 s0"]
+    rows = outcome_rows(runs)
+    assert [row[0] for row in rows] == ["symbols=2 s0", "symbols=3 s0"]
+    assert [row[5].split(" / ")[1] for row in rows] == ["1.39", "2.08"]
+    assert "trivial baseline (val loss 1.39, 2.08:" in findings(runs)[0]
+    assert "task_args=" not in " ".join(findings(runs))
+
+
+def test_study_page_marks_diverged_runs_and_keeps_the_solved_line_in_view(tmp_path):
+    """A diverged run's last val MSE (8e+26) stretched the outcome axis over
+    28 decades: the solved line at 0.01 fell below it, its label over the x
+    tick labels, and nothing said which runs diverged. Now a diverged run is a
+    cross at the top ("diverged (NaN/Inf loss)"), and the axis holds 0.01."""
+    import dataclasses
+
+    from seqvg.report_study import study_page
+
+    plain = _study_run(tmp_path, "a", cell="rnn", length=20)
+    bad = _study_run(tmp_path, "b", cell="rnn", length=20, clip=1.0)
+    bad = dataclasses.replace(bad, summary={**bad.summary, "status": "diverged", "diverged_at_step": 1,
+                                            "final": {"val_loss": 8e26, "val_metric": 8e26}})
+    fig = plt.figure(figsize=(11, 8.5))
+    study_page(fig, [plain, bad])
+    ax_out = fig.axes[0]
+    low, high = ax_out.get_ylim()
+    assert low <= 0.01 / 1.5 and high < 100, (low, high)
+    crosses = [line for line in ax_out.get_lines() if line.get_marker() == "X"]
+    assert len(crosses) == 1
+    assert "diverged (NaN/Inf loss)" in [t for texts in _legend_texts(fig) for t in texts]
+    plt.close(fig)
+
+
+def test_diagnose_of_a_study_lists_its_runs_by_length_like_the_report(tmp_path, tiny_run):
+    """`seqvg diagnose runs/assignment-1-vanishing` listed T100, T200, T25,
+    T50 (the directory listing's order); the report sorts by length. Runs
+    named one by one keep the order given."""
+    import shutil
+
+    study = tmp_path / "study"
+    shutil.copytree(tiny_run(cell="rnn", length=10), study / "T10-s0")
+    shutil.copytree(tiny_run(cell="rnn", length=9), study / "T9-s0")
+    result = CliRunner().invoke(cli, ["diagnose", str(study)])
+    assert result.exit_code == 0, result.output
+    heads = [line for line in result.output.splitlines() if line.endswith(":") and "-s0" in line]
+    assert heads == [f"{study / 'T9-s0'}:", f"{study / 'T10-s0'}:"]
+    result = CliRunner().invoke(cli, ["diagnose", str(study / "T10-s0"), str(study / "T9-s0")])
+    heads = [line for line in result.output.splitlines() if line.endswith(":") and "-s0" in line]
+    assert heads == [f"{study / 'T10-s0'}:", f"{study / 'T9-s0'}:"]
+
+
+def test_learning_curves_mark_a_run_that_diverged_at_once(tmp_path):
+    """A run that diverged at step 1 has one metrics row (step 0, val MSE
+    8e+26): a curve of one point, which draws nothing, while it stretched the
+    axes over 28 decades and left the solved line below them. Now its last
+    finite value is a cross, the caption names it, and 0.01 stays in view."""
+    import dataclasses
+
+    from seqvg.report_training import curves_page
+
+    plain = _study_run(tmp_path, "a", cell="rnn", length=20)
+    bad = _study_run(tmp_path, "b", cell="rnn", length=20, clip=1.0)
+    row = {**bad.metrics[0], "val_loss": 8e26, "val_metric": 8e26}
+    bad = dataclasses.replace(bad, metrics=[row], summary={**bad.summary, "status": "diverged",
+                                                           "diverged_at_step": 1})
+    fig = plt.figure(figsize=(11, 8.5))
+    curves_page(fig, [plain, bad])
+    ax_loss, ax_metric = fig.axes[:2]
+    for ax in (ax_loss, ax_metric):
+        assert [line.get_marker() for line in ax.get_lines()].count("X") == 1
+    assert ax_metric.get_ylim()[0] <= 0.01 and ax_loss.get_ylim()[0] <= 1 / 12
+    assert any("A cross: the last finite value of a run that diverged (clip=1 s0)." in t.get_text()
+               for t in fig.texts)
+    plt.close(fig)
+
+
+def test_gradient_flow_says_which_runs_have_no_finite_gradient(tmp_path):
+    """A run whose every probe overflowed (--recurrent-gain 50) has no curve:
+    the page showed its legend entry over nothing, and no word of why."""
+    import dataclasses
+
+    plain = _study_run(tmp_path, "a", cell="rnn", length=20)
+    over = _study_run(tmp_path, "b", cell="rnn", length=20, clip=1.0)
+    over = dataclasses.replace(over, probes={**over.probes, "h": np.full_like(over.probes["h"], np.inf)})
+    fig = plt.figure(figsize=(11, 8.5))
+    gradient_page(fig, [plain, over])
+    assert any(t.get_text().endswith("No finite gradient to draw (NaN or Inf in every probe): clip=1.")
+               for t in fig.texts), [t.get_text() for t in fig.texts]
+    plt.close(fig)
+    fig = plt.figure(figsize=(11, 8.5))
+    gradient_page(fig, [plain])
+    assert not any("No finite gradient" in t.get_text() for t in fig.texts)
+    plt.close(fig)
+
+
+def test_why_page_labels_do_not_run_into_each_other(tmp_path):
+    """Four rows of panels: the right panels' y label, the definition
+    "g_t = ||dL/ds_{t-1}|| / ||dL/ds_t||", was taller than a panel and ran into
+    the next row's; the two-line title touched the first row's panel titles."""
+    from seqvg.report_why import carry_page
+
+    runs = [_study_run(tmp_path, f"T{t}", cell="rnn", length=t) for t in (10, 12, 14, 16, 18)]
+    fig = plt.figure(figsize=(11, 8.5))
+    carry_page(fig, runs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [ax.yaxis.label.get_window_extent(renderer) for ax in fig.axes]
+    for a in labels:
+        for b in labels:
+            assert a is b or not a.overlaps(b), (a, b)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert all(title.y0 > ax.title.get_window_extent(renderer).y1 for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_weight_graph_draws_runs_that_logged_one_row(tmp_path):
+    """`--set steps=20` logs the weight change and gradient norm once (step
+    0 has none): every curve was one point, which a line does not draw, and
+    the weight graph was two empty axes under a caption quoting the values."""
+    import dataclasses
+
+    from seqvg.report_training import weights_page
+
+    runs = []
+    for seed in (0, 1):
+        r = _study_run(tmp_path, f"s{seed}", cell="rnn", length=20, seed=seed)
+        rows = [{**row, "weight_change/rnn_1": math.nan, "weight_change/head": math.nan, "grad_norm": math.nan}
+                if row["step"] == 0 else row for row in r.metrics[:2]]
+        runs.append(dataclasses.replace(r, metrics=rows))
+    fig = plt.figure(figsize=(11, 8.5))
+    weights_page(fig, runs)
+    drawn = [line for ax in fig.axes for line in ax.get_lines() if len(line.get_xdata()) == 1]
+    assert drawn and all(line.get_marker() == "o" for line in drawn)
+    plt.close(fig)
+
+
+def test_the_last_appendix_page_keeps_a_full_pages_panel_size(tmp_path):
+    """13 runs: the appendix's second page held one run, drawn as a single
+    panel the page's whole height (learning curves) or width (heatmaps)."""
+    from seqvg.report import pages
+
+    runs = [_study_run(tmp_path, f"T{t}-s{s}", cell="rnn", length=t, seed=s) for t in (10, 12, 14, 16, 18)
+            for s in (0, 1, 2)][:13]
+    sizes: dict[str, list[tuple[float, float]]] = {}
+    for title, draw in pages(runs):
+        if not title.startswith("Appendix"):
+            continue
+        fig = plt.figure(figsize=(11, 8.5))
+        draw(fig)
+        box = [ax for ax in fig.axes if ax.get_visible() and ax.axison][0].get_position()
+        sizes.setdefault(title.rsplit(" ", 1)[0], []).append((round(box.width, 3), round(box.height, 3)))
+        plt.close(fig)
+    assert set(sizes) == {"Appendix learning curves", "Appendix gradient flow",
+                          "Appendix gradient flow over training"}, sizes
+    for kind, got in sizes.items():
+        assert len(got) == 2 and got[0] == got[1], (kind, got)
+
+
+def test_findings_speak_of_one_unsolved_run_in_the_singular(tmp_path):
+    """"The 1 unsolved ended below the trivial baseline ...: they learned part of the task"."""
+    from seqvg.report_findings import findings
+
+    first = findings([_constructed(tmp_path, val=[0.1] * 11)])[0]
+    assert "The unsolved run ended below the trivial baseline" in first and "it learned part of the task." in first
+    first = findings([_constructed(tmp_path / "a", val=[0.1] * 11), _constructed(tmp_path / "b", val=[0.1] * 11,
+                                                                                 length=20)])[0]
+    assert "The 2 unsolved ended below" in first and "they learned part of the task." in first

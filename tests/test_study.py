@@ -182,12 +182,22 @@ def test_demo_spec_is_what_make_demo_runs():
     ("[grid]\ncell = []\n", "s.toml:2: [grid] cell: expected a non-empty list"),
     ("[grid]\ncolour = ['red']\n", "s.toml:2: [grid] colour: unknown option"),
     ("seed = 3\n", "s.toml:1: seed: unknown option; the seed is set by 'seeds'"),
+    # seed and seeds in [grid] or a [[variant]]: it said "unknown option" alone, of a `seqvg train` option
+    ("[grid]\nseed = [0, 1]\n", "s.toml:2: [grid] seed: unknown option; the seed is set by 'seeds' at the top"),
+    ("[grid]\nseeds = [0, 1]\n", "s.toml:2: [grid] seeds: unknown option; 'seeds' is the study's, set once at "
+                                  "the top of the spec, not in [grid]"),
+    ("[[variant]]\nlabel = 'a'\nseeds = 2\n", "s.toml:3: [variant] seeds: unknown option; 'seeds' is the "
+                                                "study's, set once at the top of the spec, not in [variant]"),
+    ("[[variant]]\nlabel = 'a'\nout = 'x'\n", "s.toml:3: [variant] out: unknown option; 'out' is the study's"),
     ("seeds = 0\n", "s.toml:1: seeds: must be at least 1"),
     ("cell = 'gru'\nforget_bias = 3.0\n", "s.toml:2: forget_bias: --forget-bias applies to --cell lstm only"),
     ("[grid]\nlength = [10, 1]\n", "s.toml:2: [grid] length: --length must be at least 2"),
     ("[[variant]]\nlabel = 'a'\n[[variant]]\ncell = 'gru'\n", "s.toml:3: [variant] label: each [[variant]] needs a label"),
     ("[[variant]]\nlabel = 'a'\n[[variant]]\nlabel = 'b'\nlr = 'fast'\n", "s.toml:5: [variant] lr: expected float"),
     ("units = \n", "s.toml: not valid TOML"),
+    # a task_args value twice: it was a TypeError traceback (a dict is unhashable)
+    ("task = 'temporal-order'\nlength = 20\n[grid]\ntask_args = [{symbols = 2}, {symbols = 2}]\n",
+     "s.toml:4: [grid] task_args: {symbols = 2} given more than once"),
 ])
 def test_spec_errors_name_file_line_and_key(text, where):
     with pytest.raises(SpecError) as e:
@@ -223,6 +233,23 @@ def test_grid_times_variants_times_seeds():
                                "g-T5-s3", "g-T5-s4", "g-T9-s3", "g-T9-s4")
     assert [c.forget_bias for c in study.configs[:4]] == [3.0] * 4
     assert study.out == Path("runs/x") and study.report == Path("reports/x.pdf")
+
+
+def test_a_variant_option_also_in_the_grid_is_refused_not_dropped(tmp_path):
+    """[grid] clip = [1, 2] beside a [[variant]] clip = 3: the grid replaced
+    the variant's 3 in every run, silently, and the runs named "c" had clip 1
+    and 2. Now a spec error at the variant's line; --set clip=... (which
+    removes the key from both) still runs."""
+    text = "task = 'adding'\nlength = 10\n[grid]\nclip = [1.0, 2.0]\n[[variant]]\nlabel = 'c'\nclip = 3.0\n"
+    with pytest.raises(SpecError, match=r"x.toml:7: \[variant\] clip: also in \[grid\], whose values would "
+                                        r"replace variant c's clip = 3.0 in every run"):
+        parse_spec(text, "x.toml")
+    assert [c.clip for c in parse_spec(text, "x.toml", overrides={"clip": 0.5}).configs] == [0.5]
+    spec = tmp_path / "x.toml"
+    spec.write_text(text)
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "also in [grid]" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
 
 
 SWEEP = ["sweep", "--cells", "rnn,gru", "--lengths", "8,12", "--units", "8", "--steps", "60",
@@ -278,3 +305,111 @@ def test_sweep_bad_options():
     assert r.exit_code == 2
     r = CliRunner().invoke(cli, ["sweep", "--length", "50"])
     assert r.exit_code == 2 and "takes --lengths, not --length" in r.output
+
+
+def test_a_probe_only_study_counts_whole_sequence_horizons_with_its_task_parameters(tmp_path, monkeypatch):
+    """recall with pairs=2 reads 3*2 + T steps, not the default 3*8 + T: the
+    results figure's caption compared each horizon with the default's length
+    and said "0 of 1 probes keep it ... over the whole sequence"."""
+    import seqvg.report_view
+
+    said = []
+    real = seqvg.report_view.caption
+    monkeypatch.setattr(seqvg.report_view, "caption", lambda fig, text: (said.append(text), real(fig, text))[1])
+    spec = tmp_path / "po.toml"
+    spec.write_text('name = "po"\ntask = "recall"\nlength = 10\nunits = 8\nprobe_batch = 4\nprobe_only = true\n'
+                    'cell = "lstm"\n[task_args]\npairs = 2\nvocab = 8\n')
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "po"), "--report",
+                                      str(tmp_path / "po.pdf"), "-q"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "po" / "results.csv")))
+    assert rows[0]["h_horizon"] == "16"  # the whole sequence: 3 * 2 + 10
+    assert any("1 of 1 probes keep it above 1e-3" in text for text in said), said
+
+
+def test_results_figure_marks_diverged_runs_instead_of_plotting_their_loss(tmp_path, monkeypatch):
+    """A ReLU RNN at --recurrent-gain 50 diverges at step 1. results.png
+    plotted its last val loss (1e26 and more) on the log axis of final losses,
+    so every other run sat in one corner, and said nothing of the divergence.
+    Now a cross at the top with "1 diverged", and the caption counts it."""
+    import seqvg.report_view
+    import seqvg.results
+
+    figs, said = [], []
+    real_figure, real_caption = seqvg.results.results_figure, seqvg.report_view.caption
+    monkeypatch.setattr(seqvg.results, "results_figure", lambda study, rows: figs.append(real_figure(study, rows))
+                        or figs[-1])
+    monkeypatch.setattr(seqvg.report_view, "caption", lambda fig, text: (said.append(text), real_caption(fig, text))[1])
+    spec = tmp_path / "div.toml"
+    spec.write_text('name = "div"\nlength = 30\nunits = 8\nsteps = 20\neval_every = 10\nval_size = 16\n'
+                    'batch_size = 8\nprobe_batch = 4\ncell = "rnn"\nactivation = "relu"\nrecurrent_init = "identity"\n'
+                    '[grid]\nrecurrent_gain = [1.0, 50.0]\n')
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "o"), "--report",
+                                      str(tmp_path / "r.pdf"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "diverged" in (tmp_path / "o" / "results.csv").read_text()
+    ax_loss = figs[-1].axes[1]
+    assert ax_loss.get_ylim()[1] < 1e3, ax_loss.get_ylim()
+    assert [line.get_marker() for line in ax_loss.get_lines()].count("X") == 1
+    assert "1 diverged" in [t.get_text() for t in ax_loss.texts]
+    assert any("1 diverged (a NaN/Inf loss: crosses at the top)" in text for text in said), said
+
+
+def test_a_spec_report_naming_a_directory_is_a_spec_error(tmp_path, monkeypatch):
+    """report = "runs/x" (an existing directory) in a spec stopped the study
+    with "Error: runs/x: is a directory", exit 1 as if the system had failed,
+    naming neither the spec nor the key; out = a file alike."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "s.toml").write_text('name = "x"\nreport = "runs/x"\nlength = 10\n')
+    result = CliRunner().invoke(cli, ["run", "s.toml"])
+    assert result.exit_code == 2, result.output
+    assert "Error: s.toml:2: report: runs/x is a directory; report is the PDF to write, e.g. runs/x/x.pdf" \
+        in result.output
+    (tmp_path / "t.toml").write_text('name = "t"\nout = "s.toml"\nlength = 10\n')
+    result = CliRunner().invoke(cli, ["run", "t.toml"])
+    assert result.exit_code == 2 and "Error: t.toml:2: out: s.toml is a file; out is the directory of the runs" \
+        in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "s.toml", "t.toml"]
+
+
+def test_a_grid_of_task_args_with_the_defaults_names_that_run():
+    """[grid] task_args = [{symbols = 3}, {}]: the defaults' run was named
+    "-s0", a directory name that every command reads as an option."""
+    study = parse_spec("task = 'temporal-order'\nlength = 20\n[grid]\ntask_args = [{symbols = 3}, {}]\n", "s.toml")
+    assert study.run_names == ("symbols3-s0", "task-defaults-s0")
+
+
+def test_results_figure_of_several_tasks_marks_diverged_runs():
+    """The several-task results.png (a tour) plotted a diverged run's last
+    val MSE, 8e+26, on the adding panel's log axis; now a counted cross."""
+    from seqvg.results_figures import tasks_figure
+
+    study = parse_spec("length = 10\n[grid]\ntask = ['adding', 'parity']\ncell = ['rnn', 'gru']\n", "t.toml")
+    rows = []
+    for name, cfg in zip(study.run_names, study.configs):
+        bad = cfg.task == "adding" and cfg.cell == "rnn"
+        rows.append({"run": name, "task": cfg.task, "task_args": "", "length": cfg.length, "cell": cfg.cell,
+                     "solved": False, "solved_at_step": None, "status": "diverged" if bad else "completed",
+                     "final_val_metric": 8e26 if bad else (0.2 if cfg.task == "adding" else 0.5)})
+    fig = tasks_figure(study, rows)
+    adding = next(ax for ax in fig.axes if ax.get_title().startswith("adding"))
+    assert adding.get_ylim()[1] < 1e3, adding.get_ylim()
+    assert [line.get_marker() for line in adding.get_lines()].count("X") == 1
+    assert "1 diverged" in [t.get_text() for t in adding.texts]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_grid_commands_do_not_list_the_singular_options_they_refuse():
+    """`seqvg compare --help` listed --cell [default: lstm], and `sweep --help`
+    --cell and --length [default: 100], which both refuse ("takes --cells,
+    not --cell")."""
+    help_compare = CliRunner().invoke(cli, ["compare", "--help"]).output
+    help_sweep = CliRunner().invoke(cli, ["sweep", "--help"]).output
+    assert "--cells" in help_compare and "--cell-arg" in help_compare and "--cell CELL" not in help_compare
+    assert "--length" in help_compare  # compare's one length
+    assert "--cell CELL" not in help_sweep and "-T, --length" not in help_sweep and "--lengths" in help_sweep
+    result = CliRunner().invoke(cli, ["sweep", "--length", "50"])
+    assert result.exit_code == 2 and "sweep takes --lengths, not --length" in result.output
