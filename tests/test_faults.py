@@ -247,6 +247,12 @@ def study_with_results_png(w: Path) -> None:
     plt.close(fig)
 
 
+def study_with_png_named_figure(w: Path) -> None:
+    """study_with_results_png, and a copy of its results.png named study/figure (no suffix)."""
+    study_with_results_png(w)
+    shutil.copy(w / "study" / "results.png", w / "study" / "figure")
+
+
 def bad_lr_spec(w: Path) -> None:
     (w / "bad.toml").write_text('name = "bad"\nlr = nan\n')
 
@@ -499,9 +505,13 @@ CASES = [
     Case("study-report-into-a-run", ["run", "spec.toml", "--out", "new", "--report", "run/r.pdf"], 2,
          "Error: Invalid value for '--report': run/r.pdf: inside the run directory run, which holds only the run's "
          "own files"),
-    Case("report-over-results-png", ["report", "study", "-o", "study/results.png"], 1,
-         "Error: study/results.png: exists and is a PNG seqvg wrote (a page, or a study's results.png), not a PDF; "
-         "seqvg replaces a file only with one of its own kind", study_with_results_png),
+    Case("report-over-results-png", ["report", "study", "-o", "study/results.png"], 2,
+         "Error: Invalid value for '--out' / '-o': study/results.png: a report is a PDF, not a .png image",
+         study_with_results_png),
+    # A PNG of seqvg's under a name without an image suffix is not replaced by a report either.
+    Case("report-over-a-seqvg-png-named-otherwise", ["report", "study", "-o", "study/figure"], 1,
+         "Error: study/figure: exists and is a PNG seqvg wrote (a page, or a study's results.png), not a PDF; "
+         "seqvg replaces a file only with one of its own kind", study_with_png_named_figure),
     Case("study-report-over-users-file", ["run", "spec.toml", "--out", "new", "--report", "notes.txt"], 1,
          "Error: notes.txt: exists and seqvg did not write it as a report or page;"),
     # -- outputs that cannot be written: runtime faults, checked before the work
