@@ -98,7 +98,10 @@ def findings(runs: list[Run]) -> list[str]:
         lost.sort(key=lambda item: not item[0])
         unsolved_n = len(v.runs) - len(solved_runs) - len(stopped) - len(diverged)
         base_text = f"the trivial baseline (val loss {', '.join(f'{b:.3g}' for b in bases)}: a model with no memory)"
-        if memoryless:
+        if memoryless and unsolved_n == 1:
+            first += (f" The unsolved run ended at or above {MEMORYLESS:.0%} of {base_text} "
+                      "and learned nothing long-range.")
+        elif memoryless:
             first += (f" Of the {unsolved_n} unsolved, {memoryless} ended at or above {MEMORYLESS:.0%} of {base_text} "
                       "and learned nothing long-range.")
         else:
