@@ -164,7 +164,7 @@ def generate(task, length, task_args, n, seed, out):
     check_writable(out)
     write_dataset(out, task, length, n, seed, task_args)
     shown = "".join(f" {k}={v}" for k, v in bound.params.items())
-    click.echo(f"wrote {out}: {n} samples of {task} T={length}{shown}, seed {seed}")
+    click.echo(f"wrote {out}: {n} sample{'' if n == 1 else 's'} of {task} T={length}{shown}, seed {seed}")
 
 
 @click.command("tasks")

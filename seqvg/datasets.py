@@ -133,4 +133,4 @@ def read_dataset(path) -> dict:
             scored = f"scores the last {t.outputs} steps of each sequence" if t.outputs else "has no mask"
             raise ValueError(f"{path}: mask is not {task}'s ({task} {scored}); seqvg's loss scores the task's own "
                              "steps, so a changed mask would be ignored")
-    return {"x": x, "y": y, "task": task, "length": length, "task_args": t.params}
+    return {"x": x, "y": y, "task": task, "length": length, "task_args": t.params, "path": str(path)}

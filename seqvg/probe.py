@@ -511,8 +511,8 @@ def _batch_for(cfg, batch: dict | None) -> tuple[np.ndarray, np.ndarray]:
         return probe_batch(cfg)
     if batch["task"] != cfg.task or batch["length"] != cfg.length or batch.get("task_args", {}) != cfg.task_args:
         raise ValueError(
-            f"--data holds {batch['task']} T={batch['length']}{_args_text(batch.get('task_args'))}, the model is "
-            f"{cfg.task} T={cfg.length}{_args_text(cfg.task_args)}"
+            f"--data {batch.get('path', '')}".rstrip() + f" holds {batch['task']} T={batch['length']}"
+            f"{_args_text(batch.get('task_args'))}, the model is {cfg.task} T={cfg.length}{_args_text(cfg.task_args)}"
         )
     return batch["x"], batch["y"]
 

@@ -57,6 +57,9 @@ def test_generate_writes_the_probe_batch_of_that_seed(tmp_path):
     np.testing.assert_array_equal(d["x"], x)
     np.testing.assert_array_equal(d["y"], y)
     assert (str(d["task"]), int(d["length"]), int(d["seed"]), int(d["n"])) == ("copy", 7, 3, 5)
+    assert f"wrote {out}: 5 samples of copy T=7" in r.output
+    r = CliRunner().invoke(cli, ["generate", "copy", "-T", "7", "-n", "1", "-o", str(tmp_path / "one.npz")])
+    assert r.exit_code == 0 and ": 1 sample of copy T=7" in r.output, r.output  # it said "1 samples"
 
 
 def test_a_path_option_expands_the_home_tilde(tmp_path, monkeypatch):

@@ -496,6 +496,17 @@ def test_probe_batch_with_data_is_a_usage_error(tmp_path):
             "--probe-batch") in r.output
 
 
+def test_data_of_another_task_names_the_file(tmp_path):
+    """`seqvg probe --task adding --data copy.npz` said '--data holds copy
+    T=10, the model is adding T=10' without the file."""
+    data = tmp_path / "c.npz"
+    r = CliRunner().invoke(cli, ["generate", "copy", "-T", "10", "-n", "4", "-o", str(data)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["probe", "--cell", "rnn", "--length", "10", "--units", "4", "--data", str(data)])
+    assert r.exit_code == 2, r.output
+    assert f"Error: --data {data} holds copy T=10, the model is adding T=10" in r.output
+
+
 def test_probe_of_a_diverged_run_says_it_diverged(tiny_run, tmp_path):
     """A diverged run keeps no model.keras; `seqvg probe RUN` said
     "missing (run status: diverged); only a finished run has a final model",
