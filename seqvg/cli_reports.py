@@ -46,10 +46,10 @@ def report(run_dirs, out, png):
     """
     from seqvg.pdf import image_name_problem
     from seqvg.report import make_report
-    from seqvg.rundir import check_writable, find_runs, run_holding
+    from seqvg.rundir import check_writable, find_runs, inside_run_problem
 
-    if image_name_problem(out):
-        raise click.BadParameter(image_name_problem(out), param_hint="'--out' / '-o'")
+    if problem := image_name_problem(out):
+        raise click.BadParameter(problem, param_hint="'--out' / '-o'")
 
     # Before the work: a report that cannot be saved is not worth drawing.
     # (Whether it would replace a file of the user's, -o or a page PNG, is
@@ -57,11 +57,8 @@ def report(run_dirs, out, png):
     # Not into a run: a run directory holds only the run's own files, and a
     # report or pages there made the study that owns it refuse its directory.
     for option, shown, where in (("--out", out, out.parent), ("--png", png, png)):
-        run = run_holding(where) if where is not None else None
-        if run is not None:
-            raise click.BadParameter(f"{shown}: inside the run directory {run}, which holds only the run's own "
-                                     "files (a study run again, or --overwrite, refuses anything else there); "
-                                     "choose a directory outside it", param_hint=f"'{option}'")
+        if where is not None and (problem := inside_run_problem(shown, where)):
+            raise click.BadParameter(problem, param_hint=f"'{option}'")
     check_writable(out)
     if png is not None:
         check_writable(png, is_dir=True)

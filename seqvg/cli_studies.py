@@ -101,14 +101,15 @@ def split_cells(text: str) -> list[str]:
     """
     from seqvg.config import CELL_REGISTRY, CELLS
 
-    pieces = [c.strip() for c in text.split(",")]
+    raw = text.split(",")
+    pieces = [c.strip() for c in raw]
     out, i = [], 0
     while i < len(pieces):
         piece = pieces[i]
         if piece and piece not in CELLS and piece not in CELL_REGISTRY and ":" not in piece:
             j = next((k for k in range(i + 1, len(pieces)) if ":" in pieces[k]), None)
             if j is not None:
-                joined = ",".join(text.split(",")[i:j + 1]).strip()  # the user's spelling, commas back
+                joined = ",".join(raw[i:j + 1]).strip()  # the user's spelling, commas back
                 if Path(joined.rpartition(":")[0]).expanduser().is_file():
                     out.append(joined)
                     i = j + 1

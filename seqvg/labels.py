@@ -73,12 +73,11 @@ def _token(key: str, value) -> str:
         return f"T={value}"
     if key == "cell":
         return cell_label(str(value))  # a custom cell by its class name, not its path
-    if key == "cell_args":
-        return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (value or {}).items()) \
-            or "no cell args"
-    if key == "task_args":  # a dict: "symbols=3", not Python's "{'symbols': 3}"
+    if key in ("cell_args", "task_args"):  # a dict: "symbols=3", not Python's "{'symbols': 3}"
+        items = (value or {}).items()
         return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in sorted((value or {}).items())) or "no task args"
+                        for k, v in (sorted(items) if key == "task_args" else items)) \
+            or f"no {key.replace('_', ' ')}"
     if key in ("task", "activation", "optimizer"):
         return str(value)
     if key == "recurrent_init":

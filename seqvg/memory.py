@@ -127,7 +127,8 @@ def check_memory(cfg: RunConfig, budget_fraction: float = 0.5, *, training: bool
     # grows the inputs or the sequence: named where it grows this part.
     shrinking = {a: r for a, r in raised_task_args(cfg.task, cfg.task_args).items()
                  if _part_bytes(_with_default(cfg, a), part, training, probe_n) < parts[0][1]}
-    culprit = max({**raised, **shrinking}, key={**raised, **shrinking}.get) if raised or shrinking else options[0]
+    candidates = {**raised, **shrinking}
+    culprit = max(candidates, key=candidates.get) if candidates else options[0]
 
     def name(o: str) -> str | None:
         if names is None:

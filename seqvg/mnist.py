@@ -106,4 +106,3 @@ def generate_mnist(rng: np.random.Generator, n: int, split: str = "train", permu
     if permuted:
         x = x[:, psmnist_permutation()]
     return x[:, :, None], labels[idx].astype(np.int32)
-

@@ -542,6 +542,16 @@ def run_holding(path: Path) -> Path | None:
     return None
 
 
+def inside_run_problem(shown, where: Path) -> str | None:
+    """Why ``shown`` (a report, or pages, to be written in ``where``) cannot
+    go there: ``where`` is a run directory or lies inside one; else None."""
+    run = run_holding(where)
+    if run is None:
+        return None
+    return (f"{shown}: inside the run directory {run}, which holds only the run's own files (a study run again, "
+            "or --overwrite, refuses anything else there); choose a directory outside it")
+
+
 def is_pages_dir(path: Path) -> bool:
     """Whether ``path`` is a directory of report pages: PNG files alone
     (``seqvg report STUDY --png STUDY/pages``). Whether seqvg wrote them is

@@ -228,12 +228,9 @@ def check_study(study: Study, names: dict[str, str] | None = None) -> None:
                 study.report.name in (rundir.RESULTS_CSV, rundir.RESULTS_PNG):
             raise ConfigError(f"{study.report}: the study writes its {study.report.name} there; choose another "
                               "name for the report", "report")
-        if image_name_problem(study.report):
-            raise ConfigError(image_name_problem(study.report), "report")
-        run = rundir.run_holding(study.report.parent)
-        if run is not None:  # a run holds only its own files: the next run of the study would refuse it
-            raise ConfigError(f"{study.report}: inside the run directory {run}, which holds only the run's own "
-                              "files; choose a place outside it for the report", "report")
+        if problem := image_name_problem(study.report) or rundir.inside_run_problem(study.report,
+                                                                                     study.report.parent):
+            raise ConfigError(problem, "report")
         rundir.check_writable(study.report)
         check_replaceable(study.report, "pdf")
     check_study_dir(study)
