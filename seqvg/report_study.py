@@ -19,6 +19,8 @@ from seqvg.report_view import (
     View,
     bottom_legend,
     caption,
+    diverged_cross,
+    headroom,
     log_floor,
     metric_series,
     plot_norms,
@@ -120,12 +122,9 @@ def study_page(fig, runs: list[Run]) -> None:
     # its last finite loss (1e26 and more) would squash every other point.
     diverged = [i for i, r in enumerate(v.runs) if r.summary.get("status") == "diverged" and r.cfg["task"] == task.name]
     if diverged:  # a band at the top for the crosses, above every plotted value
-        low, high = ax_out.get_ylim()
-        log = ax_out.get_yscale() == "log"
-        ax_out.set_ylim(low, high * (high / low) ** 0.12 if log else high + 0.12 * (high - low))
+        headroom(ax_out, 0.12)
     for i in diverged:
-        ax_out.plot([x_of(i)], [0.96], marker="X", markersize=9, color=v.colors[i], markeredgecolor="k",
-                    linestyle="none", transform=ax_out.get_xaxis_transform(), clip_on=False)
+        diverged_cross(ax_out, x_of(i), v.colors[i], y=0.96)
     ax_rate.axhline(0, color="0.5", linewidth=0.8)
     xlabel = axis_name(lab0.axes[0]) if numeric_x else ""
     for ax in (ax_out, ax_rate):

@@ -267,6 +267,26 @@ def seeds_note(v: View) -> str:
     return ";  ".join(parts)
 
 
+def headroom(ax, fraction: float) -> None:
+    """Raises the top of ``ax``'s y range by ``fraction`` of its span (of its
+    decades on a log axis): a band above every plotted value for the crosses
+    of diverged runs (``diverged_cross``)."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high * (high / low) ** fraction if ax.get_yscale() == "log" else high + fraction * (high - low))
+
+
+def diverged_cross(ax, x, color, *, y: float = 0.95, size: float = 9, count: int | None = None,
+                   offset: tuple[int, int] = (7, -3)) -> None:
+    """A cross at data ``x`` and axes fraction ``y`` for diverged runs (a
+    NaN/Inf loss has no outcome to plot), with "N diverged" beside it where
+    ``count`` is given."""
+    ax.plot([x], [y], marker="X", markersize=size, color=color, markeredgecolor="k", linestyle="none",
+            transform=ax.get_xaxis_transform(), clip_on=False)
+    if count is not None:
+        ax.annotate(f"{count} diverged", (x, y), xycoords=("data", "axes fraction"), xytext=offset,
+                    textcoords="offset points", fontsize=7, color="0.25")
+
+
 def caption(fig, text: str) -> None:
     """The page's one-sentence caption at its foot, wrapped to the page width."""
     import textwrap

@@ -48,7 +48,7 @@ def results_figure(study: Study, rows: list[dict]):
     import numpy as np
     from matplotlib.ticker import NullLocator
 
-    from seqvg.report_view import STYLES
+    from seqvg.report_view import STYLES, diverged_cross, headroom
 
     def median(values):
         values = [v for v in values if v is not None and np.isfinite(v)]
@@ -114,13 +114,9 @@ def results_figure(study: Study, rows: list[dict]):
         if finite and min(finite) > 0:
             ax2.set_yscale("log")
         if diverged:  # a band at the top, above every plotted loss, for the crosses
-            low, high = ax2.get_ylim()
-            ax2.set_ylim(low, high * (high / low) ** 0.15 if ax2.get_yscale() == "log" else high + 0.15 * (high - low))
+            headroom(ax2, 0.15)
             for x, color, n in diverged:
-                ax2.plot([x], [0.95], marker="X", markersize=9, color=color, markeredgecolor="k", linestyle="none",
-                         transform=ax2.get_xaxis_transform(), clip_on=False)
-                ax2.annotate(f"{n} diverged", (x, 0.95), xycoords=("data", "axes fraction"), xytext=(7, -3),
-                             textcoords="offset points", fontsize=7, color="0.25")
+                diverged_cross(ax2, x, color, count=n)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if by_label:
@@ -162,7 +158,7 @@ def tasks_figure(study: Study, rows: list[dict]):
 
     from seqvg.config import RunConfig
     from seqvg.labels import run_labels
-    from seqvg.report_view import STYLES, caption
+    from seqvg.report_view import STYLES, caption, diverged_cross, headroom
     from seqvg.tasks import get_task
 
     configs = dict(zip(study.run_names, study.configs))
@@ -202,10 +198,7 @@ def tasks_figure(study: Study, rows: list[dict]):
                           if r["final_val_metric"] is not None and r.get("status") != "diverged"]
                 n_diverged = sum(r.get("status") == "diverged" for r in runs)
                 if n_diverged:
-                    ax.plot([x], [0.95], marker="X", markersize=8, color=style["color"], markeredgecolor="k",
-                            linestyle="none", transform=ax.get_xaxis_transform(), clip_on=False)
-                    ax.annotate(f"{n_diverged} diverged", (x, 0.95), xycoords=("data", "axes fraction"),
-                                xytext=(6, -3), textcoords="offset points", fontsize=7, color="0.25")
+                    diverged_cross(ax, x, style["color"], size=8, count=n_diverged, offset=(6, -3))
                 solved = sum(r["solved"] in (True, "True") for r in runs)
                 y = float(np.median(values)) if values else np.nan
                 ax.plot([x], [y], markersize=8, linestyle="none",
@@ -231,8 +224,7 @@ def tasks_figure(study: Study, rows: list[dict]):
         else:
             ax.set_yscale("log")
             if any(r.get("status") == "diverged" for r in group):  # room at the top for the crosses
-                low, high = ax.get_ylim()
-                ax.set_ylim(low, high * (high / low) ** 0.15)
+                headroom(ax, 0.15)
         ax.set_ylabel(f"final validation {task.metric_name}", fontsize=8)
         title = name + (f" {args}" if args else "")
         ax.set_title(title + "\n" + ", ".join(shared), fontsize=9)
